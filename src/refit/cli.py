@@ -1,5 +1,10 @@
 """The ``refit`` command."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(help="refit: keep production models from drifting.", no_args_is_help=True)
@@ -11,3 +16,45 @@ def version() -> None:
     from refit import __version__
 
     typer.echo(__version__)
+
+
+@app.command()
+def demo(
+    output: Annotated[
+        Path, typer.Option(help="Working folder: store, pipeline root, data, summary.")
+    ] = Path("refit-demo"),
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Also write the timeline as JSON here.")
+    ] = None,
+    windows: Annotated[int, typer.Option(min=8, help="Weekly windows to replay.")] = 10,
+    rows: Annotated[int, typer.Option(min=200, help="Rows per window.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the built-in dataset.")] = 7,
+) -> None:
+    """Replay a built-in dataset through the whole retraining loop with kfp.local.
+
+    Shows a quiet window, a retrain caused by drift, a promoted challenger, a bad window blocked
+    by validation, and a retrain caused by accuracy decay after a concept change.
+    """
+    from refit.demo.data import DemoScenario
+    from refit.pipelines.demo import run_demo
+
+    run_demo(
+        output,
+        DemoScenario(windows=windows, rows=rows, seed=seed),
+        summary_json=summary_json,
+    )
+
+
+@app.command()
+def compile(  # noqa: A001 - the verb users type
+    output: Annotated[Path, typer.Option(help="Where to write the compiled pipeline YAML.")] = Path(
+        "retraining.yaml"
+    ),
+) -> None:
+    """Compile the retraining pipeline to KFP IR YAML for a cluster."""
+    from kfp import compiler
+
+    from refit.pipelines.retraining import retraining_pipeline
+
+    compiler.Compiler().compile(retraining_pipeline, str(output))
+    typer.echo(f"wrote {output}")

@@ -1,0 +1,42 @@
+"""KFP component: feature drift of a window against the champion's training data."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+
+from refit.images import component_image
+
+
+@dsl.component(base_image=component_image(), install_kfp_package=False)
+def detect_drift(
+    snapshot: Input[Dataset],
+    store_uri: str,
+    model_name: str,
+    target: str,
+    drift: Output[Artifact],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    time_column: str = "",
+    run_label: str = "",
+) -> NamedTuple("Outputs", [("drift_share", float)]):
+    """Run the per-feature drift tests; writes drift JSON, an HTML report and the drift share."""
+    import json
+    from collections import namedtuple
+
+    from refit import steps
+
+    out = steps.detect_drift(
+        snapshot.path,
+        store_uri,
+        model_name,
+        target,
+        time_column=time_column,
+        run_label=run_label,
+    )
+    with open(drift.path, "w", encoding="utf-8") as f:
+        json.dump(out.result, f, sort_keys=True)
+    with open(report.path, "w", encoding="utf-8") as f:
+        f.write(out.html)
+    metrics.log_metric("drift_share", out.drift_share)
+    return namedtuple("Outputs", ["drift_share"])(out.drift_share)

@@ -1,0 +1,44 @@
+"""KFP component: challenger vs champion on the same holdout, through the promotion gate."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from refit.images import component_image
+
+
+@dsl.component(base_image=component_image(), install_kfp_package=False)
+def evaluate_model(
+    model: Input[Model],
+    holdout: Input[Dataset],
+    store_uri: str,
+    model_name: str,
+    gate_json: str,
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    run_label: str = "",
+) -> NamedTuple("Outputs", [("blessed", bool), ("reasons", str), ("metrics_json", str)]):
+    """Gate the challenger; ``reasons`` is a JSON list, ``metrics_json`` its scalar metrics."""
+    import json
+    from collections import namedtuple
+
+    from refit import steps
+
+    out = steps.evaluate_model(
+        model.path, holdout.path, store_uri, model_name, json.loads(gate_json), run_label=run_label
+    )
+    scalars = steps.scalar_metrics(out.challenger)
+    for name, value in scalars.items():
+        metrics.log_metric(name, value)
+    if out.champion is not None:
+        for name, value in steps.scalar_metrics(out.champion).items():
+            metrics.log_metric(f"champion_{name}", value)
+    labels = [str(label) for label in out.challenger["labels"]]
+    classification_metrics.log_confusion_matrix(labels, out.challenger["confusion_matrix"])
+    roc = out.challenger.get("roc_curve")
+    if roc:
+        classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    return namedtuple("Outputs", ["blessed", "reasons", "metrics_json"])(
+        out.blessed, json.dumps(out.reasons), json.dumps(scalars)
+    )

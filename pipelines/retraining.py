@@ -1,0 +1,164 @@
+"""The retraining pipeline: snapshot -> validate -> drift -> decide -> train -> evaluate -> register -> promote.
+
+Compiled YAML is committed beside this file (``retraining.yaml``) and kept fresh by a test.
+"""
+
+import json
+
+from kfp import dsl
+
+from refit.components import (
+    decide_retrain,
+    detect_drift,
+    evaluate_model,
+    promote_model,
+    register_model,
+    snapshot_data,
+    train_model,
+    validate_data,
+)
+
+#: Policy used when a run is started without one.
+DEFAULT_POLICY = {
+    "drift_share_threshold": 0.3,
+    "metric": "accuracy",
+    "metric_threshold": 0.8,
+    "consecutive_windows": 2,
+    "cooldown_windows": 0,
+}
+
+#: Promotion gate used when a run is started without one.
+DEFAULT_GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.7}, "max_degradation": 0.01}
+
+
+def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    # Every step reads mutable registry state (the champion, the policy state) or the latest
+    # data; KFP's cache keys on parameters, not on that state, so a cached step could be stale.
+    return task.set_caching_options(False)
+
+
+@dsl.pipeline(
+    name="refit-retraining",
+    description="Validate a window of data, detect drift, decide by policy, retrain, gate, promote.",
+)
+def retraining_pipeline(
+    data_uri: str,
+    store_uri: str,
+    model_name: str = "model",
+    target: str = "label",
+    time_column: str = "",
+    policy_json: str = json.dumps(DEFAULT_POLICY),
+    gate_json: str = json.dumps(DEFAULT_GATE),
+    trainer: str = "xgboost",
+    params_json: str = "{}",
+    seed: int = 0,
+    holdout_fraction: float = 0.25,
+    deploy_target: str = "local",
+    now: str = "",
+    run_label: str = "",
+):
+    """Run one retraining iteration over the window at ``data_uri``.
+
+    Args:
+        data_uri: CSV or Parquet window (local path or gs:// URI).
+        store_uri: Root of refit's store: snapshots, registry, audit log.
+        model_name: Registered model name.
+        target: Label column.
+        time_column: Optional event-time column (recorded, excluded from features).
+        policy_json: Retrain policy (JSON).
+        gate_json: Promotion gate (JSON).
+        trainer: Trainer name (xgboost, random_forest, logistic_regression).
+        params_json: Trainer hyper-parameters (JSON).
+        seed: Seed for the holdout split and training.
+        holdout_fraction: Share of the window held out for evaluation.
+        deploy_target: Deployment target name (``local`` in the embedded mode).
+        now: Decision time (ISO 8601); empty means the current time.
+        run_label: Label of this run in the audit log.
+    """
+    snap = _no_cache(
+        snapshot_data(
+            data_uri=data_uri,
+            store_uri=store_uri,
+            model_name=model_name,
+            time_column=time_column,
+            run_label=run_label,
+        )
+    )
+    valid = _no_cache(
+        validate_data(
+            snapshot=snap.outputs["snapshot"],
+            store_uri=store_uri,
+            model_name=model_name,
+            target=target,
+            run_label=run_label,
+        )
+    )
+    with dsl.If(valid.outputs["passed"] == True, name="data-valid"):  # noqa: E712 (KFP condition)
+        drift = _no_cache(
+            detect_drift(
+                snapshot=snap.outputs["snapshot"],
+                store_uri=store_uri,
+                model_name=model_name,
+                target=target,
+                time_column=time_column,
+                run_label=run_label,
+            )
+        )
+        decision = _no_cache(
+            decide_retrain(
+                snapshot=snap.outputs["snapshot"],
+                drift=drift.outputs["drift"],
+                store_uri=store_uri,
+                model_name=model_name,
+                target=target,
+                policy_json=policy_json,
+                now=now,
+                run_label=run_label,
+            )
+        )
+        with dsl.If(decision.outputs["retrain"] == True, name="retrain"):  # noqa: E712
+            trained = _no_cache(
+                train_model(
+                    snapshot=snap.outputs["snapshot"],
+                    store_uri=store_uri,
+                    model_name=model_name,
+                    target=target,
+                    trainer=trainer,
+                    params_json=params_json,
+                    seed=seed,
+                    holdout_fraction=holdout_fraction,
+                    time_column=time_column,
+                    run_label=run_label,
+                )
+            )
+            evaluation = _no_cache(
+                evaluate_model(
+                    model=trained.outputs["model"],
+                    holdout=trained.outputs["holdout"],
+                    store_uri=store_uri,
+                    model_name=model_name,
+                    gate_json=gate_json,
+                    run_label=run_label,
+                )
+            )
+            with dsl.If(evaluation.outputs["blessed"] == True, name="blessed"):  # noqa: E712
+                registered = _no_cache(
+                    register_model(
+                        model=trained.outputs["model"],
+                        store_uri=store_uri,
+                        model_name=model_name,
+                        snapshot_sha256=snap.outputs["sha256"],
+                        metrics_json=evaluation.outputs["metrics_json"],
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                        run_label=run_label,
+                    )
+                )
+                _no_cache(
+                    promote_model(
+                        store_uri=store_uri,
+                        model_name=model_name,
+                        version=registered.outputs["version"],
+                        target=deploy_target,
+                        run_label=run_label,
+                    )
+                )
