@@ -19,7 +19,23 @@ def decide_retrain(
     now: str = "",
     run_label: str = "",
 ) -> NamedTuple("Outputs", [("retrain", bool), ("reasons", str)]):
-    """Decide whether to retrain; ``reasons`` is a JSON list of readable strings."""
+    """Decide by policy whether to retrain; every decision carries its reasons.
+
+    Args:
+        snapshot: The window (Parquet); the champion is scored on its labels.
+        drift: Output of detect_drift.
+        store_uri: Root of refit's store (the policy's state is kept there).
+        model_name: Model the decision is for.
+        target: Label column.
+        policy_json: Retrain policy (JSON): drift_share_threshold, metric, metric_threshold,
+            consecutive_windows, max_model_age_days, new_data_fraction, cooldown_windows.
+        now: Decision time, ISO 8601; empty means the current time.
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        retrain: Whether to retrain.
+        reasons: JSON list of readable reasons.
+    """
     import json
     from collections import namedtuple
 

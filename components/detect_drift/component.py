@@ -20,7 +20,22 @@ def detect_drift(
     time_column: str = "",
     run_label: str = "",
 ) -> NamedTuple("Outputs", [("drift_share", float)]):
-    """Run the per-feature drift tests; writes drift JSON, an HTML report and the drift share."""
+    """Run the per-feature drift tests of the window against the champion's training data.
+
+    Args:
+        snapshot: The window (Parquet).
+        store_uri: Root of refit's store.
+        model_name: Model whose champion's training snapshot is the reference.
+        target: Label column, excluded from feature drift.
+        time_column: Event-time column, excluded from feature drift.
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        drift: Drift result JSON (``null`` before the first promotion).
+        report: Self-contained HTML report, features sorted by drift.
+        metrics: The drift share.
+        drift_share: Share of features that drifted (0 without a reference).
+    """
     import json
     from collections import namedtuple
 

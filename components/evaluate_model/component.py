@@ -19,7 +19,26 @@ def evaluate_model(
     classification_metrics: Output[ClassificationMetrics],
     run_label: str = "",
 ) -> NamedTuple("Outputs", [("blessed", bool), ("reasons", str), ("metrics_json", str)]):
-    """Gate the challenger; ``reasons`` is a JSON list, ``metrics_json`` its scalar metrics."""
+    """Score challenger and champion on the same holdout and apply the promotion gate.
+
+    With no champion the gate judges absolute thresholds alone and says so; a gate with no
+    thresholds fails closed.
+
+    Args:
+        model: The challenger.
+        holdout: Held-out rows of the current window.
+        store_uri: Root of refit's store.
+        model_name: Model whose champion is compared.
+        gate_json: Promotion gate (JSON): thresholds (metric -> minimum), max_degradation.
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        metrics: Challenger metrics, and the champion's as ``champion_*``.
+        classification_metrics: Challenger confusion matrix and ROC curve.
+        blessed: Whether the challenger may be promoted.
+        reasons: JSON list of every check with its numbers.
+        metrics_json: The challenger's scalar metrics (JSON).
+    """
     import json
     from collections import namedtuple
 

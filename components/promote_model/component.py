@@ -15,7 +15,18 @@ def promote_model(
     target: str = "local",
     run_label: str = "",
 ) -> NamedTuple("Outputs", [("live_version", int)]):
-    """Promote ``version``: the champion alias moves and the old one becomes ``previous``."""
+    """Make ``version`` live: the champion alias moves and the old champion becomes ``previous``.
+
+    Args:
+        store_uri: Root of refit's store.
+        model_name: Model to promote.
+        version: Registered version to make live.
+        target: Deployment target (``local`` in the embedded mode).
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        live_version: The version live after promotion.
+    """
     from collections import namedtuple
 
     from refit import steps

@@ -18,7 +18,20 @@ def register_model(
     run_id: str = "",
     run_label: str = "",
 ) -> NamedTuple("Outputs", [("version", int)]):
-    """Register the model with its metrics and lineage (parent version, data snapshot, run)."""
+    """Register the model as a new immutable version with its lineage.
+
+    Args:
+        model: The blessed challenger.
+        store_uri: Root of refit's store.
+        model_name: Model to register under.
+        snapshot_sha256: Snapshot it was trained on (lineage, and the next drift reference).
+        metrics_json: Its evaluation metrics (JSON).
+        run_id: Pipeline run that produced it.
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        version: The new version number.
+    """
     import json
     from collections import namedtuple
 

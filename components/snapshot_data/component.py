@@ -17,10 +17,22 @@ def snapshot_data(
     time_column: str = "",
     run_label: str = "",
 ) -> NamedTuple("Outputs", [("sha256", str), ("rows", int)]):
-    """Snapshot the window at ``data_uri`` (CSV or Parquet, local or gs://) into the store.
+    """Snapshot the window at ``data_uri`` into the store, content-addressed by sha256.
 
     Caching must stay off for this task: it reads "the latest data", which a KFP cache keyed on
     parameters would serve stale. Downstream tasks key on the snapshot's sha256.
+
+    Args:
+        data_uri: CSV or Parquet path or URI (local, file://, gs://) of the window.
+        store_uri: Root of refit's store (snapshots, registry, audit log).
+        model_name: Model whose audit log records the snapshot.
+        time_column: Optional event-time column; its range is recorded as the snapshot's window.
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        snapshot: The window as Parquet, with sha256, rows and columns in its metadata.
+        sha256: sha256 of the canonical Parquet bytes; names the snapshot in the store.
+        rows: Number of rows.
     """
     from collections import namedtuple
 

@@ -23,7 +23,25 @@ def train_model(
     time_column: str = "",
     run_label: str = "",
 ) -> NamedTuple("Outputs", [("sha256", str)]):
-    """Train on the snapshot minus a seeded holdout; the holdout goes to evaluation."""
+    """Train a challenger on the window minus a seeded holdout, saved in a safe format.
+
+    Args:
+        snapshot: The window (Parquet).
+        store_uri: Root of refit's store.
+        model_name: Model the challenger is for.
+        target: Label column.
+        trainer: Registered trainer: xgboost, random_forest or logistic_regression.
+        params_json: Trainer hyper-parameters (JSON).
+        seed: Seed of the holdout split and the trainer.
+        holdout_fraction: Share of rows held out for evaluation.
+        time_column: Event-time column, excluded from the features.
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        model: Model folder: UBJSON (XGBoost) or skops file plus model.json with its sha256.
+        holdout: The held-out rows (Parquet).
+        sha256: sha256 of the model file.
+    """
     import json
     from collections import namedtuple
 

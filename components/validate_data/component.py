@@ -19,7 +19,25 @@ def validate_data(
     anomalies: Output[Artifact],
     run_label: str = "",
 ) -> NamedTuple("Outputs", [("passed", bool), ("n_anomalies", int)]):
-    """Validate the snapshot against the champion's training data; ``passed`` gates training."""
+    """Validate the window against the champion's training data; ``passed`` gates training.
+
+    Before the first promotion the schema is inferred from the window itself. Anomalies are in
+    TFDV's Anomalies format (text proto), so TFDV and Facets can read them.
+
+    Args:
+        snapshot: The window (Parquet).
+        store_uri: Root of refit's store.
+        model_name: Model whose champion supplies the reference statistics and schema.
+        target: Label column; a window without it is an anomaly.
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        report: Self-contained HTML report (summary, anomalies, per-feature statistics).
+        metrics: Number of anomalies and rows.
+        anomalies: Anomalies text proto (schema written beside it as ``.schema.pbtxt``).
+        passed: True when the window has no anomaly.
+        n_anomalies: Number of anomalies.
+    """
     from collections import namedtuple
 
     from refit import steps
