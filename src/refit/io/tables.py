@@ -1,0 +1,154 @@
+"""Read and write tables (CSV or Parquet) at local, ``file://`` or ``gs://`` URIs."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from refit.errors import DataError
+from refit.io import uri as _uri
+
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+def _is_csv(uri: str) -> bool:
+    lower = uri.lower()
+    return lower.endswith(".csv") or lower.endswith(".csv.gz")
+
+
+def _select(table: pa.Table, columns: list[str] | None, uri: str) -> pa.Table:
+    if columns is None:
+        return table
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"cannot read data at {uri}: missing column(s) {missing}; "
+            f"available: {table.column_names}"
+        )
+    return table.select(columns)
+
+
+def _read_csv(uri: str) -> pa.Table:
+    if _uri.is_gcs(uri):
+        source: pa.NativeFile = pa.BufferReader(_uri.read_bytes(uri))
+        if uri.lower().endswith(".gz"):
+            source = pa.CompressedInputStream(source, "gzip")
+        return pacsv.read_csv(source)
+    path = _uri.local_path(uri)
+    if not path.is_file():
+        raise _uri.UriNotFoundError(f"cannot read data at {uri}: no such file")
+    return pacsv.read_csv(str(path))
+
+
+def _parquet_parts(uri: str) -> list[str]:
+    parts = [
+        p
+        for p in _uri.list_prefix(uri)
+        if p.lower().endswith(PARQUET_SUFFIXES) and not p.rsplit("/", 1)[-1].startswith((".", "_"))
+    ]
+    if not parts:
+        raise _uri.UriNotFoundError(
+            f"cannot read data at {uri}: no such file, and no Parquet files under it"
+        )
+    return parts
+
+
+def _read_parquet_one(uri: str, columns: list[str] | None) -> pa.Table:
+    if _uri.is_gcs(uri):
+        source: str | pa.NativeFile = pa.BufferReader(_uri.read_bytes(uri))
+    else:
+        source = str(_uri.local_path(uri))
+    pfile = pq.ParquetFile(source)
+    names = pfile.schema_arrow.names
+    if columns is not None:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(
+                f"cannot read data at {uri}: missing column(s) {missing}; available: {names}"
+            )
+    return pfile.read(columns=columns)
+
+
+def _read_parquet(uri: str, columns: list[str] | None) -> pa.Table:
+    if _uri.is_gcs(uri):
+        is_file = bool(_uri.split_gcs(uri)[1]) and _uri.exists(uri)
+    else:
+        is_file = _uri.local_path(uri).is_file()
+    if is_file:
+        return _read_parquet_one(uri, columns)
+    tables = [_read_parquet_one(part, columns) for part in _parquet_parts(uri)]
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a table from CSV or Parquet.
+
+    The format follows the suffix: ``.csv`` / ``.csv.gz`` is CSV, anything else Parquet. A
+    folder (or ``gs://`` prefix) of Parquet files is read as one table.
+
+    Args:
+        uri: Local path, ``file://`` URI or ``gs://bucket/key``.
+        columns: Columns to keep, in this order; all if None.
+
+    Returns:
+        The table.
+
+    Raises:
+        DataError: The data cannot be read ("cannot read data at URI: reason"), or a requested
+            column is missing (a ``UriNotFoundError`` when nothing exists at the URI).
+    """
+    try:
+        if _is_csv(uri):
+            return _select(_read_csv(uri), columns, uri)
+        return _read_parquet(uri, columns)
+    except DataError as exc:
+        if str(exc).startswith("cannot read data at"):
+            raise
+        raise type(exc)(f"cannot read data at {uri}: {exc}") from exc
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"cannot read data at {uri}: {exc}") from exc
+
+
+def canonical_parquet_bytes(table: pa.Table) -> bytes:
+    """Serialise a table to Parquet deterministically.
+
+    Same table (same schema and values, whatever its chunking) gives the same bytes: schema
+    metadata (e.g. pandas') is dropped, chunks are combined, compression is zstd, column
+    statistics are written.
+
+    Args:
+        table: The table.
+
+    Returns:
+        Parquet file bytes.
+    """
+    clean = table.replace_schema_metadata(None)
+    fields = [f.remove_metadata() for f in clean.schema]
+    clean = pa.Table.from_arrays(clean.columns, schema=pa.schema(fields)).combine_chunks()
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        clean,
+        sink,
+        compression="zstd",
+        compression_level=3,
+        write_statistics=True,
+        row_group_size=1_000_000,
+        store_schema=True,
+    )
+    return sink.getvalue().to_pybytes()
+
+
+def write_parquet(table: pa.Table, uri: str) -> None:
+    """Write a table as canonical Parquet (see ``canonical_parquet_bytes``).
+
+    Args:
+        table: The table.
+        uri: Destination (local writes are atomic).
+
+    Raises:
+        DataError: The destination cannot be written.
+    """
+    _uri.write_bytes(uri, canonical_parquet_bytes(table))
