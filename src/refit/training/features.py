@@ -1,0 +1,328 @@
+"""Feature specification and encoding: refit, not the model, turns tables into matrices.
+
+The :class:`FeatureSpec` records which columns are numeric, which are categorical (with their
+sorted vocabulary, one-hot encoded; unseen values encode as all zeros) and the sorted list of
+target classes. It is stored beside the model in ``model.json`` so that the same encoding is
+applied at training, evaluation and serving time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from refit.errors import TrainingError
+
+__all__ = [
+    "FeatureSpec",
+    "encode",
+    "encode_target",
+    "infer_feature_spec",
+]
+
+
+@dataclass
+class FeatureSpec:
+    """How a table is turned into a feature matrix and a target vector.
+
+    Attributes:
+        target: Name of the target (label) column.
+        numeric: Numeric feature columns, in encoding order. Missing values stay NaN.
+        categorical: Categorical feature columns mapped to their sorted vocabulary, in encoding
+            order (after the numeric columns). Each value becomes one one-hot column.
+        classes: Sorted target classes; a label is encoded as its index in this list.
+    """
+
+    target: str
+    numeric: list[str] = field(default_factory=list)
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+    classes: list = field(default_factory=list)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Input columns the encoding reads, numeric first then categorical."""
+        return [*self.numeric, *self.categorical]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the encoded matrix columns (``column=value`` for one-hot columns)."""
+        names = list(self.numeric)
+        for column, vocabulary in self.categorical.items():
+            names.extend(f"{column}={value}" for value in vocabulary)
+        return names
+
+    @property
+    def n_features(self) -> int:
+        """Width of the encoded matrix."""
+        return len(self.numeric) + sum(len(v) for v in self.categorical.values())
+
+    @property
+    def n_classes(self) -> int:
+        """Number of target classes."""
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dictionary."""
+        return {
+            "target": self.target,
+            "numeric": list(self.numeric),
+            "categorical": {k: list(v) for k, v in self.categorical.items()},
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        """Build a spec from :meth:`to_dict` output.
+
+        Raises:
+            TrainingError: If a field is missing or unknown.
+        """
+        allowed = {"target", "numeric", "categorical", "classes"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise TrainingError(
+                f"feature spec: unknown field(s) {unknown}; allowed: {sorted(allowed)}"
+            )
+        if "target" not in data:
+            raise TrainingError("feature spec: field 'target' is missing")
+        return cls(
+            target=str(data["target"]),
+            numeric=[str(c) for c in data.get("numeric", [])],
+            categorical={
+                str(k): [str(v) for v in vs] for k, vs in data.get("categorical", {}).items()
+            },
+            classes=list(data.get("classes", [])),
+        )
+
+
+def _is_numeric_type(dtype: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(dtype)
+        or pa.types.is_floating(dtype)
+        or pa.types.is_boolean(dtype)
+        or pa.types.is_decimal(dtype)
+    )
+
+
+def _is_categorical_type(dtype: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_dictionary(dtype)
+        or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(dtype))
+    )
+
+
+def _column(table: pa.Table, name: str, what: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        raise TrainingError(
+            f"{what} column {name!r} is missing from the table (columns: {table.column_names})"
+        )
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column
+
+
+def _check_labels(column: pa.ChunkedArray, target: str) -> None:
+    n_null = column.null_count
+    if n_null:
+        raise TrainingError(f"target column {target!r} has {n_null} null label(s)")
+    if pa.types.is_floating(column.type):
+        n_nan = pc.sum(pc.cast(pc.is_nan(column), pa.int64())).as_py() or 0
+        if n_nan:
+            raise TrainingError(f"target column {target!r} has {n_nan} NaN label(s)")
+        values = column.to_numpy()
+        if np.isinf(values).any():
+            raise TrainingError(f"target column {target!r} has infinite label(s)")
+        if not np.all(values == np.round(values)):
+            raise TrainingError(
+                f"target column {target!r} has non-integral float labels: refit trains "
+                "classifiers only; cast the column to integer or string classes"
+            )
+
+
+def infer_feature_spec(table: pa.Table, target: str, exclude: Iterable[str] = ()) -> FeatureSpec:
+    """Infer the feature spec of a training table.
+
+    Numeric (integer, float, boolean, decimal) columns become numeric features; string and
+    dictionary columns become one-hot categorical features with their sorted vocabulary.
+
+    Args:
+        table: The training table.
+        target: Name of the label column.
+        exclude: Columns that are not features (ids, timestamps).
+
+    Returns:
+        The inferred :class:`FeatureSpec`.
+
+    Raises:
+        TrainingError: If the target column is missing, has null/NaN labels or a single class;
+            if an excluded column does not exist; if a column has an unsupported type; or if no
+            feature columns are left.
+    """
+    exclude = list(exclude)
+    missing_excluded = [c for c in exclude if c not in table.column_names]
+    if missing_excluded:
+        raise TrainingError(
+            f"exclude names column(s) {missing_excluded} that are not in the table "
+            f"(columns: {table.column_names})"
+        )
+    if table.num_rows == 0:
+        raise TrainingError("training table has no rows")
+    labels = _column(table, target, "target")
+    _check_labels(labels, target)
+    if not (_is_numeric_type(labels.type) or _is_categorical_type(labels.type)):
+        raise TrainingError(
+            f"target column {target!r} has unsupported type {labels.type}; "
+            "use integer, boolean or string classes"
+        )
+    classes = sorted(pc.unique(labels).to_pylist())
+    if len(classes) < 2:
+        raise TrainingError(
+            f"target column {target!r} is constant (single class {classes!r}): "
+            "a classifier needs at least two classes"
+        )
+
+    numeric: list[str] = []
+    categorical: dict[str, list[str]] = {}
+    skip = {target, *exclude}
+    for name in table.column_names:
+        if name in skip:
+            continue
+        column = _column(table, name, "feature")
+        if _is_numeric_type(column.type):
+            numeric.append(name)
+        elif _is_categorical_type(column.type):
+            values = pc.unique(column.cast(pa.string())).drop_null().to_pylist()
+            categorical[name] = sorted(values)
+        else:
+            raise TrainingError(
+                f"feature column {name!r} has unsupported type {column.type}; "
+                "pass it in exclude= or cast it to a numeric or string column"
+            )
+    if not numeric and not categorical:
+        raise TrainingError(
+            f"no feature columns: the table has only the target {target!r} and excluded "
+            f"columns {sorted(exclude)}"
+        )
+    return FeatureSpec(target=target, numeric=numeric, categorical=categorical, classes=classes)
+
+
+def encode(table: pa.Table, spec: FeatureSpec) -> np.ndarray:
+    """Encode the feature columns of a table as a float32 matrix.
+
+    Numeric columns are copied as is (missing values become NaN); categorical columns are
+    one-hot encoded in the spec's vocabulary order, and an unseen or missing value encodes as
+    all zeros.
+
+    Args:
+        table: Table holding at least the spec's feature columns.
+        spec: The feature spec.
+
+    Returns:
+        Array of shape ``(table.num_rows, spec.n_features)``, dtype float32.
+
+    Raises:
+        TrainingError: If a feature column is missing or has an incompatible type.
+    """
+    n = table.num_rows
+    out = np.zeros((n, spec.n_features), dtype=np.float32)
+    for j, name in enumerate(spec.numeric):
+        column = _column(table, name, "feature")
+        if not _is_numeric_type(column.type):
+            raise TrainingError(
+                f"feature column {name!r} was numeric at training time but has type {column.type}"
+            )
+        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        out[:, j] = np.asarray(values, dtype=np.float64)
+    offset = len(spec.numeric)
+    for name, vocabulary in spec.categorical.items():
+        column = _column(table, name, "feature")
+        try:
+            strings = column.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise TrainingError(
+                f"feature column {name!r} cannot be read as categorical ({column.type}): {exc}"
+            ) from exc
+        if vocabulary:
+            index = pc.index_in(strings, value_set=pa.array(vocabulary, type=pa.string()))
+            idx = index.to_numpy(zero_copy_only=False)
+            idx = _fill_missing_index(idx)
+            rows = np.nonzero(idx >= 0)[0]
+            out[rows, offset + idx[rows]] = 1.0
+        offset += len(vocabulary)
+    return out
+
+
+def _fill_missing_index(values: np.ndarray) -> np.ndarray:
+    # index_in gives null for values outside the vocabulary; numpy sees NaN or None there.
+    if values.dtype.kind == "f":
+        return np.where(np.isnan(values), -1, values).astype(np.int64)
+    if values.dtype == object:
+        return np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
+    return values.astype(np.int64)
+
+
+def encode_target(table: pa.Table, spec: FeatureSpec) -> np.ndarray:
+    """Encode the target column as class indices into ``spec.classes``.
+
+    Args:
+        table: Table holding the target column.
+        spec: The feature spec.
+
+    Returns:
+        int64 array of class indices.
+
+    Raises:
+        TrainingError: If the target column is missing, has null/NaN labels, or holds labels
+            that are not among the spec's classes.
+    """
+    column = _column(table, spec.target, "target")
+    _check_labels(column, spec.target)
+    lookup = {_key(c): i for i, c in enumerate(spec.classes)}
+    values = column.to_pylist()
+    out = np.empty(len(values), dtype=np.int64)
+    unseen: set[Any] = set()
+    for i, value in enumerate(values):
+        idx = lookup.get(_key(value))
+        if idx is None:
+            unseen.add(value)
+            out[i] = -1
+        else:
+            out[i] = idx
+    if unseen:
+        shown = sorted(map(str, unseen))[:10]
+        raise TrainingError(
+            f"target column {spec.target!r} has label(s) {shown} not among the model's classes "
+            f"{list(spec.classes)}"
+        )
+    return out
+
+
+def _key(value: Any) -> Any:
+    # Labels compare by value across int and float (1 == 1.0, as after a JSON round trip);
+    # bools and strings stay distinct from numbers.
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("num", float(value))
+    return ("str", str(value))
+
+
+def classes_array(spec: FeatureSpec, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Map class indices back to class labels.
+
+    Args:
+        spec: The feature spec.
+        indices: Class indices.
+
+    Returns:
+        Array of labels (dtype chosen by numpy from ``spec.classes``).
+    """
+    return np.asarray(spec.classes)[np.asarray(indices, dtype=np.int64)]
