@@ -1,0 +1,164 @@
+import hashlib
+import json
+import multiprocessing as mp
+
+import pytest
+
+from refit.audit import GENESIS_HASH, AuditLog, canonical_json, record_hash
+from refit.errors import IntegrityError
+
+
+def _log(tmp_path, n=5):
+    log = AuditLog(tmp_path / "sub" / "audit.jsonl")
+    for i in range(n):
+        log.append("event", {"i": i, "note": f"record {i}"})
+    return log
+
+
+def _lines(log):
+    return log.path.read_text().splitlines()
+
+
+def _write_lines(log, lines):
+    log.path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_append_builds_hash_chain(tmp_path):
+    log = _log(tmp_path, 3)
+    records = log.records()
+    assert [r["seq"] for r in records] == [1, 2, 3]
+    assert records[0]["prev_hash"] == GENESIS_HASH
+    for before, after in zip(records, records[1:], strict=False):
+        assert after["prev_hash"] == before["hash"]
+    for r in records:
+        assert set(r) == {"seq", "time", "event", "payload", "prev_hash", "hash"}
+        body = {k: v for k, v in r.items() if k != "hash"}
+
+        expected = hashlib.sha256(
+            json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        assert r["hash"] == expected == record_hash(r)
+    assert log.verify() == []
+
+
+def test_append_returns_record_and_filters_by_event(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl")
+    rec = log.append("promotion", {"version": 2, "t": (1, 2)})
+    log.append("rollback", {"version": 1})
+    assert rec["payload"] == {"version": 2, "t": [1, 2]}  # normalised to JSON
+    assert [r["event"] for r in log.records("promotion")] == ["promotion"]
+    assert log.records()[0] == rec
+    assert AuditLog(tmp_path / "missing.jsonl").records() == []
+    assert AuditLog(tmp_path / "missing.jsonl").verify() == []
+
+
+def test_append_rejects_bad_input(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl")
+    with pytest.raises(ValueError, match="not JSON-serialisable"):
+        log.append("x", {"obj": object()})
+    with pytest.raises(ValueError, match="non-empty"):
+        log.append("", {})
+    with pytest.raises(ValueError, match="NaN|JSON"):
+        log.append("x", {"v": float("nan")})
+
+
+def test_edited_record_detected(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    rec = json.loads(lines[2])
+    rec["payload"]["note"] = "forged"
+    lines[2] = canonical_json(rec)
+    _write_lines(log, lines)
+    problems = log.verify()
+    assert len(problems) == 1
+    assert "line 3 (seq 3)" in problems[0] and "hash mismatch" in problems[0]
+
+
+def test_edited_record_with_recomputed_hash_breaks_chain(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    rec = json.loads(lines[1])
+    rec["payload"]["note"] = "forged"
+    rec["hash"] = record_hash(rec)
+    lines[1] = canonical_json(rec)
+    _write_lines(log, lines)
+    problems = log.verify()
+    assert any("line 3 (seq 3)" in p and "prev_hash" in p for p in problems)
+
+
+def test_removed_record_detected(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    del lines[2]
+    _write_lines(log, lines)
+    problems = log.verify()
+    assert any("seq 4" in p and "1 record(s) removed" in p for p in problems)
+    assert any("line 3 (seq 4)" in p and "prev_hash" in p for p in problems)
+
+
+def test_reordered_records_detected(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    lines[1], lines[2] = lines[2], lines[1]
+    _write_lines(log, lines)
+    problems = log.verify()
+    assert any("line 3 (seq 2)" in p and "reordered" in p for p in problems)
+    assert any("line 2 (seq 3)" in p and "prev_hash" in p for p in problems)
+
+
+def test_truncated_last_line_detected_and_append_refused(tmp_path):
+    log = _log(tmp_path)
+    data = log.path.read_bytes()
+    log.path.write_bytes(data[:-20])
+    problems = log.verify()
+    assert any("line 5" in p and "truncated" in p for p in problems)
+    with pytest.raises(IntegrityError, match="truncated"):
+        log.append("event", {})
+
+
+def test_garbage_line_detected(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    lines.insert(2, "this is not json")
+    _write_lines(log, lines)
+    problems = log.verify()
+    assert any(p.startswith("line 3:") and "garbage" in p for p in problems)
+    with pytest.raises(IntegrityError, match="line 3"):
+        log.records()
+
+
+def test_whole_records_cut_off_end_detected_by_head(tmp_path):
+    log = _log(tmp_path)
+    lines = _lines(log)
+    _write_lines(log, lines[:3])
+    problems = log.verify()
+    assert any("head file records seq 5" in p and "seq 3" in p for p in problems)
+
+
+def test_garbage_last_line_refuses_append(tmp_path):
+    log = _log(tmp_path, 2)
+    with open(log.path, "a") as fh:
+        fh.write("{broken\n")
+    with pytest.raises(IntegrityError, match="not a valid audit record"):
+        log.append("event", {})
+
+
+def _append_many(path, worker, n):
+    log = AuditLog(path)
+    for i in range(n):
+        log.append("concurrent", {"worker": worker, "i": i})
+
+
+def test_concurrent_appends_from_processes_keep_chain(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(path), w, 10)) for w in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    log = AuditLog(path)
+    records = log.records()
+    assert [r["seq"] for r in records] == list(range(1, 61))
+    assert log.verify() == []

@@ -1,0 +1,138 @@
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from refit.deploy import LocalTarget, Rollout, available_targets, get_target, register_target
+from refit.errors import ConflictError, IntegrityError, RegistryError
+from refit.registry import ModelRegistry
+
+
+def make_model_dir(root: Path, content: bytes, name: str) -> Path:
+    d = Path(root) / f"model-{name}"
+    d.mkdir(parents=True)
+    (d / "model.skops").write_bytes(content)
+    meta = {"file": "model.skops", "sha256": hashlib.sha256(content).hexdigest()}
+    (d / "model.json").write_text(json.dumps(meta))
+    return d
+
+
+@pytest.fixture
+def reg(tmp_path):
+    reg = ModelRegistry(str(tmp_path / "store"), "churn")
+    for i in (1, 2, 3):
+        reg.register(
+            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
+            metrics={"accuracy": 0.8 + i / 100},
+            snapshot_sha256=f"{i}" * 64,
+            parent_version=i - 1 if i > 1 else None,
+            run_id=f"run-{i}",
+        )
+    return reg
+
+
+def test_target_registry(reg):
+    assert "local" in available_targets()
+    target = get_target("local", reg)
+    assert isinstance(target, LocalTarget) and target.registry is reg
+    with pytest.raises(RegistryError, match=r"unknown deploy target 'nope'.*'local'"):
+        get_target("nope", reg)
+    register_target("local", LocalTarget)  # same class again: fine
+
+    class Other(LocalTarget):
+        pass
+
+    with pytest.raises(RegistryError, match="already registered"):
+        register_target("local", Other)
+    register_target("test-other", Other)
+    assert isinstance(get_target("test-other", reg), Other)
+
+
+def test_promote_promote_rollback(reg):
+    target = LocalTarget(reg)
+    assert target.live_version() is None
+
+    r1 = target.promote(1, reason="first model")
+    assert (r1.version, r1.previous, r1.action, r1.reason) == (1, None, "promotion", "first model")
+    assert target.live_version() == 1 and reg.get_alias("previous") is None
+    assert reg.get(1).status == "champion"
+
+    r2 = target.promote(2, reason="challenger blessed")
+    assert (r2.version, r2.previous) == (2, 1)
+    assert reg.aliases() == {"champion": 2, "previous": 1}
+    assert reg.get(2).status == "champion" and reg.get(1).status == "previous"
+    assert reg.reference_snapshot() == "2" * 64
+
+    rb = target.rollback(reason="error rate up")
+    assert (rb.version, rb.previous, rb.action, rb.reason) == (1, 2, "rollback", "error rate up")
+    assert target.live_version() == 1
+    assert reg.get_alias("previous") is None  # cleared after a rollback
+    assert reg.get(1).status == "champion"
+    assert reg.get(2).status == "rolled_back"
+    assert reg.get(3).status == "registered"
+
+    with pytest.raises(RegistryError, match="cannot roll back model 'churn': no previous"):
+        target.rollback(reason="again")
+
+    events = reg.audit.records()
+    deploy = [r for r in events if r["event"] in ("promotion", "rollback")]
+    assert [(r["event"], r["payload"]["version"], r["payload"]["previous"]) for r in deploy] == [
+        ("promotion", 1, None),
+        ("promotion", 2, 1),
+        ("rollback", 1, 2),
+    ]
+    assert deploy[2]["payload"]["reason"] == "error rate up"
+    assert reg.audit.verify() == []
+    assert target.history() == [r1, r2, rb]
+    assert Rollout.from_dict(rb.to_dict()) == rb
+
+
+def test_third_promotion_retires_old_previous(reg):
+    target = LocalTarget(reg)
+    target.promote(1, reason="a")
+    target.promote(2, reason="b")
+    target.promote(3, reason="c")
+    assert reg.aliases() == {"champion": 3, "previous": 2}
+    assert [v.status for v in reg.list_versions()] == ["retired", "previous", "champion"]
+
+
+def test_rollback_without_any_promotion(reg):
+    with pytest.raises(RegistryError, match="no previous version"):
+        LocalTarget(reg).rollback(reason="x")
+
+
+def test_promote_errors(reg):
+    target = LocalTarget(reg)
+    with pytest.raises(RegistryError, match="no version 9"):
+        target.promote(9, reason="x")
+    target.promote(1, reason="x")
+    with pytest.raises(RegistryError, match="already the champion"):
+        target.promote(1, reason="x")
+    (Path(reg.get(2).model_uri) / "model.skops").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError):
+        target.promote(2, reason="x")
+    assert target.live_version() == 1
+    assert len(reg.audit.records("promotion")) == 1
+
+
+def test_promote_loses_cas_to_concurrent_writer(reg, monkeypatch):
+    target = LocalTarget(reg)
+    target.promote(1, reason="x")
+    real_aliases = reg.aliases
+    calls = {"n": 0}
+
+    def stale_then_real():
+        # The first read (inside promote, before the lock) sees a stale champion
+        calls["n"] += 1
+        if calls["n"] == 1:
+            reg.set_alias("champion", 3)  # a concurrent writer moves the champion
+            return {"champion": 1}
+        return real_aliases()
+
+    monkeypatch.setattr(reg, "aliases", stale_then_real)
+    with pytest.raises(ConflictError, match="'champion'.*expected version 1 but it is 3"):
+        target.promote(2, reason="x")
+    monkeypatch.undo()
+    assert reg.get_alias("champion") == 3
+    assert len(reg.audit.records("promotion")) == 1

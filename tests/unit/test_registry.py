@@ -1,0 +1,254 @@
+import hashlib
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+
+from refit.errors import ConflictError, IntegrityError, RegistryError
+from refit.registry import ANY, ModelRegistry, ModelVersion
+
+
+def make_model_dir(root: Path, content: bytes = b"model-bytes", name: str = "m") -> Path:
+    """A hand-made model directory: a model file plus model.json with its sha256."""
+    d = Path(root) / f"model-{name}"
+    d.mkdir(parents=True)
+    (d / "model.ubj").write_bytes(content)
+    meta = {
+        "file": "model.ubj",
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "format": "ubj",
+        "trainer": "xgboost",
+    }
+    (d / "model.json").write_text(json.dumps(meta))
+    return d
+
+
+def register(reg, tmp_path, name, parent=None, snapshot="s" * 64, metrics=None):
+    return reg.register(
+        make_model_dir(tmp_path, name.encode(), name),
+        metrics=metrics or {"accuracy": 0.9},
+        snapshot_sha256=snapshot,
+        parent_version=parent,
+        run_id=f"run-{name}",
+    )
+
+
+@pytest.fixture
+def reg(tmp_path):
+    return ModelRegistry(str(tmp_path / "store"), "churn")
+
+
+def test_register_copies_and_records_lineage(reg, tmp_path):
+    v1 = register(reg, tmp_path, "a", metrics={"accuracy": 0.91, "f1": 0.8})
+    v2 = reg.register(
+        make_model_dir(tmp_path, b"bbb", "b"),
+        metrics={"accuracy": 0.93},
+        snapshot_sha256="f" * 64,
+        parent_version=1,
+        run_id="run-b",
+        extra={"trainer": "xgboost"},
+    )
+    assert (v1.version, v2.version) == (1, 2)
+    assert v1.status == "registered"
+    assert v2.parent_version == 1 and v2.run_id == "run-b" and v2.snapshot_sha256 == "f" * 64
+    assert v2.metrics == {"accuracy": 0.93} and v2.extra == {"trainer": "xgboost"}
+    assert v2.sha256 == hashlib.sha256(b"bbb").hexdigest()
+    assert v2.created_at.endswith("+00:00")
+    folder = Path(v2.model_uri)
+    assert folder == tmp_path / "store" / "models" / "churn" / "versions" / "2"
+    assert (folder / "model.ubj").read_bytes() == b"bbb"
+    on_disk = json.loads((folder / "version.json").read_text())
+    assert on_disk["version"] == 2 and "status" not in on_disk
+    assert reg.get(2) == v2
+    assert [v.version for v in reg.list_versions()] == [1, 2]
+    assert ModelVersion.from_dict(v2.to_dict()) == v2
+    events = [r["event"] for r in reg.audit.records()]
+    assert events == ["registration", "registration"]
+
+
+def test_register_file_uri_and_reopen(tmp_path):
+    reg = ModelRegistry(f"file://{tmp_path / 'store'}", "m")
+    register(reg, tmp_path, "a")
+    assert ModelRegistry(str(tmp_path / "store"), "m").get(1).run_id == "run-a"
+
+
+def test_register_rejects_tampered_model_dir(reg, tmp_path):
+    d = make_model_dir(tmp_path, b"good", "x")
+    (d / "model.ubj").write_bytes(b"evil")
+    with pytest.raises(IntegrityError, match="model.ubj.*does not match"):
+        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_id="r")
+    assert reg.list_versions() == []
+    assert not list((reg.root / "versions").glob(".tmp-*"))
+
+
+def test_register_rejects_bad_inputs(reg, tmp_path):
+    with pytest.raises(RegistryError, match="not a directory"):
+        reg.register(
+            tmp_path / "nope", metrics={}, snapshot_sha256="", parent_version=None, run_id="r"
+        )
+    d = tmp_path / "nometa"
+    d.mkdir()
+    with pytest.raises(RegistryError, match="no model.json"):
+        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_id="r")
+    (d / "model.json").write_text(json.dumps({"file": "../x", "sha256": "0" * 64}))
+    with pytest.raises(RegistryError, match="plain file name"):
+        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_id="r")
+    good = make_model_dir(tmp_path, b"a", "a")
+    with pytest.raises(RegistryError, match="parent_version 7 does not exist"):
+        reg.register(good, metrics={}, snapshot_sha256="", parent_version=7, run_id="r")
+    with pytest.raises(RegistryError, match="not JSON-serialisable"):
+        reg.register(
+            good, metrics={"a": object()}, snapshot_sha256="", parent_version=None, run_id="r"
+        )
+    with pytest.raises(RegistryError, match="gs://"):
+        ModelRegistry("gs://bucket/x", "m")
+    with pytest.raises(RegistryError, match="model_name"):
+        ModelRegistry(str(tmp_path), "../evil")
+
+
+def test_get_unknown_version(reg, tmp_path):
+    register(reg, tmp_path, "a")
+    with pytest.raises(RegistryError, match=r"no version 5 \(versions: \[1\]\)"):
+        reg.get(5)
+    with pytest.raises(RegistryError, match="positive integer"):
+        reg.get(0)
+
+
+def test_verify_detects_tampered_registered_file(reg, tmp_path):
+    v = register(reg, tmp_path, "a")
+    assert reg.verify(1) == v
+    (Path(v.model_uri) / "model.ubj").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match="version 1.*registered"):
+        reg.verify(1)
+    with pytest.raises(IntegrityError):
+        reg.load_model(1)  # refuses before it ever imports the training loader
+
+
+def test_verify_detects_tampered_model_json(reg, tmp_path):
+    v = register(reg, tmp_path, "a")
+    content = b"other"
+    (Path(v.model_uri) / "model.ubj").write_bytes(content)
+    meta = json.loads((Path(v.model_uri) / "model.json").read_text())
+    meta["sha256"] = hashlib.sha256(content).hexdigest()
+    (Path(v.model_uri) / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(IntegrityError):
+        reg.verify(1)
+
+
+def test_aliases_cas(reg, tmp_path):
+    register(reg, tmp_path, "a")
+    register(reg, tmp_path, "b")
+    assert reg.get_alias("champion") is None and reg.champion() is None
+    assert reg.reference_snapshot() is None
+    reg.set_alias("champion", 1, expected=None)
+    assert reg.get_alias("champion") == 1
+    with pytest.raises(ConflictError) as info:
+        reg.set_alias("champion", 2, expected=None)
+    msg = str(info.value)
+    assert "'champion'" in msg and "expected version None" in msg and "it is 1" in msg
+    reg.set_alias("champion", 2, expected=1)
+    assert reg.champion().version == 2
+    assert reg.reference_snapshot() == "s" * 64
+    reg.set_alias("champion", 1)  # unconditional (expected=ANY)
+    reg.set_alias("champion", 2, expected=ANY)
+    assert reg.aliases() == {"champion": 2}
+    reg.set_alias("champion", None, expected=2)
+    assert reg.get_alias("champion") is None
+    assert json.loads((reg.root / "aliases.json").read_text()) == {}
+
+
+def test_set_alias_to_missing_version_fails(reg, tmp_path):
+    register(reg, tmp_path, "a")
+    with pytest.raises(RegistryError, match="no version 3"):
+        reg.set_alias("champion", 3)
+    with pytest.raises(RegistryError, match="alias name"):
+        reg.set_alias("bad name", 1)
+    assert reg.aliases() == {}
+
+
+def test_status_is_mutable_but_version_json_is_not(reg, tmp_path):
+    v = register(reg, tmp_path, "a")
+    before = (Path(v.model_uri) / "version.json").read_bytes()
+    reg.set_status(1, "champion")
+    assert reg.get(1).status == "champion"
+    assert (Path(v.model_uri) / "version.json").read_bytes() == before
+    with pytest.raises(RegistryError, match="status 'bogus'"):
+        reg.set_status(1, "bogus")
+
+
+def test_state_roundtrip(reg):
+    assert reg.read_state("policy") is None
+    reg.write_state("policy", {"windows_since_retrain": 2, "metric_history": [0.9]})
+    assert reg.read_state("policy") == {"windows_since_retrain": 2, "metric_history": [0.9]}
+    assert (reg.root / "state" / "policy.json").is_file()
+    with pytest.raises(RegistryError, match="state key"):
+        reg.write_state("../x", {})
+    with pytest.raises(RegistryError, match="not JSON-serialisable"):
+        reg.write_state("policy", {"x": object()})
+    assert reg.read_state("policy")["windows_since_retrain"] == 2
+    assert not list((reg.root / "state").glob(".*tmp"))
+
+
+# ---------------------------------------------------------------- real concurrency (processes)
+
+
+def _register_worker(store, tmp, i, start_at):
+    reg = ModelRegistry(store, "churn")
+    d = make_model_dir(Path(tmp), f"content-{i}".encode() * 1000, f"w{i}")
+    time.sleep(max(0.0, start_at - time.time()))
+    v = reg.register(
+        d, metrics={"i": i}, snapshot_sha256="", parent_version=None, run_id=f"run-{i}"
+    )
+    return v.version, v.run_id
+
+
+def _cas_worker(store, version, start_at):
+    reg = ModelRegistry(store, "churn")
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        reg.set_alias("champion", version, expected=1)
+    except ConflictError as exc:
+        return "conflict", str(exc)
+    return "won", version
+
+
+def test_concurrent_registrations_get_distinct_versions(tmp_path):
+    store = str(tmp_path / "store")
+    ctx = mp.get_context("spawn")
+    start_at = time.time() + 3.0
+    with ctx.Pool(8) as pool:
+        results = pool.starmap(
+            _register_worker, [(store, str(tmp_path / f"src{i}"), i, start_at) for i in range(8)]
+        )
+    versions = sorted(v for v, _ in results)
+    assert versions == list(range(1, 9))
+    reg = ModelRegistry(store, "churn")
+    for version, run_id in results:
+        mv = reg.verify(version)  # no torn files: full content, right digest
+        assert mv.run_id == run_id
+        i = int(run_id.split("-")[1])
+        assert (Path(mv.model_uri) / "model.ubj").read_bytes() == f"content-{i}".encode() * 1000
+    assert not list((reg.root / "versions").glob(".tmp-*"))
+    assert len(reg.audit.records("registration")) == 8
+    assert reg.audit.verify() == []
+
+
+def test_concurrent_cas_has_exactly_one_winner(tmp_path):
+    store = str(tmp_path / "store")
+    reg = ModelRegistry(store, "churn")
+    for i in range(9):
+        register(reg, tmp_path, f"v{i}")
+    reg.set_alias("champion", 1)
+    ctx = mp.get_context("spawn")
+    start_at = time.time() + 3.0
+    with ctx.Pool(8) as pool:
+        results = pool.starmap(_cas_worker, [(store, v, start_at) for v in range(2, 10)])
+    winners = [r for r in results if r[0] == "won"]
+    losers = [r for r in results if r[0] == "conflict"]
+    assert len(winners) == 1 and len(losers) == 7
+    assert reg.get_alias("champion") == winners[0][1]
+    for _, msg in losers:
+        assert "'champion'" in msg and "expected version 1" in msg
+        assert f"it is {winners[0][1]}" in msg
