@@ -1,4 +1,4 @@
-"""``refit demo``: the whole retraining loop over a built-in, seeded replay, on the embedded default."""
+"""``refit demo``: the whole retraining loop over a built-in, seeded replay, embedded mode."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from refit.pipelines.local import ReplayConfig, replay
 from rich.console import Console
 from rich.table import Table
 
 from refit.demo.data import TARGET, TIME_COLUMN, DemoScenario, make_windows
 from refit.demo.timeline import WindowRow, render_timeline_html
-from refit.pipelines.local import ReplayConfig, replay
 
 MODEL_NAME = "credit-default"
 
@@ -72,7 +72,7 @@ def timeline_table(rows: list[WindowRow]) -> Table:
 
 def run_demo(
     output: Path,
-    scenario: DemoScenario = DemoScenario(),
+    scenario: DemoScenario | None = None,
     summary_json: Path | None = None,
     console: Console | None = None,
 ) -> DemoResult:
@@ -93,7 +93,7 @@ def run_demo(
     if output.exists():
         shutil.rmtree(output)
     output.mkdir(parents=True)
-    windows = make_windows(scenario)
+    windows = make_windows(scenario or DemoScenario())
     start_day = datetime(2026, 1, 12)
     now = [(start_day + timedelta(days=7 * i)).isoformat() for i in range(len(windows))]
     config = ReplayConfig(
@@ -105,7 +105,7 @@ def run_demo(
         gate=DEMO_GATE,
         trainer="xgboost",
         params={"n_estimators": 100, "max_depth": 4},
-        seed=scenario.seed,
+        seed=(scenario or DemoScenario()).seed,
     )
     started = time.perf_counter()
     with console.status("") as status:

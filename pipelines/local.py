@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from refit.pipelines.retraining import DEFAULT_GATE, DEFAULT_POLICY, retraining_pipeline
 
 from refit.demo.timeline import WindowRow, window_row
 from refit.io.tables import write_parquet
-from refit.pipelines.retraining import DEFAULT_GATE, DEFAULT_POLICY, retraining_pipeline
 from refit.registry import ModelRegistry
 
 
@@ -48,7 +48,9 @@ def run_pipeline(quiet: bool = True, **params: Any) -> None:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
             retraining_pipeline(**params)
     except Exception as exc:
-        raise RuntimeError(f"pipeline run failed: {exc}\n--- kfp.local log ---\n{buffer.getvalue()}") from exc
+        raise RuntimeError(
+            f"pipeline run failed: {exc}\n--- kfp.local log ---\n{buffer.getvalue()}"
+        ) from exc
     finally:
         kfp_logger.setLevel(level)
 

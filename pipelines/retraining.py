@@ -1,4 +1,6 @@
-"""The retraining pipeline: snapshot -> validate -> drift -> decide -> train -> evaluate -> register -> promote.
+"""The retraining pipeline.
+
+snapshot -> validate -> drift -> decide -> train -> evaluate -> register -> promote.
 
 Compiled YAML is committed beside this file (``retraining.yaml``) and kept fresh by a test.
 """
@@ -6,7 +8,6 @@ Compiled YAML is committed beside this file (``retraining.yaml``) and kept fresh
 import json
 
 from kfp import dsl
-
 from refit.components import (
     decide_retrain,
     detect_drift,
@@ -39,7 +40,7 @@ def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 @dsl.pipeline(
     name="refit-retraining",
-    description="Validate a window of data, detect drift, decide by policy, retrain, gate, promote.",
+    description="Validate a window, detect drift, decide by policy, retrain, gate, promote.",
 )
 def retraining_pipeline(
     data_uri: str,

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from refit.deploy import get_target
 from refit import drift as drift_lib
+from refit.deploy import get_target
 from refit.drift.report import render_drift_html
 from refit.errors import DataError
 from refit.evaluation.gate import GateConfig, gate
@@ -33,6 +33,12 @@ from refit.validation.report import render_validation_html
 from refit.validation.schema import schema_to_text
 
 POLICY_STATE_KEY = "policy"
+
+#: Values may leave the reference's [min, max] by this share of its width before validation
+#: flags them. Extremes of heavy-tailed columns move between windows, and a shifted population
+#: is drift's business, not a data error; a value far outside (a negative age, a unit change)
+#: still stops the run.
+RANGE_TOLERANCE = 1.0
 
 
 def _write_text(path: str, text: str) -> None:
@@ -137,14 +143,16 @@ def validate_data(
     result = validate_table(
         current,
         _reference(registry),
-        options=ValidationOptions(required_columns=(target,)),
+        options=ValidationOptions(required_columns=(target,), range_tolerance=RANGE_TOLERANCE),
     )
     anomalies = result.summary()
     if anomalies_path:
         from google.protobuf import text_format
 
         _write_text(anomalies_path, text_format.MessageToString(result.anomalies))
-        _write_text(str(Path(anomalies_path).with_suffix(".schema.pbtxt")), schema_to_text(result.schema))
+        _write_text(
+            str(Path(anomalies_path).with_suffix(".schema.pbtxt")), schema_to_text(result.schema)
+        )
     registry.audit.append(
         "validation",
         {
@@ -494,10 +502,7 @@ def register_model(
         snapshot_sha256=snapshot_sha256,
         parent_version=None if champion is None else champion.version,
         run_id=run_id or run_label,
-    )
-    registry.audit.append(
-        "registration",
-        {"run_label": run_label, "version": version.version, "sha256": version.sha256},
+        audit={"run_label": run_label},
     )
     return version.version
 
@@ -526,7 +531,9 @@ def promote_model(
     """
     registry = ModelRegistry(store_uri, model_name)
     deploy = get_target(target, registry)
-    rollout = deploy.promote(version, reason=reason or f"blessed in run {run_label}")
+    rollout = deploy.promote(
+        version, reason=reason or f"blessed in run {run_label}", audit={"run_label": run_label}
+    )
     return int(rollout.version)
 
 

@@ -34,7 +34,9 @@ class DemoScenario:
     seed: int = 7
 
 
-def _window(rng: np.random.Generator, index: int, rows: int, shifted: bool, concept: bool) -> pa.Table:
+def _window(
+    rng: np.random.Generator, index: int, rows: int, shifted: bool, concept: bool
+) -> pa.Table:
     income = rng.lognormal(mean=3.9 + (0.35 if shifted else 0.0), sigma=0.35, size=rows)
     age = np.clip(rng.normal(41, 11, rows), 18, 85)
     debt_ratio = rng.beta(2.0, 5.0, rows)

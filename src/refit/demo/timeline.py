@@ -27,7 +27,7 @@ class WindowRow:
     live_version: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the row as JSON-ready dict (``drift_share`` is a number: 0.0 without reference)."""
+        """Return the row as a JSON-ready dict (drift share 0.0 and live version 0 for none)."""
         out = asdict(self)
         out["drift_share"] = 0.0 if self.drift_share is None else self.drift_share
         out["live_version"] = 0 if self.live_version is None else self.live_version
@@ -109,6 +109,7 @@ def render_timeline_html(rows: list[WindowRow], title: str) -> str:
         )
     counts = {d: sum(r.decision == d for r in rows) for d in colours}
     summary = ", ".join(f"{n} {d}" for d, n in counts.items())
+    last = rows[-1].live_version if rows else None
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>
@@ -120,9 +121,9 @@ th{{background:#f6f8fa}}
 .bar span{{display:block;height:8px;background:#bf8700}}
 </style></head><body>
 <h1>{e(title)}</h1>
-<p>{len(rows)} windows: {e(summary)}. Live version at the end: v{rows[-1].live_version if rows else '—'}.</p>
+<p>{len(rows)} windows: {e(summary)}. Live at the end: v{last or "—"}.</p>
 <table><thead><tr><th>window</th><th>rows</th><th>anomalies</th><th>drift share</th>
 <th>champion accuracy</th><th>decision</th><th>reasons</th><th>live</th></tr></thead>
-<tbody>{''.join(body)}</tbody></table>
+<tbody>{"".join(body)}</tbody></table>
 </body></html>
 """

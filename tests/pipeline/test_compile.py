@@ -1,0 +1,100 @@
+"""Compiled YAML committed beside components and pipelines is fresh, and says what we mean."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from refit.pipelines import compile as build
+
+from refit.images import component_image
+
+TARGETS = build.targets()
+
+
+@pytest.mark.parametrize("path", sorted(TARGETS), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_yaml_is_fresh(path: Path, tmp_path: Path) -> None:
+    assert path.exists(), f"{path} is not committed: run python -m refit.pipelines.compile"
+    fresh = build.compile_to(TARGETS[path], tmp_path / path.name)
+    assert build.normalise(fresh) == build.normalise(path.read_text()), (
+        f"{path} is stale: run python -m refit.pipelines.compile"
+    )
+
+
+@pytest.mark.parametrize("path", sorted(build.readmes()), ids=lambda p: p.parent.name)
+def test_component_readme_is_fresh(path: Path) -> None:
+    assert path.read_text() == build.readmes()[path], f"{path} is stale"
+
+
+def test_normalise_ignores_only_the_kfp_version() -> None:
+    a = "sdkVersion: kfp-2.17.3\nimage: x\n"
+    assert build.normalise(a) == build.normalise("sdkVersion: kfp-2.99.0\nimage: x\n")
+    assert build.normalise(a) != build.normalise("sdkVersion: kfp-2.17.3\nimage: y\n")
+
+
+def _pipeline() -> dict:
+    return yaml.safe_load((build.PIPELINES_DIR / "retraining.yaml").read_text())
+
+
+def test_every_task_runs_refits_image_and_installs_nothing() -> None:
+    executors = _pipeline()["deploymentSpec"]["executors"]
+    assert len(executors) == 8
+    for name, ex in executors.items():
+        container = ex["container"]
+        assert container["image"] == component_image(), name
+        script = " ".join(container["command"])
+        assert "pip install" not in script, f"{name} installs packages at run time"
+
+
+def test_no_task_is_served_from_cache() -> None:
+    # Every step reads the latest data or mutable registry state: KFP's parameter-keyed cache
+    # would serve stale results, so caching is off for each task.
+    spec = _pipeline()
+    tasks = {}
+
+    def walk(dag: dict) -> None:
+        for name, task in dag.get("tasks", {}).items():
+            tasks[name] = task
+
+    walk(spec["root"]["dag"])
+    for comp in spec["components"].values():
+        walk(comp.get("dag", {}))
+    assert {t["taskInfo"]["name"] for t in tasks.values()} >= {
+        "snapshot-data",
+        "validate-data",
+        "train-model",
+        "promote-model",
+    }
+    for name, task in tasks.items():
+        if "componentRef" in task and not task["componentRef"]["name"].startswith("comp-condition"):
+            assert task.get("cachingOptions", {}).get("enableCache") is not True, name
+
+
+def test_training_sits_behind_validation_decision_and_gate() -> None:
+    spec = _pipeline()
+    comps = spec["components"]
+
+    def parent_conditions(task_name: str) -> list[str]:
+        """Trigger conditions on the path from the root DAG to a task."""
+        found: list[str] = []
+
+        def search(dag: dict, trail: list[str]) -> bool:
+            for name, task in dag.get("tasks", {}).items():
+                cond = task.get("triggerPolicy", {}).get("condition")
+                here = trail + ([cond] if cond else [])
+                if name == task_name:
+                    found.extend(here)
+                    return True
+                ref = task.get("componentRef", {}).get("name", "")
+                if ref in comps and "dag" in comps[ref] and search(comps[ref]["dag"], here):
+                    return True
+            return False
+
+        assert search(spec["root"]["dag"], []), task_name
+        return found
+
+    train = parent_conditions("train-model")
+    assert any("validate-data" in c and "passed" in c for c in train)
+    assert any("decide-retrain" in c and "retrain" in c for c in train)
+    promote = parent_conditions("promote-model")
+    assert any("evaluate-model" in c and "blessed" in c for c in promote)
+    assert len(promote) == 3
