@@ -1,9 +1,7 @@
 """KFP component: apply the retrain policy to a window."""
 
-from typing import NamedTuple
-
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from refit.images import component_image
 
@@ -16,9 +14,10 @@ def decide_retrain(
     model_name: str,
     target: str,
     policy_json: str,
+    decision: Output[Markdown],
     now: str = "",
     run_label: str = "",
-) -> NamedTuple("Outputs", [("retrain", bool), ("reasons", str)]):
+) -> bool:
     """Decide by policy whether to retrain; every decision carries its reasons.
 
     Args:
@@ -33,11 +32,10 @@ def decide_retrain(
         run_label: Label of this run in the audit log.
 
     Returns:
-        retrain: Whether to retrain.
-        reasons: JSON list of readable reasons.
+        decision: The decision and its reasons (Markdown; reasons also in its metadata).
+        Output: Whether to retrain.
     """
     import json
-    from collections import namedtuple
 
     from refit import steps
 
@@ -53,4 +51,7 @@ def decide_retrain(
         now=now or steps.utc_now(),
         run_label=run_label,
     )
-    return namedtuple("Outputs", ["retrain", "reasons"])(out.retrain, json.dumps(out.reasons))
+    with open(decision.path, "w", encoding="utf-8") as f:
+        f.write(steps.decision_markdown(out))
+    decision.metadata.update({"retrain": out.retrain, "reasons": out.reasons})
+    return out.retrain

@@ -1,7 +1,5 @@
 """KFP component: feature drift of a window against the champion's training data."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
@@ -19,7 +17,7 @@ def detect_drift(
     metrics: Output[Metrics],
     time_column: str = "",
     run_label: str = "",
-) -> NamedTuple("Outputs", [("drift_share", float)]):
+) -> float:
     """Run the per-feature drift tests of the window against the champion's training data.
 
     Args:
@@ -34,10 +32,9 @@ def detect_drift(
         drift: Drift result JSON (``null`` before the first promotion).
         report: Self-contained HTML report, features sorted by drift.
         metrics: The drift share.
-        drift_share: Share of features that drifted (0 without a reference).
+        Output: Share of features that drifted (0 without a reference).
     """
     import json
-    from collections import namedtuple
 
     from refit import steps
 
@@ -54,4 +51,4 @@ def detect_drift(
     with open(report.path, "w", encoding="utf-8") as f:
         f.write(out.html)
     metrics.log_metric("drift_share", out.drift_share)
-    return namedtuple("Outputs", ["drift_share"])(out.drift_share)
+    return out.drift_share

@@ -1,9 +1,7 @@
 """KFP component: challenger vs champion on the same holdout, through the promotion gate."""
 
-from typing import NamedTuple
-
 from kfp import dsl
-from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from refit.images import component_image
 
@@ -17,8 +15,9 @@ def evaluate_model(
     gate_json: str,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
+    evaluation: Output[Artifact],
     run_label: str = "",
-) -> NamedTuple("Outputs", [("blessed", bool), ("reasons", str), ("metrics_json", str)]):
+) -> bool:
     """Score challenger and champion on the same holdout and apply the promotion gate.
 
     With no champion the gate judges absolute thresholds alone and says so; a gate with no
@@ -35,12 +34,11 @@ def evaluate_model(
     Returns:
         metrics: Challenger metrics, and the champion's as ``champion_*``.
         classification_metrics: Challenger confusion matrix and ROC curve.
-        blessed: Whether the challenger may be promoted.
-        reasons: JSON list of every check with its numbers.
-        metrics_json: The challenger's scalar metrics (JSON).
+        evaluation: JSON with ``blessed``, ``reasons`` (every check with its numbers) and both
+            models' scalar metrics.
+        Output: Whether the challenger may be promoted (``blessed``).
     """
     import json
-    from collections import namedtuple
 
     from refit import steps
 
@@ -58,6 +56,15 @@ def evaluate_model(
     roc = out.challenger.get("roc_curve")
     if roc:
         classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-    return namedtuple("Outputs", ["blessed", "reasons", "metrics_json"])(
-        out.blessed, json.dumps(out.reasons), json.dumps(scalars)
-    )
+    summary = {
+        "blessed": out.blessed,
+        "reasons": out.reasons,
+        "first_run": out.first_run,
+        "metrics": scalars,
+        "champion_version": out.champion_version,
+        "champion_metrics": None if out.champion is None else steps.scalar_metrics(out.champion),
+    }
+    with open(evaluation.path, "w", encoding="utf-8") as f:
+        json.dump(summary, f, sort_keys=True)
+    evaluation.metadata.update({"blessed": out.blessed, "reasons": out.reasons})
+    return out.blessed

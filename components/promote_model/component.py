@@ -1,7 +1,5 @@
 """KFP component: make a registered version live through a deployment target."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 
 from refit.images import component_image
@@ -14,7 +12,7 @@ def promote_model(
     version: int,
     target: str = "local",
     run_label: str = "",
-) -> NamedTuple("Outputs", [("live_version", int)]):
+) -> int:
     """Make ``version`` live: the champion alias moves and the old champion becomes ``previous``.
 
     Args:
@@ -25,11 +23,9 @@ def promote_model(
         run_label: Label of this run in the audit log.
 
     Returns:
-        live_version: The version live after promotion.
+        Output: The version live after promotion.
     """
-    from collections import namedtuple
-
     from refit import steps
 
     live = steps.promote_model(store_uri, model_name, version, target=target, run_label=run_label)
-    return namedtuple("Outputs", ["live_version"])(live)
+    return live

@@ -1,9 +1,7 @@
 """KFP component: register a blessed challenger as an immutable version."""
 
-from typing import NamedTuple
-
 from kfp import dsl
-from kfp.dsl import Input, Model
+from kfp.dsl import Artifact, Input, Model
 
 from refit.images import component_image
 
@@ -14,10 +12,10 @@ def register_model(
     store_uri: str,
     model_name: str,
     snapshot_sha256: str,
-    metrics_json: str,
+    evaluation: Input[Artifact],
     run_id: str = "",
     run_label: str = "",
-) -> NamedTuple("Outputs", [("version", int)]):
+) -> int:
     """Register the model as a new immutable version with its lineage.
 
     Args:
@@ -25,25 +23,26 @@ def register_model(
         store_uri: Root of refit's store.
         model_name: Model to register under.
         snapshot_sha256: Snapshot it was trained on (lineage, and the next drift reference).
-        metrics_json: Its evaluation metrics (JSON).
+        evaluation: Output of evaluate_model (its metrics are recorded with the version).
         run_id: Pipeline run that produced it.
         run_label: Label of this run in the audit log.
 
     Returns:
-        version: The new version number.
+        Output: The new version number.
     """
     import json
-    from collections import namedtuple
 
     from refit import steps
 
+    with open(evaluation.path, encoding="utf-8") as f:
+        metrics = json.load(f)["metrics"]
     version = steps.register_model(
         model.path,
         store_uri,
         model_name,
         snapshot_sha256,
-        json.loads(metrics_json),
+        metrics,
         run_id=run_id,
         run_label=run_label,
     )
-    return namedtuple("Outputs", ["version"])(version)
+    return version

@@ -1,7 +1,5 @@
 """KFP component: read a window of data and store it as a content-addressed snapshot."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
@@ -16,7 +14,7 @@ def snapshot_data(
     snapshot: Output[Dataset],
     time_column: str = "",
     run_label: str = "",
-) -> NamedTuple("Outputs", [("sha256", str), ("rows", int)]):
+) -> str:
     """Snapshot the window at ``data_uri`` into the store, content-addressed by sha256.
 
     Caching must stay off for this task: it reads "the latest data", which a KFP cache keyed on
@@ -31,11 +29,8 @@ def snapshot_data(
 
     Returns:
         snapshot: The window as Parquet, with sha256, rows and columns in its metadata.
-        sha256: sha256 of the canonical Parquet bytes; names the snapshot in the store.
-        rows: Number of rows.
+        Output: sha256 of the canonical Parquet bytes; names the snapshot in the store.
     """
-    from collections import namedtuple
-
     from refit import steps
 
     out = steps.snapshot_data(
@@ -47,4 +42,4 @@ def snapshot_data(
         run_label=run_label,
     )
     snapshot.metadata.update({"sha256": out.sha256, "rows": out.rows, "columns": out.columns})
-    return namedtuple("Outputs", ["sha256", "rows"])(out.sha256, out.rows)
+    return out.sha256

@@ -1,7 +1,5 @@
 """KFP component: train a challenger (scikit-learn or XGBoost) in a safe model format."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
@@ -22,7 +20,7 @@ def train_model(
     holdout_fraction: float = 0.25,
     time_column: str = "",
     run_label: str = "",
-) -> NamedTuple("Outputs", [("sha256", str)]):
+) -> str:
     """Train a challenger on the window minus a seeded holdout, saved in a safe format.
 
     Args:
@@ -40,10 +38,9 @@ def train_model(
     Returns:
         model: Model folder: UBJSON (XGBoost) or skops file plus model.json with its sha256.
         holdout: The held-out rows (Parquet).
-        sha256: sha256 of the model file.
+        Output: sha256 of the model file.
     """
     import json
-    from collections import namedtuple
 
     from refit import steps
 
@@ -63,4 +60,4 @@ def train_model(
     )
     model.metadata.update({"sha256": out.sha256, "trainer": out.trainer})
     holdout.metadata["rows"] = out.holdout_rows
-    return namedtuple("Outputs", ["sha256"])(out.sha256)
+    return out.sha256

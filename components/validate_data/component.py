@@ -1,7 +1,5 @@
 """KFP component: schema and anomaly validation of a window (TFDV formats)."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
@@ -18,7 +16,7 @@ def validate_data(
     metrics: Output[Metrics],
     anomalies: Output[Artifact],
     run_label: str = "",
-) -> NamedTuple("Outputs", [("passed", bool), ("n_anomalies", int)]):
+) -> bool:
     """Validate the window against the champion's training data; ``passed`` gates training.
 
     Before the first promotion the schema is inferred from the window itself. Anomalies are in
@@ -35,11 +33,8 @@ def validate_data(
         report: Self-contained HTML report (summary, anomalies, per-feature statistics).
         metrics: Number of anomalies and rows.
         anomalies: Anomalies text proto (schema written beside it as ``.schema.pbtxt``).
-        passed: True when the window has no anomaly.
-        n_anomalies: Number of anomalies.
+        Output: True when the window has no anomaly (``passed``); gates the rest of the run.
     """
-    from collections import namedtuple
-
     from refit import steps
 
     out = steps.validate_data(
@@ -55,4 +50,4 @@ def validate_data(
     for name, value in out.metrics.items():
         metrics.log_metric(name, value)
     anomalies.metadata["kinds"] = sorted({a["kind"] for a in out.anomalies})
-    return namedtuple("Outputs", ["passed", "n_anomalies"])(out.passed, len(out.anomalies))
+    return out.passed

@@ -302,6 +302,17 @@ def decide_retrain(
     )
 
 
+def decision_markdown(decision: DecisionOutput) -> str:
+    """Render a retrain decision and its reasons as Markdown for the KFP UI."""
+    verdict = "**Retrain.**" if decision.retrain else "**No retrain.**"
+    metric = (
+        ""
+        if decision.champion_metric is None
+        else f"\n\nChampion on this window: {decision.champion_metric:.4f}"
+    )
+    return verdict + metric + "\n\n" + "\n".join(f"- {r}" for r in decision.reasons) + "\n"
+
+
 @dataclass
 class TrainOutput:
     """What ``train_model`` reports."""

@@ -51,7 +51,7 @@ def _window(
     if not concept:
         z = 4.5 * (debt_ratio - 0.28) / 0.16 - 1.6 * score_term - 0.6 * income_term
     else:
-        z = 0.5 * (debt_ratio - 0.28) / 0.16 - 0.8 * score_term + 2.8 * (30 - tenure) / 30
+        z = 0.5 * (debt_ratio - 0.28) / 0.16 - 1.5 * score_term + 4.5 * (30 - tenure) / 30
     z = z + 0.4 * (channel == "partner") - 0.8
     default = (rng.random(rows) < 1.0 / (1.0 + np.exp(-z))).astype(np.int64)
 
