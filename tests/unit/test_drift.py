@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from scipy import stats
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 
@@ -342,3 +343,53 @@ def test_sorted_features_order(tables):
     assert [f.drifted for f in ordered] == sorted((f.drifted for f in ordered), reverse=True)
     stable = [f.p_value for f in ordered if not f.drifted]
     assert stable == sorted(stable)
+
+
+# --- multiple-testing correction ------------------------------------------------------------
+
+
+def _unshifted(n_cols: int, rows: int, seed: int) -> tuple[pa.Table, pa.Table]:
+    rng = np.random.default_rng(seed)
+    ref = pa.table({f"x{i}": rng.normal(size=rows) for i in range(n_cols)})
+    cur = pa.table({f"x{i}": rng.normal(size=rows) for i in range(n_cols)})
+    return ref, cur
+
+
+def test_bh_adjusted_p_values_match_scipy() -> None:
+    ref, cur = _unshifted(12, 500, seed=3)
+    result = detect_drift(ref, cur, correction="bh")
+    names = sorted(result.features)
+    raw = np.array([result.features[n].p_value for n in names])
+    expected = stats.false_discovery_control(raw, method="bh")
+    got = np.array([result.features[n].p_value_adjusted for n in names])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_correction_removes_chance_alarms_on_unshifted_columns() -> None:
+    # 40 unshifted columns at 0.05: uncorrected, some are flagged by chance
+    ref, cur = _unshifted(40, 2000, seed=2)
+    raw = detect_drift(ref, cur, correction="none")
+    assert raw.n_drifted == 4
+    assert detect_drift(ref, cur, correction="bh").n_drifted == 0
+    assert detect_drift(ref, cur, correction="bonferroni").n_drifted == 0
+
+
+def test_correction_keeps_real_shifts() -> None:
+    ref, cur = _unshifted(10, 2000, seed=5)
+    cur = cur.set_column(0, "x0", pa.array(cur["x0"].to_numpy() + 0.3))
+    for correction in ("bh", "bonferroni"):
+        result = detect_drift(ref, cur, correction=correction)
+        assert result.drifted_features() == ["x0"], correction
+
+
+def test_bonferroni_multiplies_by_the_number_of_p_value_tests() -> None:
+    ref, cur = _unshifted(4, 300, seed=2)
+    result = detect_drift(ref, cur, correction="bonferroni")
+    for f in result.features.values():
+        assert f.p_value_adjusted == pytest.approx(min(1.0, 4 * f.p_value))
+
+
+def test_unknown_correction_is_refused() -> None:
+    ref, cur = _unshifted(2, 50, seed=1)
+    with pytest.raises(DriftError, match="correction must be one of"):
+        detect_drift(ref, cur, correction="holm")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy import stats
 
 from refit.drift.base import TestSpec, available_tests, check_threshold, get_test
 from refit.errors import DataError, DriftError
@@ -34,6 +35,8 @@ class FeatureDrift:
         n_current: Non-missing current values tested.
         missing_reference: Missing (null or NaN) reference values dropped before the test.
         missing_current: Missing (null or NaN) current values dropped before the test.
+        p_value_adjusted: p-value after the multiple-testing correction (what ``drifted`` is
+            judged on for p-value tests); ``None`` for distance tests.
     """
 
     name: str
@@ -48,6 +51,7 @@ class FeatureDrift:
     n_current: int = 0
     missing_reference: int = 0
     missing_current: int = 0
+    p_value_adjusted: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (without the name, which is the key in :meth:`DriftResult.to_dict`)."""
@@ -73,6 +77,11 @@ class FeatureDrift:
                 n_current=int(data.get("n_current", 0)),
                 missing_reference=int(data.get("missing_reference", 0)),
                 missing_current=int(data.get("missing_current", 0)),
+                p_value_adjusted=(
+                    None
+                    if data.get("p_value_adjusted") is None
+                    else float(data["p_value_adjusted"])
+                ),
             )
         except KeyError as exc:
             raise DataError(
@@ -86,7 +95,8 @@ class FeatureDrift:
         lower means more drift in both cases and the two kinds sort together.
         """
         if self.kind == "p_value" or self.p_value is not None:
-            return (self.p_value if self.p_value is not None else 1.0) / self.threshold
+            p = self.p_value_adjusted if self.p_value_adjusted is not None else self.p_value
+            return (p if p is not None else 1.0) / self.threshold
         return self.threshold / self.statistic if self.statistic > 0 else math.inf
 
 
@@ -237,6 +247,37 @@ def _resolve_columns(
     return cols, True
 
 
+#: Multiple-testing corrections :func:`detect_drift` accepts.
+CORRECTIONS = ("bh", "bonferroni", "none")
+
+
+def adjust_p_values(features: dict[str, FeatureDrift], correction: str) -> dict[str, FeatureDrift]:
+    """Correct the p-values of the p-value tests for multiple testing and re-judge drift.
+
+    Args:
+        features: Per-feature results, drift judged on raw p-values.
+        correction: One of :data:`CORRECTIONS`.
+
+    Returns:
+        The results with ``p_value_adjusted`` set and ``drifted`` judged on it.
+    """
+    names = [n for n, f in features.items() if f.p_value is not None]
+    if not names:
+        return features
+    raw = np.array([features[n].p_value for n in names], dtype=float)
+    if correction == "bh":
+        adjusted = stats.false_discovery_control(raw, method="bh")
+    elif correction == "bonferroni":
+        adjusted = np.minimum(raw * len(raw), 1.0)
+    else:
+        adjusted = raw
+    out = dict(features)
+    for name, p in zip(names, adjusted, strict=True):
+        f = features[name]
+        out[name] = replace(f, p_value_adjusted=float(p), drifted=bool(p < f.threshold))
+    return out
+
+
 def detect_drift(
     reference: pa.Table,
     current: pa.Table,
@@ -245,6 +286,7 @@ def detect_drift(
     tests: Mapping[str, str] | None = None,
     thresholds: Mapping[str, float] | None = None,
     drift_share_threshold: float = 0.5,
+    correction: str = "bh",
 ) -> DriftResult:
     """Test each feature of ``current`` for drift against ``reference``.
 
@@ -261,6 +303,10 @@ def detect_drift(
             distance tests when ``statistic >= threshold``.
         drift_share_threshold: The dataset drifted when the share of drifted features is at
             least this (in [0, 1]).
+        correction: Multiple-testing correction over the p-value tests: ``"bh"``
+            (Benjamini-Hochberg, the default), ``"bonferroni"`` or ``"none"``. Testing many
+            features at 0.05 flags unshifted ones by chance; the correction keeps the share of
+            false alarms near the threshold.
 
     Returns:
         The :class:`DriftResult`.
@@ -275,6 +321,8 @@ def detect_drift(
         isinstance(drift_share_threshold, int | float) and 0.0 <= drift_share_threshold <= 1.0
     ):
         raise DriftError(f"drift_share_threshold must be in [0, 1], got {drift_share_threshold!r}")
+    if correction not in CORRECTIONS:
+        raise DriftError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
     names, explicit = _resolve_columns(reference, current, columns)
     tests = dict(tests or {})
     thresholds = dict(thresholds or {})
@@ -343,6 +391,7 @@ def detect_drift(
             "no columns to test for drift"
             + (f" (skipped: {', '.join(skipped)})" if skipped else "")
         )
+    features = adjust_p_values(features, correction)
     n_drifted = sum(f.drifted for f in features.values())
     share = n_drifted / len(features)
     return DriftResult(

@@ -53,6 +53,7 @@ def _row(feature: FeatureDrift) -> str:
         f"<td>{html.escape(feature.test)}</td>"
         f'<td class="num">{_num(feature.statistic)}{_bar(feature)}</td>'
         f'<td class="num">{_num(feature.p_value)}</td>'
+        f'<td class="num">{_num(feature.p_value_adjusted)}</td>'
         f'<td class="num">{rule} {_num(feature.threshold)}</td>'
         f"<td>{drifted}</td>"
         f'<td class="num">{feature.n_reference} / {feature.n_current}</td>'
@@ -101,11 +102,13 @@ def render_drift_html(result: DriftResult, title: str = "Drift report") -> str:
         f"<h1>{html.escape(title)}</h1>"
         f'<div class="summary {"drift" if result.drifted else "ok"}">{html.escape(summary)}</div>'
         "<table><thead><tr><th>feature</th><th>type</th><th>test</th><th>statistic</th>"
-        "<th>p-value</th><th>threshold</th><th>drifted</th><th>rows (ref / cur)</th>"
+        "<th>p-value</th><th>p adjusted</th><th>threshold</th><th>drifted</th><th>rows (ref / cur)</th>"
         "<th>missing</th></tr></thead>"
         f"<tbody>\n{rows}\n</tbody></table>"
         f"{skipped}"
-        '<div class="note">P-value tests drift when p &lt; threshold; distance tests when the '
-        "statistic &ge; threshold. Missing values are dropped before testing.</div>"
+        '<div class="note">P-value tests drift when the p-value, adjusted for testing '
+        "many features at once (Benjamini-Hochberg by default), is &lt; threshold; distance "
+        "tests when the statistic &ge; threshold. Missing values are dropped before testing."
+        "</div>"
         "</body></html>\n"
     )
