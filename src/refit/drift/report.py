@@ -102,8 +102,8 @@ def render_drift_html(result: DriftResult, title: str = "Drift report") -> str:
         f"<h1>{html.escape(title)}</h1>"
         f'<div class="summary {"drift" if result.drifted else "ok"}">{html.escape(summary)}</div>'
         "<table><thead><tr><th>feature</th><th>type</th><th>test</th><th>statistic</th>"
-        "<th>p-value</th><th>p adjusted</th><th>threshold</th><th>drifted</th><th>rows (ref / cur)</th>"
-        "<th>missing</th></tr></thead>"
+        "<th>p-value</th><th>p adjusted</th><th>threshold</th><th>drifted</th>"
+        "<th>rows (ref / cur)</th><th>missing</th></tr></thead>"
         f"<tbody>\n{rows}\n</tbody></table>"
         f"{skipped}"
         '<div class="note">P-value tests drift when the p-value, adjusted for testing '
