@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,7 +90,8 @@ def run_demo(
     """
     import shutil
 
-    console = console or Console()
+    # Piped output has no width; 160 columns keep the timeline table readable in a log.
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     if output.exists():
         shutil.rmtree(output)
     output.mkdir(parents=True)

@@ -1,0 +1,193 @@
+"""Each component run through kfp.local, inside the small pipelines a user would write."""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from kfp import dsl
+from kfp.dsl import HTML, ClassificationMetrics, Markdown
+
+from refit import steps
+from refit.components import (
+    decide_retrain,
+    detect_drift,
+    evaluate_model,
+    promote_model,
+    register_model,
+    snapshot_data,
+    train_model,
+    validate_data,
+)
+from refit.demo.data import TARGET, TIME_COLUMN
+from refit.io.snapshot import load_snapshot
+from refit.io.tables import write_parquet
+from refit.registry import ModelRegistry
+
+pytestmark = pytest.mark.slow
+MODEL = "m"
+GATE = json.dumps({"thresholds": {"accuracy": 0.7}, "max_degradation": 0.03})
+POLICY = json.dumps({"drift_share_threshold": 0.3, "metric_threshold": 0.75})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, kfp_local, windows) -> Path:
+    """A store whose champion (v1) was trained on window 0, through the library steps."""
+    root = tmp_path_factory.mktemp("store")
+    data = root / "w0.parquet"
+    write_parquet(windows[0], str(data))
+    snap = steps.snapshot_data(str(data), str(root), MODEL, str(root / "snap.parquet"))
+    steps.train_model(
+        str(root / "snap.parquet"),
+        TARGET,
+        str(root / "model"),
+        str(root / "holdout.parquet"),
+        store_uri=str(root),
+        model_name=MODEL,
+        params={"n_estimators": 30, "max_depth": 3},
+        time_column=TIME_COLUMN,
+    )
+    version = steps.register_model(
+        str(root / "model"), str(root), MODEL, snap.sha256, {"accuracy": 0.9}
+    )
+    steps.promote_model(str(root), MODEL, version)
+    return root
+
+
+def _write(store: Path, table: pa.Table, name: str) -> str:
+    path = store / f"{name}.parquet"
+    write_parquet(table, str(path))
+    return str(path)
+
+
+def test_snapshot_data_is_content_addressed(store, windows) -> None:
+    uri = _write(store, windows[1], "w1")
+    task = snapshot_data(data_uri=uri, store_uri=str(store), model_name=MODEL)
+    sha = task.outputs["Output"]
+    table, snap = load_snapshot(str(store), sha)
+    assert snap.rows == windows[1].num_rows == table.num_rows
+    assert task.outputs["snapshot"].metadata["rows"] == windows[1].num_rows
+    again = snapshot_data(data_uri=uri, store_uri=str(store), model_name=MODEL)
+    assert again.outputs["Output"] == sha
+
+
+@dsl.pipeline
+def _validate(data_uri: str, store_uri: str) -> HTML:
+    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    return validate_data(
+        snapshot=snap.outputs["snapshot"], store_uri=store_uri, model_name=MODEL, target=TARGET
+    ).outputs["report"]
+
+
+@pytest.mark.parametrize("good", [True, False], ids=["stable", "renamed-column"])
+def test_validate_data_reports_anomalies(store, windows, good) -> None:
+    table = windows[1]
+    if not good:
+        table = table.rename_columns([c.replace("income", "Income") for c in table.column_names])
+    report = _validate(data_uri=_write(store, table, f"v-{good}"), store_uri=str(store)).output
+    html = Path(report.path).read_text()
+    if good:
+        assert "no anomal" in html.lower()
+    else:
+        assert "Income" in html and "SCHEMA_MISSING_COLUMN" in html
+
+
+@dsl.pipeline
+def _drift_decide(data_uri: str, store_uri: str) -> Markdown:
+    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    drift = detect_drift(
+        snapshot=snap.outputs["snapshot"],
+        store_uri=store_uri,
+        model_name=MODEL,
+        target=TARGET,
+        time_column=TIME_COLUMN,
+    )
+    return decide_retrain(
+        snapshot=snap.outputs["snapshot"],
+        drift=drift.outputs["drift"],
+        store_uri=store_uri,
+        model_name=MODEL,
+        target=TARGET,
+        policy_json=POLICY,
+        now="2026-03-01T00:00:00",
+    ).outputs["decision"]
+
+
+def test_detect_drift_and_decide_retrain_on_a_shifted_window(store, windows) -> None:
+    decision = _drift_decide(data_uri=_write(store, windows[3], "w3"), store_uri=str(store))
+    md = decision.output
+    assert md.metadata["retrain"] is True
+    assert any("drift share" in r for r in md.metadata["reasons"])
+    assert "**Retrain.**" in Path(md.path).read_text()
+
+
+@dsl.pipeline
+def _train_evaluate(data_uri: str, store_uri: str) -> ClassificationMetrics:
+    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    trained = train_model(
+        snapshot=snap.outputs["snapshot"],
+        store_uri=store_uri,
+        model_name=MODEL,
+        target=TARGET,
+        params_json=json.dumps({"n_estimators": 30, "max_depth": 3}),
+        time_column=TIME_COLUMN,
+    )
+    return evaluate_model(
+        model=trained.outputs["model"],
+        holdout=trained.outputs["holdout"],
+        store_uri=store_uri,
+        model_name=MODEL,
+        gate_json=GATE,
+    ).outputs["classification_metrics"]
+
+
+def test_train_and_evaluate_write_kfp_classification_metrics(store, windows) -> None:
+    cm = _train_evaluate(data_uri=_write(store, windows[2], "w2"), store_uri=str(store)).output
+    matrix = cm.metadata["confusionMatrix"]
+    assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["0", "1"]
+    holdout_rows = round(windows[2].num_rows * 0.25)
+    assert sum(sum(r["row"]) for r in matrix["rows"]) == holdout_rows
+    roc = cm.metadata["confidenceMetrics"]
+    assert 2 <= len(roc) <= 200
+    assert all(0.0 <= p["falsePositiveRate"] <= 1.0 for p in roc)
+
+
+@dsl.pipeline
+def _register_promote(data_uri: str, store_uri: str) -> int:
+    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    trained = train_model(
+        snapshot=snap.outputs["snapshot"],
+        store_uri=store_uri,
+        model_name=MODEL,
+        target=TARGET,
+        params_json=json.dumps({"n_estimators": 30, "max_depth": 3}),
+        time_column=TIME_COLUMN,
+    )
+    evaluation = evaluate_model(
+        model=trained.outputs["model"],
+        holdout=trained.outputs["holdout"],
+        store_uri=store_uri,
+        model_name=MODEL,
+        gate_json=GATE,
+    )
+    registered = register_model(
+        model=trained.outputs["model"],
+        store_uri=store_uri,
+        model_name=MODEL,
+        snapshot_sha256=snap.outputs["Output"],
+        evaluation=evaluation.outputs["evaluation"],
+    )
+    return promote_model(
+        store_uri=store_uri, model_name=MODEL, version=registered.outputs["Output"]
+    ).output
+
+
+def test_register_and_promote_move_the_champion(store, windows) -> None:
+    registry = ModelRegistry(str(store), MODEL)
+    before = registry.get_alias("champion")
+    live = _register_promote(data_uri=_write(store, windows[2], "w2b"), store_uri=str(store)).output
+    assert live == registry.get_alias("champion") != before
+    assert registry.get_alias("previous") == before
+    version = registry.get(live)
+    assert version.parent_version == before
+    assert 0.0 < version.metrics["accuracy"] <= 1.0
