@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from kfp import compiler
-from refit.pipelines.retraining import retraining_pipeline
 
 from refit import components as components_pkg
+from refit.pipelines.retraining import retraining_pipeline
 
 #: The source tree's components/ and pipelines/ folders (where the YAML is committed).
 COMPONENTS_DIR = Path(components_pkg.__file__).resolve().parent

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from refit.pipelines.local import ReplayConfig, replay
 from rich.console import Console
 from rich.table import Table
 
 from refit.demo.data import TARGET, TIME_COLUMN, DemoScenario, make_windows
 from refit.demo.timeline import WindowRow, render_timeline_html
+from refit.pipelines.local import ReplayConfig, replay
 
 MODEL_NAME = "credit-default"
 

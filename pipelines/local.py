@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from refit.pipelines.retraining import DEFAULT_GATE, DEFAULT_POLICY, retraining_pipeline
 
 from refit.demo.timeline import WindowRow, window_row
 from refit.io.tables import write_parquet
+from refit.pipelines.retraining import DEFAULT_GATE, DEFAULT_POLICY, retraining_pipeline
 from refit.registry import ModelRegistry
 
 

@@ -8,6 +8,7 @@ Compiled YAML is committed beside this file (``retraining.yaml``) and kept fresh
 import json
 
 from kfp import dsl
+
 from refit.components import (
     decide_retrain,
     detect_drift,

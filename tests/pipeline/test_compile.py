@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from refit.pipelines import compile as build
 
 from refit.images import component_image
+from refit.pipelines import compile as build
 
 TARGETS = build.targets()
 

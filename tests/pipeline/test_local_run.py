@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from refit.pipelines.local import run_pipeline
-from refit.pipelines.retraining import DEFAULT_GATE
 
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.io.tables import write_parquet
+from refit.pipelines.local import run_pipeline
+from refit.pipelines.retraining import DEFAULT_GATE
 from refit.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
