@@ -90,7 +90,7 @@ def run_demo(
     """
     import shutil
 
-    # Piped output has no width; 160 columns keep the timeline table readable in a log.
+    # Piped output has no width: 160 columns keep the timeline table readable in a log.
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     if output.exists():
         shutil.rmtree(output)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from refit.commands import drift, evaluate, schedule, train
+
 app = typer.Typer(help="refit: keep production models from drifting.", no_args_is_help=True)
 
 
@@ -45,16 +47,5 @@ def demo(
     )
 
 
-@app.command()
-def compile(  # noqa: A001 - the verb users type
-    output: Annotated[Path, typer.Option(help="Where to write the compiled pipeline YAML.")] = Path(
-        "retraining.yaml"
-    ),
-) -> None:
-    """Compile the retraining pipeline to KFP IR YAML for a cluster."""
-    from kfp import compiler
-
-    from refit.pipelines.retraining import retraining_pipeline
-
-    compiler.Compiler().compile(retraining_pipeline, str(output))
-    typer.echo(f"wrote {output}")
+for _module in (drift, evaluate, train, schedule):
+    _module.register(app)

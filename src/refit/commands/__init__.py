@@ -1,0 +1,1 @@
+"""The ``refit`` command's sub-commands, one module per area; each exposes ``register(app)``."""

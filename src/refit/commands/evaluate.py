@@ -1,0 +1,7 @@
+"""`refit` commands of this area (see refit.cli)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""

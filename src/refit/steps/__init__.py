@@ -1,0 +1,52 @@
+"""One function per pipeline step: what each KFP component does, importable and testable.
+
+Components in ``components/`` are thin wrappers: they pass their artifact paths and parameters to
+the function of the same name here and copy the returned values into KFP outputs. Everything a
+step records (rows, anomalies, drift share, decisions, versions) also goes to the model's
+append-only audit log, tagged with ``run_label``, so a timeline can be read back from the store.
+
+One module per area (data, drift, train, evaluate, release); this package re-exports them.
+"""
+
+from refit.steps.common import scalar_metrics, utc_now
+from refit.steps.data import (
+    RANGE_TOLERANCE,
+    SnapshotOutput,
+    ValidationOutput,
+    snapshot_data,
+    validate_data,
+)
+from refit.steps.drift import (
+    POLICY_STATE_KEY,
+    DecisionOutput,
+    DriftOutput,
+    decide_retrain,
+    decision_markdown,
+    detect_drift,
+)
+from refit.steps.evaluate import EvaluationOutput, evaluate_model
+from refit.steps.release import promote_model, register_model
+from refit.steps.train import TrainOutput, split_holdout, train_model
+
+__all__ = [
+    "POLICY_STATE_KEY",
+    "RANGE_TOLERANCE",
+    "DecisionOutput",
+    "DriftOutput",
+    "EvaluationOutput",
+    "SnapshotOutput",
+    "TrainOutput",
+    "ValidationOutput",
+    "decide_retrain",
+    "decision_markdown",
+    "detect_drift",
+    "evaluate_model",
+    "promote_model",
+    "register_model",
+    "scalar_metrics",
+    "snapshot_data",
+    "split_holdout",
+    "train_model",
+    "utc_now",
+    "validate_data",
+]
