@@ -1,7 +1,16 @@
 """KFP component: challenger vs champion on the same holdout, through the promotion gate."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import (
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
 
 from refit.images import component_image
 
@@ -16,6 +25,7 @@ def evaluate_model(
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     evaluation: Output[Artifact],
+    gate_report: Output[Markdown],
     run_label: str = "",
 ) -> bool:
     """Score challenger and champion on the same holdout and apply the promotion gate.
@@ -28,14 +38,17 @@ def evaluate_model(
         holdout: Held-out rows of the current window.
         store_uri: Root of refit's store.
         model_name: Model whose champion is compared.
-        gate_json: Promotion gate (JSON): thresholds (metric -> minimum), max_degradation.
+        gate_json: Promotion gate (JSON): thresholds, max_degradation, and optionally mode
+            (superior / non-inferior), margin, changes, slices (see refit.evaluation.gate).
         run_label: Label of this run in the audit log.
 
     Returns:
         metrics: Challenger metrics, and the champion's as ``champion_*``.
         classification_metrics: Challenger confusion matrix and ROC curve.
-        evaluation: JSON with ``blessed``, ``reasons`` (every check with its numbers) and both
-            models' scalar metrics.
+        evaluation: JSON with ``blessed``, ``reasons`` (every check with its numbers), both
+            models' scalar metrics, confidence ``intervals``, paired ``tests`` (McNemar,
+            DeLong p-values) and ``paired`` bootstrap intervals of each difference.
+        gate_report: Markdown table of the gate's checks.
         Output: Whether the challenger may be promoted (``blessed``).
     """
     import json
@@ -45,17 +58,18 @@ def evaluate_model(
     out = steps.evaluate_model(
         model.path, holdout.path, store_uri, model_name, json.loads(gate_json), run_label=run_label
     )
-    scalars = steps.scalar_metrics(out.challenger)
+    scalars = {} if out.challenger is None else steps.scalar_metrics(out.challenger)
     for name, value in scalars.items():
         metrics.log_metric(name, value)
     if out.champion is not None:
         for name, value in steps.scalar_metrics(out.champion).items():
             metrics.log_metric(f"champion_{name}", value)
-    labels = [str(label) for label in out.challenger["labels"]]
-    classification_metrics.log_confusion_matrix(labels, out.challenger["confusion_matrix"])
-    roc = out.challenger.get("roc_curve")
-    if roc:
-        classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    if out.challenger is not None and "labels" in out.challenger:
+        labels = [str(label) for label in out.challenger["labels"]]
+        classification_metrics.log_confusion_matrix(labels, out.challenger["confusion_matrix"])
+        roc = out.challenger.get("roc_curve")
+        if roc:
+            classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
     summary = {
         "blessed": out.blessed,
         "reasons": out.reasons,
@@ -63,7 +77,11 @@ def evaluate_model(
         "metrics": scalars,
         "champion_version": out.champion_version,
         "champion_metrics": None if out.champion is None else steps.scalar_metrics(out.champion),
+        "checks": out.checks,
+        **out.extra,
     }
+    with open(gate_report.path, "w", encoding="utf-8") as f:
+        f.write(out.markdown)
     with open(evaluation.path, "w", encoding="utf-8") as f:
         json.dump(summary, f, sort_keys=True)
     evaluation.metadata.update({"blessed": out.blessed, "reasons": out.reasons})

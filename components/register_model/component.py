@@ -23,7 +23,9 @@ def register_model(
         store_uri: Root of refit's store.
         model_name: Model to register under.
         snapshot_sha256: Snapshot it was trained on (lineage, and the next drift reference).
-        evaluation: Output of evaluate_model (its metrics are recorded with the version).
+        evaluation: Output of evaluate_model (its metrics are recorded with the version, and
+            the champion it was compared with becomes the parent: promotion then requires that
+            champion to still be live).
         run_id: Pipeline run that produced it.
         run_label: Label of this run in the audit log.
 
@@ -35,7 +37,8 @@ def register_model(
     from refit import steps
 
     with open(evaluation.path, encoding="utf-8") as f:
-        metrics = json.load(f)["metrics"]
+        summary = json.load(f)
+    metrics = summary["metrics"]
     version = steps.register_model(
         model.path,
         store_uri,
@@ -44,5 +47,6 @@ def register_model(
         metrics,
         run_id=run_id,
         run_label=run_label,
+        parent_version=summary.get("champion_version"),
     )
     return version

@@ -136,3 +136,38 @@ def test_promote_loses_cas_to_concurrent_writer(reg, monkeypatch):
     monkeypatch.undo()
     assert reg.get_alias("champion") == 3
     assert len(reg.audit.records("promotion")) == 1
+
+
+def test_promotion_conditional_on_the_evaluated_champion(reg):
+    target = LocalTarget(reg)
+    target.promote(1, reason="x", expected_champion=None)
+    # two runs evaluated against v1 finish together: the first wins, the second must not
+    # replace a champion it was never compared with
+    target.promote(2, reason="run a", expected_champion=1)
+    with pytest.raises(ConflictError, match="'champion'.*expected version 1 but it is 2"):
+        target.promote(3, reason="run b", expected_champion=1)
+    assert reg.aliases() == {"champion": 2, "previous": 1}
+    assert [r["payload"]["version"] for r in reg.audit.records("promotion")] == [1, 2]
+
+
+def test_release_steps_promote_against_the_parent_version(reg, tmp_path):
+    from refit.steps import promote_model, register_model
+
+    store = reg.store_uri
+    LocalTarget(reg).promote(1, reason="first")
+    # evaluated against v1 (the champion then), registered with parent 1
+    a = register_model(
+        str(make_model_dir(tmp_path, b"a", "a")), store, "churn", "s" * 64, {"accuracy": 0.9},
+        run_label="a", parent_version=1,
+    )  # fmt: skip
+    b = register_model(
+        str(make_model_dir(tmp_path, b"b", "b")), store, "churn", "s" * 64, {"accuracy": 0.9},
+        run_label="b", parent_version=1,
+    )  # fmt: skip
+    assert promote_model(store, "churn", a, run_label="a") == a
+    with pytest.raises(ConflictError):
+        promote_model(store, "churn", b, run_label="b")
+    assert reg.get_alias("champion") == a
+    # without an explicit parent the current champion is taken
+    c = register_model(str(make_model_dir(tmp_path, b"c", "c")), store, "churn", "", {})
+    assert reg.get(c).parent_version == a

@@ -102,8 +102,11 @@ def test_register_rejects_bad_inputs(reg, tmp_path):
         reg.register(
             good, metrics={"a": object()}, snapshot_sha256="", parent_version=None, run_id="r"
         )
-    with pytest.raises(RegistryError, match="gs://"):
-        ModelRegistry("gs://bucket/x", "m")
+    from refit.registry.gcs import GcsModelRegistry
+
+    assert type(ModelRegistry("gs://bucket/x", "m")) is GcsModelRegistry  # no I/O on construction
+    with pytest.raises(RegistryError, match="unsupported scheme"):
+        ModelRegistry("s3://bucket/x", "m")
     with pytest.raises(RegistryError, match="model_name"):
         ModelRegistry(str(tmp_path), "../evil")
 

@@ -223,64 +223,92 @@ class AuditLog:
         with self._lock:
             data = self.path.read_bytes()
             head_text = self.head_path.read_text("utf-8") if self.head_path.exists() else None
-        if data and not data.endswith(b"\n"):
-            n = data.count(b"\n") + 1
-            problems.append(f"line {n}: incomplete last line (log truncated mid-record)")
-        raw_lines = data.split(b"\n")
-        if data.endswith(b"\n"):
-            raw_lines = raw_lines[:-1]
-        prev_seq: int | None = 0
-        prev_hash: str | None = GENESIS_HASH
-        last_seq, last_hash = 0, GENESIS_HASH
-        for number, raw in enumerate(raw_lines, start=1):
-            try:
-                record = json.loads(raw)
-                if not isinstance(record, dict) or set(record) != set(_FIELDS):
-                    raise ValueError(f"expected keys {list(_FIELDS)}")
-                seq = record["seq"]
-                if not isinstance(seq, int) or isinstance(seq, bool):
-                    raise ValueError(f"seq {seq!r} is not an integer")
-            except ValueError as exc:
-                if not (number == len(raw_lines) and not data.endswith(b"\n")):
-                    problems.append(f"line {number}: not a valid audit record (garbage): {exc}")
-                prev_seq, prev_hash = None, None
-                continue
-            where = f"line {number} (seq {seq})"
-            if record_hash(record) != record["hash"]:
-                problems.append(f"{where}: hash mismatch: record was edited")
-            if prev_seq is not None and seq != prev_seq + 1:
-                if seq <= prev_seq:
-                    problems.append(
-                        f"{where}: seq {seq} follows seq {prev_seq}: "
-                        "records reordered or duplicated"
-                    )
-                else:
-                    problems.append(
-                        f"{where}: seq {seq} follows seq {prev_seq}: "
-                        f"{seq - prev_seq - 1} record(s) removed"
-                    )
-            if prev_hash is not None and record["prev_hash"] != prev_hash:
+        return verify_records(data, head_text, head_label=f"head file {self.head_path}")
+
+
+def verify_records(
+    data: bytes,
+    head_text: str | None,
+    *,
+    head_label: str = "head file",
+    names: list[str] | None = None,
+) -> list[str]:
+    """Check a hash chain given as JSON lines and return the problems (empty when intact).
+
+    Args:
+        data: The log's bytes: one canonical JSON record per line.
+        head_text: The head record (``{"seq", "hash"}``) kept beside the log, or None.
+        head_label: How to name the head in messages.
+        names: For logs stored one object per record: each line's object name, whose seq must
+            match the record's (a record moved to another object is reported).
+
+    Returns:
+        One readable string per problem, naming the line and seq.
+    """
+    problems: list[str] = []
+    if data and not data.endswith(b"\n"):
+        n = data.count(b"\n") + 1
+        problems.append(f"line {n}: incomplete last line (log truncated mid-record)")
+    raw_lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        raw_lines = raw_lines[:-1]
+    prev_seq: int | None = 0
+    prev_hash: str | None = GENESIS_HASH
+    last_seq, last_hash = 0, GENESIS_HASH
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict) or set(record) != set(_FIELDS):
+                raise ValueError(f"expected keys {list(_FIELDS)}")
+            seq = record["seq"]
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise ValueError(f"seq {seq!r} is not an integer")
+        except ValueError as exc:
+            if not (number == len(raw_lines) and not data.endswith(b"\n")):
+                problems.append(f"line {number}: not a valid audit record (garbage): {exc}")
+            prev_seq, prev_hash = None, None
+            continue
+        where = f"line {number} (seq {seq})"
+        if names is not None:
+            name = names[number - 1]
+            where = f"object {name} (seq {seq})"
+            stem = name.rsplit("/", 1)[-1].split(".", 1)[0]
+            if not stem.isdigit() or int(stem) != seq:
+                problems.append(f"{where}: record stored under the wrong name (moved or reordered)")
+        if record_hash(record) != record["hash"]:
+            problems.append(f"{where}: hash mismatch: record was edited")
+        if prev_seq is not None and seq != prev_seq + 1:
+            if seq <= prev_seq:
                 problems.append(
-                    f"{where}: prev_hash does not match the hash of the record before it "
-                    "(record removed, inserted or reordered)"
+                    f"{where}: seq {seq} follows seq {prev_seq}: records reordered or duplicated"
                 )
-            prev_seq, prev_hash = seq, record["hash"]
-            last_seq, last_hash = seq, record["hash"]
-        if head_text is not None:
-            try:
-                head = json.loads(head_text)
-                head_seq, head_hash = int(head["seq"]), str(head["hash"])
-            except (ValueError, KeyError, TypeError):
-                problems.append(f"head file {self.head_path} is unreadable")
             else:
-                if head_seq > last_seq:
-                    problems.append(
-                        f"log truncated: head file records seq {head_seq} but the last intact "
-                        f"record is seq {last_seq}"
-                    )
-                elif head_seq == last_seq and head_hash != last_hash:
-                    problems.append(
-                        f"seq {head_seq}: hash differs from the one in the head file "
-                        "(last record replaced)"
-                    )
-        return problems
+                problems.append(
+                    f"{where}: seq {seq} follows seq {prev_seq}: "
+                    f"{seq - prev_seq - 1} record(s) removed"
+                )
+        if prev_hash is not None and record["prev_hash"] != prev_hash:
+            problems.append(
+                f"{where}: prev_hash does not match the hash of the record before it "
+                "(record removed, inserted or reordered)"
+            )
+        prev_seq, prev_hash = seq, record["hash"]
+        last_seq, last_hash = seq, record["hash"]
+    if head_text is not None:
+        try:
+            head = json.loads(head_text)
+            head_seq, head_hash = int(head["seq"]), str(head["hash"])
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"{head_label} is unreadable")
+        else:
+            if head_seq > last_seq:
+                problems.append(
+                    f"log truncated: head file records seq {head_seq} but the last intact "
+                    f"record is seq {last_seq}"
+                )
+            elif head_seq == last_seq and head_hash != last_hash:
+                problems.append(
+                    f"seq {head_seq}: hash differs from the one in the head file "
+                    "(last record replaced)"
+                )
+    return problems

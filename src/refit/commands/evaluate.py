@@ -1,7 +1,282 @@
-"""`refit` commands of this area (see refit.cli)."""
+"""``refit`` commands for evaluation, the model registry and the audit log.
+
+- ``refit evaluate``: challenger vs champion on a data set, through a gate; writes
+  ``evaluation.json`` (metrics, intervals, paired test p-values, ``blessed``, ``reasons``).
+  Exit status 0 when blessed, 1 when not (bad input included: the gate closes and says why).
+- ``refit registry --store URI --model NAME list | show V | promote V | rollback | lineage``.
+- ``refit audit verify --store URI [--model NAME]``: exit status 1 when any record was edited,
+  removed or reordered (each problem is printed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+
+registry_app = typer.Typer(help="Inspect and change a model registry.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check the append-only audit log.", no_args_is_help=True)
+
+StoreOpt = Annotated[str, typer.Option("--store", help="Store root: a folder or gs://bucket/path.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Registered model name.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def run_evaluation(
+    challenger: Path,
+    champion: Path | None,
+    data: str,
+    target: str,
+    gate: dict[str, Any],
+) -> dict[str, Any]:
+    """Evaluate model folders on a data set and return the ``evaluation.json`` content.
+
+    Bad input (unreadable data or model, sha256 mismatch, different feature sets, unseen labels,
+    a target the models were not trained for) gives ``blessed: false`` with the error as reason.
+    """
+    from refit.errors import RefitError
+    from refit.evaluation import GateConfig, GateResult, compare_models
+    from refit.io.tables import read_table
+    from refit.training.artifacts import load_model
+
+    config = GateConfig.from_dict(gate)
+    try:
+        challenger_model = load_model(str(challenger))
+        champion_model = None if champion is None else load_model(str(champion))
+        for label, model in (("challenger", challenger_model), ("champion", champion_model)):
+            if model is not None and model.spec.target != target:
+                raise RefitError(
+                    f"--target {target!r}: the {label} was trained to predict {model.spec.target!r}"
+                )
+        comparison = compare_models(challenger_model, champion_model, read_table(data), config)
+    except RefitError as exc:
+        result = GateResult(False, [f"cannot evaluate: {exc}", "not blessed: gate closed"], False)
+        return {"blessed": False, "reasons": result.reasons, "error": str(exc), "gate": gate}
+    result = comparison.judge(config)
+    p_values = {
+        name: test.get("p_value") for name, test in comparison.tests.items() if "p_value" in test
+    }
+    notes = {name: test["error"] for name, test in comparison.tests.items() if "error" in test}
+    return {
+        "blessed": result.blessed,
+        "reasons": result.reasons,
+        "first_run": result.first_run,
+        "checks": result.checks,
+        "metrics": comparison.metrics("challenger"),
+        "champion_metrics": None if champion is None else comparison.metrics("champion"),
+        "n_rows": comparison.n_rows,
+        "intervals": comparison.intervals,
+        "paired": comparison.paired,
+        "tests": comparison.tests,
+        "p_values": p_values,
+        "test_notes": notes,
+        "slices": comparison.slices,
+        "gate": config.to_dict(),
+    }
+
+
+def _registry(store: str, model: str):  # noqa: ANN202
+    from refit.registry import ModelRegistry
+
+    return ModelRegistry(store, model)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        challenger: Annotated[Path, typer.Option(help="Challenger model folder.")],
+        data: Annotated[str, typer.Option(help="Holdout data (CSV/Parquet, local or gs://).")],
+        target: Annotated[str, typer.Option(help="Label column.")],
+        output: Annotated[Path, typer.Option(help="Folder for evaluation.json.")],
+        champion: Annotated[
+            Path | None, typer.Option(help="Champion model folder (none: first run).")
+        ] = None,
+        gate: Annotated[
+            Path | None, typer.Option(help="Gate JSON (default: the pipeline's default gate).")
+        ] = None,
+    ) -> None:
+        """Compare a challenger with a champion on the same rows and apply the promotion gate."""
+        from refit.errors import PolicyError
+
+        if gate is None:
+            from refit.pipelines.retraining import DEFAULT_GATE
+
+            gate_dict = dict(DEFAULT_GATE)
+        else:
+            try:
+                gate_dict = json.loads(gate.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise _fail(f"cannot read gate {gate}: {exc}") from exc
+        try:
+            report = run_evaluation(challenger, champion, data, target, gate_dict)
+        except PolicyError as exc:
+            raise _fail(f"gate {gate}: {exc}") from exc
+        output.mkdir(parents=True, exist_ok=True)
+        path = output / "evaluation.json"
+        path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+        for reason in report["reasons"]:
+            typer.echo(f"  {reason}")
+        typer.echo(f"{'blessed' if report['blessed'] else 'not blessed'}; wrote {path}")
+        raise typer.Exit(0 if report["blessed"] else 1)
+
+    @registry_app.callback()
+    def registry_main(ctx: typer.Context, store: StoreOpt, model: ModelOpt) -> None:
+        """Registry of STORE's model MODEL (local folder or gs://)."""
+        ctx.obj = {"store": store, "model": model}
+
+    @registry_app.command("list")
+    def list_cmd(ctx: typer.Context) -> None:
+        """List the versions with status, aliases and metrics."""
+        from rich.console import Console
+        from rich.table import Table
+
+        reg = _registry(ctx.obj["store"], ctx.obj["model"])
+        aliases: dict[int, list[str]] = {}
+        for alias, version in sorted(reg.aliases().items()):
+            aliases.setdefault(version, []).append(alias)
+        table = Table(title=f"{reg.model_name} @ {reg.store_uri}")
+        for col in ("version", "status", "aliases", "parent", "created", "sha256", "metrics"):
+            table.add_column(col)
+        for mv in reg.list_versions():
+            metrics = ", ".join(
+                f"{k}={v:.3f}" for k, v in sorted(mv.metrics.items()) if isinstance(v, float)
+            )
+            table.add_row(
+                str(mv.version),
+                mv.status,
+                ",".join(aliases.get(mv.version, [])),
+                "" if mv.parent_version is None else str(mv.parent_version),
+                mv.created_at[:19],
+                mv.sha256[:12],
+                metrics,
+            )
+        Console(width=200).print(table)
+
+    @registry_app.command("show")
+    def show_cmd(ctx: typer.Context, version: int) -> None:
+        """Print one version's record as JSON."""
+        from refit.errors import RegistryError
+
+        try:
+            mv = _registry(ctx.obj["store"], ctx.obj["model"]).get(version)
+        except RegistryError as exc:
+            raise _fail(str(exc)) from exc
+        typer.echo(json.dumps(mv.to_dict(), indent=2, sort_keys=True))
+
+    @registry_app.command("promote")
+    def promote_cmd(
+        ctx: typer.Context,
+        version: int,
+        reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "manual",
+    ) -> None:
+        """Make VERSION the champion (the old champion becomes previous)."""
+        from refit.deploy import LocalTarget
+        from refit.errors import RefitError
+
+        try:
+            rollout = LocalTarget(_registry(ctx.obj["store"], ctx.obj["model"])).promote(
+                version, reason=reason, audit={"via": "cli"}
+            )
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
+        typer.echo(f"champion: v{rollout.version} (previous: v{rollout.previous})")
+
+    @registry_app.command("rollback")
+    def rollback_cmd(
+        ctx: typer.Context,
+        reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "manual",
+    ) -> None:
+        """Restore the previous champion."""
+        from refit.deploy import LocalTarget
+        from refit.errors import RefitError
+
+        try:
+            rollout = LocalTarget(_registry(ctx.obj["store"], ctx.obj["model"])).rollback(
+                reason=reason, audit={"via": "cli"}
+            )
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
+        typer.echo(f"champion: v{rollout.version} (rolled back: v{rollout.previous})")
+
+    @registry_app.command("lineage")
+    def lineage_cmd(
+        ctx: typer.Context,
+        parquet: Annotated[Path | None, typer.Option(help="Also write it as Parquet.")] = None,
+        sqlite: Annotated[
+            Path | None, typer.Option(help="Also write it into this SQLite database.")
+        ] = None,
+    ) -> None:
+        """Print the model_lineage table; export it as Parquet and SQLite."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from refit.registry.lineage import lineage_rows, to_parquet, to_sqlite
+
+        rows = lineage_rows(_registry(ctx.obj["store"], ctx.obj["model"]))
+        shown = ("model_id", "parent_id", "status", "aliases", "snapshot_sha256", "run_id",
+                 "created_at", "promoted_at", "metrics")  # fmt: skip
+        table = Table(title="model_lineage")
+        for col in shown:
+            table.add_column(col)
+        for row in rows:
+            cells = []
+            for col in shown:
+                value = row[col]
+                if col == "snapshot_sha256" and value:
+                    value = value[:12]
+                elif col.endswith("_at") and value:
+                    value = value[:19]
+                cells.append("" if value is None else str(value))
+            table.add_row(*cells)
+        Console(width=220).print(table)
+        if parquet is not None:
+            typer.echo(f"wrote {to_parquet(rows, parquet)}")
+        if sqlite is not None:
+            typer.echo(f"wrote {to_sqlite(rows, sqlite)} (table model_lineage)")
+
+    @audit_app.command("verify")
+    def verify_cmd(
+        store: StoreOpt,
+        model: Annotated[
+            str | None, typer.Option("--model", help="Model name (default: every model).")
+        ] = None,
+    ) -> None:
+        """Check the hash chain; name every edited, removed or reordered record."""
+        from refit.io.uri import join, list_prefix
+
+        models = [model] if model else _models(store, join, list_prefix)
+        if not models:
+            raise _fail(f"no models under {store}")
+        bad = 0
+        for name in models:
+            log = _registry(store, name).audit
+            problems = log.verify()
+            count = len(log.records()) if not problems else None
+            if problems:
+                bad += 1
+                typer.echo(f"{name}: TAMPERED ({len(problems)} problem(s))")
+                for p in problems:
+                    typer.echo(f"  - {p}")
+            else:
+                typer.echo(f"{name}: intact ({count} records)")
+        raise typer.Exit(1 if bad else 0)
+
+    app.add_typer(registry_app, name="registry")
+    app.add_typer(audit_app, name="audit")
+
+
+def _models(store: str, join, list_prefix) -> list[str]:  # noqa: ANN001
+    names = set()
+    for uri in list_prefix(join(store, "models")):
+        rest = uri[len(join(store, "models")) :].lstrip("/")
+        if "/" in rest:
+            names.add(rest.split("/", 1)[0])
+    return sorted(names)

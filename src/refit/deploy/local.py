@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from refit.errors import RegistryError
-from refit.registry.local import ModelRegistry
+from refit.errors import ConflictError, RegistryError
+from refit.registry.local import ANY, ModelRegistry
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -134,12 +134,22 @@ class LocalTarget:
         """Return the champion version, or None when nothing is deployed."""
         return self.registry.get_alias(CHAMPION)
 
-    def promote(self, version: int, *, reason: str, audit: dict[str, Any] | None = None) -> Rollout:
+    def promote(
+        self,
+        version: int,
+        *,
+        reason: str,
+        audit: dict[str, Any] | None = None,
+        expected_champion: Any = ANY,
+    ) -> Rollout:
         """Make ``version`` the champion; the old champion becomes ``previous``.
 
         The model file's sha256 is checked first. The alias move is a compare-and-swap on the
         champion (and previous) values read at the start. ``audit`` holds extra fields for the
-        "promotion" audit record (e.g. the run's label).
+        "promotion" audit record (e.g. the run's label). ``expected_champion`` (a version, or
+        None for "no champion yet") makes the promotion conditional on the champion the caller
+        evaluated against: when two runs finish together, the second one's challenger was not
+        compared with the first one's, so it loses with ConflictError instead of overwriting.
 
         Raises:
             RegistryError: Unknown version, or it is already the champion.
@@ -150,6 +160,11 @@ class LocalTarget:
         reg.verify(version)
         aliases = reg.aliases()
         old, old_prev = aliases.get(CHAMPION), aliases.get(PREVIOUS)
+        if expected_champion is not ANY and old != expected_champion:
+            raise ConflictError(
+                f"alias 'champion' of model {reg.model_name!r}: expected version "
+                f"{expected_champion} but it is {old} (changed by a concurrent writer)"
+            )
         if old == version:
             raise RegistryError(
                 f"cannot promote model {reg.model_name!r} version {version}: it is already "

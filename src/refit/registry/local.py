@@ -16,9 +16,9 @@ never sees a half-written version. ``version.json`` stays immutable; the status 
 version's life ("registered", "champion", "previous", "retired", "rolled_back") lives in
 ``statuses.json``.
 
-File access goes through the small ``_read_*``/``_write_*``/``_list_*`` helpers at the top of this
-module so that a gs:// backend can be added behind them; only local paths and ``file://`` URIs are
-supported today.
+``ModelRegistry(store_uri, name)`` with a ``gs://`` URI returns a
+`refit.registry.gcs.GcsModelRegistry` (same API; compare-and-swap on object generations instead of
+the file lock).
 """
 
 from __future__ import annotations
@@ -203,13 +203,21 @@ class ModelRegistry:
     """Versions, aliases and policy state of one model in a local store.
 
     Args:
-        store_uri: The store root: a local path or ``file://`` URI.
+        store_uri: The store root: a local path, ``file://`` URI, or ``gs://bucket/prefix``
+            (which selects the GCS backend).
         model_name: The model's name (letters, digits, ``_``, ``.``, ``-``).
 
     Attributes:
         root: ``{store}/models/{name}``.
         audit: The model's `AuditLog` at ``{root}/audit.jsonl``.
     """
+
+    def __new__(cls, store_uri: str, model_name: str) -> ModelRegistry:  # noqa: D102
+        if cls is ModelRegistry and str(store_uri).startswith("gs://"):
+            from refit.registry.gcs import GcsModelRegistry
+
+            return super().__new__(GcsModelRegistry)
+        return super().__new__(cls)
 
     def __init__(self, store_uri: str, model_name: str) -> None:
         if not isinstance(model_name, str) or not _NAME_RE.match(model_name):

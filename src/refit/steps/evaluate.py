@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from refit.evaluation.gate import GateConfig, gate
-from refit.evaluation.metrics import evaluate
+from refit.errors import RefitError
+from refit.evaluation.compare import compare_models
+from refit.evaluation.gate import GateConfig, GateResult, render_checks_markdown
 from refit.io.tables import read_table
 from refit.registry import ModelRegistry
 from refit.steps.common import scalar_metrics
@@ -15,15 +16,21 @@ from refit.training.artifacts import load_model
 
 @dataclass
 class EvaluationOutput:
-    """What ``evaluate_model`` reports."""
+    """What ``evaluate_model`` reports.
+
+    ``challenger`` is None only when the evaluation could not run (bad input); ``reasons`` then
+    says why and ``blessed`` is False.
+    """
 
     blessed: bool
     reasons: list[str]
-    challenger: dict[str, Any]
+    challenger: dict[str, Any] | None
     champion: dict[str, Any] | None
     first_run: bool = False
     champion_version: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    markdown: str = ""
 
 
 def evaluate_model(
@@ -37,6 +44,9 @@ def evaluate_model(
 ) -> EvaluationOutput:
     """Score challenger and champion on the same holdout rows and apply the promotion gate.
 
+    Bad input (models on different feature sets, unseen labels, a model file whose sha256 does
+    not match, an unreadable holdout) closes the gate with the error as its reason.
+
     Args:
         model_dir: The challenger's model folder.
         holdout_path: Parquet file of held-out rows of the current window: unseen by the
@@ -47,17 +57,49 @@ def evaluate_model(
         run_label: Label of this pipeline run in the audit log.
 
     Returns:
-        The blessing with every reason and both models' metrics.
+        The blessing with every reason, both models' metrics, intervals and paired tests
+        (in ``extra``), and a Markdown table of the checks.
     """
     config = GateConfig.from_dict(gate_config)
     registry = ModelRegistry(store_uri, model_name)
-    holdout = read_table(holdout_path)
-    challenger = evaluate(load_model(model_dir), holdout).to_dict()
     champion_version = registry.champion()
-    champion = None
-    if champion_version is not None:
-        champion = evaluate(registry.load_model(champion_version.version), holdout).to_dict()
-    result = gate(challenger, champion, config)
+    challenger = champion = None
+    extra: dict[str, Any] = {}
+    try:
+        holdout = read_table(holdout_path)
+        champ_model = (
+            None if champion_version is None else registry.load_model(champion_version.version)
+        )
+        comparison = compare_models(load_model(model_dir), champ_model, holdout, config)
+        result = comparison.judge(config)
+        base = comparison.challenger
+        challenger = {**(base.to_dict() if base else {}), **comparison.metrics("challenger")}
+        if champ_model is not None:
+            base = comparison.champion
+            champion = {**(base.to_dict() if base else {}), **comparison.metrics("champion")}
+        extra = {
+            "n_rows": comparison.n_rows,
+            "intervals": comparison.intervals,
+            "paired": comparison.paired,
+            "tests": comparison.tests,
+            "slices": comparison.slices,
+        }
+    except RefitError as exc:
+        result = GateResult(
+            blessed=False,
+            reasons=[f"cannot evaluate: {exc}", "not blessed: gate closed on bad input"],
+            first_run=champion_version is None,
+            checks=[
+                {
+                    "metric": "-",
+                    "kind": "input",
+                    "value": None,
+                    "reference": None,
+                    "passed": False,
+                    "detail": f"cannot evaluate: {exc}",
+                }  # fmt: skip
+            ],
+        )
     registry.audit.append(
         "evaluation",
         {
@@ -65,8 +107,12 @@ def evaluate_model(
             "blessed": result.blessed,
             "reasons": result.reasons,
             "first_run": result.first_run,
-            "challenger": scalar_metrics(challenger),
+            "challenger": None if challenger is None else scalar_metrics(challenger),
             "champion": None if champion is None else scalar_metrics(champion),
+            "champion_version": None if champion_version is None else champion_version.version,
+            "tests": {
+                k: v.get("p_value", v.get("error")) for k, v in extra.get("tests", {}).items()
+            },
         },
     )
     return EvaluationOutput(
@@ -76,4 +122,7 @@ def evaluate_model(
         champion=champion,
         first_run=result.first_run,
         champion_version=None if champion_version is None else champion_version.version,
+        extra=extra,
+        checks=result.checks,
+        markdown=render_checks_markdown(result),
     )

@@ -1,0 +1,180 @@
+"""The hash-chained audit log on Google Cloud Storage: one object per record.
+
+Layout under the log's prefix (e.g. ``gs://bucket/store/models/NAME/audit/``)::
+
+    000000000001.json   record seq 1 (canonical JSON, same fields as the local log)
+    000000000002.json   ...
+    HEAD                {"seq": N, "hash": "..."}: the last appended record
+
+An append is a compare-and-swap on the next sequence number: the record object is created with
+``if_generation_match=0`` (create only). Two writers that read the same tail race for the same
+name; exactly one create succeeds, the other re-reads the tail and retries with the next number,
+chaining onto the winner's hash. ``HEAD`` is moved forward afterwards (generation match too), so
+`GcsAuditLog.verify` notices records deleted off the end, which the chain alone cannot reveal.
+Objects are immutable once written; an edited, removed, moved or reordered record shows up as a
+hash mismatch, a seq gap, a prev_hash mismatch or a name/seq mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from refit.audit.log import GENESIS_HASH, canonical_json, record_hash, verify_records
+from refit.errors import ConflictError, IntegrityError
+from refit.registry._gcs import Gcs
+
+_RECORD_RE = re.compile(r"^(\d{12})\.json$")
+_MAX_ATTEMPTS = 64
+
+
+class GcsAuditLog:
+    """An append-only, hash-chained audit log stored as one GCS object per record.
+
+    Args:
+        prefix_uri: ``gs://bucket/path`` folder of the log.
+    """
+
+    def __init__(self, prefix_uri: str) -> None:
+        self.uri = prefix_uri.rstrip("/")
+        self._gcs = Gcs(self.uri)
+
+    def __repr__(self) -> str:
+        return f"GcsAuditLog({self.uri!r})"
+
+    @property
+    def path(self) -> str:
+        """The log's location (a ``gs://`` prefix)."""
+        return self.uri
+
+    def _names(self) -> list[str]:
+        return sorted(n for n in self._gcs.list("") if _RECORD_RE.match(n))
+
+    def append(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Append one record (create-only object named by its seq) and return it.
+
+        Raises:
+            ValueError: ``event`` is empty or ``payload`` is not a JSON-serialisable dict.
+            IntegrityError: The last record cannot be parsed.
+            ConflictError: Lost the race for the next seq too many times in a row.
+        """
+        if not isinstance(event, str) or not event:
+            raise ValueError(f"audit event must be a non-empty string, got {event!r}")
+        if not isinstance(payload, dict):
+            raise ValueError(f"audit payload for event {event!r} must be a dict, got {payload!r}")
+        try:
+            payload = json.loads(canonical_json(payload))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"audit payload for event {event!r} is not JSON-serialisable: {exc}"
+            ) from exc
+        from datetime import UTC, datetime
+
+        for _ in range(_MAX_ATTEMPTS):
+            seq, prev_hash = self._tail()
+            seq += 1
+            record: dict[str, Any] = {
+                "seq": seq,
+                "time": datetime.now(UTC).isoformat(),
+                "event": event,
+                "payload": payload,
+                "prev_hash": prev_hash,
+            }
+            record["hash"] = record_hash(record)
+            body = (canonical_json(record) + "\n").encode("utf-8")
+            if self._gcs.create(f"{seq:012d}.json", body):
+                self._advance_head(seq, record["hash"])
+                return record
+        raise ConflictError(
+            f"audit log {self.uri}: lost the race for the next record {_MAX_ATTEMPTS} times"
+        )
+
+    def _parse(self, name: str, raw: bytes | None) -> tuple[int, str]:
+        try:
+            prev = json.loads(raw or b"")
+            return int(prev["seq"]), str(prev["hash"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(
+                f"audit log {self.uri}: record {name} is not valid ({exc}); run verify()"
+            ) from exc
+
+    def _tail(self) -> tuple[int, str]:
+        """Return the last record's (seq, hash): from HEAD, then forward while records exist.
+
+        HEAD may lag behind a writer that has not moved it yet; walking forward from it finds
+        the real tail in a request or two instead of listing the whole log.
+        """
+        seq, digest = 0, GENESIS_HASH
+        head, _ = self._gcs.read_with_generation("HEAD")
+        if head is not None:
+            try:
+                at = int(json.loads(head)["seq"])
+            except (ValueError, KeyError, TypeError):
+                at = 0
+            if at > 0:
+                raw = self._gcs.read(f"{at:012d}.json")
+                if raw is not None:
+                    seq, digest = self._parse(f"{at:012d}.json", raw)
+        elif self._names():
+            last = self._names()[-1]
+            seq, digest = self._parse(last, self._gcs.read(last))
+        while True:
+            name = f"{seq + 1:012d}.json"
+            raw = self._gcs.read(name)
+            if raw is None:
+                return seq, digest
+            seq, digest = self._parse(name, raw)
+
+    def _advance_head(self, seq: int, digest: str) -> None:
+        for _ in range(_MAX_ATTEMPTS):
+            raw, generation = self._gcs.read_with_generation("HEAD")
+            if raw is not None:
+                try:
+                    if int(json.loads(raw)["seq"]) >= seq:
+                        return
+                except (ValueError, KeyError, TypeError):
+                    pass
+            body = canonical_json({"seq": seq, "hash": digest}).encode("utf-8")
+            if self._gcs.write_if_generation("HEAD", body, generation):
+                return
+
+    def records(self, event: str | None = None) -> list[dict[str, Any]]:
+        """Return the records in seq order, optionally only those of one event.
+
+        Raises:
+            IntegrityError: A record is not valid JSON (use `verify` for a full report).
+        """
+        out = []
+        for name in self._names():
+            try:
+                record = json.loads(self._gcs.read(name) or b"")
+            except ValueError as exc:
+                raise IntegrityError(f"audit record {self.uri}/{name} is not valid JSON") from exc
+            if event is None or record.get("event") == event:
+                out.append(record)
+        return out
+
+    def verify(self) -> list[str]:
+        """Check the whole chain and return the problems (empty when intact).
+
+        Returns:
+            One readable string per problem, naming the object and seq.
+        """
+        names = self._names()
+        lines = []
+        for name in names:
+            raw = (self._gcs.read(name) or b"").rstrip(b"\n").replace(b"\n", b" ")
+            lines.append(raw + b"\n")
+        head, _ = self._gcs.read_with_generation("HEAD")
+        head_text = None if head is None else head.decode("utf-8", "replace")
+        if not names:
+            if head_text is not None:
+                return [f"audit log {self.uri} has no records but its HEAD exists"]
+            return []
+        return verify_records(
+            b"".join(lines),
+            head_text,
+            head_label=f"head {self.uri}/HEAD",
+            names=[f"{self.uri}/{n}" for n in names],
+        )
