@@ -1,7 +1,267 @@
-"""`refit` commands of this area (see refit.cli)."""
+"""`refit schedule ...` (KFP recurring runs), `refit serve` (trigger service), `refit backfill`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+
+schedule_app = typer.Typer(
+    help="KFP recurring runs: cron done right, no pile-ups, no catch-up storms.",
+    no_args_is_help=True,
+)
+
+Host = Annotated[
+    str | None,
+    typer.Option("--host", envvar="KFP_HOST", help="KFP API endpoint (default: KFP_HOST)."),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="KFP_TOKEN", help="Bearer token for the KFP API (default: KFP_TOKEN)."
+    ),
+]
+
+
+def _connect(host: str | None, token: str | None) -> Any:
+    from refit.schedule import kfp as kfp_schedule
+
+    with contextlib.redirect_stdout(sys.stderr):
+        return kfp_schedule.connect(host, existing_token=token)
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{what} must be a JSON object")
+    return value
+
+
+@schedule_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Recurring run name (the key: re-running updates).")],
+    cron: Annotated[
+        str | None,
+        typer.Option(help="Cron: 5 fields (MIN HOUR DOM MON DOW), KFP's 6 (0 first) or @daily."),
+    ] = None,
+    interval: Annotated[str | None, typer.Option(help="Interval instead: 30m, 6h, 1d.")] = None,
+    pipeline: Annotated[
+        str, typer.Option(help="Pipeline name (retraining) or compiled YAML path.")
+    ] = "retraining",
+    params: Annotated[str, typer.Option(help="Pipeline parameters as a JSON object.")] = "{}",
+    experiment: Annotated[str, typer.Option(help="Experiment name.")] = "refit",
+    max_concurrency: Annotated[int, typer.Option(help="Runs at once (1-10).")] = 1,
+    catchup: Annotated[
+        bool, typer.Option("--catchup/--no-catchup", help="Run each missed interval after a pause.")
+    ] = False,
+    paused: Annotated[bool, typer.Option(help="Create it paused.")] = False,
+    description: Annotated[str, typer.Option(help="Shown in the KFP UI.")] = "",
+    pipeline_root: Annotated[str | None, typer.Option(help="Root of the runs' artifacts.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the request body as JSON; touch no server.")
+    ] = False,
+    host: Host = None,
+    token: Token = None,
+) -> None:
+    """Create or update a KFP recurring run of a refit pipeline."""
+    from refit.schedule import kfp as kfp_schedule
+    from refit.schedule.cron import ScheduleError, parse_schedule
+
+    try:
+        spec = kfp_schedule.RecurringRunSpec(
+            name=name,
+            schedule=parse_schedule(cron=cron, interval=interval),
+            pipeline=pipeline,
+            params=_json_object(params, "--params"),
+            experiment=experiment,
+            max_concurrency=max_concurrency,
+            no_catchup=not catchup,
+            enabled=not paused,
+            description=description,
+            pipeline_root=pipeline_root,
+        )
+        if dry_run:
+            if spec.pipeline not in kfp_schedule.PIPELINES and not Path(spec.pipeline).is_file():
+                raise ScheduleError(
+                    f"unknown pipeline {spec.pipeline!r}: give one of "
+                    f"{', '.join(sorted(kfp_schedule.PIPELINES))} or a compiled pipeline YAML"
+                )
+            typer.echo(json.dumps(kfp_schedule.recurring_run_body(spec), indent=2, sort_keys=True))
+            return
+        with contextlib.redirect_stdout(sys.stderr):  # kfp.Client prints links
+            client = _connect(host, token)
+            result = kfp_schedule.apply_recurring_run(client, spec)
+    except ScheduleError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+
+
+@schedule_app.command("list")
+def list_(
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    host: Host = None,
+    token: Token = None,
+) -> None:
+    """List recurring runs as JSON lines."""
+    from refit.schedule import kfp as kfp_schedule
+    from refit.schedule.cron import ScheduleError
+
+    try:
+        client = _connect(host, token)
+        rows = kfp_schedule.list_runs(client, experiment)
+    except ScheduleError as exc:
+        _fail(exc)
+    for row in rows:
+        typer.echo(json.dumps(row, sort_keys=True, default=str))
+
+
+def _by_name(action: str, name: str, host: str | None, token: str | None) -> None:
+    from refit.schedule import kfp as kfp_schedule
+    from refit.schedule.cron import ScheduleError
+
+    try:
+        client = _connect(host, token)
+        if action == "delete":
+            ids = kfp_schedule.delete(client, name)
+        else:
+            ids = kfp_schedule.set_enabled(client, name, action == "resume")
+    except ScheduleError as exc:
+        _fail(exc)
+    typer.echo(json.dumps({"action": action, "name": name, "ids": ids}))
+
+
+@schedule_app.command("pause")
+def pause(name: str, host: Host = None, token: Token = None) -> None:
+    """Pause (disable) the recurring run named NAME."""
+    _by_name("pause", name, host, token)
+
+
+@schedule_app.command("resume")
+def resume(name: str, host: Host = None, token: Token = None) -> None:
+    """Resume (enable) the recurring run named NAME."""
+    _by_name("resume", name, host, token)
+
+
+@schedule_app.command("delete")
+def delete(name: str, host: Host = None, token: Token = None) -> None:
+    """Delete the recurring run named NAME."""
+    _by_name("delete", name, host, token)
+
+
+def serve(
+    config: Annotated[Path, typer.Option(help="Service config (JSON or YAML): models, policy.")],
+    launcher: Annotated[
+        str, typer.Option(help="kfp (cluster), local (kfp.local), log (record only).")
+    ] = "log",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    kfp_host: Host = None,
+    token: Token = None,
+    pipeline_root: Annotated[
+        Path, typer.Option(help="Artifacts of local runs (--launcher local).")
+    ] = Path("refit-triggers/pipeline_root"),
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = False,
+) -> None:
+    """Run the trigger service: monitoring hooks and an embedded scheduler start retraining.
+
+    The hook secret comes from REFIT_HOOK_TOKEN or the file named by REFIT_HOOK_TOKEN_FILE.
+    """
+    import uvicorn
+
+    from refit.triggers.app import create_app
+    from refit.triggers.auth import load_secret
+    from refit.triggers.config import ServiceConfig, TriggerConfigError
+    from refit.triggers.launchers import make_launcher
+    from refit.triggers.service import TriggerService
+
+    try:
+        secret = load_secret()
+        service_config = ServiceConfig.load(config)
+        chosen = make_launcher(
+            launcher, host=kfp_host, token=token, pipeline_root=str(pipeline_root)
+        )
+    except (TriggerConfigError, ValueError) as exc:
+        _fail(exc)
+    service = TriggerService(service_config, chosen)
+    uvicorn.run(
+        create_app(service, secret),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log,
+    )
+
+
+def backfill(
+    data: Annotated[str, typer.Option(help="CSV or Parquet of history (local path or gs://).")],
+    time_column: Annotated[str, typer.Option(help="Event-time column that splits windows.")],
+    every: Annotated[str, typer.Option(help="Window length: 1d, 7d, 1w, 12h.")],
+    from_: Annotated[
+        str | None, typer.Option("--from", help="First time included (ISO 8601).")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="Time where replay stops (exclusive).")] = None,
+    target: Annotated[str, typer.Option(help="Label column.")] = "label",
+    policy: Annotated[str | None, typer.Option(help="Retrain policy as JSON.")] = None,
+    model_name: Annotated[str, typer.Option(help="Model name in the store.")] = "model",
+    store: Annotated[
+        str | None,
+        typer.Option(help="Store with a champion to score (metric decay), policy-only mode."),
+    ] = None,
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="Run the whole pipeline over each window.")
+    ] = False,
+    workdir: Annotated[
+        Path, typer.Option(help="Working folder of --retrain (store, pipeline root).")
+    ] = Path("refit-backfill"),
+    trainer: Annotated[str, typer.Option(help="Trainer for --retrain.")] = "xgboost",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the timeline as JSON here.")
+    ] = None,
+) -> None:
+    """Replay the retrain policy (or, with --retrain, the pipeline) over historical windows."""
+    from refit.schedule.backfill import BackfillConfig, render_timeline, run_backfill
+
+    try:
+        cfg = BackfillConfig(
+            data=data,
+            time_column=time_column,
+            every=every,
+            start=from_,
+            end=to,
+            target=target,
+            policy=_json_object(policy, "--policy") if policy else None,
+            model_name=model_name,
+            store_uri=store,
+            retrain=retrain,
+            workdir=workdir,
+            trainer=trainer,
+        )
+        typer.echo(render_timeline([]))  # the header; each window prints when decided
+        rows = run_backfill(cfg, on_row=lambda r: typer.echo(render_timeline([r], header=False)))
+    except ValueError as exc:
+        _fail(exc)
+    counts = {d: sum(r.decision == d for r in rows) for d in ("retrain", "skip", "blocked")}
+    typer.echo(", ".join(f"{n} {d}" for d, n in counts.items() if n) + f" over {len(rows)} windows")
+    if json_out:
+        json_out.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.add_typer(schedule_app, name="schedule")
+    app.command("serve")(serve)
+    app.command("backfill")(backfill)

@@ -1,0 +1,10 @@
+"""The trigger service (``refit serve``): monitoring hooks and a scheduler start retraining.
+
+* ``config``: models, policies, limits (a JSON/YAML file).
+* ``auth``: bearer token or HMAC signature; the secret from ``REFIT_HOOK_TOKEN(_FILE)``.
+* ``payloads``: Alertmanager v4, GCS Pub/Sub push, generic bodies -> events.
+* ``state``: SQLite state (dedupe, cooldowns, policy state, runs).
+* ``service``: dedupe, policy decision, cooldown, in-flight limit, launch, audit.
+* ``launchers``: kfp, local (kfp.local), log.
+* ``app``: the FastAPI app.
+"""

@@ -1,0 +1,152 @@
+"""Configuration of the trigger service (``refit serve --config FILE``).
+
+A JSON (or YAML) file::
+
+    {
+      "store_uri": "/data/store",            # refit store: champion lookups and the audit log
+      "state_path": "refit-triggers.db",     # SQLite state (dedupe, cooldowns, counters, runs)
+      "cooldown_seconds": 3600,              # per model, after a launch
+      "max_in_flight": 1,                    # runs pending or running at once, all models
+      "max_body_bytes": 1048576,             # larger hook bodies answer 413
+      "dedupe_ttl_seconds": 604800,          # how long a dedupe key is remembered
+      "models": {
+        "credit-default": {
+          "policy": {"drift_share_threshold": 0.3, "new_data_fraction": 0.5},
+          "params": {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store",
+                     "target": "default"},
+          "schedule": "0 2 * * *",           # embedded scheduler (standard cron), optional
+          "storage_prefixes": ["gs://b/incoming/"]
+        }
+      }
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refit.errors import RefitError
+from refit.policy import RetrainPolicy
+from refit.schedule.cron import CronSchedule, parse_cron
+
+
+class TriggerConfigError(RefitError, ValueError):
+    """The trigger service's configuration or secret is missing or invalid."""
+
+
+@dataclass
+class ModelConfig:
+    """One model the service may retrain.
+
+    Attributes:
+        name: Model name (the ``model`` label of alerts, ``model`` of generic hooks).
+        policy: Retrain policy deciding each event.
+        params: Pipeline parameters of a launched run (``model_name`` is added).
+        schedule: Cron of the embedded scheduler, if any.
+        storage_prefixes: ``gs://bucket/prefix`` of objects counted as this model's new data.
+    """
+
+    name: str
+    policy: RetrainPolicy = field(default_factory=RetrainPolicy)
+    params: dict[str, Any] = field(default_factory=dict)
+    schedule: CronSchedule | None = None
+    storage_prefixes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ServiceConfig:
+    """The service's settings (see the module docstring for the file format)."""
+
+    models: dict[str, ModelConfig]
+    store_uri: str | None = None
+    state_path: str = "refit-triggers.db"
+    cooldown_seconds: float = 3600.0
+    max_in_flight: int = 1
+    max_body_bytes: int = 1 << 20
+    dedupe_ttl_seconds: float = 7 * 86400.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServiceConfig:
+        """Build and validate a configuration.
+
+        Raises:
+            TriggerConfigError: Naming the field and what is wrong.
+        """
+        if not isinstance(data, dict):
+            raise TriggerConfigError("trigger config must be a mapping")
+        known = {
+            "models", "store_uri", "state_path", "cooldown_seconds", "max_in_flight",
+            "max_body_bytes", "dedupe_ttl_seconds",
+        }  # fmt: skip
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TriggerConfigError(
+                f"trigger config has unknown field(s) {', '.join(unknown)}; known: "
+                + ", ".join(sorted(known))
+            )
+        raw_models = data.get("models")
+        if not isinstance(raw_models, dict) or not raw_models:
+            raise TriggerConfigError("trigger config 'models' must map at least one model name")
+        models = {}
+        for name, m in raw_models.items():
+            m = m or {}
+            extra = sorted(set(m) - {"policy", "params", "schedule", "storage_prefixes"})
+            if extra:
+                raise TriggerConfigError(f"models.{name} has unknown field(s) {', '.join(extra)}")
+            try:
+                schedule = parse_cron(m["schedule"]) if m.get("schedule") else None
+                policy = RetrainPolicy.from_dict(m.get("policy") or {})
+            except ValueError as exc:
+                raise TriggerConfigError(f"models.{name}: {exc}") from None
+            models[name] = ModelConfig(
+                name=name,
+                policy=policy,
+                params=dict(m.get("params") or {}),
+                schedule=schedule,
+                storage_prefixes=list(m.get("storage_prefixes") or []),
+            )
+        config = cls(models=models, **{k: v for k, v in data.items() if k != "models"})
+        for key in ("cooldown_seconds", "dedupe_ttl_seconds"):
+            value = getattr(config, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise TriggerConfigError(f"{key} must be a number >= 0, got {value!r}")
+        for key in ("max_in_flight", "max_body_bytes"):
+            value = getattr(config, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TriggerConfigError(f"{key} must be an integer >= 1, got {value!r}")
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> ServiceConfig:
+        """Read a JSON or YAML config file.
+
+        Raises:
+            TriggerConfigError: Unreadable or invalid file.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise TriggerConfigError(f"cannot read trigger config {path}: {exc}") from None
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:
+            raise TriggerConfigError(f"trigger config {path} is not valid: {exc}") from None
+        return cls.from_dict(data)
+
+    def model_for_object(self, uri: str) -> ModelConfig | None:
+        """The model whose storage prefix holds ``uri`` (longest prefix wins)."""
+        best: tuple[int, ModelConfig] | None = None
+        for model in self.models.values():
+            for prefix in model.storage_prefixes:
+                if uri.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                    best = (len(prefix), model)
+        return None if best is None else best[1]

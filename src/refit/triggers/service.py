@@ -1,0 +1,375 @@
+"""The trigger service's logic, independent of HTTP: dedupe, policy, cooldown, launch, audit.
+
+Each event is decided once: its dedupe key is claimed first (Alertmanager re-sends, Pub/Sub
+redeliveries and retried generic hooks are answered ``duplicate`` and counted, not re-decided).
+A new event's model must be configured; then the retrain policy (``refit.policy.decide``, the
+one the ``decide_retrain`` component uses) decides on an observation built from the event, the
+persisted policy state and whether a champion exists. A retrain is then held back by the
+service's per-model cooldown or by the limit on runs in flight; otherwise a run is recorded
+(``pending``) and handed to the launcher. Every decision is appended to the audit log
+(``trigger_decision``) and returned to the caller.
+
+Launches by a worker thread (kfp, local) that fail stay ``pending`` with their error and are
+retried every ``retry_seconds``, also after a restart: a trigger is never lost to a down server.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from refit.audit import AuditLog
+from refit.errors import RefitError
+from refit.policy import Observation, PolicyState, decide
+from refit.triggers.config import ModelConfig, ServiceConfig
+from refit.triggers.launchers import Launcher, LaunchError
+from refit.triggers.payloads import TriggerEvent
+from refit.triggers.state import StateStore
+
+log = logging.getLogger("refit.triggers")
+
+
+class UnknownModelError(RefitError, LookupError):
+    """An event names a model the service is not configured for."""
+
+
+class Metrics:
+    """Prometheus metrics of one service (own registry, so tests may run several)."""
+
+    def __init__(self) -> None:
+        """Create the collectors."""
+        self.registry = CollectorRegistry()
+        self.received = Counter(
+            "refit_hooks_received", "Hook requests received.", ["hook"], registry=self.registry
+        )
+        self.deduped = Counter(
+            "refit_hooks_deduped", "Events dropped as duplicates.", ["hook"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.rejected = Counter(
+            "refit_hooks_rejected", "Hook requests rejected.", ["hook", "reason"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.launched = Counter(
+            "refit_runs_launched", "Runs launched.", ["model", "launcher"], registry=self.registry
+        )
+        self.launch_failures = Counter(
+            "refit_launch_failures", "Launch attempts that failed.", ["model", "launcher"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "refit_decision_latency_seconds", "Time to decide an event.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )  # fmt: skip
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+class TriggerService:
+    """Decides events and launches runs; state in SQLite, decisions in the audit log."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        launcher: Launcher,
+        *,
+        clock: Any = time.time,
+        retry_seconds: float = 30.0,
+        scheduler_tick: float = 1.0,
+    ) -> None:
+        """Open the state and the audit log; call :meth:`start` to run the workers."""
+        self.config = config
+        self.launcher = launcher
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+        self.scheduler_tick = scheduler_tick
+        self.state = StateStore(config.state_path)
+        self.metrics = Metrics()
+        self._audit_lock = threading.Lock()
+        self._decide_lock = threading.Lock()
+        self._service_audit = (
+            None if config.store_uri else AuditLog(Path(str(config.state_path) + ".audit.jsonl"))
+        )
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        # Keys decided by this process: a re-send is answered without touching SQLite.
+        self._seen: dict[str, float] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the launch worker, the retry loop and the embedded scheduler."""
+        self._stop.clear()
+        for target in (self._worker, self._retry_loop, self._scheduler_loop):
+            t = threading.Thread(target=target, daemon=True, name=f"refit-{target.__name__}")
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stop the threads and close the state."""
+        self._stop.set()
+        self._queue.put(None)
+        for t in self._threads:
+            t.join(10)
+        self._threads = []
+        self.state.close()
+
+    # -- audit ------------------------------------------------------------------------------
+    def audit_log(self, model: str) -> AuditLog:
+        """Where decisions about ``model`` are recorded."""
+        if self._service_audit is not None:
+            return self._service_audit
+        from refit.registry import ModelRegistry
+
+        return ModelRegistry(str(self.config.store_uri), model).audit
+
+    def _audit(self, model: str, payload: dict[str, Any]) -> None:
+        with self._audit_lock:
+            self.audit_log(model).append("trigger_decision", payload)
+
+    # -- deciding ---------------------------------------------------------------------------
+    def model(self, name: str) -> ModelConfig:
+        """The configuration of ``name``.
+
+        Raises:
+            UnknownModelError: Naming the model and the configured ones.
+        """
+        model = self.config.models.get(name)
+        if model is None:
+            raise UnknownModelError(
+                f"unknown model {name!r}; configured: {', '.join(sorted(self.config.models))}"
+            )
+        return model
+
+    def _has_champion(self, model: str) -> bool:
+        if not self.config.store_uri:
+            return False
+        from refit.registry import ModelRegistry
+
+        return ModelRegistry(str(self.config.store_uri), model).champion() is not None
+
+    def _policy_state(self, model: str) -> PolicyState:
+        data = self.state.policy_state(model)
+        if data is None and self.config.store_uri:
+            from refit.registry import ModelRegistry
+            from refit.steps.drift import POLICY_STATE_KEY
+
+            data = ModelRegistry(str(self.config.store_uri), model).read_state(POLICY_STATE_KEY)
+        return PolicyState.from_dict(data or {})
+
+    def handle(self, event: TriggerEvent) -> dict[str, Any]:
+        """Decide one event (see the module docstring); the decision as a dict.
+
+        Raises:
+            UnknownModelError: The event's model is not configured (nothing is recorded).
+        """
+        started = time.perf_counter()
+        model = self.model(event.model)
+        now = self.clock()
+        base = {"event": event.dedupe_key, "hook": event.hook, "model": event.model}
+        ttl = self.config.dedupe_ttl_seconds
+        seen = self._seen.get(event.dedupe_key)
+        if (seen is not None and now - seen < ttl) or not self.state.claim(
+            event.dedupe_key, now, ttl
+        ):
+            if seen is None:
+                self._seen[event.dedupe_key] = now
+            self.metrics.deduped.labels(event.hook).inc()
+            self.metrics.latency.observe(time.perf_counter() - started)
+            return {
+                **base,
+                "decision": "duplicate",
+                "launched": False,
+                "reasons": ["duplicate: this event was already decided"],
+            }
+        self._seen[event.dedupe_key] = now
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        with self._decide_lock:
+            result = self._decide(model, event, now)
+        self.metrics.latency.observe(time.perf_counter() - started)
+        return {**base, **result}
+
+    def _decide(self, model: ModelConfig, event: TriggerEvent, now: float) -> dict[str, Any]:
+        state = self._policy_state(model.name)
+        if event.force:
+            retrain, reasons, new_state = True, [event.summary], state
+            policy_reasons: list[str] = []
+        else:
+            observation = Observation(
+                drift_share=event.drift_share,
+                metric_value=event.metric_value,
+                new_rows=event.new_rows,
+                now=_iso(now),
+                has_champion=self._has_champion(model.name),
+            )
+            decision = decide(model.policy, state, observation)
+            retrain, reasons, new_state = decision.retrain, list(decision.reasons), decision.state
+            policy_reasons = list(decision.reasons)
+        blocked = ""
+        if retrain:
+            last = self.state.last_launch(model.name)
+            cooldown = self.config.cooldown_seconds
+            in_flight = self.state.in_flight()
+            if last is not None and now - last < cooldown:
+                blocked = (
+                    f"cooldown: last run for {model.name} launched {now - last:.0f} s ago "
+                    f"(< {cooldown:g} s)"
+                )
+            elif in_flight >= self.config.max_in_flight:
+                blocked = f"{in_flight} run(s) in flight (limit {self.config.max_in_flight})"
+        if retrain and not blocked:
+            self.state.save_policy_state(model.name, new_state.to_dict())
+            params = {**model.params}
+            if event.data_uri:
+                params["data_uri"] = event.data_uri
+            run_id = self.state.add_run(
+                model=model.name,
+                hook=event.hook,
+                trigger=event.summary,
+                reasons=reasons,
+                params=params,
+                launcher=self.launcher.name,
+                now=now,
+            )
+            status = self._launch_now(run_id, model.name, params)
+            decision_name, launched = "launch", True
+        else:
+            # Not launched: keep accumulating evidence, as a skipped window would.
+            history = list(state.metric_history)
+            if event.metric_value is not None:
+                history.append(float(event.metric_value))
+            kept = replace(
+                state,
+                windows_since_retrain=state.windows_since_retrain + (0 if event.force else 1),
+                metric_history=history[-model.policy.consecutive_windows :],
+                rows_since_training=state.rows_since_training + event.new_rows,
+            )
+            self.state.save_policy_state(model.name, kept.to_dict())
+            if blocked:
+                reasons = [blocked, *(f"suppressed: {r}" for r in reasons)]
+            run_id, status = None, None
+            decision_name, launched = ("held" if blocked else "skip"), False
+        payload = {
+            "event": event.dedupe_key,
+            "hook": event.hook,
+            "model": model.name,
+            "trigger": event.summary,
+            "decision": decision_name,
+            "launched": launched,
+            "reasons": reasons,
+            "policy_reasons": policy_reasons,
+            "run_id": run_id,
+            "launcher": self.launcher.name,
+            "at": _iso(now),
+        }
+        self._audit(model.name, payload)
+        return {
+            "decision": decision_name,
+            "launched": launched,
+            "reasons": reasons,
+            "run_id": run_id,
+            "status": status,
+            "trigger": event.summary,
+        }
+
+    # -- launching --------------------------------------------------------------------------
+    def _launch_now(self, run_id: int, model: str, params: dict[str, Any]) -> str:
+        if not self.launcher.synchronous:
+            self._queue.put(run_id)
+            return "pending"
+        return self._launch(run_id, model, params, attempts=0)
+
+    def _launch(self, run_id: int, model: str, params: dict[str, Any], attempts: int) -> str:
+        try:
+            if not self.launcher.synchronous:
+                self.state.update_run(run_id, status="running")
+            external = self.launcher.launch(run_id, model, params)
+        except LaunchError as exc:
+            self.metrics.launch_failures.labels(model, self.launcher.name).inc()
+            self.state.update_run(run_id, status="pending", attempts=attempts + 1, error=str(exc))
+            log.error("run %s for %s not launched, kept for retry: %s", run_id, model, exc)
+            return "pending"
+        except Exception as exc:  # the pipeline itself failed (local launcher)
+            self.state.update_run(
+                run_id, status="failed", attempts=attempts + 1, error=f"{type(exc).__name__}: {exc}"
+            )
+            return "failed"
+        # log: recorded only; kfp: submitted to the cluster; local: the run has finished.
+        status = {"log": "logged", "kfp": "submitted"}.get(self.launcher.name, "succeeded")
+        self.state.update_run(run_id, status=status, external_id=external, attempts=attempts + 1)
+        self.metrics.launched.labels(model, self.launcher.name).inc()
+        return status
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            run_id = self._queue.get()
+            if run_id is None:
+                return
+            rows = [r for r in self.state.runs("pending") if r["id"] == run_id]
+            if rows:
+                r = rows[0]
+                self._launch(r["id"], r["model"], r["params"], r["attempts"])
+
+    def retry_pending(self) -> int:
+        """Queue every pending run for another launch attempt; how many were queued."""
+        pending = self.state.runs("pending")
+        for r in reversed(pending):
+            if self.launcher.synchronous:
+                self._launch(r["id"], r["model"], r["params"], r["attempts"])
+            else:
+                self._queue.put(r["id"])
+        return len(pending)
+
+    def _retry_loop(self) -> None:
+        self.retry_pending()  # runs left pending by a previous process
+        while not self._stop.wait(self.retry_seconds):
+            self.retry_pending()
+
+    # -- embedded scheduler -----------------------------------------------------------------
+    def scheduler_tick_once(self) -> list[dict[str, Any]]:
+        """Fire the schedules that are due (no catch-up: one fire however many were missed)."""
+        from croniter import croniter
+
+        now = self.clock()
+        fired = []
+        for model in self.config.models.values():
+            if model.schedule is None:
+                continue
+            last = self.state.last_fire(model.name)
+            if last is None:
+                self.state.set_last_fire(model.name, now)
+                continue
+            due = croniter(model.schedule.standard, datetime.fromtimestamp(last, UTC)).get_next(
+                float
+            )
+            if now < due:
+                continue
+            self.state.set_last_fire(model.name, now)
+            event = TriggerEvent(
+                hook="schedule",
+                model=model.name,
+                dedupe_key=f"schedule|{model.name}|{due:.0f}",
+                summary=f"schedule {model.schedule.standard!r} due at {_iso(due)}",
+                force=True,
+            )
+            fired.append(self.handle(event))
+        return fired
+
+    def _scheduler_loop(self) -> None:
+        while not self._stop.wait(self.scheduler_tick):
+            try:
+                self.scheduler_tick_once()
+            except Exception:  # keep the scheduler alive; the error is logged
+                log.exception("scheduler tick failed")
