@@ -2,7 +2,10 @@
 
 snapshot -> validate -> drift -> decide -> train -> evaluate -> register -> promote.
 
-Compiled YAML is committed beside this file (``retraining.yaml``) and kept fresh by a test.
+Compiled YAML is committed beside this file (``retraining.yaml``, the ``cpu`` node profile) and
+kept fresh by a test. The training task runs on a node profile (:mod:`refit.pipelines.profiles`)
+applied at compile time: :func:`build_retraining_pipeline` builds the pipeline for any profile,
+and ``refit compile --node-profile gpu-spot`` compiles it.
 """
 
 import json
@@ -19,6 +22,7 @@ from refit.components import (
     train_model,
     validate_data,
 )
+from refit.pipelines.profiles import BUILTIN_PROFILES, NodeProfile, apply_profile
 
 #: Policy used when a run is started without one.
 DEFAULT_POLICY = {
@@ -41,128 +45,151 @@ def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task.set_caching_options(False)
 
 
-@dsl.pipeline(
-    name="refit-retraining",
-    description="Validate a window, detect drift, decide by policy, retrain, gate, promote.",
-)
-def retraining_pipeline(
-    data_uri: str,
-    store_uri: str,
-    model_name: str = "model",
-    target: str = "label",
-    time_column: str = "",
-    policy_json: str = json.dumps(DEFAULT_POLICY),
-    gate_json: str = json.dumps(DEFAULT_GATE),
-    trainer: str = "xgboost",
-    params_json: str = "{}",
-    seed: int = 0,
-    holdout_fraction: float = 0.25,
-    deploy_target: str = "local",
-    now: str = "",
-    run_label: str = "",
-):
-    """Run one retraining iteration over the window at ``data_uri``.
+def build_retraining_pipeline(profile: NodeProfile = BUILTIN_PROFILES["cpu"]):  # noqa: ANN201
+    """Build the retraining pipeline with its training task on a node profile.
 
     Args:
-        data_uri: CSV or Parquet window (local path or gs:// URI).
-        store_uri: Root of refit's store: snapshots, registry, audit log.
-        model_name: Registered model name.
-        target: Label column.
-        time_column: Optional event-time column (recorded, excluded from features).
-        policy_json: Retrain policy (JSON).
-        gate_json: Promotion gate (JSON).
-        trainer: Trainer name (xgboost, random_forest, logistic_regression).
-        params_json: Trainer hyper-parameters (JSON).
-        seed: Seed for the holdout split and training.
-        holdout_fraction: Share of the window held out for evaluation.
-        deploy_target: Deployment target name (``local`` in the embedded mode).
-        now: Decision time (ISO 8601); empty means the current time.
-        run_label: Label of this run in the audit log.
+        profile: Node profile of the training task (resources, GPU, node selectors,
+            tolerations, retries); its device and price go to the task as parameters.
+
+    Returns:
+        The pipeline function.
     """
-    snap = _no_cache(
-        snapshot_data(
-            data_uri=data_uri,
-            store_uri=store_uri,
-            model_name=model_name,
-            time_column=time_column,
-            run_label=run_label,
-        )
+
+    @dsl.pipeline(
+        name="refit-retraining",
+        description="Validate a window, detect drift, decide by policy, retrain, gate, promote.",
     )
-    valid = _no_cache(
-        validate_data(
-            snapshot=snap.outputs["snapshot"],
-            store_uri=store_uri,
-            model_name=model_name,
-            target=target,
-            run_label=run_label,
-        )
-    )
-    with dsl.If(valid.outputs["Output"] == True, name="data-valid"):  # noqa: E712 (KFP condition)
-        drift = _no_cache(
-            detect_drift(
-                snapshot=snap.outputs["snapshot"],
+    def retraining_pipeline(
+        data_uri: str,
+        store_uri: str,
+        model_name: str = "model",
+        target: str = "label",
+        time_column: str = "",
+        policy_json: str = json.dumps(DEFAULT_POLICY),
+        gate_json: str = json.dumps(DEFAULT_GATE),
+        trainer: str = "xgboost",
+        params_json: str = "{}",
+        seed: int = 0,
+        holdout_fraction: float = 0.25,
+        deploy_target: str = "local",
+        now: str = "",
+        run_label: str = "",
+    ):
+        """Run one retraining iteration over the window at ``data_uri``.
+
+        Args:
+            data_uri: CSV or Parquet window (local path or gs:// URI).
+            store_uri: Root of refit's store: snapshots, registry, audit log.
+            model_name: Registered model name.
+            target: Label column.
+            time_column: Optional event-time column (recorded, excluded from features).
+            policy_json: Retrain policy (JSON).
+            gate_json: Promotion gate (JSON).
+            trainer: Trainer name (xgboost, random_forest, logistic_regression).
+            params_json: Trainer hyper-parameters (JSON).
+            seed: Seed for the holdout split and training.
+            holdout_fraction: Share of the window held out for evaluation.
+            deploy_target: Deployment target name (``local`` in the embedded mode).
+            now: Decision time (ISO 8601); empty means the current time.
+            run_label: Label of this run in the audit log.
+        """
+        snap = _no_cache(
+            snapshot_data(
+                data_uri=data_uri,
                 store_uri=store_uri,
                 model_name=model_name,
-                target=target,
                 time_column=time_column,
                 run_label=run_label,
             )
         )
-        decision = _no_cache(
-            decide_retrain(
+        valid = _no_cache(
+            validate_data(
                 snapshot=snap.outputs["snapshot"],
-                drift=drift.outputs["drift"],
                 store_uri=store_uri,
                 model_name=model_name,
                 target=target,
-                policy_json=policy_json,
-                now=now,
                 run_label=run_label,
             )
         )
-        with dsl.If(decision.outputs["Output"] == True, name="retrain"):  # noqa: E712
-            trained = _no_cache(
-                train_model(
+        with dsl.If(valid.outputs["Output"] == True, name="data-valid"):  # noqa: E712 (KFP condition)
+            drift = _no_cache(
+                detect_drift(
                     snapshot=snap.outputs["snapshot"],
                     store_uri=store_uri,
                     model_name=model_name,
                     target=target,
-                    trainer=trainer,
-                    params_json=params_json,
-                    seed=seed,
-                    holdout_fraction=holdout_fraction,
                     time_column=time_column,
                     run_label=run_label,
                 )
             )
-            evaluation = _no_cache(
-                evaluate_model(
-                    model=trained.outputs["model"],
-                    holdout=trained.outputs["holdout"],
+            decision = _no_cache(
+                decide_retrain(
+                    snapshot=snap.outputs["snapshot"],
+                    drift=drift.outputs["drift"],
                     store_uri=store_uri,
                     model_name=model_name,
-                    gate_json=gate_json,
+                    target=target,
+                    policy_json=policy_json,
+                    now=now,
                     run_label=run_label,
                 )
             )
-            with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712
-                registered = _no_cache(
-                    register_model(
+            with dsl.If(decision.outputs["Output"] == True, name="retrain"):  # noqa: E712
+                trained = apply_profile(
+                    _no_cache(
+                        train_model(
+                            snapshot=snap.outputs["snapshot"],
+                            store_uri=store_uri,
+                            model_name=model_name,
+                            target=target,
+                            trainer=trainer,
+                            params_json=params_json,
+                            seed=seed,
+                            holdout_fraction=holdout_fraction,
+                            time_column=time_column,
+                            run_label=run_label,
+                            device=profile.device,
+                            price_per_hour=profile.price_per_hour,
+                            node_profile=profile.name,
+                        )
+                    ),
+                    profile,
+                )
+                evaluation = _no_cache(
+                    evaluate_model(
                         model=trained.outputs["model"],
+                        holdout=trained.outputs["holdout"],
                         store_uri=store_uri,
                         model_name=model_name,
-                        snapshot_sha256=snap.outputs["Output"],
-                        evaluation=evaluation.outputs["evaluation"],
-                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                        gate_json=gate_json,
                         run_label=run_label,
                     )
                 )
-                _no_cache(
-                    promote_model(
-                        store_uri=store_uri,
-                        model_name=model_name,
-                        version=registered.outputs["Output"],
-                        target=deploy_target,
-                        run_label=run_label,
+                with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712
+                    registered = _no_cache(
+                        register_model(
+                            model=trained.outputs["model"],
+                            store_uri=store_uri,
+                            model_name=model_name,
+                            snapshot_sha256=snap.outputs["Output"],
+                            evaluation=evaluation.outputs["evaluation"],
+                            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                            run_label=run_label,
+                        )
                     )
-                )
+                    _no_cache(
+                        promote_model(
+                            store_uri=store_uri,
+                            model_name=model_name,
+                            version=registered.outputs["Output"],
+                            target=deploy_target,
+                            run_label=run_label,
+                        )
+                    )
+
+    return retraining_pipeline
+
+
+#: The retraining pipeline on the default ``cpu`` node profile (compiled to retraining.yaml).
+retraining_pipeline = build_retraining_pipeline()

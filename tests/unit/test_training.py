@@ -22,7 +22,7 @@ TRAINERS = ["logistic_regression", "random_forest", "xgboost"]
 FAST_PARAMS = {
     "logistic_regression": {},
     "random_forest": {"n_estimators": 20},
-    "xgboost": {"n_estimators": 20},
+    "xgboost": {"n_estimators": 20, "n_jobs": 1},
 }
 
 

@@ -1,9 +1,32 @@
 """``refit`` commands for training and compiling the pipeline."""
 
+from __future__ import annotations
+
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """Parse one ``KEY=VALUE`` trainer parameter; the value is JSON when it parses as JSON.
+
+    ``max_depth=3`` gives 3, ``class_weight=balanced`` gives ``"balanced"``,
+    ``class_weight={"yes": 3}`` a mapping, ``max_depth=null`` None.
+
+    Raises:
+        typer.BadParameter: If there is no ``=`` or the key is empty.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise typer.BadParameter(f"--param {text!r} must look like KEY=VALUE")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
 
 
 def register(app: typer.Typer) -> None:
@@ -14,11 +37,172 @@ def register(app: typer.Typer) -> None:
         output: Annotated[
             Path, typer.Option(help="Where to write the compiled pipeline YAML.")
         ] = Path("retraining.yaml"),
+        node_profile: Annotated[
+            str,
+            typer.Option(
+                "--node-profile",
+                help="Node profile of the training task: cpu, gpu, gpu-spot or one defined "
+                "in --profiles-file.",
+            ),
+        ] = "cpu",
+        profiles_file: Annotated[
+            Path | None,
+            typer.Option("--profiles-file", help="YAML or JSON file of more node profiles."),
+        ] = None,
     ) -> None:
-        """Compile the retraining pipeline to KFP IR YAML for a cluster."""
+        """Compile the retraining pipeline to KFP IR YAML for a cluster, on a node profile."""
         from kfp import compiler
 
-        from refit.pipelines.retraining import retraining_pipeline
+        from refit.errors import SchemaError
+        from refit.pipelines.profiles import get_profile
+        from refit.pipelines.retraining import build_retraining_pipeline
 
-        compiler.Compiler().compile(retraining_pipeline, str(output))
-        typer.echo(f"wrote {output}")
+        try:
+            profile = get_profile(node_profile, profiles_file)
+        except SchemaError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--node-profile") from exc
+        compiler.Compiler().compile(build_retraining_pipeline(profile), str(output))
+        typer.echo(f"wrote {output} (training on node profile {profile.name!r})")
+
+    @app.command("train")
+    def train_command(
+        data: Annotated[str, typer.Option(help="CSV or Parquet data (local path or gs:// URI).")],
+        target: Annotated[str, typer.Option(help="Target (label) column.")],
+        output: Annotated[
+            Path, typer.Option(help="Model folder to write (model file + model.json).")
+        ],
+        model: Annotated[
+            str, typer.Option(help="Trainer: xgboost, hist_gradient_boosting, random_forest, ...")
+        ] = "xgboost",
+        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        checkpoint_dir: Annotated[
+            str | None,
+            typer.Option(help="Folder or gs:// prefix for checkpoints; a rerun resumes."),
+        ] = None,
+        checkpoint_every: Annotated[
+            int, typer.Option(min=1, help="Boosting rounds between checkpoints.")
+        ] = 10,
+        param: Annotated[
+            list[str] | None,
+            typer.Option("--param", help="Trainer parameter KEY=VALUE (repeatable)."),
+        ] = None,
+        task: Annotated[str, typer.Option(help="auto, classification or regression.")] = "auto",
+        seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
+        exclude: Annotated[
+            list[str] | None, typer.Option("--exclude", help="Column that is not a feature.")
+        ] = None,
+        holdout_fraction: Annotated[
+            float,
+            typer.Option(
+                min=0.0, max=0.9, help="Share of rows held out for the card's metrics (0: none)."
+            ),
+        ] = 0.0,
+        price_per_hour: Annotated[
+            float, typer.Option(min=0.0, help="Node price per hour, for the card's cost.")
+        ] = 0.0,
+        quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    ) -> None:
+        """Train a model on a table and save it in a safe format with its model card."""
+        import hashlib
+        import time
+
+        from refit.errors import RefitError
+        from refit.io.tables import canonical_parquet_bytes, read_table
+        from refit.training import (
+            build_model_card,
+            save_model,
+            train,
+            validation_metrics,
+        )
+
+        params = dict(parse_param(p) for p in (param or []))
+        started = time.perf_counter()
+        try:
+            table = read_table(data)
+            data_sha256 = hashlib.sha256(canonical_parquet_bytes(table)).hexdigest()
+            holdout = None
+            if holdout_fraction > 0:
+                from refit.steps.train import split_holdout  # imports every step: only if asked
+
+                table, holdout = split_holdout(table, holdout_fraction, seed)
+            with _progress(quiet) as on_round:
+                trained = train(
+                    table,
+                    target,
+                    trainer=model,
+                    params=params,
+                    seed=seed,
+                    exclude=exclude or (),
+                    task=task,
+                    device=device,
+                    checkpoint_dir=checkpoint_dir,
+                    checkpoint_every=checkpoint_every,
+                    on_round=on_round,
+                )
+            metrics = validation_metrics(trained, holdout) if holdout is not None else None
+            card = build_model_card(
+                trained,
+                table,
+                data_sha256=data_sha256,
+                wall_time_s=time.perf_counter() - started,
+                price_per_hour=price_per_hour,
+                metrics=metrics,
+                metrics_source=f"a seeded holdout, {holdout.num_rows} rows" if holdout else "",
+            )
+            artifact = save_model(trained, output, card=card)
+        except RefitError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        summary = {
+            "output": str(output),
+            "sha256": artifact.sha256,
+            "trainer": model,
+            "task": trained.task,
+            "device": trained.device,
+            "rounds": trained.info.get("rounds"),
+            "resumed_from_round": trained.resumed_from_round,
+            "wall_time_s": card["wall_time_s"],
+        }
+        typer.echo(json.dumps(summary))
+
+
+class _progress:
+    """A rich progress bar over boosting rounds, as a context manager giving ``on_round``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if self.quiet:
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("boosting rounds"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._bar.start()
+
+        def on_round(done: int, total: int) -> None:
+            if self._task is None:
+                self._task = self._bar.add_task("train", total=total, completed=0)
+            self._bar.update(self._task, completed=done, total=total)
+
+        return on_round
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

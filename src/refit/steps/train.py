@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from refit.errors import DataError
+from refit.io import uri as uri_io
 from refit.io.tables import read_table, write_parquet
 from refit.registry import ModelRegistry
 from refit.training.artifacts import save_model
-from refit.training.trainers import train
+from refit.training.card import build_model_card, render_model_card, validation_metrics
+from refit.training.trainers import get_trainer, train
+
+#: ``checkpoint_uri`` value that puts checkpoints under the store (see :func:`checkpoint_location`).
+AUTO_CHECKPOINTS = "auto"
 
 
 @dataclass
@@ -23,6 +31,34 @@ class TrainOutput:
     train_rows: int
     holdout_rows: int
     trainer: str
+    device: str = "cpu"
+    resumed_from_round: int = 0
+    card: dict[str, Any] = field(default_factory=dict)
+    card_markdown: str = ""
+
+
+def checkpoint_location(
+    store_uri: str, model_name: str, data_sha256: str, trainer: str, seed: int
+) -> str:
+    """Where a training's checkpoints live under the store.
+
+    The location depends only on the task's inputs (data, trainer, seed), so a KFP retry of the
+    same task after a pre-emption finds the checkpoints of the attempt it replaces; the
+    checkpoint's own fingerprint guards against other parameters.
+
+    Args:
+        store_uri: Root of refit's store.
+        model_name: Model the challenger is for.
+        data_sha256: Content hash of the training data.
+        trainer: Trainer name.
+        seed: Seed.
+
+    Returns:
+        A folder or ``gs://`` prefix.
+    """
+    return uri_io.join(
+        store_uri, "checkpoints", model_name, f"{data_sha256[:16]}-{trainer}-seed{seed}"
+    )
 
 
 def split_holdout(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
@@ -64,6 +100,12 @@ def train_model(
     holdout_fraction: float = 0.25,
     time_column: str = "",
     run_label: str = "",
+    task: str = "auto",
+    device: str = "auto",
+    checkpoint_uri: str = AUTO_CHECKPOINTS,
+    checkpoint_every: int = 25,
+    price_per_hour: float = 0.0,
+    node_profile: str = "",
 ) -> TrainOutput:
     """Train a challenger on a window, keeping a seeded holdout for its evaluation.
 
@@ -80,15 +122,48 @@ def train_model(
         holdout_fraction: Share of rows held out for evaluation.
         time_column: Time column, excluded from the features.
         run_label: Label of this pipeline run in the audit log.
+        task: ``auto``, ``classification`` or ``regression``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        checkpoint_uri: Folder or ``gs://`` prefix for boosting checkpoints; ``"auto"`` puts
+            them under the store (:func:`checkpoint_location`), ``""`` turns them off.
+        checkpoint_every: Boosting rounds between checkpoints.
+        price_per_hour: Price per hour of the node profile, for the model card's cost.
+        node_profile: Name of the node profile, for the model card.
 
     Returns:
-        The model file's sha256 and the row counts.
+        The model file's sha256, the row counts, the device, the resumed round and the card.
     """
+    started = time.perf_counter()
+    data_sha256 = hashlib.sha256(Path(snapshot_path).read_bytes()).hexdigest()
     table = read_table(snapshot_path)
     train_rows, holdout_rows = split_holdout(table, holdout_fraction, seed)
     exclude = (time_column,) if time_column else ()
-    model = train(train_rows, target, trainer=trainer, params=params, seed=seed, exclude=exclude)
-    artifact = save_model(model, model_dir)
+    if checkpoint_uri == AUTO_CHECKPOINTS:
+        checkpoint_uri = checkpoint_location(store_uri, model_name, data_sha256, trainer, seed)
+    model = train(
+        train_rows,
+        target,
+        trainer=trainer,
+        params=params,
+        seed=seed,
+        exclude=exclude,
+        task=task,
+        device=device,
+        checkpoint_dir=(checkpoint_uri or None) if get_trainer(trainer).fit else None,
+        checkpoint_every=checkpoint_every,
+    )
+    metrics = validation_metrics(model, holdout_rows)
+    card = build_model_card(
+        model,
+        train_rows,
+        data_sha256=data_sha256,
+        wall_time_s=time.perf_counter() - started,
+        price_per_hour=price_per_hour,
+        node_profile=node_profile,
+        metrics=metrics,
+        metrics_source=f"the seeded holdout, {holdout_rows.num_rows} rows",
+    )
+    artifact = save_model(model, model_dir, card=card)
     write_parquet(holdout_rows, holdout_path)
     ModelRegistry(store_uri, model_name).audit.append(
         "training",
@@ -98,6 +173,10 @@ def train_model(
             "params": params or {},
             "sha256": artifact.sha256,
             "train_rows": train_rows.num_rows,
+            "device": model.device,
+            "resumed_from_round": model.resumed_from_round,
+            "wall_time_s": card["wall_time_s"],
+            "cost": card["cost"],
         },
     )
     return TrainOutput(
@@ -105,4 +184,8 @@ def train_model(
         train_rows=train_rows.num_rows,
         holdout_rows=holdout_rows.num_rows,
         trainer=trainer,
+        device=model.device,
+        resumed_from_round=model.resumed_from_round,
+        card=card,
+        card_markdown=render_model_card(card),
     )

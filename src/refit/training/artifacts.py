@@ -4,8 +4,12 @@ A model directory holds exactly two files:
 
 - ``model.ubj`` (XGBoost, written by ``XGBClassifier.save_model``) or ``model.skops``
   (scikit-learn, written by ``skops.io.dumps``); never a pickle.
-- ``model.json``: trainer, parameters, seed, feature spec, file name, format and the sha256 of
-  the model file.
+- ``model.json``: trainer, task, parameters, seed, feature spec, file name, format, the sha256
+  of the model file, the device that trained it, ``resumed_from_round`` (0 for a fresh run),
+  the training facts (rounds, validation, wall time) and, when given, the model card.
+
+skops archives are written canonically (entries renamed in schema order, fixed timestamps), so
+the same model gives the same bytes and the same sha256.
 
 :func:`load_model` verifies the sha256 before it parses anything, refuses pickle files, and
 loads skops files only when every type in them is on refit's fixed allowlist.
@@ -24,6 +28,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from refit.errors import IntegrityError
 from refit.training.features import FeatureSpec
 from refit.training.trainers import TrainedModel, get_trainer
@@ -36,6 +42,7 @@ __all__ = [
     "ModelArtifact",
     "load_model",
     "read_metadata",
+    "canonical_skops",
     "save_model",
     "sha256_bytes",
 ]
@@ -57,8 +64,27 @@ SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.RandomForestRegressor",
     "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.DecisionTreeRegressor",
     "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.MultinomialLogit",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfSquaredError",
+    # HistGradientBoosting keeps its feature-subsampling generator (state only, no code).
+    "numpy.random._generator.Generator",
+    "sklearn.preprocessing._label.LabelEncoder",
 )
 
 # skops node loaders that rebuild plain data (numpy arrays via np.load(allow_pickle=False),
@@ -133,12 +159,82 @@ def _xgboost_bytes(estimator: Any) -> bytes:
         return target.read_bytes()
 
 
-def save_model(model: TrainedModel, directory: str | os.PathLike[str]) -> ModelArtifact:
+def canonical_skops(data: bytes) -> bytes:
+    """Rewrite a skops archive so that the same model always gives the same bytes.
+
+    skops names array files and memo ids after Python object ids and stamps entries with the
+    current time; both are replaced by their order of first appearance in the schema, and a
+    fixed timestamp.
+
+    Args:
+        data: A skops archive.
+
+    Returns:
+        The canonical archive, which loads to the same estimator.
+
+    Raises:
+        IntegrityError: If ``data`` is not a skops archive.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            contents = {name: archive.read(name) for name in infos}
+    except zipfile.BadZipFile as exc:
+        raise IntegrityError(f"skops output is not a zip archive: {exc}") from exc
+    if "schema.json" not in contents:
+        raise IntegrityError("skops output has no schema.json")
+    schema = json.loads(contents["schema.json"])
+    ids: dict[int, int] = {}
+    files: dict[str, str] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int) and not isinstance(value, bool):
+                    out[key] = ids.setdefault(value, len(ids) + 1)
+                elif isinstance(value, str) and value in contents and value != "schema.json":
+                    suffix = Path(value).suffix
+                    out[key] = files.setdefault(value, f"{len(files) + 1:06d}{suffix}")
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    schema = walk(schema)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        entries = [("schema.json", json.dumps(schema, indent=2).encode())]
+        leftovers = sorted(set(contents) - set(files) - {"schema.json"})
+        entries += [(new, contents[old]) for old, new in files.items()]
+        entries += [(name, contents[name]) for name in leftovers]
+        for name, payload in entries:
+            original = infos.get(name) or infos[next(k for k, v in files.items() if v == name)]
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = original.compress_type
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, payload)
+    return buffer.getvalue()
+
+
+def save_model(
+    model: TrainedModel,
+    directory: str | os.PathLike[str],
+    *,
+    card: dict[str, Any] | None = None,
+) -> ModelArtifact:
     """Write a trained model to a directory in a safe format.
+
+    The model file's bytes depend only on the model: the same data, parameters and seed give
+    the same sha256 on the CPU.
 
     Args:
         model: The trained model.
         directory: Local directory; created if needed. Existing model files are replaced.
+        card: Model card (see :func:`refit.training.card.build_model_card`) stored in
+            ``model.json`` under ``card``.
 
     Returns:
         The :class:`ModelArtifact` describing what was written.
@@ -153,7 +249,7 @@ def save_model(model: TrainedModel, directory: str | os.PathLike[str]) -> ModelA
     elif fmt == FORMAT_SKOPS:
         import skops.io as sio
 
-        data = sio.dumps(model.estimator)
+        data = canonical_skops(sio.dumps(model.estimator))
         _check_skops_types(data, "model.skops")
     else:  # pragma: no cover - guarded by the trainer registry
         raise IntegrityError(f"trainer {model.trainer!r} has unsupported model format {fmt!r}")
@@ -164,8 +260,12 @@ def save_model(model: TrainedModel, directory: str | os.PathLike[str]) -> ModelA
     metadata = {
         "metadata_version": _METADATA_VERSION,
         "trainer": model.trainer,
+        "task": model.spec.task,
         "params": model.params,
         "seed": model.seed,
+        "device": model.device,
+        "resumed_from_round": int(model.resumed_from_round),
+        "training": _jsonable(model.info),
         "feature_spec": model.spec.to_dict(),
         "file": file_name,
         "format": fmt,
@@ -175,12 +275,27 @@ def save_model(model: TrainedModel, directory: str | os.PathLike[str]) -> ModelA
             name: _package_version(name) for name in ("refit", "scikit-learn", "xgboost", "skops")
         },
     }
+    if card is not None:
+        metadata["card"] = _jsonable(card)
     _write_atomic(
         out / METADATA_FILE, (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()
     )
     return ModelArtifact(
         directory=str(out), file=file_name, sha256=digest, format=fmt, trainer=model.trainer
     )
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON, turning numpy scalars and tuples into plain values."""
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+        return str(obj)
+
+    return json.loads(json.dumps(value, default=default))
 
 
 def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -319,7 +434,7 @@ def load_model(directory: str | os.PathLike[str]) -> TrainedModel:
     except (ValueError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"{root / METADATA_FILE} has a bad feature_spec: {exc}") from exc
     if fmt == FORMAT_XGBOOST:
-        estimator = _load_xgboost(data, str(model_path))
+        estimator = _load_xgboost(data, str(model_path), regression=spec.is_regression)
     else:
         estimator = _load_skops(data, str(model_path))
     n_classes = _estimator_n_classes(estimator)
@@ -334,16 +449,19 @@ def load_model(directory: str | os.PathLike[str]) -> TrainedModel:
         trainer=str(metadata["trainer"]),
         params=dict(metadata.get("params") or {}),
         seed=int(metadata.get("seed", 0)),
+        device=str(metadata.get("device", "cpu")),
+        resumed_from_round=int(metadata.get("resumed_from_round", 0)),
+        info=dict(metadata.get("training") or {}),
     )
 
 
-def _load_xgboost(data: bytes, path: str) -> Any:
-    from xgboost import XGBClassifier
+def _load_xgboost(data: bytes, path: str, *, regression: bool = False) -> Any:
+    from xgboost import XGBClassifier, XGBRegressor
     from xgboost.core import XGBoostError
 
     if not data.startswith(b"{"):
         raise IntegrityError(f"model file {path!r} is not UBJSON (first byte {data[:1]!r})")
-    estimator = XGBClassifier()
+    estimator = XGBRegressor() if regression else XGBClassifier()
     try:
         estimator.load_model(bytearray(data))
     except XGBoostError as exc:
@@ -365,6 +483,13 @@ def _load_skops(data: bytes, path: str) -> Any:
 
 
 def _estimator_n_classes(estimator: Any) -> int | None:
+    from sklearn.base import is_regressor
+
+    try:
+        if is_regressor(estimator):
+            return 0
+    except Exception:  # an estimator without sklearn tags: judge by its classes
+        pass
     classes = getattr(estimator, "classes_", None)
     if classes is not None:
         return len(classes)

@@ -1,9 +1,10 @@
 """Feature specification and encoding: refit, not the model, turns tables into matrices.
 
 The :class:`FeatureSpec` records which columns are numeric, which are categorical (with their
-sorted vocabulary, one-hot encoded; unseen values encode as all zeros) and the sorted list of
-target classes. It is stored beside the model in ``model.json`` so that the same encoding is
-applied at training, evaluation and serving time.
+sorted vocabulary, one-hot encoded; unseen values encode as all zeros), the task
+(classification or regression) and, for classification, the sorted list of target classes.
+It is stored beside the model in ``model.json`` so that the same encoding is applied at
+training, evaluation and serving time.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ import pyarrow.compute as pc
 from refit.errors import TrainingError
 
 __all__ = [
+    "TASKS",
     "FeatureSpec",
     "encode",
     "encode_target",
     "infer_feature_spec",
+    "infer_task",
 ]
+
+#: The learning tasks refit trains for.
+TASKS = ("classification", "regression")
 
 
 @dataclass
@@ -35,13 +41,16 @@ class FeatureSpec:
         numeric: Numeric feature columns, in encoding order. Missing values stay NaN.
         categorical: Categorical feature columns mapped to their sorted vocabulary, in encoding
             order (after the numeric columns). Each value becomes one one-hot column.
-        classes: Sorted target classes; a label is encoded as its index in this list.
+        classes: Sorted target classes; a label is encoded as its index in this list. Empty
+            for regression.
+        task: ``"classification"`` or ``"regression"``.
     """
 
     target: str
     numeric: list[str] = field(default_factory=list)
     categorical: dict[str, list[str]] = field(default_factory=dict)
     classes: list = field(default_factory=list)
+    task: str = "classification"
 
     @property
     def feature_columns(self) -> list[str]:
@@ -63,8 +72,13 @@ class FeatureSpec:
 
     @property
     def n_classes(self) -> int:
-        """Number of target classes."""
+        """Number of target classes (0 for regression)."""
         return len(self.classes)
+
+    @property
+    def is_regression(self) -> bool:
+        """True for a regression target."""
+        return self.task == "regression"
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dictionary."""
@@ -73,6 +87,7 @@ class FeatureSpec:
             "numeric": list(self.numeric),
             "categorical": {k: list(v) for k, v in self.categorical.items()},
             "classes": list(self.classes),
+            "task": self.task,
         }
 
     @classmethod
@@ -82,7 +97,7 @@ class FeatureSpec:
         Raises:
             TrainingError: If a field is missing or unknown.
         """
-        allowed = {"target", "numeric", "categorical", "classes"}
+        allowed = {"target", "numeric", "categorical", "classes", "task"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise TrainingError(
@@ -90,6 +105,9 @@ class FeatureSpec:
             )
         if "target" not in data:
             raise TrainingError("feature spec: field 'target' is missing")
+        task = str(data.get("task", "classification"))
+        if task not in TASKS:
+            raise TrainingError(f"feature spec: task {task!r} is not one of {list(TASKS)}")
         return cls(
             target=str(data["target"]),
             numeric=[str(c) for c in data.get("numeric", [])],
@@ -97,6 +115,7 @@ class FeatureSpec:
                 str(k): [str(v) for v in vs] for k, vs in data.get("categorical", {}).items()
             },
             classes=list(data.get("classes", [])),
+            task=task,
         )
 
 
@@ -129,7 +148,7 @@ def _column(table: pa.Table, name: str, what: str) -> pa.ChunkedArray:
     return column
 
 
-def _check_labels(column: pa.ChunkedArray, target: str) -> None:
+def _check_labels(column: pa.ChunkedArray, target: str, task: str = "classification") -> None:
     n_null = column.null_count
     if n_null:
         raise TrainingError(f"target column {target!r} has {n_null} null label(s)")
@@ -140,14 +159,53 @@ def _check_labels(column: pa.ChunkedArray, target: str) -> None:
         values = column.to_numpy()
         if np.isinf(values).any():
             raise TrainingError(f"target column {target!r} has infinite label(s)")
-        if not np.all(values == np.round(values)):
+        if task == "classification" and not np.all(values == np.round(values)):
             raise TrainingError(
-                f"target column {target!r} has non-integral float labels: refit trains "
-                "classifiers only; cast the column to integer or string classes"
+                f"target column {target!r} has non-integral float labels: a classification "
+                "target needs integer or string classes (use task='regression' for a "
+                "continuous target)"
             )
+    if task == "regression" and not (
+        pa.types.is_integer(column.type)
+        or pa.types.is_floating(column.type)
+        or pa.types.is_decimal(column.type)
+    ):
+        raise TrainingError(
+            f"target column {target!r} has type {column.type}; a regression target must be numeric"
+        )
 
 
-def infer_feature_spec(table: pa.Table, target: str, exclude: Iterable[str] = ()) -> FeatureSpec:
+def infer_task(table: pa.Table, target: str) -> str:
+    """Guess the task from the target column: non-integral floats mean regression.
+
+    Integer, boolean and string targets are classification targets; a float target whose
+    values are all integral (``0.0``/``1.0``) is too. Pass the task explicitly to train a
+    regressor on an integer target.
+
+    Args:
+        table: The training table.
+        target: Name of the target column.
+
+    Returns:
+        ``"classification"`` or ``"regression"``.
+
+    Raises:
+        TrainingError: If the target column is missing.
+    """
+    column = _column(table, target, "target")
+    if not pa.types.is_floating(column.type) or column.null_count:
+        return "classification"
+    values = column.to_numpy()
+    finite = values[np.isfinite(values)]
+    return "classification" if np.all(finite == np.round(finite)) else "regression"
+
+
+def infer_feature_spec(
+    table: pa.Table,
+    target: str,
+    exclude: Iterable[str] = (),
+    task: str = "classification",
+) -> FeatureSpec:
     """Infer the feature spec of a training table.
 
     Numeric (integer, float, boolean, decimal) columns become numeric features; string and
@@ -157,15 +215,18 @@ def infer_feature_spec(table: pa.Table, target: str, exclude: Iterable[str] = ()
         table: The training table.
         target: Name of the label column.
         exclude: Columns that are not features (ids, timestamps).
+        task: ``"classification"`` or ``"regression"``.
 
     Returns:
         The inferred :class:`FeatureSpec`.
 
     Raises:
-        TrainingError: If the target column is missing, has null/NaN labels or a single class;
-            if an excluded column does not exist; if a column has an unsupported type; or if no
-            feature columns are left.
+        TrainingError: If the task is unknown; if the target column is missing, has null/NaN
+            labels, a single class or (regression) a constant value; if an excluded column does
+            not exist; if a column has an unsupported type; or if no feature columns are left.
     """
+    if task not in TASKS:
+        raise TrainingError(f"task {task!r} is unknown; use one of {list(TASKS)}")
     exclude = list(exclude)
     missing_excluded = [c for c in exclude if c not in table.column_names]
     if missing_excluded:
@@ -176,18 +237,27 @@ def infer_feature_spec(table: pa.Table, target: str, exclude: Iterable[str] = ()
     if table.num_rows == 0:
         raise TrainingError("training table has no rows")
     labels = _column(table, target, "target")
-    _check_labels(labels, target)
+    _check_labels(labels, target, task)
     if not (_is_numeric_type(labels.type) or _is_categorical_type(labels.type)):
         raise TrainingError(
             f"target column {target!r} has unsupported type {labels.type}; "
             "use integer, boolean or string classes"
         )
-    classes = sorted(pc.unique(labels).to_pylist())
-    if len(classes) < 2:
-        raise TrainingError(
-            f"target column {target!r} is constant (single class {classes!r}): "
-            "a classifier needs at least two classes"
-        )
+    classes: list = []
+    if task == "classification":
+        classes = sorted(pc.unique(labels).to_pylist())
+        if len(classes) < 2:
+            raise TrainingError(
+                f"target column {target!r} is constant (single class {classes!r}): "
+                "a classifier needs at least two classes"
+            )
+    else:
+        lo, hi = pc.min_max(labels).values()
+        if lo.as_py() == hi.as_py():
+            raise TrainingError(
+                f"target column {target!r} is constant (every value is {lo.as_py()!r}): "
+                "there is nothing to learn"
+            )
 
     numeric: list[str] = []
     categorical: dict[str, list[str]] = {}
@@ -211,7 +281,9 @@ def infer_feature_spec(table: pa.Table, target: str, exclude: Iterable[str] = ()
             f"no feature columns: the table has only the target {target!r} and excluded "
             f"columns {sorted(exclude)}"
         )
-    return FeatureSpec(target=target, numeric=numeric, categorical=categorical, classes=classes)
+    return FeatureSpec(
+        target=target, numeric=numeric, categorical=categorical, classes=classes, task=task
+    )
 
 
 def encode(table: pa.Table, spec: FeatureSpec) -> np.ndarray:
@@ -276,26 +348,26 @@ def encode_target(table: pa.Table, spec: FeatureSpec) -> np.ndarray:
         table: Table holding the target column.
         spec: The feature spec.
 
+    For a regression spec the target values are returned as float64.
+
     Returns:
-        int64 array of class indices.
+        int64 array of class indices (float64 values for regression).
 
     Raises:
         TrainingError: If the target column is missing, has null/NaN labels, or holds labels
             that are not among the spec's classes.
     """
     column = _column(table, spec.target, "target")
-    _check_labels(column, spec.target)
+    _check_labels(column, spec.target, spec.task)
+    if spec.is_regression:
+        return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
     lookup = {_key(c): i for i, c in enumerate(spec.classes)}
-    values = column.to_pylist()
-    out = np.empty(len(values), dtype=np.int64)
-    unseen: set[Any] = set()
-    for i, value in enumerate(values):
-        idx = lookup.get(_key(value))
-        if idx is None:
-            unseen.add(value)
-            out[i] = -1
-        else:
-            out[i] = idx
+    # Map each distinct label once (np.unique), not each row: labels are few, rows many.
+    distinct = pc.unique(column)
+    codes = np.array([lookup.get(_key(v), -1) for v in distinct.to_pylist()], dtype=np.int64)
+    positions = pc.index_in(column, value_set=distinct).to_numpy(zero_copy_only=False)
+    out = codes[np.asarray(positions, dtype=np.int64)] if len(codes) else np.empty(0, np.int64)
+    unseen = {v for v, c in zip(distinct.to_pylist(), codes, strict=True) if c < 0}
     if unseen:
         shown = sorted(map(str, unseen))[:10]
         raise TrainingError(

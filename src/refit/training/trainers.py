@@ -1,12 +1,22 @@
 """Trainer registry and the ``train`` entry point.
 
-Each trainer is a :class:`TrainerSpec`: a name, the parameters it accepts with their defaults,
-and a ``build`` function that returns an unfitted estimator for resolved parameters, a seed and
-the number of classes. Add a trainer with :func:`register_trainer`.
+Each trainer is a :class:`TrainerSpec`: a name, the tasks it supports (classification,
+regression), the parameters it accepts with their defaults, and a ``build`` function that
+returns an unfitted estimator for resolved parameters, a seed and the number of classes (0 for
+regression). A trainer may also bring its own ``fit`` (XGBoost does: device choice, early
+stopping on a validation split, checkpoints, progress). Add a trainer with
+:func:`register_trainer`.
+
+Built in: ``logistic_regression`` (classification only), ``random_forest``,
+``hist_gradient_boosting`` (scikit-learn) and ``xgboost`` (``tree_method="hist"``; CPU or
+CUDA). Every trainer is seeded: the same table, parameters and seed give the same model bytes
+on the CPU.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,16 +25,22 @@ import numpy as np
 import pyarrow as pa
 
 from refit.errors import TrainingError
+from refit.training.device import DeviceChoice, resolve_device
 from refit.training.features import (
+    TASKS,
     FeatureSpec,
     classes_array,
     encode,
     encode_target,
     infer_feature_spec,
+    infer_task,
 )
 
 __all__ = [
     "TRAINERS",
+    "FitRequest",
+    "FitResult",
+    "RoundCallback",
     "TrainedModel",
     "TrainerSpec",
     "available_trainers",
@@ -34,18 +50,71 @@ __all__ = [
     "train",
 ]
 
+logger = logging.getLogger("refit.training")
+
+#: ``on_round(rounds_done, total_rounds)``: called after each boosting round.
+RoundCallback = Callable[[int, int], None]
+
+
+@dataclass
+class FitRequest:
+    """Everything a trainer's ``fit`` hook gets.
+
+    Attributes:
+        X: Encoded features (float32).
+        y: Encoded target (class indices, or float64 values for regression).
+        spec: The feature spec (task, classes).
+        params: Resolved trainer parameters.
+        seed: Seed.
+        device: The resolved device.
+        sample_weight: Per-row weights (from ``class_weight``), or None.
+        checkpoint_dir: Folder or ``gs://`` prefix for checkpoints, or None.
+        checkpoint_every: Rounds between checkpoints.
+        on_round: Progress callback, or None.
+        trainer: Trainer name.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    spec: FeatureSpec
+    params: dict[str, Any]
+    seed: int
+    device: DeviceChoice
+    sample_weight: np.ndarray | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 10
+    on_round: RoundCallback | None = None
+    trainer: str = ""
+
+
+@dataclass
+class FitResult:
+    """What a trainer's ``fit`` hook returns.
+
+    Attributes:
+        estimator: The fitted estimator.
+        info: Facts about the fit for the model card (rounds, resumed_from_round, validation).
+    """
+
+    estimator: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class TrainerSpec:
-    """A named way to build a classifier.
+    """A named way to build an estimator.
 
     Attributes:
         name: Registry name, e.g. ``"xgboost"``.
         defaults: Accepted parameters and their default values; any other parameter is refused.
         build: ``build(params, seed, n_classes) -> estimator`` returning an unfitted estimator
-            with ``fit(X, y)`` and ``predict_proba(X)``.
+            with ``fit(X, y)``, ``predict(X)`` and, for classifiers, ``predict_proba(X)``.
+            ``n_classes`` is 0 for regression.
         format: Serialization format of the fitted estimator: ``"skops"`` or ``"xgboost-ubjson"``.
         description: One line for listings.
+        tasks: Tasks the trainer supports.
+        supports_cuda: Whether the trainer can train on a CUDA GPU.
+        fit: Optional ``fit(request) -> FitResult`` replacing ``build(...).fit(X, y)``.
     """
 
     name: str
@@ -53,6 +122,9 @@ class TrainerSpec:
     build: Callable[[dict[str, Any], int, int], Any]
     format: str
     description: str = ""
+    tasks: tuple[str, ...] = ("classification",)
+    supports_cuda: bool = False
+    fit: Callable[[FitRequest], FitResult] | None = None
 
     @property
     def allowed_params(self) -> list[str]:
@@ -124,11 +196,15 @@ class TrainedModel:
     """A fitted estimator together with the encoding it expects.
 
     Attributes:
-        estimator: The fitted estimator (scikit-learn Pipeline or ``xgboost.XGBClassifier``).
-        spec: Feature spec used to encode tables for this estimator.
+        estimator: The fitted estimator (scikit-learn estimator or Pipeline, or an XGBoost
+            sklearn-API model).
+        spec: Feature spec used to encode tables for this estimator (task, classes).
         trainer: Trainer name.
         params: Resolved trainer parameters.
         seed: Random seed used for training.
+        device: Device that trained the model: ``cpu`` or ``cuda``.
+        resumed_from_round: Boosting rounds taken from a checkpoint (0 for a fresh run).
+        info: Facts about the fit: device reason, rounds, validation score, wall time.
     """
 
     estimator: Any
@@ -136,18 +212,32 @@ class TrainedModel:
     trainer: str
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    device: str = "cpu"
+    resumed_from_round: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        """``classification`` or ``regression``."""
+        return self.spec.task
 
     @property
     def classes(self) -> list:
-        """Class labels, in the column order of :meth:`predict_proba`."""
+        """Class labels, in the column order of :meth:`predict_proba` (empty for regression)."""
         return list(self.spec.classes)
 
     def predict_proba(self, table: pa.Table) -> np.ndarray:
         """Class probabilities, shape ``(n, n_classes)``, columns in ``spec.classes`` order.
 
         Raises:
-            TrainingError: If a feature column is missing or has an incompatible type.
+            TrainingError: If the model is a regressor, or a feature column is missing or has
+                an incompatible type.
         """
+        if self.spec.is_regression:
+            raise TrainingError(
+                f"model of trainer {self.trainer!r} is a regressor (target "
+                f"{self.spec.target!r}): it has no class probabilities; use predict()"
+            )
         X = encode(table, self.spec)
         if X.shape[0] == 0:
             return np.zeros((0, self.spec.n_classes), dtype=np.float64)
@@ -160,8 +250,70 @@ class TrainedModel:
         return proba
 
     def predict(self, table: pa.Table) -> np.ndarray:
-        """Predicted class labels (values from ``spec.classes``)."""
+        """Predicted class labels (values from ``spec.classes``), or values for regression."""
+        if self.spec.is_regression:
+            X = encode(table, self.spec)
+            if X.shape[0] == 0:
+                return np.zeros(0, dtype=np.float64)
+            return np.asarray(self.estimator.predict(X), dtype=np.float64)
         return classes_array(self.spec, np.argmax(self.predict_proba(table), axis=1))
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TrainingError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _resolve_task(task: str, trainer: TrainerSpec, table: pa.Table, target: str) -> str:
+    if task not in (*TASKS, "auto"):
+        raise TrainingError(f"task {task!r} is unknown; use one of {['auto', *TASKS]}")
+    chosen = infer_task(table, target) if task == "auto" else task
+    if chosen not in trainer.tasks:
+        detail = (
+            f"target column {target!r} has non-integral float labels (a regression target); "
+            if task == "auto"
+            else ""
+        )
+        raise TrainingError(
+            f"trainer {trainer.name!r} supports {list(trainer.tasks)} only, not {chosen}: "
+            f"{detail}choose one of "
+            f"{[t.name for t in TRAINERS.values() if chosen in t.tasks]}"
+        )
+    return chosen
+
+
+def _class_weights(value: Any, spec: FeatureSpec, trainer: str) -> str | dict[int, float] | None:
+    """Turn a ``class_weight`` parameter into sklearn's form over encoded class indices."""
+    if value is None:
+        return None
+    if spec.is_regression:
+        raise TrainingError(
+            f"trainer {trainer!r} parameter 'class_weight' applies to classification only; "
+            f"target {spec.target!r} is a regression target"
+        )
+    if value == "balanced":
+        return "balanced"
+    if not isinstance(value, dict):
+        raise TrainingError(
+            f"trainer {trainer!r} parameter 'class_weight' must be null, 'balanced' or a "
+            f"mapping from class label to weight, got {value!r}"
+        )
+    by_label = {str(c): i for i, c in enumerate(spec.classes)}
+    out: dict[int, float] = {}
+    for label, weight in value.items():
+        if str(label) not in by_label:
+            raise TrainingError(
+                f"trainer {trainer!r} parameter 'class_weight' names class {label!r}, which is "
+                f"not among the target's classes {list(spec.classes)}"
+            )
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
+            raise TrainingError(
+                f"trainer {trainer!r} parameter 'class_weight' for class {label!r} must be a "
+                f"positive number, got {weight!r}"
+            )
+        out[by_label[str(label)]] = float(weight)
+    return out
 
 
 def train(
@@ -171,12 +323,18 @@ def train(
     params: dict[str, Any] | None = None,
     seed: int = 0,
     exclude: Iterable[str] = (),
+    *,
+    task: str = "auto",
+    device: str = "auto",
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int = 10,
+    on_round: RoundCallback | None = None,
 ) -> TrainedModel:
-    """Train a classifier on a table.
+    """Train a classifier or regressor on a table.
 
     Everything that can be checked is checked before fitting: the trainer name, its parameters,
-    the target column and the feature columns. The same table, parameters and seed give the same
-    predictions.
+    the device, the task, the target column and the feature columns. The same table,
+    parameters and seed give the same model (the same bytes on the CPU).
 
     Args:
         table: Training table with the target and feature columns.
@@ -185,35 +343,107 @@ def train(
         params: Trainer parameters overriding the defaults.
         seed: Random seed.
         exclude: Columns that are not features (ids, timestamps).
+        task: ``classification``, ``regression`` or ``auto`` (a float target with non-integral
+            values is a regression target; anything else is classification).
+        device: ``auto``, ``cpu`` or ``cuda`` (see :mod:`refit.training.device`).
+        checkpoint_dir: Folder or ``gs://`` prefix for boosting checkpoints (XGBoost); a
+            training restarted with the same data, parameters and seed resumes from the last
+            one. Ignored, with a log line, by trainers without boosting rounds.
+        checkpoint_every: Boosting rounds between checkpoints.
+        on_round: ``on_round(rounds_done, total_rounds)`` after each boosting round.
 
     Returns:
         The fitted :class:`TrainedModel`.
 
     Raises:
-        TrainingError: For an unknown trainer or parameter, bad target or feature columns, or
-            when the estimator refuses to fit (the message names the trainer and parameters).
+        TrainingError: For an unknown trainer, parameter, task or device; ``cuda`` demanded
+            with no GPU; bad target or feature columns; or when the estimator refuses to fit
+            (the message names the trainer and parameters).
     """
     spec_trainer = get_trainer(trainer)
     resolved = resolve_params(trainer, params)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TrainingError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
-    spec = infer_feature_spec(table, target, exclude=exclude)
+    seed = _check_seed(seed)
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+        raise TrainingError(f"checkpoint_every must be an integer, got {checkpoint_every!r}")
+    if checkpoint_every < 1:
+        raise TrainingError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    chosen_task = _resolve_task(task, spec_trainer, table, target)
+    choice = resolve_device(device, supports_cuda=spec_trainer.supports_cuda, trainer=trainer)
+    spec = infer_feature_spec(table, target, exclude=exclude, task=chosen_task)
+    if "class_weight" in resolved:
+        _class_weights(resolved["class_weight"], spec, trainer)  # validate before encoding
     X = encode(table, spec)
     y = encode_target(table, spec)
+    request = FitRequest(
+        X=X,
+        y=y,
+        spec=spec,
+        params=resolved,
+        seed=seed,
+        device=choice,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        on_round=on_round,
+        trainer=trainer,
+    )
+    started = time.perf_counter()
     try:
-        estimator = spec_trainer.build(resolved, seed, spec.n_classes)
-        estimator.fit(X, y)
+        if spec_trainer.fit is not None:
+            result = spec_trainer.fit(request)
+        else:
+            if checkpoint_dir:
+                logger.info(
+                    "trainer %r has no boosting rounds: checkpoint_dir %s is not used",
+                    trainer,
+                    checkpoint_dir,
+                )
+            estimator = spec_trainer.build(
+                _sklearn_params(resolved, spec, trainer), seed, spec.n_classes
+            )
+            estimator.fit(X, y)
+            result = FitResult(estimator=estimator)
     except TrainingError:
         raise
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # XGBoostError is a ValueError
         raise TrainingError(
             f"trainer {trainer!r} with parameters {resolved} failed to fit: {exc}"
         ) from exc
-    return TrainedModel(estimator=estimator, spec=spec, trainer=trainer, params=resolved, seed=seed)
+    wall = time.perf_counter() - started
+    info = {
+        "task": chosen_task,
+        "device": choice.device,
+        "device_requested": choice.requested,
+        "device_reason": choice.reason,
+        "train_rows": int(X.shape[0]),
+        "fit_seconds": round(wall, 4),
+        **result.info,
+    }
+    return TrainedModel(
+        estimator=result.estimator,
+        spec=spec,
+        trainer=trainer,
+        params=resolved,
+        seed=seed,
+        device=choice.device,
+        resumed_from_round=int(result.info.get("resumed_from_round", 0)),
+        info=info,
+    )
 
 
-# --- built-in trainers -------------------------------------------------------------------------
+def _sklearn_params(params: dict[str, Any], spec: FeatureSpec, trainer: str) -> dict[str, Any]:
+    out = dict(params)
+    if "class_weight" in out:
+        weights = _class_weights(out.pop("class_weight"), spec, trainer)
+        if not spec.is_regression:
+            out["class_weight"] = weights
+    # None means "the estimator's own default for this task" for these two.
+    for key in ("criterion", "max_features"):
+        if key in out and out[key] is None:
+            del out[key]
+    return out
+
+
+# --- built-in scikit-learn trainers ------------------------------------------------------------
 
 
 def _build_logistic_regression(params: dict[str, Any], seed: int, n_classes: int) -> Any:
@@ -232,39 +462,25 @@ def _build_logistic_regression(params: dict[str, Any], seed: int, n_classes: int
 
 
 def _build_random_forest(params: dict[str, Any], seed: int, n_classes: int) -> Any:
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
 
+    cls = RandomForestRegressor if n_classes == 0 else RandomForestClassifier
     return Pipeline(
         [
             ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("model", RandomForestClassifier(random_state=seed, **params)),
+            ("model", cls(random_state=seed, **params)),
         ]
     )
 
 
-def _build_xgboost(params: dict[str, Any], seed: int, n_classes: int) -> Any:
-    from xgboost import XGBClassifier
+def _build_hist_gradient_boosting(params: dict[str, Any], seed: int, n_classes: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    params = dict(params)
-    if n_classes == 2:
-        objective = "binary:logistic"
-    else:
-        objective = "multi:softprob"
-        # Only binary objectives use scale_pos_weight; xgboost warns when it is set otherwise.
-        if params.pop("scale_pos_weight", 1.0) != 1.0:
-            raise TrainingError(
-                f"xgboost parameter 'scale_pos_weight' applies to binary targets only; "
-                f"this target has {n_classes} classes"
-            )
-    return XGBClassifier(
-        tree_method="hist",
-        device="cpu",
-        objective=objective,
-        random_state=seed,
-        **params,
-    )
+    if n_classes == 0:
+        return HistGradientBoostingRegressor(random_state=seed, **params)
+    return HistGradientBoostingClassifier(random_state=seed, **params)
 
 
 register_trainer(
@@ -282,6 +498,7 @@ register_trainer(
         build=_build_logistic_regression,
         format="skops",
         description="scikit-learn LogisticRegression (median impute + standard scale)",
+        tasks=("classification",),
     )
 )
 
@@ -290,11 +507,11 @@ register_trainer(
         name="random_forest",
         defaults={
             "n_estimators": 100,
-            "criterion": "gini",
+            "criterion": None,
             "max_depth": None,
             "min_samples_split": 2,
             "min_samples_leaf": 1,
-            "max_features": "sqrt",
+            "max_features": None,
             "max_leaf_nodes": None,
             "bootstrap": True,
             "max_samples": None,
@@ -303,31 +520,40 @@ register_trainer(
         },
         build=_build_random_forest,
         format="skops",
-        description="scikit-learn RandomForestClassifier (median impute)",
+        description=(
+            "scikit-learn RandomForestClassifier / RandomForestRegressor (median impute; "
+            "criterion and max_features null = the estimator's default for the task)"
+        ),
+        tasks=("classification", "regression"),
     )
 )
 
 register_trainer(
     TrainerSpec(
-        name="xgboost",
+        name="hist_gradient_boosting",
         defaults={
-            "n_estimators": 100,
-            "max_depth": 6,
-            "learning_rate": 0.3,
-            "subsample": 1.0,
-            "colsample_bytree": 1.0,
-            "min_child_weight": 1.0,
-            "gamma": 0.0,
-            "reg_lambda": 1.0,
-            "reg_alpha": 0.0,
-            "max_bin": 256,
-            "scale_pos_weight": 1.0,
-            "n_jobs": None,
+            "learning_rate": 0.1,
+            "max_iter": 100,
+            "max_leaf_nodes": 31,
+            "max_depth": None,
+            "min_samples_leaf": 20,
+            "l2_regularization": 0.0,
+            "max_features": 1.0,
+            "max_bins": 255,
+            "early_stopping": "auto",
+            "validation_fraction": 0.1,
+            "n_iter_no_change": 10,
+            "class_weight": None,
         },
-        build=_build_xgboost,
-        format="xgboost-ubjson",
+        build=_build_hist_gradient_boosting,
+        format="skops",
         description=(
-            'XGBoost XGBClassifier (tree_method "hist", device "cpu"; NaN handled natively)'
+            "scikit-learn HistGradientBoostingClassifier / HistGradientBoostingRegressor "
+            "(NaN handled natively; early stopping on a seeded validation split)"
         ),
+        tasks=("classification", "regression"),
     )
 )
+
+# XGBoost lives in its own module; importing it registers the trainer.
+from refit.training import xgboost_trainer as _xgboost_trainer  # noqa: E402,F401
