@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-# 02_submit_to_kfp needs the KFP API mock (Prism); it is executed by its own test.
+# 02_submit_to_kfp needs the KFP API mock (Prism): tests/e2e/test_notebook_kfp.py runs it.
 LOCAL = ["01_quickstart.ipynb", "03_reuse_a_component.ipynb"]
 
 
