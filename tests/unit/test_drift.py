@@ -18,7 +18,8 @@ from refit.drift import (
     render_drift_html,
 )
 from refit.drift.base import _REGISTRY
-from refit.drift.jensenshannon import numeric_bin_counts
+from refit.drift.binning import reference_quantile_bins
+from refit.drift.profile import NumericSummary
 from refit.errors import DataError, DriftError
 
 N = 2000
@@ -111,10 +112,11 @@ def test_jensenshannon_matches_scipy(tables):
     expected = jensenshannon(p / p.sum(), q / q.sum(), base=2)
     assert result.features["cat_shift"].statistic == pytest.approx(expected)
     assert result.features["cat_shift"].p_value is None
-    # numeric: common bins
+    # numeric: common bins at the reference deciles, each holding about a tenth of it
     r, c = reference["num_shift"].to_numpy(), current["num_shift"].to_numpy()
-    _, rc, cc = numeric_bin_counts(r, c)
+    rc, cc = reference_quantile_bins(NumericSummary.from_values(r), NumericSummary.from_values(c))
     assert rc.sum() == N and cc.sum() == N
+    assert len(rc) == 10 and np.all(np.abs(rc / N - 0.1) < 0.01)
     expected = jensenshannon(rc / rc.sum(), cc / cc.sum(), base=2)
     assert result.features["num_shift"].statistic == pytest.approx(expected)
     assert result.features["num_shift"].drifted
@@ -151,11 +153,16 @@ def test_nulls_dropped_and_counted():
     assert (c.n_reference, c.missing_reference, c.n_current, c.missing_current) == (4, 1, 2, 2)
 
 
-def test_all_missing_column_raises_data_error():
-    reference = pa.table({"x": [1.0, 2.0]})
-    current = pa.table({"x": pa.array([None, None], type=pa.float64())})
-    with pytest.raises(DataError, match="'x'.*current"):
-        detect_drift(reference, current)
+def test_all_missing_column_is_not_comparable_and_alerts():
+    reference = pa.table({"x": [1.0, 2.0], "y": [1.0, 2.0]})
+    current = pa.table({"x": pa.array([None, None], type=pa.float64()), "y": [1.0, 2.0]})
+    result = detect_drift(reference, current)
+    x = result.features["x"]
+    assert not x.comparable and "no non-missing finite values in the current data" in x.reason
+    assert x.checks["missing"]["alert"] and x.checks["missing"]["current_share"] == 1.0
+    assert result.n_features == 1 and result.not_comparable == {"x": x.reason}
+    with pytest.raises(DataError, match="x: no non-missing"):
+        detect_drift(reference.select(["x"]), current.select(["x"]))
 
 
 def test_arrow_types_map_to_feature_types():
@@ -184,9 +191,12 @@ def test_unsupported_types_skipped_by_default_and_refused_when_named():
 def test_mismatched_columns_named():
     reference = pa.table({"a": [1.0], "only_ref": [1.0]})
     current = pa.table({"a": [1.0], "only_cur": [1.0]})
-    with pytest.raises(DataError, match="only_ref") as info:
-        detect_drift(reference, current)
-    assert "only_cur" in str(info.value)
+    result = detect_drift(reference, current)
+    assert result.not_comparable == {
+        "only_ref": "column is missing from the current data",
+        "only_cur": "column is missing from the reference data",
+    }
+    assert result.n_features == 1
     with pytest.raises(DataError, match="missing from current: only_ref"):
         detect_drift(reference, current, columns=["a", "only_ref"])
 

@@ -1,10 +1,20 @@
-"""Drift detection: a registry of statistical tests, per-feature detection, HTML report.
+"""Drift detection: a registry of statistical tests, mergeable profiles, detection, HTML report.
 
 Each test lives in its own module and registers a :class:`TestSpec` on import; importing this
-package registers the built-in ones (``ks``, ``chisquare``, ``jensenshannon``).
+package registers the built-in ones (``ks``, ``chisquare``, ``jensenshannon``, ``psi``,
+``wasserstein``, ``linf``, ``kl``, ``hellinger``).
 """
 
-from refit.drift import chisquare, jensenshannon, ks  # noqa: F401  (register the tests)
+from refit.drift import (  # noqa: F401  (register the tests)
+    chisquare,
+    hellinger,
+    jensenshannon,
+    kl,
+    ks,
+    linf,
+    psi,
+    wasserstein,
+)
 from refit.drift.base import (
     TestOutcome,
     TestSpec,
@@ -12,11 +22,36 @@ from refit.drift.base import (
     get_test,
     register,
 )
-from refit.drift.detect import DEFAULT_TESTS, DriftResult, FeatureDrift, detect_drift
+from refit.drift.detect import (
+    DEFAULT_TESTS,
+    DriftResult,
+    FeatureDrift,
+    choose_test,
+    compare_profiles,
+    detect_drift,
+)
+from refit.drift.profile import (
+    PROFILE_VERSION,
+    Profile,
+    load_profile,
+    merge_profiles,
+    profile_table,
+    profile_uri,
+    save_profile,
+)
 from refit.drift.report import render_drift_html
 
 __all__ = [
     "DEFAULT_TESTS",
+    "PROFILE_VERSION",
+    "Profile",
+    "choose_test",
+    "compare_profiles",
+    "load_profile",
+    "merge_profiles",
+    "profile_table",
+    "profile_uri",
+    "save_profile",
     "DriftResult",
     "FeatureDrift",
     "TestOutcome",

@@ -1,10 +1,16 @@
 """Drift test registry: one module per statistical test registers a :class:`TestSpec` on import.
 
-A test function receives the reference and current values of one feature, with missing values
-already removed, and returns a :class:`TestOutcome`:
+A test has two entry points:
 
-* numeric features arrive as 1-D ``float64`` arrays (no NaN);
-* categorical features arrive as 1-D ``object`` arrays of ``str``.
+* ``summary_fn(reference, current, feature_type)`` receives mergeable summaries
+  (:class:`~refit.drift.profile.NumericSummary` / :class:`~refit.drift.profile.CategoricalSummary`)
+  so it runs on stored profiles and on one streaming pass over the current window; every built-in
+  test has one;
+* ``fn(reference, current, feature_type)`` receives the values of one feature, with missing values
+  already removed: numeric features as 1-D ``float64`` arrays (no NaN), categorical features as
+  1-D ``object`` arrays of ``str``. Built-in tests derive it from ``summary_fn``
+  (:func:`from_summary_fn`); a custom test may give only ``fn`` and then runs on in-memory tables
+  (and on profiles whose values are exact).
 
 The third argument names the feature type (``"numeric"`` or ``"categorical"``), so one test can
 serve both kinds (Jensen-Shannon does).
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -32,15 +38,40 @@ class TestOutcome:
     Attributes:
         statistic: The test statistic (KS D, chi-square, Jensen-Shannon distance, ...).
         p_value: The p-value for hypothesis tests; ``None`` for distances.
+        error_bound: Bound on ``|statistic - exact statistic|`` when it was computed from a
+            bucketed histogram (``0.0`` when exact, ``None`` when not stated).
     """
 
     __test__ = False  # not a pytest test class
 
     statistic: float
     p_value: float | None
+    error_bound: float | None = None
 
 
 TestFn = Callable[[np.ndarray, np.ndarray, str], TestOutcome]
+SummaryFn = Callable[[Any, Any, str], TestOutcome]
+
+
+def summarise(values: np.ndarray, feature_type: str) -> Any:
+    """Summary of cleaned values (see the module docstring) for a ``summary_fn``."""
+    from refit.drift.profile import CategoricalSummary, NumericSummary
+
+    if feature_type == "numeric":
+        return NumericSummary.from_values(np.asarray(values, dtype=np.float64))
+    return CategoricalSummary.from_values(values)
+
+
+def from_summary_fn(summary_fn: SummaryFn) -> TestFn:
+    """A values-level test function that summarises both sides and calls ``summary_fn``."""
+
+    def fn(reference: np.ndarray, current: np.ndarray, feature_type: str) -> TestOutcome:
+        return summary_fn(
+            summarise(reference, feature_type), summarise(current, feature_type), feature_type
+        )
+
+    fn.__doc__ = summary_fn.__doc__
+    return fn
 
 
 @dataclass(frozen=True)
@@ -54,7 +85,10 @@ class TestSpec:
             ``kind="p_value"`` (drift when ``p_value < threshold``), a distance for
             ``kind="distance"`` (drift when ``statistic >= threshold``).
         kind: ``"p_value"`` or ``"distance"``.
-        fn: ``fn(reference, current, feature_type) -> TestOutcome``.
+        fn: ``fn(reference, current, feature_type) -> TestOutcome`` on cleaned values.
+        summary_fn: ``summary_fn(reference, current, feature_type) -> TestOutcome`` on
+            summaries; ``None`` when the test needs the values themselves.
+        description: One line for reports: what the statistic is.
     """
 
     __test__ = False  # not a pytest test class
@@ -64,6 +98,8 @@ class TestSpec:
     default_threshold: float
     kind: TestKind
     fn: TestFn
+    summary_fn: SummaryFn | None = None
+    description: str = ""
 
     def __post_init__(self) -> None:
         """Check the spec is coherent.

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from refit import drift as drift_lib
+from refit.drift.explain import explain_drift
+from refit.drift.profile import Profile, load_profile, profile_table, profile_uri, save_profile
 from refit.drift.report import render_drift_html
+from refit.errors import RefitError, SchemaError
 from refit.evaluation.metrics import evaluate
+from refit.io import uri as uri_lib
 from refit.io.tables import read_table
 from refit.policy import Observation, PolicyState, RetrainPolicy, decide
 from refit.registry import ModelRegistry
-from refit.steps.common import feature_columns, reference_table
+from refit.steps.common import reference_table
 
 POLICY_STATE_KEY = "policy"
 
@@ -49,8 +53,7 @@ def detect_drift(
         (0 without a reference) and the HTML report.
     """
     registry = ModelRegistry(store_uri, model_name)
-    current = read_table(snapshot_path)
-    reference = reference_table(registry)
+    reference = reference_profile(registry)
     if reference is None:
         payload: dict[str, Any] | None = None
         share = 0.0
@@ -59,8 +62,12 @@ def detect_drift(
             "<p>No champion yet: there is no reference to compare this window with.</p>"
         )
     else:
-        columns = feature_columns(reference, target, time_column)
-        result = drift_lib.detect_drift(reference, current, columns=columns)
+        columns = [c for c in reference.columns if c not in {target, time_column}]
+        current = profile_uri(snapshot_path)
+        result = drift_lib.detect_drift(
+            reference, current, columns=[c for c in columns if c in current.columns]
+        )
+        result = replace(result, explanation=_explanation(registry, snapshot_path))
         payload = result.to_dict()
         share = float(payload["drift_share"])
         html = render_drift_html(result, title=f"Drift of {model_name} features")
@@ -73,6 +80,45 @@ def detect_drift(
         },
     )
     return DriftOutput(result=payload, drift_share=share, html=html)
+
+
+def _explanation(registry: ModelRegistry, snapshot_path: str) -> dict[str, Any]:
+    """Which features moved the champion's predictions (XGBoost champions only; else empty)."""
+    champion = registry.champion()
+    if champion is None:
+        return {}
+    try:
+        model = registry.load_model(champion.version)
+        if model.trainer != "xgboost":
+            return {}
+        reference = reference_table(registry)
+        if reference is None:
+            return {}
+        return explain_drift(model, reference, read_table(snapshot_path))
+    except RefitError as exc:
+        return {"error": f"no explanation: {exc}"}
+
+
+def reference_profile(registry: ModelRegistry) -> Profile | None:
+    """The champion's training-data profile, computed once and stored beside its snapshot.
+
+    Stored at ``{store}/profiles/{snapshot_sha256}.json``; a missing or outdated (other format
+    version) profile is recomputed from the snapshot and stored. None before the first promotion.
+    """
+    champion = registry.champion()
+    if champion is None:
+        return None
+    path = uri_lib.join(registry.store_uri, "profiles", f"{champion.snapshot_sha256}.json")
+    if uri_lib.exists(path):
+        try:
+            return load_profile(path)
+        except SchemaError:
+            pass  # written by another refit version: profile the snapshot again
+    table = reference_table(registry)
+    assert table is not None
+    profile = profile_table(table, source=f"snapshot {champion.snapshot_sha256}")
+    save_profile(profile, path)
+    return profile
 
 
 @dataclass

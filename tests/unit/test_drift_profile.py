@@ -1,0 +1,187 @@
+"""Mergeable profiles: shards merge to the same decisions, streaming from Parquet, versioning,
+and KS from bucketed histograms within its stated bound."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from scipy.stats import ks_2samp
+
+from refit.drift import compare_profiles, detect_drift, merge_profiles, profile_table
+from refit.drift import profile as profile_mod
+from refit.drift.ks import ks_summary
+from refit.drift.profile import (
+    EXACT_LIMIT,
+    PROFILE_VERSION,
+    NumericSummary,
+    Profile,
+    bucket_bounds,
+    bucket_keys,
+    load_profile,
+    profile_uri,
+    save_profile,
+)
+from refit.errors import DataError, SchemaError
+
+RNG = np.random.default_rng(5)
+N = 40_000
+
+
+def _table(n: int, shift: float = 0.0, rng=RNG) -> pa.Table:
+    return pa.table(
+        {
+            "normal": rng.normal(shift, 1.0, n),
+            "lognormal": rng.lognormal(0.0, 1.0, n),
+            "small_int": rng.integers(0, 7, n),
+            "with_nulls": pa.array(
+                np.where(rng.random(n) < 0.1, np.nan, rng.exponential(2.0, n)),
+                from_pandas=True,
+            ),
+            "cat": rng.choice(
+                ["a", "b", "c"], n, p=[0.5, 0.3, 0.2] if not shift else [0.4, 0.35, 0.25]
+            ),
+            "flag": rng.random(n) < 0.3,
+        }
+    )
+
+
+def test_bucket_grid_is_monotone_and_bounds_hold_the_values():
+    values = np.concatenate([RNG.normal(0, 1e-3, 1000), RNG.normal(0, 1e6, 1000), [0.0, -0.0]])
+    values.sort()
+    keys = bucket_keys(values)
+    assert np.all(np.diff(keys) >= 0)
+    lower, upper = bucket_bounds(keys)
+    assert np.all(lower <= values) and np.all(values <= upper)
+    width = (upper - lower)[np.abs(values) > 1e-300]
+    assert np.all(width <= np.abs(values[np.abs(values) > 1e-300]) * 2.0**-9)
+
+
+def test_shard_profiles_merge_to_the_profile_of_all_data():
+    reference = _table(N)
+    current = _table(N, shift=0.2)
+    whole = profile_table(reference)
+    shards = [profile_table(reference.slice(i, N // 4)) for i in range(0, N, N // 4)]
+    merged = merge_profiles(shards)
+    assert merged.rows == whole.rows
+    for name, feature in whole.features.items():
+        a, b = feature.summary, merged.features[name].summary
+        if isinstance(a, NumericSummary):
+            assert (a.count, a.missing, a.min, a.max, a.exact) == (
+                b.count,
+                b.missing,
+                b.min,
+                b.max,
+                b.exact,
+            )
+            assert np.array_equal(a.points, b.points) and np.array_equal(a.counts, b.counts)
+            assert b.sum == pytest.approx(a.sum, rel=1e-12)
+            assert b.m2 == pytest.approx(a.m2, rel=1e-9)
+        else:
+            assert a.counts == b.counts and a.missing == b.missing
+    cur = profile_table(current)
+    one, many = compare_profiles(whole, cur), compare_profiles(merged, cur)
+    for name in whole.features:
+        f, g = one.features[name], many.features[name]
+        assert (f.test, f.drifted) == (g.test, g.drifted)
+        assert g.statistic == pytest.approx(f.statistic, rel=1e-9, abs=1e-12)
+    assert one.drifted_features() == many.drifted_features()
+    assert set(one.drifted_features()) == {"normal", "cat"}
+
+
+def test_exact_values_become_buckets_when_the_union_grows_past_the_limit():
+    a = NumericSummary.from_values(np.arange(EXACT_LIMIT, dtype=float))
+    b = NumericSummary.from_values(np.arange(EXACT_LIMIT, 2 * EXACT_LIMIT, dtype=float))
+    assert a.exact and b.exact
+    merged = a.merge(b)
+    whole = NumericSummary.from_values(np.arange(2 * EXACT_LIMIT, dtype=float))
+    assert not merged.exact and not whole.exact
+    assert np.array_equal(merged.points, whole.points)
+    assert np.array_equal(merged.counts, whole.counts)
+
+
+@pytest.mark.parametrize("case", ["normal", "lognormal", "far_from_zero"])
+def test_ks_from_bucketed_profiles_within_its_stated_bound(case):
+    rng = np.random.default_rng(3)
+    reference, current = {
+        "normal": lambda: (rng.normal(0, 1, 30_000), rng.normal(0.02, 1, 20_000)),
+        "lognormal": lambda: (rng.lognormal(0, 2, 30_000), rng.lognormal(0, 2.1, 30_000)),
+        # far from zero relative to its spread: few buckets, and the stated bound says so
+        "far_from_zero": lambda: (
+            rng.uniform(1000, 1001, 20_000),
+            rng.uniform(1000, 1001.05, 20_000),
+        ),
+    }[case]()
+    ref, cur = NumericSummary.from_values(reference), NumericSummary.from_values(current)
+    assert not ref.exact
+    outcome = ks_summary(ref, cur, "numeric")
+    exact = ks_2samp(reference, current, method="asymp")
+    assert outcome.statistic <= exact.statistic + 1e-12  # never overstates
+    assert exact.statistic - outcome.statistic <= outcome.error_bound
+    if case == "far_from_zero":
+        assert outcome.error_bound > 0.1
+    else:
+        assert outcome.error_bound < 0.002
+    assert outcome.p_value >= exact.pvalue - 1e-12
+
+
+def test_streamed_parquet_equals_in_memory_profile(tmp_path, monkeypatch):
+    table = _table(10_000)
+    path = tmp_path / "data.parquet"
+    pq.write_table(table, path, row_group_size=2_000)
+    monkeypatch.setattr(profile_mod, "BATCH_ROWS", 1_500)
+    streamed = profile_uri(str(path))
+    whole = profile_table(table)
+    assert streamed.rows == whole.rows == 10_000
+    for name in whole.features:
+        a, b = whole.features[name].summary, streamed.features[name].summary
+        if isinstance(a, NumericSummary):
+            assert np.array_equal(a.points, b.points) and np.array_equal(a.counts, b.counts)
+            assert (a.count, a.missing) == (b.count, b.missing)
+        else:
+            assert a.counts == b.counts
+    csv = tmp_path / "data.csv"
+    csv.write_text("x,c\n1.5,a\n2.5,b\n,a\n", encoding="utf-8")
+    from_csv = profile_uri(str(csv))
+    assert from_csv.features["x"].summary.missing == 1
+    assert from_csv.features["c"].summary.counts == {"a": 2, "b": 1}
+
+
+def test_profile_json_round_trip_and_drift_from_a_stored_profile(tmp_path):
+    reference, current = _table(5_000), _table(5_000, shift=0.3)
+    path = str(tmp_path / "ref.json")
+    save_profile(profile_table(reference, source="ref"), path)
+    data = json.loads((tmp_path / "ref.json").read_text())
+    assert data["version"] == PROFILE_VERSION and data["kind"] == "refit.drift.profile"
+    loaded = load_profile(path)
+    from_profile = detect_drift(loaded, current)
+    from_tables = detect_drift(reference, current)
+    assert from_profile.to_dict() == from_tables.to_dict()
+
+
+def test_other_profile_versions_and_junk_are_schema_errors(tmp_path):
+    data = profile_table(_table(100)).to_dict()
+    old = dict(data, version=0)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(SchemaError, match=r"profile format version 0; this refit reads version 1"):
+        load_profile(str(tmp_path / "old.json"))
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    with pytest.raises(SchemaError, match="not a refit drift profile"):
+        load_profile(str(tmp_path / "junk.json"))
+    broken = dict(data)
+    broken["features"] = {"x": {"type": "numeric"}}
+    with pytest.raises(SchemaError, match="malformed"):
+        Profile.from_dict(broken)
+    with pytest.raises(DataError, match="cannot read profile"):
+        load_profile(str(tmp_path / "absent.json"))
+
+
+def test_merging_profiles_with_different_columns_or_types_is_refused():
+    a = profile_table(pa.table({"x": [1.0, 2.0]}))
+    b = profile_table(pa.table({"y": [1.0, 2.0]}))
+    c = profile_table(pa.table({"x": ["1", "2"]}))
+    with pytest.raises(SchemaError, match="different columns"):
+        merge_profiles([a, b])
+    with pytest.raises(SchemaError, match="'x' is numeric"):
+        merge_profiles([a, c])
