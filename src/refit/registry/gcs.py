@@ -32,15 +32,28 @@ from typing import TYPE_CHECKING, Any
 
 from refit.audit.gcs import GcsAuditLog
 from refit.errors import ConflictError, IntegrityError, RegistryError
-from refit.registry._gcs import Gcs
-from refit.registry.local import (
-    _NAME_RE,
-    STATUSES,
-    ModelRegistry,
-    ModelVersion,
-    _check_version_arg,
-    _utc_now,
+from refit.registry._common import (
+    apply_alias_changes,
+    audit_registration,
+    check_alias_changes,
+    check_expected,
+    check_metrics,
+    check_model_name,
+    check_model_sha,
+    check_state_data,
+    check_state_key,
+    check_status,
+    check_version_arg,
+    check_versions_exist,
+    dumps_json,
+    missing_parent,
+    missing_version,
+    stamp_record,
+    state_not_serialisable,
+    version_record,
 )
+from refit.registry._gcs import Gcs
+from refit.registry.local import ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:  # pragma: no cover
     from refit.training.trainers import TrainedModel
@@ -50,7 +63,7 @@ _MAX_ATTEMPTS = 64
 
 
 def _dumps(data: Any) -> bytes:
-    return (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    return dumps_json(data).encode("utf-8")
 
 
 def _loads(raw: bytes | None, where: str) -> Any | None:
@@ -74,10 +87,7 @@ class GcsModelRegistry(ModelRegistry):
     """
 
     def __init__(self, store_uri: str, model_name: str) -> None:
-        if not isinstance(model_name, str) or not _NAME_RE.match(model_name):
-            raise RegistryError(
-                f"model_name {model_name!r} is invalid: use letters, digits, '_', '.', '-'"
-            )
+        check_model_name(model_name)
         self.store_uri = str(store_uri)
         self.model_name = model_name
         self.root = f"{self.store_uri.rstrip('/')}/models/{model_name}"  # type: ignore[assignment]
@@ -131,39 +141,23 @@ class GcsModelRegistry(ModelRegistry):
         """
         src = Path(model_dir)
         meta = self._read_model_meta(src)
-        if not isinstance(metrics, Mapping):
-            raise RegistryError(f"metrics must be a dict of metric -> value, got {metrics!r}")
+        check_metrics(metrics)
         if not isinstance(snapshot_sha256, str) or not isinstance(run_id, str):
             raise RegistryError("snapshot_sha256 and run_id must be strings")
         if parent_version is not None:
-            _check_version_arg(parent_version, "parent_version")
+            check_version_arg(parent_version, "parent_version")
             if not self.exists(parent_version):
-                raise RegistryError(
-                    f"parent_version {parent_version} does not exist in model "
-                    f"{self.model_name!r} (versions: {self.list_version_numbers()})"
-                )
-        actual = hashlib.sha256((src / meta["file"]).read_bytes()).hexdigest()
-        if actual != meta["sha256"]:
-            raise IntegrityError(
-                f"model file {src / meta['file']}: sha256 {actual} does not match "
-                f"{meta['sha256']} recorded in {src / 'model.json'}"
-            )
-        record: dict[str, Any] = {
-            "model_name": self.model_name,
-            "sha256": meta["sha256"],
-            "file": meta["file"],
-            "metrics": dict(metrics),
-            "snapshot_sha256": snapshot_sha256,
-            "parent_version": parent_version,
-            "run_id": run_id,
-            "extra": dict(extra or {}),
-        }
-        try:
-            json.dumps(record, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise RegistryError(
-                f"metrics/extra of model {self.model_name!r} are not JSON-serialisable: {exc}"
-            ) from exc
+                raise missing_parent(self, parent_version)
+        check_model_sha(src, meta, hashlib.sha256((src / meta["file"]).read_bytes()).hexdigest())
+        record = version_record(
+            self.model_name,
+            meta,
+            metrics=metrics,
+            snapshot_sha256=snapshot_sha256,
+            parent_version=parent_version,
+            run_id=run_id,
+            extra=extra,
+        )
         claim = uuid.uuid4().hex.encode()
         for _ in range(_MAX_ATTEMPTS):
             numbers = self._claimed_numbers()
@@ -177,27 +171,17 @@ class GcsModelRegistry(ModelRegistry):
                 self._gcs.upload_file(
                     f"versions/{version}/{path.relative_to(src).as_posix()}", path
                 )
-        record = {
-            "version": version,
-            "model_uri": self._gcs.uri(f"versions/{version}"),
-            "created_at": _utc_now(),
-            **record,
-        }
+        record = stamp_record(record, version, self._gcs.uri(f"versions/{version}"))
         if not self._gcs.create(f"versions/{version}/version.json", _dumps(record)):
             raise RegistryError(f"{self._gcs.uri(f'versions/{version}')} was written twice")
         mv = self.get(version)
-        self.audit.append(
-            "registration",
-            {
-                "model": self.model_name,
-                "version": version,
-                "sha256": mv.sha256,
-                "snapshot_sha256": snapshot_sha256,
-                "parent_version": parent_version,
-                "run_id": run_id,
-                "metrics": mv.metrics,
-                **(audit or {}),
-            },
+        audit_registration(
+            self,
+            mv,
+            snapshot_sha256=snapshot_sha256,
+            parent_version=parent_version,
+            run_id=run_id,
+            audit=audit,
         )
         return mv
 
@@ -207,14 +191,11 @@ class GcsModelRegistry(ModelRegistry):
         Raises:
             RegistryError: The version does not exist.
         """
-        _check_version_arg(version)
+        check_version_arg(version)
         where = f"versions/{version}/version.json"
         data = _loads(self._gcs.read(where), self._gcs.uri(where))
         if data is None:
-            raise RegistryError(
-                f"model {self.model_name!r} has no version {version} "
-                f"(versions: {self.list_version_numbers()})"
-            )
+            raise missing_version(self, version)
         data = dict(data)
         data["model_uri"] = self._gcs.uri(f"versions/{version}")
         data["status"] = self._statuses().get(str(version), "registered")
@@ -292,8 +273,7 @@ class GcsModelRegistry(ModelRegistry):
         Raises:
             RegistryError: Unknown status or version.
         """
-        if status not in STATUSES:
-            raise RegistryError(f"status {status!r} is not one of {list(STATUSES)}")
+        check_status(status)
         self.update_aliases({}, statuses={version: status})
 
     def update_aliases(
@@ -310,36 +290,14 @@ class GcsModelRegistry(ModelRegistry):
                 the write to a concurrent writer).
             RegistryError: Invalid alias name, unknown version, or unknown status.
         """
-        for alias, version in changes.items():
-            if not isinstance(alias, str) or not _NAME_RE.match(alias):
-                raise RegistryError(f"alias name {alias!r} is invalid")
-            if version is not None:
-                _check_version_arg(version, f"version for alias {alias!r}")
-        for status in (statuses or {}).values():
-            if status not in STATUSES:
-                raise RegistryError(f"status {status!r} is not one of {list(STATUSES)}")
+        check_alias_changes(changes, statuses)
         touched = {v for v in changes.values() if v is not None} | set(statuses or {})
-        for version in touched:
-            if not self.exists(version):
-                raise RegistryError(
-                    f"model {self.model_name!r} has no version {version} "
-                    f"(versions: {self.list_version_numbers()})"
-                )
+        check_versions_exist(self, touched)
         for _ in range(_MAX_ATTEMPTS):
             refs, generation = self._refs()
             current = refs["aliases"]
-            for alias, want in (expected or {}).items():
-                actual = current.get(alias)
-                if actual != want:
-                    raise ConflictError(
-                        f"alias {alias!r} of model {self.model_name!r}: expected version "
-                        f"{want} but it is {actual} (changed by a concurrent writer)"
-                    )
-            for alias, version in changes.items():
-                if version is None:
-                    current.pop(alias, None)
-                else:
-                    current[alias] = version
+            check_expected(self.model_name, current, expected)
+            apply_alias_changes(current, changes)
             refs["statuses"].update({str(v): s for v, s in (statuses or {}).items()})
             refs["txn"] = uuid.uuid4().hex
             if self._gcs.write_if_generation("refs.json", _dumps(refs), generation):
@@ -351,8 +309,7 @@ class GcsModelRegistry(ModelRegistry):
     # ----------------------------------------------------------------- policy state
 
     def _state_path(self, key: str) -> str:  # type: ignore[override]
-        if not isinstance(key, str) or not _NAME_RE.match(key):
-            raise RegistryError(f"state key {key!r} is invalid: use letters, digits, '_', '.', '-'")
+        check_state_key(key)
         return f"state/{key}.json"
 
     def read_state(self, key: str) -> dict[str, Any] | None:
@@ -368,10 +325,9 @@ class GcsModelRegistry(ModelRegistry):
             RegistryError: Invalid key, or ``data`` is not a JSON-serialisable dict.
         """
         self._state_path(key)
-        if not isinstance(data, Mapping):
-            raise RegistryError(f"state {key!r} must be a dict, got {type(data).__name__}")
+        check_state_data(key, data)
         try:
             body = _dumps(dict(data))
         except (TypeError, ValueError) as exc:
-            raise RegistryError(f"state {key!r} is not JSON-serialisable: {exc}") from exc
+            raise state_not_serialisable(key, exc) from exc
         self._gcs.write(f"state/{key}.json", body)

@@ -33,20 +33,39 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from filelock import FileLock
 
 from refit.audit.log import AuditLog
-from refit.errors import ConflictError, IntegrityError, RegistryError
+from refit.errors import IntegrityError, RegistryError
+from refit.registry._common import (
+    STATUSES as STATUSES,  # re-exported: refit.registry and callers import it from here
+)
+from refit.registry._common import (
+    apply_alias_changes,
+    audit_registration,
+    check_alias_changes,
+    check_expected,
+    check_metrics,
+    check_model_name,
+    check_model_sha,
+    check_state_data,
+    check_state_key,
+    check_status,
+    check_version_arg,
+    check_versions_exist,
+    dumps_json,
+    missing_parent,
+    missing_version,
+    stamp_record,
+    state_not_serialisable,
+    version_record,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from refit.training.trainers import TrainedModel
-
-STATUSES: Final = ("registered", "champion", "previous", "retired", "rolled_back")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class _Any:
@@ -110,7 +129,7 @@ def _read_json(path: Path) -> Any | None:
 def _write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` atomically (temp file in the same folder + fsync + os.replace)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    text = dumps_json(data)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -138,16 +157,6 @@ def _publish_dir(tmp: Path, final: Path) -> None:
     if final.exists():
         raise RegistryError(f"version folder {final} already exists; versions are immutable")
     os.rename(tmp, final)
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _check_version_arg(version: Any, what: str = "version") -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise RegistryError(f"{what} must be a positive integer, got {version!r}")
-    return version
 
 
 # --------------------------------------------------------------------------- data
@@ -220,10 +229,7 @@ class ModelRegistry:
         return super().__new__(cls)
 
     def __init__(self, store_uri: str, model_name: str) -> None:
-        if not isinstance(model_name, str) or not _NAME_RE.match(model_name):
-            raise RegistryError(
-                f"model_name {model_name!r} is invalid: use letters, digits, '_', '.', '-'"
-            )
+        check_model_name(model_name)
         self.store_uri = os.fspath(store_uri)
         self.model_name = model_name
         self.root = _local_root(self.store_uri) / "models" / model_name
@@ -301,74 +307,48 @@ class ModelRegistry:
         """
         src = Path(model_dir)
         meta = self._read_model_meta(src)
-        if not isinstance(metrics, Mapping):
-            raise RegistryError(f"metrics must be a dict of metric -> value, got {metrics!r}")
+        check_metrics(metrics)
         if not isinstance(snapshot_sha256, str):
             raise RegistryError(f"snapshot_sha256 must be a string, got {snapshot_sha256!r}")
         if not isinstance(run_id, str):
             raise RegistryError(f"run_id must be a string, got {run_id!r}")
         if parent_version is not None:
-            _check_version_arg(parent_version, "parent_version")
+            check_version_arg(parent_version, "parent_version")
             if not self._version_dir(parent_version).is_dir():
-                raise RegistryError(
-                    f"parent_version {parent_version} does not exist in model "
-                    f"{self.model_name!r} (versions: {self.list_version_numbers()})"
-                )
-        record: dict[str, Any] = {
-            "model_name": self.model_name,
-            "sha256": meta["sha256"],
-            "file": meta["file"],
-            "metrics": dict(metrics),
-            "snapshot_sha256": snapshot_sha256,
-            "parent_version": parent_version,
-            "run_id": run_id,
-            "extra": dict(extra or {}),
-        }
-        try:
-            json.dumps(record, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise RegistryError(
-                f"metrics/extra of model {self.model_name!r} are not JSON-serialisable: {exc}"
-            ) from exc
+                raise missing_parent(self, parent_version)
+        record = version_record(
+            self.model_name,
+            meta,
+            metrics=metrics,
+            snapshot_sha256=snapshot_sha256,
+            parent_version=parent_version,
+            run_id=run_id,
+            extra=extra,
+        )
 
         self._versions_dir.mkdir(parents=True, exist_ok=True)
         tmp = self._versions_dir / f".tmp-{uuid.uuid4().hex}"
         try:
             _copy_tree(src, tmp)
-            actual = _sha256_file(tmp / meta["file"])
-            if actual != meta["sha256"]:
-                raise IntegrityError(
-                    f"model file {src / meta['file']}: sha256 {actual} does not match "
-                    f"{meta['sha256']} recorded in {src / 'model.json'}"
-                )
+            check_model_sha(src, meta, _sha256_file(tmp / meta["file"]))
             with self.locked():
                 numbers = _list_version_numbers(self._versions_dir)
                 version = (numbers[-1] if numbers else 0) + 1
                 final = self._version_dir(version)
-                record = {
-                    "version": version,
-                    "model_uri": str(final),
-                    "created_at": _utc_now(),
-                    **record,
-                }
+                record = stamp_record(record, version, str(final))
                 _write_json_atomic(tmp / "version.json", record)
                 _publish_dir(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         mv = self.get(version)
-        self.audit.append(
-            "registration",
-            {
-                "model": self.model_name,
-                "version": version,
-                "sha256": mv.sha256,
-                "snapshot_sha256": snapshot_sha256,
-                "parent_version": parent_version,
-                "run_id": run_id,
-                "metrics": mv.metrics,
-                **(audit or {}),
-            },
+        audit_registration(
+            self,
+            mv,
+            snapshot_sha256=snapshot_sha256,
+            parent_version=parent_version,
+            run_id=run_id,
+            audit=audit,
         )
         return mv
 
@@ -403,13 +383,10 @@ class ModelRegistry:
         Raises:
             RegistryError: The version does not exist.
         """
-        _check_version_arg(version)
+        check_version_arg(version)
         data = _read_json(self._version_dir(version) / "version.json")
         if data is None:
-            raise RegistryError(
-                f"model {self.model_name!r} has no version {version} "
-                f"(versions: {self.list_version_numbers()})"
-            )
+            raise missing_version(self, version)
         statuses = self._statuses()
         data = dict(data)
         data["model_uri"] = str(self._version_dir(version))
@@ -477,8 +454,7 @@ class ModelRegistry:
         Raises:
             RegistryError: Unknown status or version.
         """
-        if status not in STATUSES:
-            raise RegistryError(f"status {status!r} is not one of {list(STATUSES)}")
+        check_status(status)
         self.get(version)
         with self.locked():
             statuses = self._statuses()
@@ -534,35 +510,13 @@ class ModelRegistry:
             ConflictError: An alias in ``expected`` holds another value.
             RegistryError: Invalid alias name, unknown version, or unknown status.
         """
-        for alias, version in changes.items():
-            if not isinstance(alias, str) or not _NAME_RE.match(alias):
-                raise RegistryError(f"alias name {alias!r} is invalid")
-            if version is not None:
-                _check_version_arg(version, f"version for alias {alias!r}")
-        for status in (statuses or {}).values():
-            if status not in STATUSES:
-                raise RegistryError(f"status {status!r} is not one of {list(STATUSES)}")
+        check_alias_changes(changes, statuses)
         with self.locked():
             current = self.aliases()
-            for alias, want in (expected or {}).items():
-                actual = current.get(alias)
-                if actual != want:
-                    raise ConflictError(
-                        f"alias {alias!r} of model {self.model_name!r}: expected version "
-                        f"{want} but it is {actual} (changed by a concurrent writer)"
-                    )
+            check_expected(self.model_name, current, expected)
             touched = [v for v in changes.values() if v is not None] + list(statuses or {})
-            for version in touched:
-                if not self.exists(version):
-                    raise RegistryError(
-                        f"model {self.model_name!r} has no version {version} "
-                        f"(versions: {self.list_version_numbers()})"
-                    )
-            for alias, version in changes.items():
-                if version is None:
-                    current.pop(alias, None)
-                else:
-                    current[alias] = version
+            check_versions_exist(self, touched)
+            apply_alias_changes(current, changes)
             _write_json_atomic(self._aliases_path, current)
             if statuses:
                 stored = self._statuses()
@@ -583,8 +537,7 @@ class ModelRegistry:
     # ----------------------------------------------------------------- policy state
 
     def _state_path(self, key: str) -> Path:
-        if not isinstance(key, str) or not _NAME_RE.match(key):
-            raise RegistryError(f"state key {key!r} is invalid: use letters, digits, '_', '.', '-'")
+        check_state_key(key)
         return self.root / "state" / f"{key}.json"
 
     def read_state(self, key: str) -> dict[str, Any] | None:
@@ -598,9 +551,8 @@ class ModelRegistry:
             RegistryError: Invalid key, or ``data`` is not a JSON-serialisable dict.
         """
         path = self._state_path(key)
-        if not isinstance(data, Mapping):
-            raise RegistryError(f"state {key!r} must be a dict, got {type(data).__name__}")
+        check_state_data(key, data)
         try:
             _write_json_atomic(path, dict(data))
         except (TypeError, ValueError) as exc:
-            raise RegistryError(f"state {key!r} is not JSON-serialisable: {exc}") from exc
+            raise state_not_serialisable(key, exc) from exc
