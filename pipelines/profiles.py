@@ -118,7 +118,23 @@ class NodeProfile:
 
 _GPU_TOLERATION = Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
 
-#: The profiles every refit knows.
+_GPU = NodeProfile(
+    name="gpu",
+    cpu_request="4",
+    memory_request="16G",
+    accelerator_type=GPU_RESOURCE,
+    accelerator_count=1,
+    node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"},
+    tolerations=(_GPU_TOLERATION,),
+    retries=2,
+    backoff_duration="30s",
+    backoff_factor=2.0,
+    backoff_max_duration="600s",
+    device="cuda",
+    price_per_hour=0.85,
+)
+
+#: The profiles every refit knows; gpu-spot is gpu on spot nodes, retried longer.
 BUILTIN_PROFILES: dict[str, NodeProfile] = {
     "cpu": NodeProfile(
         name="cpu",
@@ -127,35 +143,14 @@ BUILTIN_PROFILES: dict[str, NodeProfile] = {
         device="cpu",
         price_per_hour=0.19,
     ),
-    "gpu": NodeProfile(
-        name="gpu",
-        cpu_request="4",
-        memory_request="16G",
-        accelerator_type=GPU_RESOURCE,
-        accelerator_count=1,
-        node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"},
-        tolerations=(_GPU_TOLERATION,),
-        retries=2,
-        backoff_duration="30s",
-        backoff_factor=2.0,
-        backoff_max_duration="600s",
-        device="cuda",
-        price_per_hour=0.85,
-    ),
-    "gpu-spot": NodeProfile(
+    "gpu": _GPU,
+    "gpu-spot": replace(
+        _GPU,
         name="gpu-spot",
-        cpu_request="4",
-        memory_request="16G",
-        accelerator_type=GPU_RESOURCE,
-        accelerator_count=1,
-        node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"},
-        tolerations=(_GPU_TOLERATION,),
         spot=True,
         retries=6,
         backoff_duration="60s",
-        backoff_factor=2.0,
         backoff_max_duration="1800s",
-        device="cuda",
         price_per_hour=0.34,
     ),
 }
