@@ -21,7 +21,13 @@ import json
 import re
 from typing import Any
 
-from refit.audit.log import GENESIS_HASH, canonical_json, record_hash, verify_records
+from refit.audit.log import (
+    GENESIS_HASH,
+    canonical_json,
+    checked_payload,
+    record_hash,
+    verify_records,
+)
 from refit.errors import ConflictError, IntegrityError
 from refit.registry._gcs import Gcs
 
@@ -59,16 +65,7 @@ class GcsAuditLog:
             IntegrityError: The last record cannot be parsed.
             ConflictError: Lost the race for the next seq too many times in a row.
         """
-        if not isinstance(event, str) or not event:
-            raise ValueError(f"audit event must be a non-empty string, got {event!r}")
-        if not isinstance(payload, dict):
-            raise ValueError(f"audit payload for event {event!r} must be a dict, got {payload!r}")
-        try:
-            payload = json.loads(canonical_json(payload))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"audit payload for event {event!r} is not JSON-serialisable: {exc}"
-            ) from exc
+        payload = checked_payload(event, payload)
         from datetime import UTC, datetime
 
         for _ in range(_MAX_ATTEMPTS):

@@ -58,6 +58,24 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
+def checked_payload(event: Any, payload: Any) -> dict[str, Any]:
+    """Check an audit record's event name and payload; return the payload as canonical JSON data.
+
+    Raises:
+        ValueError: ``event`` is empty or ``payload`` is not a JSON-serialisable dict.
+    """
+    if not isinstance(event, str) or not event:
+        raise ValueError(f"audit event must be a non-empty string, got {event!r}")
+    if not isinstance(payload, dict):
+        raise ValueError(f"audit payload for event {event!r} must be a dict, got {payload!r}")
+    try:
+        return json.loads(canonical_json(payload))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"audit payload for event {event!r} is not JSON-serialisable: {exc}"
+        ) from exc
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -134,16 +152,7 @@ class AuditLog:
             IntegrityError: The log's last line is not a complete record (truncated or garbage), so
                 the chain cannot be continued safely.
         """
-        if not isinstance(event, str) or not event:
-            raise ValueError(f"audit event must be a non-empty string, got {event!r}")
-        if not isinstance(payload, dict):
-            raise ValueError(f"audit payload for event {event!r} must be a dict, got {payload!r}")
-        try:
-            payload = json.loads(canonical_json(payload))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"audit payload for event {event!r} is not JSON-serialisable: {exc}"
-            ) from exc
+        payload = checked_payload(event, payload)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             last, ends_newline = _last_line(self.path)
