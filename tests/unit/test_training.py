@@ -359,3 +359,31 @@ def test_model_json_path_traversal_is_refused(models, tmp_path):
 def test_missing_model_json_is_refused(tmp_path):
     with pytest.raises(IntegrityError, match=r"model\.json"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_categorical_order_survives_save_and_load(trainer, tmp_path):
+    # Two categorical columns in non-alphabetical order: model.json sorts mapping keys, so the
+    # one-hot blocks must come back in training order or a reloaded model predicts differently.
+    rng = np.random.default_rng(3)
+    n = 400
+    zone = rng.choice(["north", "south"], n)
+    band = rng.choice(["a", "b", "c"], n)
+    label = ((zone == "north") ^ (band == "c")).astype(int)
+    table = pa.table({"zone": zone, "band": band, "x": rng.normal(size=n), "label": label})
+    model = train(table, "label", trainer=trainer, params=FAST_PARAMS[trainer])
+    assert list(model.spec.categorical) == ["zone", "band"]
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert list(loaded.spec.categorical) == ["zone", "band"]
+    np.testing.assert_allclose(loaded.predict_proba(table), model.predict_proba(table))
+
+
+def test_feature_spec_categorical_order_must_match_columns():
+    spec = FeatureSpec("y", ["x"], {"b": ["1"], "a": ["2"]}, [0, 1]).to_dict()
+    assert FeatureSpec.from_dict(json.loads(json.dumps(spec, sort_keys=True))).categorical == {
+        "b": ["1"],
+        "a": ["2"],
+    }
+    with pytest.raises(TrainingError, match="categorical_order"):
+        FeatureSpec.from_dict({**spec, "categorical_order": ["a"]})

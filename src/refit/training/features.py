@@ -86,6 +86,9 @@ class FeatureSpec:
             "target": self.target,
             "numeric": list(self.numeric),
             "categorical": {k: list(v) for k, v in self.categorical.items()},
+            # JSON writers may sort the mapping's keys (model.json does): the encoding order
+            # of the one-hot blocks is kept here, as a list.
+            "categorical_order": list(self.categorical),
             "classes": list(self.classes),
             "task": self.task,
         }
@@ -94,10 +97,14 @@ class FeatureSpec:
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
         """Build a spec from :meth:`to_dict` output.
 
+        The categorical columns are encoded in ``categorical_order``; specs written before that
+        field existed are read in the mapping's order.
+
         Raises:
-            TrainingError: If a field is missing or unknown.
+            TrainingError: If a field is missing or unknown, or ``categorical_order`` does not
+                list exactly the categorical columns.
         """
-        allowed = {"target", "numeric", "categorical", "classes", "task"}
+        allowed = {"target", "numeric", "categorical", "categorical_order", "classes", "task"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise TrainingError(
@@ -108,12 +115,19 @@ class FeatureSpec:
         task = str(data.get("task", "classification"))
         if task not in TASKS:
             raise TrainingError(f"feature spec: task {task!r} is not one of {list(TASKS)}")
+        categorical = {
+            str(k): [str(v) for v in vs] for k, vs in data.get("categorical", {}).items()
+        }
+        order = [str(c) for c in data.get("categorical_order", categorical)]
+        if sorted(order) != sorted(categorical):
+            raise TrainingError(
+                f"feature spec: categorical_order {order} does not list the categorical "
+                f"columns {sorted(categorical)}"
+            )
         return cls(
             target=str(data["target"]),
             numeric=[str(c) for c in data.get("numeric", [])],
-            categorical={
-                str(k): [str(v) for v in vs] for k, vs in data.get("categorical", {}).items()
-            },
+            categorical={name: categorical[name] for name in order},
             classes=list(data.get("classes", [])),
             task=task,
         )
