@@ -1,5 +1,5 @@
 """Real servers on loopback for the e2e tests: Prism (the KFP API contract), a recording proxy,
-and uvicorn serving an ASGI app in a thread."""
+uvicorn serving an ASGI app in a thread, and ``refit serve-model`` in a subprocess."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -334,3 +337,35 @@ class ServeProcess:
     def url(self) -> str:
         """Base URL."""
         return f"http://127.0.0.1:{self.port}"
+
+
+class ModelServeProcess:
+    """``refit serve-model`` in a subprocess on a free loopback port."""
+
+    def __init__(self, store: str, name: str, *extra: str) -> None:
+        self.port = free_port()
+        refit = str(Path(sys.executable).parent / "refit")
+        args = [refit, "serve-model", "--store", store, "--name", name, "--port", str(self.port)]
+        # A file, not a pipe: an unread pipe fills up and blocks the server.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen([*args, *extra], stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http("127.0.0.1", self.port, "/v2/health/live", 60, self.proc)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"refit serve-model did not start: {exc}\n{self.output()}") from None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode()[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

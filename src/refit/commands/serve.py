@@ -1,0 +1,68 @@
+"""``refit serve-model``: the local model server (KServe V2 protocol) for registry versions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+
+    @app.command("serve-model")
+    def serve_model(
+        store: Annotated[str, typer.Option(help="refit's store (local folder or gs:// URI).")],
+        name: Annotated[str, typer.Option(help="Model name in the store.")],
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+        seed: Annotated[int, typer.Option(help="Seed of the traffic split and faults.")] = 0,
+        fault: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--fault",
+                help="Fault injection for canary drills (repeatable), off by default: "
+                "VERSION:error_rate=P (answer 500 with probability P) or "
+                "VERSION:latency_ms=MS (wait MS before answering).",
+            ),
+        ] = None,
+        state_refresh: Annotated[
+            float,
+            typer.Option(
+                "--state-refresh", min=0.0, help="Seconds between re-reads of the rollout state."
+            ),
+        ] = 0.5,
+        access_log: Annotated[
+            bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+        ] = False,
+    ) -> None:
+        """Serve a model's registry versions over KServe's V2 protocol, with a canary split.
+
+        Unpinned requests go to the champion alias, and to the canary named by the registry's
+        "canary" state with its percent. Prometheus metrics per revision at /metrics.
+        """
+        import uvicorn
+
+        from refit.errors import DeployError, RegistryError
+        from refit.serving import create_app, parse_faults
+
+        try:
+            faults = parse_faults(fault or [])
+        except DeployError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--fault") from exc
+        try:
+            app = create_app(
+                store, name, seed=seed, faults=faults, state_refresh_seconds=state_refresh
+            )
+        except RegistryError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--store/--name") from exc
+        for version, settings in sorted(faults.items()):
+            typer.echo(
+                f"FAULT INJECTION (canary drill): version {version} {settings.to_dict()}",
+                err=True,
+            )
+        typer.echo(
+            f"serving model {name!r} from {store} at http://{host}:{port}/v2/models/{name} "
+            f"(metrics at /metrics)"
+        )
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)

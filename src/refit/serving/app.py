@@ -1,0 +1,423 @@
+"""The local model server over HTTP (FastAPI): KServe V2 endpoints, traffic split, metrics.
+
+Endpoints (KServe V2 / Open Inference Protocol, plus ``/metrics``):
+
+- ``GET /v2/health/live``: 200 ``{"live": true}`` while the process runs;
+- ``GET /v2/health/ready``, ``GET /v2/models/{name}/ready``: 200 ``{"ready": true}`` once every
+  version in the traffic split loads; 503 ``{"ready": false, "error": ...}`` before there is a
+  champion or when a version cannot be loaded;
+- ``GET /v2/models/{name}/versions/{version}/ready``: the same for one version;
+- ``GET /v2``: server metadata;
+- ``GET /v2/models/{name}``, ``GET /v2/models/{name}/versions/{version}``: model metadata
+  (name, versions, platform, input and output tensors; the unversioned form describes the
+  champion and adds the current traffic split under ``refit.traffic``);
+- ``POST /v2/models/{name}/infer``: routed to the champion or the canary (see
+  `refit.serving.routing`);
+- ``POST /v2/models/{name}/versions/{version}/infer``: pinned to one version;
+- ``GET /metrics``: Prometheus text (see `refit.serving.metrics`).
+
+Errors answer ``{"error": "..."}`` (the V2 error format): 400 for a bad request (the message
+names the input), 404 for an unknown model or version, 500 for a version that cannot be loaded
+(a sha256 mismatch, say) or an injected fault, 503 when nothing can serve yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from refit.errors import DataError, RefitError, TrainingError
+from refit.registry import ModelRegistry
+from refit.serving.faults import Fault, check_faults
+from refit.serving.metrics import NO_REVISION, ServingMetrics
+from refit.serving.protocol import (
+    model_metadata,
+    parse_infer_request,
+    predict_outputs,
+    request_to_table,
+)
+from refit.serving.routing import RolloutState, TrafficRouter, revision
+from refit.training.trainers import TrainedModel
+
+__all__ = ["ModelCache", "ModelServer", "create_app"]
+
+logger = logging.getLogger("refit.serving")
+
+#: Server name in the ``GET /v2`` metadata.
+SERVER_NAME = "refit-model-server"
+
+
+class ModelCache:
+    """Loaded versions of one model, each loaded (and its sha256 verified) once.
+
+    A failed load is not cached: the next request tries again. Thread-safe; two requests for
+    a version that is not loaded yet wait for one load.
+    """
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self._models: dict[int, TrainedModel] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, version: int) -> TrainedModel:
+        """Return a loaded version, loading it on first use.
+
+        Raises:
+            RegistryError: The version does not exist.
+            IntegrityError: Its model file does not match the registered sha256, or is unsafe.
+        """
+        model = self._models.get(version)
+        if model is not None:
+            return model
+        with self._guard:
+            lock = self._locks.setdefault(version, threading.Lock())
+        with lock:
+            model = self._models.get(version)
+            if model is None:
+                model = self.registry.load_model(version)
+                self._models[version] = model
+                logger.info("loaded model %r version %d", self.registry.model_name, version)
+        return model
+
+    def loaded(self) -> list[int]:
+        """The versions loaded so far, ascending."""
+        return sorted(self._models)
+
+
+class _Answer(Exception):
+    """An HTTP answer other than 200, raised to leave a handler early."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self, **extra: Any) -> JSONResponse:
+        return JSONResponse({**extra, "error": self.message}, status_code=self.status)
+
+
+class ModelServer:
+    """What the HTTP app serves: the registry, the router, the model cache, faults and metrics.
+
+    Args:
+        store_uri: refit's store (local folder, ``file://`` or ``gs://``).
+        model_name: The model served.
+        seed: Seed of the routing and fault generators.
+        faults: version -> `Fault` (or a mapping of its fields) for canary drills; None for none.
+        state_refresh_seconds: Re-read the rollout state when older than this.
+        clock: Monotonic clock of the state refresh (tests pass their own).
+
+    Raises:
+        RegistryError: The store URI or model name is invalid.
+        DeployError: A fault or the refresh interval is invalid.
+    """
+
+    def __init__(
+        self,
+        store_uri: str,
+        model_name: str,
+        *,
+        seed: int = 0,
+        faults: Mapping[Any, Fault | Mapping[str, Any]] | None = None,
+        state_refresh_seconds: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = ModelRegistry(store_uri, model_name)
+        self.model_name = model_name
+        self.faults = check_faults(faults)
+        self.metrics = ServingMetrics(model_name)
+        self.cache = ModelCache(self.registry)
+        self.router = TrafficRouter(
+            self.registry,
+            seed=seed,
+            refresh_seconds=state_refresh_seconds,
+            clock=clock,
+            on_change=self._state_changed,
+        )
+        self._fault_rng = random.Random(f"refit-faults:{seed}")
+        self._fault_lock = threading.Lock()
+
+    def _state_changed(self, state: RolloutState) -> None:
+        self.metrics.set_traffic({revision(v): p for v, p in state.split().items()})
+        logger.info("traffic split of model %r: %s", self.model_name, state.to_dict()["split"])
+
+    # ----------------------------------------------------------------- checks
+
+    def _no_model_message(self, state: RolloutState) -> str:
+        detail = f" ({state.problem})" if state.problem else ""
+        return (
+            f"model {self.model_name!r} has no champion in store {self.registry.store_uri!r}: "
+            f"nothing to serve yet{detail}; promote a version, or pin one with "
+            f"/v2/models/{self.model_name}/versions/{{version}}/infer"
+        )
+
+    def check_name(self, name: str) -> None:
+        """Refuse another model's name (404)."""
+        if name != self.model_name:
+            raise _Answer(
+                404, f"model {name!r} is not served here; this server serves {self.model_name!r}"
+            )
+
+    def check_version(self, text: str) -> int:
+        """Parse a version from a URL and check that it is registered (400 or 404)."""
+        if not text.isdigit() or int(text) < 1:
+            raise _Answer(
+                400,
+                f"version {text!r} of model {self.model_name!r} must be a positive integer",
+            )
+        version = int(text)
+        if not self.registry.exists(version):
+            raise _Answer(
+                404,
+                f"model {self.model_name!r} has no version {version} (versions: "
+                f"{self.registry.list_version_numbers()})",
+            )
+        return version
+
+    def load(self, version: int) -> TrainedModel:
+        """A loaded version, or a 500 answer naming why it cannot be loaded."""
+        try:
+            return self.cache.get(version)
+        except RefitError as exc:
+            raise _Answer(
+                500, f"model {self.model_name!r} version {version} cannot be loaded: {exc}"
+            ) from exc
+
+    def readiness(self, version: int | None = None) -> None:
+        """Load what would serve (one version, or every version in the split); 503 if nothing.
+
+        Raises:
+            _Answer: 503 with the reason when not ready.
+        """
+        if version is None:
+            state = self.router.state()
+            versions = list(state.split())
+            if not versions:
+                raise _Answer(503, self._no_model_message(state))
+        else:
+            versions = [version]
+        for v in versions:
+            try:
+                self.load(v)
+            except _Answer as exc:
+                raise _Answer(503, exc.message) from exc
+
+    def warm(self) -> None:
+        """Load the versions in the split now, so the first requests do not wait (best effort)."""
+        try:
+            self.readiness()
+        except _Answer as exc:
+            logger.warning("not ready yet: %s", exc.message)
+
+    def metadata(self, version: int | None = None) -> dict[str, Any]:
+        """Model metadata of one version, or of the champion with the current split."""
+        state = None
+        if version is None:
+            state = self.router.state()
+            version = state.primary if state.primary is not None else state.canary
+            if version is None:
+                raise _Answer(503, self._no_model_message(state))
+        model = self.load(version)
+        data = model_metadata(self.model_name, version, model, self.registry.list_version_numbers())
+        if state is not None:
+            data["refit"]["traffic"] = state.to_dict()
+        return data
+
+    # ----------------------------------------------------------------- inference
+
+    def fault_strikes(self, fault: Fault) -> bool:
+        """Draw whether an injected error hits this request."""
+        if fault.error_rate <= 0:
+            return False
+        with self._fault_lock:
+            return self._fault_rng.random() < fault.error_rate
+
+    def predict(self, version: int, body: bytes) -> dict[str, Any]:
+        """Answer one infer request with ``version`` (blocking: call it from a worker thread).
+
+        Raises:
+            _Answer: 400 for a bad request, 500 when the version cannot be loaded.
+        """
+        try:
+            request = parse_infer_request(json.loads(body))
+        except ValueError as exc:  # json.JSONDecodeError and DataError are ValueErrors
+            message = str(exc) if isinstance(exc, DataError) else f"body is not JSON: {exc}"
+            raise _Answer(400, message) from exc
+        model = self.load(version)
+        try:
+            table = request_to_table(
+                request, model.spec, model=f"{self.model_name!r} version {version}"
+            )
+            outputs = predict_outputs(model, table, request.outputs)
+        except (DataError, TrainingError) as exc:
+            raise _Answer(400, str(exc)) from exc
+        return {
+            "model_name": self.model_name,
+            "model_version": str(version),
+            "id": request.id if request.id is not None else str(uuid.uuid4()),
+            "outputs": outputs,
+        }
+
+    async def infer(self, name: str, pinned: str | None, body: bytes) -> JSONResponse:
+        """Route, fault, predict and count one infer request."""
+        started = time.perf_counter()
+        try:
+            self.check_name(name)
+            version = None if pinned is None else self.check_version(pinned)
+        except _Answer as exc:  # not counted: the labels would be whatever a client sent
+            return exc.response()
+        if version is None:
+            version, state = self.router.route()
+            if version is None:
+                self.metrics.observe(NO_REVISION, 503, time.perf_counter() - started)
+                return _Answer(503, self._no_model_message(state)).response()
+        status = 500
+        try:
+            fault = self.faults.get(version)
+            if fault is not None and fault.latency_ms > 0:
+                await asyncio.sleep(fault.latency_ms / 1000.0)
+            if fault is not None and self.fault_strikes(fault):
+                raise _Answer(
+                    500,
+                    f"injected fault: model {self.model_name!r} version {version} fails "
+                    f"{fault.error_rate:.0%} of requests (fault-injection drill)",
+                )
+            payload = await run_in_threadpool(self.predict, version, body)
+            status = 200
+            return JSONResponse(payload)
+        except _Answer as exc:
+            status = exc.status
+            return exc.response()
+        except Exception as exc:  # a bug or a library failure: still a V2 error, still counted
+            logger.exception("infer request to model %r version %d failed", name, version)
+            return _Answer(
+                500, f"model {self.model_name!r} version {version} failed to predict: {exc!r}"
+            ).response()
+        finally:
+            self.metrics.observe(revision(version), status, time.perf_counter() - started)
+
+
+def create_app(
+    store_uri: str,
+    model_name: str,
+    *,
+    seed: int = 0,
+    faults: Mapping[Any, Fault | Mapping[str, Any]] | None = None,
+    state_refresh_seconds: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    """Build the local model server's ASGI app for one model of refit's registry.
+
+    Args:
+        store_uri: refit's store (local folder, ``file://`` or ``gs://``).
+        model_name: The model to serve.
+        seed: Seed of the traffic split and of injected faults: the same seed and the same
+            requests give the same routing.
+        faults: Fault injection for canary drills, off by default: version ->
+            ``{"error_rate": float, "latency_ms": float}`` (or a `Fault`).
+        state_refresh_seconds: How stale the rollout state (champion alias, canary state) may
+            get before it is re-read from the registry.
+        clock: Monotonic clock of the state refresh (tests pass their own).
+
+    Returns:
+        The app; ``app.state.server`` is its `ModelServer`.
+
+    Raises:
+        RegistryError: The store URI or model name is invalid.
+        DeployError: A fault or the refresh interval is invalid.
+    """
+    server = ModelServer(
+        store_uri,
+        model_name,
+        seed=seed,
+        faults=faults,
+        state_refresh_seconds=state_refresh_seconds,
+        clock=clock,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ARG001
+        await run_in_threadpool(server.warm)
+        yield
+
+    from refit import __version__
+
+    app = FastAPI(title=f"refit model server: {model_name}", lifespan=lifespan)
+    app.state.server = server
+
+    @app.get("/v2/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    async def ready_answer(name: str | None, version: str | None) -> JSONResponse:
+        try:
+            if name is not None:
+                server.check_name(name)
+            pinned = None if version is None else server.check_version(version)
+            await run_in_threadpool(server.readiness, pinned)
+        except _Answer as exc:
+            if exc.status == 503:
+                return exc.response(ready=False)
+            return exc.response()
+        return JSONResponse({"ready": True} if name is None else {"name": name, "ready": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> JSONResponse:
+        return await ready_answer(None, None)
+
+    @app.get("/v2/models/{name}/ready")
+    async def model_ready(name: str) -> JSONResponse:
+        return await ready_answer(name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def version_ready(name: str, version: str) -> JSONResponse:
+        return await ready_answer(name, version)
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": []}
+
+    async def metadata_answer(name: str, version: str | None) -> JSONResponse:
+        try:
+            server.check_name(name)
+            pinned = None if version is None else server.check_version(version)
+            return JSONResponse(await run_in_threadpool(server.metadata, pinned))
+        except _Answer as exc:
+            return exc.response()
+
+    @app.get("/v2/models/{name}")
+    async def metadata(name: str) -> JSONResponse:
+        return await metadata_answer(name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def version_metadata(name: str, version: str) -> JSONResponse:
+        return await metadata_answer(name, version)
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request) -> JSONResponse:
+        return await server.infer(name, None, await request.body())
+
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer_version(name: str, version: str, request: Request) -> JSONResponse:
+        return await server.infer(name, version, await request.body())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        server.router.state()  # the traffic gauge follows the rollout even without requests
+        return Response(server.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
