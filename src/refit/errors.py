@@ -35,3 +35,11 @@ class ConflictError(RegistryError):
 
 class PolicyError(RefitError, ValueError):
     """A retrain policy or promotion gate configuration is invalid."""
+
+
+class DeployError(RefitError):
+    """A rollout cannot start or continue (bad plan, unservable model, target or metrics down)."""
+
+
+class PrivacyError(RefitError, ValueError):
+    """A privacy rule cannot be honoured (missing or short key, unhandled PII column)."""

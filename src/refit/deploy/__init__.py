@@ -1,5 +1,11 @@
-"""Deployment targets (local alias-based target; KServe comes later)."""
+"""Deployment: targets, rollout plans, canary analysis and the rollout controller.
 
+Targets: the local alias target, the local model server canary, KServe. Checks read Prometheus;
+the controller promotes or rolls back.
+"""
+
+from refit.deploy.analysis import CheckContext, CheckResult, PrometheusClient, run_analysis
+from refit.deploy.canary import CanaryTarget, TrafficSplit
 from refit.deploy.local import (
     DeployTarget,
     LocalTarget,
@@ -8,12 +14,30 @@ from refit.deploy.local import (
     get_target,
     register_target,
 )
+from refit.deploy.local_canary import LocalCanaryTarget
+from refit.deploy.plan import DEFAULT_PLAN, CheckSpec, RolloutPlan
+from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
+from refit.deploy.sequential import error_rate_sprt
 
 __all__ = [
+    "DEFAULT_PLAN",
+    "CanaryTarget",
+    "CheckContext",
+    "CheckResult",
+    "CheckSpec",
     "DeployTarget",
+    "LocalCanaryTarget",
     "LocalTarget",
+    "PrometheusClient",
     "Rollout",
+    "RolloutPlan",
+    "RolloutResult",
+    "TrafficSplit",
     "available_targets",
+    "error_rate_sprt",
     "get_target",
+    "prometheus_analyzer",
     "register_target",
+    "run_analysis",
+    "run_canary",
 ]

@@ -19,7 +19,17 @@ from refit.errors import ConflictError, IntegrityError, RegistryError
 if TYPE_CHECKING:  # pragma: no cover
     from refit.registry.local import ModelRegistry, ModelVersion
 
-STATUSES: Final = ("registered", "champion", "previous", "retired", "rolled_back")
+STATUSES: Final = (
+    "registered",
+    "awaiting_approval",
+    "approved",
+    "rejected",
+    "canary",
+    "champion",
+    "previous",
+    "retired",
+    "rolled_back",
+)
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -1,0 +1,457 @@
+"""The canary rollout controller: steps, analysis, promotion or rollback.
+
+`run_canary` takes a registered version from the registry to 100% of traffic through a
+`CanaryTarget`, step by step as a `RolloutPlan` says, and analyses the canary after every
+interval. It rolls back on its own when:
+
+- an analysis has a *decisive* failure (the sequential test says the canary is worse, or the
+  metrics backend cannot be reached: unknown health is not health);
+- more analyses failed than the plan allows (``failures_allowed``, counted over the rollout);
+- the overall deadline passes before the last step;
+- the target fails to apply a step (Kubernetes API error, a revision that never gets ready).
+
+What moves where:
+
+- while the rollout runs, the registry alias ``canary`` points at the version (status
+  ``canary``); the ``champion`` alias does not move, so the live model of record stays the
+  primary until the canary is promoted;
+- promotion: ``champion`` -> the version, ``previous`` -> the old champion, ``canary`` cleared
+  (statuses as in `LocalTarget.promote`), one ``promotion`` audit record;
+- rollback: ``canary`` cleared, the version's status -> ``rolled_back``, ``champion`` untouched,
+  one ``rollback`` audit record (``version`` = the champion still live, ``previous`` = the
+  version rolled back, like `LocalTarget.rollback`).
+
+Every step (``canary_step``) and every check result (``canary_check``) goes to the audit log.
+Errors before any traffic moves (unknown version, a plan the target refuses, a model format the
+target cannot serve, a forbidden namespace) raise and move nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from refit.deploy.analysis import (
+    CheckContext,
+    CheckResult,
+    MetricsClient,
+    PrometheusClient,
+    build_checks,
+    run_analysis,
+)
+from refit.deploy.canary import CanaryTarget, TrafficSplit
+from refit.deploy.local import CHAMPION, PREVIOUS, Rollout
+from refit.deploy.plan import RolloutPlan
+from refit.errors import ConflictError, DeployError, RefitError
+from refit.registry.local import ANY, ModelRegistry
+
+CANARY = "canary"
+
+#: Outcomes of `run_canary`.
+PROMOTED = "promoted"
+ROLLED_BACK = "rolled_back"
+
+
+class CheckOutcome(Protocol):
+    """What the controller needs from one check result (see `refit.deploy.analysis`)."""
+
+    name: str
+    passed: bool
+    decisive: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        ...
+
+
+#: Analyse the canary: (traffic split, seconds since the rollout started, step percent,
+#: analysis window in seconds) -> check results.
+Analyzer = Callable[[TrafficSplit, float, int, float], Sequence[CheckOutcome]]
+
+
+@dataclass
+class StepRecord:
+    """One step of a rollout and the analyses run while it held.
+
+    Attributes:
+        percent: Canary traffic percent of this step.
+        started_at: When the step was applied (UTC, ISO 8601).
+        analyses: Each analysis's check results (dicts), in order.
+        outcome: "passed", "failed" (rollback from this step) or "promoted".
+    """
+
+    percent: int
+    started_at: str
+    analyses: list[list[dict[str, Any]]] = field(default_factory=list)
+    outcome: str = "passed"
+
+
+@dataclass
+class RolloutResult:
+    """How a rollout ended and what happened on the way.
+
+    Attributes:
+        model: The model's name.
+        version: The version rolled out.
+        previous: The champion when the rollout started (None: there was none).
+        live_version: The champion after the rollout.
+        outcome: "promoted" or "rolled_back".
+        reason: Why, in words.
+        target: The target's name.
+        steps: The steps, in order.
+        failed_analyses: How many analyses had a failed check.
+        started_at: Start time (UTC, ISO 8601).
+        finished_at: End time (UTC, ISO 8601).
+        seconds: Wall time of the rollout.
+    """
+
+    model: str
+    version: int
+    previous: int | None
+    live_version: int | None
+    outcome: str
+    reason: str
+    target: str
+    steps: list[StepRecord]
+    failed_analyses: int
+    started_at: str
+    finished_at: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+    def metrics(self) -> dict[str, float]:
+        """Scalar metrics for KFP's Output[Metrics]."""
+        checks = [c for s in self.steps for a in s.analyses for c in a]
+        return {
+            "promoted": float(self.outcome == PROMOTED),
+            "rolled_back": float(self.outcome == ROLLED_BACK),
+            "version": float(self.version),
+            "live_version": float(self.live_version or 0),
+            "steps_completed": float(sum(s.outcome != "failed" for s in self.steps)),
+            "analyses": float(sum(len(s.analyses) for s in self.steps)),
+            "failed_analyses": float(self.failed_analyses),
+            "checks_failed": float(sum(not c.get("passed", False) for c in checks)),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def to_markdown(self) -> str:
+        """Render the timeline of steps and checks as Markdown (KFP's Output[Markdown])."""
+        verdict = "promoted" if self.outcome == PROMOTED else "**rolled back**"
+        lines = [
+            f"# Canary rollout of {self.model} v{self.version}: {verdict}",
+            "",
+            f"- Reason: {_md(self.reason)}",
+            f"- Target: `{self.target}`; champion before: "
+            f"{'none' if self.previous is None else f'v{self.previous}'}; live after: "
+            f"{'none' if self.live_version is None else f'v{self.live_version}'}",
+            f"- Failed analyses: {self.failed_analyses}; duration {self.seconds:.1f} s "
+            f"({self.started_at} -> {self.finished_at})",
+            "",
+            "| step | canary % | analysis | check | passed | value | primary | threshold "
+            "| detail |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for i, step in enumerate(self.steps, 1):
+            if not step.analyses:
+                lines.append(f"| {i} | {step.percent} | — | — | — | — | — | — | {step.outcome} |")
+            for j, analysis in enumerate(step.analyses, 1):
+                for c in analysis:
+                    lines.append(
+                        f"| {i} | {step.percent} | {j} | {_md(str(c.get('name', '')))} | "
+                        f"{'yes' if c.get('passed') else '**no**'} | {_num(c.get('value'))} | "
+                        f"{_num(c.get('primary_value'))} | {_num(c.get('threshold'))} | "
+                        f"{_md(str(c.get('detail', '')))} |"
+                    )
+        return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class _Rollback(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def run_canary(
+    registry: ModelRegistry,
+    version: int,
+    target: CanaryTarget,
+    plan: RolloutPlan,
+    analyze: Analyzer,
+    *,
+    reason: str = "",
+    run_label: str = "",
+    expected_champion: Any = ANY,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RolloutResult:
+    """Roll ``version`` out through ``target`` step by step; promote it or roll it back.
+
+    Args:
+        registry: The model's registry.
+        version: The registered version to roll out.
+        target: Where traffic moves (`refit.deploy.canary.CanaryTarget`).
+        plan: Steps, interval, analyses per step, failures allowed, deadline (its checks
+            are run by ``analyze``; see `prometheus_analyzer`).
+        analyze: Runs the checks for one analysis (see `Analyzer`).
+        reason: Why this version is rolled out (recorded with the promotion).
+        run_label: Label of this pipeline run in the audit log.
+        expected_champion: The champion the version was evaluated against (None: none); the
+            rollout refuses to start when the champion moved since. `ANY` skips the check.
+        clock: Monotonic clock (seconds); injectable for tests.
+        sleep: Sleep function; injectable for tests.
+
+    Returns:
+        The result: promoted or rolled back, with every step and check.
+
+    Raises:
+        RegistryError: Unknown version, or it is already the champion.
+        IntegrityError: The version's model file does not match its sha256.
+        ConflictError: The champion is not ``expected_champion``, or moved during the rollout.
+        DeployError: The target refused the rollout before any traffic moved, or a rollback
+            itself failed (the message says what state is left).
+    """
+    mv = registry.verify(version)
+    champion = registry.champion()
+    old = None if champion is None else champion.version
+    if old == version:
+        raise DeployError(
+            f"cannot roll out model {registry.model_name!r} version {version}: it is already "
+            "the champion"
+        )
+    if expected_champion is not ANY and old != expected_champion:
+        raise ConflictError(
+            f"alias 'champion' of model {registry.model_name!r}: expected version "
+            f"{expected_champion} but it is {old} (changed by a concurrent writer)"
+        )
+    target.preflight(mv, champion)  # raises before any traffic moves
+
+    started, t0 = _now(), clock()
+    audit_base = {"model": registry.model_name, "version": version, "run_label": run_label}
+    steps: list[StepRecord] = []
+    failed = 0
+
+    def finish(outcome: str, why: str, live: int | None) -> RolloutResult:
+        return RolloutResult(
+            model=registry.model_name,
+            version=version,
+            previous=old,
+            live_version=live,
+            outcome=outcome,
+            reason=why,
+            target=target.name,
+            steps=steps,
+            failed_analyses=failed,
+            started_at=started,
+            finished_at=_now(),
+            seconds=clock() - t0,
+        )
+
+    if champion is None:
+        # Nothing to compare a canary against: deploy alone, promote, say so.
+        target.start(mv, None, 100)
+        split = target.promote()
+        steps.append(StepRecord(100, _now(), outcome="promoted"))
+        why = "no champion to compare a canary against: deployed directly to 100%"
+        _promote_aliases(registry, version, None, None, reason or why, audit_base, target.name)
+        return finish(PROMOTED, why, split.primary_version or version)
+
+    registry.update_aliases({CANARY: version}, expected={CHAMPION: old}, statuses={version: CANARY})
+    registry.audit.append(
+        "canary_started",
+        {**audit_base, "previous": old, "target": target.name, "steps": list(plan.steps)},
+    )
+    try:
+        split: TrafficSplit | None = None
+        for percent in plan.steps[:-1]:
+            if clock() - t0 > plan.deadline_seconds:
+                raise _Rollback(
+                    f"deadline of {plan.deadline_seconds:g} s passed before step {percent}%"
+                )
+            try:
+                split = (
+                    target.start(mv, champion, percent)
+                    if split is None
+                    else target.set_traffic(percent)
+                )
+            except RefitError as exc:
+                raise _Rollback(f"target failed to apply step {percent}%: {exc}") from exc
+            step = StepRecord(percent, _now())
+            steps.append(step)
+            registry.audit.append(
+                "canary_step", {**audit_base, "percent": percent, "split": split.to_dict()}
+            )
+            for _ in range(plan.analyses_per_step):
+                sleep(plan.interval_seconds)
+                results = list(analyze(split, clock() - t0, percent, plan.interval_seconds))
+                dicts = [r.to_dict() for r in results]
+                step.analyses.append(dicts)
+                for d in dicts:
+                    registry.audit.append("canary_check", {**audit_base, "percent": percent, **d})
+                bad = [r for r in results if not r.passed]
+                if not results:
+                    bad_reason = "the analysis ran no checks (no data counts as failure)"
+                    failed += 1
+                elif bad:
+                    failed += 1
+                    bad_reason = "; ".join(f"{r.name}: {r.detail}" for r in bad)
+                else:
+                    continue
+                decisive = [r for r in bad if r.decisive]
+                if decisive:
+                    step.outcome = "failed"
+                    raise _Rollback(
+                        f"decisive failure at {percent}%: "
+                        + "; ".join(f"{r.name}: {r.detail}" for r in decisive)
+                    )
+                if failed > plan.failures_allowed:
+                    step.outcome = "failed"
+                    raise _Rollback(
+                        f"{failed} failed analyses > {plan.failures_allowed} allowed "
+                        f"(at {percent}%: {bad_reason})"
+                    )
+        if clock() - t0 > plan.deadline_seconds:
+            raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before 100%")
+        try:
+            split = target.promote()
+        except RefitError as exc:
+            raise _Rollback(f"target failed to promote: {exc}") from exc
+        steps.append(StepRecord(100, _now(), outcome="promoted"))
+    except _Rollback as rb:
+        if steps and steps[-1].outcome == "passed":
+            steps[-1].outcome = "failed"
+        _rollback(registry, target, version, old, rb.reason, audit_base)
+        return finish(ROLLED_BACK, rb.reason, old)
+    why = reason or f"canary passed {len(steps) - 1} step(s) with {failed} failed analyses"
+    _promote_aliases(registry, version, old, champion, why, audit_base, target.name)
+    return finish(PROMOTED, why, version)
+
+
+def _promote_aliases(
+    registry: ModelRegistry,
+    version: int,
+    old: int | None,
+    champion: Any,
+    reason: str,
+    audit_base: dict[str, Any],
+    target: str,
+) -> None:
+    old_prev = registry.get_alias(PREVIOUS)
+    statuses = {version: "champion"}
+    if old is not None:
+        statuses[old] = "previous"
+    if old_prev is not None and old_prev not in (old, version):
+        statuses[old_prev] = "retired"
+    rollout = Rollout(version, old, "promotion", _now(), reason)
+    with registry.locked():
+        registry.update_aliases(
+            {CHAMPION: version, PREVIOUS: old, CANARY: None},
+            expected={CHAMPION: old, PREVIOUS: old_prev},
+            statuses=statuses,
+        )
+        registry.audit.append(
+            "promotion",
+            {**rollout.to_dict(), **audit_base, "version": version, "target": target},
+        )
+
+
+def _rollback(
+    registry: ModelRegistry,
+    target: CanaryTarget,
+    version: int,
+    champion: int | None,
+    reason: str,
+    audit_base: dict[str, Any],
+) -> None:
+    target_error = ""
+    try:
+        target.rollback()
+    except RefitError as exc:
+        target_error = str(exc)
+    rollout = Rollout(
+        champion if champion is not None else version, version, "rollback", _now(), reason
+    )
+    with registry.locked():
+        registry.update_aliases({CANARY: None}, statuses={version: "rolled_back"})
+        registry.audit.append(
+            "rollback",
+            {
+                **audit_base,
+                **rollout.to_dict(),
+                "target": target.name,
+                "target_error": target_error,
+            },
+        )
+    if target_error:
+        raise DeployError(
+            f"rolling back model {registry.model_name!r} version {version} failed on target "
+            f"{target.name!r}: {target_error}; the registry says champion v{champion} but the "
+            "target may still route traffic to the canary: check it by hand"
+        )
+
+
+def prometheus_analyzer(
+    plan: RolloutPlan,
+    *,
+    model: str,
+    namespace: str = "",
+    client: MetricsClient | None = None,
+) -> Analyzer:
+    """Build the `Analyzer` that runs a plan's checks against Prometheus.
+
+    Args:
+        plan: The rollout plan (its checks, query preset and ``prometheus_url``).
+        model: The model's name (``{model}`` in the queries).
+        namespace: The serving namespace (``{namespace}`` in the queries).
+        client: A metrics client; default: `PrometheusClient` on ``plan.prometheus_url``.
+
+    Raises:
+        DeployError: No client was given and the plan names no ``prometheus_url``.
+    """
+    if client is None:
+        if not plan.prometheus_url:
+            raise DeployError(
+                "rollout plan has no prometheus_url: the canary checks cannot read any metrics "
+                "(set prometheus_url in the plan)"
+            )
+        client = PrometheusClient(plan.prometheus_url)
+    checks = build_checks(plan)
+    metrics = client
+
+    def analyze(
+        split: TrafficSplit, elapsed: float, percent: int, window: float
+    ) -> list[CheckResult]:
+        ctx = CheckContext(
+            model=model,
+            namespace=namespace,
+            primary_revision=split.primary_revision,
+            canary_revision=split.canary_revision,
+            window_seconds=max(1, round(window)),
+            step_percent=percent,
+            elapsed_seconds=elapsed,
+        )
+        return run_analysis(metrics, checks, ctx)
+
+    return analyze

@@ -1,0 +1,225 @@
+"""A sequential test of the canary's error rate against the primary's.
+
+The test watches the cumulative counts since the rollout started and may be looked at after
+every analysis (or at any other times) without inflating its false-alarm rate: it is a
+sequential probability ratio test on the *conditional binomial of the errors*.
+
+Model. Each request to side ``a`` (canary ``c`` or primary ``p``) fails independently with
+probability ``p_a``. Given the requests ``n_c``, ``n_p`` and the total number of errors
+``m = e_c + e_p``, the question "which side did each error come from" does not depend on the
+unknown primary rate: under H0 (``p_c = p_p``) every error is the canary's with probability
+``s = n_c / (n_c + n_p)``, the canary's share of the traffic (exactly: ``e_c`` is
+hypergeometric; binomially, ``e_c ~ Bin(m, s)``, when errors are a small part of the requests);
+when the canary's rate is ``rho`` times the primary's and errors are rare (the Poisson
+approximation), the probability is ``pi(rho) = rho s / (rho s + 1 - s)``. This is the classical
+conditional test for two Poisson rates (Przyborowski and Wilenski, 1940; Lehmann and Romano,
+*Testing Statistical Hypotheses*, ch. 4, comparing two Poisson means), made sequential as
+Wald's SPRT.
+
+Statistic. With ``rho1 = 1 + min_effect`` (the alternative: the canary fails ``rho1`` times as
+often as the primary) the log likelihood ratio of H1 against H0 is::
+
+    llr = e_c log(pi1 / s) + e_p log((1 - pi1) / (1 - s))
+        = e_c log(rho1) - m log(1 + s (rho1 - 1))
+
+Decisions:
+
+- ``"worse"`` when ``llr >= log(1 / alpha)``. Under H0 the likelihood ratio is a nonnegative
+  martingale with mean 1, so Ville's inequality (Ville, 1939) gives
+  ``P(sup_t llr_t >= log(1/alpha)) <= alpha``: however often the test is looked at, an equally
+  good canary is called worse with probability at most ``alpha``. A canary that is *better*
+  than the primary makes the ratio smaller still (monotone likelihood ratio), so the bound holds
+  for the whole null "canary not worse". This is Wald's upper boundary ``log((1-beta)/alpha)``
+  made slightly stricter so that the bound is exact rather than approximate.
+- ``"not_worse"`` when ``llr <= log(beta / (1 - alpha))`` (Wald's lower boundary, Wald 1945):
+  the data favour "no worse than ``rho1``" strongly enough that a canary ``rho1`` times worse
+  would have shown this with probability about ``beta`` at most. It is reported, not final:
+  the caller keeps looking, and a later look can still say ``"worse"`` (the ``alpha`` bound
+  above covers every look).
+- ``"continue"`` otherwise.
+
+Guard. No decision is taken before *each* side has served ``min_requests`` requests (default
+100): a handful of requests never decides, whatever their outcome, and the Poisson and
+binomial approximations need some volume. With no primary traffic (the first deployment, or
+100% on the canary) nothing can be compared and the answer is ``"continue"``.
+
+Changing splits. The rollout moves the canary's share between steps (10% -> 50%); the test uses
+the cumulative share ``s``. Under H0 with equal rates, the errors are spread over all requests
+uniformly whatever the split history, so each look is still exact (hypergeometric, approximately
+binomial with ``p = s``); across looks the martingale argument holds exactly for a constant
+split and approximately otherwise. ``tests/unit/test_rollout_analysis.py`` measures the false
+"worse" rate with a 10% -> 50% split by simulation.
+
+References:
+    A. Wald (1945), "Sequential tests of statistical hypotheses", Ann. Math. Statist. 16(2).
+    J. Ville (1939), "Etude critique de la notion de collectif", Gauthier-Villars.
+    J. Przyborowski and H. Wilenski (1940), "Homogeneity of results in testing samples from
+    Poisson series", Biometrika 31.
+    M. Kulldorff et al. (2011), "A maximized sequential probability ratio test for drug and
+    vaccine safety surveillance", Sequential Analysis 30 (the binomial, i.e. conditional,
+    variant for a comparison group).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from refit.errors import DeployError
+
+Decision = Literal["worse", "not_worse", "continue"]
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    """The sequential test's answer at one look.
+
+    Attributes:
+        decision: ``"worse"`` (the canary fails more often than the primary: roll back),
+            ``"not_worse"`` (the data favour "no worse than ``1 + min_effect`` times"), or
+            ``"continue"`` (not enough evidence either way, or the guard holds).
+        llr: The log likelihood ratio of H1 (canary ``1 + min_effect`` times the primary's
+            error rate) against H0 (equal rates); 0.0 while the guard holds.
+        upper: The "worse" boundary, ``log(1 / alpha)``.
+        lower: The "not worse" boundary, ``log(beta / (1 - alpha))``.
+        canary_share: The canary's share of all requests, or None with no requests at all.
+        canary_requests: Canary requests since the rollout started.
+        canary_errors: Canary errors since the rollout started.
+        primary_requests: Primary requests since the rollout started.
+        primary_errors: Primary errors since the rollout started.
+        reason: The decision in words.
+    """
+
+    decision: Decision
+    llr: float
+    upper: float
+    lower: float
+    canary_share: float | None
+    canary_requests: int
+    canary_errors: int
+    primary_requests: int
+    primary_errors: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        if isinstance(value, float | np.floating) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise DeployError(f"{name} must be a whole number of requests, got {value!r}")
+    value = int(value)
+    if value < 0:
+        raise DeployError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def error_rate_sprt(
+    canary_requests: int,
+    canary_errors: int,
+    primary_requests: int,
+    primary_errors: int,
+    *,
+    alpha: float = 0.05,
+    beta: float = 0.2,
+    min_effect: float = 1.0,
+    min_requests: int = 100,
+) -> SequentialResult:
+    """Test whether the canary fails more often than the primary (see the module docstring).
+
+    Args:
+        canary_requests: Canary requests since the rollout started.
+        canary_errors: Canary errors (e.g. HTTP 5xx) since the rollout started.
+        primary_requests: Primary requests over the same time.
+        primary_errors: Primary errors over the same time.
+        alpha: Bound on the chance of ever calling an equally good canary worse, in (0, 1).
+        beta: Wald's target chance of calling a canary ``1 + min_effect`` times worse "not
+            worse", in (0, 1); ``alpha + beta < 1``.
+        min_effect: The relative increase of the error rate the test is tuned to (> 0):
+            1.0 means "twice the primary's".
+        min_requests: Requests each side must have served before any decision (>= 1).
+
+    Returns:
+        The decision, the statistic and its boundaries.
+
+    Raises:
+        DeployError: A count that is negative or not whole, more errors than requests, or a
+            parameter out of range.
+    """
+    n_c = _count(canary_requests, "canary_requests")
+    e_c = _count(canary_errors, "canary_errors")
+    n_p = _count(primary_requests, "primary_requests")
+    e_p = _count(primary_errors, "primary_errors")
+    if e_c > n_c:
+        raise DeployError(f"canary_errors ({e_c}) exceed canary_requests ({n_c})")
+    if e_p > n_p:
+        raise DeployError(f"primary_errors ({e_p}) exceed primary_requests ({n_p})")
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not 0 < value < 1:
+            raise DeployError(f"{name} must be in (0, 1), got {value!r}")
+    if alpha + beta >= 1:
+        raise DeployError(f"alpha + beta must be < 1, got {alpha} + {beta}")
+    if not min_effect > 0 or not math.isfinite(min_effect):
+        raise DeployError(f"min_effect must be a finite number > 0, got {min_effect!r}")
+    min_requests = _count(min_requests, "min_requests")
+    if min_requests < 1:
+        raise DeployError(f"min_requests must be >= 1, got {min_requests}")
+
+    upper = math.log(1.0 / alpha)
+    lower = math.log(beta / (1.0 - alpha))
+    total = n_c + n_p
+    share = n_c / total if total else None
+
+    def result(decision: Decision, llr: float, reason: str) -> SequentialResult:
+        return SequentialResult(
+            decision=decision,
+            llr=llr,
+            upper=upper,
+            lower=lower,
+            canary_share=share,
+            canary_requests=n_c,
+            canary_errors=e_c,
+            primary_requests=n_p,
+            primary_errors=e_p,
+            reason=reason,
+        )
+
+    if n_p == 0:
+        return result("continue", 0.0, "no primary requests: nothing to compare the canary with")
+    if n_c < min_requests or n_p < min_requests:
+        return result(
+            "continue",
+            0.0,
+            f"too few requests to decide (canary {n_c}, primary {n_p}; each side needs "
+            f"{min_requests})",
+        )
+    rho1 = 1.0 + min_effect
+    m = e_c + e_p
+    llr = e_c * math.log(rho1) - m * math.log1p(share * (rho1 - 1.0))
+    rates = f"canary {e_c}/{n_c} = {e_c / n_c:.4f} vs primary {e_p}/{n_p} = {e_p / n_p:.4f} errors"
+    if llr >= upper:
+        return result(
+            "worse",
+            llr,
+            f"canary fails more often than the primary ({rates}; log LR {llr:.2f} >= "
+            f"{upper:.2f}, alpha {alpha:g})",
+        )
+    if llr <= lower:
+        return result(
+            "not_worse",
+            llr,
+            f"canary not worse than {rho1:g}x the primary's error rate ({rates}; log LR "
+            f"{llr:.2f} <= {lower:.2f})",
+        )
+    return result(
+        "continue",
+        llr,
+        f"no decision yet ({rates}; log LR {llr:.2f} within ({lower:.2f}, {upper:.2f}))",
+    )

@@ -1,0 +1,192 @@
+"""The whole canary path on one machine: `refit serve-model`, a real Prometheus scraping it, a
+load generator, and the rollout step moving traffic, analysing, promoting or rolling back."""
+
+import json
+import threading
+import time
+
+import httpx
+import pyarrow as pa
+import pytest
+from _prometheus import PrometheusServer
+from _servers import ModelServeProcess
+from typer.testing import CliRunner
+
+from refit import steps
+from refit.cli import app
+from refit.deploy.local import LocalTarget
+from refit.deploy.plan import RolloutPlan
+from refit.registry import ModelRegistry
+from refit.training import save_model, train
+
+NAME = "credit"
+FEATURES_BYTES = {"region", "channel"}
+
+
+@pytest.fixture(scope="module")
+def store(windows, tmp_path_factory) -> ModelRegistry:
+    """v1 (champion), v2 (healthy challenger), v3 (challenger the server is told to break)."""
+    root = tmp_path_factory.mktemp("canary")
+    reg = ModelRegistry(str(root / "store"), NAME)
+    for version, window in ((1, 0), (2, 1), (3, 2)):
+        model = train(
+            windows[window], "default", trainer="logistic_regression", exclude=["event_time"]
+        )
+        save_model(model, root / f"m{version}")
+        reg.register(
+            root / f"m{version}",
+            metrics={},
+            snapshot_sha256=f"{version}" * 64,
+            parent_version=None if version == 1 else 1,
+            run_id=f"run-{version}",
+        )
+    LocalTarget(reg).promote(1, reason="first model")
+    return reg
+
+
+@pytest.fixture(scope="module")
+def stack(store, windows):
+    """The model server (v3 answers 500 half the time), Prometheus scraping it, and load."""
+    server = ModelServeProcess(store.store_uri, NAME, "--seed", "3", "--fault", "3:error_rate=0.5")
+    prom = PrometheusServer([f"127.0.0.1:{server.port}"], scrape_interval="1s")
+    row: pa.Table = windows[3].slice(0, 1)
+    body = {
+        "inputs": [
+            {
+                "name": c,
+                "shape": [1],
+                "datatype": "BYTES" if c in FEATURES_BYTES else "FP64",
+                "data": row.column(c).to_pylist(),
+            }
+            for c in row.column_names
+            if c not in ("event_time", "default")
+        ]
+    }
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def load() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            while not stop.is_set():
+                codes.append(client.post(f"/v2/models/{NAME}/infer", json=body).status_code)
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=load, daemon=True)
+    try:
+        prom.__enter__()
+        thread.start()
+        # The primary's series must exist in Prometheus before any rollout compares with it.
+        prom.wait_for(
+            f'sum(increase(refit_model_requests_total{{model="{NAME}",revision="v1"}}[5s]))',
+            lambda v: v is not None and v > 0,
+            timeout=30,
+        )
+        yield server, prom, codes
+    finally:
+        stop.set()
+        thread.join(10)
+        prom.close()
+        server.stop()
+
+
+def plan(prom_url: str, interval: float = 6) -> str:
+    return RolloutPlan.from_dict(
+        {
+            "steps": [20, 50, 100],
+            "interval_seconds": interval,
+            "failures_allowed": 0,
+            "deadline_seconds": 120,
+            "prometheus_url": prom_url,
+            "query_preset": "local",
+            "checks": [
+                {"name": "errors", "kind": "error_rate", "max_value": 0.05, "max_increase": 0.02},
+                {"name": "p99", "kind": "latency", "quantile": 0.99, "max_value": 2.0},
+                {"name": "errors-sprt", "kind": "sequential_error_rate", "min_requests": 30},
+            ],
+        }
+    ).to_dict()
+
+
+def reset(reg: ModelRegistry) -> None:
+    reg.update_aliases({"champion": 1, "previous": None, "canary": None})
+    for v in (2, 3):
+        reg.set_status(v, "registered")
+    reg.set_status(1, "champion")
+    reg.write_state("canary", {"version": None, "percent": 0})
+
+
+def rollout(reg: ModelRegistry, server, version: int, plan_dict: dict):
+    return steps.canary_rollout(
+        reg.store_uri,
+        NAME,
+        version,
+        json.dumps(plan_dict),
+        target="local",
+        options_json=json.dumps({"server_url": server.url}),
+        run_label=f"canary-v{version}",
+    )
+
+
+def test_healthy_canary_is_promoted_through_the_cli(store, stack, tmp_path):
+    server, prom, _ = stack
+    reset(store)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan("http://unused")))
+    args = ["rollout", "2", "--store", store.store_uri, "--model", NAME, "--plan", str(plan_file)]
+    args += ["--prometheus-url", prom.url, "--options", json.dumps({"server_url": server.url})]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "Canary rollout of credit v2: promoted" in out.output
+    rows = [line for line in out.output.splitlines() if line.startswith("| ") and "| yes |" in line]
+    assert len(rows) == 6  # 3 checks at 20% and at 50%, all passed
+    assert store.aliases() == {"champion": 2, "previous": 1}
+    # Every check went to the audit log, and the chain is intact.
+    assert len(store.audit.records("canary_check")) >= 6 and not store.audit.verify()
+    # The server now sends every request to v2.
+    time.sleep(1.0)
+    r = httpx.post(f"{server.url}/v2/models/{NAME}/infer", json=_body_from_metadata(server))
+    assert r.status_code == 200 and r.json()["model_version"] == "2"
+    # A second rollout of the same version is refused before any traffic moves.
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "already the champion" in again.output
+
+
+def test_faulty_canary_is_rolled_back_within_one_interval(store, stack):
+    server, prom, codes = stack
+    reset(store)
+    before = len(store.audit.records("canary_check"))
+    result = rollout(store, server, 3, plan(prom.url))
+    assert result.outcome == "rolled_back", result.to_markdown()
+    # Stopped at the first step, by the first analysis: one interval of 20% canary traffic.
+    assert len(result.steps) == 1 and result.steps[0].percent == 20
+    assert len(result.steps[0].analyses) == 1 and result.steps[0].outcome == "failed"
+    failed = {c["name"] for c in result.steps[0].analyses[0] if not c["passed"]}
+    assert "errors" in failed
+    assert store.aliases() == {"champion": 1}
+    assert store.get(3).status == "rolled_back" and store.get(1).status == "champion"
+    assert len(store.audit.records("canary_check")) == before + 3
+    rb = store.audit.records("rollback")[-1]["payload"]
+    assert (rb["version"], rb["previous"]) == (1, 3)
+    # After the rollback, the canary gets nothing: no more 500s from the load generator.
+    time.sleep(1.5)
+    mark = len(codes)
+    time.sleep(2.0)
+    assert codes[mark:] and set(codes[mark:]) == {200}
+
+
+def test_unreachable_prometheus_rolls_back_not_promotes(store, stack):
+    server, _, _ = stack
+    reset(store)
+    result = rollout(store, server, 2, plan("http://127.0.0.1:1", interval=1))
+    assert result.outcome == "rolled_back"
+    assert "decisive failure at 20%" in result.reason and "127.0.0.1:1" in result.reason
+    assert store.get_alias("champion") == 1 and store.get(2).status == "rolled_back"
+
+
+def _body_from_metadata(server) -> dict:
+    meta = httpx.get(f"{server.url}/v2/models/{NAME}").json()
+    inputs = []
+    for t in meta["inputs"]:
+        value = "north" if t["datatype"] == "BYTES" else 0.5
+        inputs.append({"name": t["name"], "shape": [1], "datatype": t["datatype"], "data": [value]})
+    return {"inputs": inputs}

@@ -1,0 +1,249 @@
+"""The canary rollout controller: steps, analysis, promotion and rollback on a real registry."""
+
+from dataclasses import asdict, dataclass
+
+import pytest
+from test_deploy import make_model_dir
+
+from refit.deploy.canary import TrafficSplit
+from refit.deploy.local import LocalTarget
+from refit.deploy.plan import RolloutPlan
+from refit.deploy.rollout import run_canary
+from refit.errors import ConflictError, DeployError, RegistryError
+from refit.registry import ModelRegistry
+
+
+@pytest.fixture
+def reg(tmp_path):
+    reg = ModelRegistry(str(tmp_path / "store"), "churn")
+    for i in (1, 2):
+        reg.register(
+            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
+            metrics={"accuracy": 0.8},
+            snapshot_sha256=f"{i}" * 64,
+            parent_version=i - 1 if i > 1 else None,
+            run_id=f"run-{i}",
+        )
+    LocalTarget(reg).promote(1, reason="first")
+    return reg
+
+
+@dataclass
+class Result:
+    name: str
+    passed: bool
+    decisive: bool = False
+    detail: str = "ok"
+    value: float | None = 0.0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+class FakeTarget:
+    """Records what the controller asks for; can fail on a given call."""
+
+    name = "fake"
+
+    def __init__(self, fail_on: str = "", fail_preflight: bool = False, apply_seconds=0.0):
+        self.calls: list[tuple] = []
+        self.apply_seconds = apply_seconds  # how long applying a step takes (a slow rollout)
+        self.clock = None
+        self.fail_on = fail_on
+        self.fail_preflight = fail_preflight
+        self.percent = 0
+
+    def _maybe_fail(self, what):
+        if self.fail_on == what:
+            raise DeployError(f"API said no to {what}")
+
+    def preflight(self, version, previous):
+        self.calls.append(("preflight", version.version, previous and previous.version))
+        if self.fail_preflight:
+            raise DeployError("model format 'onnx' cannot be served")
+
+    def start(self, version, previous, percent):
+        self.calls.append(("start", version.version, percent))
+        self._maybe_fail("start")
+        self.percent = percent
+        return TrafficSplit(previous and previous.version, version.version, percent, "p", "c")
+
+    def set_traffic(self, percent):
+        self.calls.append(("set_traffic", percent))
+        self._maybe_fail("set_traffic")
+        self.clock.t += self.apply_seconds
+        self.percent = percent
+        return TrafficSplit(1, 2, percent, "p", "c")
+
+    def promote(self):
+        self.calls.append(("promote",))
+        self._maybe_fail("promote")
+        return TrafficSplit(2, None, 0, "c", "")
+
+    def rollback(self):
+        self.calls.append(("rollback",))
+        self._maybe_fail("rollback")
+        return TrafficSplit(1, None, 0, "p", "")
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+
+
+def scripted(*analyses):
+    """An analyzer returning the given analyses in order (then passing ones)."""
+    queue = list(analyses)
+    seen = []
+
+    def analyze(split, elapsed, percent, window):
+        seen.append((percent, elapsed, window, split.canary_revision))
+        return queue.pop(0) if queue else [Result("error_rate", True)]
+
+    analyze.seen = seen
+    return analyze
+
+
+PLAN = RolloutPlan(steps=(10, 50, 100), interval_seconds=30, failures_allowed=0)
+
+
+def run(reg, target, analyze, plan=PLAN, **kw):
+    clock = Clock()
+    target.clock = clock
+    return run_canary(reg, 2, target, plan, analyze, clock=clock, sleep=clock.sleep, **kw)
+
+
+def test_healthy_canary_is_promoted_step_by_step(reg):
+    target, analyze = FakeTarget(), scripted()
+    result = run(reg, target, analyze, run_label="w3")
+    assert result.outcome == "promoted" and result.live_version == 2 and result.previous == 1
+    assert target.calls == [
+        ("preflight", 2, 1),
+        ("start", 2, 10),
+        ("set_traffic", 50),
+        ("promote",),
+    ]
+    assert [(p, e, w) for p, e, w, _ in analyze.seen] == [(10, 30, 30), (50, 60, 30)]
+    assert reg.aliases() == {"champion": 2, "previous": 1}
+    assert reg.get(2).status == "champion" and reg.get(1).status == "previous"
+    events = [r["event"] for r in reg.audit.records()]
+    assert events[-6:] == [
+        "canary_started",
+        "canary_step",
+        "canary_check",
+        "canary_step",
+        "canary_check",
+        "promotion",
+    ]
+    promotion = reg.audit.records("promotion")[-1]["payload"]
+    assert (promotion["version"], promotion["previous"], promotion["run_label"]) == (2, 1, "w3")
+    assert [s.outcome for s in result.steps] == ["passed", "passed", "promoted"]
+    assert result.metrics()["promoted"] == 1.0 and result.metrics()["analyses"] == 2.0
+    md = result.to_markdown()
+    assert "promoted" in md and "| 1 | 10 | 1 | error_rate | yes |" in md
+    assert not reg.audit.verify()
+
+
+def test_decisive_failure_rolls_back_at_once(reg):
+    bad = [Result("sequential_error_rate", False, decisive=True, detail="canary worse")]
+    target = FakeTarget()
+    plan = RolloutPlan((10, 50, 100), 30, failures_allowed=5)
+    result = run(reg, target, scripted(bad), plan=plan)
+    assert result.outcome == "rolled_back" and result.live_version == 1
+    assert "decisive failure at 10%" in result.reason and "canary worse" in result.reason
+    assert target.calls[-1] == ("rollback",) and ("set_traffic", 50) not in target.calls
+    assert reg.aliases() == {"champion": 1}  # canary alias cleared, champion never moved
+    assert reg.get(2).status == "rolled_back" and reg.get(1).status == "champion"
+    rb = reg.audit.records("rollback")[-1]["payload"]
+    assert (rb["version"], rb["previous"], rb["action"]) == (1, 2, "rollback")
+    assert LocalTarget(reg).history()[-1].action == "rollback"
+    assert result.steps[0].outcome == "failed"
+    assert "**rolled back**" in result.to_markdown()
+
+
+def test_failures_allowed_counts_over_the_rollout(reg):
+    fail = [Result("latency", False, detail="p99 up")]
+    ok = [Result("latency", True)]
+    sched = RolloutPlan((10, 50, 100), 30, analyses_per_step=2, failures_allowed=1)
+    promoted = run(reg, FakeTarget(), scripted(fail, ok, ok, ok), plan=sched)
+    assert promoted.outcome == "promoted" and promoted.failed_analyses == 1
+
+    # A second registry state: roll back the promotion to test the failing path on v2 again.
+    reg.update_aliases({"champion": 1, "previous": None}, statuses={2: "registered"})
+    rolled = run(reg, FakeTarget(), scripted(fail, ok, fail), plan=sched)
+    assert rolled.outcome == "rolled_back" and rolled.failed_analyses == 2
+    assert "2 failed analyses > 1 allowed (at 50%: latency: p99 up)" in rolled.reason
+
+
+def test_empty_analysis_counts_as_failure(reg):
+    result = run(reg, FakeTarget(), scripted([]))
+    assert result.outcome == "rolled_back" and "no checks" in result.reason
+
+
+def test_target_error_rolls_back_not_promotes(reg):
+    for step in ("start", "set_traffic", "promote"):
+        reg.update_aliases({"champion": 1, "previous": None}, statuses={2: "registered"})
+        target = FakeTarget(fail_on=step)
+        result = run(reg, target, scripted())
+        assert result.outcome == "rolled_back", step
+        assert f"API said no to {step}" in result.reason
+        assert target.calls[-1] == ("rollback",)
+        assert reg.get_alias("champion") == 1
+
+
+def test_failed_rollback_raises_with_the_state_left(reg):
+    target = FakeTarget(fail_on="rollback")
+    with pytest.raises(DeployError, match=r"rolling back .* failed on target 'fake'.*by hand"):
+        run(reg, target, scripted([Result("e", False, decisive=True)]))
+    assert reg.get_alias("champion") == 1 and reg.get(2).status == "rolled_back"
+    assert reg.audit.records("rollback")[-1]["payload"]["target_error"]
+
+
+def test_deadline_rolls_back(reg):
+    sched = RolloutPlan((10, 50, 100), interval_seconds=30, deadline_seconds=100)
+    result = run(reg, FakeTarget(apply_seconds=60), scripted(), plan=sched)
+    assert result.outcome == "rolled_back" and "deadline of 100 s passed" in result.reason
+
+
+def test_errors_before_traffic_moves(reg):
+    target = FakeTarget(fail_preflight=True)
+    with pytest.raises(DeployError, match="onnx"):
+        run(reg, target, scripted())
+    assert target.calls == [("preflight", 2, 1)] and reg.get(2).status == "registered"
+    with pytest.raises(RegistryError):
+        run_canary(reg, 9, FakeTarget(), PLAN, scripted())
+    with pytest.raises(ConflictError, match="expected version 7"):
+        run(reg, FakeTarget(), scripted(), expected_champion=7)
+    with pytest.raises(DeployError, match="already the champion"):
+        run_canary(reg, 1, FakeTarget(), PLAN, scripted())
+    assert "canary" not in reg.aliases()
+
+
+def test_no_champion_deploys_directly(tmp_path):
+    reg = ModelRegistry(str(tmp_path / "s"), "m")
+    reg.register(
+        make_model_dir(tmp_path, b"x", "x"),
+        metrics={},
+        snapshot_sha256="a" * 64,
+        parent_version=None,
+        run_id="r1",
+    )
+    reg.register(
+        make_model_dir(tmp_path, b"y", "y"),
+        metrics={},
+        snapshot_sha256="b" * 64,
+        parent_version=None,
+        run_id="r2",
+    )
+    target = FakeTarget()
+    clock = Clock()
+    result = run_canary(reg, 2, target, PLAN, scripted(), clock=clock, sleep=clock.sleep)
+    assert result.outcome == "promoted" and "no champion" in result.reason
+    assert target.calls == [("preflight", 2, None), ("start", 2, 100), ("promote",)]
+    assert reg.aliases() == {"champion": 2}
