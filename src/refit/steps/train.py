@@ -14,6 +14,7 @@ import pyarrow as pa
 from refit.errors import DataError
 from refit.io import uri as uri_io
 from refit.io.tables import read_table, write_parquet
+from refit.privacy import check_pii_handled
 from refit.registry import ModelRegistry
 from refit.training.artifacts import save_model
 from refit.training.card import build_model_card, render_model_card, validation_metrics
@@ -132,10 +133,15 @@ def train_model(
 
     Returns:
         The model file's sha256, the row counts, the device, the resumed round and the card.
+
+    Raises:
+        PrivacyError: The data holds a column the model's curated schema tags ``pii`` that no
+            ``anonymize_data`` step handled for these bytes (see ``refit.privacy``).
     """
     started = time.perf_counter()
     data_sha256 = hashlib.sha256(Path(snapshot_path).read_bytes()).hexdigest()
     table = read_table(snapshot_path)
+    check_pii_handled(store_uri, model_name, data_sha256, table.column_names)
     train_rows, holdout_rows = split_holdout(table, holdout_fraction, seed)
     exclude = (time_column,) if time_column else ()
     if checkpoint_uri == AUTO_CHECKPOINTS:
