@@ -26,12 +26,15 @@ def evaluate_model(
     classification_metrics: Output[ClassificationMetrics],
     evaluation: Output[Artifact],
     gate_report: Output[Markdown],
+    fairness: Output[Markdown],
     run_label: str = "",
 ) -> bool:
     """Score challenger and champion on the same holdout and apply the promotion gate.
 
     With no champion the gate judges absolute thresholds alone and says so; a gate with no
-    thresholds fails closed.
+    thresholds fails closed. Optional gate sections add a fairness check on a sensitive
+    attribute (a holdout column) and a serving check (both models loaded as served, timed on
+    the same KServe V2 requests).
 
     Args:
         model: The challenger.
@@ -39,7 +42,10 @@ def evaluate_model(
         store_uri: Root of refit's store.
         model_name: Model whose champion is compared.
         gate_json: Promotion gate (JSON): thresholds, max_degradation, and optionally mode
-            (superior / non-inferior), margin, changes, slices (see refit.evaluation.gate).
+            (superior / non-inferior), margin, changes, slices, fairness (attribute,
+            max_demographic_parity_difference, max_equal_opportunity_difference,
+            max_increase_over_champion, min_group_size) and serving (requests, batch_size,
+            max_p99_ms, max_p99_increase) (see refit.evaluation.gate).
         run_label: Label of this run in the audit log.
 
     Returns:
@@ -47,8 +53,10 @@ def evaluate_model(
         classification_metrics: Challenger confusion matrix and ROC curve.
         evaluation: JSON with ``blessed``, ``reasons`` (every check with its numbers), both
             models' scalar metrics, confidence ``intervals``, paired ``tests`` (McNemar,
-            DeLong p-values) and ``paired`` bootstrap intervals of each difference.
-        gate_report: Markdown table of the gate's checks.
+            DeLong p-values), ``paired`` bootstrap intervals of each difference, and the
+            ``fairness`` and ``serving`` results (null when not configured).
+        gate_report: Markdown table of the gate's checks, with the serving check's latencies.
+        fairness: Markdown table per group (challenger vs champion) with the disparities.
         Output: Whether the challenger may be promoted (``blessed``).
     """
     import json
@@ -82,6 +90,8 @@ def evaluate_model(
     }
     with open(gate_report.path, "w", encoding="utf-8") as f:
         f.write(out.markdown)
+    with open(fairness.path, "w", encoding="utf-8") as f:
+        f.write(out.fairness_markdown)
     with open(evaluation.path, "w", encoding="utf-8") as f:
         json.dump(summary, f, sort_keys=True)
     evaluation.metadata.update({"blessed": out.blessed, "reasons": out.reasons})

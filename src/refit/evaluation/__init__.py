@@ -1,6 +1,14 @@
-"""Evaluation: holdout metrics with intervals, paired tests and the promotion gate."""
+"""Evaluation: holdout metrics with intervals, paired tests, fairness, serving and the gate."""
 
 from refit.evaluation.compare import Comparison, check_compatible, compare_models, model_data
+from refit.evaluation.fairness import (
+    FairnessConfig,
+    FairnessReport,
+    check_fairness,
+    compute_fairness,
+    fairness_report,
+    render_fairness_markdown,
+)
 from refit.evaluation.gate import (
     FIRST_RUN_REASON,
     MODES,
@@ -12,6 +20,13 @@ from refit.evaluation.gate import (
     render_checks_markdown,
 )
 from refit.evaluation.metrics import MAX_ROC_POINTS, EvaluationResult, downsample_curve, evaluate
+from refit.evaluation.serving import (
+    ServingConfig,
+    ServingReport,
+    ServingStats,
+    render_serving_markdown,
+    serving_check,
+)
 from refit.evaluation.stats import (
     Interval,
     PairedData,
@@ -30,22 +45,33 @@ __all__ = [
     "NO_THRESHOLDS_REASON",
     "Comparison",
     "EvaluationResult",
+    "FairnessConfig",
+    "FairnessReport",
     "GateConfig",
     "GateResult",
     "Interval",
     "PairedData",
+    "ServingConfig",
+    "ServingReport",
+    "ServingStats",
     "SliceSpec",
     "bootstrap_interval",
     "check_compatible",
+    "check_fairness",
     "compare_models",
+    "compute_fairness",
     "delong_test",
     "downsample_curve",
     "evaluate",
+    "fairness_report",
     "gate",
     "mcnemar_test",
     "metric_intervals",
     "model_data",
     "paired_bootstrap",
     "render_checks_markdown",
+    "render_fairness_markdown",
+    "render_serving_markdown",
+    "serving_check",
     "wilson_interval",
 ]

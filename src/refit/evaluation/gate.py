@@ -16,6 +16,18 @@ A gate config (JSON) holds:
 - ``directions``: metric -> ``"higher"`` | ``"lower"`` overrides which way is better.
 - ``slices``: ``[{"name", "column", "values", "thresholds"}]``: thresholds on named segments.
 - ``min_rows`` (30), ``confidence`` (0.95), ``n_resamples`` (1000), ``seed`` (0).
+- ``fairness`` (optional): ``{"attribute", "max_demographic_parity_difference",
+  "max_equal_opportunity_difference", "max_increase_over_champion", "min_group_size",
+  "positive_label"}`` (see `refit.evaluation.fairness`): block when the challenger's difference
+  is above its ceiling, or above the champion's by more than the margin (point values). Groups
+  below ``min_group_size`` are reported, not used for blocking; a difference that cannot be
+  measured (fewer than two groups large enough) or an attribute missing from the data fails
+  closed.
+- ``serving`` (optional): ``{"requests", "warmup", "batch_size", "max_p99_ms",
+  "max_p99_increase", "min_p99_increase_ms"}`` (see `refit.evaluation.serving`): block when the
+  challenger fails to load or fails a request, when its p99 latency is above ``max_p99_ms``, or
+  when it is above the champion's (same run) by more than ``max_p99_increase`` (relative) and
+  ``min_p99_increase_ms``. No champion: the ceiling alone, said in the reasons.
 
 No champion: absolute thresholds alone, said in the reasons. No thresholds: fail closed. Too few
 rows for a test: the reasons say so instead of a p-value, and the gate stays closed.
@@ -31,6 +43,8 @@ from typing import Any
 import numpy as np
 
 from refit.errors import PolicyError
+from refit.evaluation.fairness import DIFFERENCES, FairnessConfig
+from refit.evaluation.serving import ServingConfig
 from refit.evaluation.stats import HIGHER_IS_BETTER, MIN_ROWS
 
 __all__ = [
@@ -144,6 +158,8 @@ class GateConfig:
         confidence: Confidence level of intervals; tests use ``alpha = 1 - confidence``.
         n_resamples: Bootstrap resamples.
         seed: Seed of the bootstrap.
+        fairness: Fairness section (`refit.evaluation.fairness.FairnessConfig`), or None.
+        serving: Serving-check section (`refit.evaluation.serving.ServingConfig`), or None.
     """
 
     thresholds: dict[str, float] = field(default_factory=dict)
@@ -158,6 +174,8 @@ class GateConfig:
     confidence: float = 0.95
     n_resamples: int = 1000
     seed: int = 0
+    fairness: FairnessConfig | None = None
+    serving: ServingConfig | None = None
 
     def __post_init__(self) -> None:
         """Validate the fields.
@@ -227,6 +245,10 @@ class GateConfig:
         if not 0.5 <= conf < 1:
             raise PolicyError(f"gate field 'confidence' must be in [0.5, 1), got {conf}")
         self.confidence = conf
+        if self.fairness is not None:
+            self.fairness = FairnessConfig.from_dict(self.fairness)
+        if self.serving is not None:
+            self.serving = ServingConfig.from_dict(self.serving)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateConfig:
@@ -266,6 +288,8 @@ class GateConfig:
             "confidence": self.confidence,
             "n_resamples": self.n_resamples,
             "seed": self.seed,
+            "fairness": None if self.fairness is None else self.fairness.to_dict(),
+            "serving": None if self.serving is None else self.serving.to_dict(),
         }
 
     def higher_is_better(self, metric: str) -> bool:
@@ -289,7 +313,8 @@ class GateResult:
         reasons: One readable line per check, with the numbers, plus context lines.
         first_run: True when there was no champion to compare with.
         checks: One dictionary per check: ``metric``, ``kind`` (``"threshold"``, ``"champion"``,
-            ``"change"``, ``"superior"``, ``"non-inferior"``, ``"slice"``, ``"rows"``),
+            ``"change"``, ``"superior"``, ``"non-inferior"``, ``"slice"``, ``"rows"``,
+            ``"fairness"``, ``"fairness-champion"``, ``"serving"``, ``"serving-champion"``),
             ``value``, ``reference``, ``passed``, ``detail``.
     """
 
@@ -397,7 +422,10 @@ def gate(
         comparison: Paired statistics (see `refit.evaluation.compare.compare_models`):
             ``n_rows``, ``paired`` (metric -> interval of the difference), ``tests``
             (``mcnemar``, ``delong``, or ``{"error": ...}``), ``slices`` (name -> ``n_rows``,
-            ``metrics``). Needed for ``mode`` and ``slices``.
+            ``metrics``), ``fairness`` (`refit.evaluation.fairness.check_fairness`) and
+            ``serving`` (`refit.evaluation.serving.ServingReport.to_dict`). Needed for
+            ``mode``, ``slices``, ``fairness`` and ``serving``; a configured section without
+            its results fails closed.
 
     Returns:
         The :class:`GateResult`; its reasons list every check with the numbers.
@@ -451,6 +479,10 @@ def gate(
             _mode_checks(judge, challenger, champion, comparison)
     if config.slices:
         _slice_checks(judge, comparison)
+    if config.fairness is not None:
+        _fairness_checks(judge, config.fairness, (comparison or {}).get("fairness"))
+    if config.serving is not None:
+        _serving_checks(judge, config.serving, (comparison or {}).get("serving"))
 
     failed = [c for c in judge.checks if not c["passed"]]
     blessed = not failed
@@ -585,6 +617,173 @@ def _slice_checks(judge: _Judge, comparison: dict[str, Any] | None) -> None:
             continue
         for name in sorted(spec.thresholds):
             judge.threshold(name, spec.thresholds[name], _value(got.get("metrics"), name), prefix)
+
+
+_DIFFERENCE_LABELS = {
+    "demographic_parity_difference": "demographic-parity difference",
+    "equal_opportunity_difference": "equal-opportunity difference",
+}
+
+
+def _fairness_checks(judge: _Judge, spec: FairnessConfig, got: dict[str, Any] | None) -> None:
+    prefix = f"fairness on {spec.attribute!r}: "
+    if got is None:
+        judge.add(
+            "fairness", "fairness", None, None, False,
+            f"{prefix}no fairness results given: failing closed",
+        )  # fmt: skip
+        return
+    if "error" in got:
+        judge.add(
+            "fairness", "fairness", None, None, False,
+            f"{prefix}cannot check: {got['error']}: failing closed",
+        )  # fmt: skip
+        return
+    if not spec.has_limits:
+        judge.reasons.append(f"{prefix}reported only: no ceiling or champion margin set")
+        return
+    champion = got.get("champion")
+    margin = spec.max_increase_over_champion
+    if margin is not None and champion is None:
+        judge.reasons.append(f"{prefix}no champion: judged on absolute ceilings alone")
+    for name in DIFFERENCES:
+        ceiling = spec.ceiling(name)
+        compared = margin is not None and champion is not None
+        if ceiling is None and not compared:
+            continue
+        label = _DIFFERENCE_LABELS[name]
+        chal = (got.get("challenger") or {}).get(name)
+        if chal is None:
+            need = "rows" if name == "demographic_parity_difference" else "actual positives"
+            judge.add(
+                "fairness", name, None, ceiling, False,
+                f"{prefix}{label} cannot be measured: fewer than two groups with at least "
+                f"{spec.min_group_size} {need}: failing closed",
+            )  # fmt: skip
+            continue
+        value = float(chal["value"])
+        span = f"{chal['max_group']!r} vs {chal['min_group']!r}"
+        ci = ""
+        if chal.get("low") is not None and chal.get("high") is not None:
+            ci = f" [{chal['low']:.3f}, {chal['high']:.3f}]"
+        if ceiling is not None:
+            passed = value <= ceiling + _EPS
+            judge.add(
+                "fairness", name, value, ceiling, passed,
+                f"{prefix}{label} {value:.3f}{ci} ({span}) "
+                + (f"<= ceiling {ceiling:.3f}" if passed else f"> ceiling {ceiling:.3f}"),
+            )  # fmt: skip
+        if not compared or margin is None:
+            continue
+        ref = (champion or {}).get(name)
+        if ref is None:
+            judge.add(
+                "fairness-champion", name, value, None, False,
+                f"{prefix}{label}: champion's cannot be measured on these rows: failing closed",
+            )  # fmt: skip
+            continue
+        reference = float(ref["value"])
+        increase = value - reference
+        passed = increase <= margin + _EPS
+        inc = (got.get("increase") or {}).get(name) or {}
+        inc_ci = ""
+        if inc.get("low") is not None and inc.get("high") is not None:
+            inc_ci = f" [{inc['low']:+.3f}, {inc['high']:+.3f}]"
+        judge.add(
+            "fairness-champion", name, value, reference, passed,
+            f"{prefix}{label} {value:.3f} vs champion {reference:.3f}: increase "
+            f"{increase:+.3f}{inc_ci} {'within' if passed else 'beyond'} +{margin:.3f} margin",
+        )  # fmt: skip
+    for note in got.get("notes", []):
+        if "min_group_size" in note:
+            judge.reasons.append(f"{prefix}{note}")
+
+
+def _serving_checks(judge: _Judge, spec: ServingConfig, got: dict[str, Any] | None) -> None:
+    prefix = "serving: "
+    if got is None:
+        judge.add(
+            "serving", "serving", None, None, False,
+            f"{prefix}no serving-check results given: failing closed",
+        )  # fmt: skip
+        return
+    if "error" in got:
+        judge.add(
+            "serving", "serving", None, None, False,
+            f"{prefix}cannot check: {got['error']}: failing closed",
+        )  # fmt: skip
+        return
+    chal = got.get("challenger") or {}
+    if not chal.get("loaded"):
+        judge.add(
+            "serving", "load", None, None, False,
+            f"{prefix}challenger failed to load as served: {chal.get('load_error')}",
+        )  # fmt: skip
+        return
+    n, errors = int(chal.get("requests", 0)), int(chal.get("errors", 0))
+    if errors:
+        judge.add(
+            "serving", "errors", float(errors), 0.0, False,
+            f"{prefix}challenger failed {errors} of {n} requests; first error: "
+            f"{chal.get('first_error')}",
+        )  # fmt: skip
+    else:
+        p50 = chal.get("p50_ms")
+        judge.add(
+            "serving", "errors", 0.0, 0.0, True,
+            f"{prefix}challenger loaded and answered all {n} requests"
+            + ("" if p50 is None else f" (p50 {p50:.2f} ms, p99 {chal['p99_ms']:.2f} ms)"),
+        )  # fmt: skip
+    p99 = chal.get("p99_ms")
+    if p99 is None:
+        return
+    p99 = float(p99)
+    if spec.max_p99_ms is None and spec.max_p99_increase is None:
+        judge.reasons.append(
+            f"{prefix}latency reported only: no max_p99_ms or max_p99_increase set"
+        )
+        return
+    if spec.max_p99_ms is not None:
+        ceiling = spec.max_p99_ms
+        passed = p99 <= ceiling + _EPS
+        judge.add(
+            "serving", "p99_ms", p99, ceiling, passed,
+            f"{prefix}challenger p99 latency {p99:.2f} ms "
+            + (f"<= ceiling {ceiling:.2f} ms" if passed else f"> ceiling {ceiling:.2f} ms"),
+        )  # fmt: skip
+    if spec.max_p99_increase is None:
+        return
+    champ = got.get("champion")
+    if champ is None:
+        judge.reasons.append(
+            f"{prefix}no champion: latency judged on the absolute ceiling alone"
+            if spec.max_p99_ms is not None
+            else f"{prefix}no champion and no max_p99_ms: latency not judged"
+        )
+        return
+    if not champ.get("loaded") or champ.get("errors") or champ.get("p99_ms") is None:
+        why = (
+            f"failed to load ({champ.get('load_error')})"
+            if not champ.get("loaded")
+            else f"failed {champ.get('errors')} of {champ.get('requests')} requests "
+            f"(first error: {champ.get('first_error')})"
+        )
+        judge.add(
+            "serving-champion", "p99_ms", p99, None, False,
+            f"{prefix}champion {why}: no latency baseline: failing closed",
+        )  # fmt: skip
+        return
+    reference = float(champ["p99_ms"])
+    increase = p99 - reference
+    allowed = max(reference * spec.max_p99_increase, spec.min_p99_increase_ms)
+    passed = increase <= allowed + _EPS
+    relative = f"{increase / reference:+.0%}" if reference > 0 else f"{increase:+.2f} ms"
+    judge.add(
+        "serving-champion", "p99_ms", p99, reference, passed,
+        f"{prefix}challenger p99 {p99:.2f} ms vs champion {reference:.2f} ms in the same run: "
+        f"{relative} ({increase:+.2f} ms) {'within' if passed else 'beyond'} the allowed "
+        f"+{spec.max_p99_increase:.0%} (at least +{spec.min_p99_increase_ms:.2f} ms)",
+    )  # fmt: skip
 
 
 def render_checks_markdown(result: GateResult, title: str = "Promotion gate") -> str:

@@ -7,7 +7,9 @@ from typing import Any
 
 from refit.errors import RefitError
 from refit.evaluation.compare import compare_models
-from refit.evaluation.gate import GateConfig, GateResult, render_checks_markdown
+from refit.evaluation.fairness import check_fairness, render_fairness_markdown
+from refit.evaluation.gate import GateConfig, GateResult, gate, render_checks_markdown
+from refit.evaluation.serving import render_serving_markdown, serving_check
 from refit.io.tables import read_table
 from refit.registry import ModelRegistry
 from refit.steps.common import scalar_metrics
@@ -19,7 +21,9 @@ class EvaluationOutput:
     """What ``evaluate_model`` reports.
 
     ``challenger`` is None only when the evaluation could not run (bad input); ``reasons`` then
-    says why and ``blessed`` is False.
+    says why and ``blessed`` is False. ``fairness`` and ``serving`` are the results of the
+    gate's optional sections (None when not configured or when the evaluation could not run);
+    they are also in ``extra``.
     """
 
     blessed: bool
@@ -31,6 +35,9 @@ class EvaluationOutput:
     extra: dict[str, Any] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
     markdown: str = ""
+    fairness: dict[str, Any] | None = None
+    serving: dict[str, Any] | None = None
+    fairness_markdown: str = ""
 
 
 def evaluate_model(
@@ -47,6 +54,11 @@ def evaluate_model(
     Bad input (models on different feature sets, unseen labels, a model file whose sha256 does
     not match, an unreadable holdout) closes the gate with the error as its reason.
 
+    With a ``fairness`` section the gate also judges per-group fairness on the sensitive
+    attribute (a holdout column; a missing one closes the gate with the columns present named);
+    with a ``serving`` section both models are loaded as served and timed on the same sample
+    requests (see `refit.evaluation.serving`).
+
     Args:
         model_dir: The challenger's model folder.
         holdout_path: Parquet file of held-out rows of the current window: unseen by the
@@ -58,20 +70,46 @@ def evaluate_model(
 
     Returns:
         The blessing with every reason, both models' metrics, intervals and paired tests
-        (in ``extra``), and a Markdown table of the checks.
+        (in ``extra``), fairness and serving results, and Markdown for the checks (with the
+        serving table) and for fairness.
     """
     config = GateConfig.from_dict(gate_config)
     registry = ModelRegistry(store_uri, model_name)
     champion_version = registry.champion()
     challenger = champion = None
+    fairness = serving = None
     extra: dict[str, Any] = {}
     try:
         holdout = read_table(holdout_path)
         champ_model = (
             None if champion_version is None else registry.load_model(champion_version.version)
         )
-        comparison = compare_models(load_model(model_dir), champ_model, holdout, config)
-        result = comparison.judge(config)
+        chal_model = load_model(model_dir)
+        comparison = compare_models(chal_model, champ_model, holdout, config)
+        gate_input = comparison.gate_input()
+        if config.fairness is not None:
+            fairness = check_fairness(
+                chal_model, champ_model, holdout, config.fairness,
+                confidence=config.confidence, n_resamples=config.n_resamples, seed=config.seed,
+            )  # fmt: skip
+            gate_input["fairness"] = fairness
+        if config.serving is not None:
+            version = None if champion_version is None else champion_version.version
+            try:
+                serving = serving_check(
+                    model_dir,
+                    None if version is None else (lambda: registry.load_model(version)),
+                    holdout,
+                    config.serving,
+                    seed=config.seed,
+                ).to_dict()
+            except RefitError as exc:
+                serving = {"error": str(exc)}
+            gate_input["serving"] = serving
+        champ_metrics = None if champ_model is None else comparison.metrics("champion")
+        result = gate(
+            comparison.metrics("challenger"), champ_metrics, config, comparison=gate_input
+        )
         base = comparison.challenger
         challenger = {**(base.to_dict() if base else {}), **comparison.metrics("challenger")}
         if champ_model is not None:
@@ -83,6 +121,8 @@ def evaluate_model(
             "paired": comparison.paired,
             "tests": comparison.tests,
             "slices": comparison.slices,
+            "fairness": fairness,
+            "serving": serving,
         }
     except RefitError as exc:
         result = GateResult(
@@ -113,8 +153,20 @@ def evaluate_model(
             "tests": {
                 k: v.get("p_value", v.get("error")) for k, v in extra.get("tests", {}).items()
             },
+            "fairness": _fairness_audit(fairness),
+            "serving": _serving_audit(serving),
         },
     )
+    markdown = render_checks_markdown(result)
+    not_run = "**Not run:** the evaluation could not run; the gate failed closed.\n"
+    if config.serving is not None:
+        markdown += "\n" + (
+            render_serving_markdown(serving) if serving else f"## Serving check\n\n{not_run}"
+        )
+    if config.fairness is not None and fairness is None:
+        fairness_md = f"# Fairness on `{config.fairness.attribute}`\n\n{not_run}"
+    else:
+        fairness_md = render_fairness_markdown(fairness)
     return EvaluationOutput(
         blessed=result.blessed,
         reasons=result.reasons,
@@ -124,5 +176,41 @@ def evaluate_model(
         champion_version=None if champion_version is None else champion_version.version,
         extra=extra,
         checks=result.checks,
-        markdown=render_checks_markdown(result),
+        markdown=markdown,
+        fairness=fairness,
+        serving=serving,
+        fairness_markdown=fairness_md,
     )
+
+
+def _fairness_audit(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The fairness facts worth an audit line: attribute, differences, or the error."""
+    if summary is None:
+        return None
+    if "error" in summary:
+        return {"attribute": summary.get("attribute"), "error": summary["error"]}
+
+    def values(side: dict[str, Any] | None) -> dict[str, float | None] | None:
+        if side is None:
+            return None
+        return {k: None if v is None else v["value"] for k, v in side.items()}
+
+    return {
+        "attribute": summary["attribute"],
+        "challenger": values(summary["challenger"]),
+        "champion": values(summary["champion"]),
+        "groups": {g["group"]: g["count"] for g in summary["groups"]},
+    }
+
+
+def _serving_audit(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The serving facts worth an audit line: p50/p99, errors, load failures."""
+    if summary is None:
+        return None
+    if "error" in summary:
+        return {"error": summary["error"]}
+    keys = ("loaded", "load_error", "p50_ms", "p99_ms", "throughput_rps", "errors", "first_error")
+    return {
+        side: None if summary.get(side) is None else {k: summary[side][k] for k in keys}
+        for side in ("challenger", "champion")
+    }
