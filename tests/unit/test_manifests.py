@@ -109,12 +109,13 @@ def test_rbac_is_least_privilege(rendered) -> None:
         {
             "apiGroups": ["serving.kserve.io"],
             "resources": ["inferenceservices"],
-            "verbs": ["get", "patch"],
+            "verbs": ["get", "create", "patch", "delete"],
         }
     ]
     binding = _one(docs, "RoleBinding")
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "refit-trigger", "namespace": "refit"}
+        {"kind": "ServiceAccount", "name": "refit-trigger", "namespace": "refit"},
+        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"},
     ]
 
 
@@ -144,7 +145,7 @@ def test_monitoring_routes_alerts_to_the_trigger_and_dashboards_the_loop(rendere
     assert {r["alert"] for r in triggering} == {"RefitFeatureDrift", "RefitAccuracyDecay"}
     assert all("by (model)" in r["expr"] for r in triggering)
     monitor = _one(docs, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert [e["path"] for e in monitor["spec"]["endpoints"]] == ["/metrics", "/model-metrics"]
     dashboard_cm = next(d for d in docs if d["metadata"]["name"].startswith("refit-grafana"))
     assert dashboard_cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = yaml.safe_load(dashboard_cm["data"]["refit.json"])

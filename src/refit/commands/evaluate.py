@@ -3,7 +3,9 @@
 - ``refit evaluate``: challenger vs champion on a data set, through a gate; writes
   ``evaluation.json`` (metrics, intervals, paired test p-values, ``blessed``, ``reasons``).
   Exit status 0 when blessed, 1 when not (bad input included: the gate closes and says why).
-- ``refit registry --store URI --model NAME list | show V | promote V | rollback | lineage``.
+- ``refit registry --store URI --model NAME list | show V | promote V | rollback | lineage``;
+  human approval: ``approve V --by NAME [--reason TEXT]`` (then released to deployment unless
+  ``--no-release``), ``reject V --by NAME --reason TEXT``, ``pending [--json]``.
 - ``refit audit verify --store URI [--model NAME]``: exit status 1 when any record was edited,
   removed or reordered (each problem is printed).
 """
@@ -205,6 +207,106 @@ def register(app: typer.Typer) -> None:
         except RefitError as exc:
             raise _fail(str(exc)) from exc
         typer.echo(f"champion: v{rollout.version} (rolled back: v{rollout.previous})")
+
+    @registry_app.command("approve")
+    def approve_cmd(
+        ctx: typer.Context,
+        version: int,
+        by: Annotated[str, typer.Option("--by", help="Who approves (recorded in the audit log).")],
+        reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "",
+        release: Annotated[
+            bool,
+            typer.Option(
+                "--release/--no-release", help="Release the approved version to deployment."
+            ),
+        ] = True,
+        target: Annotated[str, typer.Option(help="Deployment target of the release.")] = "local",
+    ) -> None:
+        """Approve VERSION (awaiting approval) and release it to deployment."""
+        from refit.errors import RefitError
+        from refit.governance.approval import approve, release_approved
+
+        reg = _registry(ctx.obj["store"], ctx.obj["model"])
+        try:
+            decided = approve(reg, version, by=by, reason=reason, audit={"via": "cli"})
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
+        typer.echo(f"approved: v{version} by {decided.decided_by}")
+        if not release:
+            return
+        try:
+            live = release_approved(reg, version, target=target, run_label="approval")
+        except RefitError as exc:
+            raise _fail(f"approved but not released: {exc}") from exc
+        previous = reg.get_alias("previous")
+        typer.echo(f"champion: v{live}" + ("" if previous is None else f" (previous: v{previous})"))
+
+    @registry_app.command("reject")
+    def reject_cmd(
+        ctx: typer.Context,
+        version: int,
+        by: Annotated[str, typer.Option("--by", help="Who rejects (recorded in the audit log).")],
+        reason: Annotated[str, typer.Option(help="Why (required; recorded in the audit log).")],
+    ) -> None:
+        """Reject VERSION (awaiting approval): it never goes live."""
+        from refit.errors import RefitError
+        from refit.governance.approval import reject
+
+        try:
+            decided = reject(
+                _registry(ctx.obj["store"], ctx.obj["model"]),
+                version,
+                by=by,
+                reason=reason,
+                audit={"via": "cli"},
+            )
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
+        typer.echo(f"rejected: v{version} by {decided.decided_by}: {decided.reason}")
+
+    @registry_app.command("pending")
+    def pending_cmd(
+        ctx: typer.Context,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = (
+            False
+        ),
+    ) -> None:
+        """List the versions awaiting approval, with their expiry."""
+        from datetime import UTC, datetime
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from refit.errors import RefitError
+        from refit.governance.approval import pending
+
+        reg = _registry(ctx.obj["store"], ctx.obj["model"])
+        try:
+            requests = pending(reg)
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
+        now = datetime.now(UTC)
+        if as_json:
+            rows = [{**r.to_dict(), "expired": r.expired(now)} for r in requests]
+            typer.echo(json.dumps(rows, indent=2, sort_keys=True))
+            return
+        if not requests:
+            typer.echo(f"no versions of {reg.model_name} await approval")
+            return
+        table = Table(title=f"{reg.model_name}: awaiting approval")
+        for col in ("version", "parent", "requested", "expires", "run", "approvers"):
+            table.add_column(col)
+        for r in requests:
+            expires = r.expires_at[:19] + (" (expired)" if r.expired(now) else "")
+            table.add_row(
+                str(r.version),
+                "" if r.parent_version is None else str(r.parent_version),
+                r.requested_at[:19],
+                expires,
+                r.run_label,
+                ", ".join(r.approvers) or "anyone",
+            )
+        Console(width=200).print(table)
 
     @registry_app.command("lineage")
     def lineage_cmd(

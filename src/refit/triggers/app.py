@@ -5,6 +5,15 @@ Every hook needs ``Authorization: Bearer <secret>`` or ``X-Refit-Signature: sha2
 malformed bodies 422 with the reason; events naming an unconfigured model 404 with the reason.
 Handled events answer 200 with the decision(s): ``launch``, ``skip``, ``held`` (cooldown or runs
 in flight) or ``duplicate``, each with its reasons.
+
+Human approval (``refit.governance.approval``), with the same authentication:
+``POST /approvals/{model}/{version}/approve`` and ``.../reject`` with ``{"by": NAME, "reason":
+TEXT}`` (reason required to reject). An approval releases the version to deployment at once.
+Answers: 200 with the decision; 401 unauthenticated (nothing changes); 422 malformed body or
+version; 404 a model the service is not configured for, or an unknown version; 403 ``by`` not
+on the request's approvers; 409 not awaiting approval, expired, decided concurrently, or approved
+but not released (the champion moved: ``"status": "approved", "released": false``); 503 when the
+service has no ``store_uri``.
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
+from refit.errors import RefitError, RegistryError
 from refit.triggers import auth
 from refit.triggers.payloads import (
     PayloadError,
@@ -27,6 +38,68 @@ from refit.triggers.payloads import (
     storage_event,
 )
 from refit.triggers.service import TriggerService, UnknownModelError
+
+
+def _approval_body(data: Any, action: str) -> tuple[str, str]:
+    """``(by, reason)`` of an approval request body.
+
+    Raises:
+        PayloadError: Not an object, unknown keys, or ``by``/``reason`` missing or not strings.
+    """
+    if not isinstance(data, dict):
+        raise PayloadError(f"{action} body must be a JSON object with 'by' and 'reason'")
+    unknown = sorted(set(data) - {"by", "reason"})
+    if unknown:
+        raise PayloadError(f"{action} body has unknown field(s) {', '.join(unknown)}")
+    by, reason = data.get("by"), data.get("reason", "")
+    if not isinstance(by, str) or not by.strip():
+        raise PayloadError(f"{action} body: 'by' must name who decides, got {by!r}")
+    if not isinstance(reason, str):
+        raise PayloadError(f"{action} body: 'reason' must be a string, got {reason!r}")
+    if action == "reject" and not reason.strip():
+        raise PayloadError("reject body: 'reason' must say why")
+    return by, reason
+
+
+def _decide_approval(
+    store_uri: str, model: str, version: int, action: str, by: str, reason: str, client: str
+) -> tuple[int, dict[str, Any]]:
+    """Approve (and release) or reject; the HTTP status and body. Blocking registry I/O."""
+    from refit.governance.approval import (
+        NotAnApproverError,
+        approve,
+        reject,
+        release_approved,
+    )
+    from refit.registry import ModelRegistry
+
+    registry = ModelRegistry(store_uri, model)
+    if not registry.exists(version):
+        return 404, {"detail": f"model {model!r} has no version {version}"}
+    audit = {"via": "trigger-service", "client": client}
+    decide = approve if action == "approve" else reject
+    try:
+        decided = decide(registry, version, by=by, reason=reason, audit=audit)
+    except NotAnApproverError as exc:
+        return 403, {"detail": str(exc)}
+    except RegistryError as exc:
+        return 409, {"detail": str(exc)}
+    body: dict[str, Any] = {
+        "model": model,
+        "version": version,
+        "status": decided.status,
+        "by": decided.decided_by,
+        "reason": decided.reason,
+        "at": decided.decided_at,
+        "released": False,
+    }
+    if action != "approve":
+        return 200, body
+    try:
+        live = release_approved(registry, version, run_label="approval")
+    except RefitError as exc:
+        return 409, {**body, "detail": f"approved but not released: {exc}"}
+    return 200, {**body, "released": True, "champion": live}
 
 
 def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -> FastAPI:
@@ -135,6 +208,47 @@ def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -
             return reject("generic", "malformed", 422, str(exc))
         return await decide_all("generic", [event])
 
+    async def approval(request: Request, model: str, version: str, action: str) -> Response:
+        hook = "approvals"
+        body = await read(request, hook)
+        if isinstance(body, Response):
+            return body
+        try:
+            by, reason = _approval_body(parse_json(body), action)
+        except PayloadError as exc:
+            return reject(hook, "malformed", 422, str(exc))
+        if not version.isdigit() or int(version) < 1:
+            return reject(
+                hook, "malformed", 422, f"version must be a positive integer, got {version!r}"
+            )
+        try:
+            service.model(model)
+        except UnknownModelError as exc:
+            return reject(hook, "unknown_model", 404, str(exc))
+        store_uri = service.config.store_uri
+        if not store_uri:
+            return reject(
+                hook,
+                "no_store",
+                503,
+                "approvals need the registry: set store_uri in the trigger config",
+            )
+        client = request.client.host if request.client else ""
+        status, payload = await run_in_threadpool(
+            _decide_approval, str(store_uri), model, int(version), action, by, reason, client
+        )
+        if status != 200:
+            metrics.rejected.labels(hook, f"http_{status}").inc()
+        return JSONResponse(payload, status_code=status)
+
+    @app.post("/approvals/{model}/{version}/approve")
+    async def approve_version(request: Request, model: str, version: str) -> Response:
+        return await approval(request, model, version, "approve")
+
+    @app.post("/approvals/{model}/{version}/reject")
+    async def reject_version(request: Request, model: str, version: str) -> Response:
+        return await approval(request, model, version, "reject")
+
     @app.get("/runs")
     async def runs(status: str | None = None, limit: int = 100) -> dict[str, Any]:
         return {"runs": service.state.runs(status, limit)}
@@ -151,5 +265,15 @@ def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if service.config.store_uri:
+        # The models' own series (drift share, live version, decisions, retraining latency and
+        # cost), read from the store on scrape: what the Grafana dashboard plots.
+        from refit.governance.exporter import model_metrics_registry, mount_metrics
+
+        model_registry, _ = model_metrics_registry(
+            service.config.store_uri, sorted(service.config.models)
+        )
+        mount_metrics(app, model_registry, "/model-metrics")
 
     return app

@@ -11,6 +11,9 @@ service's per-model cooldown or by the limit on runs in flight; otherwise a run 
 
 Launches by a worker thread (kfp, local) that fail stay ``pending`` with their error and are
 retried every ``retry_seconds``, also after a restart: a trigger is never lost to a down server.
+
+With a ``store_uri``, the scheduler thread also rejects approval requests past their timeout
+(``refit.governance.approval.expire_stale``) every ``approval_sweep_seconds``.
 """
 
 from __future__ import annotations
@@ -87,9 +90,11 @@ class TriggerService:
         clock: Any = time.time,
         retry_seconds: float = 30.0,
         scheduler_tick: float = 1.0,
+        approval_sweep_seconds: float = 60.0,
     ) -> None:
         """Open the state and the audit log; call :meth:`start` to run the workers."""
         self.config = config
+        self.approval_sweep_seconds = approval_sweep_seconds
         self.launcher = launcher
         self.clock = clock
         self.retry_seconds = retry_seconds
@@ -368,8 +373,35 @@ class TriggerService:
         return fired
 
     def _scheduler_loop(self) -> None:
+        next_sweep = 0.0
         while not self._stop.wait(self.scheduler_tick):
             try:
                 self.scheduler_tick_once()
             except Exception:  # keep the scheduler alive; the error is logged
                 log.exception("scheduler tick failed")
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.approval_sweep_seconds
+                try:
+                    self.expire_approvals()
+                except Exception:
+                    log.exception("approval sweep failed")
+
+    # -- approvals --------------------------------------------------------------------------
+    def expire_approvals(self) -> list[dict[str, Any]]:
+        """Reject the approval requests past their timeout, for every configured model.
+
+        Does nothing without a ``store_uri``. Returns what was rejected (model, version, reason).
+        """
+        if not self.config.store_uri:
+            return []
+        from refit.governance.approval import expire_stale
+        from refit.registry import ModelRegistry
+
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        swept = []
+        for name in sorted(self.config.models):
+            registry = ModelRegistry(str(self.config.store_uri), name)
+            for request in expire_stale(registry, now):
+                log.info("model %s version %s: %s", name, request.version, request.reason)
+                swept.append({"model": name, "version": request.version, "reason": request.reason})
+        return swept

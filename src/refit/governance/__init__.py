@@ -1,0 +1,1 @@
+"""Governance: human approval of releases and release records."""
