@@ -9,10 +9,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from refit.images import DEFAULT_REPOSITORY
+from refit import __version__
+from refit.images import (
+    DEFAULT_REPOSITORY,
+    component_image,
+    engine_image,
+    tfdv_image,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((ROOT / "components" / "images").glob("*/Dockerfile"))
+TFDV_DIR = ROOT / "components" / "images" / "refit-tfdv"
+
+
+def test_both_images_have_a_dockerfile() -> None:
+    assert [p.parent.name for p in DOCKERFILES] == ["refit", "refit-tfdv"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -82,6 +93,80 @@ def test_no_image_is_hard_coded_outside_refit_images() -> None:
     # the kustomize image transformer maps the placeholder to refit.images' repository
     kustomization = yaml.safe_load((ROOT / "manifests" / "base" / "kustomization.yaml").read_text())
     assert kustomization["images"][0]["newName"] == DEFAULT_REPOSITORY
+
+
+def test_image_tags_are_the_package_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REFIT_IMAGE_REPOSITORY", raising=False)
+    assert component_image() == f"{DEFAULT_REPOSITORY}:{__version__}"
+    assert tfdv_image() == f"{DEFAULT_REPOSITORY}-tfdv:{__version__}"
+    assert engine_image("tfdv") == tfdv_image()
+    assert engine_image("native") == engine_image("auto") == component_image()
+    with pytest.raises(ValueError, match="unknown engine 'spark'"):
+        engine_image("spark")
+    monkeypatch.setenv("REFIT_IMAGE_REPOSITORY", "registry.example.com/ml/refit")
+    assert tfdv_image() == f"registry.example.com/ml/refit-tfdv:{__version__}"
+
+
+def _script_versions() -> dict[str, str]:
+    script = (ROOT / "scripts" / "tfdv-env.sh").read_text()
+    found = dict(re.findall(r'^(TFDV_VERSION|KFP_VERSION)="([^"]+)"', script, re.M))
+    assert set(found) == {"TFDV_VERSION", "KFP_VERSION"}, "scripts/tfdv-env.sh changed shape"
+    return {"tensorflow-data-validation": found["TFDV_VERSION"], "kfp": found["KFP_VERSION"]}
+
+
+def test_tfdv_lock_is_what_tfdv_env_installs_fully_pinned_with_hashes() -> None:
+    expected = _script_versions()
+    wanted = [
+        line.strip()
+        for line in (TFDV_DIR / "requirements.in").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert sorted(wanted) == sorted(f"{k}=={v}" for k, v in expected.items())
+    lock = (TFDV_DIR / "requirements.lock").read_text()
+    # one entry per requirement: "name==version \" followed by its --hash lines
+    entries = re.split(r"\n(?=[a-z0-9])", lock.strip())
+    pins = {}
+    for entry in entries:
+        head = entry.splitlines()[0]
+        match = re.fullmatch(r"([a-z0-9][a-z0-9._-]*)==([^\s;]+) \\", head)
+        assert match, f"not an exact pin with hashes: {head!r}"
+        assert "--hash=sha256:" in entry, f"{head} has no hash"
+        pins[match.group(1)] = match.group(2)
+    for name, version in expected.items():
+        assert pins.get(name) == version, f"{name}: lock {pins.get(name)}, tfdv-env.sh {version}"
+    # TFDV 1.21 and kfp 2.17 share protobuf 6; the image's refit lock is separate
+    assert pins["protobuf"].startswith("6.")
+    assert "tensorflow" in pins and "apache-beam" in pins
+
+
+def test_tfdv_image_builds_tfdv_apart_on_a_glibc_2_39_base() -> None:
+    text = (TFDV_DIR / "Dockerfile").read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", text, re.M)
+    # Debian 13 trixie (glibc 2.41): TFDV 1.21 ships only manylinux_2_39 wheels
+    assert base and re.search(r"python:3\.11[\w.-]*-trixie$", base.group(1))
+    assert "--require-hashes \\\n        -r /tmp/tfdv-requirements.lock" in text
+    assert "COPY components/images/refit-tfdv/requirements.lock /tmp/tfdv-requirements.lock" in text
+    assert "REFIT_TFDV_PYTHON=/opt/tfdv/bin/python" in text
+    assert "COPY --from=tfdv /opt/tfdv /opt/tfdv" in text
+    # the refit part is the refit image's: same lock, same wheel
+    assert "COPY components/images/requirements.lock /tmp/requirements.lock" in text
+
+
+def test_make_images_builds_and_tags_every_image() -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    proc = subprocess.run(
+        [make, "-n", "images"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    builds = re.findall(r"^docker build -f (\S+) -t (\S+) \.$", proc.stdout, re.M)
+    assert builds == [
+        ("components/images/refit/Dockerfile", component_image()),
+        ("components/images/refit-tfdv/Dockerfile", tfdv_image()),
+    ]
+    assert {f"components/images/{p.parent.name}/Dockerfile" for p in DOCKERFILES} == {
+        f for f, _ in builds
+    }
 
 
 def test_image_literal_pattern_catches_what_it_should() -> None:

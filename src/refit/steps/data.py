@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa  # noqa: F401
+import pyarrow as pa
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 
+from refit.errors import SchemaError
 from refit.io.snapshot import create_snapshot
 from refit.io.tables import read_table, write_parquet
 from refit.registry import ModelRegistry
 from refit.steps.common import reference_table, write_text
-from refit.validation import ValidationOptions, validate_table
+from refit.validation import ValidationOptions
+from refit.validation.anomalies import ValidationResult
+from refit.validation.engines import EngineResult, resolve_engine, run_validation
 from refit.validation.report import render_validation_html
 from refit.validation.schema import schema_to_text
 
@@ -69,12 +74,133 @@ def snapshot_data(
 
 @dataclass
 class ValidationOutput:
-    """What ``validate_data`` reports."""
+    """What ``validate_data`` reports.
+
+    Attributes:
+        passed: Whether the window has no anomaly.
+        anomalies: One dict per anomaly reason (``feature``, ``kind``, ``description``).
+        html: refit's self-contained validation report.
+        metrics: Number of anomalies and rows.
+        engine: The engine that ran (``"native"`` or ``"tfdv"``).
+        engine_metadata: What the engine records: ``engine``, ``engine_requested``,
+            ``ignored_schema_fields`` and, for TFDV, its version, Beam args and timings.
+        facets_html: Statistics view: TFDV's Facets overview (``get_statistics_html``) with
+            the TFDV engine, else refit's self-contained statistics report.
+    """
 
     passed: bool
     anomalies: list[dict[str, Any]]
     html: str
     metrics: dict[str, float]
+    engine: str = "native"
+    engine_metadata: dict[str, Any] = field(default_factory=dict)
+    facets_html: str = ""
+
+
+def parse_beam_pipeline_args(text: str) -> list[str] | None:
+    """Parse a component's ``beam_pipeline_args_json`` (a JSON list of Beam flags).
+
+    Args:
+        text: JSON list of strings, e.g. ``'["--runner=DataflowRunner", "--region=..."]'``;
+            empty text counts as ``[]``.
+
+    Returns:
+        The flags, or None for an empty list (TFDV then computes statistics in-process,
+        without Beam; any flag makes the statistics a Beam pipeline with those options).
+
+    Raises:
+        SchemaError: The text is not a JSON list of strings.
+    """
+    try:
+        value = json.loads(text or "[]")
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"beam_pipeline_args_json is not JSON ({exc}): {text!r}") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SchemaError(
+            f"beam_pipeline_args_json must be a JSON list of strings (Beam flags such as "
+            f'"--runner=DataflowRunner"), got {text!r}'
+        )
+    return value or None
+
+
+def check_engine(engine: str) -> str:
+    """Resolve ``engine`` and, for ``"tfdv"``, check a TFDV environment is configured.
+
+    Called before a step reads anything, so a task asked to run TFDV where there is none fails
+    at once, with the library's message saying how to make one.
+
+    Args:
+        engine: ``"native"``, ``"tfdv"`` or ``"auto"`` (the native engine).
+
+    Returns:
+        The engine that will run.
+
+    Raises:
+        SchemaError: Unknown engine.
+        TfdvUnavailableError: ``"tfdv"`` without a usable ``REFIT_TFDV_PYTHON``.
+    """
+    ran = resolve_engine(engine)
+    if ran == "tfdv":
+        from refit.images import tfdv_image
+        from refit.validation.tfdv_client import TfdvUnavailableError, tfdv_python
+
+        try:
+            tfdv_python()
+        except TfdvUnavailableError as exc:
+            raise TfdvUnavailableError(
+                f"{exc}. In a cluster, run this task in the refit-tfdv image "
+                f"({tfdv_image()}, e.g. task.set_container_image(refit.images.engine_image("
+                "'tfdv'))), which sets REFIT_TFDV_PYTHON."
+            ) from None
+    return ran
+
+
+def _add_reason(
+    anomalies: anomalies_pb2.Anomalies, feature: str | None, kind: int, short: str, text: str
+) -> None:
+    """Add one anomaly reason (dataset-level when ``feature`` is None), as refit's engine does."""
+    if feature is None:
+        info = anomalies.dataset_anomaly_info
+    else:
+        info = anomalies.anomaly_info[feature]
+        if not info.path.step:
+            info.path.step.append(feature)
+        info.short_description = info.short_description or short
+        info.description = info.description or text
+    info.severity = anomalies_pb2.AnomalyInfo.ERROR
+    reason = info.reason.add()
+    reason.type = kind
+    reason.short_description = short
+    reason.description = text
+
+
+def _complete_tfdv_anomalies(result: EngineResult, current: pa.Table, target: str) -> None:
+    """Checks TFDV leaves to the caller, added to its anomalies so the step fails closed.
+
+    TFDV only sets ``data_missing`` on an empty window (no reason), and knows nothing of the
+    target unless its schema has it (before the first promotion the schema is inferred from
+    the window itself). refit adds ``DATASET_LOW_NUM_EXAMPLES`` and a ``SCHEMA_MISSING_COLUMN``
+    for a missing target, as its native engine reports them.
+    """
+    anomalies = result.anomalies
+    kind = anomalies_pb2.AnomalyInfo
+    if current.num_rows == 0 and not anomalies.dataset_anomaly_info.reason:
+        anomalies.data_missing = True
+        _add_reason(
+            anomalies,
+            None,
+            kind.DATASET_LOW_NUM_EXAMPLES,
+            "Low num examples in dataset",
+            "The window has 0 rows (added by refit; TFDV sets only data_missing).",
+        )
+    if target not in current.column_names and target not in anomalies.anomaly_info:
+        _add_reason(
+            anomalies,
+            target,
+            kind.SCHEMA_MISSING_COLUMN,
+            "Required column missing",
+            f"Required column {target!r} (the target) is not in the data.",
+        )
 
 
 def validate_data(
@@ -85,31 +211,59 @@ def validate_data(
     *,
     anomalies_path: str | None = None,
     run_label: str = "",
+    engine: str = "native",
+    beam_pipeline_args: list[str] | None = None,
 ) -> ValidationOutput:
     """Validate a window against the champion's training data (schema and anomalies).
 
     Before the first promotion there is no reference: the schema is inferred from the window
     itself, so only dataset-level checks (empty window, missing target, all-null columns) apply.
 
+    With ``engine="tfdv"`` TFDV (in its own interpreter, ``REFIT_TFDV_PYTHON``) computes the
+    statistics, infers the schema from the champion's training data and validates; refit adds
+    the empty-window and missing-target reasons TFDV does not raise. The native engine's range
+    checks against the reference's observed values (``RANGE_TOLERANCE``) are native only; see
+    :mod:`refit.validation.engines` for the differences by design.
+
     Args:
         snapshot_path: Parquet file of the window.
         store_uri: Root of refit's store.
         model_name: Model whose champion supplies the reference.
         target: Label column; its absence is an anomaly.
-        anomalies_path: If given, the Anomalies text proto is written there.
+        anomalies_path: If given, the Anomalies text proto is written there (the schema beside
+            it as ``.schema.pbtxt``).
         run_label: Label of this pipeline run in the audit log.
+        engine: ``"native"`` (default), ``"tfdv"`` or ``"auto"`` (native); the engine that ran
+            is in the output and the audit record.
+        beam_pipeline_args: TFDV engine: Beam flags; given (non-empty), the statistics run as a
+            Beam pipeline with them (Dataflow, Flink, Spark). None: TFDV in-process.
 
     Returns:
-        Whether the window passed, its anomalies, the HTML report and summary metrics.
+        Whether the window passed, its anomalies, the HTML report, the statistics view, summary
+        metrics and the engine that ran.
+
+    Raises:
+        SchemaError: Unknown engine.
+        TfdvUnavailableError: ``engine="tfdv"`` without a TFDV environment (says how to make
+            one).
     """
+    check_engine(engine)
     registry = ModelRegistry(store_uri, model_name)
     current = read_table(snapshot_path)
-    result = validate_table(
+    result = run_validation(
         current,
-        reference_table(registry),
+        reference=reference_table(registry),
+        engine=engine,
         options=ValidationOptions(required_columns=(target,), range_tolerance=RANGE_TOLERANCE),
+        beam_pipeline_args=beam_pipeline_args,
+        facets=True,
     )
-    anomalies = result.summary()
+    if result.engine == "tfdv":
+        _complete_tfdv_anomalies(result, current, target)
+    view = ValidationResult(
+        result.anomalies, result.statistics, result.schema, result.reference_statistics
+    )
+    anomalies = view.summary()
     if anomalies_path:
         from google.protobuf import text_format
 
@@ -117,18 +271,28 @@ def validate_data(
         write_text(
             str(Path(anomalies_path).with_suffix(".schema.pbtxt")), schema_to_text(result.schema)
         )
+    metadata = json.loads(json.dumps(result.metadata, default=str))
     registry.audit.append(
         "validation",
         {
             "run_label": run_label,
-            "passed": result.ok,
+            "passed": not anomalies,
             "anomalies": anomalies,
             "rows": current.num_rows,
+            "engine": result.engine,
+            "engine_requested": engine,
+            **({"tfdv_version": metadata.get("tfdv_version")} if result.engine == "tfdv" else {}),
         },
     )
+    facets_html = result.facets_html or render_validation_html(
+        view, title=f"Statistics of {model_name} data ({result.engine} engine)"
+    )
     return ValidationOutput(
-        passed=result.ok,
+        passed=not anomalies,
         anomalies=anomalies,
-        html=render_validation_html(result, title=f"Validation of {model_name} data"),
+        html=render_validation_html(view, title=f"Validation of {model_name} data"),
         metrics={"anomalies": float(len(anomalies)), "rows": float(current.num_rows)},
+        engine=result.engine,
+        engine_metadata=metadata,
+        facets_html=facets_html,
     )

@@ -2,31 +2,58 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pyarrow as pa
+
 from refit import drift as drift_lib
+from refit.drift.detect import DriftResult, FeatureDrift
 from refit.drift.explain import explain_drift
 from refit.drift.profile import Profile, load_profile, profile_table, profile_uri, save_profile
 from refit.drift.report import render_drift_html
-from refit.errors import RefitError, SchemaError
+from refit.errors import DataError, RefitError, SchemaError
 from refit.evaluation.metrics import evaluate
 from refit.io import uri as uri_lib
 from refit.io.tables import read_table
 from refit.policy import Observation, PolicyState, RetrainPolicy, decide
 from refit.registry import ModelRegistry
 from refit.steps.common import reference_table
+from refit.steps.data import check_engine
 
 POLICY_STATE_KEY = "policy"
+
+#: TFDV engine: the ``infinity_norm`` threshold refit sets on each categorical feature (as
+#: refit's own ``linf`` test).
+TFDV_LINF_THRESHOLD = 0.1
+#: TFDV engine: the ``jensen_shannon_divergence`` threshold refit sets on each numeric feature.
+#: TFDV bins on its 10 equal-width histogram buckets, whose noise floor on unshifted windows of
+#: a few hundred to a few thousand rows reaches 0.02-0.04 (refit's demo data: unshifted <= 0.036,
+#: the demo's shifted features >= 0.11 at 800 rows); 0.05 flags the features refit's native
+#: tests flag there (see also ``tests/e2e/test_tfdv_parity.py``).
+TFDV_JS_DIVERGENCE_THRESHOLD = 0.05
 
 
 @dataclass
 class DriftOutput:
-    """What ``detect_drift`` reports."""
+    """What ``detect_drift`` reports.
+
+    Attributes:
+        result: The drift result as a dict (``DriftResult.to_dict()`` plus ``engine``), None
+            before the first promotion.
+        drift_share: Share of compared features that drifted (0 without a reference).
+        html: Self-contained HTML report.
+        engine: The engine that ran (``"native"`` or ``"tfdv"``).
+        engine_metadata: ``engine``, ``engine_requested`` and, for TFDV, its version, Beam
+            args and timings.
+    """
 
     result: dict[str, Any] | None
     drift_share: float
     html: str
+    engine: str = "native"
+    engine_metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def detect_drift(
@@ -37,8 +64,15 @@ def detect_drift(
     *,
     time_column: str = "",
     run_label: str = "",
+    engine: str = "native",
+    beam_pipeline_args: list[str] | None = None,
 ) -> DriftOutput:
     """Compare a window's features with the champion's training data.
+
+    The native engine runs refit's per-feature tests on the champion's stored reference
+    profile (:func:`refit.drift.detect_drift`). The TFDV engine (``engine="tfdv"``) runs TFDV's
+    drift comparators in its own interpreter (:func:`tfdv_drift`): L-infinity on categorical
+    features, Jensen-Shannon divergence on numeric ones.
 
     Args:
         snapshot_path: Parquet file of the window.
@@ -47,39 +81,260 @@ def detect_drift(
         target: Label column (excluded from feature drift).
         time_column: Time column (excluded from feature drift).
         run_label: Label of this pipeline run in the audit log.
+        engine: ``"native"`` (default), ``"tfdv"`` or ``"auto"`` (native); the engine that ran
+            is in the output, the result dict and the audit record.
+        beam_pipeline_args: TFDV engine: Beam flags; given (non-empty), TFDV's statistics run
+            as a Beam pipeline with them. None: TFDV in-process.
 
     Returns:
         The drift result as a dict (None before the first promotion), its drift share
-        (0 without a reference) and the HTML report.
+        (0 without a reference), the HTML report and the engine that ran.
+
+    Raises:
+        SchemaError: Unknown engine.
+        TfdvUnavailableError: ``engine="tfdv"`` without a TFDV environment (says how to make
+            one).
     """
+    ran = check_engine(engine)
     registry = ModelRegistry(store_uri, model_name)
-    reference = reference_profile(registry)
-    if reference is None:
-        payload: dict[str, Any] | None = None
-        share = 0.0
-        html = (
-            "<!doctype html><meta charset='utf-8'><title>Drift</title>"
-            "<p>No champion yet: there is no reference to compare this window with.</p>"
-        )
+    metadata: dict[str, Any] = {"engine": ran, "engine_requested": engine}
+    result: DriftResult | None = None
+    payload: dict[str, Any] | None = None
+    share = 0.0
+    html = (
+        "<!doctype html><meta charset='utf-8'><title>Drift</title>"
+        "<p>No champion yet: there is no reference to compare this window with.</p>"
+    )
+    excluded = {target, time_column}
+    if ran == "native":
+        reference = reference_profile(registry)
+        if reference is not None:
+            columns = [c for c in reference.columns if c not in excluded]
+            current = profile_uri(snapshot_path)
+            result = drift_lib.detect_drift(
+                reference, current, columns=[c for c in columns if c in current.columns]
+            )
     else:
-        columns = [c for c in reference.columns if c not in {target, time_column}]
-        current = profile_uri(snapshot_path)
-        result = drift_lib.detect_drift(
-            reference, current, columns=[c for c in columns if c in current.columns]
-        )
+        reference_data = reference_table(registry)
+        if reference_data is not None:
+            current_data = read_table(snapshot_path)
+            columns = [
+                c
+                for c in reference_data.column_names
+                if c not in excluded and c in current_data.column_names
+            ]
+            result, tfdv_metadata = tfdv_drift(
+                reference_data, current_data, columns, beam_pipeline_args=beam_pipeline_args
+            )
+            metadata.update(tfdv_metadata)
+            metadata["engine"] = ran
+            metadata["engine_requested"] = engine
+    if result is not None:
         result = replace(result, explanation=_explanation(registry, snapshot_path))
         payload = result.to_dict()
+        payload["engine"] = ran
         share = float(payload["drift_share"])
-        html = render_drift_html(result, title=f"Drift of {model_name} features")
+        html = render_drift_html(result, title=f"Drift of {model_name} features ({ran} engine)")
     registry.audit.append(
         "drift",
         {
             "run_label": run_label,
             "drift_share": share if payload is not None else None,
             "drifted": [n for n, f in (payload or {}).get("features", {}).items() if f["drifted"]],
+            "engine": ran,
+            "engine_requested": engine,
+            **({"tfdv_version": metadata.get("tfdv_version")} if ran == "tfdv" else {}),
         },
     )
-    return DriftOutput(result=payload, drift_share=share, html=html)
+    return DriftOutput(
+        result=payload, drift_share=share, html=html, engine=ran, engine_metadata=metadata
+    )
+
+
+def _for_tfdv(table: pa.Table) -> pa.Table:
+    """Booleans as strings, so TFDV sees a categorical feature (``infinity_norm``)."""
+    columns = [c.cast(pa.string()) if pa.types.is_boolean(c.type) else c for c in table.columns]
+    return pa.table(columns, names=table.column_names)
+
+
+def _category_shares(stats: Any) -> dict[str, float]:
+    """Category -> share from a feature's TFDV string statistics (top values)."""
+    if stats is None or not stats.HasField("string_stats"):
+        return {}
+    values = stats.string_stats.top_values
+    total = sum(v.frequency for v in values) or 1.0
+    return {v.value: v.frequency / total for v in values}
+
+
+def tfdv_drift(
+    reference: pa.Table,
+    current: pa.Table,
+    columns: list[str],
+    *,
+    beam_pipeline_args: list[str] | None = None,
+    drift_share_threshold: float = 0.5,
+    tfdv_python: str | None = None,
+) -> tuple[DriftResult, dict[str, Any]]:
+    """Feature drift judged by TFDV's drift comparators, as a refit :class:`DriftResult`.
+
+    A schema is inferred from the reference (refit's inference, as the parity tests use) and
+    given ``infinity_norm`` (threshold :data:`TFDV_LINF_THRESHOLD`) on categorical features
+    and ``jensen_shannon_divergence`` (:data:`TFDV_JS_DIVERGENCE_THRESHOLD`) on numeric ones;
+    TFDV's ``validate_statistics(..., previous_statistics=reference)`` measures them. A
+    Jensen-Shannon feature's ``statistic`` is the distance (the square root of TFDV's
+    divergence, as refit's ``jensenshannon`` test reports it; threshold likewise), and a
+    feature drifted when TFDV raised its ``COMPARATOR_*_HIGH`` anomaly.
+
+    Args:
+        reference: Reference data (the champion's training snapshot).
+        current: The window.
+        columns: Columns to compare (present on both sides).
+        beam_pipeline_args: Beam flags for TFDV's statistics (None: in-process).
+        drift_share_threshold: The dataset drifted when this share of features drifted.
+        tfdv_python: TFDV interpreter; default ``$REFIT_TFDV_PYTHON``.
+
+    Returns:
+        The drift result and the engine's metadata (TFDV version, Beam args, timings).
+
+    Raises:
+        DataError: No column can be compared. TfdvUnavailableError: no TFDV environment.
+    """
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    from refit.drift.profile import feature_type
+    from refit.validation import compute_statistics, infer_schema
+    from refit.validation.engines import drift_measurements, run_validation
+    from refit.validation.statistics import common_stats, feature_stats
+
+    features: dict[str, FeatureDrift] = {}
+    skipped: dict[str, str] = {}
+    types: dict[str, str] = {}
+    for name in columns:
+        ref_type = feature_type(reference.column(name).type)
+        cur_type = feature_type(current.column(name).type)
+        if ref_type is None:
+            skipped[name] = f"no drift comparator for type {reference.column(name).type}"
+        elif ref_type != cur_type:
+            features[name] = FeatureDrift(
+                name=name,
+                test="",
+                type=ref_type,
+                statistic=math.nan,
+                p_value=None,
+                threshold=math.nan,
+                drifted=False,
+                kind="distance",
+                comparable=False,
+                reason=f"type changed from {reference.column(name).type} to "
+                f"{current.column(name).type}",
+            )
+        else:
+            types[name] = ref_type
+    if not types:
+        raise DataError(
+            f"no feature can be compared for drift with TFDV (columns {columns}; skipped: "
+            f"{skipped or 'none'})"
+        )
+    tested = list(types)
+    ref = _for_tfdv(reference.select(tested))
+    cur = _for_tfdv(current.select(tested))
+    schema = infer_schema(compute_statistics(ref))
+    for feature in schema.feature:
+        if types.get(feature.name) == "categorical":
+            feature.drift_comparator.infinity_norm.threshold = TFDV_LINF_THRESHOLD
+        elif feature.name in types:
+            threshold = TFDV_JS_DIVERGENCE_THRESHOLD
+            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+    result = run_validation(
+        cur,
+        reference=ref,
+        schema=schema,
+        engine="tfdv",
+        beam_pipeline_args=beam_pipeline_args,
+        tfdv_python=tfdv_python,
+    )
+    measured = drift_measurements(result.anomalies)
+    comparator_reasons = {
+        anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
+        anomalies_pb2.AnomalyInfo.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH,
+    }
+    flagged = {
+        name
+        for name, info in result.anomalies.anomaly_info.items()
+        if any(r.type in comparator_reasons for r in info.reason)
+    }
+    cur_stats = feature_stats(result.statistics)
+    ref_stats = (
+        feature_stats(result.reference_statistics)
+        if result.reference_statistics is not None
+        else {}
+    )
+    for name, ftype in types.items():
+        counts = {}
+        for side, stats in (("reference", ref_stats.get(name)), ("current", cur_stats.get(name))):
+            common = common_stats(stats) if stats is not None else None
+            counts[f"n_{side}"] = int(common.num_non_missing) if common is not None else 0
+            counts[f"missing_{side}"] = int(common.num_missing) if common is not None else 0
+        if name not in measured:
+            features[name] = FeatureDrift(
+                name=name,
+                test="",
+                type=ftype,
+                statistic=math.nan,
+                p_value=None,
+                threshold=math.nan,
+                drifted=False,
+                kind="distance",
+                comparable=False,
+                reason="TFDV measured no drift (no values on a side?)",
+                **counts,
+            )
+            continue
+        kind, value, threshold = measured[name]
+        distribution: dict[str, Any] = {}
+        if kind == "L_INFTY":
+            test, statistic = "linf", value
+            ref_shares = _category_shares(ref_stats.get(name))
+            cur_shares = _category_shares(cur_stats.get(name))
+            labels = sorted(set(ref_shares) | set(cur_shares))
+            if labels:
+                distribution = {
+                    "kind": "categories",
+                    "labels": labels,
+                    "reference": [ref_shares.get(k, 0.0) for k in labels],
+                    "current": [cur_shares.get(k, 0.0) for k in labels],
+                }
+        else:
+            test, statistic = "jensenshannon", math.sqrt(max(value, 0.0))
+            threshold = math.sqrt(max(threshold, 0.0))
+        features[name] = FeatureDrift(
+            name=name,
+            test=test,
+            type=ftype,
+            statistic=statistic,
+            p_value=None,
+            threshold=threshold,
+            drifted=name in flagged,
+            kind="distance",
+            error_bound=None,
+            distribution=distribution,
+            **counts,
+        )
+    comparable = [f for f in features.values() if f.comparable]
+    if not comparable:
+        raise DataError(f"TFDV measured the drift of no feature (columns {tested}): empty window?")
+    n_drifted = sum(f.drifted for f in comparable)
+    share = n_drifted / len(comparable)
+    drift = DriftResult(
+        drifted=share >= drift_share_threshold,
+        drift_share=share,
+        n_features=len(comparable),
+        n_drifted=n_drifted,
+        features=dict(sorted(features.items())),
+        drift_share_threshold=float(drift_share_threshold),
+        skipped=skipped,
+    )
+    return drift, dict(result.metadata)
 
 
 def _explanation(registry: ModelRegistry, snapshot_path: str) -> dict[str, Any]:
