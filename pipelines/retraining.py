@@ -1,6 +1,9 @@
 """The retraining pipeline.
 
-snapshot -> validate -> drift -> decide -> train -> evaluate -> register -> promote.
+snapshot -> anonymize -> validate -> drift -> decide -> train -> evaluate -> register ->
+promote (no rollout plan) or canary rollout (a plan given). With an approval policy that
+requires it, the registered version waits for ``refit registry approve`` instead. The release
+record is the exit handler: every run writes one, whatever it decided or wherever it failed.
 
 Compiled YAML is committed beside this file (``retraining.yaml``, the ``cpu`` node profile) and
 kept fresh by a test. The training task runs on a node profile (:mod:`refit.pipelines.profiles`)
@@ -13,15 +16,20 @@ import json
 from kfp import dsl
 
 from refit.components import (
+    anonymize_data,
+    canary_rollout,
     decide_retrain,
     detect_drift,
     evaluate_model,
     promote_model,
     register_model,
+    release_record,
     snapshot_data,
     train_model,
     validate_data,
 )
+from refit.errors import SchemaError
+from refit.images import engine_image
 from refit.pipelines.profiles import BUILTIN_PROFILES, NodeProfile, apply_profile
 
 #: Policy used when a run is started without one.
@@ -45,16 +53,26 @@ def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task.set_caching_options(False)
 
 
-def build_retraining_pipeline(profile: NodeProfile = BUILTIN_PROFILES["cpu"]):  # noqa: ANN201
+def build_retraining_pipeline(  # noqa: ANN201
+    profile: NodeProfile = BUILTIN_PROFILES["cpu"], engine: str = "native"
+):
     """Build the retraining pipeline with its training task on a node profile.
 
     Args:
         profile: Node profile of the training task (resources, GPU, node selectors,
             tolerations, retries); its device and price go to the task as parameters.
+        engine: Statistics engine of the validation and drift tasks: ``native``, ``auto`` or
+            ``tfdv`` (those two tasks then run in the ``refit-tfdv`` image; the task image is
+            fixed at compile time, so this is a compile-time choice).
 
     Returns:
         The pipeline function.
     """
+    if engine not in ("native", "auto", "tfdv"):
+        raise SchemaError(f"engine {engine!r} is not one of ['native', 'auto', 'tfdv']")
+
+    def on_engine(task: dsl.PipelineTask) -> dsl.PipelineTask:
+        return task.set_container_image(engine_image(engine)) if engine == "tfdv" else task
 
     @dsl.pipeline(
         name="refit-retraining",
@@ -75,6 +93,11 @@ def build_retraining_pipeline(profile: NodeProfile = BUILTIN_PROFILES["cpu"]):  
         deploy_target: str = "local",
         now: str = "",
         run_label: str = "",
+        privacy_json: str = "",
+        approval_json: str = "",
+        rollout_plan_json: str = "",
+        deploy_options_json: str = "{}",
+        beam_pipeline_args_json: str = "[]",
     ):
         """Run one retraining iteration over the window at ``data_uri``.
 
@@ -90,103 +113,149 @@ def build_retraining_pipeline(profile: NodeProfile = BUILTIN_PROFILES["cpu"]):  
             params_json: Trainer hyper-parameters (JSON).
             seed: Seed for the holdout split and training.
             holdout_fraction: Share of the window held out for evaluation.
-            deploy_target: Deployment target name (``local`` in the embedded mode).
+            deploy_target: Deployment target name (``local`` in the embedded mode, or
+                ``kserve`` with a rollout plan).
             now: Decision time (ISO 8601); empty means the current time.
             run_label: Label of this run in the audit log.
+            privacy_json: Columns to drop, tokenize or generalise before anything else reads
+                the window (JSON); empty: none. The tokenization key comes from the
+                environment (``REFIT_TOKEN_KEY``) or a mounted Secret, never a parameter.
+            approval_json: Human approval policy (JSON); empty: none.
+            rollout_plan_json: Canary rollout plan (JSON); empty: promote directly.
+            deploy_options_json: Options of the deployment target (JSON).
+            beam_pipeline_args_json: Apache Beam arguments for the TFDV engine (JSON list),
+                e.g. Dataflow's ``--runner``; ``[]`` runs TFDV in the task itself.
         """
-        snap = _no_cache(
-            snapshot_data(
-                data_uri=data_uri,
-                store_uri=store_uri,
-                model_name=model_name,
-                time_column=time_column,
-                run_label=run_label,
-            )
+        record = _no_cache(
+            release_record(store_uri=store_uri, model_name=model_name, run_label=run_label)
         )
-        valid = _no_cache(
-            validate_data(
-                snapshot=snap.outputs["snapshot"],
-                store_uri=store_uri,
-                model_name=model_name,
-                target=target,
-                run_label=run_label,
-            )
-        )
-        with dsl.If(valid.outputs["Output"] == True, name="data-valid"):  # noqa: E712 (KFP condition)
-            drift = _no_cache(
-                detect_drift(
-                    snapshot=snap.outputs["snapshot"],
+        with dsl.ExitHandler(record, name="release-record"):
+            snap = _no_cache(
+                snapshot_data(
+                    data_uri=data_uri,
                     store_uri=store_uri,
                     model_name=model_name,
-                    target=target,
                     time_column=time_column,
                     run_label=run_label,
                 )
             )
-            decision = _no_cache(
-                decide_retrain(
+            anon = _no_cache(
+                anonymize_data(
                     snapshot=snap.outputs["snapshot"],
-                    drift=drift.outputs["drift"],
                     store_uri=store_uri,
                     model_name=model_name,
-                    target=target,
-                    policy_json=policy_json,
-                    now=now,
+                    privacy_json=privacy_json,
+                    time_column=time_column,
                     run_label=run_label,
                 )
             )
-            with dsl.If(decision.outputs["Output"] == True, name="retrain"):  # noqa: E712
-                trained = apply_profile(
+            window = anon.outputs["anonymized"]
+            valid = on_engine(
+                _no_cache(
+                    validate_data(
+                        snapshot=window,
+                        store_uri=store_uri,
+                        model_name=model_name,
+                        target=target,
+                        run_label=run_label,
+                        engine=engine,
+                        beam_pipeline_args_json=beam_pipeline_args_json,
+                    )
+                )
+            )
+            with dsl.If(valid.outputs["Output"] == True, name="data-valid"):  # noqa: E712 (KFP condition)
+                drift = on_engine(
                     _no_cache(
-                        train_model(
-                            snapshot=snap.outputs["snapshot"],
+                        detect_drift(
+                            snapshot=window,
                             store_uri=store_uri,
                             model_name=model_name,
                             target=target,
-                            trainer=trainer,
-                            params_json=params_json,
-                            seed=seed,
-                            holdout_fraction=holdout_fraction,
                             time_column=time_column,
                             run_label=run_label,
-                            device=profile.device,
-                            price_per_hour=profile.price_per_hour,
-                            node_profile=profile.name,
+                            engine=engine,
+                            beam_pipeline_args_json=beam_pipeline_args_json,
                         )
-                    ),
-                    profile,
+                    )
                 )
-                evaluation = _no_cache(
-                    evaluate_model(
-                        model=trained.outputs["model"],
-                        holdout=trained.outputs["holdout"],
+                decision = _no_cache(
+                    decide_retrain(
+                        snapshot=window,
+                        drift=drift.outputs["drift"],
                         store_uri=store_uri,
                         model_name=model_name,
-                        gate_json=gate_json,
+                        target=target,
+                        policy_json=policy_json,
+                        now=now,
                         run_label=run_label,
                     )
                 )
-                with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712
-                    registered = _no_cache(
-                        register_model(
+                with dsl.If(decision.outputs["Output"] == True, name="retrain"):  # noqa: E712
+                    trained = apply_profile(
+                        _no_cache(
+                            train_model(
+                                snapshot=window,
+                                store_uri=store_uri,
+                                model_name=model_name,
+                                target=target,
+                                trainer=trainer,
+                                params_json=params_json,
+                                seed=seed,
+                                holdout_fraction=holdout_fraction,
+                                time_column=time_column,
+                                run_label=run_label,
+                                device=profile.device,
+                                price_per_hour=profile.price_per_hour,
+                                node_profile=profile.name,
+                            )
+                        ),
+                        profile,
+                    )
+                    evaluation = _no_cache(
+                        evaluate_model(
                             model=trained.outputs["model"],
+                            holdout=trained.outputs["holdout"],
                             store_uri=store_uri,
                             model_name=model_name,
-                            snapshot_sha256=snap.outputs["Output"],
-                            evaluation=evaluation.outputs["evaluation"],
-                            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                            gate_json=gate_json,
                             run_label=run_label,
                         )
                     )
-                    _no_cache(
-                        promote_model(
-                            store_uri=store_uri,
-                            model_name=model_name,
-                            version=registered.outputs["Output"],
-                            target=deploy_target,
-                            run_label=run_label,
+                    with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712
+                        registered = _no_cache(
+                            register_model(
+                                model=trained.outputs["model"],
+                                store_uri=store_uri,
+                                model_name=model_name,
+                                snapshot_sha256=anon.outputs["Output"],
+                                evaluation=evaluation.outputs["evaluation"],
+                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                run_label=run_label,
+                                approval_json=approval_json,
+                            )
                         )
-                    )
+                        with dsl.If(rollout_plan_json == "", name="direct-promotion"):
+                            _no_cache(
+                                promote_model(
+                                    store_uri=store_uri,
+                                    model_name=model_name,
+                                    version=registered.outputs["Output"],
+                                    target=deploy_target,
+                                    run_label=run_label,
+                                )
+                            )
+                        with dsl.Else(name="canary"):
+                            _no_cache(
+                                canary_rollout(
+                                    store_uri=store_uri,
+                                    model_name=model_name,
+                                    version=registered.outputs["Output"],
+                                    plan_json=rollout_plan_json,
+                                    target=deploy_target,
+                                    options_json=deploy_options_json,
+                                    run_label=run_label,
+                                )
+                            )
 
     return retraining_pipeline
 

@@ -15,6 +15,7 @@ def register_model(
     evaluation: Input[Artifact],
     run_id: str = "",
     run_label: str = "",
+    approval_json: str = "",
 ) -> int:
     """Register the model as a new immutable version with its lineage.
 
@@ -28,6 +29,9 @@ def register_model(
             champion to still be live).
         run_id: Pipeline run that produced it.
         run_label: Label of this run in the audit log.
+        approval_json: Human approval policy (JSON: required, timeout_hours, approvers); when
+            ``required``, the version waits with status ``awaiting_approval`` and is not
+            promoted until ``refit registry approve``. Empty: no approval.
 
     Returns:
         Output: The new version number.
@@ -35,7 +39,9 @@ def register_model(
     import json
 
     from refit import steps
+    from refit.governance.approval import ApprovalPolicy
 
+    approval = ApprovalPolicy.from_dict(json.loads(approval_json)) if approval_json else None
     with open(evaluation.path, encoding="utf-8") as f:
         summary = json.load(f)
     metrics = summary["metrics"]
@@ -48,5 +54,6 @@ def register_model(
         run_id=run_id,
         run_label=run_label,
         parent_version=summary.get("champion_version"),
+        approval=approval,
     )
     return version

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from refit.commands import drift, evaluate, schedule, train, validate
+from refit.commands import drift, evaluate, report, rollout, schedule, serve, train, validate
 
 app = typer.Typer(help="refit: keep production models from drifting.", no_args_is_help=True)
 
@@ -47,5 +47,5 @@ def demo(
     )
 
 
-for _module in (drift, evaluate, train, schedule, validate):
+for _module in (drift, evaluate, train, schedule, validate, serve, report, rollout):
     _module.register(app)

@@ -224,8 +224,12 @@ def test_trigger_kfp_launcher_retries_5xx_and_keeps_the_trigger(proxy, tmp_path)
         decision = service.handle(event)
         assert decision["decision"] == "launch"
         assert decision["status"] == "pending"
-        (run,) = _wait_for(lambda: [r for r in service.state.runs() if r["error"]])
-        assert run["status"] == "pending"
+        # Between retries the kept run is "pending" with the last error (while a retry is in
+        # flight it reads "running"); it never becomes failed or dropped.
+        (run,) = _wait_for(
+            lambda: [r for r in service.state.runs() if r["error"] and r["status"] == "pending"]
+        )
+        assert not [r for r in service.state.runs() if r["status"] not in ("pending", "running")]
         assert "failed after 3 attempts" in run["error"]
         assert "503" in run["error"]
         assert len(proxy.find("POST", "/apis/v2beta1/runs")) >= 3

@@ -37,7 +37,7 @@ def _pipeline() -> dict:
 
 def test_every_task_runs_refits_image_and_installs_nothing() -> None:
     executors = _pipeline()["deploymentSpec"]["executors"]
-    assert len(executors) == 8
+    assert len(executors) == 11
     for name, ex in executors.items():
         container = ex["container"]
         assert container["image"] == component_image(), name
@@ -99,4 +99,35 @@ def test_training_sits_behind_validation_decision_and_gate() -> None:
     assert any("decide-retrain-Output" in c for c in train)
     promote = parent_conditions("promote-model")
     assert any("evaluate-model-Output" in c for c in promote)
-    assert len(promote) == 3
+    assert any("rollout_plan_json'] == ''" in c for c in promote)
+    assert len(promote) == 4
+    canary = parent_conditions("canary-rollout")
+    assert any("evaluate-model-Output" in c for c in canary)
+    assert any("rollout_plan_json'] == ''" in c and c.startswith("!") for c in canary), canary
+    assert len(canary) == 4
+
+
+def test_tfdv_engine_runs_validation_and_drift_in_the_tfdv_image(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from refit.cli import app
+    from refit.images import tfdv_image
+
+    out = tmp_path / "tfdv.yaml"
+    result = CliRunner().invoke(app, ["compile", "--engine", "tfdv", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load(out.read_text())
+    images = {n: e["container"]["image"] for n, e in spec["deploymentSpec"]["executors"].items()}
+    assert {n for n, i in images.items() if i == tfdv_image()} == {
+        "exec-validate-data",
+        "exec-detect-drift",
+    }
+    assert all(
+        i == component_image()
+        for n, i in images.items()
+        if "validate" not in n and "drift" not in n
+    )
+    params = spec["root"]["dag"]["tasks"]["exit-handler-1"]
+    assert params  # the body sits in the release-record exit handler
+    bad = CliRunner().invoke(app, ["compile", "--engine", "spark", "--output", str(out)])
+    assert bad.exit_code != 0 and "engine 'spark' is not one of" in bad.output

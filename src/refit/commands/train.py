@@ -49,6 +49,13 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--profiles-file", help="YAML or JSON file of more node profiles."),
         ] = None,
+        engine: Annotated[
+            str,
+            typer.Option(
+                help="Statistics engine of validation and drift: native, auto, or tfdv (those "
+                "tasks then run in the refit-tfdv image)."
+            ),
+        ] = "native",
     ) -> None:
         """Compile the retraining pipeline to KFP IR YAML for a cluster, on a node profile."""
         from kfp import compiler
@@ -61,8 +68,12 @@ def register(app: typer.Typer) -> None:
             profile = get_profile(node_profile, profiles_file)
         except SchemaError as exc:
             raise typer.BadParameter(str(exc), param_hint="--node-profile") from exc
-        compiler.Compiler().compile(build_retraining_pipeline(profile), str(output))
-        typer.echo(f"wrote {output} (training on node profile {profile.name!r})")
+        try:
+            pipeline = build_retraining_pipeline(profile, engine=engine)
+        except SchemaError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--engine") from exc
+        compiler.Compiler().compile(pipeline, str(output))
+        typer.echo(f"wrote {output} (training on node profile {profile.name!r}, engine {engine!r})")
 
     @app.command("train")
     def train_command(

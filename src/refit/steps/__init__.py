@@ -5,9 +5,10 @@ the function of the same name here and copy the returned values into KFP outputs
 step records (rows, anomalies, drift share, decisions, versions) also goes to the model's
 append-only audit log, tagged with ``run_label``, so a timeline can be read back from the store.
 
-One module per area (data, drift, train, evaluate, release); this package re-exports them.
+One module per area (data, privacy, drift, train, evaluate, release); this package re-exports them.
 """
 
+from refit.governance.record import write_release_record
 from refit.steps.common import scalar_metrics, utc_now
 from refit.steps.data import (
     RANGE_TOLERANCE,
@@ -25,18 +26,23 @@ from refit.steps.drift import (
     detect_drift,
 )
 from refit.steps.evaluate import EvaluationOutput, evaluate_model
-from refit.steps.release import promote_model, register_model
+from refit.steps.privacy import AnonymizeOutput, anonymize_data
+from refit.steps.release import canary_rollout, canary_target, promote_model, register_model
 from refit.steps.train import TrainOutput, split_holdout, train_model
 
 __all__ = [
     "POLICY_STATE_KEY",
     "RANGE_TOLERANCE",
+    "AnonymizeOutput",
     "DecisionOutput",
     "DriftOutput",
     "EvaluationOutput",
     "SnapshotOutput",
     "TrainOutput",
     "ValidationOutput",
+    "anonymize_data",
+    "canary_rollout",
+    "canary_target",
     "decide_retrain",
     "decision_markdown",
     "detect_drift",
@@ -49,4 +55,5 @@ __all__ = [
     "train_model",
     "utc_now",
     "validate_data",
+    "write_release_record",
 ]

@@ -1,12 +1,26 @@
-"""Steps that change what is live: register a version, promote it."""
+"""Steps that change what is live: register a version, promote it or roll it out as a canary.
+
+A version held for human approval (status ``awaiting_approval``, see
+`refit.governance.approval`) is never promoted or rolled out by these steps: they leave the
+champion as it is and say so; ``refit registry approve`` releases it later.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from refit.deploy import get_target
+from refit.deploy.local_canary import LocalCanaryTarget
+from refit.deploy.plan import RolloutPlan
+from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
+from refit.errors import DeployError
+from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
 from refit.registry import ANY, ModelRegistry
 from refit.steps.common import scalar_metrics
+
+log = logging.getLogger(__name__)
 
 
 def register_model(
@@ -19,8 +33,12 @@ def register_model(
     run_id: str = "",
     run_label: str = "",
     parent_version: Any = ANY,
+    approval: ApprovalPolicy | None = None,
 ) -> int:
     """Register a blessed challenger as a new immutable version.
+
+    With an approval policy that requires it, the version is then held for approval (status
+    ``awaiting_approval``); expired requests of earlier versions are closed first.
 
     Args:
         model_dir: The challenger's model folder.
@@ -33,6 +51,7 @@ def register_model(
         parent_version: The champion the challenger was evaluated against (None: there was
             none); `ANY` (default) takes the current champion. Promotion later requires the
             champion to still be this version.
+        approval: Human approval policy; None or not ``required``: no hold.
 
     Returns:
         The new version number.
@@ -49,7 +68,31 @@ def register_model(
         run_id=run_id or run_label,
         audit={"run_label": run_label},
     )
+    if approval is not None and approval.required:
+        expire_stale(registry)
+        request_approval(
+            registry,
+            version.version,
+            timeout_hours=approval.timeout_hours,
+            approvers=approval.approvers,
+            run_label=run_label,
+        )
     return version.version
+
+
+def _held_for_approval(registry: ModelRegistry, version: int) -> bool:
+    if registry.get(version).status != AWAITING:
+        return False
+    log.warning(
+        "model %r version %d awaits approval: nothing is promoted now; release it with "
+        "`refit registry --store %s --model %s approve %d --by NAME`",
+        registry.model_name,
+        version,
+        registry.store_uri,
+        registry.model_name,
+        version,
+    )
+    return True
 
 
 def promote_model(
@@ -76,12 +119,15 @@ def promote_model(
     rather than replace a champion it was never compared with.
 
     Returns:
-        The live version after promotion.
+        The live version after promotion (the unchanged champion, or 0 when there is none, when
+        the version awaits approval).
 
     Raises:
         ConflictError: The champion moved since this version was evaluated.
     """
     registry = ModelRegistry(store_uri, model_name)
+    if _held_for_approval(registry, version):
+        return registry.get_alias("champion") or 0
     deploy = get_target(target, registry)
     expected = registry.get(version).parent_version
     rollout = deploy.promote(
@@ -91,3 +137,140 @@ def promote_model(
         expected_champion=expected,
     )
     return int(rollout.version)
+
+
+def canary_target(name: str, registry: ModelRegistry, options: dict[str, Any]) -> Any:
+    """Build the canary target named ``name`` with its options.
+
+    Args:
+        name: ``"local"`` (options: ``server_url``, ``wait_seconds``) or ``"kserve"`` (options:
+            ``namespace`` (required), ``service`` (default: the model's name),
+            ``allowed_namespaces`` (default: ``$REFIT_ALLOWED_NAMESPACES``, comma-separated;
+            none allowed when both are unset), ``runtime``, ``protocol_version``,
+            ``service_account``, ``min_replicas``, ``timeout_seconds``, ``poll_seconds``).
+        registry: The model's registry.
+        options: The target's options (from the pipeline's ``deploy_options_json``).
+
+    Raises:
+        DeployError: Unknown target, or unknown or invalid options.
+    """
+    if name == "local":
+        unknown = sorted(set(options) - {"server_url", "wait_seconds"})
+        if unknown:
+            raise DeployError(
+                f"deploy options {unknown} are not known to the local target; "
+                "allowed: ['server_url', 'wait_seconds']"
+            )
+        return LocalCanaryTarget(
+            registry,
+            server_url=str(options.get("server_url", "")),
+            wait_seconds=float(options.get("wait_seconds", 15.0)),
+        )
+    if name == "kserve":
+        return _kserve_target(registry, options)
+    raise DeployError(f"unknown canary target {name!r}; known: ['kserve', 'local']")
+
+
+def canary_rollout(
+    store_uri: str,
+    model_name: str,
+    version: int,
+    plan_json: str,
+    *,
+    target: str = "local",
+    options_json: str = "{}",
+    reason: str = "",
+    run_label: str = "",
+) -> RolloutResult | None:
+    """Roll a registered version out as a canary; promote it or roll it back.
+
+    Args:
+        store_uri: Root of refit's store.
+        model_name: Model to roll out.
+        version: Registered version.
+        plan_json: The rollout plan (JSON; see `refit.deploy.plan.RolloutPlan`).
+        target: ``"local"`` or ``"kserve"``.
+        options_json: The target's options (JSON object).
+        reason: Why (recorded with the promotion).
+        run_label: Label of this run in the audit log.
+
+    Returns:
+        The rollout's result, or None when the version awaits approval (nothing moved).
+
+    Raises:
+        DeployError: Bad plan or options, or the target refuses the version; nothing moved.
+        ConflictError: The champion moved since this version was evaluated.
+    """
+    registry = ModelRegistry(store_uri, model_name)
+    plan = RolloutPlan.from_json(plan_json)
+    try:
+        options = json.loads(options_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise DeployError(f"deploy options are not valid JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise DeployError(f"deploy options must be a JSON object, got {options_json!r}")
+    if _held_for_approval(registry, version):
+        return None
+    canary = canary_target(target, registry, options)
+    analyze = prometheus_analyzer(
+        plan, model=model_name, namespace=str(options.get("namespace", ""))
+    )
+    return run_canary(
+        registry,
+        version,
+        canary,
+        plan,
+        analyze,
+        reason=reason or f"blessed in run {run_label}",
+        run_label=run_label,
+        expected_champion=registry.get(version).parent_version,
+    )
+
+
+_KSERVE_OPTIONS = (
+    "namespace",
+    "service",
+    "allowed_namespaces",
+    "runtime",
+    "protocol_version",
+    "service_account",
+    "min_replicas",
+    "timeout_seconds",
+    "poll_seconds",
+)
+
+
+def _kserve_target(registry: ModelRegistry, options: dict[str, Any]) -> Any:
+    import os
+
+    from refit.deploy.kserve import KServeTarget
+
+    unknown = sorted(set(options) - set(_KSERVE_OPTIONS))
+    if unknown:
+        raise DeployError(
+            f"deploy options {unknown} are not known to the kserve target; "
+            f"allowed: {list(_KSERVE_OPTIONS)}"
+        )
+    if not options.get("namespace"):
+        raise DeployError("deploy option 'namespace' is required by the kserve target")
+    allowed = options.get("allowed_namespaces")
+    if allowed is None:
+        env = os.environ.get("REFIT_ALLOWED_NAMESPACES", "")
+        allowed = [n.strip() for n in env.split(",") if n.strip()]
+    if not isinstance(allowed, list) or not all(isinstance(n, str) for n in allowed):
+        raise DeployError(
+            f"deploy option 'allowed_namespaces' must be a list of names: {allowed!r}"
+        )
+    kw: dict[str, Any] = {
+        k: options[k]
+        for k in ("runtime", "service_account", "min_replicas", "timeout_seconds", "poll_seconds")
+        if k in options
+    }
+    if "protocol_version" in options:
+        kw["protocol_version"] = options["protocol_version"]
+    return KServeTarget(
+        str(options.get("service") or registry.model_name).lower().replace("_", "-"),
+        str(options["namespace"]),
+        allowed_namespaces=allowed,
+        **kw,
+    )
