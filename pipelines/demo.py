@@ -139,4 +139,10 @@ def run_demo(
         + (f", JSON: {summary_json}" if summary_json else "")
         + f". Registry and audit log: {output / 'store'}"
     )
+    store = output / "store"
+    console.print(
+        f"Next: `refit report --store {store} --model {MODEL_NAME}` (metrics over time), "
+        f"`refit report record --store {store} --model {MODEL_NAME} --run window-03 "
+        f"--output {output / 'records'}` (one retrain's release record)."
+    )
     return DemoResult(rows=rows, seconds=seconds, html_path=html_path, json_path=summary_json)

@@ -190,3 +190,27 @@ def _body_from_metadata(server) -> dict:
         value = "north" if t["datatype"] == "BYTES" else 0.5
         inputs.append({"name": t["name"], "shape": [1], "datatype": t["datatype"], "data": [value]})
     return {"inputs": inputs}
+
+
+def test_the_component_rolls_back_a_faulty_canary_under_kfp_local(store, stack, kfp_local):
+    from refit.components import canary_rollout
+
+    server, prom, _ = stack
+    reset(store)
+    task = canary_rollout(
+        store_uri=store.store_uri,
+        model_name=NAME,
+        version=3,
+        plan_json=json.dumps(plan(prom.url)),
+        target="local",
+        options_json=json.dumps({"server_url": server.url}),
+        run_label="kfp-canary",
+    )
+    assert task.outputs["Output"] == 1  # the champion stays live
+    with open(task.outputs["timeline"].path, encoding="utf-8") as f:
+        timeline = f.read()
+    assert "Canary rollout of credit v3: **rolled back**" in timeline
+    assert "| 1 | 20 | 1 | errors | **no** |" in timeline
+    assert task.outputs["metrics"].metadata["rolled_back"] == 1.0
+    assert store.get(3).status == "rolled_back" and store.get_alias("champion") == 1
+    assert store.audit.records("rollback")[-1]["payload"]["run_label"] == "kfp-canary"

@@ -619,3 +619,14 @@ def test_dashboard_and_alert_queries_are_exported(store) -> None:
         if base in trigger or base + "_total" in trigger:
             missing.discard(name)
     assert queried and not missing, f"queried but not exported: {sorted(missing)}"
+
+
+def test_a_real_evaluation_shows_metrics_with_intervals_and_tests(registry) -> None:
+    # window-03 was evaluated against a champion by the real evaluate step: its audit record
+    # carries the intervals and paired differences the record prints.
+    record = release_record(registry, "window-03")
+    lines = {line.label: line.value for line in record.section("Evaluation").lines}
+    assert "Intervals" not in lines
+    assert re.search(r"challenger 0\.\d+ \[0\.\d+, 0\.\d+\]", lines["accuracy"]), lines
+    assert "difference" in lines["accuracy"]
+    assert any(label.startswith("Test: ") for label in lines)

@@ -247,3 +247,55 @@ def test_no_champion_deploys_directly(tmp_path):
     assert result.outcome == "promoted" and "no champion" in result.reason
     assert target.calls == [("preflight", 2, None), ("start", 2, 100), ("promote",)]
     assert reg.aliases() == {"champion": 2}
+
+
+def test_a_version_awaiting_approval_is_not_rolled_out(reg):
+    import json
+
+    from refit import steps
+    from refit.governance.approval import request_approval
+
+    request_approval(reg, 2, timeout_hours=1, run_label="w")
+    plan = json.dumps(PLAN.to_dict())
+    result = steps.canary_rollout(reg.store_uri, "churn", 2, plan, run_label="w")
+    assert result is None
+    assert reg.aliases() == {"champion": 1, "approval-pending-2": 2}
+    assert reg.get(2).status == "awaiting_approval"
+    assert not reg.audit.records("canary_started")
+    # The simple promotion step holds it too.
+    assert steps.promote_model(reg.store_uri, "churn", 2, run_label="w") == 1
+    assert reg.get_alias("champion") == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "options", "match"),
+    [
+        ("local", {"namespace": "models"}, r"\['namespace'\] are not known to the local target"),
+        ("kserve", {}, "'namespace' is required"),
+        ("kserve", {"namespace": "models", "replicas": 2}, r"\['replicas'\] are not known"),
+        ("seldon", {}, "unknown canary target 'seldon'"),
+    ],
+)
+def test_bad_deploy_options_are_refused_before_anything_moves(reg, target, options, match):
+    import json
+
+    from refit import steps
+
+    plan = json.dumps({**PLAN.to_dict(), "prometheus_url": "http://127.0.0.1:1"})
+    with pytest.raises(DeployError, match=match):
+        steps.canary_rollout(
+            reg.store_uri, "churn", 2, plan, target=target, options_json=json.dumps(options)
+        )
+    assert reg.get(2).status == "registered" and "canary" not in reg.aliases()
+
+
+def test_a_plan_without_prometheus_is_refused_before_anything_moves(reg):
+    import json
+
+    from refit import steps
+
+    with pytest.raises(DeployError, match="no prometheus_url"):
+        steps.canary_rollout(reg.store_uri, "churn", 2, json.dumps(PLAN.to_dict()))
+    with pytest.raises(DeployError, match="must end at 100"):
+        steps.canary_rollout(reg.store_uri, "churn", 2, json.dumps({"steps": [10, 50]}))
+    assert reg.get(2).status == "registered" and not reg.audit.records("canary_started")

@@ -277,45 +277,14 @@ def build_requests(
     return bodies
 
 
-def _decode(body: bytes) -> tuple[str, pa.Table]:
-    """V2 request JSON -> (request id, table of one column per input tensor)."""
-    request = json.loads(body)
-    columns = {}
-    for tensor in request["inputs"]:
-        data, shape = tensor["data"], tensor["shape"]
-        if len(data) != math.prod(shape):
-            raise ValueError(f"input {tensor['name']!r}: shape {shape} but {len(data)} values")
-        datatype = tensor["datatype"]
-        if datatype in ("FP32", "FP64"):
-            kind = pa.float64()
-        elif datatype in _INT_TYPES:
-            kind = pa.int64()
-        elif datatype == "BOOL":
-            kind = pa.bool_()
-        elif datatype == "BYTES":
-            kind = pa.string()
-        else:
-            raise ValueError(f"input {tensor['name']!r}: unsupported datatype {datatype!r}")
-        columns[tensor["name"]] = pa.array(data, type=kind)
-    return str(request.get("id", "")), pa.table(columns)
-
-
-def _encode(model_name: str, request_id: str, values: np.ndarray, name: str) -> bytes:
-    """Model output -> V2 response JSON."""
-    output = {
-        "name": name,
-        "shape": list(values.shape),
-        "datatype": "FP64",
-        "data": np.asarray(values, dtype=np.float64).ravel().tolist(),
-    }
-    return json.dumps({"model_name": model_name, "id": request_id, "outputs": [output]}).encode()
-
-
 def _serve(model: TrainedModel, model_name: str, body: bytes) -> bytes:
-    request_id, table = _decode(body)
-    if model.spec.is_regression:
-        return _encode(model_name, request_id, model.predict(table), "predictions")
-    return _encode(model_name, request_id, model.predict_proba(table), "probabilities")
+    """Answer one V2 request with the model server's own code (`refit.serving.protocol`)."""
+    from refit.serving.protocol import parse_infer_request, predict_outputs, request_to_table
+
+    request = parse_infer_request(json.loads(body))
+    table = request_to_table(request, model.spec, model=model_name)
+    outputs = predict_outputs(model, table)
+    return json.dumps({"model_name": model_name, "id": request.id, "outputs": outputs}).encode()
 
 
 # --------------------------------------------------------------------------- the check

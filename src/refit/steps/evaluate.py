@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,8 @@ def evaluate_model(
             "tests": {
                 k: v.get("p_value", v.get("error")) for k, v in extra.get("tests", {}).items()
             },
+            "intervals": _json_finite(extra.get("intervals")),
+            "paired": _json_finite(extra.get("paired")),
             "fairness": _fairness_audit(fairness),
             "serving": _serving_audit(serving),
         },
@@ -214,3 +217,16 @@ def _serving_audit(summary: dict[str, Any] | None) -> dict[str, Any] | None:
         side: None if summary.get(side) is None else {k: summary[side][k] for k in keys}
         for side in ("challenger", "champion")
     }
+
+
+def _json_finite(value: Any) -> Any:
+    """Return ``value`` with NaN and infinities as None (the audit log's JSON refuses them)."""
+    if isinstance(value, dict):
+        return {str(k): _json_finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+        return _json_finite(value.item())
+    return value
