@@ -13,7 +13,7 @@ and ``refit compile --node-profile gpu-spot`` compiles it.
 
 import json
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from refit.components import (
     anonymize_data,
@@ -31,6 +31,9 @@ from refit.components import (
 from refit.errors import SchemaError
 from refit.images import engine_image
 from refit.pipelines.profiles import BUILTIN_PROFILES, NodeProfile, apply_profile
+
+#: Kubernetes Secret (key ``key``) holding the tokenization key of the privacy step.
+TOKEN_KEY_SECRET = "refit-token-key"
 
 #: Policy used when a run is started without one.
 DEFAULT_POLICY = {
@@ -148,6 +151,14 @@ def build_retraining_pipeline(  # noqa: ANN201
                     time_column=time_column,
                     run_label=run_label,
                 )
+            )
+            # The tokenization key, from the Secret when the namespace has one (optional: a
+            # pipeline without privacy rules runs without it). Never a parameter.
+            kubernetes.use_secret_as_env(
+                anon,
+                secret_name=TOKEN_KEY_SECRET,
+                secret_key_to_env={"key": "REFIT_TOKEN_KEY"},
+                optional=True,
             )
             window = anon.outputs["anonymized"]
             valid = on_engine(

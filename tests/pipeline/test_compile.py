@@ -32,7 +32,8 @@ def test_normalise_ignores_only_the_kfp_version() -> None:
 
 
 def _pipeline() -> dict:
-    return yaml.safe_load((build.PIPELINES_DIR / "retraining.yaml").read_text())
+    # The pipeline spec; the second document (if any) is the Kubernetes platform spec.
+    return next(yaml.safe_load_all((build.PIPELINES_DIR / "retraining.yaml").read_text()))
 
 
 def test_every_task_runs_refits_image_and_installs_nothing() -> None:
@@ -116,7 +117,7 @@ def test_tfdv_engine_runs_validation_and_drift_in_the_tfdv_image(tmp_path) -> No
     out = tmp_path / "tfdv.yaml"
     result = CliRunner().invoke(app, ["compile", "--engine", "tfdv", "--output", str(out)])
     assert result.exit_code == 0, result.output
-    spec = yaml.safe_load(out.read_text())
+    spec = next(yaml.safe_load_all(out.read_text()))
     images = {n: e["container"]["image"] for n, e in spec["deploymentSpec"]["executors"].items()}
     assert {n for n, i in images.items() if i == tfdv_image()} == {
         "exec-validate-data",
@@ -131,3 +132,13 @@ def test_tfdv_engine_runs_validation_and_drift_in_the_tfdv_image(tmp_path) -> No
     assert params  # the body sits in the release-record exit handler
     bad = CliRunner().invoke(app, ["compile", "--engine", "spark", "--output", str(out)])
     assert bad.exit_code != 0 and "engine 'spark' is not one of" in bad.output
+
+
+def test_the_tokenization_key_comes_from_an_optional_secret_never_a_parameter() -> None:
+    docs = list(yaml.safe_load_all((build.PIPELINES_DIR / "retraining.yaml").read_text()))
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    (secret,) = executors["exec-anonymize-data"]["secretAsEnv"]
+    assert secret["secretName"] == "refit-token-key" and secret["optional"] is True
+    assert secret["keyToEnv"] == [{"envVar": "REFIT_TOKEN_KEY", "secretKey": "key"}]
+    params = docs[0]["root"]["inputDefinitions"]["parameters"]
+    assert not [p for p in params if "key" in p.lower() and p != "model_name"]

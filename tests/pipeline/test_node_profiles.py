@@ -45,7 +45,9 @@ def test_gpu_spot_profile_platform_spec(tmp_path):
     docs = compiled("gpu-spot", tmp_path)
     assert len(docs) == 2
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(platform) == {TRAIN_EXECUTOR}  # only the training task moves to the GPU pool
+    # only the training task moves to the GPU pool (the privacy step only reads its Secret)
+    assert set(platform) == {TRAIN_EXECUTOR, "exec-anonymize-data"}
+    assert set(platform["exec-anonymize-data"]) == {"secretAsEnv"}
     assert platform[TRAIN_EXECUTOR] == {
         "nodeSelector": {
             "labels": {
@@ -94,7 +96,11 @@ def test_gpu_profile_has_no_spot_selector(tmp_path):
 
 def test_committed_pipeline_is_the_cpu_profile():
     docs = list(yaml.safe_load_all((build.PIPELINES_DIR / "retraining.yaml").read_text()))
-    assert len(docs) == 1  # no kubernetes platform spec: no selectors or tolerations
+    # the platform spec holds only the privacy step's Secret: no selectors or tolerations
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {name: set(spec) for name, spec in executors.items()} == {
+        "exec-anonymize-data": {"secretAsEnv"}
+    }
     resources = train_resources(docs[0])
     assert "accelerator" not in resources
     assert resources["resourceCpuRequest"] == "2"
