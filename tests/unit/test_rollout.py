@@ -1,6 +1,7 @@
 """The canary rollout controller: steps, analysis, promotion and rollback on a real registry."""
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pytest
 from test_deploy import make_model_dir
@@ -299,3 +300,23 @@ def test_a_plan_without_prometheus_is_refused_before_anything_moves(reg):
     with pytest.raises(DeployError, match="must end at 100"):
         steps.canary_rollout(reg.store_uri, "churn", 2, json.dumps({"steps": [10, 50]}))
     assert reg.get(2).status == "registered" and not reg.audit.records("canary_started")
+
+
+def test_champion_moved_during_the_rollout_rolls_back_instead_of_overwriting(reg):
+    def analyze(split, elapsed, percent, window):
+        if percent == 50:  # another run promotes meanwhile
+            reg.register(
+                make_model_dir(Path(reg.store_uri), b"model 3", "3"),
+                metrics={},
+                snapshot_sha256="3" * 64,
+                parent_version=1,
+                run_id="run-3",
+            )
+            reg.update_aliases({"champion": 3})
+        return [Result("errors", True)]
+
+    target = FakeTarget()
+    result = run(reg, target, analyze)
+    assert result.outcome == "rolled_back" and "champion moved from v1 to v3" in result.reason
+    assert ("promote",) not in target.calls and target.calls[-1] == ("rollback",)
+    assert reg.get_alias("champion") == 3 and reg.get(2).status == "rolled_back"

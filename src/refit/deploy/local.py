@@ -116,6 +116,16 @@ def get_target(name: str, registry: ModelRegistry, **kw: Any) -> Any:
     return cls(registry, **kw)
 
 
+def promotion_statuses(version: int, old: int | None, old_prev: int | None) -> dict[int, str]:
+    """Statuses after promoting ``version`` over champion ``old`` (``old_prev`` was previous)."""
+    statuses = {version: "champion"}
+    if old is not None:
+        statuses[old] = "previous"
+    if old_prev is not None and old_prev not in (old, version):
+        statuses[old_prev] = "retired"
+    return statuses
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -170,11 +180,7 @@ class LocalTarget:
                 f"cannot promote model {reg.model_name!r} version {version}: it is already "
                 "the champion"
             )
-        statuses = {version: "champion"}
-        if old is not None:
-            statuses[old] = "previous"
-        if old_prev is not None and old_prev not in (old, version):
-            statuses[old_prev] = "retired"
+        statuses = promotion_statuses(version, old, old_prev)
         rollout = Rollout(version, old, "promotion", _now(), reason)
         with reg.locked():
             reg.update_aliases(

@@ -43,7 +43,7 @@ from refit.deploy.analysis import (
     run_analysis,
 )
 from refit.deploy.canary import CanaryTarget, TrafficSplit
-from refit.deploy.local import CHAMPION, PREVIOUS, Rollout
+from refit.deploy.local import CHAMPION, PREVIOUS, Rollout, promotion_statuses
 from refit.deploy.plan import RolloutPlan
 from refit.errors import ConflictError, DeployError, RefitError
 from refit.registry.local import ANY, ModelRegistry
@@ -275,7 +275,7 @@ def run_canary(
         split = target.promote()
         steps.append(StepRecord(100, _now(), outcome="promoted"))
         why = "no champion to compare a canary against: deployed directly to 100%"
-        _promote_aliases(registry, version, None, None, reason or why, audit_base, target.name)
+        _promote_aliases(registry, version, None, reason or why, audit_base, target.name)
         return finish(PROMOTED, why, split.primary_version or version)
 
     registry.update_aliases({CANARY: version}, expected={CHAMPION: old}, statuses={version: CANARY})
@@ -334,6 +334,12 @@ def run_canary(
                     )
         if clock() - t0 > plan.deadline_seconds:
             raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before 100%")
+        now_champion = registry.get_alias(CHAMPION)
+        if now_champion != old:
+            raise _Rollback(
+                f"the champion moved from v{old} to v{now_champion} during the rollout: this "
+                "canary was compared with a model that is no longer live"
+            )
         try:
             split = target.promote()
         except RefitError as exc:
@@ -345,7 +351,7 @@ def run_canary(
         _rollback(registry, target, version, old, rb.reason, audit_base)
         return finish(ROLLED_BACK, rb.reason, old)
     why = reason or f"canary passed {len(steps) - 1} step(s) with {failed} failed analyses"
-    _promote_aliases(registry, version, old, champion, why, audit_base, target.name)
+    _promote_aliases(registry, version, old, why, audit_base, target.name)
     return finish(PROMOTED, why, version)
 
 
@@ -353,17 +359,12 @@ def _promote_aliases(
     registry: ModelRegistry,
     version: int,
     old: int | None,
-    champion: Any,
     reason: str,
     audit_base: dict[str, Any],
     target: str,
 ) -> None:
     old_prev = registry.get_alias(PREVIOUS)
-    statuses = {version: "champion"}
-    if old is not None:
-        statuses[old] = "previous"
-    if old_prev is not None and old_prev not in (old, version):
-        statuses[old_prev] = "retired"
+    statuses = promotion_statuses(version, old, old_prev)
     rollout = Rollout(version, old, "promotion", _now(), reason)
     with registry.locked():
         registry.update_aliases(

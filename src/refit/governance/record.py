@@ -24,31 +24,21 @@ from pathlib import Path
 from typing import Any, Final
 
 from refit.errors import RegistryError
-from refit.governance.history import Entry, Iteration, read_history
+from refit.governance.history import VERSION_EVENTS, Entry, Iteration, read_history
 from refit.registry import ModelRegistry
 
 NOT_RUN: Final = "not run"
 #: Events a section of the record renders; any other event of the run goes to "Other records".
-KNOWN_EVENTS: Final = frozenset(
-    {
-        "snapshot",
-        "anonymization",
-        "validation",
-        "drift",
-        "decision",
-        "training",
-        "evaluation",
-        "registration",
-        "approval_requested",
-        "approval",
-        "rejection",
-        "canary_started",
-        "canary_step",
-        "canary_check",
-        "promotion",
-        "rollback",
-    }
-)
+KNOWN_EVENTS: Final = VERSION_EVENTS | {
+    "snapshot",
+    "anonymization",
+    "validation",
+    "drift",
+    "decision",
+    "training",
+    "evaluation",
+    "registration",
+}
 #: Gate check kinds shown with the fairness and serving checks rather than the evaluation.
 _FAIRNESS_SERVING_KINDS: Final = ("fairness", "serving", "latency", "throughput", "parity")
 _SKIP_KEYS: Final = frozenset({"run_label", "model"})
