@@ -1,8 +1,12 @@
+import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
@@ -85,6 +89,81 @@ def test_numeric_statistics_match_numpy() -> None:
     assert n.num_stats.mean == 2.5 and n.num_stats.common_stats.num_missing == 0
 
 
+def _numpy_summary(values: np.ndarray) -> tuple:
+    counts, edges = np.histogram(values, bins=10)
+    quantiles = np.quantile(values, np.linspace(0.0, 1.0, 11))
+    return (
+        float(values.min()),
+        float(values.max()),
+        float(np.median(values)),
+        [
+            (float(lo), float(hi), float(c))
+            for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+        ],
+        [(float(lo), float(hi)) for lo, hi in zip(quantiles[:-1], quantiles[1:], strict=True)],
+    )
+
+
+def _stats_summary(ns: statistics_pb2.NumericStatistics) -> tuple:
+    kinds = {h.type: h for h in ns.histograms}
+    standard = kinds[statistics_pb2.Histogram.STANDARD].buckets
+    quantiles = kinds[statistics_pb2.Histogram.QUANTILES].buckets
+    return (
+        ns.min,
+        ns.max,
+        ns.median,
+        [(b.low_value, b.high_value, b.sample_count) for b in standard],
+        [(b.low_value, b.high_value) for b in quantiles],
+    )
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # std of "huge" is inf
+def test_large_columns_keep_exact_quantiles_and_histograms() -> None:
+    # past a few thousand values, quantiles and histogram counts come from fine bins and a
+    # partial partition instead of numpy's routines: they must stay bit-identical to numpy's
+    rng = np.random.default_rng(7)
+    n = 20_001  # odd: the median is one value
+    columns = {
+        "normal": rng.normal(3.0, 2.0, n),
+        "heavy_tail": rng.lognormal(0.0, 2.5, n),
+        "lone_outlier": np.r_[rng.normal(0.0, 1.0, n - 1), 1e12],
+        # integers 0..10: every histogram edge falls exactly on a value
+        "on_edges": rng.integers(0, 11, n).astype(np.float64),
+        "ties": rng.choice([-2.0, 0.0, 0.5, 7.25], n),
+        "negative": -rng.exponential(5.0, n),
+        "huge": rng.normal(0.0, 1e300, n),
+        "subnormal_range": rng.normal(0.0, 1.0, n) * 1e-310,
+        "constant": np.full(n, 4.5),
+    }
+    features = list(compute_statistics(pa.table(columns)).datasets[0].features)
+    columns["even"] = columns["normal"][:-1]  # two middle values
+    features += compute_statistics(pa.table({"even": columns["even"]})).datasets[0].features
+    for feature in features:
+        name = feature.path.step[0]
+        assert _stats_summary(feature.num_stats) == _numpy_summary(columns[name]), name
+
+
+def test_large_columns_with_missing_and_integers() -> None:
+    rng = np.random.default_rng(8)
+    n = 30_000
+    floats = rng.normal(0.0, 1.0, n)
+    floats[rng.random(n) < 0.1] = np.nan
+    ints = rng.integers(-1000, 1000, n)
+    table = pa.table(
+        {
+            "floats": pa.array(floats, mask=rng.random(n) < 0.05),
+            "ints": pa.array(ints, pa.int64()),
+        }
+    )
+    features = {f.path.step[0]: f for f in compute_statistics(table).datasets[0].features}
+    present = table.column("floats").drop_null().to_numpy()
+    present = present[~np.isnan(present)]
+    ns = features["floats"].num_stats
+    assert ns.common_stats.num_non_missing == present.size
+    assert _stats_summary(ns) == _numpy_summary(present)
+    assert _stats_summary(features["ints"].num_stats) == _numpy_summary(ints.astype(np.float64))
+
+
 def test_string_statistics_rank_values() -> None:
     table = pa.table({"c": pa.array(["b", "a", "b", None, "c", "b", "a"]).dictionary_encode()})
     ss = compute_statistics(table).datasets[0].features[0].string_stats
@@ -98,6 +177,39 @@ def test_string_statistics_rank_values() -> None:
 def test_statistics_reject_non_tables() -> None:
     with pytest.raises(DataError, match="pyarrow Table"):
         compute_statistics({"a": [1]})  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="threads"):
+        compute_statistics(pa.table({"a": [1]}), threads=0)
+
+
+def test_statistics_do_not_depend_on_threads_or_chunks() -> None:
+    rng = np.random.default_rng(9)
+    n = 12_000
+    floats = rng.gamma(2.0, 3.0, n)
+    labels = rng.choice(["x", "y", "zz", None], n)
+    whole = pa.table({"f": floats, "i": rng.integers(0, 50, n), "s": pa.array(labels)})
+    # the same data in uneven chunks (an empty one too), as a Parquet read gives it
+    cuts = [0, 1, 4000, 4000, 9999, n]
+    chunked = pa.concat_tables(
+        [whole.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    )
+    assert chunked.column("f").num_chunks > 1
+    one = compute_statistics(whole, threads=1)
+    assert compute_statistics(whole, threads=3) == one
+    assert compute_statistics(chunked, threads=2) == one
+
+
+def test_statistics_do_not_import_pandas(tmp_path: Path) -> None:
+    # pyarrow's to_numpy and pa.array import pandas (0.2-1 s); statistics go through buffers
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"f": np.arange(10_000.0), "s": pa.array(["a", "b"] * 5_000)}), path)
+    code = (
+        "import sys\n"
+        "from refit.io import read_table\n"
+        "from refit.validation import compute_statistics\n"
+        f"compute_statistics(read_table({str(path)!r}))\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---- schema -------------------------------------------------------------------------------
@@ -363,3 +475,22 @@ def test_report_ok_summary(val_reference: pa.Table, val_current: pa.Table) -> No
     for name in val_current.column_names:
         assert f"<code>{name}</code>" in page
     assert "http" not in page
+
+
+def test_infinities_are_counted_reported_and_kept_out_of_the_moments() -> None:
+    from refit.validation.anomalies import validate_table
+    from refit.validation.statistics import INFINITE_STAT, compute_statistics
+
+    inf = float("inf")
+    table = pa.table({"x": [1.0, 2.0, inf, None, 3.0, -inf], "y": [0.5] * 6})
+    (x, _) = compute_statistics(table).datasets[0].features
+    assert x.num_stats.common_stats.num_non_missing == 5  # infinities are present values
+    assert (x.num_stats.min, x.num_stats.max, x.num_stats.mean) == (-inf, inf, 2.0)
+    assert {c.name: c.num for c in x.custom_stats}[INFINITE_STAT] == 2.0
+    assert all(math.isfinite(b.low_value) for h in x.num_stats.histograms for b in h.buckets)
+    reference = pa.table({"x": [1.0, 2.0, 3.0], "y": [0.5] * 3})
+    anomalies = validate_table(table, reference).anomalies
+    reasons = {r.type: r.description for r in anomalies.anomaly_info["x"].reason}
+    kind = anomalies_pb2.AnomalyInfo.FLOAT_TYPE_HAS_INF
+    assert reasons[kind] == "Column 'x' has 2 infinite value(s) (+inf or -inf)."
+    assert "y" not in anomalies.anomaly_info

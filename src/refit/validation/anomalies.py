@@ -31,6 +31,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from refit.errors import DataError, SchemaError
 from refit.validation.schema import infer_schema, schema_type_for, string_domain_of
 from refit.validation.statistics import (
+    INFINITE_STAT,
     FeatureType,
     arrow_type_of,
     common_stats,
@@ -248,6 +249,14 @@ def _check_range(
         return
     low, high = fstats.num_stats.min, fstats.num_stats.max
     small, big = _range_kinds(fstats)
+    infinite = next((c.num for c in fstats.custom_stats if c.name == INFINITE_STAT), 0.0)
+    if infinite:
+        out.add(
+            name,
+            AnomalyType.FLOAT_TYPE_HAS_INF,
+            "Infinite values",
+            f"Column {name!r} has {int(infinite)} infinite value(s) (+inf or -inf).",
+        )
     if feature is not None:
         kind = feature.WhichOneof("domain_info")
         domain = (
