@@ -146,6 +146,15 @@ def _write_binary(stats: Any, path: str) -> None:
 
 
 def _peak_rss_mb() -> float | None:
+    # VmHWM is this process's own high-water mark; ru_maxrss starts at the spawning parent's
+    # peak on Linux (it survives fork and exec), so it is only the fallback.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # pragma: no cover - not on Linux
