@@ -2,6 +2,7 @@
 load generator, and the rollout step moving traffic, analysing, promoting or rolling back."""
 
 import json
+import os
 import threading
 import time
 
@@ -214,3 +215,41 @@ def test_the_component_rolls_back_a_faulty_canary_under_kfp_local(store, stack, 
     assert task.outputs["metrics"].metadata["rolled_back"] == 1.0
     assert store.get(3).status == "rolled_back" and store.get_alias("champion") == 1
     assert store.audit.records("rollback")[-1]["payload"]["run_label"] == "kfp-canary"
+
+
+def test_the_canary_drill_script_rolls_back_then_promotes(windows, tmp_path):
+    """scripts/canary-drill.sh, as the README tells a new user to run it after the demo."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    reg = ModelRegistry(str(tmp_path / "demo" / "store"), "credit-default")
+    for version, window in ((1, 0), (2, 1)):
+        model = train(
+            windows[window], "default", trainer="logistic_regression", exclude=["event_time"]
+        )
+        save_model(model, tmp_path / f"m{version}")
+        reg.register(
+            tmp_path / f"m{version}",
+            metrics={},
+            snapshot_sha256=f"{version}" * 64,
+            parent_version=None,
+            run_id=f"run-{version}",
+        )
+    LocalTarget(reg).promote(1, reason="first model")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        [str(repo / "scripts" / "canary-drill.sh"), str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    first, second = out.stdout.split("== 2.")
+    assert "Canary rollout of credit-default v2: **rolled back**" in first
+    assert "Canary rollout of credit-default v2: promoted" in second
+    assert reg.aliases()["champion"] == 2
+    rollbacks = reg.audit.records("rollback")
+    assert len(rollbacks) == 1 and rollbacks[0]["payload"]["previous"] == 2

@@ -37,7 +37,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move traffic to VERSION step by step, check it, then promote it or roll it back.
 
-        Exit status: 0 promoted, 1 rolled back, 2 refused before any traffic moved.
+        Unlike the pipeline, it does not require the champion to be the one VERSION was
+        evaluated against: rolling a version out by hand is that decision. Exit status: 0
+        promoted, 1 rolled back, 2 refused before any traffic moved.
         """
         from dataclasses import replace
 
@@ -61,6 +63,7 @@ def register(app: typer.Typer) -> None:
                 options_json=options,
                 reason="rolled out with `refit rollout`",
                 run_label=f"rollout-v{version}",
+                check_parent=False,
             )
         except RefitError as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -181,6 +181,7 @@ def canary_rollout(
     options_json: str = "{}",
     reason: str = "",
     run_label: str = "",
+    check_parent: bool = True,
 ) -> RolloutResult | None:
     """Roll a registered version out as a canary; promote it or roll it back.
 
@@ -193,6 +194,9 @@ def canary_rollout(
         options_json: The target's options (JSON object).
         reason: Why (recorded with the promotion).
         run_label: Label of this run in the audit log.
+        check_parent: Refuse unless the champion is still the one the version was evaluated
+            against (its ``parent_version``), as a pipeline run must; a person rolling out a
+            version by hand (``refit rollout``) decides that themselves.
 
     Returns:
         The rollout's result, or None when the version awaits approval (nothing moved).
@@ -223,7 +227,7 @@ def canary_rollout(
         analyze,
         reason=reason or f"blessed in run {run_label}",
         run_label=run_label,
-        expected_champion=registry.get(version).parent_version,
+        expected_champion=registry.get(version).parent_version if check_parent else ANY,
     )
 
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# A canary drill on one machine, after `./dev demo`: the model server, a real Prometheus, traffic,
+# and two rollouts of the same version: one with injected errors (rolled back), one healthy
+# (promoted). Everything stops when the script ends.
+#
+# Usage:  scripts/canary-drill.sh [DEMO_DIR]     (default: refit-demo, as `./dev demo` writes it)
+# Needs:  .venv (./dev demo made it) and Debian's prometheus (apt-get install prometheus).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+demo="${1:-refit-demo}"
+store="$demo/store"
+model="credit-default"
+refit=.venv/bin/refit
+python=.venv/bin/python
+[ -x "$refit" ] || { echo "run ./dev demo first (no .venv/bin/refit)" >&2; exit 2; }
+[ -d "$store/models/$model" ] || { echo "no demo store at $store: run ./dev demo first" >&2; exit 2; }
+prom="$(command -v prometheus || echo /usr/bin/prometheus)"
+[ -x "$prom" ] || { echo "Prometheus is needed: apt-get install prometheus" >&2; exit 2; }
+
+work="$(mktemp -d)"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# The version to roll out: the newest one that is not the champion.
+read -r champion canary < <("$python" - "$store" "$model" <<'EOF'
+import sys
+from refit.registry import ModelRegistry
+reg = ModelRegistry(sys.argv[1], sys.argv[2])
+live = reg.get_alias("champion")
+print(live, max(v for v in reg.list_version_numbers() if v != live))
+EOF
+)
+echo "champion: v$champion; canary under test: v$canary (the drill changes this store)"
+
+serve_port="$(port)"; prom_port="$(port)"
+"$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
+  --fault "$canary:error_rate=0.3" > "$work/serve.log" 2>&1 &
+pids+=($!)
+cat > "$work/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: refit-serve-model
+    static_configs: [{targets: ["127.0.0.1:$serve_port"]}]
+EOF
+"$prom" --config.file "$work/prometheus.yml" --storage.tsdb.path "$work/tsdb" \
+  --web.listen-address "127.0.0.1:$prom_port" > "$work/prometheus.log" 2>&1 &
+pids+=($!)
+
+# Traffic: one request every 10 ms, built from the model's own V2 metadata.
+"$python" - "http://127.0.0.1:$serve_port" "$model" > "$work/load.log" 2>&1 <<'EOF' &
+import json, sys, time, urllib.request
+base, name = sys.argv[1], sys.argv[2]
+for _ in range(300):
+    try:
+        meta = json.load(urllib.request.urlopen(f"{base}/v2/models/{name}", timeout=5))
+        break
+    except OSError:
+        time.sleep(0.2)
+body = json.dumps({"inputs": [
+    {"name": t["name"], "shape": [1], "datatype": t["datatype"],
+     "data": ["north" if t["datatype"] == "BYTES" else 0.5]} for t in meta["inputs"]
+]}).encode()
+while True:
+    req = urllib.request.Request(f"{base}/v2/models/{name}/infer", body,
+                                 {"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=5).read()
+    except OSError:  # 5xx from the faulty canary, or the server restarting
+        pass
+    time.sleep(0.01)
+EOF
+pids+=($!)
+
+for _ in $(seq 60); do
+  "$python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$prom_port/-/ready', timeout=1)" \
+    > /dev/null 2>&1 && break
+  sleep 0.5
+done
+sleep 5  # a few scrapes of the champion's traffic before comparing with it
+
+plan="$work/plan.json"
+cat > "$plan" <<EOF
+{"steps": [20, 50, 100], "interval_seconds": 8, "failures_allowed": 0, "deadline_seconds": 120,
+ "prometheus_url": "http://127.0.0.1:$prom_port", "query_preset": "local",
+ "checks": [
+   {"name": "errors", "kind": "error_rate", "max_value": 0.05, "max_increase": 0.02},
+   {"name": "p99", "kind": "latency", "quantile": 0.99, "max_value": 1.0},
+   {"name": "errors-sprt", "kind": "sequential_error_rate", "min_requests": 30}]}
+EOF
+options="{\"server_url\": \"http://127.0.0.1:$serve_port\"}"
+
+echo; echo "== 1. v$canary with 30% injected errors: expect a rollback at the first analysis"
+"$refit" rollout "$canary" --store "$store" --model "$model" --plan "$plan" --options "$options" \
+  || echo "(exit $?: rolled back)"
+
+echo "== 2. the same version, healthy: restart the server without the fault, expect promotion"
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+"$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
+  > "$work/serve2.log" 2>&1 &
+pids[0]=$!
+sleep 6
+"$refit" rollout "$canary" --store "$store" --model "$model" --plan "$plan" --options "$options"
+echo; echo "The audit log has every step and check: $store/models/$model/audit.jsonl"
