@@ -35,9 +35,9 @@ def free_port() -> int:
 
 
 def require_kfp_spec() -> Path:
-    """The KFP swagger, or skip (only) where the shared specs folder is absent."""
+    """The KFP swagger from the shared specs folder (CI keeps it beside the checkout)."""
     if not SPECS.is_dir():
-        pytest.skip(f"shared specs folder {SPECS} is absent (CI keeps it beside the checkout)")
+        pytest.fail(f"shared specs folder {SPECS} is absent: clone refit beside shared/")
     if not KFP_SPEC.is_file():
         pytest.fail(f"{KFP_SPEC} is missing from the shared specs folder")
     return KFP_SPEC
