@@ -22,15 +22,13 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import attrs
-import jsonschema
 import kmock
 import pytest
-import yaml
+from _kserve_crd import crd_schema, crd_validator, pruned_fields
 from kubernetes import client as k8s_client
 
 from refit.deploy.canary import TrafficSplit
@@ -45,8 +43,6 @@ from refit.deploy.kserve import (
 from refit.errors import DeployError
 from refit.registry.local import ModelVersion
 
-ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = ROOT.parent / "shared" / "specs" / "kserve-inferenceservice-crd.yaml"
 NS = "models"
 NAME = "credit-default"
 STORE = "gs://bucket/refit-store/models/credit"
@@ -54,46 +50,6 @@ RESOURCE = f"{GROUP}/{VERSION}/{PLURAL}"
 
 
 # --------------------------------------------------------------------------- the CRD schema
-
-
-@cache
-def crd_schema() -> dict[str, Any]:
-    if not CRD_PATH.is_file():
-        pytest.fail(
-            f"KServe CRD spec not found at {CRD_PATH}: the shared specs folder must sit beside "
-            "the checkout (see ../shared/specs/README.md)"
-        )
-    with CRD_PATH.open() as f:
-        crd = yaml.load(f, Loader=yaml.CSafeLoader)
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
-    return version["schema"]["openAPIV3Schema"]
-
-
-@cache
-def crd_validator() -> jsonschema.protocols.Validator:
-    schema = crd_schema()
-    return jsonschema.validators.validator_for(schema)(schema)
-
-
-def pruned_fields(doc: Any, schema: dict[str, Any], path: str = "") -> list[str]:
-    """Fields of ``doc`` the API server would prune (not in the structural schema)."""
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return []
-    out: list[str] = []
-    if isinstance(doc, dict) and schema.get("type") == "object":
-        props = schema.get("properties")
-        extra = schema.get("additionalProperties")
-        for key, value in doc.items():
-            if props is not None and key in props:
-                out += pruned_fields(value, props[key], f"{path}.{key}")
-            elif isinstance(extra, dict):
-                out += pruned_fields(value, extra, f"{path}.{key}")
-            elif props is not None:
-                out.append(f"{path}.{key}")
-    elif isinstance(doc, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(doc):
-            out += pruned_fields(item, schema["items"], f"{path}[{i}]")
-    return out
 
 
 def assert_every_write_matches_crd(server: KServeApi) -> int:

@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
+from _kserve_crd import crd_validator
 
 from refit import __version__
 from refit.images import DEFAULT_REPOSITORY, component_image
@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 OVERLAYS = sorted(p.name for p in (MANIFESTS / "overlays").iterdir() if p.is_dir())
 BIN = Path(sys.executable).parent
-SPECS = ROOT.parent / "shared" / "specs"
 BUILT_IN = {
     "Namespace",
     "ServiceAccount",
@@ -70,17 +69,9 @@ def test_built_in_kinds_pass_strict_schema_validation(rendered, tmp_path) -> Non
 
 
 def test_inference_service_matches_the_kserve_crd(rendered) -> None:
-    crd_path = SPECS / "kserve-inferenceservice-crd.yaml"
-    if not crd_path.exists():
-        pytest.fail(f"KServe CRD spec not found at {crd_path} (../shared/specs beside the repo)")
-    with crd_path.open() as f:
-        crd = yaml.load(f, Loader=yaml.CSafeLoader)
-    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"][
-        "openAPIV3Schema"
-    ]
     _, docs = rendered
     isvc = _one(docs, "InferenceService")
-    jsonschema.validate(isvc, schema)
+    crd_validator().validate(isvc)
     assert isvc["metadata"]["namespace"] == "models"
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
 
