@@ -3,12 +3,11 @@
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
+from _store import champion_store, write_window
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Markdown
 
-from refit import steps
 from refit.components import (
     decide_retrain,
     detect_drift,
@@ -21,7 +20,6 @@ from refit.components import (
 )
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.io.snapshot import load_snapshot
-from refit.io.tables import write_parquet
 from refit.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
@@ -33,35 +31,13 @@ POLICY = json.dumps({"drift_share_threshold": 0.3, "metric_threshold": 0.75})
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, kfp_local, windows) -> Path:
     """A store whose champion (v1) was trained on window 0, through the library steps."""
-    root = tmp_path_factory.mktemp("store")
-    data = root / "w0.parquet"
-    write_parquet(windows[0], str(data))
-    snap = steps.snapshot_data(str(data), str(root), MODEL, str(root / "snap.parquet"))
-    steps.train_model(
-        str(root / "snap.parquet"),
-        TARGET,
-        str(root / "model"),
-        str(root / "holdout.parquet"),
-        store_uri=str(root),
-        model_name=MODEL,
-        params={"n_estimators": 30, "max_depth": 3},
-        time_column=TIME_COLUMN,
+    return champion_store(
+        tmp_path_factory.mktemp("store"), windows[0], MODEL, {"n_estimators": 30, "max_depth": 3}
     )
-    version = steps.register_model(
-        str(root / "model"), str(root), MODEL, snap.sha256, {"accuracy": 0.9}
-    )
-    steps.promote_model(str(root), MODEL, version)
-    return root
-
-
-def _write(store: Path, table: pa.Table, name: str) -> str:
-    path = store / f"{name}.parquet"
-    write_parquet(table, str(path))
-    return str(path)
 
 
 def test_snapshot_data_is_content_addressed(store, windows) -> None:
-    uri = _write(store, windows[1], "w1")
+    uri = write_window(store, windows[1], "w1")
     task = snapshot_data(data_uri=uri, store_uri=str(store), model_name=MODEL)
     sha = task.outputs["Output"]
     table, snap = load_snapshot(str(store), sha)
@@ -84,7 +60,9 @@ def test_validate_data_reports_anomalies(store, windows, good) -> None:
     table = windows[1]
     if not good:
         table = table.rename_columns([c.replace("income", "Income") for c in table.column_names])
-    report = _validate(data_uri=_write(store, table, f"v-{good}"), store_uri=str(store)).output
+    report = _validate(
+        data_uri=write_window(store, table, f"v-{good}"), store_uri=str(store)
+    ).output
     html = Path(report.path).read_text()
     if good:
         assert "no anomal" in html.lower()
@@ -114,7 +92,7 @@ def _drift_decide(data_uri: str, store_uri: str) -> Markdown:
 
 
 def test_detect_drift_and_decide_retrain_on_a_shifted_window(store, windows) -> None:
-    decision = _drift_decide(data_uri=_write(store, windows[3], "w3"), store_uri=str(store))
+    decision = _drift_decide(data_uri=write_window(store, windows[3], "w3"), store_uri=str(store))
     md = decision.output
     assert md.metadata["retrain"] is True
     assert any("drift share" in r for r in md.metadata["reasons"])
@@ -142,7 +120,9 @@ def _train_evaluate(data_uri: str, store_uri: str) -> ClassificationMetrics:
 
 
 def test_train_and_evaluate_write_kfp_classification_metrics(store, windows) -> None:
-    cm = _train_evaluate(data_uri=_write(store, windows[2], "w2"), store_uri=str(store)).output
+    cm = _train_evaluate(
+        data_uri=write_window(store, windows[2], "w2"), store_uri=str(store)
+    ).output
     matrix = cm.metadata["confusionMatrix"]
     assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["0", "1"]
     holdout_rows = round(windows[2].num_rows * 0.25)
@@ -185,7 +165,9 @@ def _register_promote(data_uri: str, store_uri: str) -> int:
 def test_register_and_promote_move_the_champion(store, windows) -> None:
     registry = ModelRegistry(str(store), MODEL)
     before = registry.get_alias("champion")
-    live = _register_promote(data_uri=_write(store, windows[2], "w2b"), store_uri=str(store)).output
+    live = _register_promote(
+        data_uri=write_window(store, windows[2], "w2b"), store_uri=str(store)
+    ).output
     assert live == registry.get_alias("champion") != before
     assert registry.get_alias("previous") == before
     version = registry.get(live)

@@ -15,15 +15,14 @@ from typing import NamedTuple
 
 import pyarrow as pa
 import pytest
+from _store import champion_store, write_window
 from kfp import dsl
 from kfp.dsl import HTML, Artifact
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from refit import steps
 from refit.components import detect_drift, snapshot_data, validate_data
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.errors import SchemaError
-from refit.io.tables import write_parquet
 from refit.registry import ModelRegistry
 from refit.steps.data import parse_beam_pipeline_args
 from refit.validation.statistics import feature_name
@@ -37,31 +36,9 @@ FEATURES = ("income", "age", "debt_ratio", "credit_score", "tenure_months", "reg
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, kfp_local, windows) -> Path:
     """A store whose champion (v1) was trained on window 0, through the library steps."""
-    root = tmp_path_factory.mktemp("store")
-    data = root / "w0.parquet"
-    write_parquet(windows[0], str(data))
-    snap = steps.snapshot_data(str(data), str(root), MODEL, str(root / "snap.parquet"))
-    steps.train_model(
-        str(root / "snap.parquet"),
-        TARGET,
-        str(root / "model"),
-        str(root / "holdout.parquet"),
-        store_uri=str(root),
-        model_name=MODEL,
-        params={"n_estimators": 10, "max_depth": 2},
-        time_column=TIME_COLUMN,
+    return champion_store(
+        tmp_path_factory.mktemp("store"), windows[0], MODEL, {"n_estimators": 10, "max_depth": 2}
     )
-    version = steps.register_model(
-        str(root / "model"), str(root), MODEL, snap.sha256, {"accuracy": 0.9}
-    )
-    steps.promote_model(str(root), MODEL, version)
-    return root
-
-
-def _write(store: Path, table: pa.Table, name: str) -> str:
-    path = store / f"{name}.parquet"
-    write_parquet(table, str(path))
-    return str(path)
 
 
 class Outputs(NamedTuple):
@@ -104,7 +81,7 @@ def _check(
 
 def _run(store: Path, table: pa.Table, engine: str, label: str, **params: str):
     """Run ``_check`` on ``table`` with ``label`` as run label (and file name)."""
-    uri = _write(store, table, label)
+    uri = write_window(store, table, label)
     return _check(data_uri=uri, store_uri=str(store), engine=engine, run_label=label, **params)
 
 
