@@ -331,3 +331,16 @@ def test_gcs_parquet_is_profiled_from_a_chunked_local_copy(drift_gcs_bucket, tmp
     _assert_same_profile(whole, profile_uri(f"{drift_gcs_bucket}/parts"))
     with pytest.raises(DataError, match="cannot read data at gs://refit-drift-profile/none"):
         profile_uri(f"{drift_gcs_bucket}/none")
+
+
+def test_values_that_round_away_in_the_integer_path_stay_distinct() -> None:
+    # -2.0 and -1.4e-45 lie 2.0 apart once -2.0 is subtracted: the integral fast path must not
+    # take -1.4e-45 for 0.0 (found by hypothesis against scipy's KS).
+    import numpy as np
+    import pyarrow as pa
+
+    from refit.drift import detect_drift
+
+    tiny = -1.401298464324817e-45
+    result = detect_drift(pa.table({"x": np.array([0.0])}), pa.table({"x": np.array([-2.0, tiny])}))
+    assert result.features["x"].statistic == 1.0

@@ -631,7 +631,9 @@ class _NumericAccumulator:
         if vmax - vmin <= _INT_RANGE:
             offset = values - vmin
             ints = offset.astype(np.int64)
-            if np.array_equal(ints, offset):  # integral values in a small range: no sort
+            # integral values in a small range: no sort. The round trip must give the values
+            # back exactly: ``values - vmin`` rounds (-2.0 and -1e-45 are 0.0 and 2.0 apart).
+            if np.array_equal(ints, offset) and np.array_equal(ints + vmin, values):
                 tally = np.bincount(ints)
                 nz = np.flatnonzero(tally)
                 points, counts = nz + vmin, tally[nz]
