@@ -451,7 +451,11 @@ def _distribution(ftype: str, ref: Any, cur: Any) -> dict[str, Any]:
     }
 
 
-def _not_comparable(name: str, ftype: str, reason: str, **extra: Any) -> FeatureDrift:
+def not_comparable_feature(name: str, ftype: str, reason: str, **extra: Any) -> FeatureDrift:
+    """A feature result that says why the two sides cannot be compared (never drifted).
+
+    ``extra`` may set ``test``, ``threshold``, ``kind`` and any other `FeatureDrift` field.
+    """
     return FeatureDrift(
         name=name,
         test=str(extra.pop("test", "")),
@@ -550,7 +554,7 @@ def compare_profiles(
             side = "reference" if ref_f is None else "current"
             present = cur_f if ref_f is None else ref_f
             assert present is not None
-            features[name] = _not_comparable(
+            features[name] = not_comparable_feature(
                 name, present.type, f"column is missing from the {side} data"
             )
             continue
@@ -562,7 +566,7 @@ def compare_profiles(
             continue
         ftype = ref_f.type
         if ref_f.type != cur_f.type:
-            features[name] = _not_comparable(
+            features[name] = not_comparable_feature(
                 name,
                 ftype,
                 f"type changed: {ref_f.type} ({ref_f.arrow_type}) in the reference, "
@@ -598,7 +602,7 @@ def compare_profiles(
             if s.count == 0
         ]
         if empty:
-            features[name] = _not_comparable(name, ftype, "; ".join(empty), **common)
+            features[name] = not_comparable_feature(name, ftype, "; ".join(empty), **common)
             continue
         outcome: TestOutcome
         if spec.summary_fn is not None:
@@ -609,7 +613,7 @@ def compare_profiles(
                 r, c = _values_from_summary(ref_s, ftype), _values_from_summary(cur_s, ftype)
                 values = None if r is None or c is None else (r, c)
             if values is None:
-                features[name] = _not_comparable(
+                features[name] = not_comparable_feature(
                     name,
                     ftype,
                     f"test {spec.name!r} needs the values, and the profile holds a histogram",

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from refit import drift as drift_lib
-from refit.drift.detect import DriftResult, FeatureDrift
+from refit.drift.detect import DriftResult, FeatureDrift, not_comparable_feature
 from refit.drift.explain import explain_drift
 from refit.drift.profile import Profile, load_profile, profile_table, profile_uri, save_profile
 from refit.drift.report import render_drift_html
@@ -215,18 +215,10 @@ def tfdv_drift(
         if ref_type is None:
             skipped[name] = f"no drift comparator for type {reference.column(name).type}"
         elif ref_type != cur_type:
-            features[name] = FeatureDrift(
-                name=name,
-                test="",
-                type=ref_type,
-                statistic=math.nan,
-                p_value=None,
-                threshold=math.nan,
-                drifted=False,
-                kind="distance",
-                comparable=False,
-                reason=f"type changed from {reference.column(name).type} to "
-                f"{current.column(name).type}",
+            features[name] = not_comparable_feature(
+                name,
+                ref_type,
+                f"type changed from {reference.column(name).type} to {current.column(name).type}",
             )
         else:
             types[name] = ref_type
@@ -276,18 +268,8 @@ def tfdv_drift(
             counts[f"n_{side}"] = int(common.num_non_missing) if common is not None else 0
             counts[f"missing_{side}"] = int(common.num_missing) if common is not None else 0
         if name not in measured:
-            features[name] = FeatureDrift(
-                name=name,
-                test="",
-                type=ftype,
-                statistic=math.nan,
-                p_value=None,
-                threshold=math.nan,
-                drifted=False,
-                kind="distance",
-                comparable=False,
-                reason="TFDV measured no drift (no values on a side?)",
-                **counts,
+            features[name] = not_comparable_feature(
+                name, ftype, "TFDV measured no drift (no values on a side?)", **counts
             )
             continue
         kind, value, threshold = measured[name]
