@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,28 @@ def retarget_images(spec: pipeline_spec_pb2.PipelineSpec, repo: str) -> None:
         container["image"] = images[image]
 
 
+#: Where `mount_gcs_key` mounts the key Secret, and the key's file name in it.
+GCS_KEY_DIR = "/var/secrets/refit-gcs"
+GCS_KEY_FILE = "key.json"
+
+
+def _each_executor(
+    spec: pipeline_spec_pb2.PipelineSpec,
+    platform: pipeline_spec_pb2.PlatformSpec,
+    change: Callable[[k8s_pb.KubernetesExecutorConfig], None],
+) -> None:
+    # Apply ``change`` to every executor's Kubernetes settings, keeping what is there already
+    # (secrets, node selectors, tolerations), as kfp-kubernetes' per-task functions do.
+    k8s = platform.platforms["kubernetes"].deployment_spec.executors
+    for name in spec.deployment_spec["executors"]:
+        config = k8s_pb.KubernetesExecutorConfig()
+        if name in k8s:
+            json_format.ParseDict(json_format.MessageToDict(k8s[name]), config)
+        change(config)
+        k8s[name].Clear()
+        k8s[name].update(json_format.MessageToDict(config))
+
+
 def mount_store(
     spec: pipeline_spec_pb2.PipelineSpec,
     platform: pipeline_spec_pb2.PlatformSpec,
@@ -133,25 +156,57 @@ def mount_store(
 ) -> None:
     """Mount the store's PersistentVolumeClaim into every task of a compiled pipeline (in place).
 
-    Writes what ``kfp.kubernetes.mount_pvc`` writes for one task, for every executor, keeping
-    each task's other Kubernetes settings (secrets, node selectors, tolerations).
+    Writes what ``kfp.kubernetes.mount_pvc`` writes for one task, for every executor.
 
     Args:
         spec: The compiled pipeline spec (its executors).
         platform: Its platform spec (the Kubernetes settings per executor).
         store: The claim and mount path.
     """
-    k8s = platform.platforms["kubernetes"].deployment_spec.executors
-    for name in spec.deployment_spec["executors"]:
-        config = k8s_pb.KubernetesExecutorConfig()
-        if name in k8s:
-            json_format.ParseDict(json_format.MessageToDict(k8s[name]), config)
+
+    def change(config: k8s_pb.KubernetesExecutorConfig) -> None:
         # both name fields, as mount_pvc writes them (older KFP backends read ``constant``)
         mount = k8s_pb.PvcMount(mount_path=store.mount, constant=store.pvc)
         mount.pvc_name_parameter.runtime_value.constant.string_value = store.pvc
         config.pvc_mount.append(mount)
-        k8s[name].Clear()
-        k8s[name].update(json_format.MessageToDict(config))
+
+    _each_executor(spec, platform, change)
+
+
+def mount_gcs_key(
+    spec: pipeline_spec_pb2.PipelineSpec,
+    platform: pipeline_spec_pb2.PlatformSpec,
+    secret: str,
+) -> None:
+    """Give every task a Google service account key from a Secret (in place).
+
+    The Secret (key ``key.json``) is mounted at :data:`GCS_KEY_DIR`, as
+    ``kfp.kubernetes.use_secret_as_volume`` does, and ``GOOGLE_APPLICATION_CREDENTIALS`` names
+    the key file, so google-cloud-storage in each task uses it. Workload Identity needs none
+    of this.
+
+    Args:
+        spec: The compiled pipeline spec.
+        platform: Its platform spec.
+        secret: The Secret's name, in the namespace the pipeline runs in.
+
+    Raises:
+        ValueError: The name is not a valid Kubernetes name.
+    """
+    if len(secret) > 253 or not _DNS_SUBDOMAIN.match(secret):
+        raise ValueError(f"key Secret name {secret!r} is not a valid Kubernetes name")
+
+    def change(config: k8s_pb.KubernetesExecutorConfig) -> None:
+        volume = k8s_pb.SecretAsVolume(mount_path=GCS_KEY_DIR, secret_name=secret, optional=False)
+        volume.secret_name_parameter.runtime_value.constant.string_value = secret
+        config.secret_as_volume.append(volume)
+
+    _each_executor(spec, platform, change)
+    executors = spec.deployment_spec["executors"]
+    for name in executors:
+        executors[name]["container"].get_or_create_list("env").append(
+            {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_KEY_DIR}/{GCS_KEY_FILE}"}
+        )
 
 
 def compile_to(
@@ -160,6 +215,7 @@ def compile_to(
     *,
     image_repository: str = DEFAULT_REPOSITORY,
     store: StoreVolume | None = None,
+    gcs_key_secret: str | None = None,
 ) -> str:
     """Compile one component or pipeline to ``path`` and return the YAML text.
 
@@ -169,6 +225,8 @@ def compile_to(
         image_repository: Repository of the images every task runs (the default: refit's
             published images, as committed).
         store: A PersistentVolumeClaim to mount into every task, the default ``store_uri``.
+        gcs_key_secret: A Secret holding a Google service account key (``key.json``) that
+            every task authenticates to GCS with (`mount_gcs_key`).
 
     Raises:
         ValueError: An invalid repository, or ``store`` for something without a ``store_uri``.
@@ -186,6 +244,8 @@ def compile_to(
     retarget_images(spec, repository(image_repository))
     if store is not None:
         mount_store(spec, platform, store)
+    if gcs_key_secret is not None:
+        mount_gcs_key(spec, platform, gcs_key_secret)
     builder.write_pipeline_spec_to_file(
         pipeline_spec=spec,
         pipeline_description=func.description,  # type: ignore[attr-defined]
@@ -270,13 +330,54 @@ def catalogue() -> str:
     return "\n".join(lines)
 
 
+#: The repository's README (present in a source checkout) and the markers around its table of
+#: the retraining pipeline's parameters.
+README = PIPELINES_DIR.parent / "README.md"
+PARAMS_START = "<!-- pipeline-parameters: generated by python -m refit.pipelines.compile -->"
+PARAMS_END = "<!-- /pipeline-parameters -->"
+
+
+def parameters_table() -> str:
+    """Render every parameter of the retraining pipeline with its type, default and meaning."""
+    spec = retraining_pipeline.component_spec
+    lines = ["| parameter | type | default | meaning |", "|---|---|---|---|"]
+    for key, inp in spec.inputs.items():
+        if not inp.optional:
+            default = "**required**"
+        elif inp.default == "":
+            default = '`""`'
+        else:
+            default = f"`{inp.default}`"
+        desc = " ".join((getattr(inp, "description", None) or "").split())
+        lines.append(f"| `{key}` | {_type_name(inp.type)} | {default} | {_md_cell(desc)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def readme_with_parameters(text: str) -> str:
+    """Return the README text with its pipeline-parameters table regenerated.
+
+    Raises:
+        ValueError: The README lacks the markers.
+    """
+    start, end = text.find(PARAMS_START), text.find(PARAMS_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README has no {PARAMS_START!r} ... {PARAMS_END!r} block")
+    return text[: start + len(PARAMS_START)] + "\n" + parameters_table() + text[end:]
+
+
 def readmes() -> dict[Path, str]:
-    """Return each component README path (and the catalogue's) and its generated text."""
+    """Return each component README path (the catalogue's, the repository README's) and text."""
     out = {
         COMPONENTS_DIR / name / "README.md": component_readme(name, getattr(components_pkg, name))
         for name in components_pkg.__all__
     }
     out[COMPONENTS_DIR / "README.md"] = catalogue()
+    if README.is_file():
+        out[README] = readme_with_parameters(README.read_text(encoding="utf-8"))
     return out
 
 

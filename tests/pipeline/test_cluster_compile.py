@@ -25,6 +25,11 @@ def _docs(path: Path) -> list[dict]:
     return list(yaml.safe_load_all(path.read_text()))
 
 
+def _said(output: str) -> str:
+    # the CLI's error text without rich's box and line wrapping
+    return " ".join(output.replace("│", " ").split())
+
+
 def _images(spec: dict) -> dict[str, str]:
     return {n: e["container"]["image"] for n, e in spec["deploymentSpec"]["executors"].items()}
 
@@ -74,7 +79,7 @@ def test_a_repository_with_a_tag_or_bad_name_is_refused(tmp_path, repo) -> None:
     out = tmp_path / "p.yaml"
     result = CliRunner().invoke(app, ["compile", "--image-repository", repo, "--output", str(out)])
     assert result.exit_code != 0
-    assert "image repository" in result.output
+    assert "image repository" in _said(result.output)
     assert not out.exists()
 
 
@@ -175,3 +180,35 @@ def test_without_a_store_volume_nothing_is_mounted(tmp_path) -> None:
     out = tmp_path / "p.yaml"
     build.compile_to(build_retraining_pipeline(), out, image_repository=REPO)
     assert "pvcMount" not in out.read_text()
+
+
+def test_a_gcs_key_secret_reaches_every_task_as_use_secret_as_volume_does(tmp_path) -> None:
+    @dsl.component(base_image=f"{DEFAULT_REPOSITORY}:{__version__}")
+    def step() -> None:
+        pass
+
+    @dsl.pipeline
+    def reference() -> None:
+        task = step()
+        kubernetes.use_secret_as_volume(task, secret_name="gcs-key", mount_path=build.GCS_KEY_DIR)
+        task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{build.GCS_KEY_DIR}/key.json")
+
+    compiler.Compiler().compile(reference, str(tmp_path / "ref.yaml"))
+    ref = _docs(tmp_path / "ref.yaml")
+    (expected,) = _kubernetes(ref).values()
+    (container,) = (e["container"] for e in ref[0]["deploymentSpec"]["executors"].values())
+
+    out = tmp_path / "p.yaml"
+    result = CliRunner().invoke(
+        app, ["compile", "--gcs-key-secret", "gcs-key", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    docs = _docs(out)
+    executors = _kubernetes(docs)
+    assert set(executors) == set(docs[0]["deploymentSpec"]["executors"])
+    for name, config in executors.items():
+        assert config["secretAsVolume"] == expected["secretAsVolume"], name
+        env = docs[0]["deploymentSpec"]["executors"][name]["container"]["env"]
+        assert env == container["env"], name
+    bad = CliRunner().invoke(app, ["compile", "--gcs-key-secret", "Bad_Name", "--output", str(out)])
+    assert bad.exit_code != 0 and "not a valid Kubernetes name" in _said(bad.output)

@@ -78,6 +78,14 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option("--store-mount", help="Where --store-pvc is mounted in each task."),
         ] = "/mnt/refit",
+        gcs_key_secret: Annotated[
+            str | None,
+            typer.Option(
+                "--gcs-key-secret",
+                help="Secret with a Google service account key (key.json) every task uses for "
+                "gs:// (GOOGLE_APPLICATION_CREDENTIALS); not needed with Workload Identity.",
+            ),
+        ] = None,
     ) -> None:
         """Compile the retraining pipeline to KFP IR YAML for a cluster, on a node profile."""
         from refit.errors import SchemaError
@@ -104,8 +112,15 @@ def register(app: typer.Typer) -> None:
                 store = StoreVolume(store_pvc, store_mount)
             except ValueError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--store-pvc/--store-mount") from exc
-        compile_to(pipeline, output, image_repository=repo, store=store)
+        try:
+            compile_to(
+                pipeline, output, image_repository=repo, store=store, gcs_key_secret=gcs_key_secret
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--gcs-key-secret") from exc
         where = f", store on PVC {store.pvc!r} at {store.mount}" if store else ""
+        if gcs_key_secret:
+            where += f", GCS key from Secret {gcs_key_secret!r}"
         typer.echo(
             f"wrote {output} (training on node profile {profile.name!r}, engine {engine!r}, "
             f"images {repo}{where})"
