@@ -94,10 +94,12 @@ def _known_repositories() -> set[str]:
         for name in components_pkg.__all__
     }
     suffix = f":{__version__}"
-    return {i.removesuffix(suffix) for i in baked if i.endswith(suffix)} | {
-        repository(),
-        DEFAULT_REPOSITORY,
-    }
+    known = {i.removesuffix(suffix) for i in baked if i.endswith(suffix)} | {DEFAULT_REPOSITORY}
+    try:
+        known.add(repository())
+    except ValueError:  # an invalid $REFIT_IMAGE_REPOSITORY names no image a spec can hold
+        pass
+    return known
 
 
 def retarget_images(spec: pipeline_spec_pb2.PipelineSpec, repo: str) -> None:

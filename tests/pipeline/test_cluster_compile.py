@@ -212,3 +212,12 @@ def test_a_gcs_key_secret_reaches_every_task_as_use_secret_as_volume_does(tmp_pa
         assert env == container["env"], name
     bad = CliRunner().invoke(app, ["compile", "--gcs-key-secret", "Bad_Name", "--output", str(out)])
     assert bad.exit_code != 0 and "not a valid Kubernetes name" in _said(bad.output)
+
+
+def test_an_explicit_repository_wins_over_a_bad_environment_setting(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("REFIT_IMAGE_REPOSITORY", "Not A Repository")
+    out = tmp_path / "p.yaml"
+    build.compile_to(build_retraining_pipeline(), out, image_repository=REPO)
+    assert set(_images(_docs(out)[0]).values()) == {f"{REPO}:{__version__}"}
+    bad = CliRunner().invoke(app, ["compile", "--output", str(tmp_path / "q.yaml")])
+    assert bad.exit_code != 0 and "is not a valid image name" in _said(bad.output)
