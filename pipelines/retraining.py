@@ -3,11 +3,10 @@
 start (name the run, refuse a deployment that cannot work) -> snapshot -> anonymize ->
 validate -> drift -> decide -> train -> evaluate -> register -> promote (no rollout plan) or
 canary rollout (a plan given). With an approval policy that requires it, the registered version
-waits for ``refit registry approve`` instead. The release
-record is the exit handler: every run writes one, whatever it decided or wherever it failed
-(it reads KFP's final status of the run's tasks). A run started without ``run_label`` is
-labelled by its KFP run id, so every cluster run, each run of a recurring run included, gets
-its own release record.
+waits for ``refit registry approve`` instead. The release record is the exit handler: every
+run writes one, whatever it decided or wherever it failed (it reads KFP's final status of the
+run's tasks). A run started without ``run_label`` is labelled by its KFP run id, so every
+cluster run, each run of a recurring run included, gets its own release record.
 
 Compiled YAML is committed beside this file (``retraining.yaml``, the ``cpu`` node profile) and
 kept fresh by a test. The training task runs on a node profile (:mod:`refit.pipelines.profiles`)
