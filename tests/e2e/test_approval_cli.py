@@ -25,6 +25,8 @@ from refit.triggers.service import TriggerService
 runner = CliRunner()
 SECRET = b"approval-secret-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {SECRET.decode()}"}
+#: Run parameters the retraining pipeline requires (the trigger config is checked against them).
+PARAMS = {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store"}
 
 
 def make_model_dir(root: Path, content: bytes, name: str) -> Path:
@@ -172,7 +174,7 @@ class Serving:
     def __init__(self, tmp_path: Path, store: str | None) -> None:
         raw = {
             "state_path": str(tmp_path / "state.db"),
-            "models": {"churn": {"policy": {"drift_share_threshold": 0.3}}},
+            "models": {"churn": {"policy": {"drift_share_threshold": 0.3}, "params": PARAMS}},
         }
         if store is not None:
             raw["store_uri"] = store
@@ -306,7 +308,7 @@ def test_service_sweeps_expired_requests(tmp_path, store):
         {
             "store_uri": store,
             "state_path": str(tmp_path / "sweep.db"),
-            "models": {"churn": {}, "fraud": {}},
+            "models": {"churn": {"params": PARAMS}, "fraud": {"params": PARAMS}},
         }
     )
     later = time.time() + 3 * 3600
