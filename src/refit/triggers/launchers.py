@@ -89,7 +89,12 @@ class KfpLauncher(Launcher):
         backoff: float = 0.5,
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
-        """Configure the launcher; the pipeline is compiled once, the client made on first use."""
+        """Configure the launcher; the pipeline is compiled once, the client made on first use.
+
+        The compiled tasks run in ``refit.images``' images: ``REFIT_IMAGE_REPOSITORY`` (set on
+        the trigger Deployment from the overlay's ``image_repository``) tagged with refit's
+        version, as read when this process imported the pipeline.
+        """
         from refit.schedule.kfp import compile_pipeline
 
         self.host, self.token, self.experiment = host, token, experiment

@@ -34,6 +34,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from refit.audit import AuditLog
 from refit.errors import RefitError
 from refit.policy import Observation, PolicyState, decide
+
+# Imported here, not on the first event: refit.steps pulls in scipy.stats and the trainers, which
+# took 8 s on a busy two-core machine and held up the first alert's decision.
+from refit.steps.drift import POLICY_STATE_KEY
 from refit.triggers.config import ModelConfig, ServiceConfig
 from refit.triggers.inputs import pipeline_inputs
 from refit.triggers.launchers import Launcher, LaunchError
@@ -182,7 +186,6 @@ class TriggerService:
         data = self.state.policy_state(model)
         if data is None and self.config.store_uri:
             from refit.registry import ModelRegistry
-            from refit.steps.drift import POLICY_STATE_KEY
 
             data = ModelRegistry(str(self.config.store_uri), model).read_state(POLICY_STATE_KEY)
         return PolicyState.from_dict(data or {})
