@@ -321,7 +321,9 @@ class ServeProcess:
             self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
         try:
-            wait_for_http("127.0.0.1", self.port, "/healthz", 60, self.proc)
+            # Startup imports the pipeline and compiles it to check the config: allow for a
+            # busy machine.
+            wait_for_http("127.0.0.1", self.port, "/healthz", 120, self.proc)
         except RuntimeError as exc:
             self.proc.kill()
             self.proc.wait()

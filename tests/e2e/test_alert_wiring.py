@@ -159,14 +159,14 @@ def rule_state(prom: PrometheusServer, name: str) -> tuple[str, float]:
     return rule["state"], evaluated
 
 
-def wait_until(what: str, predicate, timeout: float = 90.0, poll: float = 0.1):
+def wait_until(what: str, predicate, timeout: float = 90.0, poll: float = 0.1, detail=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(poll)
-    raise AssertionError(f"not reached within {timeout} s: {what}")
+    raise AssertionError(f"not reached within {timeout} s: {what}\n{detail() if detail else ''}")
 
 
 @pytest.mark.slow
@@ -222,7 +222,14 @@ def test_drift_crossing_the_shipped_rule_launches_one_run_for_the_model(windows,
                     marks["run recorded"] = runs[0]["created_at"]  # the service's own clock
                 return runs
 
-            (run,) = wait_until("a launched run", progress)
+            (run,) = wait_until(
+                "a launched run",
+                progress,
+                detail=lambda: (
+                    f"steps seen: {sorted(marks)}\n--- refit serve ---\n{server.output()}\n"
+                    f"--- alertmanager ---\n{am.log_tail(2000)}"
+                ),
+            )
             received = am.metric("alertmanager_alerts_received_total", status="firing")
             # Alertmanager keeps receiving the firing alert; it notifies the group once.
             wait_until(
