@@ -264,6 +264,18 @@ def test_config_params_are_checked_against_the_pipeline_inputs():
         load({**PARAMS, "policy_json": {"drift_share_threshold": 0.3}})
     with pytest.raises(TriggerConfigError, match="pipeline: unknown pipeline 'nope'"):
         ServiceConfig.from_dict({"pipeline": "nope", "models": {"credit": {"params": PARAMS}}})
+    with pytest.raises(
+        TriggerConfigError, match="params.store_uri 'gs://b/store' is not store_uri"
+    ):
+        ServiceConfig.from_dict(
+            {"store_uri": "gs://other/store", "models": {"credit": {"params": PARAMS}}}
+        )
+    assert (
+        ServiceConfig.from_dict(
+            {"store_uri": "gs://b/store/", "models": {"credit": {"params": PARAMS}}}
+        ).store_uri
+        == "gs://b/store/"
+    )
     config = load({**PARAMS, "seed": 3, "holdout_fraction": 1})
     assert config.models["credit"].params == {**PARAMS, "seed": 3, "holdout_fraction": 1}
 

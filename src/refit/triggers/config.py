@@ -22,8 +22,9 @@ A JSON (or YAML) file::
 
 A model's ``params`` are its runs' pipeline arguments. They are checked against the compiled
 pipeline's inputs when the config is loaded (``refit.triggers.inputs``): a name the pipeline
-does not take, a value of the wrong type or a required input left out is an error naming it.
-``model_name`` (the model's key) and ``run_label`` (one per run) are set by the service.
+does not take, a value of the wrong type or a required input left out is an error naming it, and
+so is a run ``store_uri`` other than the service's ``store_uri`` (the store it judges champions
+in). ``model_name`` (the model's key) and ``run_label`` (one per run) are set by the service.
 """
 
 from __future__ import annotations
@@ -123,6 +124,13 @@ class ServiceConfig:
                 inputs.check(params, f"models.{name}.params")
             except PipelineInputsError as exc:
                 raise TriggerConfigError(str(exc)) from None
+            store, run_store = data.get("store_uri"), params.get("store_uri")
+            if store and run_store and str(store).rstrip("/") != str(run_store).rstrip("/"):
+                raise TriggerConfigError(
+                    f"models.{name}.params.store_uri {run_store!r} is not store_uri {store!r}: "
+                    "the service would judge the champion of one store and the run train into "
+                    "another"
+                )
             models[name] = ModelConfig(
                 name=name,
                 policy=policy,
