@@ -71,9 +71,9 @@ def _decide_approval(
         reject,
         release_approved,
     )
-    from refit.registry import ModelRegistry
+    from refit.registry import open_registry
 
-    registry = ModelRegistry(store_uri, model)
+    registry = open_registry(store_uri, model)
     if not registry.exists(version):
         return 404, {"detail": f"model {model!r} has no version {version}"}
     audit = {"via": "trigger-service", "client": client}

@@ -153,9 +153,9 @@ class TriggerService:
         """Where decisions about ``model`` are recorded."""
         if self._service_audit is not None:
             return self._service_audit
-        from refit.registry import ModelRegistry
+        from refit.registry import open_registry
 
-        return ModelRegistry(str(self.config.store_uri), model).audit
+        return open_registry(str(self.config.store_uri), model).audit
 
     def _audit(self, model: str, payload: dict[str, Any]) -> None:
         with self._audit_lock:
@@ -178,16 +178,16 @@ class TriggerService:
     def _has_champion(self, model: str) -> bool:
         if not self.config.store_uri:
             return False
-        from refit.registry import ModelRegistry
+        from refit.registry import open_registry
 
-        return ModelRegistry(str(self.config.store_uri), model).champion() is not None
+        return open_registry(str(self.config.store_uri), model).champion() is not None
 
     def _policy_state(self, model: str) -> PolicyState:
         data = self.state.policy_state(model)
         if data is None and self.config.store_uri:
-            from refit.registry import ModelRegistry
+            from refit.registry import open_registry
 
-            data = ModelRegistry(str(self.config.store_uri), model).read_state(POLICY_STATE_KEY)
+            data = open_registry(str(self.config.store_uri), model).read_state(POLICY_STATE_KEY)
         return PolicyState.from_dict(data or {})
 
     def handle(self, event: TriggerEvent) -> dict[str, Any]:
@@ -414,12 +414,12 @@ class TriggerService:
         if not self.config.store_uri:
             return []
         from refit.governance.approval import expire_stale
-        from refit.registry import ModelRegistry
+        from refit.registry import open_registry
 
         now = datetime.fromtimestamp(self.clock(), UTC)
         swept = []
         for name in sorted(self.config.models):
-            registry = ModelRegistry(str(self.config.store_uri), name)
+            registry = open_registry(str(self.config.store_uri), name)
             for request in expire_stale(registry, now):
                 log.info("model %s version %s: %s", name, request.version, request.reason)
                 swept.append({"model": name, "version": request.version, "reason": request.reason})
