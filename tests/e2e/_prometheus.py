@@ -1,7 +1,8 @@
 """A real Prometheus server on loopback for the e2e tests.
 
 ``PrometheusServer(targets)`` writes a config that scrapes ``targets`` (``host:port`` strings)
-every ``scrape_interval``, starts the Prometheus binary (Debian's ``prometheus`` package: CI
+every ``scrape_interval`` (optionally evaluating ``rule_groups`` and sending alerts to
+``alertmanagers``), starts the Prometheus binary (Debian's ``prometheus`` package: CI
 installs it; ``REFIT_PROMETHEUS`` names another binary) on a free loopback port with a
 throwaway TSDB, and waits for ``/-/ready``. Use it as a context manager, or call ``close()``.
 """
@@ -69,27 +70,46 @@ class PrometheusServer:
     """
 
     def __init__(
-        self, targets: list[str], scrape_interval: str = "1s", start_timeout: float = 30.0
+        self,
+        targets: list[str],
+        scrape_interval: str = "1s",
+        start_timeout: float = 30.0,
+        *,
+        job_name: str = "refit-test",
+        metrics_path: str = "/metrics",
+        rule_groups: list[dict[str, Any]] | None = None,
+        alertmanagers: list[str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.binary = prometheus_binary()
         self.targets = list(targets)
         self.scrape_interval = scrape_interval
+        self.extra_args = tuple(extra_args)
         self.dir = Path(tempfile.mkdtemp(prefix="refit-prometheus-"))
         self.config = self.dir / "prometheus.yml"
-        self.config.write_text(
-            yaml.safe_dump(
+        config: dict[str, Any] = {
+            "global": {
+                "scrape_interval": scrape_interval,
+                "scrape_timeout": scrape_interval,
+                "evaluation_interval": scrape_interval,
+            },
+            "scrape_configs": [
                 {
-                    "global": {
-                        "scrape_interval": scrape_interval,
-                        "scrape_timeout": scrape_interval,
-                        "evaluation_interval": scrape_interval,
-                    },
-                    "scrape_configs": [
-                        {"job_name": "refit-test", "static_configs": [{"targets": self.targets}]}
-                    ],
+                    "job_name": job_name,
+                    "metrics_path": metrics_path,
+                    "static_configs": [{"targets": self.targets}],
                 }
-            )
-        )
+            ],
+        }
+        if rule_groups:
+            rules = self.dir / "rules.yml"
+            rules.write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
+            config["rule_files"] = [str(rules)]
+        if alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]
+            }
+        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log_path = self.dir / "prometheus.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -112,6 +132,7 @@ class PrometheusServer:
                         f"--storage.tsdb.path={self.dir / 'data'}",
                         f"--web.listen-address=127.0.0.1:{self.port}",
                         "--log.level=info",
+                        *self.extra_args,
                     ],
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -294,15 +294,21 @@ async def blast(
 class ServeProcess:
     """``refit serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, config_path: Path, secret: str, launcher: str = "log") -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        secret: str,
+        launcher: str = "log",
+        env: dict[str, str] | None = None,
+    ) -> None:
         import sys
 
         self.port = free_port()
         self.args = [
             str(Path(sys.executable).parent / "refit"), "serve", "--config", str(config_path),
-            "--launcher", launcher, "--port", str(self.port),
+            "--launcher", launcher, "--listen-host", "127.0.0.1", "--port", str(self.port),
         ]  # fmt: skip
-        self.env = {**os.environ, "REFIT_HOOK_TOKEN": secret}
+        self.env = {**os.environ, "REFIT_HOOK_TOKEN": secret, **(env or {})}
         self.start()
 
     def start(self) -> None:
@@ -315,7 +321,9 @@ class ServeProcess:
             self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
         try:
-            wait_for_http("127.0.0.1", self.port, "/healthz", 60, self.proc)
+            # Startup imports the pipeline and compiles it to check the config: allow for a
+            # busy machine.
+            wait_for_http("127.0.0.1", self.port, "/healthz", 120, self.proc)
         except RuntimeError as exc:
             self.proc.kill()
             self.proc.wait()
@@ -337,6 +345,11 @@ class ServeProcess:
     def url(self) -> str:
         """Base URL."""
         return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        """The end of the server's log."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
 
 
 class ModelServeProcess:

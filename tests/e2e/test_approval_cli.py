@@ -27,6 +27,12 @@ SECRET = b"approval-secret-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {SECRET.decode()}"}
 
 
+def params(store: str | None) -> dict[str, str]:
+    """Run parameters the retraining pipeline requires (the trigger config is checked against
+    them; a run trains into the store the service judges)."""
+    return {"data_uri": "gs://b/latest.parquet", "store_uri": store or "gs://b/store"}
+
+
 def make_model_dir(root: Path, content: bytes, name: str) -> Path:
     d = Path(root) / f"model-{name}"
     d.mkdir(parents=True)
@@ -172,7 +178,9 @@ class Serving:
     def __init__(self, tmp_path: Path, store: str | None) -> None:
         raw = {
             "state_path": str(tmp_path / "state.db"),
-            "models": {"churn": {"policy": {"drift_share_threshold": 0.3}}},
+            "models": {
+                "churn": {"policy": {"drift_share_threshold": 0.3}, "params": params(store)}
+            },
         }
         if store is not None:
             raw["store_uri"] = store
@@ -306,7 +314,7 @@ def test_service_sweeps_expired_requests(tmp_path, store):
         {
             "store_uri": store,
             "state_path": str(tmp_path / "sweep.db"),
-            "models": {"churn": {}, "fraud": {}},
+            "models": {"churn": {"params": params(store)}, "fraud": {"params": params(store)}},
         }
     )
     later = time.time() + 3 * 3600

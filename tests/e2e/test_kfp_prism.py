@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
-from _servers import Prism, RecordingProxy
+from _servers import Prism, RecordingProxy, ServeProcess
 from typer.testing import CliRunner
 
 from refit.cli import app
@@ -239,11 +240,73 @@ def test_trigger_kfp_launcher_retries_5xx_and_keeps_the_trigger(proxy, tmp_path)
         assert run["attempts"] >= 2
         assert run["external_id"]
         sent = json.loads(proxy.find("POST", "/apis/v2beta1/runs")[-1]["body"])
-        assert sent["runtime_config"]["parameters"] == PARAMS
         assert sent["display_name"] == f"refit-credit-default-trigger-{run['id']}"
         assert proxy.find("POST", "/apis/v2beta1/runs")[-1]["status"] == 200
+        # The created run carries every input the compiled pipeline (sent with it) needs, no
+        # other, and the model the trigger judged: not the pipeline's default model_name.
+        # With a platform spec (kfp-kubernetes settings) the client nests the pipeline's.
+        spec = sent["pipeline_spec"].get("pipeline_spec", sent["pipeline_spec"])
+        compiled = spec["root"]["inputDefinitions"]["parameters"]
+        required = {n for n, d in compiled.items() if "defaultValue" not in d}
+        parameters = sent["runtime_config"]["parameters"]
+        assert required <= set(parameters) <= set(compiled)
+        assert compiled["model_name"]["defaultValue"] != "credit-default"
+        assert parameters == {
+            **PARAMS,
+            "model_name": "credit-default",
+            "run_label": run["params"]["run_label"],
+        }
+        assert parameters["run_label"].startswith("trigger-credit-default-")
     finally:
         service.stop()
+
+
+def test_refit_serve_submits_runs_for_the_judged_model_in_the_configured_images(proxy, tmp_path):
+    """The Deployment's contract: `refit serve --launcher kfp` with KFP_HOST, KFP_TOKEN and
+    REFIT_IMAGE_REPOSITORY in its environment submits runs whose tasks use that repository."""
+    from refit import __version__
+
+    config = tmp_path / "serve.json"
+    config.write_text(
+        json.dumps(
+            {
+                "state_path": str(tmp_path / "s.db"),
+                "models": {"credit-default": {"params": PARAMS}, "churn": {"params": PARAMS}},
+            }
+        )
+    )
+    secret = "hook-secret-for-the-prism-test-0123"
+    env = {
+        "KFP_HOST": proxy.url,
+        "KFP_TOKEN": TOKEN,
+        "REFIT_IMAGE_REPOSITORY": "registry.example.com/ml/refit",
+    }
+    server = ServeProcess(config, secret, launcher="kfp", env=env)
+    try:
+        answer = httpx.post(
+            server.url + "/hooks/generic",
+            json={"event_id": "e-1", "model": "churn", "reason": "test"},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["decisions"][0]["decision"] == "launch"
+        (run,) = _wait_for(
+            lambda: httpx.get(server.url + "/runs", params={"status": "submitted"}).json()["runs"]
+        )
+    finally:
+        server.stop()
+    (post,) = proxy.find("POST", "/apis/v2beta1/runs")
+    assert post["status"] == 200
+    assert post["authorization"] == f"Bearer {TOKEN}"
+    sent = json.loads(post["body"])
+    spec = sent["pipeline_spec"].get("pipeline_spec", sent["pipeline_spec"])
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {f"registry.example.com/ml/refit:{__version__}"}
+    parameters = sent["runtime_config"]["parameters"]
+    assert parameters["model_name"] == "churn"
+    assert parameters["run_label"] == run["params"]["run_label"]
+    assert parameters["run_label"].startswith("trigger-churn-")
 
 
 @pytest.mark.parametrize(("status", "word"), [(401, "Unauthorized"), (403, "Forbidden")])

@@ -41,7 +41,7 @@ from refit.deploy.kserve import (
     apply_merge_patch,
 )
 from refit.errors import DeployError
-from refit.registry.local import ModelVersion
+from refit.registry import ModelVersion
 
 NS = "models"
 NAME = "credit-default"

@@ -19,6 +19,7 @@ from refit.triggers.service import TriggerService
 
 SECRET = b"s3cret-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {SECRET.decode()}"}
+CHURN_PARAMS = {"data_uri": "gs://c/latest.parquet", "store_uri": "gs://c/store"}
 
 
 def alert(group="g1", fingerprints=("f1",), model="credit-default", status="firing", **ann):
@@ -59,7 +60,7 @@ def make_config(tmp_path, **kw):
                 "params": {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store"},
                 "storage_prefixes": ["gs://b/incoming/"],
             },
-            "churn": {"policy": {"drift_share_threshold": 0.3}},
+            "churn": {"policy": {"drift_share_threshold": 0.3}, "params": CHURN_PARAMS},
         },
         **kw,
     }
@@ -105,7 +106,12 @@ def test_ten_thousand_duplicates_one_launch_and_restart_keeps_state(tmp_path):
     raw = {
         "state_path": config.state_path,
         "cooldown_seconds": 3600,
-        "models": {"credit-default": {"policy": {"drift_share_threshold": 0.3}}},
+        "models": {
+            "credit-default": {
+                "policy": {"drift_share_threshold": 0.3},
+                "params": {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store"},
+            }
+        },
     }
     path.write_text(json.dumps(raw))
     server = ServeProcess(path, SECRET.decode())  # the real `refit serve`, log launcher
@@ -134,6 +140,8 @@ def test_ten_thousand_duplicates_one_launch_and_restart_keeps_state(tmp_path):
             "drift share 0.45 >= 0.30",
         ]
         assert runs[0]["trigger"] == "alert(s) DriftHigh firing (1)"
+        assert runs[0]["params"]["model_name"] == "credit-default"
+        assert runs[0]["params"]["run_label"].startswith("trigger-credit-default-")
 
         # A new alert group for the same model after the restart: decided, held by the cooldown.
         r = post(server.url, "/hooks/alertmanager", alert(group="g2", drift_share=0.6))

@@ -1,11 +1,16 @@
+import ast
 import hashlib
+import importlib
 import json
 import multiprocessing as mp
+import re
+from pathlib import Path
 
 import pytest
 
-from refit.audit import GENESIS_HASH, AuditLog, canonical_json, record_hash
+from refit.audit import GENESIS_HASH, AuditEvent, AuditLog, canonical_json, events, record_hash
 from refit.errors import IntegrityError
+from refit.governance import history, record
 
 
 def _log(tmp_path, n=5):
@@ -161,4 +166,110 @@ def test_concurrent_appends_from_processes_keep_chain(tmp_path):
     log = AuditLog(path)
     records = log.records()
     assert [r["seq"] for r in records] == list(range(1, 61))
+    assert log.verify() == []
+
+
+# ---------------------------------------------------------------- event names (refit.audit.events)
+
+_ROOT = Path(__file__).resolve().parents[2]
+_SOURCES = [p for d in ("src/refit", "components", "pipelines") for p in (_ROOT / d).rglob("*.py")]
+
+
+def _module_of(path: Path) -> str:
+    rel = path.relative_to(_ROOT)
+    parts = list(rel.with_suffix("").parts)
+    if parts[0] == "src":
+        parts = parts[1:]
+    else:  # components/ and pipelines/ are installed as refit.components and refit.pipelines
+        parts = ["refit", *parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _event_names(node: ast.expr, path: Path) -> list[str]:
+    """The event names an expression can evaluate to (fails on one it cannot read)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.IfExp):
+        return _event_names(node.body, path) + _event_names(node.orelse, path)
+    if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "AuditEvent":
+        return [AuditEvent[node.attr].value]
+    if isinstance(node, ast.Name):
+        return [str(getattr(importlib.import_module(_module_of(path)), node.id))]
+    raise AssertionError(f"{path}:{node.lineno}: cannot read the event name {ast.unparse(node)}")
+
+
+def _written_events() -> dict[str, list[str]]:
+    """Event name -> where it is appended to an audit log, over src/, components/, pipelines/."""
+    written: dict[str, list[str]] = {}
+    for path in _SOURCES:
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "append"
+                and "audit" in ast.unparse(node.func.value)
+                and node.args
+            ):
+                for name in _event_names(node.args[0], path):
+                    written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
+    return written
+
+
+def _read_events() -> dict[str, list[str]]:
+    """Event names compared against a record's event, or asked for by name, in src/refit."""
+    read: dict[str, list[str]] = {}
+    for path in (_ROOT / "src" / "refit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (  # log.records("x"), iteration.first/last/all("x")
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("records", "first", "last", "all")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                read.setdefault(node.args[0].value, []).append(f"{path.name}:{node.lineno}")
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            if not any(re.search(r"\bevent\b|\[.event.\]", ast.unparse(s)) for s in sides):
+                continue
+            for side in sides:
+                for const in ast.walk(side):
+                    if isinstance(const, ast.Constant) and isinstance(const.value, str):
+                        if const.value != "event":
+                            read.setdefault(const.value, []).append(f"{path.name}:{node.lineno}")
+    return read
+
+
+def test_every_event_written_is_an_audit_event_and_every_one_is_written():
+    written = _written_events()
+    unknown = {name: where for name, where in written.items() if name not in set(AuditEvent)}
+    assert unknown == {}, "add these to refit.audit.events.AuditEvent"
+    assert set(written) == set(AuditEvent), "members that nothing writes"
+
+
+def test_readers_compare_only_against_audit_events():
+    read = _read_events()
+    assert {name: where for name, where in read.items() if name not in set(AuditEvent)} == {}
+
+
+def test_event_groups_cover_the_enum():
+    groups = [events.RUN_EVENTS, events.APPROVAL_EVENTS, events.CANARY_EVENTS]
+    groups += [events.LIVE_EVENTS, events.SERVICE_EVENTS]
+    assert sum(len(g) for g in groups) == len(AuditEvent)  # disjoint
+    assert frozenset().union(*groups) == set(AuditEvent)
+    assert history.VERSION_EVENTS == events.VERSION_EVENTS
+    # the release record has a section for every event but the trigger service's
+    assert record.KNOWN_EVENTS | {history.TRIGGER_EVENT} == set(AuditEvent)
+    assert history.TRIGGER_EVENT not in record.KNOWN_EVENTS
+
+
+def test_event_members_are_their_strings_in_the_log(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl")
+    rec = log.append(AuditEvent.PROMOTION, {"version": 2})
+    assert type(rec["event"]) is str and rec["event"] == "promotion"
+    line = json.loads((tmp_path / "a.jsonl").read_text())
+    assert line["event"] == "promotion" and line["hash"] == record_hash(line)
+    assert log.records(AuditEvent.PROMOTION) == log.records("promotion") == [rec]
     assert log.verify() == []

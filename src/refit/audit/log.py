@@ -172,7 +172,7 @@ class AuditLog:
             record: dict[str, Any] = {
                 "seq": seq,
                 "time": _utc_now(),
-                "event": event,
+                "event": str(event),
                 "payload": payload,
                 "prev_hash": prev_hash,
             }

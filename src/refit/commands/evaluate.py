@@ -84,9 +84,9 @@ def run_evaluation(
 
 
 def _registry(store: str, model: str):  # noqa: ANN202
-    from refit.registry import ModelRegistry
+    from refit.registry import open_registry
 
-    return ModelRegistry(store, model)
+    return open_registry(store, model)
 
 
 def register(app: typer.Typer) -> None:

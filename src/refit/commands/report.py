@@ -62,10 +62,10 @@ def _open(store: str, model: str) -> tuple[Any, History]:
     """Open the registry and read the history; fail (exit 2) when the model has no records."""
     from refit.errors import RefitError
     from refit.governance.history import read_history
-    from refit.registry import ModelRegistry
+    from refit.registry import open_registry
 
     try:
-        registry = ModelRegistry(store, model)
+        registry = open_registry(store, model)
         history = read_history(registry)
         has_versions = bool(registry.list_version_numbers())
     except RefitError as exc:

@@ -165,10 +165,26 @@ def serve(
     launcher: Annotated[
         str, typer.Option(help="kfp (cluster), local (kfp.local), log (record only).")
     ] = "log",
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    kfp_host: Host = None,
-    token: Token = None,
+    listen_host: Annotated[
+        str, typer.Option("--listen-host", help="Address the service listens on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the service listens on.")] = 8080,
+    kfp_host: Annotated[
+        str | None,
+        typer.Option(
+            "--kfp-host",
+            envvar="KFP_HOST",
+            help="KFP API endpoint runs are submitted to (--launcher kfp; default: KFP_HOST).",
+        ),
+    ] = None,
+    kfp_token: Annotated[
+        str | None,
+        typer.Option(
+            "--kfp-token",
+            envvar="KFP_TOKEN",
+            help="Bearer token for the KFP API (--launcher kfp; default: KFP_TOKEN).",
+        ),
+    ] = None,
     pipeline_root: Annotated[
         Path, typer.Option(help="Artifacts of local runs (--launcher local).")
     ] = Path("refit-triggers/pipeline_root"),
@@ -179,6 +195,9 @@ def serve(
     """Run the trigger service: monitoring hooks and an embedded scheduler start retraining.
 
     The hook secret comes from REFIT_HOOK_TOKEN or the file named by REFIT_HOOK_TOKEN_FILE.
+
+    The config's run parameters are checked against the pipeline's inputs before it starts.
+    Launched runs use the images of REFIT_IMAGE_REPOSITORY, tagged with refit's version.
     """
     import uvicorn
 
@@ -192,14 +211,18 @@ def serve(
         secret = load_secret()
         service_config = ServiceConfig.load(config)
         chosen = make_launcher(
-            launcher, host=kfp_host, token=token, pipeline_root=str(pipeline_root)
+            launcher,
+            host=kfp_host,
+            token=kfp_token,
+            pipeline=service_config.pipeline,
+            pipeline_root=str(pipeline_root),
         )
     except (TriggerConfigError, ValueError) as exc:
         _fail(exc)
     service = TriggerService(service_config, chosen)
     uvicorn.run(
         create_app(service, secret),
-        host=host,
+        host=listen_host,
         port=port,
         log_level="info",
         access_log=access_log,

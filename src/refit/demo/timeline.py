@@ -6,6 +6,8 @@ import html
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from refit.audit.events import AuditEvent
+
 Decision = Literal["retrain", "skip", "blocked"]
 
 
@@ -52,28 +54,28 @@ def window_row(window: int, run_label: str, records: list[dict[str, Any]]) -> Wi
         if payload.get("run_label") != run_label:
             continue
         event = rec["event"]
-        if event == "snapshot":
+        if event == AuditEvent.SNAPSHOT:
             row.rows = payload["rows"]
-        elif event == "validation":
+        elif event == AuditEvent.VALIDATION:
             row.anomalies = len(payload["anomalies"])
             if not payload["passed"]:
                 row.decision = "blocked"
                 row.reasons = [
                     f"{a['feature'] or 'dataset'}: {a['description']}" for a in payload["anomalies"]
                 ]
-        elif event == "drift":
+        elif event == AuditEvent.DRIFT:
             row.drift_share = payload["drift_share"]
             row.drifted = list(payload.get("drifted", []))
-        elif event == "decision":
+        elif event == AuditEvent.DECISION:
             row.decision = "retrain" if payload["retrain"] else "skip"
             row.reasons = list(payload["reasons"])
             if payload.get("metric") == "accuracy":
                 row.champion_accuracy = payload.get("champion_metric")
-        elif event == "evaluation":
+        elif event == AuditEvent.EVALUATION:
             row.blessed = payload["blessed"]
             if not payload["blessed"]:
                 row.reasons = row.reasons + [f"not promoted: {r}" for r in payload["reasons"]]
-        elif event == "promotion":
+        elif event == AuditEvent.PROMOTION:
             row.promoted_version = payload["version"]
     return row
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from refit.registry.local import ModelVersion
+from refit.registry import ModelVersion
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ from kubernetes.client.exceptions import ApiException
 
 from refit.deploy.canary import TrafficSplit
 from refit.errors import DeployError
-from refit.registry.local import ModelVersion
+from refit.registry import ModelVersion
 from refit.training.artifacts import FORMAT_SKOPS, FORMAT_XGBOOST
 
 __all__ = [

@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from refit.audit.events import LIVE_EVENTS, AuditEvent
 from refit.errors import ConflictError, RegistryError
-from refit.registry.local import ANY, ModelRegistry
+from refit.registry import ANY, ModelRegistry
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -189,7 +190,8 @@ class LocalTarget:
                 statuses=statuses,
             )
             reg.audit.append(
-                "promotion", {"model": reg.model_name, **rollout.to_dict(), **(audit or {})}
+                AuditEvent.PROMOTION,
+                {"model": reg.model_name, **rollout.to_dict(), **(audit or {})},
             )
         return rollout
 
@@ -224,7 +226,7 @@ class LocalTarget:
                 statuses=statuses,
             )
             reg.audit.append(
-                "rollback", {"model": reg.model_name, **rollout.to_dict(), **(audit or {})}
+                AuditEvent.ROLLBACK, {"model": reg.model_name, **rollout.to_dict(), **(audit or {})}
             )
         return rollout
 
@@ -233,7 +235,7 @@ class LocalTarget:
         return [
             Rollout.from_dict(r["payload"])
             for r in self.registry.audit.records()
-            if r["event"] in ("promotion", "rollback")
+            if r["event"] in LIVE_EVENTS
         ]
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from refit.deploy.canary import TrafficSplit
 from refit.errors import DeployError, RefitError
-from refit.registry.local import ModelRegistry, ModelVersion
+from refit.registry import ModelRegistry, ModelVersion
 
 #: Registry state key the local model server reads the canary split from.
 CANARY_STATE = "canary"

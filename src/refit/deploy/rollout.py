@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from refit.audit.events import AuditEvent
 from refit.deploy.analysis import (
     CheckContext,
     CheckResult,
@@ -46,7 +47,7 @@ from refit.deploy.canary import CanaryTarget, TrafficSplit
 from refit.deploy.local import CHAMPION, PREVIOUS, Rollout, promotion_statuses
 from refit.deploy.plan import RolloutPlan
 from refit.errors import ConflictError, DeployError, RefitError
-from refit.registry.local import ANY, ModelRegistry
+from refit.registry import ANY, ModelRegistry
 
 CANARY = "canary"
 
@@ -280,7 +281,7 @@ def run_canary(
 
     registry.update_aliases({CANARY: version}, expected={CHAMPION: old}, statuses={version: CANARY})
     registry.audit.append(
-        "canary_started",
+        AuditEvent.CANARY_STARTED,
         {**audit_base, "previous": old, "target": target.name, "steps": list(plan.steps)},
     )
     try:
@@ -301,7 +302,7 @@ def run_canary(
             step = StepRecord(percent, _now())
             steps.append(step)
             registry.audit.append(
-                "canary_step", {**audit_base, "percent": percent, "split": split.to_dict()}
+                AuditEvent.CANARY_STEP, {**audit_base, "percent": percent, "split": split.to_dict()}
             )
             for _ in range(plan.analyses_per_step):
                 sleep(plan.interval_seconds)
@@ -309,7 +310,9 @@ def run_canary(
                 dicts = [r.to_dict() for r in results]
                 step.analyses.append(dicts)
                 for d in dicts:
-                    registry.audit.append("canary_check", {**audit_base, "percent": percent, **d})
+                    registry.audit.append(
+                        AuditEvent.CANARY_CHECK, {**audit_base, "percent": percent, **d}
+                    )
                 bad = [r for r in results if not r.passed]
                 if not results:
                     bad_reason = "the analysis ran no checks (no data counts as failure)"
@@ -373,7 +376,7 @@ def _promote_aliases(
             statuses=statuses,
         )
         registry.audit.append(
-            "promotion",
+            AuditEvent.PROMOTION,
             {**rollout.to_dict(), **audit_base, "version": version, "target": target},
         )
 
@@ -397,7 +400,7 @@ def _rollback(
     with registry.locked():
         registry.update_aliases({CANARY: None}, statuses={version: "rolled_back"})
         registry.audit.append(
-            "rollback",
+            AuditEvent.ROLLBACK,
             {
                 **audit_base,
                 **rollout.to_dict(),

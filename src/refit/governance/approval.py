@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from refit.audit.events import AuditEvent
 from refit.errors import ConflictError, PolicyError, RegistryError
 from refit.registry import ModelRegistry
 
@@ -296,7 +297,7 @@ def request_approval(
                 "was opened concurrently"
             ) from None
         registry.audit.append(
-            "approval_requested",
+            AuditEvent.APPROVAL_REQUESTED,
             {
                 "model": registry.model_name,
                 "version": version,
@@ -378,7 +379,7 @@ def _decide(
                 f"(its status is now {status!r})"
             ) from None
         registry.audit.append(
-            "approval" if decision == APPROVED else "rejection",
+            AuditEvent.APPROVAL if decision == APPROVED else AuditEvent.REJECTION,
             {
                 "model": registry.model_name,
                 "version": version,

@@ -52,7 +52,7 @@ from prometheus_client.utils import floatToGoString
 
 from refit.errors import RefitError
 from refit.governance.history import DECISIONS, History, parse_time, read_history
-from refit.registry import ModelRegistry
+from refit.registry import open_registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from wsgiref.simple_server import WSGIServer
@@ -115,7 +115,7 @@ def read_model(store_uri: str, model: str, *, verify_chain: bool = True) -> Mode
         The snapshot; ``error`` says why the store could not be read (never raises for that).
     """
     try:
-        registry = ModelRegistry(store_uri, model)
+        registry = open_registry(store_uri, model)
         history = read_history(registry)
         live = registry.get_alias("champion")
         problems = tuple(registry.audit.verify()) if verify_chain else None
@@ -262,7 +262,7 @@ class ModelMetricsCollector(Collector):
         verify_chain: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from refit.registry._common import check_model_name
+        from refit.registry.records import check_model_name
 
         if isinstance(models, str) or not models:
             raise RefitError(f"models must be a non-empty list of model names, got {models!r}")

@@ -35,29 +35,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from refit.audit import events
+from refit.audit.events import AuditEvent
 from refit.errors import IntegrityError, RefitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from refit.registry import ModelRegistry
 
 #: Events that concern one registered version (see the module docstring).
-VERSION_EVENTS: Final = frozenset(
-    {
-        "approval_requested",
-        "approval",
-        "rejection",
-        "canary_started",
-        "canary_step",
-        "canary_check",
-        "promotion",
-        "rollback",
-    }
-)
+VERSION_EVENTS: Final = events.VERSION_EVENTS
 #: Decisions an iteration can end with (`Iteration.decision`).
 DECISIONS: Final = ("retrain", "skip", "blocked", "unknown")
 #: How many drifted features `Iteration.top_drifted` keeps.
 TOP_DRIFTED: Final = 5
-TRIGGER_EVENT: Final = "trigger_decision"
+TRIGGER_EVENT: Final = AuditEvent.TRIGGER_DECISION
 
 
 @dataclass(frozen=True)
@@ -208,7 +199,7 @@ class Iteration:
     @property
     def promotion(self) -> Entry | None:
         """The run's last promotion record."""
-        return self.last("promotion")
+        return self.last(AuditEvent.PROMOTION)
 
     @property
     def live_at(self) -> str | None:
@@ -225,7 +216,7 @@ class Iteration:
     @property
     def snapshot(self) -> Entry | None:
         """The run's snapshot record."""
-        return self.first("snapshot")
+        return self.first(AuditEvent.SNAPSHOT)
 
     @property
     def snapshot_sha256(self) -> str | None:
@@ -242,7 +233,7 @@ class Iteration:
     @property
     def validation(self) -> Entry | None:
         """The run's last validation record."""
-        return self.last("validation")
+        return self.last(AuditEvent.VALIDATION)
 
     @property
     def anomalies(self) -> list[dict[str, Any]] | None:
@@ -263,7 +254,7 @@ class Iteration:
     @property
     def drift(self) -> Entry | None:
         """The run's last drift record."""
-        return self.last("drift")
+        return self.last(AuditEvent.DRIFT)
 
     @property
     def drift_share(self) -> float | None:
@@ -286,7 +277,7 @@ class Iteration:
     @property
     def decision_entry(self) -> Entry | None:
         """The run's last retrain-decision record."""
-        return self.last("decision")
+        return self.last(AuditEvent.DECISION)
 
     @property
     def decision(self) -> str:
@@ -343,7 +334,7 @@ class Iteration:
     @property
     def training(self) -> Entry | None:
         """The run's last training record (the attempt whose model was used)."""
-        return self.last("training")
+        return self.last(AuditEvent.TRAINING)
 
     @property
     def cost(self) -> float | None:
@@ -351,14 +342,14 @@ class Iteration:
 
         The sum over every recorded attempt: each retried attempt ran on a node too.
         """
-        costs = [_number(t.get("cost")) for t in self.all("training")]
+        costs = [_number(t.get("cost")) for t in self.all(AuditEvent.TRAINING)]
         known = [c for c in costs if c is not None]
         return sum(known) if known else None
 
     @property
     def evaluation(self) -> Entry | None:
         """The run's last evaluation record."""
-        return self.last("evaluation")
+        return self.last(AuditEvent.EVALUATION)
 
     @property
     def blessed(self) -> bool | None:
@@ -369,7 +360,7 @@ class Iteration:
     @property
     def registered_version(self) -> int | None:
         """The version the run registered."""
-        reg = self.last("registration")
+        reg = self.last(AuditEvent.REGISTRATION)
         return None if reg is None else _int(reg.get("version"))
 
     @property
@@ -381,20 +372,20 @@ class Iteration:
     @property
     def rollbacks(self) -> list[Entry]:
         """Rollbacks of the run's release."""
-        return self.all("rollback")
+        return self.all(AuditEvent.ROLLBACK)
 
     @property
     def approval_state(self) -> str | None:
         """``awaiting``, ``approved``, ``rejected`` or ``timed out``; None when not requested."""
         last = None
         for e in self.entries:
-            if e.event in ("approval_requested", "approval", "rejection"):
+            if e.event in events.APPROVAL_EVENTS:
                 last = e
         if last is None:
             return None
-        if last.event == "approval_requested":
+        if last.event == AuditEvent.APPROVAL_REQUESTED:
             return "awaiting"
-        if last.event == "approval":
+        if last.event == AuditEvent.APPROVAL:
             return "approved"
         return "timed out" if last.get("timed_out") else "rejected"
 
@@ -450,15 +441,11 @@ class Iteration:
             "validation": hashes(self.validation),
             "drift": hashes(self.drift),
             "training": hashes(self.training),
-            "cost": [e.hash for e in self.all("training")],
+            "cost": [e.hash for e in self.all(AuditEvent.TRAINING)],
             "evaluation": hashes(self.evaluation),
-            "registration": hashes(self.last("registration")),
-            "approval": [
-                e.hash
-                for e in self.entries
-                if e.event in ("approval_requested", "approval", "rejection")
-            ],
-            "rollout": [e.hash for e in self.entries if e.event.startswith("canary_")],
+            "registration": hashes(self.last(AuditEvent.REGISTRATION)),
+            "approval": [e.hash for e in self.entries if e.event in events.APPROVAL_EVENTS],
+            "rollout": [e.hash for e in self.entries if e.event in events.CANARY_EVENTS],
             "promotion": hashes(self.promotion),
             "rollbacks": [e.hash for e in self.rollbacks],
             "latency": hashes(start, self.promotion) if self.promotion is not None else [],
@@ -552,7 +539,7 @@ class History:
     def rollbacks(self) -> int:
         """How many rollbacks the log records (attached to a run or not)."""
         return sum(len(it.rollbacks) for it in self.iterations) + sum(
-            e.event == "rollback" for e in self.unattached
+            e.event == AuditEvent.ROLLBACK for e in self.unattached
         )
 
 
@@ -586,9 +573,9 @@ def build_history(records: Iterable[Mapping[str, Any]]) -> History:
             continue
         target: Iteration | None = None
         if entry.event in VERSION_EVENTS:
-            key = "previous" if entry.event == "rollback" else "version"
+            key = "previous" if entry.event == AuditEvent.ROLLBACK else "version"
             version = _int(entry.get(key))
-            if version is None and entry.event == "rollback":
+            if version is None and entry.event == AuditEvent.ROLLBACK:
                 version = _int(entry.get("version"))
             target = version_run.get(version) if version is not None else None
         if target is None and label:
@@ -599,7 +586,7 @@ def build_history(records: Iterable[Mapping[str, Any]]) -> History:
                     target.trigger_entry = triggers.pop(label)
                 by_label[label] = target
                 history.iterations.append(target)
-        if entry.event in ("promotion", "rollback"):
+        if entry.event in events.LIVE_EVENTS:
             version = _int(entry.get("version"))
             if version is not None:
                 live, live_entry = version, entry
@@ -607,7 +594,7 @@ def build_history(records: Iterable[Mapping[str, Any]]) -> History:
             history.unattached.append(entry)
             continue
         target.entries.append(entry)
-        if entry.event == "registration":
+        if entry.event == AuditEvent.REGISTRATION:
             version = _int(entry.get("version"))
             if version is not None:
                 version_run[version] = target

@@ -28,40 +28,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from refit.audit.events import RUN_EVENTS, AuditEvent
 from refit.errors import RegistryError
 from refit.governance.history import VERSION_EVENTS, Entry, Iteration, read_history
-from refit.registry import ModelRegistry
+from refit.registry import ModelRegistry, open_registry
 
 NOT_RUN: Final = "not run"
 #: Events a section of the record renders; any other event of the run goes to "Other records".
-KNOWN_EVENTS: Final = VERSION_EVENTS | {
-    "snapshot",
-    "anonymization",
-    "validation",
-    "drift",
-    "decision",
-    "training",
-    "evaluation",
-    "registration",
-}
+KNOWN_EVENTS: Final = VERSION_EVENTS | RUN_EVENTS
 #: Gate check kinds shown with the fairness and serving checks rather than the evaluation.
 _FAIRNESS_SERVING_KINDS: Final = ("fairness", "serving", "latency", "throughput", "parity")
 _SKIP_KEYS: Final = frozenset({"run_label", "model"})
 #: Event of the audit record the retraining pipeline's first task writes when it refuses a run.
-REFUSAL_EVENT: Final = "run_refused"
+REFUSAL_EVENT: Final = AuditEvent.RUN_REFUSED
 #: The retraining pipeline's tasks in order, each with the audit event it ends with: a failed
 #: run stopped in the first task after the last one the log holds a record of.
 PIPELINE_STEPS: Final = (
-    ("start-run", REFUSAL_EVENT),
-    ("snapshot-data", "snapshot"),
-    ("anonymize-data", "anonymization"),
-    ("validate-data", "validation"),
-    ("detect-drift", "drift"),
-    ("decide-retrain", "decision"),
-    ("train-model", "training"),
-    ("evaluate-model", "evaluation"),
-    ("register-model", "registration"),
-    ("promote-model or canary-rollout", "promotion"),
+    ("start-run", AuditEvent.RUN_REFUSED),
+    ("snapshot-data", AuditEvent.SNAPSHOT),
+    ("anonymize-data", AuditEvent.ANONYMIZATION),
+    ("validate-data", AuditEvent.VALIDATION),
+    ("detect-drift", AuditEvent.DRIFT),
+    ("decide-retrain", AuditEvent.DECISION),
+    ("train-model", AuditEvent.TRAINING),
+    ("evaluate-model", AuditEvent.EVALUATION),
+    ("register-model", AuditEvent.REGISTRATION),
+    ("promote-model or canary-rollout", AuditEvent.PROMOTION),
 )
 #: Final states of a KFP task (``PipelineTaskFinalStatus.state``).
 FINAL_STATES: Final = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -379,6 +371,12 @@ def _lines_trigger(it: Iteration) -> list[Line]:
     first = it.entries[0] if it.entries else None
     if first is not None:
         lines.append(Line("Run started", first.time, (first.hash,)))
+    refusal = it.last(AuditEvent.RUN_REFUSED)
+    if refusal is not None:
+        lines.append(
+            Line(f"Refused by {refusal.get('task', 'start-run')}", refusal.get("reason", "—"),
+                 (refusal.hash,))
+        )  # fmt: skip
     dec = it.decision_entry
     val = it.validation
     if it.decision == "blocked" and val is not None:
@@ -408,13 +406,13 @@ def _lines_trigger(it: Iteration) -> list[Line]:
 
 def _lines_data(it: Iteration) -> list[Line]:
     lines: list[Line] = []
-    for snap in it.all("snapshot"):
+    for snap in it.all(AuditEvent.SNAPSHOT):
         h = (snap.hash,)
         lines.append(Line("Snapshot sha256", _fmt(snap.get("sha256")), h))
         lines.append(Line("Rows", _fmt(snap.get("rows")), h))
         if snap.get("source"):
             lines.append(Line("Source", _fmt(snap.get("source")), h))
-    for anon in it.all("anonymization"):
+    for anon in it.all(AuditEvent.ANONYMIZATION):
         lines.append(Line("Anonymization", _describe(anon.payload), (anon.hash,)))
     training = it.training
     if training is not None and training.get("train_rows") is not None:
@@ -456,7 +454,7 @@ def _lines_validation_drift(it: Iteration) -> list[Line]:
 
 def _lines_training(it: Iteration) -> list[Line]:
     lines: list[Line] = []
-    attempts = it.all("training")
+    attempts = it.all(AuditEvent.TRAINING)
     t = it.training
     if t is None:
         return lines
@@ -618,7 +616,7 @@ def _lines_approval(it: Iteration) -> list[Line]:
     lines: list[Line] = []
     for e in it.entries:
         p = e.payload
-        if e.event == "approval_requested":
+        if e.event == AuditEvent.APPROVAL_REQUESTED:
             approvers = p.get("approvers") or []
             lines.append(
                 Line(
@@ -628,9 +626,9 @@ def _lines_approval(it: Iteration) -> list[Line]:
                     (e.hash,),
                 )
             )
-        elif e.event in ("approval", "rejection"):
-            label = "Approved" if e.event == "approval" else "Rejected"
-            if e.event == "rejection" and p.get("timed_out"):
+        elif e.event in (AuditEvent.APPROVAL, AuditEvent.REJECTION):
+            label = "Approved" if e.event == AuditEvent.APPROVAL else "Rejected"
+            if e.event == AuditEvent.REJECTION and p.get("timed_out"):
                 label = "Rejected (timed out)"
             reason = f": {p.get('reason')}" if p.get("reason") else ""
             extra = _describe(
@@ -655,7 +653,7 @@ def _lines_rollout(it: Iteration) -> list[Line]:
     for e in it.entries:
         p = e.payload
         h = (e.hash,)
-        if e.event == "registration":
+        if e.event == AuditEvent.REGISTRATION:
             parent = p.get("parent_version")
             lines.append(
                 Line(
@@ -665,7 +663,7 @@ def _lines_rollout(it: Iteration) -> list[Line]:
                     h,
                 )
             )
-        elif e.event == "canary_started":
+        elif e.event == AuditEvent.CANARY_STARTED:
             steps = p.get("steps") or []
             lines.append(
                 Line(
@@ -676,9 +674,9 @@ def _lines_rollout(it: Iteration) -> list[Line]:
                     h,
                 )
             )
-        elif e.event == "canary_step":
+        elif e.event == AuditEvent.CANARY_STEP:
             lines.append(Line("Canary step", f"{p.get('percent')}% of traffic to the canary", h))
-        elif e.event == "canary_check":
+        elif e.event == AuditEvent.CANARY_CHECK:
             verdict = "passed" if p.get("passed") else "FAILED"
             numbers = ", ".join(
                 f"{k.replace('_', ' ')} {_fmt(p[k])}"
@@ -695,7 +693,7 @@ def _lines_rollout(it: Iteration) -> list[Line]:
                     h,
                 )
             )
-        elif e.event == "promotion":
+        elif e.event == AuditEvent.PROMOTION:
             prev = p.get("previous")
             lines.append(
                 Line(
@@ -705,7 +703,7 @@ def _lines_rollout(it: Iteration) -> list[Line]:
                     h,
                 )
             )
-        elif e.event == "rollback":
+        elif e.event == AuditEvent.ROLLBACK:
             lines.append(
                 Line(
                     "Rolled back",
@@ -892,7 +890,7 @@ def write_release_record(
     Raises:
         RegistryError: No record carries ``run_label`` and the run did not fail.
     """
-    record = release_record(ModelRegistry(store_uri, model_name), run_label, status)
+    record = release_record(open_registry(store_uri, model_name), run_label, status)
     for path, text in ((markdown_path, record.to_markdown()), (html_path, record.to_html())):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text, encoding="utf-8")

@@ -26,9 +26,10 @@ from collections.abc import Iterable
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from refit.audit.events import AuditEvent
 from refit.errors import PrivacyError
 from refit.io import uri as uri_io
-from refit.registry import ModelRegistry
+from refit.registry import open_registry
 from refit.validation.schema import schema_from_text, schema_to_text
 
 __all__ = [
@@ -52,7 +53,7 @@ PII_TAG = "pii"
 SCHEMA_FILE = "schema.pbtxt"
 
 #: Audit event the anonymize step appends (and the training guard reads).
-ANONYMIZATION_EVENT = "anonymization"
+ANONYMIZATION_EVENT = AuditEvent.ANONYMIZATION
 
 
 def pii_columns(schema: schema_pb2.Schema) -> list[str]:
@@ -106,7 +107,7 @@ def schema_uri(store_uri: str, model_name: str) -> str:
     Returns:
         A local path or ``gs://`` URI.
     """
-    root = ModelRegistry(store_uri, model_name).root
+    root = open_registry(store_uri, model_name).root
     return uri_io.join(os.fspath(root), SCHEMA_FILE)
 
 
@@ -149,7 +150,7 @@ def handled_columns(store_uri: str, model_name: str, sha256: str) -> set[str]:
     Returns:
         The union of ``handled`` over every ``anonymization`` record that wrote ``sha256``.
     """
-    records = ModelRegistry(store_uri, model_name).audit.records(ANONYMIZATION_EVENT)
+    records = open_registry(store_uri, model_name).audit.records(ANONYMIZATION_EVENT)
     handled: set[str] = set()
     for record in records:
         payload = record.get("payload", {})

@@ -16,8 +16,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from refit.audit.events import LIVE_EVENTS
 from refit.errors import RegistryError
-from refit.registry.local import ModelRegistry
+from refit.registry.core import ModelRegistry
 
 __all__ = [
     "LINEAGE_SCHEMA",
@@ -65,7 +66,7 @@ def lineage_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
     promoted: dict[int, str] = {}
     replaced: dict[int, str] = {}
     for record in registry.audit.records():
-        if record["event"] not in ("promotion", "rollback"):
+        if record["event"] not in LIVE_EVENTS:
             continue
         payload = record["payload"]
         live, before = payload.get("version"), payload.get("previous")

@@ -180,9 +180,9 @@ def _policy_only(
     reference: pa.Table | None = None
     champion_model = None
     if config.store_uri:
-        from refit.registry import ModelRegistry
+        from refit.registry import open_registry
 
-        registry = ModelRegistry(config.store_uri, config.model_name)
+        registry = open_registry(config.store_uri, config.model_name)
         reference = reference_table(registry)
         champion = registry.champion()
         if champion is not None:

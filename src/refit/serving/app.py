@@ -40,7 +40,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from refit.errors import DataError, RefitError, TrainingError
-from refit.registry import ModelRegistry
+from refit.registry import ModelRegistry, open_registry
 from refit.serving.faults import Fault, check_faults
 from refit.serving.metrics import NO_REVISION, ServingMetrics
 from refit.serving.protocol import (
@@ -136,7 +136,7 @@ class ModelServer:
         state_refresh_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.registry = ModelRegistry(store_uri, model_name)
+        self.registry = open_registry(store_uri, model_name)
         self.model_name = model_name
         self.faults = check_faults(faults)
         self.metrics = ServingMetrics(model_name)

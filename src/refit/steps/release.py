@@ -11,13 +11,13 @@ import json
 import logging
 from typing import Any
 
+from refit.audit import AuditEvent
 from refit.deploy import available_targets, get_target
 from refit.deploy.local_canary import LocalCanaryTarget
 from refit.deploy.plan import RolloutPlan
 from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
 from refit.errors import DeployError
 from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
-from refit.governance.record import REFUSAL_EVENT
 from refit.registry import ANY, ModelRegistry
 from refit.steps.common import scalar_metrics
 
@@ -154,7 +154,7 @@ def start_run(
         check_deploy(registry, deploy_target, rollout_plan_json, deploy_options_json)
     except DeployError as exc:
         registry.audit.append(
-            REFUSAL_EVENT, {"run_label": label, "task": "start-run", "reason": str(exc)}
+            AuditEvent.RUN_REFUSED, {"run_label": label, "task": "start-run", "reason": str(exc)}
         )
         raise
     return label

@@ -71,9 +71,9 @@ def _decide_approval(
         reject,
         release_approved,
     )
-    from refit.registry import ModelRegistry
+    from refit.registry import open_registry
 
-    registry = ModelRegistry(store_uri, model)
+    registry = open_registry(store_uri, model)
     if not registry.exists(version):
         return 404, {"detail": f"model {model!r} has no version {version}"}
     audit = {"via": "trigger-service", "client": client}
@@ -154,8 +154,10 @@ def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -
                 service.model(e.model)
         except UnknownModelError as exc:
             return reject(hook, "unknown_model", 404, str(exc))
-        async with lock:  # decisions one at a time; SQLite calls are sub-millisecond
-            decisions = [service.handle(e) for e in events]
+        async with lock:  # decisions one at a time, off the event loop: with a store they
+            # read the registry (champion, policy state) and append to its audit log, which on
+            # gs:// are network calls that must not stall health probes and other requests.
+            decisions = [await run_in_threadpool(service.handle, e) for e in events]
         return JSONResponse({"decisions": decisions})
 
     @app.post("/hooks/alertmanager")

@@ -9,16 +9,22 @@ A JSON (or YAML) file::
       "max_in_flight": 1,                    # runs pending or running at once, all models
       "max_body_bytes": 1048576,             # larger hook bodies answer 413
       "dedupe_ttl_seconds": 604800,          # how long a dedupe key is remembered
+      "pipeline": "retraining",              # what runs launch: a refit pipeline or a compiled YAML
       "models": {
         "credit-default": {
           "policy": {"drift_share_threshold": 0.3, "new_data_fraction": 0.5},
-          "params": {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store",
-                     "target": "default"},
+          "params": {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store"},
           "schedule": "0 2 * * *",           # embedded scheduler (standard cron), optional
           "storage_prefixes": ["gs://b/incoming/"]
         }
       }
     }
+
+A model's ``params`` are its runs' pipeline arguments. They are checked against the compiled
+pipeline's inputs when the config is loaded (``refit.triggers.inputs``): a name the pipeline
+does not take, a value of the wrong type or a required input left out is an error naming it, and
+so is a run ``store_uri`` other than the service's ``store_uri`` (the store it judges champions
+in). ``model_name`` (the model's key) and ``run_label`` (one per run) are set by the service.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 from refit.errors import RefitError
 from refit.policy import RetrainPolicy
 from refit.schedule.cron import CronSchedule, parse_cron
+from refit.triggers.inputs import PipelineInputsError, pipeline_inputs
 
 
 class TriggerConfigError(RefitError, ValueError):
@@ -44,7 +51,8 @@ class ModelConfig:
     Attributes:
         name: Model name (the ``model`` label of alerts, ``model`` of generic hooks).
         policy: Retrain policy deciding each event.
-        params: Pipeline parameters of a launched run (``model_name`` is added).
+        params: Pipeline arguments of a launched run, checked against the pipeline's inputs
+            (``model_name`` and ``run_label`` are added per run).
         schedule: Cron of the embedded scheduler, if any.
         storage_prefixes: ``gs://bucket/prefix`` of objects counted as this model's new data.
     """
@@ -67,6 +75,7 @@ class ServiceConfig:
     max_in_flight: int = 1
     max_body_bytes: int = 1 << 20
     dedupe_ttl_seconds: float = 7 * 86400.0
+    pipeline: str = "retraining"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServiceConfig:
@@ -79,7 +88,7 @@ class ServiceConfig:
             raise TriggerConfigError("trigger config must be a mapping")
         known = {
             "models", "store_uri", "state_path", "cooldown_seconds", "max_in_flight",
-            "max_body_bytes", "dedupe_ttl_seconds",
+            "max_body_bytes", "dedupe_ttl_seconds", "pipeline",
         }  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
@@ -90,6 +99,13 @@ class ServiceConfig:
         raw_models = data.get("models")
         if not isinstance(raw_models, dict) or not raw_models:
             raise TriggerConfigError("trigger config 'models' must map at least one model name")
+        pipeline = data.get("pipeline", "retraining")
+        if not isinstance(pipeline, str) or not pipeline:
+            raise TriggerConfigError(f"pipeline must be a pipeline name or path, got {pipeline!r}")
+        try:
+            inputs = pipeline_inputs(pipeline)
+        except PipelineInputsError as exc:
+            raise TriggerConfigError(f"pipeline: {exc}") from None
         models = {}
         for name, m in raw_models.items():
             m = m or {}
@@ -101,10 +117,24 @@ class ServiceConfig:
                 policy = RetrainPolicy.from_dict(m.get("policy") or {})
             except ValueError as exc:
                 raise TriggerConfigError(f"models.{name}: {exc}") from None
+            params = m.get("params") or {}
+            if not isinstance(params, dict):
+                raise TriggerConfigError(f"models.{name}.params must be an object")
+            try:
+                inputs.check(params, f"models.{name}.params")
+            except PipelineInputsError as exc:
+                raise TriggerConfigError(str(exc)) from None
+            store, run_store = data.get("store_uri"), params.get("store_uri")
+            if store and run_store and str(store).rstrip("/") != str(run_store).rstrip("/"):
+                raise TriggerConfigError(
+                    f"models.{name}.params.store_uri {run_store!r} is not store_uri {store!r}: "
+                    "the service would judge the champion of one store and the run train into "
+                    "another"
+                )
             models[name] = ModelConfig(
                 name=name,
                 policy=policy,
-                params=dict(m.get("params") or {}),
+                params=dict(params),
                 schedule=schedule,
                 storage_prefixes=list(m.get("storage_prefixes") or []),
             )

@@ -23,7 +23,11 @@ class LaunchError(RefitError):
 
 
 class Launcher:
-    """Base class: ``launch(run_id, model, params) -> external id``."""
+    """Base class: ``launch(run_id, model, params) -> external id``.
+
+    ``params`` are the run's complete pipeline arguments, ``model_name`` and ``run_label``
+    included (built by the service from the checked config, see ``refit.triggers.inputs``).
+    """
 
     name = "base"
     #: Whether ``launch`` is quick enough to run inside the hook request (else: a worker).
@@ -85,7 +89,12 @@ class KfpLauncher(Launcher):
         backoff: float = 0.5,
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
-        """Configure the launcher; the pipeline is compiled once, the client made on first use."""
+        """Configure the launcher; the pipeline is compiled once, the client made on first use.
+
+        The compiled tasks run in ``refit.images``' images: ``REFIT_IMAGE_REPOSITORY`` (set on
+        the trigger Deployment from the overlay's ``image_repository``) tagged with refit's
+        version, as read when this process imported the pipeline.
+        """
         from refit.schedule.kfp import compile_pipeline
 
         self.host, self.token, self.experiment = host, token, experiment
@@ -150,20 +159,28 @@ class LocalLauncher(Launcher):
 
         with self._lock:
             init_local(self.pipeline_root)
-            run_pipeline(**{"model_name": model, **params, "run_label": f"trigger-{run_id}"})
+            run_pipeline(**params)
         return f"local-{run_id}"
 
 
 def make_launcher(kind: str, **kwargs: Any) -> Launcher:
     """Build a launcher by name (``log``, ``kfp`` or ``local``).
 
+    Keyword arguments: ``host`` and ``token`` (kfp), ``pipeline`` (kfp: a refit pipeline name or
+    a compiled YAML, as the trigger config's ``pipeline``), ``pipeline_root`` (local).
+
     Raises:
         ValueError: An unknown name.
     """
     if kind == "log":
         return LogLauncher()
+    pipeline = kwargs.get("pipeline") or "retraining"
     if kind == "kfp":
-        return KfpLauncher(kwargs.get("host"), token=kwargs.get("token"))
+        return KfpLauncher(kwargs.get("host"), token=kwargs.get("token"), pipeline=pipeline)
     if kind == "local":
+        if pipeline != "retraining":
+            raise ValueError(
+                f"the local launcher runs the retraining pipeline only, not {pipeline!r}"
+            )
         return LocalLauncher(kwargs.get("pipeline_root") or "refit-triggers/pipeline_root")
     raise ValueError(f"unknown launcher {kind!r}; known: kfp, local, log")

@@ -6,8 +6,9 @@ A new event's model must be configured; then the retrain policy (``refit.policy.
 one the ``decide_retrain`` component uses) decides on an observation built from the event, the
 persisted policy state and whether a champion exists. A retrain is then held back by the
 service's per-model cooldown or by the limit on runs in flight; otherwise a run is recorded
-(``pending``) and handed to the launcher. Every decision is appended to the audit log
-(``trigger_decision``) and returned to the caller.
+(``pending``) and handed to the launcher, with every input the pipeline needs: the configured
+parameters, ``model_name`` (the judged model) and a ``run_label`` of its own (:func:`run_label`).
+Every decision is appended to the audit log (``trigger_decision``) and returned to the caller.
 
 Launches by a worker thread (kfp, local) that fail stay ``pending`` with their error and are
 retried every ``retry_seconds``, also after a restart: a trigger is never lost to a down server.
@@ -18,6 +19,7 @@ With a ``store_uri``, the scheduler thread also rejects approval requests past t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -32,7 +34,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from refit.audit import AuditLog
 from refit.errors import RefitError
 from refit.policy import Observation, PolicyState, decide
+
+# Imported here, not on the first event: refit.steps pulls in scipy.stats and the trainers, which
+# took 8 s on a busy two-core machine and held up the first alert's decision.
+from refit.steps.drift import POLICY_STATE_KEY
 from refit.triggers.config import ModelConfig, ServiceConfig
+from refit.triggers.inputs import pipeline_inputs
 from refit.triggers.launchers import Launcher, LaunchError
 from refit.triggers.payloads import TriggerEvent
 from refit.triggers.state import StateStore
@@ -77,6 +84,17 @@ class Metrics:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def run_label(model: str, event: TriggerEvent, now: float) -> str:
+    """The ``run_label`` of a triggered run: ``trigger-MODEL-UTCTIME-HASH``.
+
+    The hash is of the event's dedupe key, so two events decided in the same second still get
+    two labels, and the release records of their runs never merge.
+    """
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    digest = hashlib.sha256(event.dedupe_key.encode()).hexdigest()[:8]
+    return f"trigger-{model}-{stamp}-{digest}"
 
 
 class TriggerService:
@@ -135,9 +153,9 @@ class TriggerService:
         """Where decisions about ``model`` are recorded."""
         if self._service_audit is not None:
             return self._service_audit
-        from refit.registry import ModelRegistry
+        from refit.registry import open_registry
 
-        return ModelRegistry(str(self.config.store_uri), model).audit
+        return open_registry(str(self.config.store_uri), model).audit
 
     def _audit(self, model: str, payload: dict[str, Any]) -> None:
         with self._audit_lock:
@@ -160,17 +178,16 @@ class TriggerService:
     def _has_champion(self, model: str) -> bool:
         if not self.config.store_uri:
             return False
-        from refit.registry import ModelRegistry
+        from refit.registry import open_registry
 
-        return ModelRegistry(str(self.config.store_uri), model).champion() is not None
+        return open_registry(str(self.config.store_uri), model).champion() is not None
 
     def _policy_state(self, model: str) -> PolicyState:
         data = self.state.policy_state(model)
         if data is None and self.config.store_uri:
-            from refit.registry import ModelRegistry
-            from refit.steps.drift import POLICY_STATE_KEY
+            from refit.registry import open_registry
 
-            data = ModelRegistry(str(self.config.store_uri), model).read_state(POLICY_STATE_KEY)
+            data = open_registry(str(self.config.store_uri), model).read_state(POLICY_STATE_KEY)
         return PolicyState.from_dict(data or {})
 
     def handle(self, event: TriggerEvent) -> dict[str, Any]:
@@ -236,9 +253,11 @@ class TriggerService:
                 blocked = f"{in_flight} run(s) in flight (limit {self.config.max_in_flight})"
         if retrain and not blocked:
             self.state.save_policy_state(model.name, new_state.to_dict())
-            params = {**model.params}
-            if event.data_uri:
+            inputs = pipeline_inputs(self.config.pipeline)
+            params = dict(model.params)
+            if event.data_uri and "data_uri" in inputs.inputs:
                 params["data_uri"] = event.data_uri
+            params = inputs.arguments(model.name, params, run_label(model.name, event, now))
             run_id = self.state.add_run(
                 model=model.name,
                 hook=event.hook,
@@ -395,12 +414,12 @@ class TriggerService:
         if not self.config.store_uri:
             return []
         from refit.governance.approval import expire_stale
-        from refit.registry import ModelRegistry
+        from refit.registry import open_registry
 
         now = datetime.fromtimestamp(self.clock(), UTC)
         swept = []
         for name in sorted(self.config.models):
-            registry = ModelRegistry(str(self.config.store_uri), name)
+            registry = open_registry(str(self.config.store_uri), name)
             for request in expire_stale(registry, now):
                 log.info("model %s version %s: %s", name, request.version, request.reason)
                 swept.append({"model": name, "version": request.version, "reason": request.reason})

@@ -1,23 +1,21 @@
-"""Checks and records shared by the local and the ``gs://`` model registry.
+"""The registry's records and argument checks: pure, no storage.
 
-Both backends validate their arguments, build a version's ``version.json`` record, check alias
-changes and write their JSON the same way; only the storage and the locking differ. The helpers
-here raise the same errors with the same messages for both.
+`ModelVersion`, the version statuses, the `ANY` sentinel, the ``version.json`` record, and the
+checks every registry call makes (names, versions, statuses, aliases, policy state), each raising
+a RegistryError (or ConflictError) that names the input and what is wrong with it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from refit.errors import ConflictError, IntegrityError, RegistryError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from refit.registry.local import ModelRegistry, ModelVersion
 
 STATUSES: Final = (
     "registered",
@@ -31,6 +29,70 @@ STATUSES: Final = (
     "rolled_back",
 )
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Any:
+    """Sentinel type: "any current value" for `ModelRegistry.set_alias`'s ``expected``."""
+
+    _instance: _Any | None = None
+
+    def __new__(cls) -> _Any:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+    def __reduce__(self) -> str:
+        return "ANY"
+
+
+ANY: Final = _Any()
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version and its lineage.
+
+    Attributes:
+        version: The version number (1, 2, ...).
+        model_uri: The version folder (a copy of the registered model directory).
+        sha256: sha256 of the model file, checked on register, verify and load.
+        metrics: Evaluation metrics recorded at registration.
+        snapshot_sha256: Content hash of the training data snapshot.
+        parent_version: The version this one was trained to replace (usually the champion then).
+        run_id: The pipeline run that produced it.
+        status: Current status: "registered", "champion", "previous", "retired" or "rolled_back".
+        created_at: Registration time (UTC, ISO 8601).
+        file: The model file's name inside ``model_uri``.
+        model_name: The registry's model name.
+        extra: Free-form extra metadata given at registration.
+    """
+
+    version: int
+    model_uri: str
+    sha256: str
+    metrics: dict[str, Any]
+    snapshot_sha256: str
+    parent_version: int | None
+    run_id: str
+    status: str
+    created_at: str
+    file: str = ""
+    model_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of all fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
+        """Build a ModelVersion from `to_dict` output (unknown keys ignored)."""
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def utc_now() -> str:
@@ -123,31 +185,45 @@ def state_not_serialisable(key: str, exc: Exception) -> RegistryError:
 # --------------------------------------------------------------------------- versions
 
 
-def missing_version(registry: ModelRegistry, version: int) -> RegistryError:
+def missing_version(model_name: str, version: int, versions: list[int]) -> RegistryError:
     """Return the error for a version the registry does not hold (lists the versions it has)."""
-    return RegistryError(
-        f"model {registry.model_name!r} has no version {version} "
-        f"(versions: {registry.list_version_numbers()})"
-    )
+    return RegistryError(f"model {model_name!r} has no version {version} (versions: {versions})")
 
 
-def missing_parent(registry: ModelRegistry, parent_version: int) -> RegistryError:
+def missing_parent(model_name: str, parent_version: int, versions: list[int]) -> RegistryError:
     """Return the error for a ``parent_version`` the registry does not hold."""
     return RegistryError(
         f"parent_version {parent_version} does not exist in model "
-        f"{registry.model_name!r} (versions: {registry.list_version_numbers()})"
+        f"{model_name!r} (versions: {versions})"
     )
 
 
-def check_versions_exist(registry: ModelRegistry, versions: Iterable[int]) -> None:
-    """Check, in the order given, that every version is registered.
+def read_model_meta(src: Path) -> dict[str, str]:
+    """Return the ``file`` and ``sha256`` of a model directory's ``model.json``, checked.
 
     Raises:
-        RegistryError: The first version that does not exist.
+        RegistryError: The directory, its ``model.json`` or the model file it names is missing or
+            malformed.
     """
-    for version in versions:
-        if not registry.exists(version):
-            raise missing_version(registry, version)
+    if not src.is_dir():
+        raise RegistryError(f"model_dir {src} is not a directory")
+    meta_path = src / "model.json"
+    if not meta_path.is_file():
+        raise RegistryError(f"model_dir {src} has no model.json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RegistryError(f"registry file {meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise RegistryError(f"{meta_path} must hold a JSON object")
+    file, sha = meta.get("file"), meta.get("sha256")
+    if not isinstance(file, str) or not file or Path(file).name != file or file in {".", ".."}:
+        raise RegistryError(f"{meta_path}: 'file' must be a plain file name, got {file!r}")
+    if not isinstance(sha, str) or not SHA256_RE.match(sha):
+        raise RegistryError(f"{meta_path}: 'sha256' must be 64 hex digits, got {sha!r}")
+    if not (src / file).is_file():
+        raise RegistryError(f"model_dir {src} lacks the model file {file!r} named in model.json")
+    return {"file": file, "sha256": sha}
 
 
 def check_model_sha(src: Path, meta: Mapping[str, str], actual: str) -> None:
@@ -213,31 +289,6 @@ def stamp_record(record: Mapping[str, Any], version: int, model_uri: str) -> dic
         "created_at": utc_now(),
         **record,
     }
-
-
-def audit_registration(
-    registry: ModelRegistry,
-    mv: ModelVersion,
-    *,
-    snapshot_sha256: str,
-    parent_version: int | None,
-    run_id: str,
-    audit: Mapping[str, Any] | None,
-) -> None:
-    """Append the "registration" record of a new version to the registry's audit log."""
-    registry.audit.append(
-        "registration",
-        {
-            "model": registry.model_name,
-            "version": mv.version,
-            "sha256": mv.sha256,
-            "snapshot_sha256": snapshot_sha256,
-            "parent_version": parent_version,
-            "run_id": run_id,
-            "metrics": mv.metrics,
-            **(audit or {}),
-        },
-    )
 
 
 # --------------------------------------------------------------------------- aliases

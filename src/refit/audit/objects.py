@@ -1,4 +1,8 @@
-"""The hash-chained audit log on Google Cloud Storage: one object per record.
+"""The hash-chained audit log in object storage (``gs://``): one object per record.
+
+It needs only the `refit.io.storage.Storage` primitives (create-only writes, compare-and-swap,
+listing), so it runs on any storage; the registry uses it for ``gs://`` stores and the JSON-lines
+`refit.audit.log.AuditLog` for local folders.
 
 Layout under the log's prefix (e.g. ``gs://bucket/store/models/NAME/audit/``)::
 
@@ -10,7 +14,7 @@ An append is a compare-and-swap on the next sequence number: the record object i
 ``if_generation_match=0`` (create only). Two writers that read the same tail race for the same
 name; exactly one create succeeds, the other re-reads the tail and retries with the next number,
 chaining onto the winner's hash. ``HEAD`` is moved forward afterwards (generation match too), so
-`GcsAuditLog.verify` notices records deleted off the end, which the chain alone cannot reveal.
+`ObjectAuditLog.verify` notices records deleted off the end, which the chain alone cannot reveal.
 Objects are immutable once written; an edited, removed, moved or reordered record shows up as a
 hash mismatch, a seq gap, a prev_hash mismatch or a name/seq mismatch.
 """
@@ -19,7 +23,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from refit.audit.log import (
     GENESIS_HASH,
@@ -29,25 +34,27 @@ from refit.audit.log import (
     verify_records,
 )
 from refit.errors import ConflictError, IntegrityError
-from refit.registry._gcs import Gcs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from refit.io.storage import Storage
 
 _RECORD_RE = re.compile(r"^(\d{12})\.json$")
 _MAX_ATTEMPTS = 64
 
 
-class GcsAuditLog:
-    """An append-only, hash-chained audit log stored as one GCS object per record.
+class ObjectAuditLog:
+    """An append-only, hash-chained audit log stored as one object per record.
 
     Args:
-        prefix_uri: ``gs://bucket/path`` folder of the log.
+        storage: The log's folder (e.g. ``GcsStorage("gs://bucket/store/models/NAME/audit")``).
     """
 
-    def __init__(self, prefix_uri: str) -> None:
-        self.uri = prefix_uri.rstrip("/")
-        self._gcs = Gcs(self.uri)
+    def __init__(self, storage: Storage) -> None:
+        self._store = storage
+        self.uri = storage.uri()
 
     def __repr__(self) -> str:
-        return f"GcsAuditLog({self.uri!r})"
+        return f"ObjectAuditLog({self.uri!r})"
 
     @property
     def path(self) -> str:
@@ -55,7 +62,7 @@ class GcsAuditLog:
         return self.uri
 
     def _names(self) -> list[str]:
-        return sorted(n for n in self._gcs.list("") if _RECORD_RE.match(n))
+        return sorted(n for n in self._store.list("") if _RECORD_RE.match(n))
 
     def append(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Append one record (create-only object named by its seq) and return it.
@@ -66,21 +73,19 @@ class GcsAuditLog:
             ConflictError: Lost the race for the next seq too many times in a row.
         """
         payload = checked_payload(event, payload)
-        from datetime import UTC, datetime
-
         for _ in range(_MAX_ATTEMPTS):
             seq, prev_hash = self._tail()
             seq += 1
             record: dict[str, Any] = {
                 "seq": seq,
                 "time": datetime.now(UTC).isoformat(),
-                "event": event,
+                "event": str(event),
                 "payload": payload,
                 "prev_hash": prev_hash,
             }
             record["hash"] = record_hash(record)
             body = (canonical_json(record) + "\n").encode("utf-8")
-            if self._gcs.create(f"{seq:012d}.json", body):
+            if self._store.create(f"{seq:012d}.json", body):
                 self._advance_head(seq, record["hash"])
                 return record
         raise ConflictError(
@@ -103,29 +108,29 @@ class GcsAuditLog:
         the real tail in a request or two instead of listing the whole log.
         """
         seq, digest = 0, GENESIS_HASH
-        head, _ = self._gcs.read_with_generation("HEAD")
+        head, _ = self._store.read_versioned("HEAD")
         if head is not None:
             try:
                 at = int(json.loads(head)["seq"])
             except (ValueError, KeyError, TypeError):
                 at = 0
             if at > 0:
-                raw = self._gcs.read(f"{at:012d}.json")
+                raw = self._store.read(f"{at:012d}.json")
                 if raw is not None:
                     seq, digest = self._parse(f"{at:012d}.json", raw)
         elif self._names():
             last = self._names()[-1]
-            seq, digest = self._parse(last, self._gcs.read(last))
+            seq, digest = self._parse(last, self._store.read(last))
         while True:
             name = f"{seq + 1:012d}.json"
-            raw = self._gcs.read(name)
+            raw = self._store.read(name)
             if raw is None:
                 return seq, digest
             seq, digest = self._parse(name, raw)
 
     def _advance_head(self, seq: int, digest: str) -> None:
         for _ in range(_MAX_ATTEMPTS):
-            raw, generation = self._gcs.read_with_generation("HEAD")
+            raw, generation = self._store.read_versioned("HEAD")
             if raw is not None:
                 try:
                     if int(json.loads(raw)["seq"]) >= seq:
@@ -133,7 +138,7 @@ class GcsAuditLog:
                 except (ValueError, KeyError, TypeError):
                     pass
             body = canonical_json({"seq": seq, "hash": digest}).encode("utf-8")
-            if self._gcs.write_if_generation("HEAD", body, generation):
+            if self._store.write_if("HEAD", body, generation):
                 return
 
     def records(self, event: str | None = None) -> list[dict[str, Any]]:
@@ -145,7 +150,7 @@ class GcsAuditLog:
         out = []
         for name in self._names():
             try:
-                record = json.loads(self._gcs.read(name) or b"")
+                record = json.loads(self._store.read(name) or b"")
             except ValueError as exc:
                 raise IntegrityError(f"audit record {self.uri}/{name} is not valid JSON") from exc
             if event is None or record.get("event") == event:
@@ -161,9 +166,9 @@ class GcsAuditLog:
         names = self._names()
         lines = []
         for name in names:
-            raw = (self._gcs.read(name) or b"").rstrip(b"\n").replace(b"\n", b" ")
+            raw = (self._store.read(name) or b"").rstrip(b"\n").replace(b"\n", b" ")
             lines.append(raw + b"\n")
-        head, _ = self._gcs.read_with_generation("HEAD")
+        head, _ = self._store.read_versioned("HEAD")
         head_text = None if head is None else head.decode("utf-8", "replace")
         if not names:
             if head_text is not None:
