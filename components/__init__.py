@@ -9,6 +9,7 @@ from refit.components.promote_model.component import promote_model
 from refit.components.register_model.component import register_model
 from refit.components.release_record.component import release_record
 from refit.components.snapshot_data.component import snapshot_data
+from refit.components.start_run.component import start_run
 from refit.components.train_model.component import train_model
 from refit.components.validate_data.component import validate_data
 
@@ -22,6 +23,7 @@ __all__ = [
     "register_model",
     "release_record",
     "snapshot_data",
+    "start_run",
     "train_model",
     "validate_data",
 ]

@@ -1,9 +1,12 @@
 """The retraining pipeline.
 
-snapshot -> anonymize -> validate -> drift -> decide -> train -> evaluate -> register ->
-promote (no rollout plan) or canary rollout (a plan given). With an approval policy that
-requires it, the registered version waits for ``refit registry approve`` instead. The release
-record is the exit handler: every run writes one, whatever it decided or wherever it failed.
+start (name the run, refuse a deployment that cannot work) -> snapshot -> anonymize ->
+validate -> drift -> decide -> train -> evaluate -> register -> promote (no rollout plan) or
+canary rollout (a plan given). With an approval policy that requires it, the registered version
+waits for ``refit registry approve`` instead. The release record is the exit handler: every
+run writes one, whatever it decided or wherever it failed (it reads KFP's final status of the
+run's tasks). A run started without ``run_label`` is labelled by its KFP run id, so every
+cluster run, each run of a recurring run included, gets its own release record.
 
 Compiled YAML is committed beside this file (``retraining.yaml``, the ``cpu`` node profile) and
 kept fresh by a test. The training task runs on a node profile (:mod:`refit.pipelines.profiles`)
@@ -25,6 +28,7 @@ from refit.components import (
     register_model,
     release_record,
     snapshot_data,
+    start_run,
     train_model,
     validate_data,
 )
@@ -117,9 +121,11 @@ def build_retraining_pipeline(  # noqa: ANN201
             seed: Seed for the holdout split and training.
             holdout_fraction: Share of the window held out for evaluation.
             deploy_target: Deployment target name (``local`` in the embedded mode, or
-                ``kserve`` with a rollout plan).
+                ``kserve`` with a rollout plan); a target, plan and options that cannot work
+                together are refused by the first task, before any work.
             now: Decision time (ISO 8601); empty means the current time.
-            run_label: Label of this run in the audit log.
+            run_label: Label of this run in the audit log; empty: the KFP run's id, so each
+                run (each run of a recurring run too) gets its own release record.
             privacy_json: Columns to drop, tokenize or generalise before anything else reads
                 the window (JSON); empty: none. The tokenization key comes from the
                 environment (``REFIT_TOKEN_KEY``) or a mounted Secret, never a parameter.
@@ -130,9 +136,28 @@ def build_retraining_pipeline(  # noqa: ANN201
                 e.g. Dataflow's ``--runner``; ``[]`` runs TFDV in the task itself.
         """
         record = _no_cache(
-            release_record(store_uri=store_uri, model_name=model_name, run_label=run_label)
+            release_record(
+                store_uri=store_uri,
+                model_name=model_name,
+                run_label=run_label,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            )
         )
         with dsl.ExitHandler(record, name="release-record"):
+            start = _no_cache(
+                start_run(
+                    store_uri=store_uri,
+                    model_name=model_name,
+                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    run_label=run_label,
+                    deploy_target=deploy_target,
+                    rollout_plan_json=rollout_plan_json,
+                    deploy_options_json=deploy_options_json,
+                )
+            )
+            # From here on, run_label is the label the first task resolved (the given one, or
+            # the KFP run id): every task below records its audit records under it.
+            run_label = start.output
             snap = _no_cache(
                 snapshot_data(
                     data_uri=data_uri,

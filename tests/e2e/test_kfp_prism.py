@@ -307,3 +307,29 @@ def test_refit_serve_submits_runs_for_the_judged_model_in_the_configured_images(
     assert parameters["model_name"] == "churn"
     assert parameters["run_label"] == run["params"]["run_label"]
     assert parameters["run_label"].startswith("trigger-churn-")
+
+
+@pytest.mark.parametrize(("status", "word"), [(401, "Unauthorized"), (403, "Forbidden")])
+def test_refused_credentials_are_an_authentication_error_at_once(proxy, status, word):
+    proxy.overrides[("GET", "/apis/v2beta1/healthz")] = (status, {"error": "no"})
+    with pytest.raises(ScheduleError, match=rf"HTTP {status} {word}\): this is an authentication"):
+        ks.connect(proxy.url, existing_token="wrong")
+    # one request, not kfp.Client's five retries 5 s apart ending in a timeout
+    (probe,) = proxy.requests
+    assert probe["authorization"] == "Bearer wrong"
+
+
+def test_a_redirect_to_a_login_page_is_an_authentication_error(proxy):
+    proxy.overrides[("GET", "/apis/v2beta1/healthz")] = (302, {})
+    with pytest.raises(ScheduleError, match="a login page: this is an authentication error"):
+        ks.connect(proxy.url)
+
+
+def test_an_unreachable_server_is_a_network_error():
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ScheduleError, match="cannot reach the KFP API"):
+        ks.connect(f"http://127.0.0.1:{port}")

@@ -38,7 +38,7 @@ def _pipeline() -> dict:
 
 def test_every_task_runs_refits_image_and_installs_nothing() -> None:
     executors = _pipeline()["deploymentSpec"]["executors"]
-    assert len(executors) == 11
+    assert len(executors) == 12
     for name, ex in executors.items():
         container = ex["container"]
         assert container["image"] == component_image(), name

@@ -27,7 +27,7 @@ from refit.governance.exporter import (
     serve_metrics,
 )
 from refit.governance.history import Entry, build_history, read_history, trigger_kind
-from refit.governance.record import release_record, write_release_record
+from refit.governance.record import RunStatus, release_record, write_release_record
 from refit.io.tables import write_parquet
 from refit.registry import ModelRegistry
 
@@ -630,3 +630,68 @@ def test_a_real_evaluation_shows_metrics_with_intervals_and_tests(registry) -> N
     assert re.search(r"challenger 0\.\d+ \[0\.\d+, 0\.\d+\]", lines["accuracy"]), lines
     assert "difference" in lines["accuracy"]
     assert any(label.startswith("Test: ") for label in lines)
+
+
+def _partial_run(tmp_path: Path, events: list[str]) -> ModelRegistry:
+    reg = ModelRegistry(str(tmp_path / "partial"), "m")
+    payloads = {
+        "snapshot": {"sha256": "b" * 64, "rows": 10},
+        "anonymization": {},
+        "validation": {"passed": True, "anomalies": []},
+        "drift": {"drift_share": 0.5},
+        "decision": {"retrain": True, "reasons": ["drift share 0.50 >= 0.30"]},
+        "training": {"trainer": "xgboost"},
+    }
+    for event in events:
+        reg.audit.append(event, {"run_label": "r", **payloads[event]})
+    return reg
+
+
+def test_a_failed_run_names_the_first_step_without_a_record(tmp_path) -> None:
+    reg = _partial_run(tmp_path, ["snapshot", "anonymization", "validation", "drift", "decision"])
+    status = RunStatus("failed", task="exit-handler-1", error="Task exit-handler-1 failed.")
+    record = release_record(reg, "r", status)
+    assert record.sections[0].title == "Run status"
+    lines = {ln.label: ln for ln in record.section("Run status").lines}
+    assert lines["KFP state"].value == "FAILED (task exit-handler-1)"
+    assert lines["Failed task"].value == "train-model"
+    decision = reg.audit.records()[-1]
+    assert lines["Failed task"].hashes == (decision["hash"],)
+    assert lines["Error"].value == "Task exit-handler-1 failed."
+    assert record.outcome == "failed in train-model (after: retrain: no training recorded)"
+    assert "## Run status" in record.to_markdown()
+    assert "<h2>Run status</h2>" in record.to_html()
+    assert record.to_dict()["status"] == {
+        "state": "FAILED",
+        "task": "exit-handler-1",
+        "error": "Task exit-handler-1 failed.",
+    }
+
+
+def test_a_succeeded_status_adds_nothing_and_a_skip_blames_no_later_step(tmp_path) -> None:
+    reg = _partial_run(tmp_path, ["snapshot", "validation", "drift"])
+    reg.audit.append("decision", {"run_label": "r", "retrain": False, "reasons": ["quiet"]})
+    plain = release_record(reg, "r")
+    ok = release_record(reg, "r", RunStatus("SUCCEEDED", task="exit-handler-1"))
+    assert [s.title for s in ok.sections] == [s.title for s in plain.sections]
+    assert ok.outcome == plain.outcome == "no retrain"
+    failed = release_record(reg, "r", RunStatus("CANCELLED"))
+    assert failed.section("Run status").lines[1].value == "a task after decide-retrain"
+    assert failed.outcome.startswith("cancelled in a task after decide-retrain")
+
+
+def test_a_run_without_records_gets_a_record_only_when_it_failed(tmp_path) -> None:
+    reg = _partial_run(tmp_path, [])
+    with pytest.raises(RegistryError, match="has no records"):
+        release_record(reg, "r", RunStatus("SUCCEEDED"))
+    record = release_record(reg, "r", RunStatus("FAILED", error="x" * 5000))
+    lines = {ln.label: ln.value for ln in record.section("Run status").lines}
+    assert lines["Failed task"] == "start-run or snapshot-data"
+    assert lines["Error"].endswith("…(cut)") and len(lines["Error"]) < 2100
+    assert all(not s.ran for s in record.sections[1:-1])
+    assert record.chain_ok
+
+
+def test_a_run_status_needs_a_state() -> None:
+    with pytest.raises(RegistryError, match="state must be a non-empty string"):
+        RunStatus("  ")

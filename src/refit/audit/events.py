@@ -25,6 +25,7 @@ Which part of refit writes each event (the ``payload`` keys are the writer's):
 ``promotion``             a version became champion
 ``rollback``              the previous champion was restored
 ``trigger_decision``      the trigger service decided whether to launch a run
+``run_refused``           the pipeline's first task refused the run (reason)
 ========================  ==========================================================
 """
 
@@ -52,6 +53,7 @@ class AuditEvent(StrEnum):
     PROMOTION = "promotion"
     ROLLBACK = "rollback"
     TRIGGER_DECISION = "trigger_decision"
+    RUN_REFUSED = "run_refused"
 
 
 #: Written by the pipeline's steps, once per run (labelled with the run's ``run_label``).
@@ -65,6 +67,7 @@ RUN_EVENTS: Final = frozenset(
         AuditEvent.TRAINING,
         AuditEvent.EVALUATION,
         AuditEvent.REGISTRATION,
+        AuditEvent.RUN_REFUSED,
     }
 )
 #: The human approval of a version.

@@ -56,11 +56,41 @@ def register(app: typer.Typer) -> None:
                 "tasks then run in the refit-tfdv image)."
             ),
         ] = "native",
+        image_repository: Annotated[
+            str | None,
+            typer.Option(
+                "--image-repository",
+                envvar="REFIT_IMAGE_REPOSITORY",
+                help="Repository of refit's images for every task (REPO:VERSION and "
+                "REPO-tfdv:VERSION), e.g. registry.example.com/ml/refit; default: refit's "
+                "published images.",
+            ),
+        ] = None,
+        store_pvc: Annotated[
+            str | None,
+            typer.Option(
+                "--store-pvc",
+                help="PersistentVolumeClaim holding the store, mounted into every task "
+                "(clusters without an object store); store_uri then defaults to --store-mount.",
+            ),
+        ] = None,
+        store_mount: Annotated[
+            str,
+            typer.Option("--store-mount", help="Where --store-pvc is mounted in each task."),
+        ] = "/mnt/refit",
+        gcs_key_secret: Annotated[
+            str | None,
+            typer.Option(
+                "--gcs-key-secret",
+                help="Secret with a Google service account key (key.json) every task uses for "
+                "gs:// (GOOGLE_APPLICATION_CREDENTIALS); not needed with Workload Identity.",
+            ),
+        ] = None,
     ) -> None:
         """Compile the retraining pipeline to KFP IR YAML for a cluster, on a node profile."""
-        from kfp import compiler
-
         from refit.errors import SchemaError
+        from refit.images import repository
+        from refit.pipelines.compile import StoreVolume, compile_to
         from refit.pipelines.profiles import get_profile
         from refit.pipelines.retraining import build_retraining_pipeline
 
@@ -72,8 +102,29 @@ def register(app: typer.Typer) -> None:
             pipeline = build_retraining_pipeline(profile, engine=engine)
         except SchemaError as exc:
             raise typer.BadParameter(str(exc), param_hint="--engine") from exc
-        compiler.Compiler().compile(pipeline, str(output))
-        typer.echo(f"wrote {output} (training on node profile {profile.name!r}, engine {engine!r})")
+        try:
+            repo = repository(image_repository)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--image-repository") from exc
+        store = None
+        if store_pvc is not None:
+            try:
+                store = StoreVolume(store_pvc, store_mount)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--store-pvc/--store-mount") from exc
+        try:
+            compile_to(
+                pipeline, output, image_repository=repo, store=store, gcs_key_secret=gcs_key_secret
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--gcs-key-secret") from exc
+        where = f", store on PVC {store.pvc!r} at {store.mount}" if store else ""
+        if gcs_key_secret:
+            where += f", GCS key from Secret {gcs_key_secret!r}"
+        typer.echo(
+            f"wrote {output} (training on node profile {profile.name!r}, engine {engine!r}, "
+            f"images {repo}{where})"
+        )
 
     @app.command("train")
     def train_command(

@@ -9,6 +9,11 @@ checks the log itself; the record's last section says whether that check passed 
 was made). A step that did not run, or an event this version of refit does not know, never
 fails the record: its section says "not run", unknown events are listed under "Other records".
 
+The retraining pipeline's exit handler passes how KFP says the run ended (`RunStatus`, from
+``dsl.PipelineTaskFinalStatus``): a failed or cancelled run's record opens with a "Run status"
+section that names the task that failed and why, as far as the audit log and KFP tell, and a
+run that failed before its first audit record still gets a record.
+
 `ReleaseRecord.to_markdown` and `ReleaseRecord.to_html` render it (the HTML is one
 self-contained page: inline style, no script, no network, every text escaped, so it renders in
 KFP's sandboxed iframe); `write_release_record` is the pipeline step that writes both.
@@ -34,6 +39,56 @@ KNOWN_EVENTS: Final = VERSION_EVENTS | RUN_EVENTS
 #: Gate check kinds shown with the fairness and serving checks rather than the evaluation.
 _FAIRNESS_SERVING_KINDS: Final = ("fairness", "serving", "latency", "throughput", "parity")
 _SKIP_KEYS: Final = frozenset({"run_label", "model"})
+#: Event of the audit record the retraining pipeline's first task writes when it refuses a run.
+REFUSAL_EVENT: Final = AuditEvent.RUN_REFUSED
+#: The retraining pipeline's tasks in order, each with the audit event it ends with: a failed
+#: run stopped in the first task after the last one the log holds a record of.
+PIPELINE_STEPS: Final = (
+    ("start-run", AuditEvent.RUN_REFUSED),
+    ("snapshot-data", AuditEvent.SNAPSHOT),
+    ("anonymize-data", AuditEvent.ANONYMIZATION),
+    ("validate-data", AuditEvent.VALIDATION),
+    ("detect-drift", AuditEvent.DRIFT),
+    ("decide-retrain", AuditEvent.DECISION),
+    ("train-model", AuditEvent.TRAINING),
+    ("evaluate-model", AuditEvent.EVALUATION),
+    ("register-model", AuditEvent.REGISTRATION),
+    ("promote-model or canary-rollout", AuditEvent.PROMOTION),
+)
+#: Final states of a KFP task (``PipelineTaskFinalStatus.state``).
+FINAL_STATES: Final = ("SUCCEEDED", "FAILED", "CANCELLED")
+#: Longest error message kept from KFP's final status (a traceback can be long).
+MAX_ERROR_CHARS: Final = 2000
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """How KFP says a run's body ended: the exit handler's ``dsl.PipelineTaskFinalStatus``.
+
+    Attributes:
+        state: ``SUCCEEDED``, ``FAILED`` or ``CANCELLED`` (others KFP may add are kept as given).
+        task: The KFP task the status is about (the exit handler's group of tasks).
+        error: KFP's error message, empty when there is none.
+    """
+
+    state: str
+    task: str = ""
+    error: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, str) or not self.state.strip():
+            raise RegistryError(f"run status state must be a non-empty string, got {self.state!r}")
+        object.__setattr__(self, "state", self.state.strip().upper())
+        object.__setattr__(self, "task", str(self.task or ""))
+        error = str(self.error or "")
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[:MAX_ERROR_CHARS] + " …(cut)"
+        object.__setattr__(self, "error", error)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run did not succeed (failed, cancelled, or any state but SUCCEEDED)."""
+        return self.state != "SUCCEEDED"
 
 
 @dataclass(frozen=True)
@@ -99,6 +154,7 @@ class ReleaseRecord:
         records: How many records the log held.
         head_hash: The hash of the log's last record (pins the log this record was read from).
         iteration: The iteration the record describes.
+        status: How KFP says the run ended, when the exit handler passed it.
     """
 
     model: str
@@ -111,6 +167,7 @@ class ReleaseRecord:
     records: int
     head_hash: str
     iteration: Iteration = field(repr=False)
+    status: RunStatus | None = None
 
     @property
     def chain_line(self) -> str:
@@ -141,6 +198,9 @@ class ReleaseRecord:
             "model": self.model,
             "run_label": self.run_label,
             "outcome": self.outcome,
+            "status": None
+            if self.status is None
+            else {"state": self.status.state, "task": self.status.task, "error": self.status.error},
             "chain": {
                 "ok": self.chain_ok,
                 "line": self.chain_line,
@@ -311,6 +371,12 @@ def _lines_trigger(it: Iteration) -> list[Line]:
     first = it.entries[0] if it.entries else None
     if first is not None:
         lines.append(Line("Run started", first.time, (first.hash,)))
+    refusal = it.last(AuditEvent.RUN_REFUSED)
+    if refusal is not None:
+        lines.append(
+            Line(f"Refused by {refusal.get('task', 'start-run')}", refusal.get("reason", "—"),
+                 (refusal.hash,))
+        )  # fmt: skip
     dec = it.decision_entry
     val = it.validation
     if it.decision == "blocked" and val is not None:
@@ -695,23 +761,62 @@ def _sections(it: Iteration) -> list[Section]:
     return sections
 
 
-def release_record(registry: ModelRegistry, run_label: str) -> ReleaseRecord:
+def _stopped_at(it: Iteration) -> tuple[str, str, Entry | None]:
+    """Where a failed run stopped: (the task that failed, what the log shows, the last record).
+
+    The task is the one after the last pipeline step the log holds a record of (a refusal
+    names the first task itself); a run that decided not to go on has no later step to blame.
+    """
+    refusal = it.last(REFUSAL_EVENT)
+    if refusal is not None:
+        return "start-run", f"refused the run: {refusal.get('reason', '—')}", refusal
+    done = [i for i, (_, event) in enumerate(PIPELINE_STEPS) if it.last(event) is not None]
+    if not done:
+        return "start-run or snapshot-data", "no step of this run left an audit record", None
+    last = max(done)
+    task, event = PIPELINE_STEPS[last]
+    entry = it.last(event)
+    if last + 1 >= len(PIPELINE_STEPS) or it.decision in ("blocked", "skip"):
+        return "a task after " + task, f"the run's last step with a record is {task}", entry
+    after = PIPELINE_STEPS[last + 1][0]
+    return after, f"{task} recorded its result ({event}); {after} left no record", entry
+
+
+def _status_section(it: Iteration, status: RunStatus) -> Section:
+    task, shown, entry = _stopped_at(it)
+    lines = [
+        Line("KFP state", status.state + (f" (task {status.task})" if status.task else "")),
+        Line("Failed task", task, (entry.hash,) if entry is not None else ()),
+        Line("From the audit log", shown, (entry.hash,) if entry is not None else ()),
+        Line("Error", status.error or "KFP gave no message; see the failed task's logs"),
+    ]
+    return Section("Run status", tuple(lines))
+
+
+def release_record(
+    registry: ModelRegistry, run_label: str, status: RunStatus | None = None
+) -> ReleaseRecord:
     """Build the release record of one run from the model's audit log.
 
     Args:
         registry: The model's registry (local or ``gs://``).
         run_label: The run's label, as its steps recorded it.
+        status: How KFP says the run ended (the pipeline's exit handler passes it). A failed
+            or cancelled run's record then opens with a "Run status" section naming the failed
+            task and KFP's error, and a run without any audit record gets a record too.
 
     Returns:
         The record; its chain section says whether `AuditLog.verify` found the log intact.
 
     Raises:
-        RegistryError: No record of the log carries ``run_label`` (the message lists the
-            labels it has).
+        RegistryError: No record of the log carries ``run_label`` and no failed ``status``
+            explains why (the message lists the labels it has).
         IntegrityError: The audit log cannot be read at all.
     """
     history = read_history(registry)
     it = history.get(run_label)
+    if it is None and status is not None and status.failed:
+        it = Iteration(run_label, index=len(history.iterations))
     if it is None:
         labels = [i.run_label for i in history.iterations]
         shown = ", ".join(labels[-10:]) if labels else "none"
@@ -738,17 +843,26 @@ def release_record(registry: ModelRegistry, run_label: str) -> ReleaseRecord:
             + [Line("Records", str(history.records)), Line("Head hash", head or "—")]
         ),
     )
+    sections = _sections(it)
+    outcome = it.outcome
+    if status is not None and status.failed:
+        sections.insert(0, _status_section(it, status))
+        task = _stopped_at(it)[0]
+        outcome = f"{status.state.lower()} in {task}" + (
+            f" (after: {it.outcome})" if it.entries and it.decision != "unknown" else ""
+        )
     return ReleaseRecord(
         model=registry.model_name,
         run_label=run_label,
-        outcome=it.outcome,
-        sections=[*_sections(it), chain],
+        outcome=outcome,
+        sections=[*sections, chain],
         chain_ok=not problems,
         chain_problems=problems,
         audit_log=str(getattr(audit, "path", "")),
         records=history.records,
         head_hash=head,
         iteration=it,
+        status=status,
     )
 
 
@@ -758,6 +872,7 @@ def write_release_record(
     run_label: str,
     markdown_path: str,
     html_path: str,
+    status: RunStatus | None = None,
 ) -> ReleaseRecord:
     """Pipeline step: write one run's release record as Markdown and HTML.
 
@@ -767,14 +882,15 @@ def write_release_record(
         run_label: The run's label.
         markdown_path: Where the Markdown goes (KFP Output[Markdown]); parent folders created.
         html_path: Where the HTML goes (KFP Output[HTML]); parent folders created.
+        status: How KFP says the run ended (see `release_record`).
 
     Returns:
         The record.
 
     Raises:
-        RegistryError: No record carries ``run_label``.
+        RegistryError: No record carries ``run_label`` and the run did not fail.
     """
-    record = release_record(open_registry(store_uri, model_name), run_label)
+    record = release_record(open_registry(store_uri, model_name), run_label, status)
     for path, text in ((markdown_path, record.to_markdown()), (html_path, record.to_html())):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text, encoding="utf-8")
@@ -784,6 +900,9 @@ def write_release_record(
 __all__ = [
     "KNOWN_EVENTS",
     "NOT_RUN",
+    "PIPELINE_STEPS",
+    "REFUSAL_EVENT",
+    "RunStatus",
     "Entry",
     "Line",
     "ReleaseRecord",

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,10 +127,12 @@ def compile_pipeline(pipeline: str, directory: Path) -> Path:
         ScheduleError: An unknown pipeline name, or a path that does not exist.
     """
     if pipeline in PIPELINES:
-        from kfp import compiler
+        from refit.images import repository
+        from refit.pipelines.compile import compile_to
 
         path = directory / f"{pipeline}.yaml"
-        compiler.Compiler().compile(pipeline_func=PIPELINES[pipeline](), package_path=str(path))
+        # the image repository as set now ($REFIT_IMAGE_REPOSITORY, else refit's published one)
+        compile_to(PIPELINES[pipeline](), path, image_repository=repository())
         return path
     path = Path(pipeline)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
@@ -202,14 +206,66 @@ def recurring_run_body(
     return kfp_server_api.ApiClient().sanitize_for_serialization(body)
 
 
+#: Seconds the health probe of `connect` waits for the KFP API.
+PROBE_TIMEOUT_S = 15.0
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect (to a login page) is reported, not followed
+
+
+def _probe(host: str, token: str | None) -> None:
+    """Ask the KFP API's health endpoint once; raise a ScheduleError that says what failed.
+
+    kfp.Client retries its own health check five times, 5 s apart, and then reports a timeout
+    whatever the cause; this tells an authentication failure (401, 403, or a redirect to a login
+    page, as Kubeflow's gateway answers without a session) from an unreachable server.
+    """
+    url = host.rstrip("/") + "/apis/v2beta1/healthz"
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=PROBE_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise ScheduleError(
+                f"the KFP API at {host!r} refused the credentials (HTTP {exc.code} "
+                f"{'Unauthorized' if exc.code == 401 else 'Forbidden'}): this is an "
+                "authentication error, not a network one; pass a valid token (KFP_TOKEN / "
+                "--token: for multi-user Kubeflow a ServiceAccount token with the audience "
+                "pipelines.kubeflow.org) that may use the namespace"
+            ) from None
+        if exc.code in (301, 302, 303, 307, 308):
+            raise ScheduleError(
+                f"the KFP API at {host!r} redirected to {exc.headers.get('Location', '?')!r}, "
+                "a login page: this is an authentication error; pass a token (KFP_TOKEN / "
+                "--token), or use the in-cluster ml-pipeline service"
+            ) from None
+        raise ScheduleError(f"the KFP API at {host!r} answered HTTP {exc.code}: {exc}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ScheduleError(f"cannot reach the KFP API at {host!r}: {reason}") from None
+
+
 def connect(host: str | None, **kwargs: Any) -> Any:
     """A ``kfp.Client`` for ``host``.
 
+    Args:
+        host: The KFP API endpoint; None: kfp's in-cluster default.
+        **kwargs: More ``kfp.Client`` arguments (``existing_token``, ``namespace``...).
+
     Raises:
-        ScheduleError: The server cannot be reached (kfp.Client checks its health on creation).
+        ScheduleError: The credentials are refused (HTTP 401/403, or a redirect to a login
+            page: an authentication error), or the server cannot be reached.
     """
     import kfp
 
+    if host:
+        _probe(host, kwargs.get("existing_token"))
     try:
         return kfp.Client(host=host, **kwargs)
     except Exception as exc:

@@ -27,7 +27,15 @@ from refit.steps.drift import (
 )
 from refit.steps.evaluate import EvaluationOutput, evaluate_model
 from refit.steps.privacy import AnonymizeOutput, anonymize_data
-from refit.steps.release import canary_rollout, canary_target, promote_model, register_model
+from refit.steps.release import (
+    canary_rollout,
+    canary_target,
+    check_deploy,
+    promote_model,
+    register_model,
+    run_label_for,
+    start_run,
+)
 from refit.steps.train import TrainOutput, split_holdout, train_model
 
 __all__ = [
@@ -43,15 +51,18 @@ __all__ = [
     "anonymize_data",
     "canary_rollout",
     "canary_target",
+    "check_deploy",
     "decide_retrain",
     "decision_markdown",
     "detect_drift",
     "evaluate_model",
     "promote_model",
     "register_model",
+    "run_label_for",
     "scalar_metrics",
     "snapshot_data",
     "split_holdout",
+    "start_run",
     "train_model",
     "utc_now",
     "validate_data",

@@ -11,7 +11,8 @@ import json
 import logging
 from typing import Any
 
-from refit.deploy import get_target
+from refit.audit import AuditEvent
+from refit.deploy import available_targets, get_target
 from refit.deploy.local_canary import LocalCanaryTarget
 from refit.deploy.plan import RolloutPlan
 from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
@@ -21,6 +22,142 @@ from refit.registry import ANY, ModelRegistry
 from refit.steps.common import scalar_metrics
 
 log = logging.getLogger(__name__)
+
+#: Longest run label accepted (it names the run in the audit log and in file names).
+MAX_RUN_LABEL = 200
+
+
+def run_label_for(run_label: str, run_id: str) -> str:
+    """Return the label a run's audit records carry: ``run_label``, else the KFP run's id.
+
+    A run started without a label (a cluster run from a notebook, every run of a recurring
+    run, whose parameters are fixed) is labelled by its own KFP run id, so each run gets its
+    own release record.
+
+    Args:
+        run_label: The label the run was given; empty: none.
+        run_id: The KFP run's id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER`` in the pipeline).
+
+    Raises:
+        DeployError: Neither is given, a placeholder was not filled in, or the label is too
+            long or has a line break.
+    """
+    label = (run_label or "").strip() or (run_id or "").strip()
+    if not label:
+        raise DeployError("run_label is empty and no KFP run id was given: the run has no label")
+    if label.startswith("{{$"):
+        raise DeployError(
+            f"run label {label!r} is a KFP placeholder that was not filled in; pass run_label"
+        )
+    if len(label) > MAX_RUN_LABEL or any(c in label for c in "\r\n\t\0"):
+        raise DeployError(
+            f"run_label {label[:40]!r}... must be one line of at most {MAX_RUN_LABEL} characters"
+        )
+    return label
+
+
+def check_deploy(
+    registry: ModelRegistry,
+    target: str,
+    rollout_plan_json: str = "",
+    deploy_options_json: str = "",
+) -> None:
+    """Refuse a deployment target, rollout plan and options that cannot work together.
+
+    The retraining pipeline's first task calls this, so a run that could never deploy fails
+    before it snapshots, trains, evaluates and registers anything.
+
+    Without a plan the version is promoted directly, through a registered target (``local``);
+    ``kserve`` is only ever rolled out as a canary and needs a plan. With a plan the target is
+    ``local`` or ``kserve``, the plan must be valid and the options must be ones the target
+    knows (``kserve`` needs ``namespace``).
+
+    Args:
+        registry: The model's registry (nothing is read from it: its name is the default
+            InferenceService name).
+        target: The pipeline's ``deploy_target``.
+        rollout_plan_json: The pipeline's ``rollout_plan_json``; empty: direct promotion.
+        deploy_options_json: The pipeline's ``deploy_options_json`` (a JSON object).
+
+    Raises:
+        DeployError: What cannot work, naming the pipeline parameter.
+    """
+    try:
+        options = json.loads(deploy_options_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise DeployError(f"deploy_options_json is not valid JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise DeployError(f"deploy_options_json must be a JSON object, got {deploy_options_json!r}")
+    if not rollout_plan_json:
+        if target == "kserve":
+            raise DeployError(
+                "deploy_target 'kserve' needs a rollout plan (rollout_plan_json): KServe is "
+                "rolled out as a canary; without a plan the run would train, evaluate and "
+                "register, then fail at promotion"
+            )
+        if target not in available_targets():
+            raise DeployError(
+                f"deploy_target {target!r} is not a known target; without a rollout plan use "
+                f"one of {available_targets()}, with one 'local' or 'kserve'"
+            )
+        if options:
+            raise DeployError(
+                f"deploy_options_json {sorted(options)} is read only by a canary rollout; give "
+                "rollout_plan_json as well, or leave the options '{}'"
+            )
+        return
+    try:
+        RolloutPlan.from_json(rollout_plan_json)
+    except DeployError as exc:
+        raise DeployError(f"rollout_plan_json: {exc}") from None
+    if target not in ("local", "kserve"):
+        raise DeployError(
+            f"deploy_target {target!r} cannot run a canary rollout; use 'local' or 'kserve'"
+        )
+    try:
+        canary_target(target, registry, options)
+    except DeployError as exc:
+        raise DeployError(f"deploy_options_json: {exc}") from None
+
+
+def start_run(
+    store_uri: str,
+    model_name: str,
+    run_label: str,
+    run_id: str,
+    *,
+    deploy_target: str = "local",
+    rollout_plan_json: str = "",
+    deploy_options_json: str = "",
+) -> str:
+    """Pipeline step: name the run and refuse a deployment that cannot work, before any work.
+
+    Args:
+        store_uri: Root of refit's store (a refusal is recorded in the model's audit log).
+        model_name: The model.
+        run_label: The label the run was given; empty: the KFP run id (see `run_label_for`).
+        run_id: The KFP run's id.
+        deploy_target: The pipeline's ``deploy_target``.
+        rollout_plan_json: The pipeline's ``rollout_plan_json``.
+        deploy_options_json: The pipeline's ``deploy_options_json``.
+
+    Returns:
+        The run's label.
+
+    Raises:
+        DeployError: The deployment settings cannot work (recorded as a ``run_refused`` audit
+            record first, so the run's release record says why), or the run has no label.
+    """
+    label = run_label_for(run_label, run_id)
+    registry = ModelRegistry(store_uri, model_name)
+    try:
+        check_deploy(registry, deploy_target, rollout_plan_json, deploy_options_json)
+    except DeployError as exc:
+        registry.audit.append(
+            AuditEvent.RUN_REFUSED, {"run_label": label, "task": "start-run", "reason": str(exc)}
+        )
+        raise
+    return label
 
 
 def register_model(
