@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from filelock import FileLock
 
 from refit.audit.log import AuditLog
 from refit.errors import IntegrityError, RegistryError
+from refit.io.uri import write_file_atomic
 from refit.registry._common import (
     STATUSES as STATUSES,  # re-exported: refit.registry and callers import it from here
 )
@@ -129,17 +129,7 @@ def _read_json(path: Path) -> Any | None:
 def _write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` atomically (temp file in the same folder + fsync + os.replace)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = dumps_json(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomic(path, dumps_json(data))
 
 
 def _list_version_numbers(versions_dir: Path) -> list[int]:
