@@ -26,8 +26,10 @@
 #     into a layer. The bases point pip at that path (PIP_CERT), which is Debian's own bundle in the
 #     final image.
 #   * refit and refit-tfdv are built from components/images/*/Dockerfile unchanged, with
-#     `--build-arg PYTHON_IMAGE=<base>`; podman's layer cache makes an unchanged rebuild seconds.
-#     The wheel is built with a fixed SOURCE_DATE_EPOCH so unchanged sources give the same wheel.
+#     `--build-arg PYTHON_IMAGE=<base>` and podman's layer cache. The wheel is built with a fixed
+#     SOURCE_DATE_EPOCH, so unchanged sources give the same wheel; an image whose inputs (base,
+#     Dockerfile, locks, wheel) are unchanged is reused as it is (its revision label is then the
+#     commit that first built those inputs).
 # Env: REFIT_CONTAINER_CACHE, REFIT_BASE_MIRROR (Debian mirror; default: the host's apt source),
 #      REFIT_BASE_PYTHON (a CPython 3.11 interpreter to copy), REFIT_HOST_CA (CA bundle for builds).
 set -euo pipefail
@@ -179,12 +181,25 @@ build_image() {
     version="$(cd "$REPO_ROOT" && .venv/bin/python -c 'import refit; print(refit.__version__)')"
     revision="$(git -C "$REPO_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
     [ -r "$HOST_CA" ] || die "step 'build $tag': CA bundle $HOST_CA is not readable (REFIT_HOST_CA)"
+    # Everything the image is built from (the revision label aside): unchanged, the image is
+    # reused without even asking podman's layer cache, which hashes a multi-GB COPY --from.
+    local key keytag
+    key="$(echo "$base $version" | cat - "components/images/$name/Dockerfile" \
+        components/images/requirements.lock $(find "components/images/$name" -name '*.lock' | sort) \
+        dist/*.whl | sha256sum | cut -c1-16)"
+    keytag="localhost/refit-build/$name:$key"
+    if podman image exists "$keytag" && podman image exists "$tag" \
+        && [ "$(podman image inspect --format '{{.Id}}' "$keytag")" = "$(podman image inspect --format '{{.Id}}' "$tag")" ]; then
+        log "image $tag: unchanged inputs ($keytag), reused"
+        return 0
+    fi
     log "building $tag from components/images/$name/Dockerfile on $base"
     podman build --layers --format docker -f "components/images/$name/Dockerfile" -t "$tag" \
         --build-arg "PYTHON_IMAGE=$base" --build-arg "REFIT_VERSION=$version" \
         --build-arg "VCS_REF=$revision" \
         --volume "$HOST_CA:/etc/ssl/certs/ca-certificates.crt:ro" "$REPO_ROOT" >"$CACHE/tmp/build-$name.log" 2>&1 \
         || { tail -n 30 "$CACHE/tmp/build-$name.log" >&2; die "step 'build $tag' (components/images/$name/Dockerfile) failed; log: $CACHE/tmp/build-$name.log"; }
+    podman tag "$tag" "$keytag"
     local size
     size="$(podman image inspect --format '{{.Size}}' "$tag")"
     log "image $tag: $((size / 1000000)) MB, built in $((SECONDS - start)) s"
