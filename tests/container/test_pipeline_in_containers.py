@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from _podman import podman
+from _podman import ROOT, SCRIPT, podman
 from kfp import dsl
 from kfp.local import docker_task_handler, status
 from rich.console import Console
@@ -178,3 +178,16 @@ def test_no_engine_is_a_clear_error_in_the_demo(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "step 'connect'" in proc.stderr and "no-engine.sock" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_failed_image_build_names_the_step_and_the_image(
+    docker_host: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "REFIT_HOST_CA": str(tmp_path / "missing-ca.crt")}
+    proc = subprocess.run(
+        [str(SCRIPT), "build"], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"[images] error: step 'build {component_image()}'"), proc.stderr
+    assert "missing-ca.crt" in last
