@@ -58,9 +58,9 @@ def check_engine(images: Iterable[str]) -> None:
         ContainerRunError: No engine answers, or an image is absent (naming it and how to build
             it).
     """
+    client = _client()  # first: it names a missing docker package
     import docker
 
-    client = _client()
     try:
         for image in images:
             try:
