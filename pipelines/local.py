@@ -61,6 +61,8 @@ def init_local(
         from refit.pipelines import docker_runner
 
         docker_runner.check_engine(images)
+        pipeline_root = pipeline_root.resolve()
+        mounts = [m.resolve() for m in mounts]
         for folder in (pipeline_root, *mounts):
             docker_runner.share_folder(folder)
         local_runner = docker_runner.docker_runner(mounts=mounts)
@@ -136,7 +138,8 @@ def replay(
     Returns:
         One row per window.
     """
-    workdir = config.workdir
+    # absolute: tasks in containers see the same paths, from another working directory
+    workdir = config.workdir.resolve()
     store = workdir / "store"
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
