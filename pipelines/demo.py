@@ -76,6 +76,8 @@ def run_demo(
     scenario: DemoScenario | None = None,
     summary_json: Path | None = None,
     console: Console | None = None,
+    runner: str = "subprocess",
+    engine: str = "native",
 ) -> DemoResult:
     """Replay the built-in windows through the retraining pipeline and report the timeline.
 
@@ -84,6 +86,9 @@ def run_demo(
         scenario: Windows, rows per window, where each event falls, seed.
         summary_json: Where to write the timeline as JSON, if anywhere.
         console: Where progress and the table are printed.
+        runner: ``subprocess`` (each task a subprocess of this Python) or ``docker`` (each task
+            in its image, :func:`refit.pipelines.local.init_local`).
+        engine: Statistics engine of validation and drift (``native`` or ``tfdv``).
 
     Returns:
         The timeline, wall time and where the summaries were written.
@@ -108,12 +113,16 @@ def run_demo(
         trainer="xgboost",
         params={"n_estimators": 100, "max_depth": 4},
         seed=(scenario or DemoScenario()).seed,
+        runner=runner,
+        engine=engine,
     )
     started = time.perf_counter()
     with console.status("") as status:
 
         def before(i: int) -> None:
-            status.update(f"window {i + 1}/{len(windows)}: running the pipeline with kfp.local…")
+            status.update(
+                f"window {i + 1}/{len(windows)}: running the pipeline with kfp.local ({runner})…"
+            )
 
         def after(row: WindowRow) -> None:
             share = "—" if row.drift_share is None else f"{row.drift_share:.2f}"

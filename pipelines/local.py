@@ -14,31 +14,75 @@ from typing import Any
 import pyarrow as pa
 
 from refit.demo.timeline import WindowRow, window_row
+from refit.images import engine_image
 from refit.io.tables import write_parquet
-from refit.pipelines.retraining import DEFAULT_GATE, DEFAULT_POLICY, retraining_pipeline
+from refit.pipelines.retraining import (
+    DEFAULT_GATE,
+    DEFAULT_POLICY,
+    build_retraining_pipeline,
+    retraining_pipeline,
+)
 from refit.registry import ModelRegistry
 
+#: How kfp.local runs each task: ``subprocess`` (this Python) or ``docker`` (the task's image,
+#: through Docker or podman's Docker-compatible API at ``DOCKER_HOST``).
+RUNNERS = ("subprocess", "docker")
 
-def init_local(pipeline_root: Path) -> None:
-    """Point kfp.local at ``pipeline_root``, running each task as a subprocess of this Python."""
+
+def init_local(
+    pipeline_root: Path,
+    runner: str = "subprocess",
+    mounts: Sequence[Path] = (),
+    images: Sequence[str] = (),
+) -> None:
+    """Point kfp.local at ``pipeline_root`` and choose how its tasks run.
+
+    Args:
+        pipeline_root: Folder of the tasks' outputs.
+        runner: ``subprocess``: each task a subprocess of this Python. ``docker``: each task in
+            its image (:mod:`refit.pipelines.docker_runner`), with ``mounts`` bound at the same
+            paths (the store and data a run reads), ``REFIT_TOKEN_KEY`` forwarded, and the
+            pipeline root and mounts writable by the image's user.
+        mounts: Folders every task needs besides the pipeline root (``docker`` only).
+        images: Images checked for presence before anything runs (``docker`` only).
+
+    Raises:
+        ValueError: Unknown runner.
+        refit.pipelines.docker_runner.ContainerRunError: No engine answers, or an image is
+            absent.
+    """
     from kfp import local
 
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root),
-        raise_on_error=True,
-    )
+    if runner not in RUNNERS:
+        raise ValueError(f"runner {runner!r} is not one of {list(RUNNERS)}")
+    if runner == "subprocess":
+        local_runner: Any = local.SubprocessRunner(use_venv=False)
+    else:
+        from refit.pipelines import docker_runner
+
+        docker_runner.check_engine(images)
+        pipeline_root = pipeline_root.resolve()
+        mounts = [m.resolve() for m in mounts]
+        for folder in (pipeline_root, *mounts):
+            docker_runner.share_folder(folder)
+        local_runner = docker_runner.docker_runner(mounts=mounts)
+    local.init(runner=local_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
 
 
-def run_pipeline(quiet: bool = True, **params: Any) -> None:
+def run_pipeline(quiet: bool = True, engine: str = "native", **params: Any) -> None:
     """Run the retraining pipeline once with kfp.local (call :func:`init_local` first).
 
     Args:
         quiet: Hide kfp.local's per-task logs (errors are still raised).
+        engine: Statistics engine of the validation and drift tasks (``tfdv`` runs them in the
+            refit-tfdv image: :func:`~refit.pipelines.retraining.build_retraining_pipeline`).
         **params: The pipeline's parameters.
     """
+    pipeline = (
+        retraining_pipeline if engine == "native" else build_retraining_pipeline(engine=engine)
+    )
     if not quiet:
-        retraining_pipeline(**params)
+        pipeline(**params)
         return
     kfp_logger = logging.getLogger("kfp")
     level = kfp_logger.level
@@ -46,7 +90,7 @@ def run_pipeline(quiet: bool = True, **params: Any) -> None:
     buffer = io.StringIO()
     try:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            retraining_pipeline(**params)
+            pipeline(**params)
     except Exception as exc:
         raise RuntimeError(
             f"pipeline run failed: {exc}\n--- kfp.local log ---\n{buffer.getvalue()}"
@@ -68,6 +112,10 @@ class ReplayConfig:
     trainer: str = "xgboost"
     params: dict[str, Any] | None = None
     seed: int = 0
+    #: ``subprocess`` or ``docker`` (:func:`init_local`).
+    runner: str = "subprocess"
+    #: Statistics engine of validation and drift (``tfdv`` needs the docker runner or TFDV here).
+    engine: str = "native"
 
 
 def replay(
@@ -90,10 +138,19 @@ def replay(
     Returns:
         One row per window.
     """
-    workdir = config.workdir
+    # absolute: tasks in containers see the same paths, from another working directory
+    workdir = config.workdir.resolve()
     store = workdir / "store"
     data_dir = workdir / "data"
-    init_local(workdir / "pipeline_root")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store.mkdir(parents=True, exist_ok=True)
+    images = {engine_image("native"), engine_image(config.engine)}
+    init_local(
+        workdir / "pipeline_root",
+        runner=config.runner,
+        mounts=(store, data_dir),
+        images=sorted(images),
+    )
     registry = ModelRegistry(str(store), config.model_name)
     rows = []
     for i, table in enumerate(windows):
@@ -103,6 +160,7 @@ def replay(
         write_parquet(table, data_uri)
         label = f"window-{i:02d}"
         run_pipeline(
+            engine=config.engine,
             data_uri=data_uri,
             store_uri=str(store),
             model_name=config.model_name,

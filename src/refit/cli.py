@@ -31,6 +31,20 @@ def demo(
     windows: Annotated[int, typer.Option(min=8, help="Weekly windows to replay.")] = 10,
     rows: Annotated[int, typer.Option(min=200, help="Rows per window.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the built-in dataset.")] = 7,
+    runner: Annotated[
+        str,
+        typer.Option(
+            help="How each task runs: 'subprocess' (this Python) or 'docker' (in refit's image, "
+            "through Docker or podman's API at DOCKER_HOST; build the images with `make images`)."
+        ),
+    ] = "subprocess",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Statistics engine of validation and drift: 'native' or 'tfdv' (with "
+            "--runner docker: those tasks run in the refit-tfdv image)."
+        ),
+    ] = "native",
 ) -> None:
     """Replay a built-in dataset through the whole retraining loop with kfp.local.
 
@@ -39,12 +53,25 @@ def demo(
     """
     from refit.demo.data import DemoScenario
     from refit.pipelines.demo import run_demo
+    from refit.pipelines.local import RUNNERS
 
-    run_demo(
-        output,
-        DemoScenario(windows=windows, rows=rows, seed=seed),
-        summary_json=summary_json,
-    )
+    if runner not in RUNNERS:
+        raise typer.BadParameter(f"{runner!r} is not one of {list(RUNNERS)}", param_hint="--runner")
+    if engine not in ("native", "tfdv"):
+        raise typer.BadParameter(
+            f"{engine!r} is not one of ['native', 'tfdv']", param_hint="--engine"
+        )
+    try:
+        run_demo(
+            output,
+            DemoScenario(windows=windows, rows=rows, seed=seed),
+            summary_json=summary_json,
+            runner=runner,
+            engine=engine,
+        )
+    except RuntimeError as exc:  # a container or engine failure, named by the runner
+        typer.echo(f"refit demo --runner {runner}: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 for _module in (drift, evaluate, train, schedule, validate, serve, report, rollout):

@@ -157,17 +157,58 @@ def test_tfdv_image_builds_tfdv_apart_on_a_glibc_2_39_base() -> None:
 def test_make_images_builds_and_tags_every_image() -> None:
     make = shutil.which("make")
     assert make is not None, "make is not installed (./dev test installs it)"
-    proc = subprocess.run(
-        [make, "-n", "images"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+
+    def dry_run(engine: str) -> str:
+        return subprocess.run(
+            [make, "-n", "images", f"CONTAINER_ENGINE={engine}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    builds = re.findall(
+        r"^docker build -f (\S+) --build-arg REFIT_VERSION=(\S+) --build-arg VCS_REF=(\S+) "
+        r"-t (\S+) \.$",
+        dry_run("docker"),
+        re.M,
     )
-    builds = re.findall(r"^docker build -f (\S+) -t (\S+) \.$", proc.stdout, re.M)
-    assert builds == [
+    assert [(f, t) for f, _, _, t in builds] == [
         ("components/images/refit/Dockerfile", component_image()),
         ("components/images/refit-tfdv/Dockerfile", tfdv_image()),
     ]
+    assert {v for _, v, _, _ in builds} == {__version__}
     assert {f"components/images/{p.parent.name}/Dockerfile" for p in DOCKERFILES} == {
-        f for f, _ in builds
+        f for f, _, _, _ in builds
     }
+    # without a Docker engine, podman builds both (scripts/images.sh)
+    assert dry_run("podman").strip().splitlines()[-1] == "scripts/images.sh build"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_image_runs_kfps_command_as_a_group_0_user_with_oci_labels(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    # KFP sets the command (`sh -c ...` for a lightweight component): an ENTRYPOINT would make
+    # it `ENTRYPOINT sh -c ...`
+    assert not re.search(r"^ENTRYPOINT", text, re.M)
+    # user 10001 in group 0, home group-writable: any user id in group 0 can write it
+    assert re.search(r"^USER 10001:0$", text, re.M)
+    assert "useradd --uid 10001 --gid 0" in text and "chmod g+rwx /home/refit" in text
+    labels = dict(re.findall(r"org\.opencontainers\.image\.(\w+)=\"([^\"]*)\"", text))
+    assert labels["source"].startswith("https://") and labels["licenses"] == "Apache-2.0"
+    assert labels["version"] == "${REFIT_VERSION}" and labels["revision"] == "${VCS_REF}"
+    # the labels come last, so a new revision rebuilds no layer with software in it
+    assert text.index("LABEL") > text.index("COPY dist/")
+
+
+def test_tfdv_venv_pip_is_pinned_with_a_hash_before_the_lock() -> None:
+    text = (TFDV_DIR / "Dockerfile").read_text()
+    lock = (TFDV_DIR / "pip.lock").read_text()
+    pin = re.search(r"^pip==(\d+)\.(\d+)(?:\.\d+)? \\\n\s+--hash=sha256:[0-9a-f]{64}", lock, re.M)
+    # pip < 23.3 refuses extras (apache-beam[gcp]) in --require-hashes mode
+    assert pin and (int(pin.group(1)), int(pin.group(2))) >= (23, 3)
+    assert text.index("-r /tmp/tfdv-pip.lock") < text.index("-r /tmp/tfdv-requirements.lock")
 
 
 def test_image_literal_pattern_catches_what_it_should() -> None:

@@ -1,6 +1,8 @@
 import gzip
 import hashlib
 import json
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +83,34 @@ def test_local_write_is_atomic_and_creates_parents(tmp_path: Path) -> None:
     assert read_bytes(f"file://{target}") == b"two"
     assert exists(str(target)) and exists(f"file://{target}")
     assert not exists(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_atomic_writes_follow_the_umask_not_mkstemps_0600(tmp_path: Path, umask: int) -> None:
+    # A store written by one user (a task in a container, a serving pod) must stay readable by
+    # the others the umask allows: every atomic write gets 0o666 less the umask, like open().
+    from refit.audit.log import AuditLog
+    from refit.registry import ModelRegistry
+
+    old = os.umask(umask)
+    try:
+        assert uri_mod.current_umask() == umask
+        write_bytes(str(tmp_path / "blob.bin"), b"x")
+        uri_mod.write_file_atomic(tmp_path / "text.json", "{}")
+        AuditLog(tmp_path / "audit" / "log.jsonl").append("event", {"a": 1})
+        ModelRegistry(str(tmp_path / "store"), "m").set_alias("champion", None)
+        with open(tmp_path / "plain.txt", "w") as fh:  # what an ordinary write gives
+            fh.write("x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == expected
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    assert {p.name for p in files} >= {"blob.bin", "text.json", "log.jsonl"}
+    assert any(p.is_relative_to(tmp_path / "store") for p in files)  # the registry wrote a file
+    modes = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {oct(expected)}, modes
+    assert not [p for p in tmp_path.rglob("*.tmp")]  # still atomic: no temporary file left
 
 
 def test_read_bytes_missing_names_uri(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from filelock import FileLock
 
 from refit.errors import IntegrityError
+from refit.io.uri import write_file_atomic
 
 GENESIS_HASH = "0" * 64
 _FIELDS = ("seq", "time", "event", "payload", "prev_hash", "hash")
@@ -78,20 +78,6 @@ def checked_payload(event: Any, payload: Any) -> dict[str, Any]:
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _last_line(path: Path) -> tuple[bytes | None, bool]:
@@ -182,7 +168,7 @@ class AuditLog:
                 fh.write(line.encode("utf-8"))
                 fh.flush()
                 os.fsync(fh.fileno())
-            _write_atomic(self.head_path, canonical_json({"seq": seq, "hash": record["hash"]}))
+            write_file_atomic(self.head_path, canonical_json({"seq": seq, "hash": record["hash"]}))
         return record
 
     def records(self, event: str | None = None) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from filelock import FileLock
 
 from refit.errors import RegistryError
-from refit.io.uri import gcs_client, is_gcs, split_gcs
+from refit.io.uri import current_umask, gcs_client, is_gcs, split_gcs
 
 if TYPE_CHECKING:  # pragma: no cover
     from google.cloud import storage
@@ -180,6 +180,9 @@ class LocalStorage:
         fd, tmp = tempfile.mkstemp(prefix=_TMP, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
+                # mkstemp's 0o600 would hide the file from a task or pod running as another
+                # user: give it the mode an ordinary open() would (0o666 less the umask).
+                os.fchmod(fh.fileno(), 0o666 & ~current_umask())
                 if src is not None:
                     with open(src, "rb") as inp:
                         shutil.copyfileobj(inp, fh, 1 << 20)

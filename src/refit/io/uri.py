@@ -162,19 +162,57 @@ def write_bytes(uri: str, data: bytes) -> None:
         return
     path = local_path(uri)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_file_atomic(path, data)
     except OSError as exc:
         raise DataError(f"cannot write URI {uri}: {exc.strerror or exc}") from exc
+
+
+def current_umask() -> int:
+    """Return the process umask without changing it (``/proc/self/status``; else set and reset).
+
+    Returns:
+        The umask, e.g. ``0o022``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_file_atomic(path: Path, data: bytes | str) -> None:
+    """Write a local file atomically: a temporary file in its folder, fsync, then ``os.replace``.
+
+    The file gets the mode an ordinary ``open(path, "w")`` would give it (``0o666`` less the
+    umask: ``0o644`` by default), not ``tempfile.mkstemp``'s ``0o600``, so a store written by one
+    user (a pipeline task in a container, a serving pod, a shared volume) stays readable by the
+    others the umask allows. Parent folders are created.
+
+    Args:
+        path: The file.
+        data: The content; ``str`` is written as UTF-8.
+
+    Raises:
+        OSError: The file cannot be written (nothing is left behind).
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def exists(uri: str) -> bool:

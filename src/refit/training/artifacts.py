@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from refit.errors import IntegrityError
+from refit.io.uri import write_file_atomic
 from refit.training.features import FeatureSpec
 from refit.training.trainers import TrainedModel, get_trainer
 
@@ -136,18 +137,6 @@ def _package_version(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:  # pragma: no cover - all are installed with refit
         return None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _xgboost_bytes(estimator: Any) -> bytes:
@@ -256,7 +245,7 @@ def save_model(
     file_name = _FILE_FOR_FORMAT[fmt]
     digest = sha256_bytes(data)
     out = Path(directory)
-    _write_atomic(out / file_name, data)
+    write_file_atomic(out / file_name, data)
     metadata = {
         "metadata_version": _METADATA_VERSION,
         "trainer": model.trainer,
@@ -277,7 +266,7 @@ def save_model(
     }
     if card is not None:
         metadata["card"] = _jsonable(card)
-    _write_atomic(
+    write_file_atomic(
         out / METADATA_FILE, (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()
     )
     return ModelArtifact(
