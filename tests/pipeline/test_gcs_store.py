@@ -21,9 +21,10 @@ from refit.demo.data import TARGET, TIME_COLUMN
 from refit.io import uri as uri_mod
 from refit.io.tables import write_parquet
 from refit.pipelines.local import run_pipeline
-from refit.pipelines.retraining import DEFAULT_GATE
+from refit.pipelines.retraining import DEFAULT_GATE, build_retraining_pipeline
 from refit.registry import ModelRegistry
 from refit.registry.gcs import GcsModelRegistry
+from refit.validation.tfdv_client import tfdv_python
 
 pytestmark = pytest.mark.slow
 
@@ -52,19 +53,24 @@ def gcs(kfp_local: Path) -> Iterator[FakeGCSServer]:
         server.stop()
 
 
-def _run(data_uri: str, label: str) -> None:
-    run_pipeline(
-        data_uri=data_uri,
-        store_uri=STORE,
-        model_name=MODEL,
-        target=TARGET,
-        time_column=TIME_COLUMN,
-        policy_json=json.dumps(POLICY),
-        gate_json=json.dumps(DEFAULT_GATE),
-        params_json=json.dumps({"n_estimators": 50, "max_depth": 3}),
-        now="2026-02-01T00:00:00",
-        run_label=label,
-    )
+def _run(data_uri: str, label: str, pipeline=None, **extra: str) -> None:
+    params = {
+        "data_uri": data_uri,
+        "store_uri": STORE,
+        "model_name": MODEL,
+        "target": TARGET,
+        "time_column": TIME_COLUMN,
+        "policy_json": json.dumps(POLICY),
+        "gate_json": json.dumps(DEFAULT_GATE),
+        "params_json": json.dumps({"n_estimators": 50, "max_depth": 3}),
+        "now": "2026-02-01T00:00:00",
+        "run_label": label,
+        **extra,
+    }
+    if pipeline is None:
+        run_pipeline(**params)
+    else:  # another build of the pipeline (kfp.local raises on a failed task)
+        pipeline(**params)
 
 
 def _registry() -> ModelRegistry:
@@ -137,6 +143,47 @@ def test_drifted_csv_window_from_gcs_retrains_against_the_stored_reference(
     assert registry.audit.verify() == []
     labels = [r["payload"].get("run_label") for r in registry.audit.records()]
     assert {"w0", "no-target", "w3"} <= set(labels)
-    # nothing meant for the store fell back to a local folder named after the URI
-    for root in (Path.cwd(), kfp_local):
-        assert not [p for p in root.rglob("gs:*")], f"a gs:// URI was used as a path in {root}"
+    # nothing meant for the store fell back to a local folder named after the URI (a gs:// URI
+    # taken as a relative path lands in the tasks' working directory, this one)
+    assert not (Path.cwd() / "gs:").exists()
+    assert not list(kfp_local.rglob("gs:*")), "a gs:// URI was used as a path in the run root"
+
+
+def _task_metadata(root: Path, task: str) -> dict[str, dict]:
+    """Output artifacts' metadata of ``task`` in the newest kfp.local run under ``root``."""
+    newest = max((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    [found] = newest.rglob(f"{task}/executor_output.json")
+    outputs = json.loads(found.read_text())["artifacts"]
+    return {name: out["artifacts"][0].get("metadata", {}) for name, out in outputs.items()}
+
+
+def test_tfdv_engine_stages_its_beam_statistics_under_the_gcs_store(
+    gcs, windows, kfp_local: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TFDV engine with Beam flags that ask for staging: validate and drift read and write
+    only through the store on the emulator, and leave nothing behind there."""
+    monkeypatch.setenv("REFIT_TFDV_PYTHON", tfdv_python())
+    # Beam's credential lookup: skip google-auth's metadata-server probe (no GCE here)
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    data = f"{LANDING}/w2.parquet"
+    write_parquet(windows[2], data)
+    beam = ["--runner=DirectRunner", f"--temp_location=gs://{BUCKET}/beam-tmp"]
+    _run(
+        data,
+        "w2-tfdv",
+        pipeline=build_retraining_pipeline(engine="tfdv"),
+        beam_pipeline_args_json=json.dumps(beam),
+    )
+    events = _events("w2-tfdv")
+    assert events["validation"]["engine"] == "tfdv"
+    assert events["drift"]["engine"] == "tfdv"
+    staging = f"{STORE}/refit-tfdv/"
+    for task, artifact in (("validate-data", "anomalies"), ("detect-drift", "drift")):
+        metadata = _task_metadata(kfp_local, task)[artifact]
+        assert metadata["beam_pipeline_args"] == beam
+        assert metadata["inputs"]["data"].startswith(staging), (task, metadata["inputs"])
+        assert metadata["inputs"]["reference"].startswith(staging), (task, metadata["inputs"])
+        assert metadata["beam_output"].startswith(staging), (task, metadata["beam_output"])
+    assert uri_mod.list_prefix(f"{STORE}/refit-tfdv") == []
+    assert uri_mod.list_prefix(f"gs://{BUCKET}/beam-tmp") == []
+    assert _registry().audit.verify() == []
