@@ -47,7 +47,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--beam-pipeline-arg",
                 help="TFDV engine: a Beam flag (repeatable, e.g. --beam-pipeline-arg=--runner="
-                "DirectRunner); statistics then run as a Beam pipeline.",
+                "DirectRunner); statistics then run as a Beam pipeline. A remote runner also "
+                "needs --beam-pipeline-arg=--temp_location=gs://BUCKET/PATH: the data is "
+                "staged there for its workers.",
             ),
         ] = None,
         facets: Annotated[

@@ -156,7 +156,9 @@ def canonical_parquet_bytes(table: pa.Table) -> bytes:
 
     Same table (same schema and values, whatever its chunking) gives the same bytes: schema
     metadata (e.g. pandas') is dropped, chunks are combined, compression is zstd, column
-    statistics are written.
+    statistics are written. Second-resolution times become milliseconds, as Parquet stores
+    them, so the bytes are a fixed point: reading them back and serialising again gives the same
+    bytes (a CSV window and its snapshot have one sha256, not two).
 
     Args:
         table: The table.
@@ -166,7 +168,18 @@ def canonical_parquet_bytes(table: pa.Table) -> bytes:
     """
     clean = table.replace_schema_metadata(None)
     fields = [f.remove_metadata() for f in clean.schema]
-    clean = pa.Table.from_arrays(clean.columns, schema=pa.schema(fields)).combine_chunks()
+    columns = []
+    for i, column in enumerate(clean.columns):
+        kind = column.type
+        if pa.types.is_timestamp(kind) and kind.unit == "s":
+            kind = pa.timestamp("ms", tz=kind.tz)
+        elif pa.types.is_time32(kind) and kind.unit == "s":
+            kind = pa.time32("ms")
+        if kind != column.type:
+            column = column.cast(kind)
+            fields[i] = fields[i].with_type(kind)
+        columns.append(column)
+    clean = pa.Table.from_arrays(columns, schema=pa.schema(fields)).combine_chunks()
     sink = pa.BufferOutputStream()
     pq.write_table(
         clean,

@@ -236,7 +236,9 @@ def validate_data(
         engine: ``"native"`` (default), ``"tfdv"`` or ``"auto"`` (native); the engine that ran
             is in the output and the audit record.
         beam_pipeline_args: TFDV engine: Beam flags; given (non-empty), the statistics run as a
-            Beam pipeline with them (Dataflow, Flink, Spark). None: TFDV in-process.
+            Beam pipeline with them (Dataflow, Flink, Spark; a remote runner's inputs and
+            outputs are staged under ``store_uri``, which must then be ``gs://``, or under a
+            ``gs://`` ``--temp_location``). None: TFDV in-process.
 
     Returns:
         Whether the window passed, its anomalies, the HTML report, the statistics view, summary
@@ -257,6 +259,7 @@ def validate_data(
         options=ValidationOptions(required_columns=(target,), range_tolerance=RANGE_TOLERANCE),
         beam_pipeline_args=beam_pipeline_args,
         facets=True,
+        staging_uri=store_uri,  # a remote Beam runner's inputs and outputs go to the store
     )
     if result.engine == "tfdv":
         _complete_tfdv_anomalies(result, current, target)

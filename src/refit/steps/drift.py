@@ -84,7 +84,9 @@ def detect_drift(
         engine: ``"native"`` (default), ``"tfdv"`` or ``"auto"`` (native); the engine that ran
             is in the output, the result dict and the audit record.
         beam_pipeline_args: TFDV engine: Beam flags; given (non-empty), TFDV's statistics run
-            as a Beam pipeline with them. None: TFDV in-process.
+            as a Beam pipeline with them (a remote runner's inputs and outputs are staged under
+            ``store_uri``, which must then be ``gs://``, or under a ``gs://``
+            ``--temp_location``). None: TFDV in-process.
 
     Returns:
         The drift result as a dict (None before the first promotion), its drift share
@@ -124,7 +126,11 @@ def detect_drift(
                 if c not in excluded and c in current_data.column_names
             ]
             result, tfdv_metadata = tfdv_drift(
-                reference_data, current_data, columns, beam_pipeline_args=beam_pipeline_args
+                reference_data,
+                current_data,
+                columns,
+                beam_pipeline_args=beam_pipeline_args,
+                staging_uri=store_uri,  # a remote Beam runner's inputs and outputs
             )
             metadata.update(tfdv_metadata)
             metadata["engine"] = ran
@@ -174,6 +180,7 @@ def tfdv_drift(
     beam_pipeline_args: list[str] | None = None,
     drift_share_threshold: float = 0.5,
     tfdv_python: str | None = None,
+    staging_uri: str | None = None,
 ) -> tuple[DriftResult, dict[str, Any]]:
     """Feature drift judged by TFDV's drift comparators, as a refit :class:`DriftResult`.
 
@@ -192,6 +199,9 @@ def tfdv_drift(
         beam_pipeline_args: Beam flags for TFDV's statistics (None: in-process).
         drift_share_threshold: The dataset drifted when this share of features drifted.
         tfdv_python: TFDV interpreter; default ``$REFIT_TFDV_PYTHON``.
+        staging_uri: ``gs://`` location for a remote Beam runner's inputs and outputs
+            (default: the ``--temp_location`` flag; see
+            :func:`refit.validation.tfdv_client.staging_location`).
 
     Returns:
         The drift result and the engine's metadata (TFDV version, Beam args, timings).
@@ -244,6 +254,7 @@ def tfdv_drift(
         engine="tfdv",
         beam_pipeline_args=beam_pipeline_args,
         tfdv_python=tfdv_python,
+        staging_uri=staging_uri,
     )
     measured = drift_measurements(result.anomalies)
     comparator_reasons = {

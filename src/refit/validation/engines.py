@@ -227,6 +227,7 @@ def run_validation(
     stats_options: dict[str, Any] | None = None,
     facets: bool = False,
     tfdv_python: str | None = None,
+    staging_uri: str | None = None,
 ) -> EngineResult:
     """Validate ``data`` with the chosen engine.
 
@@ -240,6 +241,9 @@ def run_validation(
         stats_options: TFDV engine: ``tfdv.StatsOptions`` keyword arguments.
         facets: TFDV engine: also render Facets HTML.
         tfdv_python: TFDV interpreter; default ``$REFIT_TFDV_PYTHON``.
+        staging_uri: TFDV engine: ``gs://`` location where a remote Beam runner's inputs and
+            outputs are staged (default: the ``--temp_location`` flag; see
+            :func:`refit.validation.tfdv_client.staging_location`).
 
     Returns:
         The result; ``engine`` says which engine ran and ``metadata["engine"]`` repeats it.
@@ -260,6 +264,7 @@ def run_validation(
             beam_pipeline_args=beam_pipeline_args,
             stats_options=stats_options,
             facets=facets,
+            staging_uri=staging_uri,
             python=tfdv_python,
         )
         result = EngineResult(

@@ -19,10 +19,16 @@ The request (JSON) names:
   ``reference_statistics.pb`` (with a reference), ``schema.pbtxt``, ``anomalies.pbtxt``,
   ``facets.html`` (``get_statistics_html``, when ``facets`` is true) and ``result.json``;
 * ``beam_pipeline_args``: list of Beam flags. When given (even empty, with ``use_beam``), the
-  statistics run as a Beam pipeline with these ``PipelineOptions`` (``generate_statistics_from_csv``
-  for CSV; ``ReadFromParquetBatched`` -> ``tfdv.GenerateStatistics`` for Parquet), so the same
-  request runs on Dataflow, Flink or Spark. Without them, statistics come from
-  ``generate_statistics_from_dataframe`` in-process (no Beam, much faster on one machine);
+  statistics run as a Beam pipeline with these ``PipelineOptions`` (``ReadFromText`` ->
+  ``DecodeCSV`` for CSV, ``ReadFromParquetBatched`` for Parquet, then ``tfdv.GenerateStatistics``,
+  whose one result is written as one object), so the same request runs on Dataflow, Flink or
+  Spark. Without them, statistics come from ``generate_statistics_from_dataframe`` in-process
+  (no Beam, much faster on one machine);
+* ``beam_output``: folder (local path or ``gs://`` URI) where the Beam pipeline writes its
+  statistics (``<name>-statistics.pb``); default ``<output>/beam``. With a remote runner the
+  client stages ``data``/``reference`` as ``gs://`` URIs and points this at the same staging
+  prefix, so every path the Beam workers touch is on the store; the worker reads the
+  statistics back through Beam's filesystems and writes its own outputs locally as usual;
 * ``stats_options``: keyword arguments of ``tfdv.StatsOptions`` (e.g. ``num_histogram_buckets``).
 
 Timestamp and date columns become int64 (their Arrow storage, e.g. epoch seconds), as refit's
@@ -43,6 +49,9 @@ SCHEMA_FILE = "schema.pbtxt"
 ANOMALIES_FILE = "anomalies.pbtxt"
 FACETS_FILE = "facets.html"
 RESULT_FILE = "result.json"
+#: Bounds on what the worker reads back from the Beam filesystems.
+MAX_STATISTICS_BYTES = 256 * 1024 * 1024
+MAX_CSV_HEADER_BYTES = 1024 * 1024
 
 
 def _is_csv(path: str) -> bool:
@@ -105,38 +114,99 @@ def _statistics(tfdv: Any, path: str, request: dict[str, Any], name: str) -> Any
     else:
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        pipeline_options = PipelineOptions(list(beam_args or []))
-        if _is_csv(path):
-            out = os.path.join(
-                os.path.dirname(os.path.abspath(path)), f"{name}-beam-stats.tfrecord"
-            )
-            stats = tfdv.generate_statistics_from_csv(
-                path, stats_options=options, output_path=out, pipeline_options=pipeline_options
-            )
-        else:
-            stats = _beam_parquet_statistics(tfdv, path, options, pipeline_options)
+        folder = request.get("beam_output") or os.path.join(request["output"], "beam")
+        stats = _beam_statistics(
+            tfdv,
+            path,
+            options,
+            PipelineOptions(list(beam_args or [])),
+            f"{folder.rstrip('/')}/{name}-statistics.pb",
+        )
     if stats.datasets:
         stats.datasets[0].name = name
     return stats
 
 
-def _beam_parquet_statistics(tfdv: Any, path: str, options: Any, pipeline_options: Any) -> Any:
-    import tempfile
+def _csv_header(path: str) -> list[str]:
+    """Column names from the first line of a CSV file (any Beam filesystem, gzip by suffix)."""
+    import csv
 
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as handle:
+        head = handle.read(MAX_CSV_HEADER_BYTES)
+    line = head.split(b"\n", 1)[0]
+    if not line.strip() or (len(head) == MAX_CSV_HEADER_BYTES and b"\n" not in head):
+        raise ValueError(f"CSV file {path} has no header line within {MAX_CSV_HEADER_BYTES} bytes")
+    return next(csv.reader([line.decode("utf-8").rstrip("\r")]))
+
+
+def _write_object(stats: Any, path: str) -> None:
+    """Write one statistics proto as one file or object (Beam filesystems; no rename step)."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(
+        path, mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED
+    ) as handle:
+        handle.write(stats.SerializeToString())
+
+
+def _read_object(path: str) -> bytes:
+    """Read what :func:`_write_object` wrote, up to :data:`MAX_STATISTICS_BYTES`."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.exists(path):
+        raise ValueError(f"the Beam pipeline wrote no statistics to {path}")
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        raw = handle.read(MAX_STATISTICS_BYTES + 1)
+    if len(raw) > MAX_STATISTICS_BYTES:
+        raise ValueError(f"statistics at {path} exceed {MAX_STATISTICS_BYTES} bytes")
+    return raw
+
+
+def _beam_statistics(tfdv: Any, path: str, options: Any, pipeline_options: Any, output: str) -> Any:
+    """Run ``read -> tfdv.GenerateStatistics -> write one object`` and read the object back.
+
+    ``path`` and ``output`` may be local paths or any URI a Beam filesystem serves (``gs://``
+    on Dataflow). The statistics are one element (a global combine), written by a plain
+    ``FileSystems.create`` rather than a file sink, so no copy/rename step runs on the store.
+    """
     import apache_beam as beam
+    from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as tmp:
-        out = os.path.join(tmp, "stats.pb")
-        with beam.Pipeline(options=pipeline_options) as pipeline:
-            _ = (
+    with beam.Pipeline(options=pipeline_options) as pipeline:
+        if _is_csv(path):
+            from tensorflow_data_validation import constants
+            from tensorflow_data_validation.coders import csv_decoder
+
+            batch_size = options.desired_batch_size
+            if not batch_size or batch_size <= 0:
+                batch_size = constants.DEFAULT_DESIRED_INPUT_BATCH_SIZE
+            records = (
+                pipeline
+                | "Read" >> beam.io.ReadFromText(path, skip_header_lines=1)
+                | "Decode"
+                >> csv_decoder.DecodeCSV(
+                    column_names=_csv_header(path),
+                    schema=options.schema if options.infer_type_from_schema else None,
+                    desired_batch_size=batch_size,
+                )
+            )
+        else:
+            records = (
                 pipeline
                 | "Read" >> beam.io.ReadFromParquetBatched(path)
                 | "Batches" >> beam.FlatMap(lambda table: table.to_batches())
                 | "Lists" >> beam.Map(_to_list_batch)
-                | "Stats" >> tfdv.GenerateStatistics(options)
-                | "Write" >> tfdv.WriteStatisticsToBinaryFile(out)
             )
-        return tfdv.load_stats_binary(out)
+        _ = (
+            records
+            | "Stats" >> tfdv.GenerateStatistics(options)
+            | "Write" >> beam.Map(_write_object, output)
+        )
+    return statistics_pb2.DatasetFeatureStatisticsList.FromString(_read_object(output))
 
 
 def _write_binary(stats: Any, path: str) -> None:
@@ -219,6 +289,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "beam_pipeline_args": request.get("beam_pipeline_args"),
         "beam": request.get("beam_pipeline_args") is not None or bool(request.get("use_beam")),
+        "inputs": {"data": request["data"], "reference": request.get("reference")},
+        "beam_output": request.get("beam_output"),
         "timings": timings,
         "peak_rss_mb": _peak_rss_mb(),
     }
