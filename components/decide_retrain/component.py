@@ -66,9 +66,9 @@ def decide_retrain(
         now=now or steps.utc_now(),
         run_label=run_label,
         champion_dir=champion_dir,
-        champion_version=None if champion_dir is None else champion.metadata.get("version"),
-        validation=None if validation is None else validation.metadata.get("audit"),
-        drift=drift.metadata.get("audit"),
+        champion_version=None if champion_dir is None else int(champion.metadata["version"]),
+        validation=None if validation is None else json.loads(validation.metadata["audit"]),
+        drift=json.loads(drift.metadata["audit"]),
     )
     with open(decision.path, "w", encoding="utf-8") as f:
         f.write(steps.decision_markdown(out))

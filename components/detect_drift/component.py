@@ -53,7 +53,7 @@ def detect_drift(
 
     Returns:
         drift: Drift result JSON (``null`` without a reference); metadata ``drift_share``,
-            the engine's facts and ``audit`` (the summary a stateful step records).
+            the engine's facts and ``audit`` (JSON: the summary a stateful step records).
         report: Self-contained HTML report, features sorted by drift.
         metrics: The drift share.
         Output: ``drift_share``: share of features that drifted (0 without a reference).
@@ -83,7 +83,11 @@ def detect_drift(
     metrics.log_metric("drift_share", out.drift_share)
     drift.metadata.update(out.engine_metadata)
     drift.metadata.update(
-        {"refit_type": "DriftReport", "drift_share": out.drift_share, "audit": out.audit}
+        {
+            "refit_type": "DriftReport",
+            "drift_share": out.drift_share,
+            "audit": json.dumps(out.audit, sort_keys=True),
+        }
     )
     report.metadata["engine"] = out.engine
     report.metadata["engine_requested"] = engine

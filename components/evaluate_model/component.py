@@ -54,7 +54,7 @@ def evaluate_model(
             models' scalar metrics, confidence ``intervals``, paired ``tests`` (McNemar,
             DeLong p-values), ``paired`` bootstrap intervals of each difference, and the
             ``fairness`` and ``serving`` results (null when not configured); metadata
-            ``blessed``, ``reasons`` and ``audit`` (the summary a stateful step records).
+            ``blessed``, ``reasons`` and ``audit`` (JSON: the summary a stateful step records).
         blessing: The verdict alone (JSON ``blessed``, ``reasons``, ``first_run``), as TFX's
             ModelBlessing; metadata ``blessed``.
         gate_report: Markdown table of the gate's checks, with the serving check's latencies.
@@ -72,7 +72,7 @@ def evaluate_model(
         holdout.path,
         json.loads(gate_json),
         baseline_dir=None if absent else baseline_model.path,
-        baseline_version=None if absent else baseline_model.metadata.get("version"),
+        baseline_version=None if absent else int(baseline_model.metadata["version"]),
     )
     scalars = {} if out.challenger is None else steps.scalar_metrics(out.challenger)
     for name, value in scalars.items():
@@ -107,7 +107,7 @@ def evaluate_model(
             "refit_type": "Evaluation",
             "blessed": out.blessed,
             "reasons": out.reasons,
-            "audit": out.audit,
+            "audit": json.dumps(out.audit, sort_keys=True),
         }
     )
     verdict = {"blessed": out.blessed, "reasons": out.reasons, "first_run": out.first_run}

@@ -19,7 +19,7 @@ def record_results(
     """Append the summaries of validate_data, detect_drift and evaluate_model to the audit log.
 
     The pure components take no store, so they do not write the audit log: each puts the
-    summary to record in its artifact's ``audit`` metadata, and this stateful step (caching
+    summary to record in its artifact's ``audit`` metadata (JSON), and this stateful step (caching
     off) appends it, as the ``validation``, ``drift`` and ``evaluation`` events that
     ``refit report`` and the release record read.
 
@@ -34,10 +34,12 @@ def record_results(
     Returns:
         Output: The events recorded, comma-separated.
     """
+    import json
+
     from refit import steps
 
     results = {
-        event: artifact.metadata.get("audit")
+        event: json.loads(artifact.metadata["audit"])
         for event, artifact in (
             ("validation", validation),
             ("drift", drift),

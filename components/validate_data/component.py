@@ -53,14 +53,16 @@ def validate_data(
         report: Self-contained HTML report (summary, anomalies, per-feature statistics).
         metrics: Number of anomalies and rows.
         anomalies: Anomalies text proto (schema written beside it as ``.schema.pbtxt``);
-            metadata ``passed``, ``kinds``, the engine's facts and ``audit`` (the summary a
-            stateful step records).
+            metadata ``passed``, ``kinds``, the engine's facts and ``audit`` (JSON: the summary
+            a stateful step records).
         statistics: Statistics view: TFDV's Facets overview (current vs reference) with the
             TFDV engine, which loads the Facets web components from the internet when opened;
             refit's self-contained statistics report with the native engine.
         Output: ``passed``: True when the window has no anomaly; gates the rest of the run
             (a single boolean return, as kfp.local 2.17 branches on no other output).
     """
+    import json
+
     from refit import steps
     from refit.steps.data import parse_beam_pipeline_args
 
@@ -88,7 +90,7 @@ def validate_data(
             "refit_type": "Anomalies",
             "passed": out.passed,
             "kinds": sorted({a["kind"] for a in out.anomalies}),
-            "audit": out.audit,
+            "audit": json.dumps(out.audit, sort_keys=True),
         }
     )
     for artifact in (report, statistics):
