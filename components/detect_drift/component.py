@@ -81,6 +81,8 @@ def detect_drift(
     with open(report.path, "w", encoding="utf-8") as f:
         f.write(out.html)
     metrics.log_metric("drift_share", out.drift_share)
+    with open(metrics.path, "w", encoding="utf-8") as f:
+        json.dump(metrics.metadata, f)  # a file too: kfp.local's cache reuses outputs that exist
     drift.metadata.update(out.engine_metadata)
     drift.metadata.update(
         {

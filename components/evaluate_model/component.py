@@ -86,6 +86,10 @@ def evaluate_model(
         roc = out.challenger.get("roc_curve")
         if roc:
             classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    # files too: kfp.local's cache reuses only outputs whose files exist
+    for artifact in (metrics, classification_metrics):
+        with open(artifact.path, "w", encoding="utf-8") as f:
+            json.dump(artifact.metadata, f)
     summary = {
         "blessed": out.blessed,
         "reasons": out.reasons,

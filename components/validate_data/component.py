@@ -84,6 +84,8 @@ def validate_data(
         f.write(out.facets_html)
     for name, value in out.metrics.items():
         metrics.log_metric(name, value)
+    with open(metrics.path, "w", encoding="utf-8") as f:
+        json.dump(out.metrics, f)  # a file too: kfp.local's cache reuses outputs that exist
     anomalies.metadata.update(out.engine_metadata)
     anomalies.metadata.update(
         {
