@@ -56,6 +56,7 @@ def decide_retrain(
     with open(drift.path, encoding="utf-8") as f:
         drift_result = json.load(f)
     champion_dir = given(champion)
+    version = None if champion_dir is None else champion.metadata.get("version")
     out = steps.decide_retrain(
         window.path,
         drift_result,
@@ -66,7 +67,7 @@ def decide_retrain(
         now=now or steps.utc_now(),
         run_label=run_label,
         champion_dir=champion_dir,
-        champion_version=None if champion_dir is None else int(champion.metadata["version"]),
+        champion_version=None if version is None else int(version),
         validation=None if validation is None else json.loads(validation.metadata["audit"]),
         drift=json.loads(drift.metadata["audit"]),
     )

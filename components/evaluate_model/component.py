@@ -67,12 +67,13 @@ def evaluate_model(
     from refit import steps
 
     absent = baseline_model is None or baseline_model.metadata.get("absent")
+    version = None if absent else baseline_model.metadata.get("version")  # a registry's
     out = steps.evaluate_model(
         model.path,
         holdout.path,
         json.loads(gate_json),
         baseline_dir=None if absent else baseline_model.path,
-        baseline_version=None if absent else int(baseline_model.metadata["version"]),
+        baseline_version=None if version is None else int(version),
     )
     scalars = {} if out.challenger is None else steps.scalar_metrics(out.challenger)
     for name, value in scalars.items():
