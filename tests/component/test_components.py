@@ -122,7 +122,7 @@ def test_resolve_champion_emits_the_registrys_own_artifacts(store) -> None:
     assert Path(task.outputs["reference_profile"].path).is_file()
 
 
-def test_resolve_champion_without_a_champion_says_so(tmp_path) -> None:
+def test_resolve_champion_without_a_champion_says_so(tmp_path, kfp_local) -> None:
     task = resolve_champion(store_uri=str(tmp_path / "empty"), model_name=MODEL)
     assert task.outputs["has_champion"] is False
     assert task.outputs["champion_version"] == 0
