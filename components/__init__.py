@@ -1,17 +1,6 @@
 """refit's KFP components, one folder each; import them from here or load ``component.yaml``."""
 
-from refit.components.anonymize_data.component import anonymize_data
-from refit.components.canary_rollout.component import canary_rollout
-from refit.components.decide_retrain.component import decide_retrain
-from refit.components.detect_drift.component import detect_drift
-from refit.components.evaluate_model.component import evaluate_model
-from refit.components.promote_model.component import promote_model
-from refit.components.register_model.component import register_model
-from refit.components.release_record.component import release_record
-from refit.components.snapshot_data.component import snapshot_data
-from refit.components.start_run.component import start_run
-from refit.components.train_model.component import train_model
-from refit.components.validate_data.component import validate_data
+import os
 
 __all__ = [
     "anonymize_data",
@@ -20,10 +9,30 @@ __all__ = [
     "detect_drift",
     "evaluate_model",
     "promote_model",
+    "record_results",
     "register_model",
     "release_record",
+    "resolve_champion",
     "snapshot_data",
     "start_run",
     "train_model",
     "validate_data",
 ]
+
+# Inside a running KFP task (``_KFP_RUNTIME``) kfp.dsl has no ``component`` decorator; a task
+# imports only the artifact types (refit.components.types), not the components.
+if os.environ.get("_KFP_RUNTIME") != "true":
+    from refit.components.anonymize_data.component import anonymize_data
+    from refit.components.canary_rollout.component import canary_rollout
+    from refit.components.decide_retrain.component import decide_retrain
+    from refit.components.detect_drift.component import detect_drift
+    from refit.components.evaluate_model.component import evaluate_model
+    from refit.components.promote_model.component import promote_model
+    from refit.components.record_results.component import record_results
+    from refit.components.register_model.component import register_model
+    from refit.components.release_record.component import release_record
+    from refit.components.resolve_champion.component import resolve_champion
+    from refit.components.snapshot_data.component import snapshot_data
+    from refit.components.start_run.component import start_run
+    from refit.components.train_model.component import train_model
+    from refit.components.validate_data.component import validate_data

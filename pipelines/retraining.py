@@ -1,12 +1,14 @@
 """The retraining pipeline.
 
-start (name the run, refuse a deployment that cannot work) -> snapshot -> anonymize ->
-validate -> drift -> decide -> train -> evaluate -> register -> promote (no rollout plan) or
-canary rollout (a plan given). With an approval policy that requires it, the registered version
-waits for ``refit registry approve`` instead. The release record is the exit handler: every
-run writes one, whatever it decided or wherever it failed (it reads KFP's final status of the
-run's tasks). A run started without ``run_label`` is labelled by its KFP run id, so every
-cluster run, each run of a recurring run included, gets its own release record.
+start (name the run, refuse a deployment that cannot work) -> snapshot -> anonymize -> resolve
+the champion -> validate -> drift -> decide -> train -> evaluate -> record -> register -> promote
+(no rollout plan) or canary rollout (a plan given). The resolver reads the registry once and hands
+the champion, its training data and profile to the pure steps (validate, drift, evaluate) as
+artifacts; those are cached, the rest is not. With an approval policy that requires it, the
+registered version waits for ``refit registry approve`` instead. The release record is the exit
+handler: every run writes one, whatever it decided or wherever it failed (it reads KFP's final
+status of the run's tasks). A run started without ``run_label`` is labelled by its KFP run id, so
+every cluster run, each run of a recurring run included, gets its own release record.
 
 Compiled YAML is committed beside this file (``retraining.yaml``, the ``cpu`` node profile) and
 kept fresh by a test. The training task runs on a node profile (:mod:`refit.pipelines.profiles`)
@@ -25,8 +27,10 @@ from refit.components import (
     detect_drift,
     evaluate_model,
     promote_model,
+    record_results,
     register_model,
     release_record,
+    resolve_champion,
     snapshot_data,
     start_run,
     train_model,
@@ -55,8 +59,9 @@ DEFAULT_GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.7}, "max_degradatio
 
 
 def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    # Every step reads mutable registry state (the champion, the policy state) or the latest
-    # data; KFP's cache keys on parameters, not on that state, so a cached step could be stale.
+    # Steps that read or write state (the latest data, the registry, the policy state, the
+    # audit log): KFP's cache keys on parameters and input artifacts, not on that state, so a
+    # cached one could be stale. The pure steps (validate, drift, evaluate) keep caching on.
     return task.set_caching_options(False)
 
 
@@ -186,41 +191,41 @@ def build_retraining_pipeline(  # noqa: ANN201
                 optional=True,
             )
             window = anon.outputs["anonymized"]
+            # The resolver reads the registry once; the pure tasks get what it found as input
+            # artifacts (the registry's own URIs: the same champion, the same artifacts), so
+            # KFP caches them on the window's and the champion's identity.
+            champ = _no_cache(resolve_champion(store_uri=store_uri, model_name=model_name))
             valid = on_engine(
-                _no_cache(
-                    validate_data(
-                        snapshot=window,
-                        store_uri=store_uri,
-                        model_name=model_name,
-                        target=target,
-                        run_label=run_label,
-                        engine=engine,
-                        beam_pipeline_args_json=beam_pipeline_args_json,
-                    )
+                validate_data(
+                    window=window,
+                    reference=champ.outputs["reference"],
+                    label_column=target,
+                    engine=engine,
+                    beam_pipeline_args_json=beam_pipeline_args_json,
                 )
             )
             with dsl.If(valid.outputs["Output"] == True, name="data-valid"):  # noqa: E712 (KFP condition)
                 drift = on_engine(
-                    _no_cache(
-                        detect_drift(
-                            snapshot=window,
-                            store_uri=store_uri,
-                            model_name=model_name,
-                            target=target,
-                            time_column=time_column,
-                            run_label=run_label,
-                            engine=engine,
-                            beam_pipeline_args_json=beam_pipeline_args_json,
-                        )
+                    detect_drift(
+                        window=window,
+                        reference_profile=champ.outputs["reference_profile"],
+                        reference=champ.outputs["reference"],
+                        baseline_model=champ.outputs["champion"],
+                        label_column=target,
+                        time_column=time_column,
+                        engine=engine,
+                        beam_pipeline_args_json=beam_pipeline_args_json,
                     )
                 )
                 decision = _no_cache(
                     decide_retrain(
-                        snapshot=window,
+                        window=window,
                         drift=drift.outputs["drift"],
+                        validation=valid.outputs["anomalies"],
+                        champion=champ.outputs["champion"],
                         store_uri=store_uri,
                         model_name=model_name,
-                        target=target,
+                        label_column=target,
                         policy_json=policy_json,
                         now=now,
                         run_label=run_label,
@@ -247,13 +252,17 @@ def build_retraining_pipeline(  # noqa: ANN201
                         ),
                         profile,
                     )
-                    evaluation = _no_cache(
-                        evaluate_model(
-                            model=trained.outputs["model"],
-                            holdout=trained.outputs["holdout"],
+                    evaluation = evaluate_model(
+                        model=trained.outputs["model"],
+                        holdout=trained.outputs["holdout"],
+                        baseline_model=champ.outputs["champion"],
+                        gate_json=gate_json,
+                    )
+                    recorded = _no_cache(
+                        record_results(
                             store_uri=store_uri,
                             model_name=model_name,
-                            gate_json=gate_json,
+                            evaluation=evaluation.outputs["evaluation"],
                             run_label=run_label,
                         )
                     )
@@ -268,7 +277,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                 run_label=run_label,
                                 approval_json=approval_json,
-                            )
+                            ).after(recorded)
                         )
                         with dsl.If(rollout_plan_json == "", name="direct-promotion"):
                             _no_cache(
@@ -292,6 +301,16 @@ def build_retraining_pipeline(  # noqa: ANN201
                                     run_label=run_label,
                                 )
                             )
+            with dsl.Else(name="data-invalid"):
+                # A blocked window: no decision, no policy step; its anomalies are recorded.
+                _no_cache(
+                    record_results(
+                        store_uri=store_uri,
+                        model_name=model_name,
+                        validation=valid.outputs["anomalies"],
+                        run_label=run_label,
+                    )
+                )
 
     return retraining_pipeline
 

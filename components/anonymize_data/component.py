@@ -39,12 +39,14 @@ def anonymize_data(
         run_label: Label of this run in the audit log.
 
     Returns:
-        anonymized: The anonymised window as Parquet, with sha256, rows, columns and the
-            columns dropped, tokenized and generalized in its metadata.
+        anonymized: The anonymised window as Parquet: the content-addressed snapshot in the
+            store (its URI), with sha256, rows, columns and the columns dropped, tokenized and
+            generalized in its metadata.
         summary: Which column got which action (never values, never the key).
         Output: sha256 of the anonymised snapshot; names it in the store.
     """
     from refit import steps
+    from refit.io.snapshot import snapshot_uri
 
     out = steps.anonymize_data(
         snapshot.path,
@@ -55,6 +57,9 @@ def anonymize_data(
         time_column=time_column,
         run_label=run_label,
     )
+    # The artifact is the stored snapshot itself (same bytes): its URI is its content address,
+    # so the pure tasks downstream are cached on the window's content, not on this run.
+    anonymized.uri = snapshot_uri(store_uri, out.sha256)
     anonymized.metadata.update(out.record())
     with open(summary.path, "w", encoding="utf-8") as fh:
         fh.write(out.markdown)

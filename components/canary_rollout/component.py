@@ -59,9 +59,9 @@ def canary_rollout(
         with open(timeline.path, "w", encoding="utf-8") as f:
             f.write(text)
         metrics.log_metric("awaiting_approval", 1.0)
-        from refit.registry import ModelRegistry
+        from refit.registry import open_registry
 
-        return ModelRegistry(store_uri, model_name).get_alias("champion") or 0
+        return open_registry(store_uri, model_name).get_alias("champion") or 0
     with open(timeline.path, "w", encoding="utf-8") as f:
         f.write(result.to_markdown())
     for key, value in result.metrics().items():

@@ -1,68 +1,78 @@
-"""KFP component: feature drift of a window against the champion's training data."""
+"""KFP component: feature drift of a window against reference data."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
+from refit.components.types import DriftReport, Profile
 from refit.images import component_image
 
 
 @dsl.component(base_image=component_image(), install_kfp_package=False)
 def detect_drift(
-    snapshot: Input[Dataset],
-    store_uri: str,
-    model_name: str,
-    target: str,
-    drift: Output[Artifact],
+    window: Input[Dataset],
+    label_column: str,
+    drift: Output[DriftReport],
     report: Output[HTML],
     metrics: Output[Metrics],
+    reference_profile: Input[Profile] = None,
+    reference: Input[Dataset] = None,
+    baseline_model: Input[Model] = None,
     time_column: str = "",
-    run_label: str = "",
     engine: str = "native",
     beam_pipeline_args_json: str = "[]",
 ) -> float:
-    """Run the per-feature drift tests of the window against the champion's training data.
+    """Run the per-feature drift tests of a window against reference data.
 
-    The native engine runs refit's tests on the champion's stored reference profile; the TFDV
-    engine runs TFDV's drift comparators (L-infinity on categorical features, Jensen-Shannon
-    divergence on numeric ones). The engine that ran is in the metadata of ``drift`` and
-    ``report``, in the drift JSON (``engine``) and in the audit record.
+    A function of its inputs alone (no store), so KFP caches it. The native engine runs
+    refit's tests on ``reference_profile`` (or on a profile of ``reference``); the TFDV engine
+    runs TFDV's drift comparators on ``reference`` (L-infinity on categorical features,
+    Jensen-Shannon divergence on numeric ones). With ``baseline_model`` (an XGBoost model
+    trained on ``reference``) the report also says which features moved its predictions.
+    Without a reference (the first run) the report says so and the drift share is 0.
 
     ``engine="tfdv"`` needs TFDV in the task's container: the refit-tfdv image
     (``refit.images.tfdv_image()``), set at compile time with
-    ``detect_drift(...).set_container_image(refit.images.engine_image("tfdv"))``; the
-    component's default image has no TFDV. Without a TFDV environment, ``engine="tfdv"`` fails
-    with a message saying how to make one; ``auto`` runs the native engine.
+    ``detect_drift(...).set_container_image(refit.images.engine_image("tfdv"))``. Without a
+    TFDV environment, ``engine="tfdv"`` fails with a message saying how to make one; ``auto``
+    runs the native engine.
 
     Args:
-        snapshot: The window (Parquet).
-        store_uri: Root of refit's store.
-        model_name: Model whose champion's training snapshot is the reference.
-        target: Label column, excluded from feature drift.
+        window: The window (Parquet).
+        label_column: Label column, excluded from feature drift.
+        reference_profile: Drift profile of the reference (refit's ``resolve_champion`` gives
+            the champion's); optional.
+        reference: Reference data (Parquet): the TFDV engine's reference, and the native
+            engine's when no profile is given; optional.
+        baseline_model: Model trained on the reference (the champion): prediction drift
+            explanation; optional.
         time_column: Event-time column, excluded from feature drift.
-        run_label: Label of this run in the audit log.
         engine: ``native`` (default, refit's tests), ``tfdv`` (TFDV's drift comparators in
             its own interpreter, REFIT_TFDV_PYTHON) or ``auto`` (native).
         beam_pipeline_args_json: TFDV engine: JSON list of Beam flags; any flag makes TFDV's
             statistics a Beam pipeline with those options, ``[]`` runs TFDV in-process.
 
     Returns:
-        drift: Drift result JSON (``null`` before the first promotion).
+        drift: Drift result JSON (``null`` without a reference); metadata ``drift_share``,
+            the engine's facts and ``audit`` (JSON: the summary a stateful step records).
         report: Self-contained HTML report, features sorted by drift.
         metrics: The drift share.
-        Output: Share of features that drifted (0 without a reference).
+        Output: ``drift_share``: share of features that drifted (0 without a reference).
     """
     import json
 
     from refit import steps
     from refit.steps.data import parse_beam_pipeline_args
 
+    def given(artifact):  # noqa: ANN001, ANN202 (an optional input; resolver's "absent")
+        return None if artifact is None or artifact.metadata.get("absent") else artifact.path
+
     out = steps.detect_drift(
-        snapshot.path,
-        store_uri,
-        model_name,
-        target,
+        window.path,
+        label_column,
+        reference_profile_path=given(reference_profile),
+        reference_path=given(reference),
+        model_dir=given(baseline_model),
         time_column=time_column,
-        run_label=run_label,
         engine=engine,
         beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args_json),
     )
@@ -71,7 +81,16 @@ def detect_drift(
     with open(report.path, "w", encoding="utf-8") as f:
         f.write(out.html)
     metrics.log_metric("drift_share", out.drift_share)
+    with open(metrics.path, "w", encoding="utf-8") as f:
+        json.dump(metrics.metadata, f)  # a file too: kfp.local's cache reuses outputs that exist
     drift.metadata.update(out.engine_metadata)
+    drift.metadata.update(
+        {
+            "refit_type": "DriftReport",
+            "drift_share": out.drift_share,
+            "audit": json.dumps(out.audit, sort_keys=True),
+        }
+    )
     report.metadata["engine"] = out.engine
     report.metadata["engine_requested"] = engine
     return out.drift_share

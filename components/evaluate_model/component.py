@@ -2,7 +2,6 @@
 
 from kfp import dsl
 from kfp.dsl import (
-    Artifact,
     ClassificationMetrics,
     Dataset,
     Input,
@@ -12,6 +11,7 @@ from kfp.dsl import (
     Output,
 )
 
+from refit.components.types import Blessing, Evaluation
 from refit.images import component_image
 
 
@@ -19,34 +19,33 @@ from refit.images import component_image
 def evaluate_model(
     model: Input[Model],
     holdout: Input[Dataset],
-    store_uri: str,
-    model_name: str,
     gate_json: str,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
-    evaluation: Output[Artifact],
+    evaluation: Output[Evaluation],
+    blessing: Output[Blessing],
     gate_report: Output[Markdown],
     fairness: Output[Markdown],
-    run_label: str = "",
+    baseline_model: Input[Model] = None,
 ) -> bool:
-    """Score challenger and champion on the same holdout and apply the promotion gate.
+    """Score a challenger and its baseline on the same holdout and apply the promotion gate.
 
-    With no champion the gate judges absolute thresholds alone and says so; a gate with no
-    thresholds fails closed. Optional gate sections add a fairness check on a sensitive
+    A function of its inputs alone (no store), so KFP caches it; like TFX's Evaluator, the
+    baseline comes in as an input (refit's ``resolve_champion`` gives the champion). With no
+    baseline (the first run) the gate judges absolute thresholds alone and says so; a gate with
+    no thresholds fails closed. Optional gate sections add a fairness check on a sensitive
     attribute (a holdout column) and a serving check (both models loaded as served, timed on
     the same KServe V2 requests).
 
     Args:
         model: The challenger.
         holdout: Held-out rows of the current window.
-        store_uri: Root of refit's store.
-        model_name: Model whose champion is compared.
         gate_json: Promotion gate (JSON): thresholds, max_degradation, and optionally mode
             (superior / non-inferior), margin, changes, slices, fairness (attribute,
             max_demographic_parity_difference, max_equal_opportunity_difference,
             max_increase_over_champion, min_group_size) and serving (requests, batch_size,
             max_p99_ms, max_p99_increase) (see refit.evaluation.gate).
-        run_label: Label of this run in the audit log.
+        baseline_model: The model the challenger would replace (the champion); optional.
 
     Returns:
         metrics: Challenger metrics, and the champion's as ``champion_*``.
@@ -54,17 +53,27 @@ def evaluate_model(
         evaluation: JSON with ``blessed``, ``reasons`` (every check with its numbers), both
             models' scalar metrics, confidence ``intervals``, paired ``tests`` (McNemar,
             DeLong p-values), ``paired`` bootstrap intervals of each difference, and the
-            ``fairness`` and ``serving`` results (null when not configured).
+            ``fairness`` and ``serving`` results (null when not configured); metadata
+            ``blessed``, ``reasons`` and ``audit`` (JSON: the summary a stateful step records).
+        blessing: The verdict alone (JSON ``blessed``, ``reasons``, ``first_run``), as TFX's
+            ModelBlessing; metadata ``blessed``.
         gate_report: Markdown table of the gate's checks, with the serving check's latencies.
         fairness: Markdown table per group (challenger vs champion) with the disparities.
-        Output: Whether the challenger may be promoted (``blessed``).
+        Output: ``blessed``: whether the challenger may be promoted (a single boolean return,
+            as kfp.local 2.17 branches on no other output).
     """
     import json
 
     from refit import steps
 
+    absent = baseline_model is None or baseline_model.metadata.get("absent")
+    version = None if absent else baseline_model.metadata.get("version")  # a registry's
     out = steps.evaluate_model(
-        model.path, holdout.path, store_uri, model_name, json.loads(gate_json), run_label=run_label
+        model.path,
+        holdout.path,
+        json.loads(gate_json),
+        baseline_dir=None if absent else baseline_model.path,
+        baseline_version=None if version is None else int(version),
     )
     scalars = {} if out.challenger is None else steps.scalar_metrics(out.challenger)
     for name, value in scalars.items():
@@ -78,6 +87,10 @@ def evaluate_model(
         roc = out.challenger.get("roc_curve")
         if roc:
             classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    # files too: kfp.local's cache reuses only outputs whose files exist
+    for artifact in (metrics, classification_metrics):
+        with open(artifact.path, "w", encoding="utf-8") as f:
+            json.dump(artifact.metadata, f)
     summary = {
         "blessed": out.blessed,
         "reasons": out.reasons,
@@ -94,5 +107,16 @@ def evaluate_model(
         f.write(out.fairness_markdown)
     with open(evaluation.path, "w", encoding="utf-8") as f:
         json.dump(summary, f, sort_keys=True)
-    evaluation.metadata.update({"blessed": out.blessed, "reasons": out.reasons})
+    evaluation.metadata.update(
+        {
+            "refit_type": "Evaluation",
+            "blessed": out.blessed,
+            "reasons": out.reasons,
+            "audit": json.dumps(out.audit, sort_keys=True),
+        }
+    )
+    verdict = {"blessed": out.blessed, "reasons": out.reasons, "first_run": out.first_run}
+    with open(blessing.path, "w", encoding="utf-8") as f:
+        json.dump(verdict, f, sort_keys=True)
+    blessing.metadata.update({"refit_type": "ModelBlessing", **verdict})
     return out.blessed

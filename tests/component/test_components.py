@@ -14,6 +14,7 @@ from refit.components import (
     evaluate_model,
     promote_model,
     register_model,
+    resolve_champion,
     snapshot_data,
     train_model,
     validate_data,
@@ -50,8 +51,9 @@ def test_snapshot_data_is_content_addressed(store, windows) -> None:
 @dsl.pipeline
 def _validate(data_uri: str, store_uri: str) -> HTML:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
     return validate_data(
-        snapshot=snap.outputs["snapshot"], store_uri=store_uri, model_name=MODEL, target=TARGET
+        window=snap.outputs["snapshot"], reference=champ.outputs["reference"], label_column=TARGET
     ).outputs["report"]
 
 
@@ -73,19 +75,22 @@ def test_validate_data_reports_anomalies(store, windows, good) -> None:
 @dsl.pipeline
 def _drift_decide(data_uri: str, store_uri: str) -> Markdown:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
     drift = detect_drift(
-        snapshot=snap.outputs["snapshot"],
-        store_uri=store_uri,
-        model_name=MODEL,
-        target=TARGET,
+        window=snap.outputs["snapshot"],
+        reference_profile=champ.outputs["reference_profile"],
+        reference=champ.outputs["reference"],
+        baseline_model=champ.outputs["champion"],
+        label_column=TARGET,
         time_column=TIME_COLUMN,
     )
     return decide_retrain(
-        snapshot=snap.outputs["snapshot"],
+        window=snap.outputs["snapshot"],
         drift=drift.outputs["drift"],
+        champion=champ.outputs["champion"],
         store_uri=store_uri,
         model_name=MODEL,
-        target=TARGET,
+        label_column=TARGET,
         policy_json=POLICY,
         now="2026-03-01T00:00:00",
     ).outputs["decision"]
@@ -97,11 +102,37 @@ def test_detect_drift_and_decide_retrain_on_a_shifted_window(store, windows) -> 
     assert md.metadata["retrain"] is True
     assert any("drift share" in r for r in md.metadata["reasons"])
     assert "**Retrain.**" in Path(md.path).read_text()
+    # the champion came from the resolver: the decision and drift records name it
+    records = ModelRegistry(str(store), MODEL).audit.records()
+    assert [r["event"] for r in records[-2:]] == ["drift", "decision"]
+    assert records[-1]["payload"]["champion_version"] == 1
+    assert records[-2]["payload"]["drift_share"] >= 0.3
+
+
+def test_resolve_champion_emits_the_registrys_own_artifacts(store) -> None:
+    task = resolve_champion(store_uri=str(store), model_name=MODEL)
+    registry = ModelRegistry(str(store), MODEL)
+    champion = registry.champion()
+    assert task.outputs["has_champion"] is True
+    assert task.outputs["champion_version"] == champion.version
+    assert task.outputs["champion"].uri == champion.model_uri
+    assert task.outputs["champion"].metadata["sha256"] == champion.sha256
+    _, snap = load_snapshot(str(store), champion.snapshot_sha256)
+    assert task.outputs["reference"].uri == snap.uri
+    assert Path(task.outputs["reference_profile"].path).is_file()
+
+
+def test_resolve_champion_without_a_champion_says_so(tmp_path, kfp_local) -> None:
+    task = resolve_champion(store_uri=str(tmp_path / "empty"), model_name=MODEL)
+    assert task.outputs["has_champion"] is False
+    assert task.outputs["champion_version"] == 0
+    assert task.outputs["champion"].metadata["absent"] is True
 
 
 @dsl.pipeline
 def _train_evaluate(data_uri: str, store_uri: str) -> ClassificationMetrics:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
     trained = train_model(
         snapshot=snap.outputs["snapshot"],
         store_uri=store_uri,
@@ -113,8 +144,7 @@ def _train_evaluate(data_uri: str, store_uri: str) -> ClassificationMetrics:
     return evaluate_model(
         model=trained.outputs["model"],
         holdout=trained.outputs["holdout"],
-        store_uri=store_uri,
-        model_name=MODEL,
+        baseline_model=champ.outputs["champion"],
         gate_json=GATE,
     ).outputs["classification_metrics"]
 
@@ -135,6 +165,7 @@ def test_train_and_evaluate_write_kfp_classification_metrics(store, windows) -> 
 @dsl.pipeline
 def _register_promote(data_uri: str, store_uri: str) -> int:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
     trained = train_model(
         snapshot=snap.outputs["snapshot"],
         store_uri=store_uri,
@@ -146,8 +177,7 @@ def _register_promote(data_uri: str, store_uri: str) -> int:
     evaluation = evaluate_model(
         model=trained.outputs["model"],
         holdout=trained.outputs["holdout"],
-        store_uri=store_uri,
-        model_name=MODEL,
+        baseline_model=champ.outputs["champion"],
         gate_json=GATE,
     )
     registered = register_model(

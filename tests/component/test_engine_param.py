@@ -20,7 +20,13 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from refit.components import detect_drift, snapshot_data, validate_data
+from refit.components import (
+    detect_drift,
+    record_results,
+    resolve_champion,
+    snapshot_data,
+    validate_data,
+)
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.errors import SchemaError
 from refit.registry import ModelRegistry
@@ -53,26 +59,32 @@ def _check(
     data_uri: str, store_uri: str, engine: str, run_label: str, beam_pipeline_args_json: str = "[]"
 ) -> Outputs:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
+    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
     valid = validate_data(
-        snapshot=snap.outputs["snapshot"],
-        store_uri=store_uri,
-        model_name=MODEL,
-        target=TARGET,
+        window=snap.outputs["snapshot"],
+        reference=champ.outputs["reference"],
+        label_column=TARGET,
         engine=engine,
-        run_label=run_label,
     )
     drift = detect_drift(
-        snapshot=snap.outputs["snapshot"],
-        store_uri=store_uri,
-        model_name=MODEL,
-        target=TARGET,
+        window=snap.outputs["snapshot"],
+        reference_profile=champ.outputs["reference_profile"],
+        reference=champ.outputs["reference"],
+        label_column=TARGET,
         time_column=TIME_COLUMN,
         engine=engine,
         beam_pipeline_args_json=beam_pipeline_args_json,
+    )
+    # the pure tasks take no store: a stateful step records what they found
+    record_results(
+        store_uri=store_uri,
+        model_name=MODEL,
+        validation=valid.outputs["anomalies"],
+        drift=drift.outputs["drift"],
         run_label=run_label,
     )
     return Outputs(
-        facets=valid.outputs["facets"],
+        facets=valid.outputs["statistics"],
         report=valid.outputs["report"],
         anomalies=valid.outputs["anomalies"],
         drift=drift.outputs["drift"],

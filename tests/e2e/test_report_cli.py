@@ -34,13 +34,21 @@ def _run(store: Path, table, index: int, label: str) -> None:
     write_parquet(table, data)
     s = str(store)
     out = steps.snapshot_data(data, s, MODEL, snap, time_column=TIME_COLUMN, run_label=label)
-    if not steps.validate_data(snap, s, MODEL, TARGET, run_label=label).passed:
+    champ = steps.resolve_champion(s, MODEL)
+    valid = steps.validate_data(snap, TARGET, reference_path=champ.reference_uri)
+    if not valid.passed:
+        steps.record_results(s, MODEL, {"validation": valid.audit}, run_label=label)
         return
-    drift = steps.detect_drift(snap, s, MODEL, TARGET, time_column=TIME_COLUMN, run_label=label)
+    drift = steps.detect_drift(
+        snap, TARGET, reference_profile_path=champ.profile_uri,
+        reference_path=champ.reference_uri, model_dir=champ.model_uri, time_column=TIME_COLUMN,
+    )  # fmt: skip
     now = f"2026-02-{index + 1:02d}T00:00:00"
     if not steps.decide_retrain(
-        snap, drift.result, s, MODEL, TARGET, POLICY, now=now, run_label=label
-    ).retrain:
+        snap, drift.result, s, MODEL, TARGET, POLICY, now=now, run_label=label,
+        champion_dir=champ.model_uri, champion_version=champ.version,
+        validation=valid.audit, drift=drift.audit,
+    ).retrain:  # fmt: skip
         return
     model, holdout = str(work / "model"), str(work / "holdout.parquet")
     steps.train_model(
@@ -48,7 +56,10 @@ def _run(store: Path, table, index: int, label: str) -> None:
         params={"n_estimators": 30, "max_depth": 3}, time_column=TIME_COLUMN, run_label=label,
         price_per_hour=2.0,
     )  # fmt: skip
-    ev = steps.evaluate_model(model, holdout, s, MODEL, GATE, run_label=label)
+    ev = steps.evaluate_model(
+        model, holdout, GATE, baseline_dir=champ.model_uri, baseline_version=champ.version
+    )
+    steps.record_results(s, MODEL, {"evaluation": ev.audit}, run_label=label)
     if ev.blessed:
         version = steps.register_model(model, s, MODEL, out.sha256, ev.challenger or {},
                                        run_label=label)  # fmt: skip

@@ -157,11 +157,12 @@ def _task_metadata(root: Path, task: str) -> dict[str, dict]:
     return {name: out["artifacts"][0].get("metadata", {}) for name, out in outputs.items()}
 
 
-def test_tfdv_engine_stages_its_beam_statistics_under_the_gcs_store(
+def test_tfdv_engine_stages_its_beam_statistics_under_the_gcs_temp_location(
     gcs, windows, kfp_local: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The TFDV engine with Beam flags that ask for staging: validate and drift read and write
-    only through the store on the emulator, and leave nothing behind there."""
+    """The TFDV engine with Beam flags that ask for staging: validate and drift (pure steps: no
+    store) read and write only under the flags' gs:// --temp_location on the emulator, and leave
+    nothing behind there."""
     monkeypatch.setenv("REFIT_TFDV_PYTHON", tfdv_python())
     # Beam's credential lookup: skip google-auth's metadata-server probe (no GCE here)
     monkeypatch.setenv("NO_GCE_CHECK", "true")
@@ -177,7 +178,7 @@ def test_tfdv_engine_stages_its_beam_statistics_under_the_gcs_store(
     events = _events("w2-tfdv")
     assert events["validation"]["engine"] == "tfdv"
     assert events["drift"]["engine"] == "tfdv"
-    staging = f"{STORE}/refit-tfdv/"
+    staging = f"gs://{BUCKET}/beam-tmp/refit-tfdv/"
     for task, artifact in (("validate-data", "anomalies"), ("detect-drift", "drift")):
         metadata = _task_metadata(kfp_local, task)[artifact]
         assert metadata["beam_pipeline_args"] == beam

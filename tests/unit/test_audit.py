@@ -194,7 +194,18 @@ def _event_names(node: ast.expr, path: Path) -> list[str]:
     if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "AuditEvent":
         return [AuditEvent[node.attr].value]
     if isinstance(node, ast.Name):
-        return [str(getattr(importlib.import_module(_module_of(path)), node.id))]
+        module = importlib.import_module(_module_of(path))
+        if hasattr(module, node.id):
+            return [str(getattr(module, node.id))]
+        # a loop variable over a module-level tuple of events: `for event in EVENTS:`
+        for loop in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (
+                isinstance(loop, ast.For)
+                and isinstance(loop.target, ast.Name)
+                and loop.target.id == node.id
+                and isinstance(loop.iter, ast.Name)
+            ):
+                return [str(e) for e in getattr(module, loop.iter.id)]
     raise AssertionError(f"{path}:{node.lineno}: cannot read the event name {ast.unparse(node)}")
 
 

@@ -17,7 +17,6 @@ from refit.evaluation import (
     render_checks_markdown,
 )
 from refit.io.tables import write_parquet
-from refit.registry import ModelRegistry
 from refit.steps import evaluate_model
 from refit.training import train
 from refit.training.artifacts import save_model
@@ -204,20 +203,20 @@ def test_bad_input_is_named(models, holdout):
 
 
 def test_step_closes_gate_on_corrupted_model_and_writes_intervals(models, holdout, tmp_path: Path):
-    store = str(tmp_path / "store")
     hold = str(tmp_path / "holdout.parquet")
     write_parquet(holdout, hold)
     d = tmp_path / "m"
     save_model(models["good"], d)
-    out = evaluate_model(str(d), hold, store, "m", LEGACY, run_label="r1")
+    out = evaluate_model(str(d), hold, LEGACY)
+    first = out.audit
     assert out.blessed and out.first_run
     assert out.extra["intervals"]["challenger"]["accuracy"]["method"] == "wilson"
     assert "| threshold | accuracy |" in out.markdown
     meta = json.loads((d / "model.json").read_text())
     with open(d / meta["file"], "ab") as fh:
         fh.write(b"tampered")
-    out = evaluate_model(str(d), hold, store, "m", LEGACY, run_label="r2")
+    out = evaluate_model(str(d), hold, LEGACY)
     assert not out.blessed
     assert out.reasons[0].startswith("cannot evaluate:") and "sha256" in out.reasons[0]
-    records = ModelRegistry(store, "m").audit.records("evaluation")
-    assert [r["payload"]["blessed"] for r in records] == [True, False]
+    assert [a["blessed"] for a in (first, out.audit)] == [True, False]
+    assert first["intervals"]["challenger"]["accuracy"]["method"] == "wilson"

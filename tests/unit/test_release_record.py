@@ -52,14 +52,20 @@ def run_window(store: Path, table, index: int, label: str) -> None:
     write_parquet(table, data)
     s = str(store)
     snap = steps.snapshot_data(data, s, MODEL, snap_path, time_column=TIME_COLUMN, run_label=label)
-    if not steps.validate_data(snap_path, s, MODEL, TARGET, run_label=label).passed:
+    champ = steps.resolve_champion(s, MODEL)
+    valid = steps.validate_data(snap_path, TARGET, reference_path=champ.reference_uri)
+    if not valid.passed:
+        steps.record_results(s, MODEL, {"validation": valid.audit}, run_label=label)
         return
     drift = steps.detect_drift(
-        snap_path, s, MODEL, TARGET, time_column=TIME_COLUMN, run_label=label
-    )
+        snap_path, TARGET, reference_profile_path=champ.profile_uri,
+        reference_path=champ.reference_uri, model_dir=champ.model_uri, time_column=TIME_COLUMN,
+    )  # fmt: skip
     decision = steps.decide_retrain(
         snap_path, drift.result, s, MODEL, TARGET, POLICY,
         now=f"2026-02-{index + 1:02d}T00:00:00", run_label=label,
+        champion_dir=champ.model_uri, champion_version=champ.version,
+        validation=valid.audit, drift=drift.audit,
     )  # fmt: skip
     if not decision.retrain:
         return
@@ -69,7 +75,10 @@ def run_window(store: Path, table, index: int, label: str) -> None:
         params={"n_estimators": 30, "max_depth": 3}, seed=0, time_column=TIME_COLUMN,
         run_label=label, device="cpu", price_per_hour=PRICE_PER_HOUR, node_profile="cpu",
     )  # fmt: skip
-    evaluation = steps.evaluate_model(model_dir, holdout, s, MODEL, GATE, run_label=label)
+    evaluation = steps.evaluate_model(
+        model_dir, holdout, GATE, baseline_dir=champ.model_uri, baseline_version=champ.version
+    )
+    steps.record_results(s, MODEL, {"evaluation": evaluation.audit}, run_label=label)
     if not evaluation.blessed:
         return
     version = steps.register_model(

@@ -235,14 +235,21 @@ def test_step_serves_the_registered_champion_and_records_it(dirs, holdout, tmp_p
         "max_degradation": 0.2,
         "serving": {"requests": 30, "warmup": 3, "max_p99_ms": 10_000, "max_p99_increase": 1000},
     }
-    out = evaluate_model(str(dirs["a"]), hold, store, "m", gate_config, run_label="r1")
+    champion = registry.champion()
+    out = evaluate_model(
+        str(dirs["a"]),
+        hold,
+        gate_config,
+        baseline_dir=champion.model_uri,
+        baseline_version=champion.version,
+    )
     assert out.blessed, out.reasons
     assert out.extra["serving"] == out.serving
     assert out.serving["champion"]["loaded"] and out.serving["champion"]["errors"] == 0
     assert out.serving["order"].startswith("interleaved")
     assert "## Serving check" in out.markdown and "| champion | yes |" in out.markdown
     assert "No fairness check configured" in out.fairness_markdown
-    record = registry.audit.records("evaluation")[-1]["payload"]
+    record = out.audit  # the summary the audit log records
     assert record["serving"]["challenger"]["errors"] == 0
     assert record["serving"]["champion"]["p99_ms"] > 0
     assert record["fairness"] is None

@@ -47,11 +47,13 @@ PIPELINE_STEPS: Final = (
     ("start-run", AuditEvent.RUN_REFUSED),
     ("snapshot-data", AuditEvent.SNAPSHOT),
     ("anonymize-data", AuditEvent.ANONYMIZATION),
-    ("validate-data", AuditEvent.VALIDATION),
-    ("detect-drift", AuditEvent.DRIFT),
+    # validate-data and detect-drift are pure (no store): decide-retrain records their results
+    # together with its decision, and record-results a blocked window's validation.
+    ("resolve-champion, validate-data, detect-drift or decide-retrain", AuditEvent.VALIDATION),
+    ("decide-retrain", AuditEvent.DRIFT),
     ("decide-retrain", AuditEvent.DECISION),
     ("train-model", AuditEvent.TRAINING),
-    ("evaluate-model", AuditEvent.EVALUATION),
+    ("evaluate-model or record-results", AuditEvent.EVALUATION),
     ("register-model", AuditEvent.REGISTRATION),
     ("promote-model or canary-rollout", AuditEvent.PROMOTION),
 )

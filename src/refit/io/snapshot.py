@@ -109,6 +109,17 @@ def _paths(store_uri: str, sha256: str) -> tuple[str, str]:
     return _uri.join(folder, f"{sha256}.parquet"), _uri.join(folder, f"{sha256}.json")
 
 
+def snapshot_uri(store_uri: str, sha256: str) -> str:
+    """Return where the snapshot ``sha256``'s Parquet file is stored (its content address).
+
+    Raises:
+        DataError: The sha256 is malformed.
+    """
+    if not _SHA256.match(sha256):
+        raise DataError(f"invalid snapshot sha256 {sha256!r}: expected 64 lowercase hex digits")
+    return _paths(store_uri, sha256)[0]
+
+
 def create_snapshot(
     table: pa.Table, store_uri: str, source: str, time_column: str | None = None
 ) -> Snapshot:

@@ -2,10 +2,13 @@
 
 Components in ``components/`` are thin wrappers: they pass their artifact paths and parameters to
 the function of the same name here and copy the returned values into KFP outputs. Everything a
-step records (rows, anomalies, drift share, decisions, versions) also goes to the model's
+step finds (rows, anomalies, drift share, decisions, versions) also goes to the model's
 append-only audit log, tagged with ``run_label``, so a timeline can be read back from the store.
+The pure steps (validate, drift, evaluate) take no store: they return their summary
+(``audit``) and a stateful step records it (``decide_retrain``, ``record_results``).
 
-One module per area (data, privacy, drift, train, evaluate, release); this package re-exports them.
+One module per area (data, privacy, resolve, drift, train, evaluate, release); this package
+re-exports them.
 """
 
 from refit.governance.record import write_release_record
@@ -36,12 +39,14 @@ from refit.steps.release import (
     run_label_for,
     start_run,
 )
+from refit.steps.resolve import ChampionOutput, record_results, resolve_champion
 from refit.steps.train import TrainOutput, split_holdout, train_model
 
 __all__ = [
     "POLICY_STATE_KEY",
     "RANGE_TOLERANCE",
     "AnonymizeOutput",
+    "ChampionOutput",
     "DecisionOutput",
     "DriftOutput",
     "EvaluationOutput",
@@ -57,8 +62,10 @@ __all__ = [
     "detect_drift",
     "evaluate_model",
     "promote_model",
+    "record_results",
     "register_model",
     "run_label_for",
+    "resolve_champion",
     "scalar_metrics",
     "snapshot_data",
     "split_holdout",

@@ -10,11 +10,12 @@ from typing import Any
 import pyarrow as pa
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
+from refit.audit.events import AuditEvent
 from refit.errors import SchemaError
 from refit.io.snapshot import create_snapshot
 from refit.io.tables import read_table, write_parquet
-from refit.registry import ModelRegistry
-from refit.steps.common import reference_table, write_text
+from refit.registry import open_registry
+from refit.steps.common import write_text
 from refit.validation import ValidationOptions
 from refit.validation.anomalies import ValidationResult
 from refit.validation.engines import EngineResult, resolve_engine, run_validation
@@ -65,8 +66,8 @@ def snapshot_data(
     table = read_table(data_uri)
     snap = create_snapshot(table, store_uri, source=data_uri, time_column=time_column or None)
     write_parquet(table, output_path)
-    ModelRegistry(store_uri, model_name).audit.append(
-        "snapshot",
+    open_registry(store_uri, model_name).audit.append(
+        AuditEvent.SNAPSHOT,
         {"run_label": run_label, "sha256": snap.sha256, "rows": snap.rows, "source": data_uri},
     )
     return SnapshotOutput(sha256=snap.sha256, rows=snap.rows, columns=list(snap.columns))
@@ -86,6 +87,8 @@ class ValidationOutput:
             ``ignored_schema_fields`` and, for TFDV, its version, Beam args and timings.
         facets_html: Statistics view: TFDV's Facets overview (``get_statistics_html``) with
             the TFDV engine, else refit's self-contained statistics report.
+        audit: The summary the ``validation`` audit record holds (recorded by a stateful step:
+            ``decide_retrain``, or ``record_results`` when the window is blocked).
     """
 
     passed: bool
@@ -95,6 +98,7 @@ class ValidationOutput:
     engine: str = "native"
     engine_metadata: dict[str, Any] = field(default_factory=dict)
     facets_html: str = ""
+    audit: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_beam_pipeline_args(text: str) -> list[str] | None:
@@ -205,61 +209,67 @@ def _complete_tfdv_anomalies(result: EngineResult, current: pa.Table, target: st
 
 def validate_data(
     snapshot_path: str,
-    store_uri: str,
-    model_name: str,
     target: str,
     *,
+    reference_path: str | None = None,
+    schema_path: str | None = None,
     anomalies_path: str | None = None,
-    run_label: str = "",
     engine: str = "native",
     beam_pipeline_args: list[str] | None = None,
+    name: str = "the window",
 ) -> ValidationOutput:
-    """Validate a window against the champion's training data (schema and anomalies).
+    """Validate a window against reference data and a schema (anomalies, TFDV formats).
 
-    Before the first promotion there is no reference: the schema is inferred from the window
+    With no reference and no schema (the first run) the schema is inferred from the window
     itself, so only dataset-level checks (empty window, missing target, all-null columns) apply.
 
     With ``engine="tfdv"`` TFDV (in its own interpreter, ``REFIT_TFDV_PYTHON``) computes the
-    statistics, infers the schema from the champion's training data and validates; refit adds
-    the empty-window and missing-target reasons TFDV does not raise. The native engine's range
-    checks against the reference's observed values (``RANGE_TOLERANCE``) are native only; see
+    statistics, infers the schema from the reference and validates; refit adds the empty-window
+    and missing-target reasons TFDV does not raise. The native engine's range checks against the
+    reference's observed values (``RANGE_TOLERANCE``) are native only; see
     :mod:`refit.validation.engines` for the differences by design.
 
     Args:
         snapshot_path: Parquet file of the window.
-        store_uri: Root of refit's store.
-        model_name: Model whose champion supplies the reference.
         target: Label column; its absence is an anomaly.
+        reference_path: Parquet file of the reference data (the champion's training data),
+            or None.
+        schema_path: Schema text proto (tensorflow-metadata ``Schema``) to validate against,
+            or None to infer one from the reference, else the window.
         anomalies_path: If given, the Anomalies text proto is written there (the schema beside
             it as ``.schema.pbtxt``).
-        run_label: Label of this pipeline run in the audit log.
         engine: ``"native"`` (default), ``"tfdv"`` or ``"auto"`` (native); the engine that ran
-            is in the output and the audit record.
+            is in the output.
         beam_pipeline_args: TFDV engine: Beam flags; given (non-empty), the statistics run as a
             Beam pipeline with them (Dataflow, Flink, Spark; a remote runner's inputs and
-            outputs are staged under ``store_uri``, which must then be ``gs://``, or under a
-            ``gs://`` ``--temp_location``). None: TFDV in-process.
+            outputs are staged under the flags' ``gs://`` ``--temp_location``). None: TFDV
+            in-process.
+        name: What the reports call the data.
 
     Returns:
         Whether the window passed, its anomalies, the HTML report, the statistics view, summary
-        metrics and the engine that ran.
+        metrics, the engine that ran and the summary the audit log records.
 
     Raises:
-        SchemaError: Unknown engine.
+        SchemaError: Unknown engine, or a schema file that is not a Schema text proto.
         TfdvUnavailableError: ``engine="tfdv"`` without a TFDV environment (says how to make
             one).
     """
     check_engine(engine)
-    registry = ModelRegistry(store_uri, model_name)
     current = read_table(snapshot_path)
+    schema = None
+    if schema_path:
+        from refit.validation.schema import schema_from_text
+
+        schema = schema_from_text(Path(schema_path).read_text(encoding="utf-8"))
     result = run_validation(
         current,
-        reference=reference_table(registry),
+        reference=None if not reference_path else read_table(reference_path),
+        schema=schema,
         engine=engine,
         options=ValidationOptions(required_columns=(target,), range_tolerance=RANGE_TOLERANCE),
         beam_pipeline_args=beam_pipeline_args,
         facets=True,
-        staging_uri=store_uri,  # a remote Beam runner's inputs and outputs go to the store
     )
     if result.engine == "tfdv":
         _complete_tfdv_anomalies(result, current, target)
@@ -275,10 +285,18 @@ def validate_data(
             str(Path(anomalies_path).with_suffix(".schema.pbtxt")), schema_to_text(result.schema)
         )
     metadata = json.loads(json.dumps(result.metadata, default=str))
-    registry.audit.append(
-        "validation",
-        {
-            "run_label": run_label,
+    facets_html = result.facets_html or render_validation_html(
+        view, title=f"Statistics of {name} ({result.engine} engine)"
+    )
+    return ValidationOutput(
+        passed=not anomalies,
+        anomalies=anomalies,
+        html=render_validation_html(view, title=f"Validation of {name}"),
+        metrics={"anomalies": float(len(anomalies)), "rows": float(current.num_rows)},
+        engine=result.engine,
+        engine_metadata=metadata,
+        facets_html=facets_html,
+        audit={
             "passed": not anomalies,
             "anomalies": anomalies,
             "rows": current.num_rows,
@@ -286,16 +304,4 @@ def validate_data(
             "engine_requested": engine,
             **({"tfdv_version": metadata.get("tfdv_version")} if result.engine == "tfdv" else {}),
         },
-    )
-    facets_html = result.facets_html or render_validation_html(
-        view, title=f"Statistics of {model_name} data ({result.engine} engine)"
-    )
-    return ValidationOutput(
-        passed=not anomalies,
-        anomalies=anomalies,
-        html=render_validation_html(view, title=f"Validation of {model_name} data"),
-        metrics={"anomalies": float(len(anomalies)), "rows": float(current.num_rows)},
-        engine=result.engine,
-        engine_metadata=metadata,
-        facets_html=facets_html,
     )

@@ -9,18 +9,19 @@ from typing import Any
 import pyarrow as pa
 
 from refit import drift as drift_lib
+from refit.audit.events import AuditEvent
 from refit.drift.detect import DriftResult, FeatureDrift, not_comparable_feature
 from refit.drift.explain import explain_drift
-from refit.drift.profile import Profile, load_profile, profile_table, profile_uri, save_profile
+from refit.drift.profile import Profile, load_profile, profile_table, profile_uri
 from refit.drift.report import render_drift_html
-from refit.errors import DataError, RefitError, SchemaError
+from refit.errors import DataError, RefitError
 from refit.evaluation.metrics import evaluate
-from refit.io import uri as uri_lib
 from refit.io.tables import read_table
 from refit.policy import Observation, PolicyState, RetrainPolicy, decide
-from refit.registry import ModelRegistry
-from refit.steps.common import reference_table
+from refit.registry import open_registry
 from refit.steps.data import check_engine
+from refit.steps.resolve import record_results
+from refit.training.artifacts import load_model
 
 POLICY_STATE_KEY = "policy"
 
@@ -47,6 +48,7 @@ class DriftOutput:
         engine: The engine that ran (``"native"`` or ``"tfdv"``).
         engine_metadata: ``engine``, ``engine_requested`` and, for TFDV, its version, Beam
             args and timings.
+        audit: The summary the ``drift`` audit record holds (recorded by ``decide_retrain``).
     """
 
     result: dict[str, Any] | None
@@ -54,43 +56,49 @@ class DriftOutput:
     html: str
     engine: str = "native"
     engine_metadata: dict[str, Any] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
 
 
 def detect_drift(
     snapshot_path: str,
-    store_uri: str,
-    model_name: str,
     target: str,
     *,
+    reference_profile_path: str | None = None,
+    reference_path: str | None = None,
+    model_dir: str | None = None,
     time_column: str = "",
-    run_label: str = "",
     engine: str = "native",
     beam_pipeline_args: list[str] | None = None,
+    name: str = "the window",
 ) -> DriftOutput:
-    """Compare a window's features with the champion's training data.
+    """Compare a window's features with reference data (the champion's training data).
 
-    The native engine runs refit's per-feature tests on the champion's stored reference
-    profile (:func:`refit.drift.detect_drift`). The TFDV engine (``engine="tfdv"``) runs TFDV's
-    drift comparators in its own interpreter (:func:`tfdv_drift`): L-infinity on categorical
-    features, Jensen-Shannon divergence on numeric ones.
+    The native engine runs refit's per-feature tests on the reference's profile
+    (:func:`refit.drift.detect_drift`), read from ``reference_profile_path`` or computed from
+    ``reference_path``. The TFDV engine (``engine="tfdv"``) runs TFDV's drift comparators in its
+    own interpreter (:func:`tfdv_drift`) on the reference data: L-infinity on categorical
+    features, Jensen-Shannon divergence on numeric ones. Given the model trained on the
+    reference (an XGBoost model) and the reference data, the result also says which features
+    moved its predictions.
 
     Args:
         snapshot_path: Parquet file of the window.
-        store_uri: Root of refit's store.
-        model_name: Model whose champion supplies the reference.
         target: Label column (excluded from feature drift).
+        reference_profile_path: Drift profile (JSON) of the reference, or None.
+        reference_path: Parquet file of the reference data, or None.
+        model_dir: Folder of the model trained on the reference (the champion), or None.
         time_column: Time column (excluded from feature drift).
-        run_label: Label of this pipeline run in the audit log.
         engine: ``"native"`` (default), ``"tfdv"`` or ``"auto"`` (native); the engine that ran
-            is in the output, the result dict and the audit record.
+            is in the output and the result dict.
         beam_pipeline_args: TFDV engine: Beam flags; given (non-empty), TFDV's statistics run
             as a Beam pipeline with them (a remote runner's inputs and outputs are staged under
-            ``store_uri``, which must then be ``gs://``, or under a ``gs://``
-            ``--temp_location``). None: TFDV in-process.
+            the flags' ``gs://`` ``--temp_location``). None: TFDV in-process.
+        name: What the report calls the data.
 
     Returns:
-        The drift result as a dict (None before the first promotion), its drift share
-        (0 without a reference), the HTML report and the engine that ran.
+        The drift result as a dict (None without a reference: the first run), its drift share
+        (0 without a reference), the HTML report, the engine that ran and the summary the
+        audit log records.
 
     Raises:
         SchemaError: Unknown engine.
@@ -98,62 +106,66 @@ def detect_drift(
             one).
     """
     ran = check_engine(engine)
-    registry = ModelRegistry(store_uri, model_name)
     metadata: dict[str, Any] = {"engine": ran, "engine_requested": engine}
     result: DriftResult | None = None
     payload: dict[str, Any] | None = None
     share = 0.0
     html = (
         "<!doctype html><meta charset='utf-8'><title>Drift</title>"
-        "<p>No champion yet: there is no reference to compare this window with.</p>"
+        "<p>No reference (no champion yet): there is nothing to compare this window with.</p>"
     )
     excluded = {target, time_column}
+    reference_data: pa.Table | None = None
     if ran == "native":
-        reference = reference_profile(registry)
+        reference: Profile | None = None
+        if reference_profile_path:
+            reference = load_profile(reference_profile_path)
+        elif reference_path:
+            reference_data = read_table(reference_path)
+            reference = profile_table(reference_data, source=reference_path)
         if reference is not None:
             columns = [c for c in reference.columns if c not in excluded]
             current = profile_uri(snapshot_path)
             result = drift_lib.detect_drift(
                 reference, current, columns=[c for c in columns if c in current.columns]
             )
-    else:
-        reference_data = reference_table(registry)
-        if reference_data is not None:
-            current_data = read_table(snapshot_path)
-            columns = [
-                c
-                for c in reference_data.column_names
-                if c not in excluded and c in current_data.column_names
-            ]
-            result, tfdv_metadata = tfdv_drift(
-                reference_data,
-                current_data,
-                columns,
-                beam_pipeline_args=beam_pipeline_args,
-                staging_uri=store_uri,  # a remote Beam runner's inputs and outputs
-            )
-            metadata.update(tfdv_metadata)
-            metadata["engine"] = ran
-            metadata["engine_requested"] = engine
+    elif reference_path:
+        reference_data = read_table(reference_path)
+        current_data = read_table(snapshot_path)
+        columns = [
+            c
+            for c in reference_data.column_names
+            if c not in excluded and c in current_data.column_names
+        ]
+        result, tfdv_metadata = tfdv_drift(
+            reference_data, current_data, columns, beam_pipeline_args=beam_pipeline_args
+        )
+        metadata.update(tfdv_metadata)
+        metadata["engine"] = ran
+        metadata["engine_requested"] = engine
     if result is not None:
-        result = replace(result, explanation=_explanation(registry, snapshot_path))
+        if model_dir and reference_path:
+            ref = reference_data if reference_data is not None else reference_path
+            explanation = _explanation(model_dir, ref, snapshot_path)
+            result = replace(result, explanation=explanation)
         payload = result.to_dict()
         payload["engine"] = ran
         share = float(payload["drift_share"])
-        html = render_drift_html(result, title=f"Drift of {model_name} features ({ran} engine)")
-    registry.audit.append(
-        "drift",
-        {
-            "run_label": run_label,
-            "drift_share": share if payload is not None else None,
-            "drifted": [n for n, f in (payload or {}).get("features", {}).items() if f["drifted"]],
-            "engine": ran,
-            "engine_requested": engine,
-            **({"tfdv_version": metadata.get("tfdv_version")} if ran == "tfdv" else {}),
-        },
-    )
+        html = render_drift_html(result, title=f"Drift of {name} features ({ran} engine)")
+    audit = {
+        "drift_share": share if payload is not None else None,
+        "drifted": [n for n, f in (payload or {}).get("features", {}).items() if f["drifted"]],
+        "engine": ran,
+        "engine_requested": engine,
+        **({"tfdv_version": metadata.get("tfdv_version")} if ran == "tfdv" else {}),
+    }
     return DriftOutput(
-        result=payload, drift_share=share, html=html, engine=ran, engine_metadata=metadata
+        result=payload,
+        drift_share=share,
+        html=html,
+        engine=ran,
+        engine_metadata=metadata,
+        audit=audit,
     )
 
 
@@ -330,43 +342,17 @@ def tfdv_drift(
     return drift, dict(result.metadata)
 
 
-def _explanation(registry: ModelRegistry, snapshot_path: str) -> dict[str, Any]:
-    """Which features moved the champion's predictions (XGBoost champions only; else empty)."""
-    champion = registry.champion()
-    if champion is None:
-        return {}
+def _explanation(model_dir: str, reference: pa.Table | str, snapshot_path: str) -> dict[str, Any]:
+    """Which features moved the model's predictions (XGBoost models only; else empty)."""
     try:
-        model = registry.load_model(champion.version)
+        model = load_model(model_dir)
         if model.trainer != "xgboost":
             return {}
-        reference = reference_table(registry)
-        if reference is None:
-            return {}
+        if isinstance(reference, str):
+            reference = read_table(reference)
         return explain_drift(model, reference, read_table(snapshot_path))
     except RefitError as exc:
         return {"error": f"no explanation: {exc}"}
-
-
-def reference_profile(registry: ModelRegistry) -> Profile | None:
-    """The champion's training-data profile, computed once and stored beside its snapshot.
-
-    Stored at ``{store}/profiles/{snapshot_sha256}.json``; a missing or outdated (other format
-    version) profile is recomputed from the snapshot and stored. None before the first promotion.
-    """
-    champion = registry.champion()
-    if champion is None:
-        return None
-    path = uri_lib.join(registry.store_uri, "profiles", f"{champion.snapshot_sha256}.json")
-    if uri_lib.exists(path):
-        try:
-            return load_profile(path)
-        except SchemaError:
-            pass  # written by another refit version: profile the snapshot again
-    table = reference_table(registry)
-    assert table is not None
-    profile = profile_table(table, source=f"snapshot {champion.snapshot_sha256}")
-    save_profile(profile, path)
-    return profile
 
 
 @dataclass
@@ -388,11 +374,17 @@ def decide_retrain(
     *,
     now: str,
     run_label: str = "",
+    champion_dir: str | None = None,
+    champion_version: int | None = None,
+    validation: dict[str, Any] | None = None,
+    drift: dict[str, Any] | None = None,
 ) -> DecisionOutput:
     """Apply the retrain policy to this window and persist the policy's state.
 
     The champion is scored on the window's labels, so decay of its metric over consecutive
-    windows counts toward a retrain even where the features did not drift.
+    windows counts toward a retrain even where the features did not drift. This step keeps
+    state (the policy's, in the store) and so it also records, before its decision, what the
+    pure steps found: the window's validation and drift summaries.
 
     Args:
         snapshot_path: Parquet file of the window.
@@ -403,17 +395,27 @@ def decide_retrain(
         policy: Retrain policy as a dict (see ``RetrainPolicy``).
         now: Current time, ISO 8601.
         run_label: Label of this pipeline run in the audit log.
+        champion_dir: The champion's model folder (from ``resolve_champion``); None: no
+            champion.
+        champion_version: The champion's registered version (recorded with the decision).
+        validation: The validation summary to record (``ValidationOutput.audit``), or None.
+        drift: The drift summary to record (``DriftOutput.audit``), or None.
 
     Returns:
         Whether to retrain, the reasons, and the champion's metric on this window.
     """
     retrain_policy = RetrainPolicy.from_dict(policy)
-    registry = ModelRegistry(store_uri, model_name)
+    registry = open_registry(store_uri, model_name)
+    record_results(
+        store_uri,
+        model_name,
+        {AuditEvent.VALIDATION: validation, AuditEvent.DRIFT: drift},
+        run_label=run_label,
+    )
     current = read_table(snapshot_path)
-    champion = registry.champion()
     metric_value: float | None = None
-    if champion is not None and target in current.column_names:
-        scores = evaluate(registry.load_model(champion.version), current).to_dict()
+    if champion_dir is not None and target in current.column_names:
+        scores = evaluate(load_model(champion_dir), current).to_dict()
         value = scores.get(retrain_policy.metric)
         metric_value = None if value is None else float(value)
     state = PolicyState.from_dict(registry.read_state(POLICY_STATE_KEY) or {})
@@ -422,17 +424,17 @@ def decide_retrain(
         metric_value=metric_value,
         new_rows=current.num_rows,
         now=now,
-        has_champion=champion is not None,
+        has_champion=champion_dir is not None,
     )
     decision = decide(retrain_policy, state, observation)
     registry.write_state(POLICY_STATE_KEY, decision.state.to_dict())
     registry.audit.append(
-        "decision",
+        AuditEvent.DECISION,
         {
             "run_label": run_label,
             "retrain": decision.retrain,
             "reasons": decision.reasons,
-            "champion_version": None if champion is None else champion.version,
+            "champion_version": champion_version if champion_dir is not None else None,
             "champion_metric": metric_value,
             "metric": retrain_policy.metric,
         },

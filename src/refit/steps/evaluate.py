@@ -12,7 +12,6 @@ from refit.evaluation.fairness import check_fairness, render_fairness_markdown
 from refit.evaluation.gate import GateConfig, GateResult, gate, render_checks_markdown
 from refit.evaluation.serving import render_serving_markdown, serving_check
 from refit.io.tables import read_table
-from refit.registry import ModelRegistry
 from refit.steps.common import scalar_metrics
 from refit.training.artifacts import load_model
 
@@ -24,7 +23,8 @@ class EvaluationOutput:
     ``challenger`` is None only when the evaluation could not run (bad input); ``reasons`` then
     says why and ``blessed`` is False. ``fairness`` and ``serving`` are the results of the
     gate's optional sections (None when not configured or when the evaluation could not run);
-    they are also in ``extra``.
+    they are also in ``extra``. ``audit`` is the summary the ``evaluation`` audit record holds
+    (recorded by the stateful ``record_results`` step).
     """
 
     blessed: bool
@@ -39,18 +39,21 @@ class EvaluationOutput:
     fairness: dict[str, Any] | None = None
     serving: dict[str, Any] | None = None
     fairness_markdown: str = ""
+    audit: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluate_model(
     model_dir: str,
     holdout_path: str,
-    store_uri: str,
-    model_name: str,
     gate_config: dict[str, Any],
     *,
-    run_label: str = "",
+    baseline_dir: str | None = None,
+    baseline_version: int | None = None,
 ) -> EvaluationOutput:
-    """Score challenger and champion on the same holdout rows and apply the promotion gate.
+    """Score challenger and baseline on the same holdout rows and apply the promotion gate.
+
+    The baseline is the model the challenger would replace (the champion). Without one (the
+    first run) the gate judges absolute thresholds alone and says so.
 
     Bad input (models on different feature sets, unseen labels, a model file whose sha256 does
     not match, an unreadable holdout) closes the gate with the error as its reason.
@@ -64,27 +67,23 @@ def evaluate_model(
         model_dir: The challenger's model folder.
         holdout_path: Parquet file of held-out rows of the current window: unseen by the
             challenger, and newer than anything the champion trained on.
-        store_uri: Root of refit's store.
-        model_name: Model whose champion is compared.
         gate_config: Gate configuration as a dict (see ``GateConfig``).
-        run_label: Label of this pipeline run in the audit log.
+        baseline_dir: The baseline's model folder (the champion), or None.
+        baseline_version: The baseline's registered version (recorded), or None.
 
     Returns:
         The blessing with every reason, both models' metrics, intervals and paired tests
-        (in ``extra``), fairness and serving results, and Markdown for the checks (with the
-        serving table) and for fairness.
+        (in ``extra``), fairness and serving results, Markdown for the checks (with the
+        serving table) and for fairness, and the summary the audit log records.
     """
     config = GateConfig.from_dict(gate_config)
-    registry = ModelRegistry(store_uri, model_name)
-    champion_version = registry.champion()
+    has_baseline = baseline_dir is not None
     challenger = champion = None
     fairness = serving = None
     extra: dict[str, Any] = {}
     try:
         holdout = read_table(holdout_path)
-        champ_model = (
-            None if champion_version is None else registry.load_model(champion_version.version)
-        )
+        champ_model = None if baseline_dir is None else load_model(baseline_dir)
         chal_model = load_model(model_dir)
         comparison = compare_models(chal_model, champ_model, holdout, config)
         gate_input = comparison.gate_input()
@@ -95,11 +94,11 @@ def evaluate_model(
             )  # fmt: skip
             gate_input["fairness"] = fairness
         if config.serving is not None:
-            version = None if champion_version is None else champion_version.version
+            baseline = baseline_dir
             try:
                 serving = serving_check(
                     model_dir,
-                    None if version is None else (lambda: registry.load_model(version)),
+                    None if baseline is None else (lambda: load_model(baseline)),
                     holdout,
                     config.serving,
                     seed=config.seed,
@@ -129,7 +128,7 @@ def evaluate_model(
         result = GateResult(
             blessed=False,
             reasons=[f"cannot evaluate: {exc}", "not blessed: gate closed on bad input"],
-            first_run=champion_version is None,
+            first_run=not has_baseline,
             checks=[
                 {
                     "metric": "-",
@@ -141,16 +140,14 @@ def evaluate_model(
                 }  # fmt: skip
             ],
         )
-    registry.audit.append(
-        "evaluation",
+    audit = _json_finite(
         {
-            "run_label": run_label,
             "blessed": result.blessed,
             "reasons": result.reasons,
             "first_run": result.first_run,
             "challenger": None if challenger is None else scalar_metrics(challenger),
             "champion": None if champion is None else scalar_metrics(champion),
-            "champion_version": None if champion_version is None else champion_version.version,
+            "champion_version": baseline_version if has_baseline else None,
             "tests": {
                 k: v.get("p_value", v.get("error")) for k, v in extra.get("tests", {}).items()
             },
@@ -158,7 +155,7 @@ def evaluate_model(
             "paired": _json_finite(extra.get("paired")),
             "fairness": _fairness_audit(fairness),
             "serving": _serving_audit(serving),
-        },
+        }
     )
     markdown = render_checks_markdown(result)
     not_run = "**Not run:** the evaluation could not run; the gate failed closed.\n"
@@ -176,13 +173,14 @@ def evaluate_model(
         challenger=challenger,
         champion=champion,
         first_run=result.first_run,
-        champion_version=None if champion_version is None else champion_version.version,
+        champion_version=baseline_version if has_baseline else None,
         extra=extra,
         checks=result.checks,
         markdown=markdown,
         fairness=fairness,
         serving=serving,
         fairness_markdown=fairness_md,
+        audit=audit,
     )
 
 

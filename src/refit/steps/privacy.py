@@ -27,7 +27,7 @@ from refit.privacy import (
     schema_uri,
     unhandled_pii,
 )
-from refit.registry import ModelRegistry
+from refit.registry import open_registry
 
 
 @dataclass
@@ -221,7 +221,7 @@ def anonymize_data(
         key_fingerprint=result.key_fingerprint,
     )
     out.markdown = anonymization_markdown(out, model_name)
-    ModelRegistry(store_uri, model_name).audit.append(
+    open_registry(store_uri, model_name).audit.append(
         ANONYMIZATION_EVENT, {"run_label": run_label, **out.record()}
     )
     return out

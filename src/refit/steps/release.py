@@ -18,7 +18,7 @@ from refit.deploy.plan import RolloutPlan
 from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
 from refit.errors import DeployError
 from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
-from refit.registry import ANY, ModelRegistry
+from refit.registry import ANY, ModelRegistry, open_registry
 from refit.steps.common import scalar_metrics
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def start_run(
             record first, so the run's release record says why), or the run has no label.
     """
     label = run_label_for(run_label, run_id)
-    registry = ModelRegistry(store_uri, model_name)
+    registry = open_registry(store_uri, model_name)
     try:
         check_deploy(registry, deploy_target, rollout_plan_json, deploy_options_json)
     except DeployError as exc:
@@ -193,7 +193,7 @@ def register_model(
     Returns:
         The new version number.
     """
-    registry = ModelRegistry(store_uri, model_name)
+    registry = open_registry(store_uri, model_name)
     if parent_version is ANY:
         champion = registry.champion()
         parent_version = None if champion is None else champion.version
@@ -262,7 +262,7 @@ def promote_model(
     Raises:
         ConflictError: The champion moved since this version was evaluated.
     """
-    registry = ModelRegistry(store_uri, model_name)
+    registry = open_registry(store_uri, model_name)
     if _held_for_approval(registry, version):
         return registry.get_alias("champion") or 0
     deploy = get_target(target, registry)
@@ -342,7 +342,7 @@ def canary_rollout(
         DeployError: Bad plan or options, or the target refuses the version; nothing moved.
         ConflictError: The champion moved since this version was evaluated.
     """
-    registry = ModelRegistry(store_uri, model_name)
+    registry = open_registry(store_uri, model_name)
     plan = RolloutPlan.from_json(plan_json)
     try:
         options = json.loads(options_json or "{}")

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from refit.audit.events import AuditEvent
 from refit.errors import DataError
 from refit.io import uri as uri_io
 from refit.io.tables import read_table, write_parquet
 from refit.privacy import check_pii_handled
-from refit.registry import ModelRegistry
+from refit.registry import open_registry
 from refit.training.artifacts import save_model
 from refit.training.card import build_model_card, render_model_card, validation_metrics
 from refit.training.trainers import get_trainer, train
@@ -171,8 +172,8 @@ def train_model(
     )
     artifact = save_model(model, model_dir, card=card)
     write_parquet(holdout_rows, holdout_path)
-    ModelRegistry(store_uri, model_name).audit.append(
-        "training",
+    open_registry(store_uri, model_name).audit.append(
+        AuditEvent.TRAINING,
         {
             "run_label": run_label,
             "trainer": trainer,

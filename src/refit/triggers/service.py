@@ -32,6 +32,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from refit.audit import AuditLog
+from refit.audit.events import AuditEvent
 from refit.errors import RefitError
 from refit.policy import Observation, PolicyState, decide
 
@@ -159,7 +160,7 @@ class TriggerService:
 
     def _audit(self, model: str, payload: dict[str, Any]) -> None:
         with self._audit_lock:
-            self.audit_log(model).append("trigger_decision", payload)
+            self.audit_log(model).append(AuditEvent.TRIGGER_DECISION, payload)
 
     # -- deciding ---------------------------------------------------------------------------
     def model(self, name: str) -> ModelConfig:
