@@ -47,6 +47,7 @@ def anonymize_data(
     """
     from refit import steps
     from refit.io.snapshot import snapshot_uri
+    from refit.io.uri import is_gcs
 
     out = steps.anonymize_data(
         snapshot.path,
@@ -57,9 +58,12 @@ def anonymize_data(
         time_column=time_column,
         run_label=run_label,
     )
-    # The artifact is the stored snapshot itself (same bytes): its URI is its content address,
-    # so the pure tasks downstream are cached on the window's content, not on this run.
-    anonymized.uri = snapshot_uri(store_uri, out.sha256)
+    # With a local store the artifact is the stored snapshot itself (same bytes): its URI is
+    # its content address, so the pure tasks downstream are cached on the window's content, not
+    # on this run. A gs:// URI would be read at /gcs/..., which only some runtimes mount: there
+    # the artifact stays this task's own copy.
+    if not is_gcs(store_uri):
+        anonymized.uri = snapshot_uri(store_uri, out.sha256)
     anonymized.metadata.update(out.record())
     with open(summary.path, "w", encoding="utf-8") as fh:
         fh.write(out.markdown)

@@ -41,9 +41,11 @@ def resolve_champion(
         has_champion: Whether there is a champion (False on the first run).
         champion_version: The champion's version (0 when there is none).
     """
+    import os
     from collections import namedtuple
 
     from refit import steps
+    from refit.io.uri import is_gcs, list_prefix, read_bytes
 
     out = steps.resolve_champion(store_uri, model_name)
     artifacts = (champion, reference, reference_profile)
@@ -52,8 +54,25 @@ def resolve_champion(
             artifact.metadata["absent"] = True
             with open(artifact.path, "w", encoding="utf-8") as f:
                 f.write("")
+    elif is_gcs(store_uri):
+        # A gs:// URI would be read at /gcs/..., which only some runtimes mount: copy the
+        # champion's files, its training data and profile into this task's own outputs.
+        os.makedirs(champion.path, exist_ok=True)
+        prefix = out.model_uri.rstrip("/") + "/"
+        for uri in list_prefix(out.model_uri):
+            target = os.path.join(champion.path, uri[len(prefix) :])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(read_bytes(uri))
+        with open(reference.path, "wb") as f:
+            f.write(read_bytes(out.reference_uri))
+        with open(reference_profile.path, "wb") as f:
+            f.write(read_bytes(out.profile_uri))
     else:
         champion.uri = out.model_uri
+        reference.uri = out.reference_uri
+        reference_profile.uri = out.profile_uri
+    if out.has_champion:
         champion.metadata.update(
             {
                 "version": out.version,
@@ -61,9 +80,7 @@ def resolve_champion(
                 "snapshot_sha256": out.snapshot_sha256,
             }
         )
-        reference.uri = out.reference_uri
         reference.metadata["sha256"] = out.snapshot_sha256
-        reference_profile.uri = out.profile_uri
         reference_profile.metadata["snapshot_sha256"] = out.snapshot_sha256
     outputs = namedtuple("Outputs", ["has_champion", "champion_version"])
     return outputs(out.has_champion, out.version)
