@@ -70,9 +70,13 @@ def snapshot(store: Path, table, label: str) -> tuple[str, str]:
 def drift_window(store: Path, table, label: str) -> float:
     """The drift step on one window: what a pipeline run records and the exporter reads."""
     snap, _ = snapshot(store, table, label)
+    champion = steps.resolve_champion(str(store), MODEL)
     drift = steps.detect_drift(
-        snap, str(store), MODEL, TARGET, time_column=TIME_COLUMN, run_label=label
-    )
+        snap, TARGET, reference_profile_path=champion.profile_uri,
+        reference_path=champion.reference_uri, time_column=TIME_COLUMN,
+    )  # fmt: skip
+    # the pure drift step writes no audit record: the stateful step records its summary
+    steps.record_results(str(store), MODEL, {"drift": drift.audit}, run_label=label)
     return drift.drift_share
 
 
@@ -81,16 +85,14 @@ def champion_store(root: Path, windows) -> Path:
     store = root / "store"
     snap, sha = snapshot(store, windows[0], "window-00")
     work = root / "work-window-00"
-    assert steps.detect_drift(snap, str(store), MODEL, TARGET, run_label="window-00").result is None
+    assert not steps.resolve_champion(str(store), MODEL).has_champion
     model_dir, holdout = str(work / "model"), str(work / "holdout.parquet")
     steps.train_model(
         snap, TARGET, model_dir, holdout, store_uri=str(store), model_name=MODEL,
         params={"n_estimators": 20, "max_depth": 3}, seed=0, time_column=TIME_COLUMN,
         run_label="window-00", device="cpu",
     )  # fmt: skip
-    evaluation = steps.evaluate_model(
-        model_dir, holdout, str(store), MODEL, GATE, run_label="window-00"
-    )
+    evaluation = steps.evaluate_model(model_dir, holdout, GATE)
     assert evaluation.blessed
     version = steps.register_model(
         model_dir, str(store), MODEL, sha, evaluation.challenger or {}, run_label="window-00"
