@@ -41,11 +41,12 @@ def resolve_champion(
         has_champion: Whether there is a champion (False on the first run).
         champion_version: The champion's version (0 when there is none).
     """
-    import os
+    import shutil
     from collections import namedtuple
 
     from refit import steps
-    from refit.io.uri import is_gcs, list_prefix, read_bytes
+    from refit.io.storage import open_storage
+    from refit.io.uri import is_gcs, read_bytes
 
     out = steps.resolve_champion(store_uri, model_name)
     artifacts = (champion, reference, reference_profile)
@@ -57,13 +58,9 @@ def resolve_champion(
     elif is_gcs(store_uri):
         # A gs:// URI would be read at /gcs/..., which only some runtimes mount: copy the
         # champion's files, its training data and profile into this task's own outputs.
-        os.makedirs(champion.path, exist_ok=True)
-        prefix = out.model_uri.rstrip("/") + "/"
-        for uri in list_prefix(out.model_uri):
-            target = os.path.join(champion.path, uri[len(prefix) :])
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(read_bytes(uri))
+        parent, version_folder = out.model_uri.rstrip("/").rsplit("/", 1)
+        with open_storage(parent).local_dir(version_folder) as folder:
+            shutil.copytree(folder, champion.path, dirs_exist_ok=True)
         with open(reference.path, "wb") as f:
             f.write(read_bytes(out.reference_uri))
         with open(reference_profile.path, "wb") as f:
