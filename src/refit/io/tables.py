@@ -204,3 +204,30 @@ def write_parquet(table: pa.Table, uri: str) -> None:
         DataError: The destination cannot be written.
     """
     _uri.write_bytes(uri, canonical_parquet_bytes(table))
+
+
+def read_parquet_bytes(data: bytes, uri: str) -> pa.Table:
+    """Parse a Parquet file held in memory.
+
+    Reads through ``pq.ParquetFile`` and never ``pq.read_table``: ``read_table`` goes through
+    Arrow's asynchronous dataset scanner, whose worker threads may drop the last reference to
+    the Python buffer *after* the call has returned. When that happens while the interpreter
+    exits, the worker needs the GIL, is unwound by ``pthread_exit`` inside a ``noexcept``
+    destructor, and the process aborts ("terminate called without an active exception") after
+    having done its work. A core dump of a task run showed exactly that stack
+    (``arrow::py::PyBuffer::~PyBuffer`` under ``ParquetFileFragment::~ParquetFileFragment``).
+
+    Args:
+        data: The file's bytes.
+        uri: Where they came from, for the error message.
+
+    Returns:
+        The table.
+
+    Raises:
+        DataError: The bytes are not a Parquet file.
+    """
+    try:
+        return pq.ParquetFile(pa.BufferReader(data)).read()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"cannot read data at {uri}: not Parquet ({exc})") from exc
