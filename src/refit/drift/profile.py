@@ -456,9 +456,11 @@ def _reason(exc: BaseException) -> str:
 
 def _feature_from_dict(name: str, data: Mapping[str, Any]) -> FeatureProfile:
     ftype = str(data["type"])
+    if ftype not in FEATURE_TYPES:
+        raise SchemaError(f"type {ftype!r} is not one of {list(FEATURE_TYPES)}")
     raw = data["summary"]
     summary: Summary | None
-    if raw is None:
+    if raw is None or ftype == "unsupported":
         summary = None
     elif ftype == "numeric":
         summary = NumericSummary.from_dict(raw)
