@@ -31,7 +31,7 @@ def check_schema(schema: pa.Schema, uri: str, *, csv: bool = False) -> None:
         csv: The data is CSV: a ``binary`` column there means text that is not UTF-8.
 
     Raises:
-        DataError: Duplicate or empty column names ("cannot read data at URI: ..."), or (CSV)
+        DataError: Duplicate column names ("cannot read data at URI: ..."), or (CSV)
             a column whose text is not valid UTF-8.
     """
     names = list(schema.names)
