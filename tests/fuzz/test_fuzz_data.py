@@ -559,3 +559,27 @@ def test_max_categories_out_of_range_is_refused():
         infer_feature_spec(_table(0), "y", max_categories=0)
     with pytest.raises(RefitError, match="max_categories"):
         train(_table(0), "y", trainer="logistic_regression", max_categories=True)
+
+
+def test_honest_profiles_of_extreme_data_pass_the_checks():
+    # The checks must not refuse what refit itself writes: overflowing sums, subnormals,
+    # infinities, constant columns, profiles merged from shards.
+    rng = np.random.default_rng(16)
+    for _ in range(25):
+        n = int(rng.integers(1, 5000))
+        table = pa.table(
+            {
+                "normal": rng.normal(size=n),
+                "tails": rng.standard_cauchy(n) * 1e6,
+                "edges": rng.choice([0.0, -0.0, 1e-310, 5e307, -5e307, np.nan, np.inf], n),
+                "big": 1e16 + rng.integers(0, 3, n).astype(np.float64),
+                "constant": np.full(n, 3.3),
+                "ints": rng.integers(-5, 2**40, n),
+                "labels": rng.choice(["a", "b", None], n),
+            }
+        )
+        cut = int(rng.integers(0, n + 1))
+        parts = [profile_table(table.slice(0, cut)), profile_table(table.slice(cut))]
+        for profile in [*parts, parts[0].merge(parts[1]), profile_table(table)]:
+            again = Profile.from_json(profile.to_json())
+            assert again.rows == n or again.rows in (cut, n - cut)
