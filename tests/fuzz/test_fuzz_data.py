@@ -279,7 +279,7 @@ TFDV_SCHEMAS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "names"), TFDV_SCHEMAS)
+@pytest.mark.parametrize(("text", "names"), TFDV_SCHEMAS, ids=["threshold_negative", "twice"])
 def test_drift_with_an_inconsistent_tfdv_schema_is_refused(files, tmp_path, text, names):
     schema = tmp_path / "schema.pbtxt"
     schema.write_text(text)
@@ -356,7 +356,11 @@ SCHEMAS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "names"), SCHEMAS)
+@pytest.mark.parametrize(
+    ("text", "names"),
+    SCHEMAS,
+    ids=["min_fraction", "float_domain", "int_domain", "value_count", "no_domain", "repeats"],
+)
 def test_validate_with_an_inconsistent_schema_is_refused(files, tmp_path, text, names):
     schema = tmp_path / "schema.pbtxt"
     schema.write_text(text)
