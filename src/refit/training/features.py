@@ -302,7 +302,8 @@ def numeric_like_strings(column: pa.ChunkedArray | pa.Array) -> tuple[int, int, 
     Returns:
         ``(non-numeric values, non-missing values, up to 5 distinct non-numeric samples)`` when
         at least :data:`NUMERIC_LIKE_SHARE` of the non-missing values parse as numbers and at
-        least one does not; None otherwise (a categorical column, or one made only of numbers).
+        least one does not (samples cut to 40 characters); None otherwise (a categorical
+        column, or one made only of numbers).
     """
     strings = column.cast(pa.string())
     present = strings.length() - strings.null_count
@@ -315,7 +316,7 @@ def numeric_like_strings(column: pa.ChunkedArray | pa.Array) -> tuple[int, int, 
         return None
     mask = pc.fill_null(pc.invert(numeric), False)
     samples = pc.unique(pc.filter(strings, mask)).to_pylist()
-    return bad, present, sorted(samples)[:5]
+    return bad, present, [s[:40] for s in sorted(samples)[:5]]  # bounded, for messages
 
 
 def _all_missing(column: pa.ChunkedArray) -> bool:
