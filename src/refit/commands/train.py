@@ -162,6 +162,15 @@ def register(app: typer.Typer) -> None:
         price_per_hour: Annotated[
             float, typer.Option(min=0.0, help="Node price per hour, for the card's cost.")
         ] = 0.0,
+        max_categories: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                max=10_000,
+                help="Cardinality cap: a categorical column keeps its N most frequent values "
+                "and one shared (other) column.",
+            ),
+        ] = 100,
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     ) -> None:
         """Train a model on a table and save it in a safe format with its model card."""
@@ -200,6 +209,7 @@ def register(app: typer.Typer) -> None:
                     checkpoint_dir=checkpoint_dir,
                     checkpoint_every=checkpoint_every,
                     on_round=on_round,
+                    max_categories=max_categories,
                 )
             metrics = validation_metrics(trained, holdout) if holdout is not None else None
             card = build_model_card(

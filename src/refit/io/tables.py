@@ -19,7 +19,40 @@ def _is_csv(uri: str) -> bool:
     return lower.endswith(".csv") or lower.endswith(".csv.gz")
 
 
+def check_schema(schema: pa.Schema, uri: str, *, csv: bool = False) -> None:
+    """Refuse a table schema that cannot be read unambiguously.
+
+    Every reader of tabular data (``read_table``, the drift profiler's streaming readers) calls
+    this once on the schema it found, so that each problem has one message.
+
+    Args:
+        schema: The schema as read.
+        uri: Where the data came from, for the message.
+        csv: The data is CSV: a ``binary`` column there means text that is not UTF-8.
+
+    Raises:
+        DataError: Duplicate column names ("cannot read data at URI: ..."), or (CSV)
+            a column whose text is not valid UTF-8.
+    """
+    names = list(schema.names)
+    seen: set[str] = set()
+    duplicates = sorted({n for n in names if n in seen or seen.add(n)})
+    if duplicates:
+        raise DataError(
+            f"cannot read data at {uri}: duplicate column name(s) {duplicates}; "
+            "every column needs a distinct name"
+        )
+    if csv:
+        not_utf8 = [f.name for f in schema if pa.types.is_binary(f.type)]
+        if not_utf8:
+            raise DataError(
+                f"cannot read data at {uri}: column(s) {not_utf8} hold text that is not valid "
+                "UTF-8; save the CSV as UTF-8"
+            )
+
+
 def _select(table: pa.Table, columns: list[str] | None, uri: str) -> pa.Table:
+    check_schema(table.schema, uri, csv=True)
     if columns is None:
         return table
     missing = [c for c in columns if c not in table.column_names]
@@ -62,6 +95,7 @@ def _read_parquet_one(uri: str, columns: list[str] | None) -> pa.Table:
     else:
         source = str(_uri.local_path(uri))
     pfile = pq.ParquetFile(source)
+    check_schema(pfile.schema_arrow, uri)
     names = pfile.schema_arrow.names
     if columns is not None:
         missing = [c for c in columns if c not in names]
