@@ -66,7 +66,7 @@ def _select(table: pa.Table, columns: list[str] | None, uri: str) -> pa.Table:
 
 def _read_csv(uri: str) -> pa.Table:
     if _uri.is_gcs(uri):
-        source: pa.NativeFile = pa.BufferReader(_uri.read_bytes(uri))
+        source: pa.NativeFile = pa.BufferReader(arrow_owned(_uri.read_bytes(uri)))
         if uri.lower().endswith(".gz"):
             source = pa.CompressedInputStream(source, "gzip")
         return pacsv.read_csv(source)
@@ -91,7 +91,7 @@ def _parquet_parts(uri: str) -> list[str]:
 
 def _read_parquet_one(uri: str, columns: list[str] | None) -> pa.Table:
     if _uri.is_gcs(uri):
-        source: str | pa.NativeFile = pa.BufferReader(_uri.read_bytes(uri))
+        source: str | pa.NativeFile = pa.BufferReader(arrow_owned(_uri.read_bytes(uri)))
     else:
         source = str(_uri.local_path(uri))
     pfile = pq.ParquetFile(source)
@@ -240,16 +240,31 @@ def write_parquet(table: pa.Table, uri: str) -> None:
     _uri.write_bytes(uri, canonical_parquet_bytes(table))
 
 
-def read_parquet_bytes(data: bytes, uri: str) -> pa.Table:
-    """Parse a Parquet file held in memory.
+def arrow_owned(data: bytes) -> pa.Buffer:
+    """Copy ``data`` into a buffer that Arrow owns, for readers that use Arrow's thread pool.
 
-    Reads through ``pq.ParquetFile`` and never ``pq.read_table``: ``read_table`` goes through
-    Arrow's asynchronous dataset scanner, whose worker threads may drop the last reference to
-    the Python buffer *after* the call has returned. When that happens while the interpreter
-    exits, the worker needs the GIL, is unwound by ``pthread_exit`` inside a ``noexcept``
-    destructor, and the process aborts ("terminate called without an active exception") after
-    having done its work. A core dump of a task run showed exactly that stack
-    (``arrow::py::PyBuffer::~PyBuffer`` under ``ParquetFileFragment::~ParquetFileFragment``).
+    A reader over Python-owned bytes (``pa.BufferReader(data)``, ``pa.py_buffer``) lets Arrow's
+    worker threads hold the last reference to the Python object; when a worker drops it after
+    the read has returned and the interpreter is exiting, releasing it needs the GIL, the
+    worker is unwound by ``pthread_exit`` inside a ``noexcept`` destructor, and the process
+    aborts ("terminate called without an active exception") after having done its work. Core
+    dumps of task runs showed exactly that stack (``arrow::py::PyBuffer::~PyBuffer`` on an
+    Arrow pool thread, under both the dataset scanner and ``ParquetFile.read``). An
+    Arrow-owned copy is freed without the GIL. The copy costs one ``memcpy``.
+
+    Args:
+        data: The bytes.
+
+    Returns:
+        A buffer with the same content, owned by Arrow's allocator.
+    """
+    sink = pa.BufferOutputStream()
+    sink.write(data)
+    return sink.getvalue()
+
+
+def read_parquet_bytes(data: bytes, uri: str) -> pa.Table:
+    """Parse a Parquet file held in memory (through an Arrow-owned copy: see `arrow_owned`).
 
     Args:
         data: The file's bytes.
@@ -262,6 +277,6 @@ def read_parquet_bytes(data: bytes, uri: str) -> pa.Table:
         DataError: The bytes are not a Parquet file.
     """
     try:
-        return pq.ParquetFile(pa.BufferReader(data)).read()
+        return pq.ParquetFile(pa.BufferReader(arrow_owned(data))).read()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"cannot read data at {uri}: not Parquet ({exc})") from exc
