@@ -268,9 +268,16 @@ class AuditLog:
         if not self.path.exists():
             return []
         out = []
-        for number, line in enumerate(self.path.read_bytes().split(b"\n"), start=1):
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
+            if number == len(lines):  # no newline after it: an append cut short
+                raise IntegrityError(
+                    f"audit log {self.path} line {number}: incomplete last line (log truncated "
+                    "mid-record); run `refit audit verify`"
+                )
             try:
                 out.append(json.loads(line))
             except ValueError as exc:

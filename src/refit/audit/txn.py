@@ -29,6 +29,7 @@ from typing import Any
 
 EMPTY: dict[str, Any] = {"aliases": {}, "statuses": {}, "state": {}}
 _MAPS = ("aliases", "statuses", "state")
+_SINGULAR = {"aliases": "alias", "statuses": "status of version", "state": "state"}
 
 
 def live_part(refs: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,8 +120,5 @@ def diff_states(live: Mapping[str, Any], logged: Mapping[str, Any]) -> list[str]
         a, b = dict(live.get(m) or {}), dict(logged.get(m) or {})
         for k in sorted(set(a) | set(b), key=str):
             if a.get(k) != b.get(k):
-                out.append(
-                    f"{m[:-1] if m != 'state' else 'state'} {k!r}: live {a.get(k)!r}, "
-                    f"log says {b.get(k)!r}"
-                )
+                out.append(f"{_SINGULAR[m]} {k!r}: live {a.get(k)!r}, log says {b.get(k)!r}")
     return out

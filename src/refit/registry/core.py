@@ -486,7 +486,13 @@ class ModelRegistry:
         """
         with self.locked():
             for _ in range(_MAX_ATTEMPTS):
-                refs, token = self._recover()
+                try:
+                    refs, token = self._recover()
+                except RegistryError as exc:
+                    raise RegistryError(
+                        f"model {self.model_name!r}: the {event} was not applied (registry state "
+                        f"unchanged): {exc}"
+                    ) from exc
                 commit = refs["commit"]
                 base = None if commit is None else commit["id"]
                 old = live_part(refs)
@@ -733,7 +739,8 @@ def check_refs(where: str, data: Any) -> dict[str, Any]:
         raise bad("it must hold a JSON object")
     out: dict[str, Any] = {}
     for name in ("aliases", "statuses", "state"):
-        value = data.get(name) or {}
+        value = data.get(name)
+        value = {} if value is None else value
         if not isinstance(value, dict):
             raise bad(f"{name!r} must be an object, got {type(value).__name__}")
         out[name] = dict(value)
