@@ -490,3 +490,26 @@ def test_version_from_before_manifests_is_named_not_passed(store):
     result = reg_cli(store, "verify")
     assert result.exit_code == 0
     assert "v1 registered before manifests" in result.output
+
+
+@pytest.mark.parametrize(
+    "txn", [{"base": None}, {"id": 5, "base": None}, {"id": "x", "aliases": 3}]
+)
+def test_malformed_transaction_records_never_apply(store, txn):
+    reg = open_registry(store, MODEL)
+    txn = {**txn, "base": reg._refs()[0]["commit"]["id"]} if "base" not in txn else txn
+    reg.audit.append("registry_update", {"model": MODEL}, txn=txn)
+    before = (root(store) / "refs.json").read_bytes()
+    reg.recover()
+    assert (root(store) / "refs.json").read_bytes() == before  # nothing rolled forward
+    assert reg.check_state() == [] and reg.get_alias("champion") == 2
+    assert verify(store).exit_code == 0
+
+
+def test_garbage_line_in_the_middle_is_named_by_verify(store):
+    log = root(store) / "audit.jsonl"
+    lines = log.read_bytes().split(b"\n")
+    lines.insert(2, b"\x00\xffnot a record")
+    log.write_bytes(b"\n".join(lines))
+    out = assert_clear_cli_error(verify(store), "line 3", "not a valid audit record")
+    assert "TAMPERED" in out

@@ -243,8 +243,7 @@ class AuditLog:
         if not self.path.exists():
             return []
         out = []
-        text = self.path.read_text(encoding="utf-8")
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(self.path.read_bytes().split(b"\n"), start=1):
             if not line.strip():
                 continue
             try:

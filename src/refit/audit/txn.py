@@ -88,11 +88,17 @@ class Replay:
         txn = record.get("txn")
         if not isinstance(txn, Mapping):
             return False
-        if txn.get("base") != self.commit_id:
-            self.aborted.append(int(record["seq"]))
+        seq = record.get("seq")
+        if (
+            txn.get("base") != self.commit_id
+            or not isinstance(txn.get("id"), str)
+            or not isinstance(seq, int)
+            or not all(isinstance(txn.get(m) or {}, Mapping) for m in _MAPS)
+        ):
+            self.aborted.append(seq if isinstance(seq, int) else -1)
             return False
         self.state = apply_txn(self.state, txn)
-        self.commit_id, self.commit_seq = str(txn["id"]), int(record["seq"])
+        self.commit_id, self.commit_seq = txn["id"], seq
         self.committed.append(self.commit_seq)
         return True
 
