@@ -342,6 +342,16 @@ def test_records_cut_off_the_end_are_caught_by_the_anchor(keyed_store):
     assert_clear_cli_error(verify(keyed_store), "anchor", "removed from the end")
 
 
+def test_unwritable_anchor_does_not_undo_a_promotion_and_verify_names_it(store, monkeypatch):
+    blocker = Path(store).parent / "anchor-is-a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(AUDIT_ANCHOR_ENV, str(blocker))
+    result = reg_cli(store, "promote", "3")
+    assert result.exit_code == 0, result.output  # the record and the state are both written
+    assert open_registry(store, MODEL).check_state() == []
+    assert_clear_cli_error(verify(store), "anchor", "unreadable")
+
+
 def test_keyed_store_verifies_and_says_how(keyed_store):
     result = verify(keyed_store)
     assert result.exit_code == 0, result.output

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from refit.errors import IntegrityError
+from refit.errors import IntegrityError, RefitError
 
 AUDIT_KEY_ENV: Final = "REFIT_AUDIT_KEY"
 AUDIT_KEY_FILE_ENV: Final = "REFIT_AUDIT_KEY_FILE"
@@ -115,7 +116,10 @@ class Anchor:
         """
         import json
 
-        raw = self._store.read(self._name)
+        try:
+            raw = self._store.read(self._name)
+        except (OSError, RefitError) as exc:
+            raise IntegrityError(f"audit anchor {self} is unreadable: {exc}") from exc
         if raw is None:
             return None
         try:
@@ -126,7 +130,19 @@ class Anchor:
         return head
 
     def advance(self, record: Mapping[str, object]) -> None:
-        """Move the anchored head to ``record`` (never backwards), compare-and-swap."""
+        """Move the anchored head to ``record`` (never backwards), compare-and-swap.
+
+        Called after the record is written, so a failure here must not read as a failed append:
+        it is logged, the anchor stays behind, and the next append moves it on.
+        """
+        try:
+            self._advance(record)
+        except (OSError, RefitError) as exc:
+            logging.getLogger(__name__).warning(
+                "audit anchor %s not advanced to seq %s: %s", self, record.get("seq"), exc
+            )
+
+    def _advance(self, record: Mapping[str, object]) -> None:
         import json
 
         body = {k: record[k] for k in ("seq", "hash", "mac") if k in record}

@@ -299,7 +299,7 @@ class AuditLog:
         if not self.path.exists():
             if self.head_path.exists():
                 problems.append(f"audit log {self.path} is missing but its head file exists")
-            if self.anchor is not None and self.anchor.read() is not None:
+            if self.anchor is not None and self.anchor.compare(0, {}, self.key):
                 problems.append(f"audit log {self.path} is missing but {self.anchor} has a head")
             return problems
         with self._lock:

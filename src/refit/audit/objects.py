@@ -206,7 +206,7 @@ class ObjectAuditLog:
             problems = []
             if head_text is not None:
                 problems.append(f"audit log {self.uri} has no records but its HEAD exists")
-            if self.anchor is not None and self.anchor.read() is not None:
+            if self.anchor is not None and self.anchor.compare(0, {}, self.key):
                 problems.append(f"audit log {self.uri} has no records but {self.anchor} has a head")
             return problems
         return verify_records(
