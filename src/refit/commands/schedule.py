@@ -219,7 +219,9 @@ def serve(
     listen_host: Annotated[
         str, typer.Option("--listen-host", help="Address the service listens on.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port the service listens on.")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port the service listens on.")
+    ] = 8080,
     kfp_host: Annotated[
         str | None,
         typer.Option(

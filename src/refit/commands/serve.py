@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         store: Annotated[str, typer.Option(help="refit's store (local folder or gs:// URI).")],
         name: Annotated[str, typer.Option(help="Model name in the store.")],
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+        port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
         seed: Annotated[int, typer.Option(help="Seed of the traffic split and faults.")] = 0,
         fault: Annotated[
             list[str] | None,

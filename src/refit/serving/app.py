@@ -43,7 +43,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from refit.errors import DataError, RefitError, TrainingError
+from refit.errors import DataError, RefitError, RegistryError, TrainingError
+from refit.io.uri import is_gcs, local_path
 from refit.registry import ModelRegistry, open_registry
 from refit.serving.faults import Fault, check_faults
 from refit.serving.metrics import NO_REVISION, ServingMetrics
@@ -138,7 +139,7 @@ class ModelServer:
         limits: How large a request may be (body bytes, tensor elements, nesting depth).
 
     Raises:
-        RegistryError: The store URI or model name is invalid.
+        RegistryError: The store URI or model name is invalid, or a local store is not a folder.
         DeployError: A fault or the refresh interval is invalid.
     """
 
@@ -155,6 +156,11 @@ class ModelServer:
     ) -> None:
         self.limits = limits
         self.registry = open_registry(store_uri, model_name)
+        if not is_gcs(store_uri) and not local_path(store_uri).is_dir():
+            raise RegistryError(
+                f"store {store_uri!r} is not a folder (a typo?): a local store is the folder "
+                "that `refit registry` and the pipelines write"
+            )
         self.model_name = model_name
         self.faults = check_faults(faults)
         self.metrics = ServingMetrics(model_name)
@@ -210,7 +216,7 @@ class ModelServer:
         """A loaded version, or a 500 answer naming why it cannot be loaded."""
         try:
             return self.cache.get(version)
-        except RefitError as exc:
+        except (RefitError, OSError, ValueError) as exc:  # refused, or the store is unreadable
             raise _Answer(
                 500, f"model {self.model_name!r} version {version} cannot be loaded: {exc}"
             ) from exc
