@@ -198,11 +198,13 @@ class ModelServer:
 
     def check_version(self, text: str) -> int:
         """Parse a version from a URL and check that it is registered (400 or 404)."""
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or text.strip("0") == "":
             raise _Answer(
                 400,
-                f"version {text!r} of model {self.model_name!r} must be a positive integer",
+                f"version {text[:40]!r} of model {self.model_name!r} must be a positive integer",
             )
+        if len(text) > 18:  # beyond int64, and int() refuses over 4300 digits
+            raise _Answer(404, f"model {self.model_name!r} has no version {text[:20]}...")
         version = int(text)
         if not self.registry.exists(version):
             raise _Answer(
