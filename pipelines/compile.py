@@ -133,6 +133,9 @@ def retarget_images(spec: pipeline_spec_pb2.PipelineSpec, repo: str) -> None:
 #: Where `mount_gcs_key` mounts the key Secret, and the key's file name in it.
 GCS_KEY_DIR = "/var/secrets/refit-gcs"
 GCS_KEY_FILE = "key.json"
+#: Where `mount_audit_key` mounts the audit HMAC key's Secret (key ``audit.key``).
+AUDIT_KEY_DIR = "/var/secrets/refit-audit"
+AUDIT_KEY_FILE = "audit.key"
 
 
 def _each_executor(
@@ -212,6 +215,45 @@ def mount_gcs_key(
         )
 
 
+def mount_audit_key(
+    spec: pipeline_spec_pb2.PipelineSpec,
+    platform: pipeline_spec_pb2.PlatformSpec,
+    secret: str | None,
+    anchor: str | None = None,
+) -> None:
+    """Give every task the audit log's HMAC key from a Secret, and its anchor (in place).
+
+    The Secret (key ``audit.key``) is mounted at :data:`AUDIT_KEY_DIR` and
+    ``REFIT_AUDIT_KEY_FILE`` names the file (`refit.audit.keys`); ``anchor`` becomes
+    ``REFIT_AUDIT_ANCHOR``.
+
+    Raises:
+        ValueError: The Secret name is not a valid Kubernetes name.
+    """
+    from refit.audit.keys import AUDIT_ANCHOR_ENV, AUDIT_KEY_FILE_ENV
+
+    env = []
+    if secret is not None:
+        if len(secret) > 253 or not _DNS_SUBDOMAIN.match(secret):
+            raise ValueError(f"audit key Secret name {secret!r} is not a valid Kubernetes name")
+
+        def change(config: k8s_pb.KubernetesExecutorConfig) -> None:
+            volume = k8s_pb.SecretAsVolume(
+                mount_path=AUDIT_KEY_DIR, secret_name=secret, optional=False
+            )
+            volume.secret_name_parameter.runtime_value.constant.string_value = secret
+            config.secret_as_volume.append(volume)
+
+        _each_executor(spec, platform, change)
+        env.append({"name": AUDIT_KEY_FILE_ENV, "value": f"{AUDIT_KEY_DIR}/{AUDIT_KEY_FILE}"})
+    if anchor:
+        env.append({"name": AUDIT_ANCHOR_ENV, "value": anchor})
+    executors = spec.deployment_spec["executors"]
+    for name in executors:
+        for item in env:
+            executors[name]["container"].get_or_create_list("env").append(item)
+
+
 def compile_to(
     func: object,
     path: Path,
@@ -219,6 +261,8 @@ def compile_to(
     image_repository: str = DEFAULT_REPOSITORY,
     store: StoreVolume | None = None,
     gcs_key_secret: str | None = None,
+    audit_key_secret: str | None = None,
+    audit_anchor: str | None = None,
 ) -> str:
     """Compile one component or pipeline to ``path`` and return the YAML text.
 
@@ -230,6 +274,9 @@ def compile_to(
         store: A PersistentVolumeClaim to mount into every task, the default ``store_uri``.
         gcs_key_secret: A Secret holding a Google service account key (``key.json``) that
             every task authenticates to GCS with (`mount_gcs_key`).
+        audit_key_secret: A Secret holding the audit log's HMAC key (``audit.key``) every task
+            MACs its audit records with (`mount_audit_key`).
+        audit_anchor: Where every task anchors the audit chain's head (``REFIT_AUDIT_ANCHOR``).
 
     Raises:
         ValueError: An invalid repository, or ``store`` for something without a ``store_uri``.
@@ -249,6 +296,8 @@ def compile_to(
         mount_store(spec, platform, store)
     if gcs_key_secret is not None:
         mount_gcs_key(spec, platform, gcs_key_secret)
+    if audit_key_secret is not None or audit_anchor:
+        mount_audit_key(spec, platform, audit_key_secret, audit_anchor)
     builder.write_pipeline_spec_to_file(
         pipeline_spec=spec,
         pipeline_description=func.description,  # type: ignore[attr-defined]

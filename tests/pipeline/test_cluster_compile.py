@@ -214,6 +214,39 @@ def test_a_gcs_key_secret_reaches_every_task_as_use_secret_as_volume_does(tmp_pa
     assert bad.exit_code != 0 and "not a valid Kubernetes name" in _said(bad.output)
 
 
+def test_the_audit_key_secret_and_anchor_reach_every_task(tmp_path) -> None:
+    @dsl.component(base_image=f"{DEFAULT_REPOSITORY}:{__version__}")
+    def step() -> None:
+        pass
+
+    @dsl.pipeline
+    def reference() -> None:
+        task = step()
+        kubernetes.use_secret_as_volume(
+            task, secret_name="audit-key", mount_path=build.AUDIT_KEY_DIR
+        )
+        task.set_env_variable("REFIT_AUDIT_KEY_FILE", f"{build.AUDIT_KEY_DIR}/audit.key")
+        task.set_env_variable("REFIT_AUDIT_ANCHOR", "gs://anchor/refit")
+
+    compiler.Compiler().compile(reference, str(tmp_path / "ref.yaml"))
+    ref = _docs(tmp_path / "ref.yaml")
+    (expected,) = _kubernetes(ref).values()
+    (container,) = (e["container"] for e in ref[0]["deploymentSpec"]["executors"].values())
+    out = tmp_path / "p.yaml"
+    args = ["compile", "--audit-key-secret", "audit-key", "--audit-anchor", "gs://anchor/refit"]
+    result = CliRunner().invoke(app, [*args, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    docs = _docs(out)
+    for name, config in _kubernetes(docs).items():
+        assert config["secretAsVolume"] == expected["secretAsVolume"], name
+        env = docs[0]["deploymentSpec"]["executors"][name]["container"]["env"]
+        assert env == container["env"], name
+    bad = CliRunner().invoke(
+        app, ["compile", "--audit-key-secret", "Bad_Name", "--output", str(out)]
+    )
+    assert bad.exit_code != 0 and "not a valid Kubernetes name" in _said(bad.output)
+
+
 def test_an_explicit_repository_wins_over_a_bad_environment_setting(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("REFIT_IMAGE_REPOSITORY", "Not A Repository")
     out = tmp_path / "p.yaml"

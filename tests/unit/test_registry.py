@@ -184,13 +184,15 @@ def test_state_roundtrip(reg):
     assert reg.read_state("policy") is None
     reg.write_state("policy", {"windows_since_retrain": 2, "metric_history": [0.9]})
     assert reg.read_state("policy") == {"windows_since_retrain": 2, "metric_history": [0.9]}
-    assert Path(reg.root, "state", "policy.json").is_file()
+    refs = json.loads(Path(reg.root, "refs.json").read_text())  # one object: state and aliases
+    assert refs["state"]["policy"]["windows_since_retrain"] == 2
+    assert reg.audit.records()[-1]["txn"]["state"]["policy"]["windows_since_retrain"] == 2
     with pytest.raises(RegistryError, match="state key"):
         reg.write_state("../x", {})
     with pytest.raises(RegistryError, match="not JSON-serialisable"):
         reg.write_state("policy", {"x": object()})
     assert reg.read_state("policy")["windows_since_retrain"] == 2
-    assert not list(Path(reg.root, "state").glob(".tmp-*"))
+    assert not list(Path(reg.root).glob(".tmp-*"))
 
 
 # ---------------------------------------------------------------- real concurrency (processes)

@@ -117,8 +117,9 @@ def test_registry_round_trip(store, tmp_path):
     assert reg.verify(2) == reg.get(2)
     reg.write_state("policy", {"n": 1})
     assert reg.read_state("policy") == {"n": 1}
-    assert [r["event"] for r in reg.audit.records()] == ["registration", "registration"]
-    assert reg.audit.verify() == []
+    events = [r["event"] for r in reg.audit.records()]  # every state change has its record
+    assert events == ["registration", "registration", "registry_update", "registry_update"]
+    assert reg.audit.verify() == [] and reg.check_state() == []
 
 
 def test_an_unfinished_registration_is_skipped(store, tmp_path):

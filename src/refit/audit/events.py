@@ -26,7 +26,12 @@ Which part of refit writes each event (the ``payload`` keys are the writer's):
 ``rollback``              the previous champion was restored
 ``trigger_decision``      the trigger service decided whether to launch a run
 ``run_refused``           the pipeline's first task refused the run (reason)
+``registry_update``       any other change of aliases, statuses or policy state
 ========================  ==========================================================
+
+Every record that changes the registry's mutable state (promotion, rollback, approval, the
+retrain decision's policy state, ``registry_update``...) also carries a ``txn`` field: the change
+itself, bound to the state object (`refit.registry.core`, `refit.audit.txn`).
 """
 
 from enum import StrEnum
@@ -54,6 +59,7 @@ class AuditEvent(StrEnum):
     ROLLBACK = "rollback"
     TRIGGER_DECISION = "trigger_decision"
     RUN_REFUSED = "run_refused"
+    REGISTRY_UPDATE = "registry_update"
 
 
 #: Written by the pipeline's steps, once per run (labelled with the run's ``run_label``).
@@ -82,5 +88,6 @@ CANARY_EVENTS: Final = frozenset(
 LIVE_EVENTS: Final = frozenset({AuditEvent.PROMOTION, AuditEvent.ROLLBACK})
 #: Events that concern one registered version (they carry its ``version``).
 VERSION_EVENTS: Final = APPROVAL_EVENTS | CANARY_EVENTS | LIVE_EVENTS
-#: Written outside a pipeline run, by the trigger service.
-SERVICE_EVENTS: Final = frozenset({AuditEvent.TRIGGER_DECISION})
+#: Written outside a pipeline run: by the trigger service, or a bare registry change (a status or
+#: alias set by hand, the local canary's traffic split).
+SERVICE_EVENTS: Final = frozenset({AuditEvent.TRIGGER_DECISION, AuditEvent.REGISTRY_UPDATE})

@@ -6,13 +6,18 @@ Each line of the log is one record::
      "prev_hash": "000...0", "hash": "<sha256 hex>"}
 
 ``hash`` is the sha256 hex digest of the canonical JSON (``sort_keys=True``, separators
-``(",", ":")``) of the record without its ``hash`` key; ``prev_hash`` is the previous record's
-``hash`` (64 zeros for the first record). ``seq`` starts at 1 and grows by one per record.
+``(",", ":")``) of the record without its ``hash`` and ``mac`` keys; ``prev_hash`` is the previous
+record's ``hash`` (64 zeros for the first record). ``seq`` starts at 1 and grows by one per record.
+Two optional keys: ``txn``, the registry transaction the record commits (see
+`refit.registry.core`; covered by ``hash``), and ``mac``, the HMAC-SHA256 of ``hash`` under the
+audit key (`refit.audit.keys`), which a writer of the store without the key cannot forge. Without
+a key the chain is tamper-evident only against accidental edits, and verify says so.
 
 Appends happen under a file lock (``{path}.lock``), so several processes may append at once.
 After each append a small head file (``{path}.head``: last seq and hash) is replaced atomically;
 `AuditLog.verify` uses it to notice whole records cut off the end of the log, which the chain alone
-cannot reveal.
+cannot reveal. With an anchor (`refit.audit.keys.Anchor`) the head is also written outside the
+store.
 """
 
 from __future__ import annotations
@@ -26,11 +31,19 @@ from typing import Any
 
 from filelock import FileLock
 
+from refit.audit.keys import Anchor, mac_ok, record_mac
+from refit.audit.txn import drop_aborted
 from refit.errors import IntegrityError
 from refit.io.uri import write_file_atomic
 
 GENESIS_HASH = "0" * 64
 _FIELDS = ("seq", "time", "event", "payload", "prev_hash", "hash")
+_OPTIONAL = ("txn", "mac")
+#: What verify says of a log checked without a key.
+KEYLESS_NOTE = (
+    "keyless: the hash chain is tamper-evident only against accidental edits (whoever can "
+    "write the store can rewrite it); set REFIT_AUDIT_KEY_FILE and REFIT_AUDIT_ANCHOR"
+)
 
 
 def canonical_json(data: Any) -> str:
@@ -46,7 +59,7 @@ def canonical_json(data: Any) -> str:
 
 
 def record_hash(record: dict[str, Any]) -> str:
-    """Return the sha256 hex digest of a record without its ``hash`` key.
+    """Return the sha256 hex digest of a record without its ``hash`` and ``mac`` keys.
 
     Args:
         record: An audit record (with or without ``hash``).
@@ -54,7 +67,7 @@ def record_hash(record: dict[str, Any]) -> str:
     Returns:
         The 64-character hex digest.
     """
-    body = {k: v for k, v in record.items() if k != "hash"}
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
@@ -108,27 +121,72 @@ def _last_line(path: Path) -> tuple[bytes | None, bool]:
         return buf, ends_newline
 
 
+def new_record(
+    seq: int,
+    event: str,
+    payload: dict[str, Any],
+    prev_hash: str,
+    txn: dict[str, Any] | None,
+    key: bytes | None,
+) -> dict[str, Any]:
+    """Build a record: its fields, ``txn`` when given, ``hash``, and ``mac`` under ``key``."""
+    record: dict[str, Any] = {
+        "seq": seq,
+        "time": _utc_now(),
+        "event": str(event),
+        "payload": payload,
+        "prev_hash": prev_hash,
+    }
+    if txn is not None:
+        record["txn"] = json.loads(canonical_json(txn))
+    record["hash"] = record_hash(record)
+    if key is not None:
+        record["mac"] = record_mac(key, record["hash"])
+    return record
+
+
+def protection(key: bytes | None, anchor: Anchor | None) -> str:
+    """Say how a log with this key and anchor resists tampering (for verify's output)."""
+    if key is None:
+        return KEYLESS_NOTE + ("" if anchor is None else f"; head anchored at {anchor}")
+    where = "not anchored (set REFIT_AUDIT_ANCHOR)" if anchor is None else f"anchored at {anchor}"
+    return f"keyed (HMAC-SHA256), {where}"
+
+
 class AuditLog:
     """An append-only, hash-chained JSON-lines audit log on the local file system.
 
     Args:
         path: The log file (created, with its parent folders, on the first append).
+        key: The HMAC key (`refit.audit.keys.audit_key`); None: records carry no ``mac``.
+        anchor: Where each append also writes the head, outside the store; None: nowhere.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        key: bytes | None = None,
+        anchor: Anchor | None = None,
+    ) -> None:
         self.path = Path(path)
         self.head_path = self.path.with_name(self.path.name + ".head")
         self._lock = FileLock(str(self.path) + ".lock")
+        self.key = key
+        self.anchor = anchor
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"
 
-    def append(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def append(
+        self, event: str, payload: dict[str, Any], *, txn: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Append one record and return it (with its ``seq`` and ``hash``).
 
         Args:
             event: The event name, e.g. ``"promotion"``.
             payload: JSON-serialisable details of the event.
+            txn: The registry transaction this record commits (`refit.registry.core`).
 
         Returns:
             The record as written.
@@ -155,21 +213,20 @@ class AuditLog:
                     raise IntegrityError(
                         f"{problem} is not a valid audit record ({exc}); run verify()"
                     ) from exc
-            record: dict[str, Any] = {
-                "seq": seq,
-                "time": _utc_now(),
-                "event": str(event),
-                "payload": payload,
-                "prev_hash": prev_hash,
-            }
-            record["hash"] = record_hash(record)
+            record = new_record(seq, event, payload, prev_hash, txn, self.key)
             line = canonical_json(record) + "\n"
             with open(self.path, "ab") as fh:
                 fh.write(line.encode("utf-8"))
                 fh.flush()
                 os.fsync(fh.fileno())
             write_file_atomic(self.head_path, canonical_json({"seq": seq, "hash": record["hash"]}))
+            if self.anchor is not None:
+                self.anchor.advance(record)
         return record
+
+    def protection(self) -> str:
+        """Say how far the log resists tampering (keyed, anchored, or neither)."""
+        return protection(self.key, self.anchor)
 
     def records(self, event: str | None = None) -> list[dict[str, Any]]:
         """Return the records in log order, optionally only those of one event.
@@ -186,8 +243,7 @@ class AuditLog:
         if not self.path.exists():
             return []
         out = []
-        text = self.path.read_text(encoding="utf-8")
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(self.path.read_bytes().split(b"\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -196,8 +252,37 @@ class AuditLog:
                 raise IntegrityError(
                     f"audit log {self.path} line {number} is not valid JSON: {exc}"
                 ) from exc
-            if event is None or record.get("event") == event:
-                out.append(record)
+            out.append(record)
+        return [r for r in drop_aborted(out) if event is None or r.get("event") == event]
+
+    def records_after(self, seq: int) -> list[dict[str, Any]]:
+        """Return every record (aborted transactions included) whose seq is above ``seq``.
+
+        Raises:
+            IntegrityError: A line is not valid JSON.
+        """
+        return [r for r in self._raw_records() if int(r.get("seq", 0)) > seq]
+
+    def _raw_records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            if number == len(lines):  # no newline after it: an append cut short
+                raise IntegrityError(
+                    f"audit log {self.path} line {number}: incomplete last line (log truncated "
+                    "mid-record); run `refit audit verify`"
+                )
+            try:
+                out.append(json.loads(line))
+            except ValueError as exc:
+                raise IntegrityError(
+                    f"audit log {self.path} line {number} is not a valid audit record: {exc}"
+                ) from exc
         return out
 
     def verify(self) -> list[str]:
@@ -214,11 +299,19 @@ class AuditLog:
         if not self.path.exists():
             if self.head_path.exists():
                 problems.append(f"audit log {self.path} is missing but its head file exists")
+            if self.anchor is not None and self.anchor.compare(0, {}, self.key):
+                problems.append(f"audit log {self.path} is missing but {self.anchor} has a head")
             return problems
         with self._lock:
             data = self.path.read_bytes()
             head_text = self.head_path.read_text("utf-8") if self.head_path.exists() else None
-        return verify_records(data, head_text, head_label=f"head file {self.head_path}")
+        return verify_records(
+            data,
+            head_text,
+            head_label=f"head file {self.head_path}",
+            key=self.key,
+            anchor=self.anchor,
+        )
 
 
 def verify_records(
@@ -227,6 +320,8 @@ def verify_records(
     *,
     head_label: str = "head file",
     names: list[str] | None = None,
+    key: bytes | None = None,
+    anchor: Anchor | None = None,
 ) -> list[str]:
     """Check a hash chain given as JSON lines and return the problems (empty when intact).
 
@@ -236,6 +331,9 @@ def verify_records(
         head_label: How to name the head in messages.
         names: For logs stored one object per record: each line's object name, whose seq must
             match the record's (a record moved to another object is reported).
+        key: The HMAC key: every record from the first MACed one on must carry a valid ``mac``,
+            and at least one must (a chain rewritten without the key has none).
+        anchor: The head kept outside the store, compared with the log.
 
     Returns:
         One readable string per problem, naming the line and seq.
@@ -250,11 +348,19 @@ def verify_records(
     prev_seq: int | None = 0
     prev_hash: str | None = GENESIS_HASH
     last_seq, last_hash = 0, GENESIS_HASH
+    keyed = 0
+    by_seq: dict[int, str] = {}
     for number, raw in enumerate(raw_lines, start=1):
         try:
             record = json.loads(raw)
-            if not isinstance(record, dict) or set(record) != set(_FIELDS):
-                raise ValueError(f"expected keys {list(_FIELDS)}")
+            if (
+                not isinstance(record, dict)
+                or not set(_FIELDS) <= set(record)
+                or not set(record) <= set(_FIELDS + _OPTIONAL)
+            ):
+                raise ValueError(
+                    f"expected keys {list(_FIELDS)} (and optionally {list(_OPTIONAL)})"
+                )
             seq = record["seq"]
             if not isinstance(seq, int) or isinstance(seq, bool):
                 raise ValueError(f"seq {seq!r} is not an integer")
@@ -272,6 +378,15 @@ def verify_records(
                 problems.append(f"{where}: record stored under the wrong name (moved or reordered)")
         if record_hash(record) != record["hash"]:
             problems.append(f"{where}: hash mismatch: record was edited")
+        if "mac" in record:
+            keyed += 1
+            if key is not None and not mac_ok(key, str(record["hash"]), record["mac"]):
+                problems.append(
+                    f"{where}: MAC mismatch: the record was written or rewritten without the "
+                    "audit key (forged)"
+                )
+        elif key is not None and keyed:
+            problems.append(f"{where}: no MAC after MACed records: written without the audit key")
         if prev_seq is not None and seq != prev_seq + 1:
             if seq <= prev_seq:
                 problems.append(
@@ -289,6 +404,14 @@ def verify_records(
             )
         prev_seq, prev_hash = seq, record["hash"]
         last_seq, last_hash = seq, record["hash"]
+        by_seq[seq] = str(record["hash"])
+    if key is not None and raw_lines and not keyed:
+        problems.append(
+            "no record carries a MAC although the audit key is set: the log was written without "
+            "the key, or rewritten by someone who lacks it"
+        )
+    if anchor is not None:
+        problems.extend(anchor.compare(last_seq, by_seq, key))
     if head_text is not None:
         try:
             head = json.loads(head_text)

@@ -23,19 +23,21 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from refit.audit.log import (
     GENESIS_HASH,
     canonical_json,
     checked_payload,
-    record_hash,
+    new_record,
+    protection,
     verify_records,
 )
+from refit.audit.txn import drop_aborted
 from refit.errors import ConflictError, IntegrityError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from refit.audit.keys import Anchor
     from refit.io.storage import Storage
 
 _RECORD_RE = re.compile(r"^(\d{12})\.json$")
@@ -47,11 +49,21 @@ class ObjectAuditLog:
 
     Args:
         storage: The log's folder (e.g. ``GcsStorage("gs://bucket/store/models/NAME/audit")``).
+        key: The HMAC key (`refit.audit.keys.audit_key`); None: records carry no ``mac``.
+        anchor: Where each append also writes the head, outside the store; None: nowhere.
     """
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(
+        self, storage: Storage, *, key: bytes | None = None, anchor: Anchor | None = None
+    ) -> None:
         self._store = storage
         self.uri = storage.uri()
+        self.key = key
+        self.anchor = anchor
+
+    def protection(self) -> str:
+        """Say how far the log resists tampering (keyed, anchored, or neither)."""
+        return protection(self.key, self.anchor)
 
     def __repr__(self) -> str:
         return f"ObjectAuditLog({self.uri!r})"
@@ -64,8 +76,12 @@ class ObjectAuditLog:
     def _names(self) -> list[str]:
         return sorted(n for n in self._store.list("") if _RECORD_RE.match(n))
 
-    def append(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def append(
+        self, event: str, payload: dict[str, Any], *, txn: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Append one record (create-only object named by its seq) and return it.
+
+        ``txn`` is the registry transaction the record commits (`refit.registry.core`).
 
         Raises:
             ValueError: ``event`` is empty or ``payload`` is not a JSON-serialisable dict.
@@ -76,17 +92,12 @@ class ObjectAuditLog:
         for _ in range(_MAX_ATTEMPTS):
             seq, prev_hash = self._tail()
             seq += 1
-            record: dict[str, Any] = {
-                "seq": seq,
-                "time": datetime.now(UTC).isoformat(),
-                "event": str(event),
-                "payload": payload,
-                "prev_hash": prev_hash,
-            }
-            record["hash"] = record_hash(record)
+            record = new_record(seq, event, payload, prev_hash, txn, self.key)
             body = (canonical_json(record) + "\n").encode("utf-8")
             if self._store.create(f"{seq:012d}.json", body):
                 self._advance_head(seq, record["hash"])
+                if self.anchor is not None:
+                    self.anchor.advance(record)
                 return record
         raise ConflictError(
             f"audit log {self.uri}: lost the race for the next record {_MAX_ATTEMPTS} times"
@@ -153,9 +164,30 @@ class ObjectAuditLog:
                 record = json.loads(self._store.read(name) or b"")
             except ValueError as exc:
                 raise IntegrityError(f"audit record {self.uri}/{name} is not valid JSON") from exc
-            if event is None or record.get("event") == event:
-                out.append(record)
-        return out
+            out.append(record)
+        return [r for r in drop_aborted(out) if event is None or r.get("event") == event]
+
+    def records_after(self, seq: int) -> list[dict[str, Any]]:
+        """Return every record (aborted transactions included) whose seq is above ``seq``.
+
+        Walks forward from ``seq + 1`` until a record is missing: a request per record, without
+        listing the whole log.
+
+        Raises:
+            IntegrityError: A record is not valid JSON.
+        """
+        out = []
+        while True:
+            name = f"{seq + 1:012d}.json"
+            raw = self._store.read(name)
+            if raw is None:
+                return out
+            try:
+                record = json.loads(raw)
+                seq = int(record["seq"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise IntegrityError(f"audit record {self.uri}/{name} is not valid: {exc}") from exc
+            out.append(record)
 
     def verify(self) -> list[str]:
         """Check the whole chain and return the problems (empty when intact).
@@ -171,12 +203,17 @@ class ObjectAuditLog:
         head, _ = self._store.read_versioned("HEAD")
         head_text = None if head is None else head.decode("utf-8", "replace")
         if not names:
+            problems = []
             if head_text is not None:
-                return [f"audit log {self.uri} has no records but its HEAD exists"]
-            return []
+                problems.append(f"audit log {self.uri} has no records but its HEAD exists")
+            if self.anchor is not None and self.anchor.compare(0, {}, self.key):
+                problems.append(f"audit log {self.uri} has no records but {self.anchor} has a head")
+            return problems
         return verify_records(
             b"".join(lines),
             head_text,
             head_label=f"head {self.uri}/HEAD",
             names=[f"{self.uri}/{n}" for n in names],
+            key=self.key,
+            anchor=self.anchor,
         )

@@ -6,8 +6,15 @@
 - ``refit registry --store URI --model NAME list | show V | promote V | rollback | lineage``;
   human approval: ``approve V --by NAME [--reason TEXT]`` (then released to deployment unless
   ``--no-release``), ``reject V --by NAME --reason TEXT``, ``pending [--json]``.
+- ``refit registry --store URI --model NAME verify [V]``: check every file of each version (or
+  of V) against its manifest; exit status 1 on any mismatch.
 - ``refit audit verify --store URI [--model NAME]``: exit status 1 when any record was edited,
-  removed or reordered (each problem is printed).
+  removed, reordered or forged (MAC), the live registry state differs from the one the log gives,
+  or a version's files differ from their manifest (each problem is printed).
+- ``refit audit recover --store URI --model NAME``: complete a transaction whose writer died.
+
+Every bad input (a store that does not exist or has another scheme, a malformed model name, an
+unknown version, a corrupt registry file or audit line) exits 2 with ``error: ...``.
 """
 
 from __future__ import annotations
@@ -83,10 +90,29 @@ def run_evaluation(
     }
 
 
-def _registry(store: str, model: str):  # noqa: ANN202
+def _check_store(store: str) -> None:
+    """Refuse a store URI with another scheme, or a local store folder that does not exist."""
+    from refit.io.storage import open_storage
+
+    storage = open_storage(store)  # RegistryError on a bad URI
+    path = storage.local_path("")
+    if path is not None and not path.is_dir():
+        raise _fail(f"--store {store}: no such store folder")
+
+
+def _registry(store: str, model: str, *, existing: bool = True):  # noqa: ANN202
+    """Open a model's registry, or exit 2 saying what is wrong with --store or --model."""
+    from refit.errors import RefitError
     from refit.registry import open_registry
 
-    return open_registry(store, model)
+    try:
+        _check_store(store)
+        reg = open_registry(store, model)
+        if existing and not reg.storage.list("versions"):
+            raise _fail(f"--model {model!r}: no such model in store {store} (no versions)")
+    except RefitError as exc:
+        raise _fail(str(exc)) from exc
+    return reg
 
 
 def register(app: typer.Typer) -> None:
@@ -132,6 +158,9 @@ def register(app: typer.Typer) -> None:
     @registry_app.callback()
     def registry_main(ctx: typer.Context, store: StoreOpt, model: ModelOpt) -> None:
         """Registry of STORE's model MODEL (local folder or gs://)."""
+        if ctx.resilient_parsing:
+            return
+        _registry(store, model)  # exit 2 now on a bad --store or --model
         ctx.obj = {"store": store, "model": model}
 
     @registry_app.command("list")
@@ -140,14 +169,20 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from refit.errors import RefitError
+
         reg = _registry(ctx.obj["store"], ctx.obj["model"])
         aliases: dict[int, list[str]] = {}
-        for alias, version in sorted(reg.aliases().items()):
-            aliases.setdefault(version, []).append(alias)
+        try:
+            for alias, version in sorted(reg.aliases().items()):
+                aliases.setdefault(version, []).append(alias)
+            versions = reg.list_versions()
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
         table = Table(title=f"{reg.model_name} @ {reg.store_uri}")
         for col in ("version", "status", "aliases", "parent", "created", "sha256", "metrics"):
             table.add_column(col)
-        for mv in reg.list_versions():
+        for mv in versions:
             metrics = ", ".join(
                 f"{k}={v:.3f}" for k, v in sorted(mv.metrics.items()) if isinstance(v, float)
             )
@@ -320,9 +355,13 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from refit.errors import RefitError
         from refit.registry.lineage import lineage_rows, to_parquet, to_sqlite
 
-        rows = lineage_rows(_registry(ctx.obj["store"], ctx.obj["model"]))
+        try:
+            rows = lineage_rows(_registry(ctx.obj["store"], ctx.obj["model"]))
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
         shown = ("model_id", "parent_id", "status", "aliases", "snapshot_sha256", "run_id",
                  "created_at", "promoted_at", "metrics")  # fmt: skip
         table = Table(title="model_lineage")
@@ -344,6 +383,27 @@ def register(app: typer.Typer) -> None:
         if sqlite is not None:
             typer.echo(f"wrote {to_sqlite(rows, sqlite)} (table model_lineage)")
 
+    @registry_app.command("verify")
+    def registry_verify_cmd(
+        ctx: typer.Context,
+        version: Annotated[int | None, typer.Argument(help="One version (default: all).")] = None,
+    ) -> None:
+        """Check every file of the versions against their manifests."""
+        from refit.errors import RefitError
+
+        reg = _registry(ctx.obj["store"], ctx.obj["model"])
+        try:
+            numbers = reg.list_version_numbers() if version is None else [reg.get(version).version]
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
+        problems, notes = _check_versions(reg, numbers)
+        for line in notes:
+            typer.echo(f"  note: {line}")
+        for line in problems:
+            typer.echo(f"  - {line}")
+        typer.echo(f"{reg.model_name}: {'FAILED' if problems else 'ok'} ({len(numbers)} versions)")
+        raise typer.Exit(1 if problems else 0)
+
     @audit_app.command("verify")
     def verify_cmd(
         store: StoreOpt,
@@ -351,17 +411,33 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--model", help="Model name (default: every model).")
         ] = None,
     ) -> None:
-        """Check the hash chain; name every edited, removed or reordered record."""
+        """Check the chain, the live state against the log, and each version's files.
+
+        Names every edited, removed, reordered or forged record, every alias, status or state
+        that differs from what the log says, and every file changed since registration.
+        """
+        from refit.errors import RefitError
         from refit.io.uri import join, list_prefix
 
-        models = [model] if model else _models(store, join, list_prefix)
+        try:
+            _check_store(store)
+            models = [model] if model else _models(store, join, list_prefix)
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
         if not models:
-            raise _fail(f"no models under {store}")
+            raise _fail(f"--store {store}: no models under it")
         bad = 0
         for name in models:
-            log = _registry(store, name).audit
+            reg = _registry(store, name)
+            log = reg.audit
             problems = log.verify()
-            count = len(log.records()) if not problems else None
+            try:
+                count = len(log.records()) if not problems else None
+            except RefitError as exc:
+                problems.append(str(exc))
+            problems += reg.check_state()
+            version_problems, notes = _check_versions(reg, reg.list_version_numbers())
+            problems += version_problems
             if problems:
                 bad += 1
                 typer.echo(f"{name}: TAMPERED ({len(problems)} problem(s))")
@@ -369,10 +445,70 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"  - {p}")
             else:
                 typer.echo(f"{name}: intact ({count} records)")
+                typer.echo("  state: aliases, statuses and policy state match the log")
+            typer.echo(f"  protection: {log.protection()}")
+            for line in notes:
+                typer.echo(f"  note: {line}")
         raise typer.Exit(1 if bad else 0)
+
+    @audit_app.command("recover")
+    def recover_cmd(store: StoreOpt, model: ModelOpt) -> None:
+        """Complete a registry transaction whose writer died after its audit record."""
+        from refit.errors import RefitError
+
+        reg = _registry(store, model)
+        try:
+            before = reg._refs()[0]["commit"]
+            after = reg.recover()["commit"]
+        except RefitError as exc:
+            raise _fail(str(exc)) from exc
+        if before == after:
+            typer.echo(f"{model}: nothing to recover")
+        else:
+            typer.echo(f"{model}: completed the transaction of audit record seq {after['seq']}")
 
     app.add_typer(registry_app, name="registry")
     app.add_typer(audit_app, name="audit")
+
+
+def _check_versions(reg: Any, numbers: list[int]) -> tuple[list[str], list[str]]:
+    """Check versions' files against their manifests and registration records.
+
+    Returns:
+        (problems, notes): a changed, added or missing file, or a manifest that differs from the
+        one its registration record holds; and the versions registered before manifests.
+    """
+    from refit.errors import RefitError
+    from refit.registry.core import manifest_digest
+
+    problems, old = [], []
+    try:
+        recorded = {
+            r["payload"].get("version"): r["payload"].get("manifest_sha256")
+            for r in reg.audit.records("registration")
+        }
+    except RefitError as exc:
+        return [str(exc)], []
+    for number in numbers:
+        try:
+            mv = reg.verify(number)
+        except RefitError as exc:
+            problems.append(str(exc))
+            continue
+        if not mv.manifest:
+            old.append(f"v{number}")
+        elif recorded.get(number) not in (None, manifest_digest(mv.manifest)):
+            problems.append(
+                f"version {number}: its manifest differs from the one its registration record "
+                "holds (version.json was rewritten)"
+            )
+    notes = []
+    if old:
+        notes.append(
+            f"{', '.join(old)} registered before manifests: only the model file and model.json's "
+            "digest are checked, not every file"
+        )
+    return problems, notes
 
 
 def _models(store: str, join, list_prefix) -> list[str]:  # noqa: ANN001

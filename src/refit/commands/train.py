@@ -86,6 +86,22 @@ def register(app: typer.Typer) -> None:
                 "gs:// (GOOGLE_APPLICATION_CREDENTIALS); not needed with Workload Identity.",
             ),
         ] = None,
+        audit_key_secret: Annotated[
+            str | None,
+            typer.Option(
+                "--audit-key-secret",
+                help="Secret with the audit log's HMAC key (audit.key), mounted into every task "
+                "as REFIT_AUDIT_KEY_FILE: records are MACed with a key the store's writers lack.",
+            ),
+        ] = None,
+        audit_anchor: Annotated[
+            str | None,
+            typer.Option(
+                "--audit-anchor",
+                help="Folder or gs:// prefix outside the store where every task anchors the "
+                "audit chain's head (REFIT_AUDIT_ANCHOR).",
+            ),
+        ] = None,
     ) -> None:
         """Compile the retraining pipeline to KFP IR YAML for a cluster, on a node profile."""
         from refit.errors import SchemaError
@@ -118,13 +134,22 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(str(exc), param_hint="--store-pvc/--store-mount") from exc
         try:
             compile_to(
-                pipeline, output, image_repository=repo, store=store, gcs_key_secret=gcs_key_secret
+                pipeline,
+                output,
+                image_repository=repo,
+                store=store,
+                gcs_key_secret=gcs_key_secret,
+                audit_key_secret=audit_key_secret,
+                audit_anchor=audit_anchor,
             )
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--gcs-key-secret") from exc
+            hint = "--audit-key-secret" if "audit key" in str(exc) else "--gcs-key-secret"
+            raise typer.BadParameter(str(exc), param_hint=hint) from exc
         where = f", store on PVC {store.pvc!r} at {store.mount}" if store else ""
         if gcs_key_secret:
             where += f", GCS key from Secret {gcs_key_secret!r}"
+        if audit_key_secret:
+            where += f", audit key from Secret {audit_key_secret!r}"
         typer.echo(
             f"wrote {output} (training on node profile {profile.name!r}, engine {engine!r}, "
             f"images {repo}{where})"
@@ -166,6 +191,15 @@ def register(app: typer.Typer) -> None:
         price_per_hour: Annotated[
             float, typer.Option(min=0.0, help="Node price per hour, for the card's cost.")
         ] = 0.0,
+        max_categories: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                max=10_000,
+                help="Cardinality cap: a categorical column keeps its N most frequent values "
+                "and one shared (other) column.",
+            ),
+        ] = 100,
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     ) -> None:
         """Train a model on a table and save it in a safe format with its model card."""
@@ -204,6 +238,7 @@ def register(app: typer.Typer) -> None:
                     checkpoint_dir=checkpoint_dir,
                     checkpoint_every=checkpoint_every,
                     on_round=on_round,
+                    max_categories=max_categories,
                 )
             metrics = validation_metrics(trained, holdout) if holdout is not None else None
             card = build_model_card(

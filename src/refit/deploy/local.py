@@ -183,16 +183,13 @@ class LocalTarget:
             )
         statuses = promotion_statuses(version, old, old_prev)
         rollout = Rollout(version, old, "promotion", _now(), reason)
-        with reg.locked():
-            reg.update_aliases(
-                {CHAMPION: version, PREVIOUS: old},
-                expected={CHAMPION: old, PREVIOUS: old_prev},
-                statuses=statuses,
-            )
-            reg.audit.append(
-                AuditEvent.PROMOTION,
-                {"model": reg.model_name, **rollout.to_dict(), **(audit or {})},
-            )
+        reg.update_aliases(
+            {CHAMPION: version, PREVIOUS: old},
+            expected={CHAMPION: old, PREVIOUS: old_prev},
+            statuses=statuses,
+            event=AuditEvent.PROMOTION,
+            payload={"model": reg.model_name, **rollout.to_dict(), **(audit or {})},
+        )
         return rollout
 
     def rollback(self, *, reason: str, audit: dict[str, Any] | None = None) -> Rollout:
@@ -219,15 +216,13 @@ class LocalTarget:
         if cur is not None:
             statuses[cur] = "rolled_back"
         rollout = Rollout(prev, cur, "rollback", _now(), reason)
-        with reg.locked():
-            reg.update_aliases(
-                {CHAMPION: prev, PREVIOUS: None},
-                expected={CHAMPION: cur, PREVIOUS: prev},
-                statuses=statuses,
-            )
-            reg.audit.append(
-                AuditEvent.ROLLBACK, {"model": reg.model_name, **rollout.to_dict(), **(audit or {})}
-            )
+        reg.update_aliases(
+            {CHAMPION: prev, PREVIOUS: None},
+            expected={CHAMPION: cur, PREVIOUS: prev},
+            statuses=statuses,
+            event=AuditEvent.ROLLBACK,
+            payload={"model": reg.model_name, **rollout.to_dict(), **(audit or {})},
+        )
         return rollout
 
     def history(self) -> list[Rollout]:

@@ -279,10 +279,12 @@ def run_canary(
         _promote_aliases(registry, version, None, reason or why, audit_base, target.name)
         return finish(PROMOTED, why, split.primary_version or version)
 
-    registry.update_aliases({CANARY: version}, expected={CHAMPION: old}, statuses={version: CANARY})
-    registry.audit.append(
-        AuditEvent.CANARY_STARTED,
-        {**audit_base, "previous": old, "target": target.name, "steps": list(plan.steps)},
+    registry.update_aliases(
+        {CANARY: version},
+        expected={CHAMPION: old},
+        statuses={version: CANARY},
+        event=AuditEvent.CANARY_STARTED,
+        payload={**audit_base, "previous": old, "target": target.name, "steps": list(plan.steps)},
     )
     try:
         split: TrafficSplit | None = None
@@ -369,16 +371,13 @@ def _promote_aliases(
     old_prev = registry.get_alias(PREVIOUS)
     statuses = promotion_statuses(version, old, old_prev)
     rollout = Rollout(version, old, "promotion", _now(), reason)
-    with registry.locked():
-        registry.update_aliases(
-            {CHAMPION: version, PREVIOUS: old, CANARY: None},
-            expected={CHAMPION: old, PREVIOUS: old_prev},
-            statuses=statuses,
-        )
-        registry.audit.append(
-            AuditEvent.PROMOTION,
-            {**rollout.to_dict(), **audit_base, "version": version, "target": target},
-        )
+    registry.update_aliases(
+        {CHAMPION: version, PREVIOUS: old, CANARY: None},
+        expected={CHAMPION: old, PREVIOUS: old_prev},
+        statuses=statuses,
+        event=AuditEvent.PROMOTION,
+        payload={**rollout.to_dict(), **audit_base, "version": version, "target": target},
+    )
 
 
 def _rollback(
@@ -397,17 +396,17 @@ def _rollback(
     rollout = Rollout(
         champion if champion is not None else version, version, "rollback", _now(), reason
     )
-    with registry.locked():
-        registry.update_aliases({CANARY: None}, statuses={version: "rolled_back"})
-        registry.audit.append(
-            AuditEvent.ROLLBACK,
-            {
-                **audit_base,
-                **rollout.to_dict(),
-                "target": target.name,
-                "target_error": target_error,
-            },
-        )
+    registry.update_aliases(
+        {CANARY: None},
+        statuses={version: "rolled_back"},
+        event=AuditEvent.ROLLBACK,
+        payload={
+            **audit_base,
+            **rollout.to_dict(),
+            "target": target.name,
+            "target_error": target_error,
+        },
+    )
     if target_error:
         raise DeployError(
             f"rolling back model {registry.model_name!r} version {version} failed on target "

@@ -513,6 +513,10 @@ def compare_profiles(
     ):
         if not (isinstance(value, int | float) and 0.0 < value <= 1.0):
             raise DriftError(f"{label} must be in (0, 1], got {value!r}")
+    for side, profile in (("reference", reference), ("current", current)):
+        if profile.rows == 0:
+            where = f" ({profile.source})" if profile.source else ""
+            raise DataError(f"the {side} data{where} has no rows: there is nothing to compare")
     ref_names, cur_names = reference.columns, current.columns
     if columns is None:
         names = ref_names + [c for c in cur_names if c not in ref_names]

@@ -59,10 +59,11 @@ def _groups(spec: Any) -> tuple[list[str], list[list[int]]]:
     names = list(spec.numeric)
     columns = [[j] for j in range(len(names))]
     offset = len(names)
-    for name, vocabulary in spec.categorical.items():
+    for name in spec.categorical:
+        width = spec.block_width(name)
         names.append(name)
-        columns.append(list(range(offset, offset + len(vocabulary))))
-        offset += len(vocabulary)
+        columns.append(list(range(offset, offset + width)))
+        offset += width
     return names, columns
 
 

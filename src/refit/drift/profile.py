@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refit.errors import DataError, SchemaError
+from refit.io.tables import check_schema
 
 #: Format version of stored profiles. Bump on any incompatible change.
 PROFILE_VERSION = 1
@@ -54,6 +55,10 @@ _SHIFT = 52 - MANTISSA_BITS
 EXACT_LIMIT = 1000
 #: Rows per batch when streaming files.
 BATCH_ROWS = 131_072
+#: Most rows a stored profile may claim (10^15): more is a forged or corrupt profile.
+MAX_PROFILE_ROWS = 10**15
+#: Feature types a profile holds.
+FEATURE_TYPES = ("numeric", "categorical", "unsupported")
 
 
 def feature_type(arrow_type: pa.DataType) -> str | None:
@@ -224,10 +229,10 @@ class NumericSummary:
         """Inverse of :meth:`to_dict`."""
         exact = bool(data["exact"])
         return cls(
-            count=int(data["count"]),
-            missing=int(data["missing"]),
-            pos_inf=int(data["pos_inf"]),
-            neg_inf=int(data["neg_inf"]),
+            count=_count(data["count"], "count"),
+            missing=_count(data["missing"], "missing"),
+            pos_inf=_count(data["pos_inf"], "pos_inf"),
+            neg_inf=_count(data["neg_inf"], "neg_inf"),
             sum=float(data["sum"]),
             m2=float(data["m2"]),
             min=math.nan if data["min"] is None else float(data["min"]),
@@ -280,7 +285,8 @@ class CategoricalSummary:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CategoricalSummary:
         """Inverse of :meth:`to_dict`."""
-        return cls({str(k): int(v) for k, v in dict(data["counts"]).items()}, int(data["missing"]))
+        counts = {str(k): _count(v, f"count of {k!r}") for k, v in dict(data["counts"]).items()}
+        return cls(counts, _count(data["missing"], "missing"))
 
 
 Summary = NumericSummary | CategoricalSummary
@@ -408,23 +414,23 @@ class Profile:
         try:
             features: dict[str, FeatureProfile] = {}
             for name, f in dict(data["features"]).items():
-                ftype = str(f["type"])
-                raw = f["summary"]
-                summary: Summary | None
-                if raw is None:
-                    summary = None
-                elif ftype == "numeric":
-                    summary = NumericSummary.from_dict(raw)
-                else:
-                    summary = CategoricalSummary.from_dict(raw)
-                features[str(name)] = FeatureProfile(
-                    str(name), ftype, str(f["arrow_type"]), summary
-                )
-            return cls(
-                rows=int(data["rows"]), features=features, source=str(data.get("source", ""))
+                try:
+                    features[str(name)] = _feature_from_dict(str(name), f)
+                except (KeyError, TypeError, ValueError, zlib.error) as exc:
+                    raise SchemaError(
+                        f"{where}: feature {str(name)!r} is malformed: {_reason(exc)}"
+                    ) from None
+            profile = cls(
+                rows=_count(data["rows"], f"{where}: rows"),
+                features=features,
+                source=str(data.get("source", "")),
             )
+        except SchemaError:
+            raise
         except (KeyError, TypeError, ValueError, zlib.error) as exc:
-            raise SchemaError(f"{where} is malformed: {type(exc).__name__}: {exc}") from None
+            raise SchemaError(f"{where} is malformed: {_reason(exc)}") from None
+        check_profile(profile, where)
+        return profile
 
     def to_json(self) -> str:
         """Serialise as JSON text."""
@@ -438,6 +444,124 @@ class Profile:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SchemaError(f"{where} is not valid JSON: {exc}") from None
         return cls.from_dict(data, where)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SchemaError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return f"field {exc.args[0]!r} is missing"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _feature_from_dict(name: str, data: Mapping[str, Any]) -> FeatureProfile:
+    ftype = str(data["type"])
+    if ftype not in FEATURE_TYPES:
+        raise SchemaError(f"type {ftype!r} is not one of {list(FEATURE_TYPES)}")
+    raw = data["summary"]
+    summary: Summary | None
+    if raw is None or ftype == "unsupported":
+        summary = None
+    elif ftype == "numeric":
+        summary = NumericSummary.from_dict(raw)
+    else:
+        summary = CategoricalSummary.from_dict(raw)
+    return FeatureProfile(name, ftype, str(data["arrow_type"]), summary)
+
+
+def _count(value: Any, what: str) -> int:
+    """A stored count: an integer in ``[0, MAX_PROFILE_ROWS]`` (JSON floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise SchemaError(f"{what} must be an integer count, got {value!r}")
+    if not 0 <= value <= MAX_PROFILE_ROWS:
+        raise SchemaError(f"{what} is {value}; a count must be between 0 and {MAX_PROFILE_ROWS}")
+    return int(value)
+
+
+def _check_numeric(summary: NumericSummary, rows: int, where: str) -> None:
+    for name in ("count", "missing", "pos_inf", "neg_inf"):
+        _count(getattr(summary, name), f"{where}: {name}")
+    if summary.rows != rows:
+        raise SchemaError(
+            f"{where}: count + missing + pos_inf + neg_inf is {summary.rows}, but the profile "
+            f"has {rows} rows"
+        )
+    points, counts = summary.points, summary.counts
+    if len(points) != len(counts):
+        raise SchemaError(f"{where}: {len(points)} points but {len(counts)} counts")
+    if len(counts) and int(counts.min()) <= 0:
+        raise SchemaError(f"{where}: histogram counts must be positive, found {int(counts.min())}")
+    total = int(counts.sum(dtype=np.int64)) if len(counts) else 0
+    if total != summary.count:
+        raise SchemaError(f"{where}: histogram counts sum to {total}, but count is {summary.count}")
+    if len(points) > 1 and not np.all(np.diff(points) > 0):
+        raise SchemaError(f"{where}: histogram points are not strictly increasing")
+    if summary.count == 0:
+        if not (math.isnan(summary.min) and math.isnan(summary.max)):
+            raise SchemaError(f"{where}: min/max given for a feature with no finite values")
+        return
+    lo, hi = summary.min, summary.max
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise SchemaError(f"{where}: min {lo!r} and max {hi!r} are not finite with min <= max")
+    # sum and m2 overflow to inf/NaN for values near the float64 limits: only what cannot
+    # come from the data is refused (a negative m2, a finite mean outside [min, max]).
+    if summary.m2 < 0:
+        raise SchemaError(f"{where}: m2 {summary.m2!r} is negative")
+    mean = summary.mean
+    slack = 1e-6 * max(abs(lo), abs(hi))  # rounding of a long sum
+    if math.isfinite(mean) and not lo - slack <= mean <= hi + slack:
+        raise SchemaError(f"{where}: mean {mean!r} lies outside [min {lo}, max {hi}]")
+    if summary.exact:
+        if not np.all(np.isfinite(points)) or points[0] < lo or points[-1] > hi:
+            raise SchemaError(f"{where}: exact values lie outside [min {lo}, max {hi}]")
+        if points[0] != lo or points[-1] != hi:
+            raise SchemaError(f"{where}: the smallest/largest exact values are not min/max")
+    else:
+        low, high = bucket_bounds(points[[0, -1]])
+        if not (low[0] <= lo <= high[0] and low[1] <= hi <= high[1]):
+            raise SchemaError(f"{where}: min/max do not fall in the first/last histogram buckets")
+
+
+def check_profile(profile: Profile, where: str = "profile") -> None:
+    """Check a profile's internal consistency (see :meth:`Profile.from_dict`).
+
+    Every count is an integer in ``[0, MAX_PROFILE_ROWS]``; each feature's counts add up to the
+    profile's rows; histogram counts are positive and sum to the feature's count; points are
+    strictly increasing; ``min <= max``, both finite, with the mean between them and the exact
+    values or the end buckets matching them; ``m2 >= 0``. A forged profile (negative counts,
+    10^30 rows, a histogram that does not match its count) would otherwise forge the drift
+    result.
+
+    Args:
+        profile: The profile.
+        where: What it is, for the message (e.g. ``"profile ref.json"``).
+
+    Raises:
+        SchemaError: The first inconsistency, naming ``where``, the feature and the field.
+    """
+    rows = _count(profile.rows, f"{where}: rows")
+    for name, feature in profile.features.items():
+        at = f"{where}: feature {name!r}"
+        if feature.type not in FEATURE_TYPES:
+            raise SchemaError(f"{at}: type {feature.type!r} is not one of {list(FEATURE_TYPES)}")
+        summary = feature.summary
+        if feature.type == "unsupported":
+            continue
+        if feature.type == "numeric" and isinstance(summary, NumericSummary):
+            _check_numeric(summary, rows, at)
+        elif feature.type == "categorical" and isinstance(summary, CategoricalSummary):
+            _count(summary.missing, f"{at}: missing")
+            for label, value in summary.counts.items():
+                _count(value, f"{at}: count of {label!r}")
+                if value == 0:
+                    raise SchemaError(f"{at}: category {label!r} has count 0")
+            if summary.rows != rows:
+                raise SchemaError(
+                    f"{at}: category counts + missing is {summary.rows}, but the profile has "
+                    f"{rows} rows"
+                )
+        else:
+            raise SchemaError(f"{at}: a {feature.type} feature needs a {feature.type} summary")
 
 
 def merge_profiles(profiles: Sequence[Profile]) -> Profile:
@@ -879,6 +1003,7 @@ def iter_batches(uri: str, columns: Sequence[str] | None = None) -> tuple[pa.Sch
         if is_local and (lower.endswith(".csv") or lower.endswith(".csv.gz")):
             reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
             schema = reader.schema
+            check_schema(schema, uri, csv=True)
 
             def csv_batches() -> Iterator[pa.RecordBatch]:
                 for batch in reader:
@@ -900,6 +1025,7 @@ def iter_batches(uri: str, columns: Sequence[str] | None = None) -> tuple[pa.Sch
                 raise FileNotFoundError(f"no Parquet files under {path}")
             first = pq.ParquetFile(files[0], pre_buffer=False)
             schema = first.schema_arrow
+            check_schema(schema, uri)
             cols = None if columns is None else [c for c in columns if c in schema.names]
 
             def pq_batches() -> Iterator[pa.RecordBatch]:
@@ -978,6 +1104,8 @@ def _profile_parquet_by_column(
     import pyarrow.parquet as pq
 
     metadata = [pq.ParquetFile(f, pre_buffer=False).metadata for f in files]
+    for meta in metadata:
+        check_schema(meta.schema.to_arrow_schema(), uri)
     schema = metadata[0].schema.to_arrow_schema()
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns if c in schema.names])

@@ -44,9 +44,12 @@ def read_schema(uri: str) -> schema_pb2.Schema:
     except Exception as exc:  # noqa: BLE001 - any read failure becomes a DataError naming the uri
         raise DataError(f"cannot read TFDV schema at {uri}: {exc}") from None
     try:
-        return text_format.Parse(text, schema_pb2.Schema())
+        schema = text_format.Parse(text, schema_pb2.Schema())
     except text_format.ParseError as exc:
         raise SchemaError(f"TFDV schema {uri} does not parse: {exc}") from None
+    from refit.validation.schema import check_schema
+
+    return check_schema(schema, f"TFDV schema {uri}")
 
 
 def comparators(schema: schema_pb2.Schema) -> tuple[dict[str, str], dict[str, float]]:

@@ -77,17 +77,82 @@ class EvaluationResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationResult:
-        """Build a result from :meth:`to_dict` output."""
-        return cls(
-            accuracy=float(data["accuracy"]),
-            f1=float(data["f1"]),
-            roc_auc=None if data.get("roc_auc") is None else float(data["roc_auc"]),
-            n_rows=int(data["n_rows"]),
-            labels=list(data["labels"]),
-            confusion_matrix=[[int(x) for x in row] for row in data["confusion_matrix"]],
-            roc_curve=data.get("roc_curve"),
-            notes=list(data.get("notes", [])),
-        )
+        """Build a result from :meth:`to_dict` output, checking its internal consistency.
+
+        Metrics are finite and in ``[0, 1]``; ``n_rows`` is an integer in ``[0, 10^15]``; the
+        confusion matrix is square over ``labels`` with non-negative integer cells summing to
+        ``n_rows``, and ``accuracy`` equals its diagonal share; a ROC curve has equally long
+        ``fpr``/``tpr``/``thresholds`` lists with rates in ``[0, 1]``, non-decreasing.
+
+        Raises:
+            DataError: A missing field or the first inconsistency, naming the field.
+        """
+        where = "evaluation result"
+        try:
+            result = cls(
+                accuracy=_rate(data["accuracy"], "accuracy"),
+                f1=_rate(data["f1"], "f1"),
+                roc_auc=None if data.get("roc_auc") is None else _rate(data["roc_auc"], "roc_auc"),
+                n_rows=_int_count(data["n_rows"], "n_rows"),
+                labels=list(data["labels"]),
+                confusion_matrix=[
+                    [_int_count(x, "confusion_matrix cell") for x in row]
+                    for row in data["confusion_matrix"]
+                ],
+                roc_curve=data.get("roc_curve"),
+                notes=[str(n) for n in data.get("notes", [])],
+            )
+        except KeyError as exc:
+            raise DataError(f"{where}: field {exc.args[0]!r} is missing") from None
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{where}: {exc}") from None
+        k = len(result.labels)
+        matrix = result.confusion_matrix
+        if len(matrix) != k or any(len(row) != k for row in matrix):
+            raise DataError(f"{where}: confusion_matrix is not {k} x {k} (one row per label)")
+        total = sum(map(sum, matrix))
+        if total != result.n_rows:
+            raise DataError(
+                f"{where}: confusion_matrix sums to {total}, but n_rows is {result.n_rows}"
+            )
+        if total and not math.isclose(
+            result.accuracy, sum(matrix[i][i] for i in range(k)) / total, abs_tol=1e-9
+        ):
+            raise DataError(
+                f"{where}: accuracy {result.accuracy} does not match the confusion_matrix"
+            )
+        curve = result.roc_curve
+        if curve is not None:
+            try:
+                fpr, tpr, thr = (
+                    list(map(float, curve[key])) for key in ("fpr", "tpr", "thresholds")
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"{where}: roc_curve is malformed: {exc!r}") from None
+            if not len(fpr) == len(tpr) == len(thr):
+                raise DataError(f"{where}: roc_curve lists differ in length")
+            for key, rates in (("fpr", fpr), ("tpr", tpr)):
+                if any(not 0.0 <= r <= 1.0 for r in rates) or any(
+                    b < a for a, b in zip(rates, rates[1:], strict=False)
+                ):
+                    raise DataError(f"{where}: roc_curve {key} is not non-decreasing in [0, 1]")
+        return result
+
+
+def _rate(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} is {value!r}; it must be in [0, 1]")
+    return float(value)
+
+
+def _int_count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer count, got {value!r}")
+    if not 0 <= value <= 10**15:
+        raise ValueError(f"{name} is {value}; a count must be between 0 and 10^15")
+    return value
 
 
 def downsample_curve(

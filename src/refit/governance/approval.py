@@ -15,8 +15,9 @@ Storage (only `ModelRegistry`'s public API, so local and ``gs://`` registries be
 - the request record in the registry's policy state under ``approval-v{N}`` (`ApprovalRequest`);
 - an alias ``approval-pending-{N}`` -> N while the request is open. Deciding a request removes the
   alias in a compare-and-swap (`ModelRegistry.update_aliases` with ``expected``) that also writes
-  the new status, so of two decisions racing on one request (two approvals, an approval and a
-  rejection, an approval and the timeout) exactly one wins, on a file lock locally and on the
+  the new status and the request record (one transaction with its audit record,
+  `refit.registry.core`), so of two decisions racing on one request (two approvals, an approval
+  and a rejection, an approval and the timeout) exactly one wins, on a file lock locally and on the
   object generation on GCS; the loser gets RegistryError naming the status the winner set.
   `pending` lists the open requests from these aliases (one read).
 """
@@ -282,23 +283,14 @@ def request_approval(
         parent_version=mv.parent_version,
         approvers=allowed,
     )
-    with registry.locked():
-        # The record exists before the status says "awaiting": a request is never open without it.
-        registry.write_state(state_key(version), request.to_dict())
-        try:
-            registry.update_aliases(
-                {pending_alias(version): version},
-                expected={pending_alias(version): None},
-                statuses={version: AWAITING},
-            )
-        except ConflictError:
-            raise RegistryError(
-                f"cannot request approval for {_what(registry, version)}: another request for it "
-                "was opened concurrently"
-            ) from None
-        registry.audit.append(
-            AuditEvent.APPROVAL_REQUESTED,
-            {
+    try:
+        registry.update_aliases(
+            {pending_alias(version): version},
+            expected={pending_alias(version): None},
+            statuses={version: AWAITING},
+            state={state_key(version): request.to_dict()},
+            event=AuditEvent.APPROVAL_REQUESTED,
+            payload={
                 "model": registry.model_name,
                 "version": version,
                 "requested_at": request.requested_at,
@@ -309,6 +301,11 @@ def request_approval(
                 "approvers": allowed,
             },
         )
+    except ConflictError:
+        raise RegistryError(
+            f"cannot request approval for {_what(registry, version)}: another request for it "
+            "was opened concurrently"
+        ) from None
     return request
 
 
@@ -365,22 +362,14 @@ def _decide(
             "timed_out": timed_out,
         }
     )
-    with registry.locked():
-        try:
-            registry.update_aliases(
-                {pending_alias(version): None},
-                expected={pending_alias(version): version},
-                statuses={version: decision},
-            )
-        except ConflictError:
-            status = registry.get(version).status
-            raise RegistryError(
-                f"cannot {action} {_what(registry, version)}: it was decided concurrently "
-                f"(its status is now {status!r})"
-            ) from None
-        registry.audit.append(
-            AuditEvent.APPROVAL if decision == APPROVED else AuditEvent.REJECTION,
-            {
+    try:
+        registry.update_aliases(
+            {pending_alias(version): None},
+            expected={pending_alias(version): version},
+            statuses={version: decision},
+            state={state_key(version): decided.to_dict()},
+            event=AuditEvent.APPROVAL if decision == APPROVED else AuditEvent.REJECTION,
+            payload={
                 "model": registry.model_name,
                 "version": version,
                 "by": by,
@@ -393,7 +382,12 @@ def _decide(
                 **(audit or {}),
             },
         )
-        registry.write_state(state_key(version), decided.to_dict())
+    except ConflictError:
+        status = registry.get(version).status
+        raise RegistryError(
+            f"cannot {action} {_what(registry, version)}: it was decided concurrently "
+            f"(its status is now {status!r})"
+        ) from None
     return decided
 
 

@@ -16,11 +16,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from refit.errors import DataError, IntegrityError
 from refit.io import uri as _uri
-from refit.io.tables import canonical_parquet_bytes
+from refit.io.tables import canonical_parquet_bytes, read_parquet_bytes
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -187,7 +186,7 @@ def load_snapshot(store_uri: str, sha256: str) -> tuple[pa.Table, Snapshot]:
         raise IntegrityError(
             f"snapshot {data_uri} is corrupt: content sha256 is {actual}, expected {sha256}"
         )
-    table = pq.read_table(pa.BufferReader(data))
+    table = read_parquet_bytes(data, data_uri)
     if _uri.exists(meta_uri):
         snap = Snapshot.from_dict(json.loads(_uri.read_bytes(meta_uri)))
         if snap.sha256 != sha256:

@@ -19,7 +19,40 @@ def _is_csv(uri: str) -> bool:
     return lower.endswith(".csv") or lower.endswith(".csv.gz")
 
 
+def check_schema(schema: pa.Schema, uri: str, *, csv: bool = False) -> None:
+    """Refuse a table schema that cannot be read unambiguously.
+
+    Every reader of tabular data (``read_table``, the drift profiler's streaming readers) calls
+    this once on the schema it found, so that each problem has one message.
+
+    Args:
+        schema: The schema as read.
+        uri: Where the data came from, for the message.
+        csv: The data is CSV: a ``binary`` column there means text that is not UTF-8.
+
+    Raises:
+        DataError: Duplicate column names ("cannot read data at URI: ..."), or (CSV)
+            a column whose text is not valid UTF-8.
+    """
+    names = list(schema.names)
+    seen: set[str] = set()
+    duplicates = sorted({n for n in names if n in seen or seen.add(n)})
+    if duplicates:
+        raise DataError(
+            f"cannot read data at {uri}: duplicate column name(s) {duplicates}; "
+            "every column needs a distinct name"
+        )
+    if csv:
+        not_utf8 = [f.name for f in schema if pa.types.is_binary(f.type)]
+        if not_utf8:
+            raise DataError(
+                f"cannot read data at {uri}: column(s) {not_utf8} hold text that is not valid "
+                "UTF-8; save the CSV as UTF-8"
+            )
+
+
 def _select(table: pa.Table, columns: list[str] | None, uri: str) -> pa.Table:
+    check_schema(table.schema, uri, csv=True)
     if columns is None:
         return table
     missing = [c for c in columns if c not in table.column_names]
@@ -33,7 +66,7 @@ def _select(table: pa.Table, columns: list[str] | None, uri: str) -> pa.Table:
 
 def _read_csv(uri: str) -> pa.Table:
     if _uri.is_gcs(uri):
-        source: pa.NativeFile = pa.BufferReader(_uri.read_bytes(uri))
+        source: pa.NativeFile = pa.BufferReader(arrow_owned(_uri.read_bytes(uri)))
         if uri.lower().endswith(".gz"):
             source = pa.CompressedInputStream(source, "gzip")
         return pacsv.read_csv(source)
@@ -58,10 +91,11 @@ def _parquet_parts(uri: str) -> list[str]:
 
 def _read_parquet_one(uri: str, columns: list[str] | None) -> pa.Table:
     if _uri.is_gcs(uri):
-        source: str | pa.NativeFile = pa.BufferReader(_uri.read_bytes(uri))
+        source: str | pa.NativeFile = pa.BufferReader(arrow_owned(_uri.read_bytes(uri)))
     else:
         source = str(_uri.local_path(uri))
     pfile = pq.ParquetFile(source)
+    check_schema(pfile.schema_arrow, uri)
     names = pfile.schema_arrow.names
     if columns is not None:
         missing = [c for c in columns if c not in names]
@@ -204,3 +238,45 @@ def write_parquet(table: pa.Table, uri: str) -> None:
         DataError: The destination cannot be written.
     """
     _uri.write_bytes(uri, canonical_parquet_bytes(table))
+
+
+def arrow_owned(data: bytes) -> pa.Buffer:
+    """Copy ``data`` into a buffer that Arrow owns, for readers that use Arrow's thread pool.
+
+    A reader over Python-owned bytes (``pa.BufferReader(data)``, ``pa.py_buffer``) lets Arrow's
+    worker threads hold the last reference to the Python object; when a worker drops it after
+    the read has returned and the interpreter is exiting, releasing it needs the GIL, the
+    worker is unwound by ``pthread_exit`` inside a ``noexcept`` destructor, and the process
+    aborts ("terminate called without an active exception") after having done its work. Core
+    dumps of task runs showed exactly that stack (``arrow::py::PyBuffer::~PyBuffer`` on an
+    Arrow pool thread, under both the dataset scanner and ``ParquetFile.read``). An
+    Arrow-owned copy is freed without the GIL. The copy costs one ``memcpy``.
+
+    Args:
+        data: The bytes.
+
+    Returns:
+        A buffer with the same content, owned by Arrow's allocator.
+    """
+    sink = pa.BufferOutputStream()
+    sink.write(data)
+    return sink.getvalue()
+
+
+def read_parquet_bytes(data: bytes, uri: str) -> pa.Table:
+    """Parse a Parquet file held in memory (through an Arrow-owned copy: see `arrow_owned`).
+
+    Args:
+        data: The file's bytes.
+        uri: Where they came from, for the error message.
+
+    Returns:
+        The table.
+
+    Raises:
+        DataError: The bytes are not a Parquet file.
+    """
+    try:
+        return pq.ParquetFile(pa.BufferReader(arrow_owned(data))).read()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"cannot read data at {uri}: not Parquet ({exc})") from exc

@@ -7,42 +7,65 @@ by the store URI (a local folder or ``gs://bucket/prefix``). Layout under
     versions/{n}/.claim        create-only object that reserves number n
     versions/{n}/{files}       copy of the registered model directory
     versions/{n}/version.json  create-only, written last: the version exists once it does
-    refs.json                  {"aliases": {...}, "statuses": {...}, "txn": "..."}
-    state/{key}.json           policy state (atomic replace)
+    refs.json                  every mutable state: {"aliases", "statuses", "state", "commit"}
+    state/{key}.json           policy state of stores from before transactions (read, moved)
     audit.jsonl                hash-chained audit log, local stores (`refit.audit.AuditLog`)
     audit/                     the same, one object per record, gs:// stores
                                (`refit.audit.objects.ObjectAuditLog`)
     .lock                      local stores: the lock `ModelRegistry.locked` holds
 
-Aliases and statuses live in one object, so a promotion (two aliases, up to three statuses) is a
-single compare-and-swap: read ``refs.json`` with its version token, check the caller's expected
-alias values, write on condition that the token is unchanged. A writer whose write is refused
-re-reads and re-checks: if the aliases it expected were moved it raises ConflictError, otherwise
-(an unrelated update slipped in) it tries again. Version numbers are reserved the same way
-(create-only claims), so concurrent registrations never share a number, and a reader never sees a
-version whose ``version.json`` is not written yet. ``version.json`` is never rewritten; the status
-that changes over a version's life lives in ``refs.json``.
+**Transactions.** Aliases, statuses and policy state live in one object, ``refs.json``, and every
+change to them is one transaction bound to the audit record that describes it (its ``txn`` field,
+see `refit.audit.txn`): either both the new state and its record exist, or neither does.
 
-Local stores written before ``refs.json`` kept ``aliases.json`` and ``statuses.json``: they are
-read while ``refs.json`` does not exist, and the first alias or status update moves them into it.
+1. Recover (below), then read ``refs.json`` with its version token; apply the change to a copy
+   and check it (the caller's expected alias values, known versions): a refusal writes nothing.
+2. Write-ahead: append the audit record carrying the change and the id of the commit it was
+   computed from (``base``). If the append fails (a truncated log, no key file, storage down),
+   nothing else is written and RegistryError says the state is unchanged.
+3. Commit: write ``refs.json`` with ``commit = {id, seq}`` on condition that the token is
+   unchanged (local: one file replaced atomically under ``.lock``, held for all three steps;
+   ``gs://``: one object under an ``if_generation_match`` precondition).
+
+A record commits when its ``base`` is the last committed id before it in the log (decidable from
+the log alone). On ``gs://``, with no lock, two writers can append records on the same base: the
+later one is *aborted* (it never takes effect, `AuditLog.records` hides it) and its writer retries
+from step 1. **Recovery** (`recover`, run first by every transaction): a writer killed between
+steps 2 and 3 leaves a committed record that ``refs.json`` lacks; recovery replays the records
+after ``refs.json``'s commit and writes the state they give (roll forward), so the record is never
+a lie. A ``refs.json`` whose commit record is missing from the log is tampering, and `check_state`
+(``refit audit verify``) reports it together with every difference between the live state and
+the state replayed from the whole log.
+
+Version numbers are reserved by create-only claims, so concurrent registrations never share a
+number, and a reader never sees a version whose ``version.json`` is not written yet.
+``version.json`` is never rewritten; it holds the version's manifest (the sha256 of every file of
+the version folder), checked before loading, verifying and promoting.
+
+Stores written before transactions are migrated: ``aliases.json``/``statuses.json`` (before
+``refs.json``) and ``state/{key}.json`` are read until the first transaction, whose record then
+holds the whole state (``full``) and whose ``refs.json`` holds it from then on.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from refit.audit.events import AuditEvent
+from refit.audit.keys import Anchor, audit_anchor, audit_key
 from refit.audit.log import AuditLog
 from refit.audit.objects import ObjectAuditLog
-from refit.errors import ConflictError, IntegrityError, RegistryError
+from refit.audit.txn import Replay, diff_states, live_part, make_txn, replay
+from refit.errors import ConflictError, IntegrityError, RefitError, RegistryError
 from refit.io.storage import Storage, Token, open_storage
 from refit.registry.records import (
     ANY,
@@ -75,6 +98,8 @@ __all__ = ["ModelRegistry", "open_registry"]
 _VERSION_RE: Final = re.compile(r"^(\d+)/")
 _MAX_ATTEMPTS: Final = 64
 _REFS: Final = "refs.json"
+#: Files of a version folder that are the registry's own, not the model's.
+_OWN_FILES: Final = frozenset({"version.json", ".claim"})
 
 
 def open_registry(store_uri: str, model_name: str) -> ModelRegistry:
@@ -125,8 +150,12 @@ class ModelRegistry:
         self.storage: Storage = open_storage(store_uri).child(f"models/{model_name}")
         self.root = self.storage.uri()
         log_path = self.storage.local_path("audit.jsonl")
+        key, anchor_uri = audit_key(), audit_anchor()
+        anchor = None if anchor_uri is None else Anchor(anchor_uri, model_name)
         self.audit: AuditLog | ObjectAuditLog = (
-            AuditLog(log_path) if log_path else ObjectAuditLog(self.storage.child("audit"))
+            AuditLog(log_path, key=key, anchor=anchor)
+            if log_path
+            else ObjectAuditLog(self.storage.child("audit"), key=key, anchor=anchor)
         )
 
     def __repr__(self) -> str:
@@ -222,6 +251,11 @@ class ModelRegistry:
             if not self.exists(parent_version):
                 raise missing_parent(self.model_name, parent_version, self.list_version_numbers())
         check_model_sha(src, meta, _sha256_file(src / meta["file"]))
+        files = sorted(p for p in src.rglob("*") if p.is_file())
+        manifest = {p.relative_to(src).as_posix(): _sha256_file(p) for p in files}
+        own = sorted(set(manifest) & _OWN_FILES)
+        if own:
+            raise RegistryError(f"model_dir {src} holds {own}: names the registry keeps for itself")
         record = version_record(
             self.model_name,
             meta,
@@ -231,6 +265,7 @@ class ModelRegistry:
             run_id=run_id,
             extra=extra,
         )
+        record["manifest"] = manifest
         claim = uuid.uuid4().hex.encode()
         for _ in range(_MAX_ATTEMPTS):
             numbers = self._claimed_numbers()
@@ -240,9 +275,8 @@ class ModelRegistry:
         else:
             raise ConflictError(f"model {self.model_name!r}: could not reserve a version number")
         folder = f"versions/{version}"
-        for path in sorted(src.rglob("*")):
-            if path.is_file():
-                self.storage.put_file(f"{folder}/{path.relative_to(src).as_posix()}", path)
+        for path in files:
+            self.storage.put_file(f"{folder}/{path.relative_to(src).as_posix()}", path)
         record = stamp_record(record, version, self.storage.uri(folder))
         if not self.storage.create(f"{folder}/version.json", dumps_json(record).encode()):
             raise RegistryError(f"{self.storage.uri(folder)} was written twice")
@@ -257,6 +291,7 @@ class ModelRegistry:
                 "parent_version": parent_version,
                 "run_id": run_id,
                 "metrics": mv.metrics,
+                "manifest_sha256": manifest_digest(manifest),
                 **(audit or {}),
             },
         )
@@ -298,17 +333,38 @@ class ModelRegistry:
             raise IntegrityError(
                 f"{where}: model.json records sha256 {recorded!r}, registered {mv.sha256}"
             )
+        if not mv.manifest:
+            return
+        present = {
+            p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
+        } - _OWN_FILES
+        for name, digest in sorted(mv.manifest.items()):
+            if name not in present:
+                raise IntegrityError(f"{where}: {mv.model_uri}/{name} is missing")
+            actual = _sha256_file(folder / name)
+            if actual != digest:
+                raise IntegrityError(
+                    f"{where}: {name} was changed after registration ({mv.model_uri}/{name} has "
+                    f"sha256 {actual}, registered {digest}); refusing it"
+                )
+        extra = sorted(present - set(mv.manifest))
+        if extra:
+            raise IntegrityError(
+                f"{where}: {', '.join(extra)} not in the version's manifest (added after "
+                "registration); refusing it"
+            )
 
     def verify(self, version: int) -> ModelVersion:
-        """Check that a version's model file still has its registered sha256.
+        """Check every file of a version against its manifest (older versions: the model file).
 
         Returns:
-            The version.
+            The version (``manifest`` empty: registered before manifests, only the model file and
+            ``model.json``'s digest were checked).
 
         Raises:
             RegistryError: The version does not exist.
-            IntegrityError: The model file is missing or its sha256 differs from the registered
-                one, or ``model.json`` was changed to name another digest.
+            IntegrityError: A file is missing, changed (its sha256 differs from the registered
+                one) or added after registration, or ``model.json`` names another digest.
         """
         mv = self.get(version)
         with self.storage.local_dir(f"versions/{version}") as folder:
@@ -316,7 +372,7 @@ class ModelRegistry:
         return mv
 
     def load_model(self, version: int) -> TrainedModel:
-        """Verify a version's sha256 and load it with `refit.training.artifacts.load_model`.
+        """Check a version's files (`verify`) and load it (`refit.training.artifacts`).
 
         A ``gs://`` version is downloaded to a temporary folder first, and checked there.
 
@@ -334,18 +390,185 @@ class ModelRegistry:
     # ----------------------------------------------------------------- refs (aliases + statuses)
 
     def _refs(self) -> tuple[dict[str, Any], Token]:
+        """Read ``refs.json`` (or a pre-transaction store's files) and its version token."""
         raw, token = self.storage.read_versioned(_REFS)
         if raw is None and self.storage.local_path(_REFS):  # a local store from before refs.json
             aliases, statuses = self._read_json("aliases.json"), self._read_json("statuses.json")
             data = {"aliases": aliases or {}, "statuses": statuses or {}}
         else:
             data = {} if raw is None else self._parse(_REFS, raw)
-        if not isinstance(data, dict):
-            raise RegistryError(f"registry file {self.storage.uri(_REFS)} must hold an object")
-        return {
-            "aliases": dict(data.get("aliases") or {}),
-            "statuses": dict(data.get("statuses") or {}),
-        }, token
+        return check_refs(self.storage.uri(_REFS), data), token
+
+    def _legacy_state(self) -> dict[str, Any]:
+        """The ``state/{key}.json`` files of a store from before transactions."""
+        out = {}
+        for name in self.storage.list("state"):
+            if name.endswith(".json") and "/" not in name:
+                data = self._read_json(f"state/{name}")
+                if not isinstance(data, dict):
+                    raise RegistryError(
+                        f"registry file {self.storage.uri(f'state/{name}')} is corrupt: it must "
+                        "hold a JSON object"
+                    )
+                out[name[: -len(".json")]] = data
+        return out
+
+    def _live(self) -> tuple[dict[str, Any], Token]:
+        """The current state (legacy state folded in before the first commit) and its token."""
+        refs, token = self._refs()
+        if refs["commit"] is None:
+            refs["state"] = {**self._legacy_state(), **refs["state"]}
+        return refs, token
+
+    def recover(self) -> dict[str, Any]:
+        """Complete a transaction whose writer died after its audit record (roll forward).
+
+        Replays the records after ``refs.json``'s commit; when one of them commits a change
+        ``refs.json`` lacks, writes the state they give. Idempotent; every transaction runs it
+        first, so a store heals on its next write.
+
+        Returns:
+            The live state after recovery (``aliases``, ``statuses``, ``state``, ``commit``).
+
+        Raises:
+            RegistryError: ``refs.json`` or the audit log is unreadable.
+        """
+        with self.locked():
+            return self._recover()[0]
+
+    def _recover(self) -> tuple[dict[str, Any], Token]:
+        for _ in range(_MAX_ATTEMPTS):
+            refs, token = self._live()
+            commit = refs["commit"]
+            rp = Replay(
+                state=live_part(refs),
+                commit_id=None if commit is None else commit["id"],
+                commit_seq=0 if commit is None else commit["seq"],
+            )
+            for record in self._audit_after(rp.commit_seq):
+                rp.feed(record)
+            if rp.commit_seq == (0 if commit is None else commit["seq"]):
+                return refs, token
+            body = {**rp.state, "commit": {"id": rp.commit_id, "seq": rp.commit_seq}}
+            self.storage.write_if(_REFS, dumps_json(body).encode(), token)
+        raise ConflictError(f"model {self.model_name!r}: recovery lost {_MAX_ATTEMPTS} races")
+
+    def _audit_after(self, seq: int) -> list[dict[str, Any]]:
+        try:
+            return self.audit.records_after(seq)
+        except IntegrityError as exc:
+            raise RegistryError(
+                f"model {self.model_name!r}: cannot read the audit log to recover the registry "
+                f"state: {exc}"
+            ) from exc
+
+    def transact(
+        self,
+        mutate: Callable[[dict[str, Any]], None],
+        event: str,
+        payload: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Change the mutable state and record it in one transaction (module docstring).
+
+        Args:
+            mutate: Changes a copy of the state (``aliases``, ``statuses``, ``state``) in place;
+                it may raise (ConflictError, RegistryError) to refuse, and nothing is written.
+            event: The audit event that records the change.
+            payload: Its payload.
+
+        Returns:
+            The new state (the three maps).
+
+        Raises:
+            RegistryError: The audit record could not be written (the state is unchanged), or the
+                store is unreadable.
+            ConflictError: ``mutate`` refused, or too many lost races.
+        """
+        with self.locked():
+            for _ in range(_MAX_ATTEMPTS):
+                try:
+                    refs, token = self._recover()
+                except RegistryError as exc:
+                    raise RegistryError(
+                        f"model {self.model_name!r}: the {event} was not applied (registry state "
+                        f"unchanged): {exc}"
+                    ) from exc
+                commit = refs["commit"]
+                base = None if commit is None else commit["id"]
+                old = live_part(refs)
+                new = copy.deepcopy(old)
+                mutate(new)
+                txn = make_txn(uuid.uuid4().hex, base, old, new)
+                try:
+                    record = self.audit.append(event, payload, txn=txn)
+                except (RefitError, OSError, ValueError) as exc:
+                    raise RegistryError(
+                        f"model {self.model_name!r}: the {event} was not applied (registry state "
+                        f"unchanged) because its audit record could not be written: {exc}"
+                    ) from exc
+                if self.storage.local_path(_REFS) is None and not self._won(record, commit):
+                    continue  # an earlier record on the same base won (gs://): it is aborted
+                body = {**new, "commit": {"id": txn["id"], "seq": record["seq"]}}
+                if not self.storage.write_if(_REFS, dumps_json(body).encode(), token):
+                    self._recover()  # our record is the committed one: roll it forward
+                return new
+        raise ConflictError(
+            f"model {self.model_name!r}: lost {_MAX_ATTEMPTS} races to change the registry"
+        )
+
+    def _won(self, record: Mapping[str, Any], commit: Mapping[str, Any] | None) -> bool:
+        """Whether ``record`` commits (no earlier record on the same base), without a lock."""
+        rp = Replay(
+            commit_id=None if commit is None else commit["id"],
+            commit_seq=0 if commit is None else commit["seq"],
+        )
+        for r in self._audit_after(rp.commit_seq):
+            if r.get("seq", 0) > record["seq"]:
+                break
+            rp.feed(r)
+        return record["seq"] in rp.committed
+
+    def check_state(self) -> list[str]:
+        """Compare the live state with the state the audit log gives; return the problems.
+
+        Replays every committed transaction record of the log (`refit.audit.txn.replay`) and
+        names each alias, status or state key whose live value differs, and a live commit the
+        log does not hold. A store with no transaction yet (written before them) has nothing to
+        compare and returns no problem.
+
+        Returns:
+            One readable string per problem (empty: the live state is what the log says).
+        """
+        try:
+            refs, _ = self._live()
+            records = self.audit.records_after(0)
+        except RefitError as exc:
+            return [str(exc)]
+        logged = replay(records)
+        commit = refs["commit"]
+        if commit is None:
+            if logged.commit_id is None:
+                return []
+            return [
+                f"refs.json has no commit but the log commits transaction {logged.commit_id} "
+                f"(seq {logged.commit_seq}): the state object was replaced or removed"
+            ]
+        problems = []
+        if commit["id"] != logged.commit_id:
+            if commit["seq"] in logged.committed and logged.committed[-1] > commit["seq"]:
+                problems.append(
+                    f"refs.json is behind the log (commit seq {commit['seq']}, log seq "
+                    f"{logged.commit_seq}): a writer died mid-transaction; run "
+                    "`refit audit recover`"
+                )
+                return problems
+            problems.append(
+                f"refs.json commit {commit['id']} (seq {commit['seq']}) is not the last "
+                f"transaction the log commits ({logged.commit_id}, seq {logged.commit_seq}): the "
+                "state was written without its audit record"
+            )
+        problems += [f"state differs from the log: {d}" for d in diff_states(refs, logged.state)]
+        return problems
 
     def aliases(self) -> dict[str, int]:
         """Return every alias and its version."""
@@ -386,40 +609,55 @@ class ModelRegistry:
         *,
         expected: Mapping[str, int | None] | None = None,
         statuses: Mapping[int, str] | None = None,
+        state: Mapping[str, Mapping[str, Any] | None] | None = None,
+        event: str | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> dict[str, int]:
-        """Change several aliases (and optionally statuses) in one compare-and-swap.
+        """Change aliases, statuses and policy state, and record it, in one transaction.
 
         Args:
             changes: alias -> new version (None removes the alias).
             expected: alias -> value it must hold now (None = unset); any difference raises
                 ConflictError and nothing is written.
             statuses: version -> new status, written in the same step.
+            state: policy-state key -> new JSON object (None removes it), in the same step.
+            event: The audit event recording the change (default ``registry_update``).
+            payload: Its payload (default: the model and the changes).
 
         Returns:
             The aliases after the change.
 
         Raises:
-            ConflictError: An alias in ``expected`` holds another value (now, or after losing
-                the write to a concurrent writer).
-            RegistryError: Invalid alias name, unknown version, or unknown status.
+            ConflictError: An alias in ``expected`` holds another value.
+            RegistryError: Invalid alias name, unknown version, unknown status, invalid state, or
+                the audit record could not be written (then nothing changed).
         """
         check_alias_changes(changes, statuses)
+        new_state = {k: _state_body(k, v) for k, v in (state or {}).items()}
         touched = [v for v in changes.values() if v is not None] + list(statuses or {})
         for version in dict.fromkeys(touched):
             if not self.exists(version):
                 raise missing_version(self.model_name, version, self.list_version_numbers())
-        for _ in range(_MAX_ATTEMPTS):
-            refs, token = self._refs()
-            current = refs["aliases"]
-            check_expected(self.model_name, current, expected)
-            apply_alias_changes(current, changes)
-            refs["statuses"].update({str(v): s for v, s in (statuses or {}).items()})
-            refs["txn"] = uuid.uuid4().hex
-            if self.storage.write_if(_REFS, dumps_json(refs).encode(), token):
-                return dict(current)
-        raise ConflictError(
-            f"aliases of model {self.model_name!r}: lost {_MAX_ATTEMPTS} compare-and-swap races"
-        )
+
+        def mutate(live: dict[str, Any]) -> None:
+            check_expected(self.model_name, live["aliases"], expected)
+            apply_alias_changes(live["aliases"], changes)
+            live["statuses"].update({str(v): s for v, s in (statuses or {}).items()})
+            for key, data in new_state.items():
+                if data is None:
+                    live["state"].pop(key, None)
+                else:
+                    live["state"][key] = data
+
+        if event is None:
+            event = AuditEvent.REGISTRY_UPDATE
+            payload = {
+                "model": self.model_name,
+                "aliases": dict(changes),
+                "statuses": {str(v): s for v, s in (statuses or {}).items()},
+                "state": sorted(new_state),
+            }
+        return dict(self.transact(mutate, event, payload or {})["aliases"])
 
     def champion(self) -> ModelVersion | None:
         """Return the champion version, or None when there is none."""
@@ -436,18 +674,92 @@ class ModelRegistry:
     def read_state(self, key: str) -> dict[str, Any] | None:
         """Return the JSON state stored under ``key``, or None when absent."""
         check_state_key(key)
-        return self._read_json(f"state/{key}.json")
+        refs, _ = self._refs()
+        if refs["commit"] is not None or key in refs["state"]:
+            return refs["state"].get(key)
+        data = self._read_json(f"state/{key}.json")  # a store from before transactions
+        if data is not None and not isinstance(data, dict):
+            raise RegistryError(
+                f"registry file {self.storage.uri(f'state/{key}.json')} is corrupt: it must hold "
+                "a JSON object"
+            )
+        return data
 
-    def write_state(self, key: str, data: dict[str, Any]) -> None:
-        """Store JSON state under ``key`` atomically.
+    def write_state(
+        self,
+        key: str,
+        data: dict[str, Any] | None,
+        *,
+        event: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """Store JSON state under ``key`` (None removes it) in one recorded transaction.
+
+        Args:
+            key: The state's key.
+            data: A JSON-serialisable dict, or None.
+            event: The audit event recording it (default ``registry_update``).
+            payload: Its payload.
 
         Raises:
-            RegistryError: Invalid key, or ``data`` is not a JSON-serialisable dict.
+            RegistryError: Invalid key, ``data`` is not a JSON-serialisable dict, or the audit
+                record could not be written (then nothing changed).
         """
-        check_state_key(key)
-        check_state_data(key, data)
-        try:
-            body = dumps_json(dict(data)).encode()
-        except (TypeError, ValueError) as exc:
-            raise state_not_serialisable(key, exc) from exc
-        self.storage.write(f"state/{key}.json", body)
+        self.update_aliases({}, state={key: data}, event=event, payload=payload)
+
+
+def _state_body(key: str, data: Any) -> dict[str, Any] | None:
+    """Check policy state and return it as plain JSON data (None: remove the key)."""
+    check_state_key(key)
+    if data is None:
+        return None
+    check_state_data(key, data)
+    try:
+        return json.loads(dumps_json(dict(data)))
+    except (TypeError, ValueError) as exc:
+        raise state_not_serialisable(key, exc) from exc
+
+
+def manifest_digest(manifest: Mapping[str, str]) -> str:
+    """Return the sha256 of a manifest's canonical JSON (recorded in the registration record)."""
+    return hashlib.sha256(json.dumps(dict(manifest), sort_keys=True).encode()).hexdigest()
+
+
+def check_refs(where: str, data: Any) -> dict[str, Any]:
+    """Return a state object's maps and commit, checked.
+
+    Raises:
+        RegistryError: It is not an object of the documented shape (corrupt).
+    """
+
+    def bad(what: str) -> RegistryError:
+        return RegistryError(f"registry file {where} is corrupt: {what}")
+
+    if not isinstance(data, dict):
+        raise bad("it must hold a JSON object")
+    out: dict[str, Any] = {}
+    for name in ("aliases", "statuses", "state"):
+        value = data.get(name)
+        value = {} if value is None else value
+        if not isinstance(value, dict):
+            raise bad(f"{name!r} must be an object, got {type(value).__name__}")
+        out[name] = dict(value)
+    for alias, version in out["aliases"].items():
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise bad(f"alias {alias!r} points at {version!r}, not a version number")
+    for version, status in out["statuses"].items():
+        if not str(version).isdigit() or not isinstance(status, str):
+            raise bad(f"status entry {version!r}: {status!r}")
+    for key, value in out["state"].items():
+        if not isinstance(value, dict):
+            raise bad(f"state {key!r} must be an object, got {type(value).__name__}")
+    commit = data.get("commit")
+    if commit is not None and (
+        not isinstance(commit, dict)
+        or not isinstance(commit.get("id"), str)
+        or isinstance(commit.get("seq"), bool)
+        or not isinstance(commit.get("seq"), int)
+    ):
+        raise bad(f"'commit' must be {{'id': str, 'seq': int}}, got {commit!r}")
+    out["commit"] = commit
+    return out

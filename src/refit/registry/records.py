@@ -69,6 +69,8 @@ class ModelVersion:
         file: The model file's name inside ``model_uri``.
         model_name: The registry's model name.
         extra: Free-form extra metadata given at registration.
+        manifest: Relative path -> sha256 of every file of the version folder, recorded at
+            registration (empty for versions registered before manifests).
     """
 
     version: int
@@ -83,6 +85,7 @@ class ModelVersion:
     file: str = ""
     model_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict of all fields."""
@@ -117,9 +120,14 @@ def check_model_name(model_name: Any) -> str:
     """Return ``model_name`` if it is a valid model name.
 
     Raises:
-        RegistryError: It is not a string of letters, digits, ``_``, ``.``, ``-``.
+        RegistryError: It is not a string of letters, digits, ``_``, ``.``, ``-`` (a trailing
+            newline or any other control character included), or is longer than 200.
     """
-    if not isinstance(model_name, str) or not NAME_RE.match(model_name):
+    if (
+        not isinstance(model_name, str)
+        or not NAME_RE.fullmatch(model_name)
+        or len(model_name) > 200
+    ):
         raise RegistryError(
             f"model_name {model_name!r} is invalid: use letters, digits, '_', '.', '-'"
         )
@@ -163,7 +171,7 @@ def check_state_key(key: Any) -> None:
     Raises:
         RegistryError: The key is invalid.
     """
-    if not isinstance(key, str) or not NAME_RE.match(key):
+    if not isinstance(key, str) or not NAME_RE.fullmatch(key) or len(key) > 200:
         raise RegistryError(f"state key {key!r} is invalid: use letters, digits, '_', '.', '-'")
 
 
@@ -303,7 +311,7 @@ def check_alias_changes(
         RegistryError: An invalid alias name, version or status.
     """
     for alias, version in changes.items():
-        if not isinstance(alias, str) or not NAME_RE.match(alias):
+        if not isinstance(alias, str) or not NAME_RE.fullmatch(alias) or len(alias) > 200:
             raise RegistryError(f"alias name {alias!r} is invalid")
         if version is not None:
             check_version_arg(version, f"version for alias {alias!r}")

@@ -427,10 +427,11 @@ def decide_retrain(
         has_champion=champion_dir is not None,
     )
     decision = decide(retrain_policy, state, observation)
-    registry.write_state(POLICY_STATE_KEY, decision.state.to_dict())
-    registry.audit.append(
-        AuditEvent.DECISION,
-        {
+    registry.write_state(
+        POLICY_STATE_KEY,
+        decision.state.to_dict(),
+        event=AuditEvent.DECISION,
+        payload={
             "run_label": run_label,
             "retrain": decision.retrain,
             "reasons": decision.reasons,

@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from refit.errors import DataError, PrivacyError
 from refit.io import uri as uri_io
 from refit.io.snapshot import create_snapshot
-from refit.io.tables import write_parquet
+from refit.io.tables import read_parquet_bytes, write_parquet
 from refit.privacy import (
     ANONYMIZATION_EVENT,
     PII_TAG,
@@ -87,10 +86,7 @@ class AnonymizeOutput:
 
 def _read_snapshot(snapshot_path: str) -> tuple[pa.Table, str]:
     data = uri_io.read_bytes(snapshot_path)
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"cannot read snapshot at {snapshot_path}: not Parquet ({exc})") from exc
+    table = read_parquet_bytes(data, snapshot_path)
     return table, hashlib.sha256(data).hexdigest()
 
 

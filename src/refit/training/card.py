@@ -101,6 +101,7 @@ def build_model_card(
             "kind": "categorical",
             "type": types.get(name, ""),
             "categories": len(vocabulary),
+            "other": name in spec.other,
         }
         for name, vocabulary in spec.categorical.items()
     ]
@@ -122,6 +123,7 @@ def build_model_card(
         "data_sha256": data_sha256,
         "train_rows": int(model.info.get("train_rows", 0)),
         "features": features,
+        "max_categories": model.info.get("max_categories"),
         "params": dict(model.params),
         "seed": model.seed,
         "device": model.device,
@@ -169,6 +171,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"| node profile | {_cell(card.get('node_profile') or '-')} |",
         f"| cost | {card['cost']:.6f} (wall time x {card['price_per_hour']:g} per hour) |",
         f"| seed | {card['seed']} |",
+        f"| categorical cap (max_categories) | {card.get('max_categories') or '-'} |",
         "",
         "## Validation",
         "",
@@ -185,7 +188,12 @@ def render_model_card(card: dict[str, Any]) -> str:
     lines += ["", "## Features", "", "| name | kind | type |", "|---|---|---|"]
     for feature in card["features"]:
         kind = feature["kind"]
-        if kind == "categorical":
+        if kind == "categorical" and feature.get("other"):
+            kind = (
+                f"categorical ({feature['categories']} most frequent values + (other), one-hot; "
+                f"capped at max_categories={card.get('max_categories')})"
+            )
+        elif kind == "categorical":
             kind = f"categorical ({feature['categories']} values, one-hot)"
         lines.append(f"| `{_cell(feature['name'])}` | {kind} | {_cell(feature['type'])} |")
     lines += ["", "## Parameters", "", "| name | value |", "|---|---|"]

@@ -5,6 +5,16 @@ sorted vocabulary, one-hot encoded; unseen values encode as all zeros), the task
 (classification or regression) and, for classification, the sorted list of target classes.
 It is stored beside the model in ``model.json`` so that the same encoding is applied at
 training, evaluation and serving time.
+
+Limits. A categorical column with more than ``max_categories`` distinct values (default
+:data:`DEFAULT_MAX_CATEGORIES`) keeps its ``max_categories`` most frequent values (ties broken
+by value) and gets one extra ``(other)`` column that every other value, seen or unseen, encodes
+into; the encoded width is therefore at most ``max_categories + 1`` per categorical column,
+whatever the data. A string column whose values are nearly all numbers (at least
+:data:`NUMERIC_LIKE_SHARE` of them) but holds a few that are not (``"?"``, ``"unknown"``) is
+refused, naming the column and sample bad values: it is a numeric column with stray strings,
+not a categorical one, and one-hot encoding it would be silently wrong. A feature column with no
+values at all (every row null or NaN) is refused too.
 """
 
 from __future__ import annotations
@@ -20,6 +30,9 @@ import pyarrow.compute as pc
 from refit.errors import TrainingError
 
 __all__ = [
+    "DEFAULT_MAX_CATEGORIES",
+    "NUMERIC_LIKE_SHARE",
+    "OTHER_CATEGORY",
     "TASKS",
     "FeatureSpec",
     "encode",
@@ -30,6 +43,22 @@ __all__ = [
 
 #: The learning tasks refit trains for.
 TASKS = ("classification", "regression")
+
+#: Most distinct values a categorical column keeps as their own one-hot columns (see the module
+#: docstring); the rest share one ``(other)`` column.
+DEFAULT_MAX_CATEGORIES = 100
+
+#: Largest ``max_categories`` accepted (the encoded matrix is dense float32).
+MAX_CATEGORIES_LIMIT = 10_000
+
+#: Name of the shared column of a capped categorical feature (``column=(other)``).
+OTHER_CATEGORY = "(other)"
+
+#: Share of numeric-looking values from which a string column counts as numeric with stray
+#: strings (and is refused) rather than categorical.
+NUMERIC_LIKE_SHARE = 0.9
+
+_NUMBER_PATTERN = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
 @dataclass
@@ -44,6 +73,9 @@ class FeatureSpec:
         classes: Sorted target classes; a label is encoded as its index in this list. Empty
             for regression.
         task: ``"classification"`` or ``"regression"``.
+        other: Categorical columns that were capped at ``max_categories``: each has one more
+            encoded column, ``(other)``, after its vocabulary, that every value outside the
+            vocabulary encodes into (for the other columns such a value encodes as all zeros).
     """
 
     target: str
@@ -51,6 +83,11 @@ class FeatureSpec:
     categorical: dict[str, list[str]] = field(default_factory=dict)
     classes: list = field(default_factory=list)
     task: str = "classification"
+    other: list[str] = field(default_factory=list)
+
+    def block_width(self, column: str) -> int:
+        """Encoded width of a categorical column (its vocabulary, plus one if capped)."""
+        return len(self.categorical[column]) + (column in self.other)
 
     @property
     def feature_columns(self) -> list[str]:
@@ -63,12 +100,14 @@ class FeatureSpec:
         names = list(self.numeric)
         for column, vocabulary in self.categorical.items():
             names.extend(f"{column}={value}" for value in vocabulary)
+            if column in self.other:
+                names.append(f"{column}={OTHER_CATEGORY}")
         return names
 
     @property
     def n_features(self) -> int:
         """Width of the encoded matrix."""
-        return len(self.numeric) + sum(len(v) for v in self.categorical.values())
+        return len(self.numeric) + sum(self.block_width(c) for c in self.categorical)
 
     @property
     def n_classes(self) -> int:
@@ -81,8 +120,8 @@ class FeatureSpec:
         return self.task == "regression"
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dictionary."""
-        return {
+        """Return a JSON-ready dictionary (``categorical_other`` only when a column was capped)."""
+        out = {
             "target": self.target,
             "numeric": list(self.numeric),
             "categorical": {k: list(v) for k, v in self.categorical.items()},
@@ -92,6 +131,9 @@ class FeatureSpec:
             "classes": list(self.classes),
             "task": self.task,
         }
+        if self.other:
+            out["categorical_other"] = list(self.other)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
@@ -104,7 +146,15 @@ class FeatureSpec:
             TrainingError: If a field is missing or unknown, or ``categorical_order`` does not
                 list exactly the categorical columns.
         """
-        allowed = {"target", "numeric", "categorical", "categorical_order", "classes", "task"}
+        allowed = {
+            "target",
+            "numeric",
+            "categorical",
+            "categorical_order",
+            "categorical_other",
+            "classes",
+            "task",
+        }
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise TrainingError(
@@ -124,12 +174,20 @@ class FeatureSpec:
                 f"feature spec: categorical_order {order} does not list the categorical "
                 f"columns {sorted(categorical)}"
             )
+        other = [str(c) for c in data.get("categorical_other", [])]
+        stray = sorted(set(other) - set(categorical))
+        if stray:
+            raise TrainingError(
+                f"feature spec: categorical_other names {stray}, which are not categorical "
+                f"columns {sorted(categorical)}"
+            )
         return cls(
             target=str(data["target"]),
             numeric=[str(c) for c in data.get("numeric", [])],
             categorical={name: categorical[name] for name in order},
             classes=list(data.get("classes", [])),
             task=task,
+            other=[name for name in order if name in other],
         )
 
 
@@ -214,22 +272,100 @@ def infer_task(table: pa.Table, target: str) -> str:
     return "classification" if np.all(finite == np.round(finite)) else "regression"
 
 
+def check_max_categories(value: Any) -> int:
+    """Check a ``max_categories`` value.
+
+    Args:
+        value: The value given.
+
+    Returns:
+        It, as an int.
+
+    Raises:
+        TrainingError: Not an integer in ``[1, MAX_CATEGORIES_LIMIT]``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TrainingError(f"max_categories must be an integer, got {value!r}")
+    if not 1 <= value <= MAX_CATEGORIES_LIMIT:
+        raise TrainingError(
+            f"max_categories must be between 1 and {MAX_CATEGORIES_LIMIT}, got {value}"
+        )
+    return value
+
+
+def numeric_like_strings(column: pa.ChunkedArray | pa.Array) -> tuple[int, int, list[str]] | None:
+    """Tell whether a string column is a numeric column holding a few stray strings.
+
+    Args:
+        column: A string column.
+
+    Returns:
+        ``(non-numeric values, non-missing values, up to 5 distinct non-numeric samples)`` when
+        at least :data:`NUMERIC_LIKE_SHARE` of the non-missing values parse as numbers and at
+        least one does not (samples cut to 40 characters); None otherwise (a categorical
+        column, or one made only of numbers).
+    """
+    strings = column.cast(pa.string())
+    present = strings.length() - strings.null_count
+    if present == 0:
+        return None
+    numeric = pc.match_substring_regex(strings, _NUMBER_PATTERN)
+    n_numeric = pc.sum(pc.cast(numeric, pa.int64())).as_py() or 0
+    bad = present - n_numeric
+    if bad == 0 or n_numeric < NUMERIC_LIKE_SHARE * present:
+        return None
+    mask = pc.fill_null(pc.invert(numeric), False)
+    samples = pc.unique(pc.filter(strings, mask)).to_pylist()
+    return bad, present, [s[:40] for s in sorted(samples)[:5]]  # bounded, for messages
+
+
+def _all_missing(column: pa.ChunkedArray) -> bool:
+    if column.null_count == len(column):
+        return True
+    if pa.types.is_floating(column.type):
+        valid = pc.sum(pc.cast(pc.invert(pc.is_nan(column)), pa.int64())).as_py() or 0
+        return valid == 0
+    return False
+
+
+def _vocabulary(column: pa.ChunkedArray, max_categories: int) -> tuple[list[str], bool]:
+    """Sorted vocabulary of a categorical column, capped at its most frequent values."""
+    strings = column.cast(pa.string())
+    counted = pc.value_counts(strings)
+    values = counted.field("values")
+    counts = counted.field("counts")
+    keep = pc.is_valid(values)
+    values, counts = pc.filter(values, keep), pc.filter(counts, keep)
+    if len(values) <= max_categories:
+        return sorted(values.to_pylist()), False
+    order = pc.sort_indices(
+        pa.table({"v": values, "c": counts}),
+        sort_keys=[("c", "descending"), ("v", "ascending")],
+    )
+    top = pc.take(values, order[:max_categories])
+    return sorted(top.to_pylist()), True
+
+
 def infer_feature_spec(
     table: pa.Table,
     target: str,
     exclude: Iterable[str] = (),
     task: str = "classification",
+    *,
+    max_categories: int = DEFAULT_MAX_CATEGORIES,
 ) -> FeatureSpec:
     """Infer the feature spec of a training table.
 
     Numeric (integer, float, boolean, decimal) columns become numeric features; string and
-    dictionary columns become one-hot categorical features with their sorted vocabulary.
+    dictionary columns become one-hot categorical features with their sorted vocabulary,
+    capped at the ``max_categories`` most frequent values plus one ``(other)`` column.
 
     Args:
         table: The training table.
         target: Name of the label column.
         exclude: Columns that are not features (ids, timestamps).
         task: ``"classification"`` or ``"regression"``.
+        max_categories: Most values a categorical column keeps as their own one-hot columns.
 
     Returns:
         The inferred :class:`FeatureSpec`.
@@ -237,10 +373,13 @@ def infer_feature_spec(
     Raises:
         TrainingError: If the task is unknown; if the target column is missing, has null/NaN
             labels, a single class or (regression) a constant value; if an excluded column does
-            not exist; if a column has an unsupported type; or if no feature columns are left.
+            not exist; if a column has an unsupported type, has no values at all, or is a
+            numeric column holding a few strings; if ``max_categories`` is out of range; or if
+            no feature columns are left.
     """
     if task not in TASKS:
         raise TrainingError(f"task {task!r} is unknown; use one of {list(TASKS)}")
+    max_categories = check_max_categories(max_categories)
     exclude = list(exclude)
     missing_excluded = [c for c in exclude if c not in table.column_names]
     if missing_excluded:
@@ -275,16 +414,34 @@ def infer_feature_spec(
 
     numeric: list[str] = []
     categorical: dict[str, list[str]] = {}
+    other: list[str] = []
     skip = {target, *exclude}
     for name in table.column_names:
         if name in skip:
             continue
         column = _column(table, name, "feature")
+        if (_is_numeric_type(column.type) or _is_categorical_type(column.type)) and _all_missing(
+            column
+        ):
+            raise TrainingError(
+                f"feature column {name!r} has no values (all {table.num_rows} rows are missing); "
+                "pass it in exclude= or fill it"
+            )
         if _is_numeric_type(column.type):
             numeric.append(name)
         elif _is_categorical_type(column.type):
-            values = pc.unique(column.cast(pa.string())).drop_null().to_pylist()
-            categorical[name] = sorted(values)
+            stray = numeric_like_strings(column)
+            if stray is not None:
+                bad, present, samples = stray
+                raise TrainingError(
+                    f"feature column {name!r} looks numeric ({present - bad} of {present} values "
+                    f"are numbers) but holds {bad} non-numeric value(s), e.g. {samples}: clean "
+                    "them (or turn them into missing values) before training, or pass the "
+                    "column in exclude="
+                )
+            categorical[name], capped = _vocabulary(column, max_categories)
+            if capped:
+                other.append(name)
         else:
             raise TrainingError(
                 f"feature column {name!r} has unsupported type {column.type}; "
@@ -296,7 +453,12 @@ def infer_feature_spec(
             f"columns {sorted(exclude)}"
         )
     return FeatureSpec(
-        target=target, numeric=numeric, categorical=categorical, classes=classes, task=task
+        target=target,
+        numeric=numeric,
+        categorical=categorical,
+        classes=classes,
+        task=task,
+        other=other,
     )
 
 
@@ -304,8 +466,8 @@ def encode(table: pa.Table, spec: FeatureSpec) -> np.ndarray:
     """Encode the feature columns of a table as a float32 matrix.
 
     Numeric columns are copied as is (missing values become NaN); categorical columns are
-    one-hot encoded in the spec's vocabulary order, and an unseen or missing value encodes as
-    all zeros.
+    one-hot encoded in the spec's vocabulary order, and a missing value encodes as all zeros,
+    as does an unseen one, except in a capped column, where it goes to the ``(other)`` column.
 
     Args:
         table: Table holding at least the spec's feature columns.
@@ -342,7 +504,12 @@ def encode(table: pa.Table, spec: FeatureSpec) -> np.ndarray:
             idx = _fill_missing_index(idx)
             rows = np.nonzero(idx >= 0)[0]
             out[rows, offset + idx[rows]] = 1.0
-        offset += len(vocabulary)
+        else:
+            idx = np.full(n, -1, dtype=np.int64)
+        if name in spec.other:
+            present = np.asarray(pc.is_valid(strings).to_numpy(zero_copy_only=False), dtype=bool)
+            out[np.nonzero(present & (idx < 0))[0], offset + len(vocabulary)] = 1.0
+        offset += spec.block_width(name)
     return out
 
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 from refit.errors import TrainingError
 from refit.training.device import DeviceChoice, resolve_device
 from refit.training.features import (
+    DEFAULT_MAX_CATEGORIES,
     TASKS,
     FeatureSpec,
     classes_array,
@@ -329,6 +330,7 @@ def train(
     checkpoint_dir: str | None = None,
     checkpoint_every: int = 10,
     on_round: RoundCallback | None = None,
+    max_categories: int = DEFAULT_MAX_CATEGORIES,
 ) -> TrainedModel:
     """Train a classifier or regressor on a table.
 
@@ -351,6 +353,10 @@ def train(
             one. Ignored, with a log line, by trainers without boosting rounds.
         checkpoint_every: Boosting rounds between checkpoints.
         on_round: ``on_round(rounds_done, total_rounds)`` after each boosting round.
+        max_categories: Cardinality cap of categorical features: a column with more distinct
+            values keeps its ``max_categories`` most frequent ones and one shared ``(other)``
+            column, so the encoded width is at most ``max_categories + 1`` per column (see
+            :mod:`refit.training.features`). Recorded in the model card.
 
     Returns:
         The fitted :class:`TrainedModel`.
@@ -369,7 +375,9 @@ def train(
         raise TrainingError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     chosen_task = _resolve_task(task, spec_trainer, table, target)
     choice = resolve_device(device, supports_cuda=spec_trainer.supports_cuda, trainer=trainer)
-    spec = infer_feature_spec(table, target, exclude=exclude, task=chosen_task)
+    spec = infer_feature_spec(
+        table, target, exclude=exclude, task=chosen_task, max_categories=max_categories
+    )
     if "class_weight" in resolved:
         _class_weights(resolved["class_weight"], spec, trainer)  # validate before encoding
     X = encode(table, spec)
@@ -415,6 +423,7 @@ def train(
         "device_requested": choice.requested,
         "device_reason": choice.reason,
         "train_rows": int(X.shape[0]),
+        "max_categories": max_categories,
         "fit_seconds": round(wall, 4),
         **result.info,
     }

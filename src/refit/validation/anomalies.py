@@ -488,7 +488,41 @@ def validate_table(
     if schema is None:
         schema = infer_schema(ref_stats if ref_stats is not None else stats)
     anomalies = validate(stats, schema, reference_stats=ref_stats, options=options)
+    _check_numeric_like(current, schema, anomalies)
     return ValidationResult(anomalies, stats, schema, ref_stats)
+
+
+def _check_numeric_like(
+    table: pa.Table, schema: schema_pb2.Schema, anomalies: anomalies_pb2.Anomalies
+) -> None:
+    """Report string columns that are numeric columns holding a few stray strings.
+
+    A column whose values are nearly all numbers (``"1.5"``, ``"42"``) but holds a few others
+    (``"?"``, ``"unknown"``) is reported as ``FLOAT_TYPE_STRING_NOT_FLOAT`` with sample values:
+    training refuses such a column (see :mod:`refit.training.features`), and a categorical
+    reading of it would be silently wrong.
+    """
+    from refit.training.features import NUMERIC_LIKE_SHARE, numeric_like_strings
+
+    out = _Collector(schema)
+    out.anomalies = anomalies
+    for name in table.column_names:
+        column = table.column(name)
+        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            continue
+        stray = numeric_like_strings(column)
+        if stray is None:
+            continue
+        bad, present, samples = stray
+        out.add(
+            name,
+            AnomalyType.FLOAT_TYPE_STRING_NOT_FLOAT,
+            "Numeric column with non-numeric values",
+            f"Column {name!r} looks numeric ({present - bad} of {present} values, at least "
+            f"{NUMERIC_LIKE_SHARE:.0%}, are numbers) but holds {bad} non-numeric value(s), "
+            f"e.g. {samples}.",
+        )
 
 
 def anomalies_to_text(anomalies: anomalies_pb2.Anomalies) -> str:

@@ -42,6 +42,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 
 from refit.errors import SchemaError
 from refit.validation.anomalies import ValidationOptions, validate_table
+from refit.validation.schema import check_schema, check_statistics
 
 Engine = Literal["native", "tfdv", "auto"]
 ENGINES: tuple[str, ...] = ("native", "tfdv", "auto")
@@ -375,7 +376,10 @@ def read_statistics(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:
         )
     if not stats.datasets:
         raise DataError(f"{what}: it holds no dataset")
-    return stats
+    try:
+        return check_statistics(stats, f"statistics {path}")
+    except SchemaError as exc:
+        raise DataError(str(exc)) from None
 
 
 def read_schema(path: str) -> schema_pb2.Schema:
@@ -406,7 +410,7 @@ def read_schema(path: str) -> schema_pb2.Schema:
             f"schema {path} is binary, not a text Schema (schema.pbtxt); a statistics.pb?"
         ) from None
     try:
-        return text_format.Parse(text, schema_pb2.Schema())
+        return check_schema(text_format.Parse(text, schema_pb2.Schema()), f"schema {path}")
     except text_format.ParseError as exc:
         message = str(exc)
         if "has no field named" in message:

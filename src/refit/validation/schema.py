@@ -137,9 +137,167 @@ def schema_from_text(text: str) -> schema_pb2.Schema:
         The schema.
 
     Raises:
-        SchemaError: The text is not a valid schema.
+        SchemaError: The text is not a valid schema, or not a consistent one (see
+            :func:`check_schema`).
     """
     try:
-        return text_format.Parse(text, schema_pb2.Schema())
+        schema = text_format.Parse(text, schema_pb2.Schema())
     except text_format.ParseError as exc:
         raise SchemaError(f"invalid schema text: {exc}") from exc
+    return check_schema(schema)
+
+
+def check_schema(schema: schema_pb2.Schema, where: str = "schema") -> schema_pb2.Schema:
+    """Check a parsed schema's internal consistency.
+
+    Feature names are distinct; ``presence.min_fraction`` lies in ``[0, 1]``; ``value_count``,
+    ``int_domain`` and ``float_domain`` have ``min <= max`` (float bounds not NaN); a named
+    string domain exists and lists distinct values; a ``drift_comparator``/``skew_comparator``
+    threshold is a finite number >= 0. Every reader of a schema file calls this after parsing.
+
+    Args:
+        schema: The parsed schema.
+        where: What it is, for the message (e.g. ``"schema schema.pbtxt"``).
+
+    Returns:
+        The same schema.
+
+    Raises:
+        SchemaError: The first inconsistency, naming ``where``, the feature and the field.
+    """
+    import math
+
+    seen: set[str] = set()
+    domains = {d.name for d in schema.string_domain}
+    for domain in schema.string_domain:
+        values = list(domain.value)
+        if len(set(values)) != len(values):
+            dupes = sorted({v for v in values if values.count(v) > 1})[:5]
+            raise SchemaError(f"{where}: string_domain {domain.name!r} repeats value(s) {dupes}")
+    for feature in schema.feature:
+        at = f"{where}: feature {feature.name!r}"
+        if not feature.name:
+            raise SchemaError(f"{where}: a feature has no name")
+        if feature.name in seen:
+            raise SchemaError(f"{at} is declared twice")
+        seen.add(feature.name)
+        presence = feature.presence
+        if presence.HasField("min_fraction") and not 0.0 <= presence.min_fraction <= 1.0:
+            raise SchemaError(
+                f"{at}: presence.min_fraction {presence.min_fraction} is not in [0, 1]"
+            )
+        if presence.min_count < 0:
+            raise SchemaError(f"{at}: presence.min_count {presence.min_count} is negative")
+        count = feature.value_count
+        if count.HasField("max") and count.min > count.max:
+            raise SchemaError(f"{at}: value_count min {count.min} > max {count.max}")
+        kind = feature.WhichOneof("domain_info")
+        if kind == "int_domain":
+            d = feature.int_domain
+            if d.HasField("min") and d.HasField("max") and d.min > d.max:
+                raise SchemaError(f"{at}: int_domain min {d.min} > max {d.max}")
+        elif kind == "float_domain":
+            f = feature.float_domain
+            for bound in ("min", "max"):
+                if f.HasField(bound) and math.isnan(getattr(f, bound)):
+                    raise SchemaError(f"{at}: float_domain {bound} is NaN")
+            if f.HasField("min") and f.HasField("max") and f.min > f.max:
+                raise SchemaError(f"{at}: float_domain min {f.min} > max {f.max}")
+        elif kind == "domain" and feature.domain not in domains:
+            raise SchemaError(
+                f"{at}: names string domain {feature.domain!r}, which the schema does not define"
+            )
+        elif kind == "string_domain":
+            values = list(feature.string_domain.value)
+            if len(set(values)) != len(values):
+                raise SchemaError(f"{at}: string_domain repeats values")
+        for which in ("drift_comparator", "skew_comparator"):
+            if not feature.HasField(which):
+                continue
+            comparator = getattr(feature, which)
+            for norm in ("infinity_norm", "jensen_shannon_divergence", "normalized_abs_difference"):
+                if hasattr(comparator, norm) and comparator.HasField(norm):
+                    threshold = getattr(comparator, norm).threshold
+                    if not (math.isfinite(threshold) and threshold >= 0):
+                        raise SchemaError(
+                            f"{at}: {which}.{norm}.threshold {threshold} must be a finite "
+                            "number >= 0"
+                        )
+    return schema
+
+
+def check_statistics(
+    stats: statistics_pb2.DatasetFeatureStatisticsList, where: str = "statistics"
+) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """Check parsed statistics' internal consistency.
+
+    Per dataset: ``num_examples`` is at most 10^15; per feature: missing and non-missing counts
+    at most ``num_examples``, ``min <= max`` (not NaN), ``mean`` finite and between them,
+    histogram buckets ordered with ``low <= high`` and non-negative sample counts whose sum does
+    not exceed the number of values, top-value/rank frequencies non-negative. A forged or corrupt
+    statistics file would otherwise forge the validation result.
+
+    Args:
+        stats: Parsed statistics.
+        where: What it is, for the message.
+
+    Returns:
+        The same statistics.
+
+    Raises:
+        SchemaError: The first inconsistency, naming ``where``, the feature and the field.
+    """
+    import math
+
+    limit = 10**15
+    for dataset in stats.datasets:
+        n = dataset.num_examples
+        if not 0 <= n <= limit:
+            raise SchemaError(f"{where}: num_examples {n} is not in [0, {limit}]")
+        for fstats in dataset.features:
+            at = f"{where}: feature {feature_name(fstats)!r}"
+            common = common_stats(fstats)
+            slack = max(n, 1) * 1e-9 + 1e-6  # weighted statistics are floats
+            for label, value in (
+                ("num_missing", common.num_missing),
+                ("num_non_missing", common.num_non_missing),
+            ):
+                if value > n + slack:
+                    raise SchemaError(f"{at}: {label} {value} exceeds num_examples {n}")
+            values = max(common.num_non_missing, 1) * max(common.max_num_values, 1)
+            if fstats.HasField("num_stats"):
+                s = fstats.num_stats
+                if math.isnan(s.min) or math.isnan(s.max) or s.min > s.max:
+                    raise SchemaError(f"{at}: min {s.min} and max {s.max} are not ordered")
+                if s.std_dev < 0 or math.isnan(s.std_dev):
+                    raise SchemaError(f"{at}: std_dev {s.std_dev} is negative or NaN")
+                for histogram in s.histograms:
+                    _check_histogram(histogram, values, at)
+            if fstats.HasField("string_stats"):
+                s2 = fstats.string_stats
+                for bucket in s2.top_values:
+                    if bucket.frequency < 0:
+                        raise SchemaError(f"{at}: top value {bucket.value!r} has a negative count")
+                _check_histogram(s2.rank_histogram, values, at, ordered=False)
+    return stats
+
+
+def _check_histogram(histogram: object, values: float, at: str, *, ordered: bool = True) -> None:
+    import math
+
+    buckets = list(histogram.buckets)  # type: ignore[attr-defined]
+    total = 0.0
+    previous = -math.inf
+    for bucket in buckets:
+        count = bucket.sample_count
+        if not (count >= 0 and math.isfinite(count)):
+            raise SchemaError(f"{at}: a histogram bucket has sample_count {count}")
+        total += count
+        if ordered:
+            if bucket.low_value > bucket.high_value or bucket.low_value < previous:
+                raise SchemaError(f"{at}: histogram buckets are not ordered")
+            previous = bucket.low_value
+    if total > values * (1 + 1e-6) + 1:
+        raise SchemaError(
+            f"{at}: histogram sample counts sum to {total:g}, more than the {values:g} values"
+        )
