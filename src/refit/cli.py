@@ -5,11 +5,48 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from refit.commands import drift, evaluate, report, rollout, schedule, serve, train, validate
+from refit.errors import RefitError
 
-app = typer.Typer(help="refit: keep production models from drifting.", no_args_is_help=True)
+
+def _os_error_text(exc: OSError) -> str:
+    """``PATH: reason`` of an OS error, as a person reads it."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{exc.filename}{target}: {reason}"
+
+
+class RefitGroup(TyperGroup):
+    """The ``refit`` command group: refit's own errors end as one line on stderr, not a traceback.
+
+    Commands raise `refit.errors.RefitError` (every message names the input and what is wrong
+    with it) or let an `OSError` through (a missing file, a directory where a file is expected,
+    a path that cannot be written: its message names the path); either ends the command with
+    ``error: ...`` on stderr and exit status 2, the status of a bad argument. Anything else is a
+    bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command, turning refit's errors into a clear message and exit status 2."""
+        try:
+            return super().invoke(ctx)
+        except RefitError as exc:
+            message = str(exc)
+        except OSError as exc:
+            message = _os_error_text(exc)
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2)
+
+
+app = typer.Typer(
+    cls=RefitGroup, help="refit: keep production models from drifting.", no_args_is_help=True
+)
 
 
 @app.command()

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SNIPPET = ROOT / "manifests" / "snippets" / "alertmanager-receiver.yaml"
 MODEL = "credit-default"  # the shipped trigger config's model
 SECRET = "alertmanager-hook-token-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {SECRET}"}
 GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.75}, "max_degradation": 0.03}
 POLICY = {"drift_share_threshold": 0.3}
 #: Demo windows (tests/conftest.py): 1 is quiet (drift share 1/7), 3 has a covariate shift (3/7).
@@ -202,7 +203,7 @@ def test_drift_crossing_the_shipped_rule_launches_one_run_for_the_model(windows,
                 rule_state(prom, "RefitFeatureDrift")[1] > seen_at + 1
             ))  # fmt: skip
             assert rule_state(prom, "RefitFeatureDrift")[0] == "inactive"
-            assert httpx.get(server.url + "/runs", timeout=30).json()["runs"] == []
+            assert httpx.get(server.url + "/runs", headers=AUTH, timeout=30).json()["runs"] == []
 
             # The crossing: a pipeline run's drift step records a drifting window.
             drifted = drift_window(store, windows[DRIFTING], "window-03")
@@ -218,7 +219,7 @@ def test_drift_crossing_the_shipped_rule_launches_one_run_for_the_model(windows,
                     marks["firing"] = time.time()
                 if "at alertmanager" not in marks and am.alerts():
                     marks["at alertmanager"] = time.time()
-                runs = httpx.get(server.url + "/runs", timeout=30).json()["runs"]
+                runs = httpx.get(server.url + "/runs", headers=AUTH, timeout=30).json()["runs"]
                 if runs:
                     marks["run seen"] = time.time()
                     marks["run recorded"] = runs[0]["created_at"]  # the service's own clock
@@ -240,7 +241,7 @@ def test_drift_crossing_the_shipped_rule_launches_one_run_for_the_model(windows,
                     am.metric("alertmanager_alerts_received_total", status="firing") >= received + 3
                 ),
             )
-            runs = httpx.get(server.url + "/runs", timeout=30).json()["runs"]
+            runs = httpx.get(server.url + "/runs", headers=AUTH, timeout=30).json()["runs"]
             notified = am.metric("alertmanager_notifications_total", integration="webhook")
             failed = am.metric("alertmanager_notifications_failed_total", integration="webhook")
             hooks = httpx.get(server.url + "/metrics", timeout=30).text

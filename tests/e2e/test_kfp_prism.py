@@ -139,13 +139,15 @@ def test_second_apply_replaces_and_reuses_the_version(proxy, client):
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 0 * * *"}}
 
 
-def test_cli_pause_resume_delete_and_unknown_name(proxy):
+def test_cli_pause_resume_delete_and_unknown_name(proxy, tmp_path):
     proxy.overrides[("GET", "/apis/v2beta1/recurringruns")] = (
         200,
         {"recurringRuns": [{"recurring_run_id": "rr-1", "display_name": "nightly"}]},
     )
     runner = CliRunner()
-    common = ["--host", proxy.url, "--token", TOKEN]
+    token_file = tmp_path / "kfp-token"  # a mounted Secret; never --token on the command line
+    token_file.write_text(TOKEN + "\n")
+    common = ["--host", proxy.url, "--token-file", str(token_file)]
     for action, route in [
         ("pause", "/apis/v2beta1/recurringruns/rr-1:disable"),
         ("resume", "/apis/v2beta1/recurringruns/rr-1:enable"),
@@ -154,6 +156,7 @@ def test_cli_pause_resume_delete_and_unknown_name(proxy):
         assert out.exit_code == 0, out.output
         assert json.loads(out.stdout.strip().splitlines()[-1])["ids"] == ["rr-1"]
         assert [r["status"] for r in proxy.find("POST", route)] == [200]
+        assert proxy.find("POST", route)[-1]["authorization"] == f"Bearer {TOKEN}"
     out = runner.invoke(app, ["schedule", "delete", "nightly", *common])
     assert out.exit_code == 0, out.output
     assert [r["status"] for r in proxy.find("DELETE", "/apis/v2beta1/recurringruns/rr-1")] == [200]
@@ -163,8 +166,8 @@ def test_cli_pause_resume_delete_and_unknown_name(proxy):
 
 
 def test_cli_list_and_create(proxy):
-    runner = CliRunner()
-    common = ["--host", proxy.url, "--token", TOKEN]
+    runner = CliRunner(env={"KFP_TOKEN": TOKEN})
+    common = ["--host", proxy.url]
     out = runner.invoke(app, ["schedule", "list", *common])
     assert out.exit_code == 0, out.output
     rows = [json.loads(line) for line in out.stdout.strip().splitlines() if line.startswith("{")]
@@ -292,7 +295,11 @@ def test_refit_serve_submits_runs_for_the_judged_model_in_the_configured_images(
         assert answer.status_code == 200, answer.text
         assert answer.json()["decisions"][0]["decision"] == "launch"
         (run,) = _wait_for(
-            lambda: httpx.get(server.url + "/runs", params={"status": "submitted"}).json()["runs"]
+            lambda: httpx.get(
+                server.url + "/runs",
+                params={"status": "submitted"},
+                headers={"Authorization": f"Bearer {secret}"},
+            ).json()["runs"]
         )
     finally:
         server.stop()

@@ -131,7 +131,7 @@ def test_ten_thousand_duplicates_one_launch_and_restart_keeps_state(tmp_path):
         decisions = [json.loads(b)["decisions"][0]["decision"] for _, b in results]
         assert decisions.count("launch") == 1
         assert decisions.count("duplicate") == 9999
-        runs = httpx.get(server.url + "/runs").json()["runs"]
+        runs = httpx.get(server.url + "/runs", headers=AUTH).json()["runs"]
         assert len(runs) == 1
         assert runs[0]["status"] == "logged"
         assert runs[0]["model"] == "credit-default"
@@ -148,7 +148,7 @@ def test_ten_thousand_duplicates_one_launch_and_restart_keeps_state(tmp_path):
         (d,) = r.json()["decisions"]
         assert d["decision"] == "held"
         assert d["reasons"][0].startswith("cooldown: last run for credit-default launched")
-        assert len(httpx.get(server.url + "/runs").json()["runs"]) == 1
+        assert len(httpx.get(server.url + "/runs", headers=AUTH).json()["runs"]) == 1
         metrics = httpx.get(server.url + "/metrics").text
         assert 'refit_hooks_deduped_total{hook="alertmanager"} 5000.0' in metrics
         assert 'refit_hooks_received_total{hook="alertmanager"} 5001.0' in metrics
@@ -175,6 +175,10 @@ def test_bad_auth_is_401_and_launches_nothing(running):
         assert r.json()["detail"].startswith("unauthorized")
     for path in ("/hooks/storage", "/hooks/generic"):
         assert post(running.url, path, {"x": 1}, {}).status_code == 401
+    # The runs list names data and stores: it needs the same authentication as the hooks.
+    r = httpx.get(running.url + "/runs", headers={"Authorization": "Bearer wrong-token-wrong"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("unauthorized")
+    assert httpx.get(running.url + "/runs", headers=AUTH).status_code == 200
     assert running.launcher.launched == []
     # The right HMAC signature is accepted.
     r = post(running.url, "/hooks/alertmanager", body, {"X-Refit-Signature": sign(SECRET, body)})

@@ -161,7 +161,11 @@ def test_trigger_deployment_args_are_refit_serve_options(rendered) -> None:
     values = dict(a.split("=", 1) for a in args)
     assert values["--listen-host"] == "0.0.0.0" and values["--launcher"] == "kfp"
     env = {e["name"] for e in container["env"]}
-    assert {"KFP_HOST", "KFP_TOKEN", "REFIT_IMAGE_REPOSITORY"} <= env  # --kfp-host, --kfp-token
+    assert {"KFP_HOST", "KFP_TOKEN", "REFIT_IMAGE_REPOSITORY"} <= env  # --kfp-host, the token
+    # The KFP token comes from the Secret through the environment, never as an argument (ps).
+    assert not [a for a in args if "token" in a.lower()]
+    kfp_token = next(e for e in container["env"] if e["name"] == "KFP_TOKEN")
+    assert kfp_token["valueFrom"]["secretKeyRef"]["name"] == "refit-kfp-token"
 
 
 def test_monitoring_routes_alerts_to_the_trigger_and_dashboards_the_loop(rendered) -> None:

@@ -19,19 +19,66 @@ Host = Annotated[
     str | None,
     typer.Option("--host", envvar="KFP_HOST", help="KFP API endpoint (default: KFP_HOST)."),
 ]
+#: Where the KFP API's bearer token comes from: never the command line, where every user of
+#: the machine sees it (``ps``, ``/proc/PID/cmdline``).
+TOKEN_ENV = "KFP_TOKEN"
 Token = Annotated[
     str | None,
+    typer.Option("--token", hidden=True, help="Refused: see --token-file and KFP_TOKEN."),
+]
+TokenFile = Annotated[
+    Path | None,
     typer.Option(
-        "--token", envvar="KFP_TOKEN", help="Bearer token for the KFP API (default: KFP_TOKEN)."
+        "--token-file",
+        envvar="KFP_TOKEN_FILE",
+        help="File holding the KFP API's bearer token (a mounted Secret; default: "
+        "KFP_TOKEN_FILE, else the token in KFP_TOKEN).",
     ),
 ]
 
 
-def _connect(host: str | None, token: str | None) -> Any:
+def kfp_token(given: str | None, token_file: Path | None, flag: str, file_flag: str) -> str | None:
+    """The KFP API token, from a file or ``KFP_TOKEN``; never from the command line.
+
+    Args:
+        given: The value of the refused command-line flag (None when not given).
+        token_file: The token file given, if any.
+        flag: The refused flag's name, for the message.
+        file_flag: The file flag's name, for the message.
+
+    Raises:
+        typer.BadParameter: The token was given on the command line, or the file is
+            unreadable or empty.
+    """
+    import os
+
+    if given is not None:
+        raise typer.BadParameter(
+            "a token on the command line is visible to every user of the machine (ps, "
+            f"/proc/PID/cmdline): put it in the {TOKEN_ENV} environment variable, or in a file "
+            f"named by {file_flag} (a mounted Kubernetes Secret)",
+            param_hint=flag,
+        )
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise typer.BadParameter(
+                f"cannot read the token file {token_file}: {reason}", param_hint=file_flag
+            ) from None
+        if not token:
+            raise typer.BadParameter(f"token file {token_file} is empty", param_hint=file_flag)
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _connect(host: str | None, token: str | None, token_file: Path | None = None) -> Any:
     from refit.schedule import kfp as kfp_schedule
 
+    secret = kfp_token(token, token_file, "--token", "--token-file")
     with contextlib.redirect_stdout(sys.stderr):
-        return kfp_schedule.connect(host, existing_token=token)
+        return kfp_schedule.connect(host, existing_token=secret)
 
 
 def _fail(exc: Exception) -> None:
@@ -74,6 +121,7 @@ def create(
     ] = False,
     host: Host = None,
     token: Token = None,
+    token_file: TokenFile = None,
 ) -> None:
     """Create or update a KFP recurring run of a refit pipeline."""
     from refit.schedule import kfp as kfp_schedule
@@ -101,7 +149,7 @@ def create(
             typer.echo(json.dumps(kfp_schedule.recurring_run_body(spec), indent=2, sort_keys=True))
             return
         with contextlib.redirect_stdout(sys.stderr):  # kfp.Client prints links
-            client = _connect(host, token)
+            client = _connect(host, token, token_file)
             result = kfp_schedule.apply_recurring_run(client, spec)
     except ScheduleError as exc:
         _fail(exc)
@@ -113,13 +161,14 @@ def list_(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
     host: Host = None,
     token: Token = None,
+    token_file: TokenFile = None,
 ) -> None:
     """List recurring runs as JSON lines."""
     from refit.schedule import kfp as kfp_schedule
     from refit.schedule.cron import ScheduleError
 
     try:
-        client = _connect(host, token)
+        client = _connect(host, token, token_file)
         rows = kfp_schedule.list_runs(client, experiment)
     except ScheduleError as exc:
         _fail(exc)
@@ -127,12 +176,14 @@ def list_(
         typer.echo(json.dumps(row, sort_keys=True, default=str))
 
 
-def _by_name(action: str, name: str, host: str | None, token: str | None) -> None:
+def _by_name(
+    action: str, name: str, host: str | None, token: str | None, token_file: Path | None
+) -> None:
     from refit.schedule import kfp as kfp_schedule
     from refit.schedule.cron import ScheduleError
 
     try:
-        client = _connect(host, token)
+        client = _connect(host, token, token_file)
         if action == "delete":
             ids = kfp_schedule.delete(client, name)
         else:
@@ -143,21 +194,21 @@ def _by_name(action: str, name: str, host: str | None, token: str | None) -> Non
 
 
 @schedule_app.command("pause")
-def pause(name: str, host: Host = None, token: Token = None) -> None:
+def pause(name: str, host: Host = None, token: Token = None, token_file: TokenFile = None) -> None:
     """Pause (disable) the recurring run named NAME."""
-    _by_name("pause", name, host, token)
+    _by_name("pause", name, host, token, token_file)
 
 
 @schedule_app.command("resume")
-def resume(name: str, host: Host = None, token: Token = None) -> None:
+def resume(name: str, host: Host = None, token: Token = None, token_file: TokenFile = None) -> None:
     """Resume (enable) the recurring run named NAME."""
-    _by_name("resume", name, host, token)
+    _by_name("resume", name, host, token, token_file)
 
 
 @schedule_app.command("delete")
-def delete(name: str, host: Host = None, token: Token = None) -> None:
+def delete(name: str, host: Host = None, token: Token = None, token_file: TokenFile = None) -> None:
     """Delete the recurring run named NAME."""
-    _by_name("delete", name, host, token)
+    _by_name("delete", name, host, token, token_file)
 
 
 def serve(
@@ -168,7 +219,9 @@ def serve(
     listen_host: Annotated[
         str, typer.Option("--listen-host", help="Address the service listens on.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port the service listens on.")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port the service listens on.")
+    ] = 8080,
     kfp_host: Annotated[
         str | None,
         typer.Option(
@@ -177,12 +230,17 @@ def serve(
             help="KFP API endpoint runs are submitted to (--launcher kfp; default: KFP_HOST).",
         ),
     ] = None,
-    kfp_token: Annotated[
+    kfp_token_given: Annotated[
         str | None,
+        typer.Option("--kfp-token", hidden=True, help="Refused: see --kfp-token-file."),
+    ] = None,
+    kfp_token_file: Annotated[
+        Path | None,
         typer.Option(
-            "--kfp-token",
-            envvar="KFP_TOKEN",
-            help="Bearer token for the KFP API (--launcher kfp; default: KFP_TOKEN).",
+            "--kfp-token-file",
+            envvar="KFP_TOKEN_FILE",
+            help="File holding the KFP API's bearer token (--launcher kfp; a mounted Secret; "
+            "default: KFP_TOKEN_FILE, else the token in KFP_TOKEN). Never on the command line.",
         ),
     ] = None,
     pipeline_root: Annotated[
@@ -194,7 +252,8 @@ def serve(
 ) -> None:
     """Run the trigger service: monitoring hooks and an embedded scheduler start retraining.
 
-    The hook secret comes from REFIT_HOOK_TOKEN or the file named by REFIT_HOOK_TOKEN_FILE.
+    The hook secret comes from REFIT_HOOK_TOKEN or the file named by REFIT_HOOK_TOKEN_FILE; the
+    KFP token from KFP_TOKEN or --kfp-token-file, never from the command line.
 
     The config's run parameters are checked against the pipeline's inputs before it starts.
     Launched runs use the images of REFIT_IMAGE_REPOSITORY, tagged with refit's version.
@@ -207,13 +266,14 @@ def serve(
     from refit.triggers.launchers import make_launcher
     from refit.triggers.service import TriggerService
 
+    token = kfp_token(kfp_token_given, kfp_token_file, "--kfp-token", "--kfp-token-file")
     try:
         secret = load_secret()
         service_config = ServiceConfig.load(config)
         chosen = make_launcher(
             launcher,
             host=kfp_host,
-            token=kfp_token,
+            token=token,
             pipeline=service_config.pipeline,
             pipeline_root=str(pipeline_root),
         )

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         store: Annotated[str, typer.Option(help="refit's store (local folder or gs:// URI).")],
         name: Annotated[str, typer.Option(help="Model name in the store.")],
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+        port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
         seed: Annotated[int, typer.Option(help="Seed of the traffic split and faults.")] = 0,
         fault: Annotated[
             list[str] | None,
@@ -35,6 +35,32 @@ def register(app: typer.Typer) -> None:
         access_log: Annotated[
             bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
         ] = False,
+        max_body_bytes: Annotated[
+            int | None,
+            typer.Option(
+                "--max-body-bytes",
+                min=1,
+                help="Largest infer request body in bytes, 413 above it [default: 8 MiB].",
+            ),
+        ] = None,
+        max_elements: Annotated[
+            int | None,
+            typer.Option(
+                "--max-elements",
+                min=1,
+                help="Most tensor elements (rows x features) in one request, 413 above it "
+                "[default: 1000000].",
+            ),
+        ] = None,
+        max_depth: Annotated[
+            int | None,
+            typer.Option(
+                "--max-depth",
+                min=1,
+                help="Most dimensions / nesting levels of a request tensor, 413 above it "
+                "[default: 8].",
+            ),
+        ] = None,
     ) -> None:
         """Serve a model's registry versions over KServe's V2 protocol, with a canary split.
 
@@ -44,15 +70,26 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from refit.errors import DeployError, RegistryError
-        from refit.serving import create_app, parse_faults
+        from refit.serving import RequestLimits, create_app, parse_faults
 
+        given = {
+            "max_body_bytes": max_body_bytes,
+            "max_elements": max_elements,
+            "max_depth": max_depth,
+        }
+        limits = {key: value for key, value in given.items() if value is not None}
         try:
             faults = parse_faults(fault or [])
         except DeployError as exc:
             raise typer.BadParameter(str(exc), param_hint="--fault") from exc
         try:
             app = create_app(
-                store, name, seed=seed, faults=faults, state_refresh_seconds=state_refresh
+                store,
+                name,
+                seed=seed,
+                faults=faults,
+                state_refresh_seconds=state_refresh,
+                limits=RequestLimits(**limits),
             )
         except RegistryError as exc:
             raise typer.BadParameter(str(exc), param_hint="--store/--name") from exc

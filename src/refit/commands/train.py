@@ -114,6 +114,10 @@ def register(app: typer.Typer) -> None:
             profile = get_profile(node_profile, profiles_file)
         except SchemaError as exc:
             raise typer.BadParameter(str(exc), param_hint="--node-profile") from exc
+        except UnicodeDecodeError as exc:
+            raise typer.BadParameter(
+                f"{profiles_file} is not UTF-8 text: {exc}", param_hint="--profiles-file"
+            ) from exc
         try:
             pipeline = build_retraining_pipeline(profile, engine=engine)
         except SchemaError as exc:

@@ -505,14 +505,16 @@ class RolloutPlan:
             )
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise DeployError(f"rollout plan {path} cannot be read: {exc}") from None
         try:
             if suffix == ".json":
                 data = json.loads(text)
             else:
                 data = yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        except RecursionError:
+            raise DeployError(f"rollout plan {path} does not parse: nested too deeply") from None
+        except (ValueError, yaml.YAMLError) as exc:  # ValueError: JSONDecodeError, huge ints
             raise DeployError(f"rollout plan {path} does not parse: {exc}") from None
         try:
             return cls.from_dict(data)

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refit.errors import DataError
+from refit.errors import DataError, RegistryError
 from refit.schedule.cron import ScheduleError, parse_interval
 
 #: Policy used when none is given (the pipeline's default).
@@ -185,8 +185,13 @@ def _policy_only(
         registry = open_registry(config.store_uri, config.model_name)
         reference = reference_table(registry)
         champion = registry.champion()
-        if champion is not None:
-            champion_model = registry.load_model(champion.version)
+        if champion is None:
+            raise RegistryError(
+                f"store {config.store_uri!r} has no champion of model {config.model_name!r} to "
+                "score (check --store and --model-name; leave --store out to replay from the "
+                "first window)"
+            )
+        champion_model = registry.load_model(champion.version)
     has_champion = reference is not None
     rows: list[BackfillRow] = []
     for i, (a, b, window) in enumerate(windows):
@@ -293,6 +298,7 @@ def run_backfill(config: BackfillConfig, on_row: Any = None) -> list[BackfillRow
         DataError: Unreadable data or a bad time column.
         ScheduleError: A bad period or bound.
         PolicyError: A bad policy.
+        RegistryError: ``store_uri`` holds no champion of ``model_name``.
     """
     from refit.io.tables import read_table
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,6 +223,12 @@ def _probe(host: str, token: str | None) -> None:
     whatever the cause; this tells an authentication failure (401, 403, or a redirect to a login
     page, as Kubeflow's gateway answers without a session) from an unreachable server.
     """
+    scheme = urllib.parse.urlsplit(host).scheme
+    if scheme not in ("http", "https"):
+        raise ScheduleError(
+            f"KFP host {host!r} is not an http:// or https:// URL (e.g. "
+            "http://localhost:8080 for a port-forward of ml-pipeline-ui)"
+        )
     url = host.rstrip("/") + "/apis/v2beta1/healthz"
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     if token:
@@ -236,14 +243,14 @@ def _probe(host: str, token: str | None) -> None:
                 f"the KFP API at {host!r} refused the credentials (HTTP {exc.code} "
                 f"{'Unauthorized' if exc.code == 401 else 'Forbidden'}): this is an "
                 "authentication error, not a network one; pass a valid token (KFP_TOKEN / "
-                "--token: for multi-user Kubeflow a ServiceAccount token with the audience "
+                "--token-file: for multi-user Kubeflow a ServiceAccount token with the audience "
                 "pipelines.kubeflow.org) that may use the namespace"
             ) from None
         if exc.code in (301, 302, 303, 307, 308):
             raise ScheduleError(
                 f"the KFP API at {host!r} redirected to {exc.headers.get('Location', '?')!r}, "
                 "a login page: this is an authentication error; pass a token (KFP_TOKEN / "
-                "--token), or use the in-cluster ml-pipeline service"
+                "--token-file), or use the in-cluster ml-pipeline service"
             ) from None
         raise ScheduleError(f"the KFP API at {host!r} answered HTTP {exc.code}: {exc}") from None
     except (urllib.error.URLError, OSError) as exc:

@@ -25,6 +25,8 @@ from refit.serving.metrics import REQUEST_DURATION, REQUESTS, TRAFFIC_PERCENT, S
 from refit.serving.protocol import (
     InferRequest,
     InputTensor,
+    RequestLimits,
+    RequestTooLarge,
     model_metadata,
     parse_infer_request,
     predict_outputs,
@@ -49,6 +51,8 @@ __all__ = [
     "InputTensor",
     "ModelCache",
     "ModelServer",
+    "RequestLimits",
+    "RequestTooLarge",
     "RolloutState",
     "ServingMetrics",
     "TrafficRouter",

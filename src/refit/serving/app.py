@@ -17,14 +17,18 @@ Endpoints (KServe V2 / Open Inference Protocol, plus ``/metrics``):
 - ``GET /metrics``: Prometheus text (see `refit.serving.metrics`).
 
 Errors answer ``{"error": "..."}`` (the V2 error format): 400 for a bad request (the message
-names the input), 404 for an unknown model or version, 500 for a version that cannot be loaded
-(a sha256 mismatch, say) or an injected fault, 503 when nothing can serve yet.
+names the input: bad JSON, ``NaN``/``Infinity``, a number out of range, a wrong shape or type),
+404 for an unknown model or version, 413 for a request over the server's `RequestLimits` (a body
+over ``max_body_bytes`` is refused from its ``Content-Length``, or as soon as the bytes read
+pass the limit, before any parsing), 415 for a body that is not JSON by its ``Content-Type``,
+500 for a version that cannot be loaded (a sha256 mismatch, say), an injected fault or a server
+bug, 503 when nothing can serve yet. Only 5xx are server faults: the canary error-rate checks
+count ``code=~"5.."`` (see `refit.serving.metrics`), so a client's mistakes never fail a rollout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import threading
@@ -39,11 +43,16 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from refit.errors import DataError, RefitError, TrainingError
+from refit.errors import DataError, RefitError, RegistryError, TrainingError
+from refit.io.uri import is_gcs, local_path
 from refit.registry import ModelRegistry, open_registry
 from refit.serving.faults import Fault, check_faults
 from refit.serving.metrics import NO_REVISION, ServingMetrics
 from refit.serving.protocol import (
+    DEFAULT_LIMITS,
+    RequestLimits,
+    RequestTooLarge,
+    decode_json,
     model_metadata,
     parse_infer_request,
     predict_outputs,
@@ -98,6 +107,13 @@ class ModelCache:
         return sorted(self._models)
 
 
+#: Content types of a JSON body: JSON itself, and what curl -d and simple clients send. Anything
+#: else (the V2 binary tensor extension's octet-stream, multipart forms...) answers 415.
+JSON_CONTENT_TYPES = frozenset(
+    {"application/json", "text/plain", "application/x-www-form-urlencoded"}
+)
+
+
 class _Answer(Exception):
     """An HTTP answer other than 200, raised to leave a handler early."""
 
@@ -120,9 +136,10 @@ class ModelServer:
         faults: version -> `Fault` (or a mapping of its fields) for canary drills; None for none.
         state_refresh_seconds: Re-read the rollout state when older than this.
         clock: Monotonic clock of the state refresh (tests pass their own).
+        limits: How large a request may be (body bytes, tensor elements, nesting depth).
 
     Raises:
-        RegistryError: The store URI or model name is invalid.
+        RegistryError: The store URI or model name is invalid, or a local store is not a folder.
         DeployError: A fault or the refresh interval is invalid.
     """
 
@@ -135,8 +152,15 @@ class ModelServer:
         faults: Mapping[Any, Fault | Mapping[str, Any]] | None = None,
         state_refresh_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        limits: RequestLimits = DEFAULT_LIMITS,
     ) -> None:
+        self.limits = limits
         self.registry = open_registry(store_uri, model_name)
+        if not is_gcs(store_uri) and not local_path(store_uri).is_dir():
+            raise RegistryError(
+                f"store {store_uri!r} is not a folder (a typo?): a local store is the folder "
+                "that `refit registry` and the pipelines write"
+            )
         self.model_name = model_name
         self.faults = check_faults(faults)
         self.metrics = ServingMetrics(model_name)
@@ -174,11 +198,13 @@ class ModelServer:
 
     def check_version(self, text: str) -> int:
         """Parse a version from a URL and check that it is registered (400 or 404)."""
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or text.strip("0") == "":
             raise _Answer(
                 400,
-                f"version {text!r} of model {self.model_name!r} must be a positive integer",
+                f"version {text[:40]!r} of model {self.model_name!r} must be a positive integer",
             )
+        if len(text) > 18:  # beyond int64, and int() refuses over 4300 digits
+            raise _Answer(404, f"model {self.model_name!r} has no version {text[:20]}...")
         version = int(text)
         if not self.registry.exists(version):
             raise _Answer(
@@ -192,7 +218,7 @@ class ModelServer:
         """A loaded version, or a 500 answer naming why it cannot be loaded."""
         try:
             return self.cache.get(version)
-        except RefitError as exc:
+        except (RefitError, OSError, ValueError) as exc:  # refused, or the store is unreadable
             raise _Answer(
                 500, f"model {self.model_name!r} version {version} cannot be loaded: {exc}"
             ) from exc
@@ -246,17 +272,56 @@ class ModelServer:
         with self._fault_lock:
             return self._fault_rng.random() < fault.error_rate
 
+    async def read_body(self, request: Request) -> bytes:
+        """The request's body, refused early when it is not JSON or is over the byte limit.
+
+        A declared ``Content-Length`` over the limit is refused without reading; otherwise the
+        body is read chunk by chunk and refused as soon as it passes the limit, so a client
+        never makes the server hold more than ``max_body_bytes`` of it.
+
+        Raises:
+            _Answer: 415 for a content type that is not JSON, 413 for a body over the limit.
+        """
+        content_type = request.headers.get("content-type", "")
+        media = content_type.partition(";")[0].strip().lower()
+        if media and media not in JSON_CONTENT_TYPES and not media.endswith("+json"):
+            raise _Answer(
+                415,
+                f"Content-Type {content_type[:100]!r} is not supported: send the V2 request as "
+                "JSON (Content-Type: application/json)",
+            )
+        limit = self.limits.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _Answer(
+                413,
+                f"request body of {int(declared)} bytes (Content-Length) is over the server's "
+                f"limit of {limit} bytes (max_body_bytes); split it into smaller batches",
+            )
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _Answer(
+                    413,
+                    f"request body is over the server's limit of {limit} bytes (max_body_bytes); "
+                    "split it into smaller batches",
+                )
+        return bytes(body)
+
     def predict(self, version: int, body: bytes) -> dict[str, Any]:
         """Answer one infer request with ``version`` (blocking: call it from a worker thread).
 
         Raises:
-            _Answer: 400 for a bad request, 500 when the version cannot be loaded.
+            _Answer: 400 for a bad request, 413 for one over the element or depth limits, 500
+                when the version cannot be loaded.
         """
         try:
-            request = parse_infer_request(json.loads(body))
-        except ValueError as exc:  # json.JSONDecodeError and DataError are ValueErrors
-            message = str(exc) if isinstance(exc, DataError) else f"body is not JSON: {exc}"
-            raise _Answer(400, message) from exc
+            request = parse_infer_request(decode_json(body), self.limits)
+        except RequestTooLarge as exc:
+            raise _Answer(413, str(exc)) from exc
+        except DataError as exc:
+            raise _Answer(400, str(exc)) from exc
         model = self.load(version)
         try:
             table = request_to_table(
@@ -272,8 +337,8 @@ class ModelServer:
             "outputs": outputs,
         }
 
-    async def infer(self, name: str, pinned: str | None, body: bytes) -> JSONResponse:
-        """Route, fault, predict and count one infer request."""
+    async def infer(self, name: str, pinned: str | None, http: Request) -> JSONResponse:
+        """Route, read, fault, predict and count one infer request."""
         started = time.perf_counter()
         try:
             self.check_name(name)
@@ -296,6 +361,7 @@ class ModelServer:
                     f"injected fault: model {self.model_name!r} version {version} fails "
                     f"{fault.error_rate:.0%} of requests (fault-injection drill)",
                 )
+            body = await self.read_body(http)
             payload = await run_in_threadpool(self.predict, version, body)
             status = 200
             return JSONResponse(payload)
@@ -319,6 +385,7 @@ def create_app(
     faults: Mapping[Any, Fault | Mapping[str, Any]] | None = None,
     state_refresh_seconds: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
+    limits: RequestLimits = DEFAULT_LIMITS,
 ) -> FastAPI:
     """Build the local model server's ASGI app for one model of refit's registry.
 
@@ -332,6 +399,8 @@ def create_app(
         state_refresh_seconds: How stale the rollout state (champion alias, canary state) may
             get before it is re-read from the registry.
         clock: Monotonic clock of the state refresh (tests pass their own).
+        limits: How large an infer request may be (see `RequestLimits`; the defaults: 8 MiB
+            of body, 1,000,000 tensor elements, 8 levels of nesting).
 
     Returns:
         The app; ``app.state.server`` is its `ModelServer`.
@@ -347,6 +416,7 @@ def create_app(
         faults=faults,
         state_refresh_seconds=state_refresh_seconds,
         clock=clock,
+        limits=limits,
     )
 
     @asynccontextmanager
@@ -409,11 +479,11 @@ def create_app(
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request) -> JSONResponse:
-        return await server.infer(name, None, await request.body())
+        return await server.infer(name, None, request)
 
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer_version(name: str, version: str, request: Request) -> JSONResponse:
-        return await server.infer(name, version, await request.body())
+        return await server.infer(name, version, request)
 
     @app.get("/metrics")
     async def metrics() -> Response:

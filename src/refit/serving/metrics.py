@@ -13,6 +13,10 @@ do not rename them:
 
 Requests naming another model, or a version the registry lacks, are not counted (their labels
 would be whatever a client sends).
+
+A client's mistakes (bad JSON, a wrong shape, a request over the limits) are counted with their
+4xx code on the revision they were routed to; only ``code=~"5.."`` counts as an error in the
+canary checks (`refit.deploy.analysis`), so bad requests never fail a healthy canary.
 """
 
 from __future__ import annotations

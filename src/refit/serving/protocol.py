@@ -18,10 +18,16 @@ A request carries its features in one of two layouts:
 ``data`` is flat (row-major) or nested; ``null`` marks a missing value (NaN for a numeric feature,
 an unseen category for a categorical one). The table is then scored exactly as training and
 evaluation score tables: `TrainedModel.predict_proba` on the same `FeatureSpec` encoding.
+
+Numbers must be finite and fit their datatype: ``NaN``/``Infinity`` (not JSON, though Python's
+parser takes them), ``1e400`` and ``10**400`` are refused, as is an ``INT8`` element of 300.
+Requests are bounded by `RequestLimits` (body bytes, elements, nesting depth); a request over a
+limit raises `RequestTooLarge`, which the server answers with 413.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +47,9 @@ __all__ = [
     "OUTPUT_NAMES",
     "InferRequest",
     "InputTensor",
+    "RequestLimits",
+    "RequestTooLarge",
+    "decode_json",
     "input_tensors",
     "model_metadata",
     "parse_infer_request",
@@ -66,6 +75,8 @@ NUMERIC_DATATYPES: tuple[str, ...] = (
 )
 #: Every V2 datatype refit accepts.
 DATATYPES: tuple[str, ...] = (*NUMERIC_DATATYPES, "BYTES")
+#: Longest input tensor name (feature names are short; the name is echoed in messages).
+MAX_NAME_LENGTH = 256
 #: The output tensors an infer response can hold, in answer order.
 OUTPUT_NAMES: tuple[str, ...] = ("predict", "predict_proba")
 
@@ -104,13 +115,74 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- request parsing
+# --------------------------------------------------------------------------- limits
+
+
+class RequestTooLarge(DataError):
+    """A request is over one of the server's `RequestLimits` (answered 413)."""
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How large an infer request may be; anything larger is refused before it is scored.
+
+    The defaults fit online scoring (a batch of a few thousand rows) with room to spare, and
+    keep one request's memory in the low hundreds of MB at worst.
+
+    Attributes:
+        max_body_bytes: Largest request body, in bytes (checked on ``Content-Length`` and while
+            the body streams in, before any JSON parsing). Default 8 MiB.
+        max_elements: Most tensor elements in one request (rows x features, summed over the
+            inputs), checked on the declared shapes before ``data`` is read. Default 1,000,000.
+        max_depth: Most dimensions of a tensor's ``shape``, and deepest nesting of its ``data``
+            arrays. Default 8.
+
+    Raises:
+        ValueError: A limit is not a positive integer.
+    """
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_elements: int = 1_000_000
+    max_depth: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_elements", "max_depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"request limit {name} must be a positive integer, got {value!r}")
+
+
+DEFAULT_LIMITS = RequestLimits()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DataError(
+        f"body holds {name}, which is not JSON and not a value the model can score; "
+        "send null for a missing value"
+    )
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body as strict JSON.
+
+    Raises:
+        DataError: Not UTF-8 JSON, ``NaN``/``Infinity`` constants, or nested too deeply for the
+            parser.
+    """
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except DataError:
+        raise
+    except RecursionError:
+        raise DataError("body is not JSON the server accepts: it is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int over 4300 digits
+        raise DataError(f"body is not JSON: {exc}") from None
 
 
 _END = object()
 
 
-def _flatten(data: Any, name: str) -> list[Any]:
+def _flatten(data: Any, name: str, expected: int, max_depth: int) -> list[Any]:
     if not isinstance(data, list):
         raise DataError(f"input {name!r}: 'data' must be a JSON array, got {type(data).__name__}")
     flat: list[Any] = []
@@ -120,18 +192,31 @@ def _flatten(data: Any, name: str) -> list[Any]:
         if item is _END:
             stack.pop()
         elif isinstance(item, list):
+            if len(stack) >= max_depth:
+                raise RequestTooLarge(
+                    f"input {name!r}: 'data' is nested deeper than {max_depth} levels "
+                    "(the server's max_depth)"
+                )
             stack.append(iter(item))
         else:
             flat.append(item)
+            if len(flat) > expected:
+                raise DataError(
+                    f"input {name!r}: 'data' has more than the {expected} element(s) its shape "
+                    "holds"
+                )
     return flat
 
 
-def _parse_tensor(raw: Any, index: int) -> InputTensor:
+def _parse_tensor(raw: Any, index: int, limits: RequestLimits, budget: int) -> InputTensor:
     if not isinstance(raw, Mapping):
         raise DataError(f"inputs[{index}] must be a JSON object, got {type(raw).__name__}")
     name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise DataError(f"inputs[{index}] needs a non-empty string 'name', got {name!r}")
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
+        raise DataError(
+            f"inputs[{index}] needs a non-empty string 'name' of at most {MAX_NAME_LENGTH} "
+            f"characters, got {_short(name)}"
+        )
     missing = [k for k in ("shape", "datatype", "data") if k not in raw]
     if missing:
         raise DataError(f"input {name!r} lacks field(s) {missing}")
@@ -143,15 +228,27 @@ def _parse_tensor(raw: Any, index: int) -> InputTensor:
     ):
         raise DataError(
             f"input {name!r}: 'shape' must be a non-empty list of non-negative integers, "
-            f"got {shape!r}"
+            f"got {_short(shape)}"
+        )
+    if len(shape) > limits.max_depth:
+        raise RequestTooLarge(
+            f"input {name!r}: shape has {len(shape)} dimensions, more than the server's "
+            f"max_depth {limits.max_depth}"
         )
     datatype = raw["datatype"]
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise DataError(
-            f"input {name!r}: datatype {datatype!r} is not supported; use one of {list(DATATYPES)}"
+            f"input {name!r}: datatype {_short(datatype)} is not supported; use one of "
+            f"{list(DATATYPES)}"
         )
-    data = _flatten(raw["data"], name)
     expected = math.prod(shape)
+    if expected > budget:
+        raise RequestTooLarge(
+            f"input {name!r}: shape {_short(shape)} holds {expected} element(s); a request may "
+            f"hold at most {limits.max_elements} (the server's max_elements), split it into "
+            "smaller batches"
+        )
+    data = _flatten(raw["data"], name, expected, limits.max_depth)
     if len(data) != expected:
         raise DataError(
             f"input {name!r}: shape {shape} holds {expected} element(s) but 'data' has {len(data)}"
@@ -159,17 +256,29 @@ def _parse_tensor(raw: Any, index: int) -> InputTensor:
     return InputTensor(name=name, shape=tuple(shape), datatype=datatype, data=data)
 
 
-def parse_infer_request(body: Any) -> InferRequest:
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a client's value echoed in a message)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too large for repr (over 4300 digits)
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_infer_request(body: Any, limits: RequestLimits = DEFAULT_LIMITS) -> InferRequest:
     """Check the structure of a V2 infer request body.
 
     Args:
         body: The parsed JSON body: ``{"inputs": [{"name", "shape", "datatype", "data"}...],
             "id"?, "parameters"?, "outputs"?: [{"name"}...]}``.
+        limits: The element and depth limits (the body size is the server's to check).
 
     Returns:
         The checked request.
 
     Raises:
+        RequestTooLarge: The shapes hold more than ``limits.max_elements`` elements in all, or a
+            tensor is deeper than ``limits.max_depth``.
         DataError: The body is not an object, ``inputs`` is missing or empty, an input lacks a
             field or has a bad shape or datatype, ``data`` does not fill ``shape``, two inputs
             share a name, or ``outputs`` names an unknown output.
@@ -179,7 +288,12 @@ def parse_infer_request(body: Any) -> InferRequest:
     raw_inputs = body.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise DataError("infer request needs a non-empty 'inputs' list of tensors")
-    inputs = [_parse_tensor(raw, i) for i, raw in enumerate(raw_inputs)]
+    inputs: list[InputTensor] = []
+    budget = limits.max_elements
+    for i, raw in enumerate(raw_inputs):
+        tensor = _parse_tensor(raw, i, limits, budget)
+        budget -= len(tensor.data)
+        inputs.append(tensor)
     seen: set[str] = set()
     for tensor in inputs:
         if tensor.name in seen:
@@ -187,21 +301,23 @@ def parse_infer_request(body: Any) -> InferRequest:
         seen.add(tensor.name)
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise DataError(f"infer request 'id' must be a string, got {request_id!r}")
+        raise DataError(f"infer request 'id' must be a string, got {_short(request_id)}")
     parameters = body.get("parameters") or {}
     if not isinstance(parameters, Mapping):
-        raise DataError(f"infer request 'parameters' must be a JSON object, got {parameters!r}")
+        raise DataError(
+            f"infer request 'parameters' must be a JSON object, got {_short(parameters)}"
+        )
     outputs = None
     if body.get("outputs") is not None:
         raw_outputs = body["outputs"]
         if not isinstance(raw_outputs, list):
-            raise DataError(f"infer request 'outputs' must be a list, got {raw_outputs!r}")
+            raise DataError(f"infer request 'outputs' must be a list, got {_short(raw_outputs)}")
         outputs = []
         for i, out in enumerate(raw_outputs):
             out_name = out.get("name") if isinstance(out, Mapping) else None
-            if out_name not in OUTPUT_NAMES:
+            if not isinstance(out_name, str) or out_name not in OUTPUT_NAMES:
                 raise DataError(
-                    f"outputs[{i}] names output {out_name!r}; available outputs: "
+                    f"outputs[{i}] names output {_short(out_name)}; available outputs: "
                     f"{list(OUTPUT_NAMES)}"
                 )
             outputs.append(out_name)
@@ -211,40 +327,67 @@ def parse_infer_request(body: Any) -> InferRequest:
 # --------------------------------------------------------------------------- values
 
 
+#: Largest finite magnitude of each floating datatype.
+_FLOAT_MAX = {"FP16": 65504.0, "FP32": float(np.finfo(np.float32).max), "FP64": math.inf}
+
+
+def _finite(number: float | int, where: str, datatype: str) -> float:
+    """``number`` as a finite float that fits ``datatype``, or a DataError naming it."""
+    try:
+        value = float(number)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise DataError(
+            f"{where} is {_short(number)}, not a finite number; send null for a missing value"
+        )
+    if abs(value) > _FLOAT_MAX.get(datatype, math.inf):
+        raise DataError(f"{where} is {_short(number)}, out of range for datatype {datatype}")
+    return value
+
+
 def _number(value: Any, datatype: str, where: str, feature: str) -> float | None:
     """One element for a numeric feature, as float (None = missing)."""
     if value is None:
         return None
     if datatype == "BOOL":
         if not isinstance(value, bool):
-            raise DataError(f"{where} is {value!r}, not a boolean (datatype BOOL)")
+            raise DataError(f"{where} is {_short(value)}, not a boolean (datatype BOOL)")
         return float(value)
     if datatype == "BYTES":
         if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise DataError(
-                    f"{where} is {value!r}, not a number: feature {feature!r} is numeric"
+                    f"{where} is {_short(value)}, not a number: feature {feature!r} is numeric"
                 ) from None
+            return _finite(number, where, datatype)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise DataError(f"{where} is {value!r}, not a number: feature {feature!r} is numeric")
+            return _finite(value, where, datatype)
+        raise DataError(f"{where} is {_short(value)}, not a number: feature {feature!r} is numeric")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"{where} is {value!r}, not a number (datatype {datatype})")
+        raise DataError(f"{where} is {_short(value)}, not a number (datatype {datatype})")
     if datatype.startswith(("INT", "UINT")):
         if isinstance(value, float) and not value.is_integer():
-            raise DataError(f"{where} is {value!r}, not an integer (datatype {datatype})")
+            raise DataError(f"{where} is {_short(value)}, not an integer (datatype {datatype})")
         if datatype.startswith("UINT") and value < 0:
-            raise DataError(f"{where} is {value!r}, negative for datatype {datatype}")
-    return float(value)
+            raise DataError(f"{where} is {_short(value)}, negative for datatype {datatype}")
+        bits = int(datatype.removeprefix("U").removeprefix("INT"))
+        unsigned = datatype.startswith("U")
+        low, high = (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        if not low <= value <= high:
+            raise DataError(
+                f"{where} is {_short(value)}, out of range for datatype {datatype} [{low}, {high}]"
+            )
+    return _finite(value, where, datatype)
 
 
 def _category(value: Any, where: str, feature: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise DataError(
-        f"{where} is {value!r}: feature {feature!r} is categorical and takes strings "
+        f"{where} is {_short(value)}: feature {feature!r} is categorical and takes strings "
         "(datatype BYTES)"
     )
 

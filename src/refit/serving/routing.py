@@ -214,7 +214,7 @@ class TrafficRouter:
             return self._state
         try:
             state = read_rollout_state(self.registry)
-        except RefitError as exc:
+        except (RefitError, OSError, ValueError) as exc:  # a store that cannot be read
             logger.warning("cannot read the rollout state, keeping the last one: %s", exc)
             state = self._state or RolloutState(primary=None, problem=str(exc))
         self._read_at = now

@@ -1,8 +1,13 @@
 """The trigger service over HTTP (FastAPI): hooks, runs, health and metrics.
 
-Every hook needs ``Authorization: Bearer <secret>`` or ``X-Refit-Signature: sha256=<HMAC>``
-(see ``refit.triggers.auth``): 401 without. Bodies larger than ``max_body_bytes`` answer 413;
-malformed bodies 422 with the reason; events naming an unconfigured model 404 with the reason.
+Every hook, and ``GET /runs`` (the runs' parameters name data and stores), needs
+``Authorization: Bearer <secret>`` or ``X-Refit-Signature: sha256=<HMAC>`` (see
+``refit.triggers.auth``; a GET signs its empty body): 401 without. ``/healthz``, ``/metrics`` and
+``/model-metrics`` stay open for probes and Prometheus' scrapes: they hold counts, not parameters.
+Bodies larger than ``max_body_bytes`` answer 413 (from ``Content-Length``, or as soon as the bytes
+read pass the limit); malformed bodies 422 with the reason (not JSON, ``NaN``, numbers out of
+range, nesting too deep, a field of the wrong type); events naming an unconfigured model 404
+with the reason.
 Handled events answer 200 with the decision(s): ``launch``, ``skip``, ``held`` (cooldown or runs
 in flight) or ``duplicate``, each with its reasons.
 
@@ -38,6 +43,11 @@ from refit.triggers.payloads import (
     storage_event,
 )
 from refit.triggers.service import TriggerService, UnknownModelError
+
+#: ``GET /runs?status=``: the statuses a run can have (see `refit.triggers.service`).
+RUN_STATUSES = ("pending", "running", "logged", "submitted", "succeeded", "failed")
+#: ``GET /runs?limit=`` at most.
+MAX_RUNS_LISTED = 1000
 
 
 def _approval_body(data: Any, action: str) -> tuple[str, str]:
@@ -130,23 +140,33 @@ def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -
 
     async def read(request: Request, hook: str) -> bytes | JSONResponse:
         metrics.received.labels(hook).inc()
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return reject(hook, "too_large", 413, f"body of {declared} bytes exceeds {limit}")
-        body = b""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return reject(
+                hook,
+                "too_large",
+                413,
+                f"body of {int(declared)} bytes exceeds the limit of {limit} (max_body_bytes)",
+            )
+        body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                return reject(hook, "too_large", 413, f"body exceeds {limit} bytes")
+                return reject(
+                    hook,
+                    "too_large",
+                    413,
+                    f"body exceeds the limit of {limit} bytes (max_body_bytes)",
+                )
         why = auth.check(
             secret,
             request.headers.get("authorization"),
             request.headers.get(auth.SIGNATURE_HEADER),
-            body,
+            bytes(body),
         )
         if why:
             return reject(hook, "unauthorized", 401, f"unauthorized: {why}")
-        return body
+        return bytes(body)
 
     async def decide_all(hook: str, events: list[TriggerEvent]) -> JSONResponse:
         try:
@@ -252,8 +272,28 @@ def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -
         return await approval(request, model, version, "reject")
 
     @app.get("/runs")
-    async def runs(status: str | None = None, limit: int = 100) -> dict[str, Any]:
-        return {"runs": service.state.runs(status, limit)}
+    async def runs(request: Request) -> Response:
+        body = await read(request, "runs")
+        if isinstance(body, Response):
+            return body
+        status = request.query_params.get("status") or None
+        if status is not None and status not in RUN_STATUSES:
+            return reject(
+                "runs",
+                "malformed",
+                422,
+                f"status must be one of {', '.join(RUN_STATUSES)}, got {status[:100]!r}",
+            )
+        text = request.query_params.get("limit", "100")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS_LISTED:
+            return reject(
+                "runs",
+                "malformed",
+                422,
+                f"limit must be an integer from 1 to {MAX_RUNS_LISTED}, got {text[:100]!r}",
+            )
+        rows = await run_in_threadpool(service.state.runs, status, int(text))
+        return JSONResponse({"runs": rows})
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -159,7 +159,7 @@ class ServiceConfig:
         path = Path(path)
         try:
             text = path.read_text()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise TriggerConfigError(f"cannot read trigger config {path}: {exc}") from None
         try:
             if path.suffix in (".yaml", ".yml"):

@@ -61,16 +61,34 @@ class TriggerEvent:
     force: bool = False
 
 
-def parse_json(body: bytes) -> Any:
-    """Decode a JSON body.
+def _refuse_constant(name: str) -> Any:
+    raise PayloadError(f"body holds {name}, which is not JSON; send a finite number or null")
+
+
+def parse_json(body: bytes | str, where: str = "body") -> Any:
+    """Decode strict JSON (no ``NaN``/``Infinity``).
 
     Raises:
-        PayloadError: Not UTF-8 JSON.
+        PayloadError: Not UTF-8 JSON, a ``NaN``/``Infinity`` constant, an integer over 4300
+            digits, or nesting too deep for the parser.
     """
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
+        return json.loads(body, parse_constant=_refuse_constant)
+    except PayloadError:
+        raise
+    except RecursionError:
+        raise PayloadError(f"{where} is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int over 4300 digits
+        raise PayloadError(f"{where} is not valid JSON: {exc}") from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a client's value echoed in a message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int over 4300 digits
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:
@@ -81,27 +99,34 @@ def _obj(value: Any, where: str) -> dict[str, Any]:
 
 def _str(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise PayloadError(f"{where} must be a non-empty string, got {value!r}")
+        raise PayloadError(f"{where} must be a non-empty string, got {_short(value)}")
     return value
 
 
 def _number(value: Any, where: str, low: float | None = None, high: float | None = None) -> float:
+    given = value
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise PayloadError(f"{where} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PayloadError(f"{where} must be a finite number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise PayloadError(f"{where} must be in [{low}, {high}], got {value}")
-    return float(value)
+            raise PayloadError(f"{where} must be a number, got {_short(given)}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError(f"{where} must be a finite number, got {_short(given)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise PayloadError(f"{where} must be a finite number, got {_short(given)}")
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise PayloadError(f"{where} must be in [{low}, {high}], got {_short(given)}")
+    return number
 
 
 def _rows(value: Any, where: str) -> int:
     number = _number(value, where, 0)
     if not number.is_integer():
-        raise PayloadError(f"{where} must be a whole number, got {value!r}")
+        raise PayloadError(f"{where} must be a whole number, got {_short(value)}")
     return int(number)
 
 
@@ -114,7 +139,7 @@ def alertmanager_events(data: Any) -> list[TriggerEvent]:
     data = _obj(data, "body")
     version = data.get("version")
     if version != "4":
-        raise PayloadError(f'version must be "4" (Alertmanager webhook v4), got {version!r}')
+        raise PayloadError(f'version must be "4" (Alertmanager webhook v4), got {_short(version)}')
     group_key = _str(data.get("groupKey"), "groupKey")
     alerts = data.get("alerts")
     if not isinstance(alerts, list) or not alerts:
@@ -125,7 +150,9 @@ def alertmanager_events(data: Any) -> list[TriggerEvent]:
         alert = _obj(alert, f"alerts[{i}]")
         status = alert.get("status")
         if status not in ("firing", "resolved"):
-            raise PayloadError(f"alerts[{i}].status must be firing or resolved, got {status!r}")
+            raise PayloadError(
+                f"alerts[{i}].status must be firing or resolved, got {_short(status)}"
+            )
         labels = _obj(alert.get("labels") or {}, f"alerts[{i}].labels")
         _str(alert.get("fingerprint"), f"alerts[{i}].fingerprint")
         model = labels.get("model") or common.get("model")
@@ -182,9 +209,10 @@ def storage_event(data: Any) -> tuple[str, str, int, str] | None:
     raw = message.get("data")
     if raw:
         try:
-            meta = json.loads(base64.b64decode(_str(raw, "message.data"), validate=True))
+            decoded = base64.b64decode(_str(raw, "message.data"), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise PayloadError(f"message.data is not base64 JSON: {exc}") from None
+        meta = parse_json(decoded, "message.data (base64 JSON)")
         custom = _obj(_obj(meta, "message.data").get("metadata") or {}, "message.data.metadata")
         if "rows" in custom:
             rows = _rows(custom["rows"], "message.data.metadata.rows")

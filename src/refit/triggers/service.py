@@ -172,7 +172,7 @@ class TriggerService:
         model = self.config.models.get(name)
         if model is None:
             raise UnknownModelError(
-                f"unknown model {name!r}; configured: {', '.join(sorted(self.config.models))}"
+                f"unknown model {name[:200]!r}; configured: {', '.join(sorted(self.config.models))}"
             )
         return model
 
