@@ -136,8 +136,12 @@ class ObjectAuditLog:
                 at = 0
             if at > 0:
                 raw = self._store.read(f"{at:012d}.json")
-                if raw is not None:
-                    seq, digest = self._parse(f"{at:012d}.json", raw)
+                if raw is None:  # HEAD moves only after its record exists: it was deleted
+                    raise IntegrityError(
+                        f"audit log {self.uri}: record {at:012d}.json, the last one HEAD names, "
+                        "is missing (deleted); run verify()"
+                    )
+                seq, digest = self._parse(f"{at:012d}.json", raw)
         elif self._names():
             last = self._names()[-1]
             seq, digest = self._parse(last, self._store.read(last))
