@@ -37,8 +37,20 @@ a lie. A ``refs.json`` whose commit record is missing from the log is tampering,
 (``refit audit verify``) reports it together with every difference between the live state and
 the state replayed from the whole log.
 
-Version numbers are reserved by create-only claims, so concurrent registrations never share a
-number, and a reader never sees a version whose ``version.json`` is not written yet.
+Recovery also cuts off a torn last audit line (`refit.audit.log.AuditLog.heal`: an append killed
+midway, never committed) and records that it did so.
+
+**Registration.** Version numbers are reserved by create-only claims, so concurrent registrations
+never share a number; the files are copied, then ``version.json`` is created (a reader never sees
+a version before it: a half-copied folder is invisible, its number never reused), then the
+registration record is committed as a transaction that sets the version's status to
+"registered" (under the lock, locally). A writer killed between ``version.json`` and its record
+leaves a version without a status: recovery finds it, checks the log for its registration record
+and, when there is none, commits that record from ``version.json`` (which holds every field of it,
+the caller's extra ``audit`` fields included), marked ``"recovered": true``. On ``gs://`` another
+writer's recovery may record a live writer's version first; that writer then sees the status and
+records nothing. `check_state` names a version without a registration record and a record whose
+version is missing.
 ``version.json`` is never rewritten; it holds the version's manifest (the sha256 of every file of
 the version folder), checked before loading, verifying and promoting.
 
