@@ -617,3 +617,22 @@ def test_half_copied_version_folder_is_invisible(store, tmp_path):
     )
     assert mv.version == 5 and reg.list_version_numbers() == [1, 2, 3, 5]  # 4 never reused
     assert verify(store).exit_code == 0
+
+
+def test_temp_file_left_in_a_registered_version_is_not_taken_for_a_file(store):
+    # a writer killed between version.json's link and its temp file's removal
+    (root(store) / "versions" / "3" / ".tmp-9x8y7z").write_text("{}")
+    assert open_registry(store, MODEL).verify(3).version == 3
+    assert reg_cli(store, "promote", "3").exit_code == 0
+    assert verify(store).exit_code == 0
+
+
+def test_model_dir_with_a_temp_file_name_is_refused(store, tmp_path):
+    src = make_model_dir(tmp_path / "tmpname", b"model-9", "v9")
+    (src / ".tmp-x").write_text("x")
+    before = snapshot(store)
+    with pytest.raises(RegistryError, match=r"\.tmp-x.*names the registry keeps for itself"):
+        open_registry(store, MODEL).register(
+            src, metrics={}, snapshot_sha256="s" * 64, parent_version=None, run_id="r"
+        )
+    assert snapshot(store) == before

@@ -78,7 +78,7 @@ from refit.audit.log import AuditLog, checked_payload
 from refit.audit.objects import ObjectAuditLog
 from refit.audit.txn import Replay, diff_states, drop_aborted, live_part, make_txn, replay
 from refit.errors import ConflictError, IntegrityError, RefitError, RegistryError
-from refit.io.storage import Storage, Token, open_storage
+from refit.io.storage import TEMP_PREFIX, Storage, Token, open_storage
 from refit.registry.records import (
     ANY,
     ModelVersion,
@@ -265,7 +265,9 @@ class ModelRegistry:
         check_model_sha(src, meta, _sha256_file(src / meta["file"]))
         files = sorted(p for p in src.rglob("*") if p.is_file())
         manifest = {p.relative_to(src).as_posix(): _sha256_file(p) for p in files}
-        own = sorted(set(manifest) & _OWN_FILES)
+        own = sorted(
+            n for n in manifest if n in _OWN_FILES or n.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+        )
         if own:
             raise RegistryError(f"model_dir {src} holds {own}: names the registry keeps for itself")
         record = version_record(
@@ -356,8 +358,10 @@ class ModelRegistry:
             )
         if not mv.manifest:
             return
-        present = {
-            p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
+        present = {  # a temp file is a write killed before its rename: never a version's file
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(TEMP_PREFIX)
         } - _OWN_FILES
         for name, digest in sorted(mv.manifest.items()):
             if name not in present:
