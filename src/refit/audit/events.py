@@ -60,6 +60,7 @@ class AuditEvent(StrEnum):
     TRIGGER_DECISION = "trigger_decision"
     RUN_REFUSED = "run_refused"
     REGISTRY_UPDATE = "registry_update"
+    AUDIT_REPAIR = "audit_repair"
 
 
 #: Written by the pipeline's steps, once per run (labelled with the run's ``run_label``).
@@ -89,5 +90,7 @@ LIVE_EVENTS: Final = frozenset({AuditEvent.PROMOTION, AuditEvent.ROLLBACK})
 #: Events that concern one registered version (they carry its ``version``).
 VERSION_EVENTS: Final = APPROVAL_EVENTS | CANARY_EVENTS | LIVE_EVENTS
 #: Written outside a pipeline run: by the trigger service, or a bare registry change (a status or
-#: alias set by hand, the local canary's traffic split).
-SERVICE_EVENTS: Final = frozenset({AuditEvent.TRIGGER_DECISION, AuditEvent.REGISTRY_UPDATE})
+#: alias set by hand, the local canary's traffic split), or the note of a torn audit line cut off.
+SERVICE_EVENTS: Final = frozenset(
+    {AuditEvent.TRIGGER_DECISION, AuditEvent.REGISTRY_UPDATE, AuditEvent.AUDIT_REPAIR}
+)

@@ -18,6 +18,12 @@ After each append a small head file (``{path}.head``: last seq and hash) is repl
 `AuditLog.verify` uses it to notice whole records cut off the end of the log, which the chain alone
 cannot reveal. With an anchor (`refit.audit.keys.Anchor`) the head is also written outside the
 store.
+
+**A torn last line** (a writer killed mid-append leaves bytes with no newline after them) can
+never be a committed record: the registry writes ``refs.json`` only after the append returns.
+`AuditLog.heal` (run by the registry's recovery, under its lock) cuts it off and appends an
+``audit_repair`` record naming how many bytes it cut and their sha256. A newline-terminated line
+that is not a record, or any bad line before the last, is never cut: it stays a verify failure.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from refit.audit.events import AuditEvent
 from refit.audit.keys import Anchor, mac_ok, record_mac
 from refit.audit.txn import drop_aborted
 from refit.errors import IntegrityError
@@ -223,6 +230,51 @@ class AuditLog:
             if self.anchor is not None:
                 self.anchor.advance(record)
         return record
+
+    def heal(self) -> dict[str, Any] | None:
+        """Cut off a torn last line (an append killed midway) and record that it did so.
+
+        Only a final segment without a newline after it is cut, and only when the line before it
+        is a record that the head file (when present) names as the last one: the head moves after
+        a complete append, so the torn bytes were never a record anyone relied on. Anything else
+        (garbage before the last line, a complete but invalid last line) is left for `verify`.
+
+        Returns:
+            The ``audit_repair`` record appended after the cut, or None when nothing was cut.
+        """
+        with self._lock:
+            last, ends_newline = _last_line(self.path)
+            if last is None or ends_newline:
+                return None
+            data = self.path.read_bytes()
+            cut = data.rfind(b"\n") + 1
+            before = data[: cut - 1].rsplit(b"\n", 1)[-1] if cut else b""
+            try:
+                prev = json.loads(before) if before else {"seq": 0, "hash": GENESIS_HASH}
+                prev_seq, prev_hash = int(prev["seq"]), str(prev["hash"])
+                head = (
+                    json.loads(self.head_path.read_text("utf-8"))
+                    if self.head_path.exists()
+                    else {"seq": prev_seq, "hash": prev_hash}
+                )
+                if (int(head["seq"]), str(head["hash"])) != (prev_seq, prev_hash):
+                    return None
+            except (ValueError, KeyError, TypeError, OSError):
+                return None
+            torn = data[cut:]
+            with open(self.path, "r+b") as fh:
+                fh.truncate(cut)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return self.append(
+                AuditEvent.AUDIT_REPAIR,
+                {
+                    "cut_bytes": len(torn),
+                    "cut_sha256": hashlib.sha256(torn).hexdigest(),
+                    "after_seq": prev_seq,
+                    "reason": "incomplete last line (an append killed midway) cut off",
+                },
+            )
 
     def protection(self) -> str:
         """Say how far the log resists tampering (keyed, anchored, or neither)."""

@@ -17,6 +17,11 @@ chaining onto the winner's hash. ``HEAD`` is moved forward afterwards (generatio
 `ObjectAuditLog.verify` notices records deleted off the end, which the chain alone cannot reveal.
 Objects are immutable once written; an edited, removed, moved or reordered record shows up as a
 hash mismatch, a seq gap, a prev_hash mismatch or a name/seq mismatch.
+
+There is no torn record to heal here (`ObjectAuditLog.heal`): an object upload is atomic, so a
+writer killed mid-append leaves either the whole record or none. A record object that is garbled
+or missing before the last is tampering: reading past it raises IntegrityError (registry writes
+refuse, the state unchanged) and `ObjectAuditLog.verify` names it.
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ class ObjectAuditLog:
 
     def __repr__(self) -> str:
         return f"ObjectAuditLog({self.uri!r})"
+
+    def heal(self) -> None:
+        """Nothing to cut: an object is written whole or not at all (module docstring)."""
+        return None
 
     @property
     def path(self) -> str:
@@ -127,8 +136,12 @@ class ObjectAuditLog:
                 at = 0
             if at > 0:
                 raw = self._store.read(f"{at:012d}.json")
-                if raw is not None:
-                    seq, digest = self._parse(f"{at:012d}.json", raw)
+                if raw is None:  # HEAD moves only after its record exists: it was deleted
+                    raise IntegrityError(
+                        f"audit log {self.uri}: record {at:012d}.json, the last one HEAD names, "
+                        "is missing (deleted); run verify()"
+                    )
+                seq, digest = self._parse(f"{at:012d}.json", raw)
         elif self._names():
             last = self._names()[-1]
             seq, digest = self._parse(last, self._store.read(last))

@@ -36,12 +36,20 @@ from refit.io.uri import current_umask, gcs_client, is_gcs, split_gcs
 if TYPE_CHECKING:  # pragma: no cover
     from google.cloud import storage
 
-__all__ = ["RETRY_TIMEOUT_S", "GcsStorage", "LocalStorage", "Storage", "Token", "open_storage"]
+__all__ = [
+    "RETRY_TIMEOUT_S",
+    "TEMP_PREFIX",
+    "GcsStorage",
+    "LocalStorage",
+    "Storage",
+    "Token",
+    "open_storage",
+]
 
 #: Most seconds spent retrying one GCS call on transient errors.
 RETRY_TIMEOUT_S = 60.0
-#: Prefix of local temporary files (never listed).
-_TMP = ".tmp-"
+#: Prefix of local temporary files (never listed; a write killed before its rename leaves one).
+TEMP_PREFIX = ".tmp-"
 
 #: A version token from `Storage.read_versioned` (GCS generation or local content digest).
 Token = int | str | None
@@ -177,7 +185,7 @@ class LocalStorage:
     def _temp(self, path: Path, data: bytes | None = None, src: Path | None = None) -> Path:
         """Write a complete, fsynced temp file beside ``path`` and return it."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 # mkstemp's 0o600 would hide the file from a task or pod running as another
@@ -237,7 +245,7 @@ class LocalStorage:
         return sorted(
             p.relative_to(base).as_posix()
             for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(_TMP)
+            if p.is_file() and not p.name.startswith(TEMP_PREFIX)
         )
 
     def delete(self, name: str) -> None:  # noqa: D102

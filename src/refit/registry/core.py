@@ -37,8 +37,20 @@ a lie. A ``refs.json`` whose commit record is missing from the log is tampering,
 (``refit audit verify``) reports it together with every difference between the live state and
 the state replayed from the whole log.
 
-Version numbers are reserved by create-only claims, so concurrent registrations never share a
-number, and a reader never sees a version whose ``version.json`` is not written yet.
+Recovery also cuts off a torn last audit line (`refit.audit.log.AuditLog.heal`: an append killed
+midway, never committed) and records that it did so.
+
+**Registration.** Version numbers are reserved by create-only claims, so concurrent registrations
+never share a number; the files are copied, then ``version.json`` is created (a reader never sees
+a version before it: a half-copied folder is invisible, its number never reused), then the
+registration record is committed as a transaction that sets the version's status to
+"registered" (under the lock, locally). A writer killed between ``version.json`` and its record
+leaves a version without a status: recovery finds it, checks the log for its registration record
+and, when there is none, commits that record from ``version.json`` (which holds every field of it,
+the caller's extra ``audit`` fields included), marked ``"recovered": true``. On ``gs://`` another
+writer's recovery may record a live writer's version first; that writer then sees the status and
+records nothing. `check_state` names a version without a registration record and a record whose
+version is missing.
 ``version.json`` is never rewritten; it holds the version's manifest (the sha256 of every file of
 the version folder), checked before loading, verifying and promoting.
 
@@ -62,11 +74,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from refit.audit.events import AuditEvent
 from refit.audit.keys import Anchor, audit_anchor, audit_key
-from refit.audit.log import AuditLog
+from refit.audit.log import AuditLog, checked_payload
 from refit.audit.objects import ObjectAuditLog
-from refit.audit.txn import Replay, diff_states, live_part, make_txn, replay
+from refit.audit.txn import Replay, diff_states, drop_aborted, live_part, make_txn, replay
 from refit.errors import ConflictError, IntegrityError, RefitError, RegistryError
-from refit.io.storage import Storage, Token, open_storage
+from refit.io.storage import TEMP_PREFIX, Storage, Token, open_storage
 from refit.registry.records import (
     ANY,
     ModelVersion,
@@ -253,7 +265,9 @@ class ModelRegistry:
         check_model_sha(src, meta, _sha256_file(src / meta["file"]))
         files = sorted(p for p in src.rglob("*") if p.is_file())
         manifest = {p.relative_to(src).as_posix(): _sha256_file(p) for p in files}
-        own = sorted(set(manifest) & _OWN_FILES)
+        own = sorted(
+            n for n in manifest if n in _OWN_FILES or n.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+        )
         if own:
             raise RegistryError(f"model_dir {src} holds {own}: names the registry keeps for itself")
         record = version_record(
@@ -266,6 +280,10 @@ class ModelRegistry:
             extra=extra,
         )
         record["manifest"] = manifest
+        try:
+            record["audit"] = checked_payload(AuditEvent.REGISTRATION, dict(audit or {}))
+        except ValueError as exc:
+            raise RegistryError(f"audit fields of the registration: {exc}") from exc
         claim = uuid.uuid4().hex.encode()
         for _ in range(_MAX_ATTEMPTS):
             numbers = self._claimed_numbers()
@@ -278,24 +296,29 @@ class ModelRegistry:
         for path in files:
             self.storage.put_file(f"{folder}/{path.relative_to(src).as_posix()}", path)
         record = stamp_record(record, version, self.storage.uri(folder))
-        if not self.storage.create(f"{folder}/version.json", dumps_json(record).encode()):
-            raise RegistryError(f"{self.storage.uri(folder)} was written twice")
-        mv = self.get(version)
-        self.audit.append(
-            AuditEvent.REGISTRATION,
-            {
-                "model": self.model_name,
-                "version": mv.version,
-                "sha256": mv.sha256,
-                "snapshot_sha256": snapshot_sha256,
-                "parent_version": parent_version,
-                "run_id": run_id,
-                "metrics": mv.metrics,
-                "manifest_sha256": manifest_digest(manifest),
-                **(audit or {}),
-            },
-        )
-        return mv
+        with self.locked():
+            if not self.storage.create(f"{folder}/version.json", dumps_json(record).encode()):
+                raise RegistryError(f"{self.storage.uri(folder)} was written twice")
+            self._record_registration(version, record)
+        return self.get(version)
+
+    def _record_registration(self, version: int, data: Mapping[str, Any]) -> None:
+        """Commit a version's registration record (status "registered"), once (module docstring).
+
+        Raises:
+            RegistryError: The audit record could not be written; the version stays unrecorded
+                and the next transaction's recovery records it.
+        """
+
+        def mutate(live: dict[str, Any]) -> None:
+            if str(version) in live["statuses"]:
+                raise _AlreadyRecorded  # another writer's recovery recorded it (gs://)
+            live["statuses"][str(version)] = "registered"
+
+        try:
+            self._transact(mutate, AuditEvent.REGISTRATION, registration_payload(data), version)
+        except _AlreadyRecorded:
+            pass
 
     def get(self, version: int) -> ModelVersion:
         """Return one version with its current status.
@@ -335,8 +358,10 @@ class ModelRegistry:
             )
         if not mv.manifest:
             return
-        present = {
-            p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
+        present = {  # a temp file is a write killed before its rename: never a version's file
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(TEMP_PREFIX)
         } - _OWN_FILES
         for name, digest in sorted(mv.manifest.items()):
             if name not in present:
@@ -436,7 +461,8 @@ class ModelRegistry:
         with self.locked():
             return self._recover()[0]
 
-    def _recover(self) -> tuple[dict[str, Any], Token]:
+    def _recover(self, registering: int | None = None) -> tuple[dict[str, Any], Token]:
+        self.audit.heal()  # a torn last line (append killed midway) is cut off and noted
         for _ in range(_MAX_ATTEMPTS):
             refs, token = self._live()
             commit = refs["commit"]
@@ -447,11 +473,57 @@ class ModelRegistry:
             )
             for record in self._audit_after(rp.commit_seq):
                 rp.feed(record)
-            if rp.commit_seq == (0 if commit is None else commit["seq"]):
+            if rp.commit_seq != (0 if commit is None else commit["seq"]):
+                body = {**rp.state, "commit": {"id": rp.commit_id, "seq": rp.commit_seq}}
+                self.storage.write_if(_REFS, dumps_json(body).encode(), token)
+                continue
+            unrecorded = self._unrecorded(refs, registering)
+            if not unrecorded:
                 return refs, token
-            body = {**rp.state, "commit": {"id": rp.commit_id, "seq": rp.commit_seq}}
-            self.storage.write_if(_REFS, dumps_json(body).encode(), token)
+            version, data = unrecorded[0]  # its writer died after version.json: roll forward
+            self._attempt(
+                refs,
+                token,
+                _register_status(version),
+                AuditEvent.REGISTRATION,
+                {**registration_payload(data), "recovered": True},
+            )
         raise ConflictError(f"model {self.model_name!r}: recovery lost {_MAX_ATTEMPTS} races")
+
+    def _unrecorded(
+        self, refs: Mapping[str, Any], registering: int | None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Versions whose ``version.json`` exists but whose registration record does not.
+
+        A registration record sets the version's status, so only a version without a status
+        needs the log read (versions registered before transactions, or unrecorded ones).
+        ``registering`` (a version whose live writer is recording it) is left out.
+        """
+        numbers = [
+            n
+            for n in self.list_version_numbers()
+            if str(n) not in refs["statuses"] and n != registering
+        ]
+        if not numbers:
+            return []
+        recorded = self._registered_in_log()
+        out = []
+        for n in numbers:
+            if n not in recorded:
+                data = self._read_json(f"versions/{n}/version.json")
+                if isinstance(data, dict):
+                    out.append((n, data))
+        return out
+
+    def _registered_in_log(self) -> set[Any]:
+        try:
+            records = self.audit.records(AuditEvent.REGISTRATION)
+        except IntegrityError as exc:
+            raise RegistryError(
+                f"model {self.model_name!r}: cannot read the audit log to recover the registry "
+                f"state: {exc}"
+            ) from exc
+        return {r.get("payload", {}).get("version") for r in records}
 
     def _audit_after(self, seq: int) -> list[dict[str, Any]]:
         try:
@@ -484,37 +556,63 @@ class ModelRegistry:
                 store is unreadable.
             ConflictError: ``mutate`` refused, or too many lost races.
         """
+        return self._transact(mutate, event, payload)
+
+    def _transact(
+        self,
+        mutate: Callable[[dict[str, Any]], None],
+        event: str,
+        payload: dict[str, Any],
+        registering: int | None = None,
+    ) -> dict[str, Any]:
+        """Run `transact`; ``registering`` is the version whose registration this records.
+
+        Its writer is alive, so recovery must not record that version instead.
+        """
         with self.locked():
             for _ in range(_MAX_ATTEMPTS):
                 try:
-                    refs, token = self._recover()
+                    refs, token = self._recover(registering)
                 except RegistryError as exc:
                     raise RegistryError(
                         f"model {self.model_name!r}: the {event} was not applied (registry state "
                         f"unchanged): {exc}"
                     ) from exc
-                commit = refs["commit"]
-                base = None if commit is None else commit["id"]
-                old = live_part(refs)
-                new = copy.deepcopy(old)
-                mutate(new)
-                txn = make_txn(uuid.uuid4().hex, base, old, new)
-                try:
-                    record = self.audit.append(event, payload, txn=txn)
-                except (RefitError, OSError, ValueError) as exc:
-                    raise RegistryError(
-                        f"model {self.model_name!r}: the {event} was not applied (registry state "
-                        f"unchanged) because its audit record could not be written: {exc}"
-                    ) from exc
-                if self.storage.local_path(_REFS) is None and not self._won(record, commit):
-                    continue  # an earlier record on the same base won (gs://): it is aborted
-                body = {**new, "commit": {"id": txn["id"], "seq": record["seq"]}}
-                if not self.storage.write_if(_REFS, dumps_json(body).encode(), token):
-                    self._recover()  # our record is the committed one: roll it forward
-                return new
+                new = self._attempt(refs, token, mutate, event, payload)
+                if new is not None:
+                    return new
         raise ConflictError(
             f"model {self.model_name!r}: lost {_MAX_ATTEMPTS} races to change the registry"
         )
+
+    def _attempt(
+        self,
+        refs: dict[str, Any],
+        token: Token,
+        mutate: Callable[[dict[str, Any]], None],
+        event: str,
+        payload: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """Steps 2 and 3 of a transaction on ``refs``; None: lost a race (gs://), retry."""
+        commit = refs["commit"]
+        base = None if commit is None else commit["id"]
+        old = live_part(refs)
+        new = copy.deepcopy(old)
+        mutate(new)
+        txn = make_txn(uuid.uuid4().hex, base, old, new)
+        try:
+            record = self.audit.append(event, payload, txn=txn)
+        except (RefitError, OSError, ValueError) as exc:
+            raise RegistryError(
+                f"model {self.model_name!r}: the {event} was not applied (registry state "
+                f"unchanged) because its audit record could not be written: {exc}"
+            ) from exc
+        if self.storage.local_path(_REFS) is None and not self._won(record, commit):
+            return None  # an earlier record on the same base won (gs://): it is aborted
+        body = {**new, "commit": {"id": txn["id"], "seq": record["seq"]}}
+        if not self.storage.write_if(_REFS, dumps_json(body).encode(), token):
+            self._recover()  # our record is the committed one: roll it forward
+        return new
 
     def _won(self, record: Mapping[str, Any], commit: Mapping[str, Any] | None) -> bool:
         """Whether ``record`` commits (no earlier record on the same base), without a lock."""
@@ -545,17 +643,25 @@ class ModelRegistry:
         except RefitError as exc:
             return [str(exc)]
         logged = replay(records)
+        problems = self._check_registrations(records)
         commit = refs["commit"]
         if commit is None:
             if logged.commit_id is None:
-                return []
+                return problems
             return [
+                *problems,
                 f"refs.json has no commit but the log commits transaction {logged.commit_id} "
-                f"(seq {logged.commit_seq}): the state object was replaced or removed"
+                f"(seq {logged.commit_seq}): the state object was replaced or removed",
             ]
-        problems = []
         if commit["id"] != logged.commit_id:
-            if commit["seq"] in logged.committed and logged.committed[-1] > commit["seq"]:
+            ids = {
+                r.get("seq"): r["txn"].get("id") for r in records if isinstance(r.get("txn"), dict)
+            }
+            if (
+                commit["seq"] in logged.committed
+                and ids.get(commit["seq"]) == commit["id"]
+                and logged.committed[-1] > commit["seq"]
+            ):
                 problems.append(
                     f"refs.json is behind the log (commit seq {commit['seq']}, log seq "
                     f"{logged.commit_seq}): a writer died mid-transaction; run "
@@ -568,6 +674,26 @@ class ModelRegistry:
                 "state was written without its audit record"
             )
         problems += [f"state differs from the log: {d}" for d in diff_states(refs, logged.state)]
+        return problems
+
+    def _check_registrations(self, records: list[dict[str, Any]]) -> list[str]:
+        """Name each version without a registration record, and each record without a version."""
+        versions = set(self.list_version_numbers())
+        logged = {
+            r.get("payload", {}).get("version")
+            for r in drop_aborted(records)
+            if r.get("event") == AuditEvent.REGISTRATION
+        }
+        problems = [
+            f"version {v} has a version.json but no registration record in the log (its writer "
+            "died mid-registration); run `refit audit recover`"
+            for v in sorted(versions - logged)
+        ]
+        problems += [
+            f"the log records the registration of version {v!r} but "
+            f"{self.storage.uri(f'versions/{v}/version.json')} is missing"
+            for v in sorted(logged - versions, key=str)
+        ]
         return problems
 
     def aliases(self) -> dict[str, int]:
@@ -718,6 +844,35 @@ def _state_body(key: str, data: Any) -> dict[str, Any] | None:
         return json.loads(dumps_json(dict(data)))
     except (TypeError, ValueError) as exc:
         raise state_not_serialisable(key, exc) from exc
+
+
+class _AlreadyRecorded(Exception):  # noqa: N818 (control flow, never escapes the module)
+    """A version's registration record exists already."""
+
+
+def _register_status(version: int) -> Callable[[dict[str, Any]], None]:
+    def mutate(live: dict[str, Any]) -> None:
+        live["statuses"].setdefault(str(version), "registered")
+
+    return mutate
+
+
+def registration_payload(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the registration record's payload, from a version's ``version.json`` alone.
+
+    The writer and a recovery that rolls an unrecorded version forward build the same payload.
+    """
+    return {
+        "model": data.get("model_name"),
+        "version": data.get("version"),
+        "sha256": data.get("sha256"),
+        "snapshot_sha256": data.get("snapshot_sha256"),
+        "parent_version": data.get("parent_version"),
+        "run_id": data.get("run_id"),
+        "metrics": data.get("metrics"),
+        "manifest_sha256": manifest_digest(data.get("manifest") or {}),
+        **dict(data.get("audit") or {}),
+    }
 
 
 def manifest_digest(manifest: Mapping[str, str]) -> str:
