@@ -264,6 +264,17 @@ def test_torn_last_audit_line_is_cut_off_noted_and_the_promotion_applies(store):
     assert verify(store).exit_code == 0 and reg.check_state() == []
 
 
+def test_audit_recover_cuts_a_torn_last_line_and_says_so(store):
+    log = root(store) / "audit.jsonl"
+    log.write_bytes(log.read_bytes() + b'{"seq": 99, "ev')
+    result = cli("audit", "recover", "--store", store, "--model", MODEL)
+    assert result.exit_code == 0, result.output
+    assert "cut off a torn last audit line (15 bytes)" in result.output
+    assert "nothing to recover" not in result.output
+    again = cli("audit", "recover", "--store", store, "--model", MODEL)
+    assert "nothing to recover" in again.output and verify(store).exit_code == 0
+
+
 def test_torn_line_in_the_middle_is_refused_not_cut(store):
     log = root(store) / "audit.jsonl"
     lines = log.read_bytes().split(b"\n")

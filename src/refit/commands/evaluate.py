@@ -458,14 +458,21 @@ def register(app: typer.Typer) -> None:
 
         reg = _registry(store, model)
         try:
+            with reg.locked():
+                repair = reg.audit.heal()  # a torn last line: cut off, noted by a record
             before = reg._refs()[0]["commit"]
             after = reg.recover()["commit"]
         except RefitError as exc:
             raise _fail(str(exc)) from exc
-        if before == after:
-            typer.echo(f"{model}: nothing to recover")
-        else:
+        if repair is not None:
+            typer.echo(
+                f"{model}: cut off a torn last audit line ({repair['payload']['cut_bytes']} "
+                f"bytes), noted as record {repair['seq']}"
+            )
+        if before != after:
             typer.echo(f"{model}: completed the transaction of audit record seq {after['seq']}")
+        elif repair is None:
+            typer.echo(f"{model}: nothing to recover")
 
     app.add_typer(registry_app, name="registry")
     app.add_typer(audit_app, name="audit")
