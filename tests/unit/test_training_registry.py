@@ -343,3 +343,15 @@ def test_train_step_writes_card_checkpoints_and_metadata(tmp_path):
         load_model(tmp_path / "model").predict_proba(class_table(n=400)),
         atol=1e-6,
     )
+
+
+def test_the_component_puts_checkpoints_beside_its_output_model() -> None:
+    # a KFP retry reruns the executor with the same output URIs: the same checkpoint folder
+    gcs = steps.checkpoint_location("gs://b/root/run/train-model/model", "/gcs/b/root/run/m")
+    assert gcs == "gs://b/root/run/train-model/model.checkpoints"  # in the bucket, durable
+    assert steps.checkpoint_location("/tmp/root/model/", "/tmp/root/model/") == (
+        "/tmp/root/model.checkpoints"
+    )
+    # a scheme refit cannot write (minio://): beside the local path
+    local = steps.checkpoint_location("minio://mlpipeline/v2/model", "/minio/mlpipeline/v2/model")
+    assert local == "/minio/mlpipeline/v2/model.checkpoints"
