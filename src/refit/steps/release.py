@@ -290,7 +290,7 @@ def canary_target(name: str, registry: ModelRegistry, options: dict[str, Any]) -
             none allowed when both are unset), ``runtime``, ``protocol_version``,
             ``service_account``, ``min_replicas``, ``timeout_seconds``, ``poll_seconds``).
         registry: The model's registry.
-        options: The target's options (from the pipeline's ``deploy_options_json``).
+        options: The target's options (from the pipeline's ``deploy_options``).
 
     Raises:
         DeployError: Unknown target, or unknown or invalid options.
