@@ -25,13 +25,14 @@ EXAMPLES: dict[str, Example] = {
         f"{STORE} (a refusal is recorded in the model's audit log).",
         """
 @dsl.pipeline
-def first_task(store_uri: str, deploy_target: str = "local", rollout_plan_json: str = "") -> str:
+def first_task(store_uri: str, deploy_target: str = "local", rollout_plan: dict = {}) -> str:
     start = start_run(
         store_uri=store_uri, model_name="credit", run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        deploy_target=deploy_target, rollout_plan_json=rollout_plan_json,
+        deploy_target=deploy_target, rollout_plan=rollout_plan,
     )
     start.set_caching_options(False)  # names this run
-    return start.output  # the run label: run_label, or the KFP run id
+    # its "Output" says whether a canary rollout follows (a plan was given)
+    return start.outputs["label"]  # the run label: run_label, or the KFP run id
 """,
     ),
     "resolve_champion": Example(
@@ -51,7 +52,7 @@ def which_champion(store_uri: str, model_name: str) -> int:
 def snapshot(data_uri: str, store_uri: str) -> str:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name="credit")
     snap.set_caching_options(False)  # reads the latest data
-    return snap.outputs["Output"]  # the snapshot's sha256
+    return snap.outputs["sha256"]  # the snapshot's content address
 """,
     ),
     "anonymize_data": Example(
@@ -63,9 +64,9 @@ def anonymize(window_uri: str, store_uri: str) -> str:
     window = dsl.importer(artifact_uri=window_uri, artifact_class=Dataset, reimport=False)
     anon = anonymize_data(
         snapshot=window.output, store_uri=store_uri, model_name="credit",
-        privacy_json='{"drop": ["email"]}',
+        privacy={"drop": ["email"]},
     )
-    return anon.outputs["Output"]
+    return anon.outputs["sha256"]
 """,
     ),
     "validate_data": Example(
@@ -76,7 +77,8 @@ def check_window(window_uri: str, reference_uri: str) -> bool:
     window = dsl.importer(artifact_uri=window_uri, artifact_class=Dataset, reimport=False)
     reference = dsl.importer(artifact_uri=reference_uri, artifact_class=Dataset, reimport=False)
     valid = validate_data(window=window.output, reference=reference.output, label_column="default")
-    return valid.outputs["Output"]  # passed; anomalies in valid.outputs["anomalies"]
+    # "Output" (passed) is a bare boolean: kfp.local branches (dsl.If) on no named output
+    return valid.outputs["Output"]  # anomalies in valid.outputs["anomalies"]
 """,
     ),
     "detect_drift": Example(
@@ -92,7 +94,7 @@ def drift_share(window_uri: str, reference_uri: str, model_uri: str) -> float:
         window=window.output, reference=reference.output, baseline_model=model.output,
         label_column="default",
     )
-    return drift.outputs["Output"]  # the report is drift.outputs["drift"]
+    return drift.outputs["drift_share"]  # the report is drift.outputs["drift"]
 """,
     ),
     "decide_retrain": Example(
@@ -105,22 +107,24 @@ def decide(window_uri: str, store_uri: str) -> bool:
     drift = detect_drift(window=window.output, label_column="default")
     decision = decide_retrain(
         window=window.output, drift=drift.outputs["drift"], store_uri=store_uri,
-        model_name="credit", label_column="default", policy_json='{"drift_share_threshold": 0.3}',
+        model_name="credit", label_column="default", policy={"drift_share_threshold": 0.3},
     )
     decision.set_caching_options(False)  # keeps state
-    return decision.outputs["Output"]
+    return decision.outputs["Output"]  # retrain (a bare boolean, for dsl.If)
 """,
     ),
     "train_model": Example(
-        f"A Parquet window with the label column and {STORE} (checkpoints and the PII check).",
+        "A Parquet window with the label column. No store: checkpoints go beside the output "
+        "model (a retried task resumes); PII marks on the window's metadata (snapshot_data, "
+        "anonymize_data) are checked.",
         """
 @dsl.pipeline
-def train(window_uri: str, store_uri: str) -> str:
+def train(window_uri: str) -> Model:
     window = dsl.importer(artifact_uri=window_uri, artifact_class=Dataset, reimport=False)
     trained = train_model(
-        snapshot=window.output, store_uri=store_uri, model_name="credit", target="default",
+        snapshot=window.output, label_column="default", params={"max_depth": 4},
     )
-    return trained.outputs["Output"]  # the model's sha256; trained.outputs["model"]
+    return trained.outputs["model"]  # sha256, trainer, device, cost in its metadata
 """,
     ),
     "evaluate_model": Example(
@@ -134,23 +138,24 @@ def gate(challenger_uri: str, baseline_uri: str, holdout_uri: str) -> bool:
     holdout = dsl.importer(artifact_uri=holdout_uri, artifact_class=Dataset, reimport=False)
     evaluation = evaluate_model(
         model=challenger.output, holdout=holdout.output, baseline_model=baseline.output,
-        gate_json='{"thresholds": {"accuracy": 0.7}, "max_degradation": 0.03}',
+        gate={"thresholds": {"accuracy": 0.7}, "max_degradation": 0.03},
     )
     return evaluation.outputs["Output"]  # blessed; the verdict is evaluation.outputs["blessing"]
 """,
     ),
     "record_results": Example(
-        f"{STORE}; the outputs of validate_data, detect_drift or evaluate_model to record.",
+        f"{STORE}; the outputs of validate_data, detect_drift, train_model or evaluate_model "
+        "to record.",
         """
 @dsl.pipeline
-def record(window_uri: str, store_uri: str) -> str:
+def record(window_uri: str, store_uri: str) -> list:
     window = dsl.importer(artifact_uri=window_uri, artifact_class=Dataset, reimport=False)
     valid = validate_data(window=window.output, label_column="default")
     rec = record_results(
         store_uri=store_uri, model_name="credit", validation=valid.outputs["anomalies"],
     )
     rec.set_caching_options(False)  # appends to the audit log
-    return rec.outputs["Output"]
+    return rec.outputs["events"]
 """,
     ),
     "register_model": Example(
@@ -164,7 +169,7 @@ def register(model_uri: str, evaluation_uri: str, store_uri: str, snapshot_sha25
         model=model.output, evaluation=evaluation.output, store_uri=store_uri,
         model_name="credit", snapshot_sha256=snapshot_sha256,
     )
-    return registered.outputs["Output"]
+    return registered.outputs["version"]
 """,
     ),
     "promote_model": Example(
@@ -172,7 +177,8 @@ def register(model_uri: str, evaluation_uri: str, store_uri: str, snapshot_sha25
         """
 @dsl.pipeline
 def promote(store_uri: str, version: int) -> int:
-    return promote_model(store_uri=store_uri, model_name="credit", version=version).output
+    promoted = promote_model(store_uri=store_uri, model_name="credit", version=version)
+    return promoted.outputs["live_version"]
 """,
     ),
     "canary_rollout": Example(
@@ -180,11 +186,11 @@ def promote(store_uri: str, version: int) -> int:
         "rollout plan; Prometheus for the plan's checks.",
         """
 @dsl.pipeline
-def canary(store_uri: str, version: int, plan_json: str) -> int:
+def canary(store_uri: str, version: int, plan: dict) -> int:
     rollout = canary_rollout(
-        store_uri=store_uri, model_name="credit", version=version, plan_json=plan_json,
+        store_uri=store_uri, model_name="credit", version=version, plan=plan,
     )
-    return rollout.outputs["Output"]  # the live version
+    return rollout.outputs["live_version"]
 """,
     ),
     "release_record": Example(

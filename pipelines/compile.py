@@ -15,6 +15,7 @@ every task (:func:`mount_store`), for clusters without an object store.
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from collections.abc import Callable
@@ -304,7 +305,37 @@ def compile_to(
         platform_spec=platform,
         package_path=str(path),
     )
-    return path.read_text(encoding="utf-8")
+    text = _stable_header(path.read_text(encoding="utf-8"))
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+_HEADER_DEFAULT = re.compile(r"^(#    \w+: (?:dict|list) \[Default: )(.*)(\])$", re.MULTILINE)
+
+
+def _sorted(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def _stable_header(text: str) -> str:
+    """Sort the keys of dict defaults in KFP's header comment.
+
+    KFP renders a ``dict`` parameter's default there from a protobuf ``Struct``, whose key
+    order changes from one process to the next; the YAML body below is sorted already.
+    """
+
+    def canonical(match: re.Match[str]) -> str:
+        try:
+            value = ast.literal_eval(match.group(2))
+        except (ValueError, SyntaxError):
+            return match.group(0)
+        return f"{match.group(1)}{_sorted(value)!r}{match.group(3)}"
+
+    return _HEADER_DEFAULT.sub(canonical, text)
 
 
 def component_readme(name: str, component: object) -> str:

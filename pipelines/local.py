@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -164,12 +163,12 @@ def replay(
             data_uri=data_uri,
             store_uri=str(store),
             model_name=config.model_name,
-            target=config.target,
+            label_column=config.target,
             time_column=config.time_column,
-            policy_json=json.dumps(config.policy or DEFAULT_POLICY),
-            gate_json=json.dumps(config.gate or DEFAULT_GATE),
+            policy=config.policy or DEFAULT_POLICY,
+            gate=config.gate or DEFAULT_GATE,
             trainer=config.trainer,
-            params_json=json.dumps(config.params or {}),
+            params=config.params or {},
             seed=config.seed,
             now=now[i] if now else "",
             run_label=label,

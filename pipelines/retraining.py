@@ -4,19 +4,17 @@ start (name the run, refuse a deployment that cannot work) -> snapshot -> anonym
 the champion -> validate -> drift -> decide -> train -> evaluate -> record -> register -> promote
 (no rollout plan) or canary rollout (a plan given). The resolver reads the registry once and hands
 the champion, its training data and profile to the pure steps (validate, drift, evaluate) as
-artifacts; those are cached, the rest is not. With an approval policy that requires it, the
-registered version waits for ``refit registry approve`` instead. The release record is the exit
-handler: every run writes one, whatever it decided or wherever it failed (it reads KFP's final
-status of the run's tasks). A run started without ``run_label`` is labelled by its KFP run id, so
-every cluster run, each run of a recurring run included, gets its own release record.
+artifacts; those and training are cached, the rest is not. With an approval policy that requires
+it, the registered version waits for ``refit registry approve`` instead. The release record is
+the exit handler: every run writes one, whatever it decided or wherever it failed (it reads KFP's
+final status of the run's tasks). A run started without ``run_label`` is labelled by its KFP run
+id, so every cluster run, each run of a recurring run included, gets its own release record.
 
 Compiled YAML is committed beside this file (``retraining.yaml``, the ``cpu`` node profile) and
 kept fresh by a test. The training task runs on a node profile (:mod:`refit.pipelines.profiles`)
 applied at compile time: :func:`build_retraining_pipeline` builds the pipeline for any profile,
 and ``refit compile --node-profile gpu-spot`` compiles it.
 """
-
-import json
 
 from kfp import dsl, kubernetes
 
@@ -61,7 +59,8 @@ DEFAULT_GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.7}, "max_degradatio
 def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
     # Steps that read or write state (the latest data, the registry, the policy state, the
     # audit log): KFP's cache keys on parameters and input artifacts, not on that state, so a
-    # cached one could be stale. The pure steps (validate, drift, evaluate) keep caching on.
+    # cached one could be stale. The pure steps (validate, drift, train, evaluate) keep caching
+    # on.
     return task.set_caching_options(False)
 
 
@@ -90,26 +89,26 @@ def build_retraining_pipeline(  # noqa: ANN201
         name="refit-retraining",
         description="Validate a window, detect drift, decide by policy, retrain, gate, promote.",
     )
-    def retraining_pipeline(
+    def retraining_pipeline(  # KFP parameter defaults below ({}, []) are never mutated
         data_uri: str,
         store_uri: str,
         model_name: str = "model",
-        target: str = "label",
+        label_column: str = "label",
         time_column: str = "",
-        policy_json: str = json.dumps(DEFAULT_POLICY),
-        gate_json: str = json.dumps(DEFAULT_GATE),
+        policy: dict = DEFAULT_POLICY,
+        gate: dict = DEFAULT_GATE,
         trainer: str = "xgboost",
-        params_json: str = "{}",
+        params: dict = {},  # noqa: B006
         seed: int = 0,
         holdout_fraction: float = 0.25,
         deploy_target: str = "local",
         now: str = "",
         run_label: str = "",
-        privacy_json: str = "",
-        approval_json: str = "",
-        rollout_plan_json: str = "",
-        deploy_options_json: str = "{}",
-        beam_pipeline_args_json: str = "[]",
+        privacy: dict = {},  # noqa: B006
+        approval: dict = {},  # noqa: B006
+        rollout_plan: dict = {},  # noqa: B006
+        deploy_options: dict = {},  # noqa: B006
+        beam_pipeline_args: list = [],  # noqa: B006
     ):
         """Run one retraining iteration over the window at ``data_uri``.
 
@@ -117,12 +116,12 @@ def build_retraining_pipeline(  # noqa: ANN201
             data_uri: CSV or Parquet window (local path or gs:// URI).
             store_uri: Root of refit's store: snapshots, registry, audit log.
             model_name: Registered model name.
-            target: Label column.
+            label_column: Label column.
             time_column: Optional event-time column (recorded, excluded from features).
-            policy_json: Retrain policy (JSON).
-            gate_json: Promotion gate (JSON).
+            policy: Retrain policy (a dict).
+            gate: Promotion gate (a dict).
             trainer: Trainer name (xgboost, random_forest, logistic_regression).
-            params_json: Trainer hyper-parameters (JSON).
+            params: Trainer hyper-parameters (a dict).
             seed: Seed for the holdout split and training.
             holdout_fraction: Share of the window held out for evaluation.
             deploy_target: Deployment target name (``local`` in the embedded mode, or
@@ -131,14 +130,14 @@ def build_retraining_pipeline(  # noqa: ANN201
             now: Decision time (ISO 8601); empty means the current time.
             run_label: Label of this run in the audit log; empty: the KFP run's id, so each
                 run (each run of a recurring run too) gets its own release record.
-            privacy_json: Columns to drop, tokenize or generalise before anything else reads
-                the window (JSON); empty: none. The tokenization key comes from the
-                environment (``REFIT_TOKEN_KEY``) or a mounted Secret, never a parameter.
-            approval_json: Human approval policy (JSON); empty: none.
-            rollout_plan_json: Canary rollout plan (JSON); empty: promote directly.
-            deploy_options_json: Options of the deployment target (JSON).
-            beam_pipeline_args_json: Apache Beam arguments for the TFDV engine (JSON list),
-                e.g. Dataflow's ``--runner``; ``[]`` runs TFDV in the task itself.
+            privacy: Columns to drop, tokenize or generalise before anything else reads the
+                window (a dict); empty: none. The tokenization key comes from the environment
+                (``REFIT_TOKEN_KEY``) or a mounted Secret, never a parameter.
+            approval: Human approval policy (a dict); empty: none.
+            rollout_plan: Canary rollout plan (a dict); empty: promote directly.
+            deploy_options: Options of the deployment target (a dict).
+            beam_pipeline_args: Apache Beam arguments for the TFDV engine (a list), e.g.
+                Dataflow's ``--runner``; ``[]`` runs TFDV in the task itself.
         """
         record = _no_cache(
             release_record(
@@ -156,13 +155,13 @@ def build_retraining_pipeline(  # noqa: ANN201
                     run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                     run_label=run_label,
                     deploy_target=deploy_target,
-                    rollout_plan_json=rollout_plan_json,
-                    deploy_options_json=deploy_options_json,
+                    rollout_plan=rollout_plan,
+                    deploy_options=deploy_options,
                 )
             )
             # From here on, run_label is the label the first task resolved (the given one, or
             # the KFP run id): every task below records its audit records under it.
-            run_label = start.output
+            run_label = start.outputs["label"]
             snap = _no_cache(
                 snapshot_data(
                     data_uri=data_uri,
@@ -177,7 +176,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                     snapshot=snap.outputs["snapshot"],
                     store_uri=store_uri,
                     model_name=model_name,
-                    privacy_json=privacy_json,
+                    privacy=privacy,
                     time_column=time_column,
                     run_label=run_label,
                 )
@@ -195,26 +194,34 @@ def build_retraining_pipeline(  # noqa: ANN201
             # artifacts (the registry's own URIs: the same champion, the same artifacts), so
             # KFP caches them on the window's and the champion's identity.
             champ = _no_cache(resolve_champion(store_uri=store_uri, model_name=model_name))
+            # The champion's schema is the native engine's inference from its training data;
+            # the TFDV engine infers its own from the reference, so it gets none.
+            schema = {"schema": champ.outputs["schema"]} if engine == "native" else {}
             valid = on_engine(
                 validate_data(
                     window=window,
                     reference=champ.outputs["reference"],
-                    label_column=target,
+                    label_column=label_column,
                     engine=engine,
-                    beam_pipeline_args_json=beam_pipeline_args_json,
+                    beam_pipeline_args=beam_pipeline_args,
+                    **schema,
                 )
             )
-            with dsl.If(valid.outputs["Output"] == True, name="data-valid"):  # noqa: E712 (KFP condition)
+            # The branches test the components' bare "Output" booleans: kfp.local 2.17 reads a
+            # condition on a named output (pipelinechannel--<task>-<name>) as a missing
+            # pipeline input and skips the branch (see the components' docstrings).
+            passed = valid.outputs["Output"]
+            with dsl.If(passed == True, name="data-valid"):  # noqa: E712 (KFP condition)
                 drift = on_engine(
                     detect_drift(
                         window=window,
                         reference_profile=champ.outputs["reference_profile"],
                         reference=champ.outputs["reference"],
                         baseline_model=champ.outputs["champion"],
-                        label_column=target,
+                        label_column=label_column,
                         time_column=time_column,
                         engine=engine,
-                        beam_pipeline_args_json=beam_pipeline_args_json,
+                        beam_pipeline_args=beam_pipeline_args,
                     )
                 )
                 decision = _no_cache(
@@ -225,38 +232,43 @@ def build_retraining_pipeline(  # noqa: ANN201
                         champion=champ.outputs["champion"],
                         store_uri=store_uri,
                         model_name=model_name,
-                        label_column=target,
-                        policy_json=policy_json,
+                        label_column=label_column,
+                        policy=policy,
                         now=now,
                         run_label=run_label,
                     )
                 )
                 with dsl.If(decision.outputs["Output"] == True, name="retrain"):  # noqa: E712
                     trained = apply_profile(
-                        _no_cache(
-                            train_model(
-                                snapshot=window,
-                                store_uri=store_uri,
-                                model_name=model_name,
-                                target=target,
-                                trainer=trainer,
-                                params_json=params_json,
-                                seed=seed,
-                                holdout_fraction=holdout_fraction,
-                                time_column=time_column,
-                                run_label=run_label,
-                                device=profile.device,
-                                price_per_hour=profile.price_per_hour,
-                                node_profile=profile.name,
-                            )
+                        train_model(
+                            snapshot=window,
+                            label_column=label_column,
+                            trainer=trainer,
+                            params=params,
+                            seed=seed,
+                            holdout_fraction=holdout_fraction,
+                            time_column=time_column,
+                            device=profile.device,
+                            price_per_hour=profile.price_per_hour,
+                            node_profile=profile.name,
                         ),
                         profile,
+                    )
+                    # training is pure (cached with the window, like evaluation); what it
+                    # did is recorded here, before evaluation, as the audit log's order has it
+                    trained_record = _no_cache(
+                        record_results(
+                            store_uri=store_uri,
+                            model_name=model_name,
+                            model=trained.outputs["model"],
+                            run_label=run_label,
+                        )
                     )
                     evaluation = evaluate_model(
                         model=trained.outputs["model"],
                         holdout=trained.outputs["holdout"],
                         baseline_model=champ.outputs["champion"],
-                        gate_json=gate_json,
+                        gate=gate,
                     )
                     recorded = _no_cache(
                         record_results(
@@ -264,7 +276,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                             model_name=model_name,
                             evaluation=evaluation.outputs["evaluation"],
                             run_label=run_label,
-                        )
+                        ).after(trained_record)
                     )
                     with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712
                         registered = _no_cache(
@@ -272,20 +284,23 @@ def build_retraining_pipeline(  # noqa: ANN201
                                 model=trained.outputs["model"],
                                 store_uri=store_uri,
                                 model_name=model_name,
-                                snapshot_sha256=anon.outputs["Output"],
+                                snapshot_sha256=anon.outputs["sha256"],
                                 evaluation=evaluation.outputs["evaluation"],
                                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                 run_label=run_label,
-                                approval_json=approval_json,
+                                approval=approval,
                             ).after(recorded)
                         )
-                        with dsl.If(rollout_plan_json == "", name="direct-promotion"):
+                        # start_run's "Output": a rollout plan was given (a dict parameter
+                        # cannot be a KFP condition)
+                        canary = start.outputs["Output"]
+                        with dsl.If(canary == False, name="direct-promotion"):  # noqa: E712
                             _no_cache(
                                 promote_model(
                                     store_uri=store_uri,
                                     model_name=model_name,
-                                    version=registered.outputs["Output"],
-                                    target=deploy_target,
+                                    version=registered.outputs["version"],
+                                    deploy_target=deploy_target,
                                     run_label=run_label,
                                 )
                             )
@@ -294,10 +309,10 @@ def build_retraining_pipeline(  # noqa: ANN201
                                 canary_rollout(
                                     store_uri=store_uri,
                                     model_name=model_name,
-                                    version=registered.outputs["Output"],
-                                    plan_json=rollout_plan_json,
-                                    target=deploy_target,
-                                    options_json=deploy_options_json,
+                                    version=registered.outputs["version"],
+                                    plan=rollout_plan,
+                                    deploy_target=deploy_target,
+                                    options=deploy_options,
                                     run_label=run_label,
                                 )
                             )

@@ -1,5 +1,7 @@
 """KFP component: drop, tokenize or generalise columns of a snapshot before training."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Output
 
@@ -11,12 +13,12 @@ def anonymize_data(
     snapshot: Input[Dataset],
     store_uri: str,
     model_name: str,
-    privacy_json: str,
+    privacy: dict,
     anonymized: Output[Dataset],
     summary: Output[Markdown],
     time_column: str = "",
     run_label: str = "",
-) -> str:
+) -> NamedTuple("Outputs", sha256=str):
     """Anonymise a snapshot by a declarative privacy config, into a new content-addressed snapshot.
 
     Tokenization is keyed HMAC-SHA256 (same value, same token: joins still work). The key is
@@ -30,7 +32,7 @@ def anonymize_data(
         snapshot: The window (Parquet).
         store_uri: Root of refit's store (snapshots, curated schema, audit log).
         model_name: Model whose curated schema and audit log are used.
-        privacy_json: Privacy config (JSON) with the fields drop and tokenize (lists of
+        privacy: Privacy config (a dict) with the fields drop and tokenize (lists of
             columns), generalize (column to {"bucket": width}, {"bins": [edges]} or
             {"truncate": "day", "month" or "year"}), and key_env (default REFIT_TOKEN_KEY) or
             key_file: the name of the key's variable or file, never the key.
@@ -43,8 +45,10 @@ def anonymize_data(
             store (its URI), with sha256, rows, columns and the columns dropped, tokenized and
             generalized in its metadata.
         summary: Which column got which action (never values, never the key).
-        Output: sha256 of the anonymised snapshot; names it in the store.
+        sha256: sha256 of the anonymised snapshot; names it in the store.
     """
+    from collections import namedtuple
+
     from refit import steps
     from refit.io.snapshot import snapshot_uri
     from refit.io.uri import is_gcs
@@ -54,7 +58,7 @@ def anonymize_data(
         store_uri,
         model_name,
         anonymized.path,
-        privacy_json,
+        privacy,
         time_column=time_column,
         run_label=run_label,
     )
@@ -67,4 +71,4 @@ def anonymize_data(
     anonymized.metadata.update(out.record())
     with open(summary.path, "w", encoding="utf-8") as fh:
         fh.write(out.markdown)
-    return out.sha256
+    return namedtuple("Outputs", ["sha256"])(out.sha256)

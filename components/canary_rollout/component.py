@@ -1,5 +1,7 @@
 """KFP component: roll a registered version out as a canary, with analysis and rollback."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 
@@ -11,13 +13,13 @@ def canary_rollout(
     store_uri: str,
     model_name: str,
     version: int,
-    plan_json: str,
+    plan: dict,
     timeline: Output[Markdown],
     metrics: Output[Metrics],
-    target: str = "local",
-    options_json: str = "{}",
+    deploy_target: str = "local",
+    options: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
     run_label: str = "",
-) -> int:
+) -> NamedTuple("Outputs", live_version=int):
     """Shift traffic to ``version`` step by step, check it, then promote it or roll it back.
 
     Each step gives the canary a share of the traffic, waits one analysis interval and runs the
@@ -31,27 +33,31 @@ def canary_rollout(
         store_uri: Root of refit's store.
         model_name: Model to roll out.
         version: Registered version to roll out.
-        plan_json: Rollout plan (JSON): steps, interval_seconds, checks, failures_allowed,
+        plan: Rollout plan (a dict): steps, interval_seconds, checks, failures_allowed,
             deadline_seconds, prometheus_url, query_preset.
         timeline: Markdown timeline of the steps and every check.
         metrics: promoted, rolled_back, steps_completed, failed_analyses, seconds.
-        target: ``local`` (the ``refit serve-model`` server) or ``kserve``.
-        options_json: The target's options (JSON), e.g. ``{"server_url": ...}`` for local or
+        deploy_target: ``local`` (the ``refit serve-model`` server) or ``kserve``.
+        options: The target's options (a dict), e.g. ``{"server_url": ...}`` for local or
             ``{"namespace": ..., "service": ...}`` for KServe.
         run_label: Label of this run in the audit log.
 
     Returns:
-        Output: The live version afterwards (the canary when promoted, the champion otherwise).
+        live_version: The live version afterwards (the canary when promoted, else the champion).
     """
+    from collections import namedtuple
+
     from refit import steps
+
+    outputs = namedtuple("Outputs", ["live_version"])
 
     result = steps.canary_rollout(
         store_uri,
         model_name,
         version,
-        plan_json,
-        target=target,
-        options_json=options_json,
+        plan,
+        target=deploy_target,
+        options=options,
         run_label=run_label,
     )
     if result is None:
@@ -61,9 +67,9 @@ def canary_rollout(
         metrics.log_metric("awaiting_approval", 1.0)
         from refit.registry import open_registry
 
-        return open_registry(store_uri, model_name).get_alias("champion") or 0
+        return outputs(open_registry(store_uri, model_name).get_alias("champion") or 0)
     with open(timeline.path, "w", encoding="utf-8") as f:
         f.write(result.to_markdown())
     for key, value in result.metrics().items():
         metrics.log_metric(key, value)
-    return result.live_version or 0
+    return outputs(result.live_version or 0)

@@ -14,7 +14,7 @@ def decide_retrain(
     store_uri: str,
     model_name: str,
     label_column: str,
-    policy_json: str,
+    policy: dict,
     decision: Output[Markdown],
     champion: Input[Model] = None,
     validation: Input[Anomalies] = None,
@@ -34,7 +34,7 @@ def decide_retrain(
         store_uri: Root of refit's store (the policy's state and the audit log are kept there).
         model_name: Model the decision is for.
         label_column: Label column.
-        policy_json: Retrain policy (JSON): drift_share_threshold, metric, metric_threshold,
+        policy: Retrain policy (a dict): drift_share_threshold, metric, metric_threshold,
             consecutive_windows, max_model_age_days, new_data_fraction, cooldown_windows.
         champion: The champion (from resolve_champion); absent before the first promotion.
         validation: Output of validate_data (its summary is recorded); optional.
@@ -63,7 +63,7 @@ def decide_retrain(
         store_uri,
         model_name,
         label_column,
-        json.loads(policy_json),
+        policy,
         now=now or steps.utc_now(),
         run_label=run_label,
         champion_dir=champion_dir,

@@ -1,5 +1,7 @@
 """KFP component: feature drift of a window against reference data."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
@@ -19,8 +21,8 @@ def detect_drift(
     baseline_model: Input[Model] = None,
     time_column: str = "",
     engine: str = "native",
-    beam_pipeline_args_json: str = "[]",
-) -> float:
+    beam_pipeline_args: list = [],  # noqa: B006 (a KFP parameter default, never mutated)
+) -> NamedTuple("Outputs", drift_share=float):
     """Run the per-feature drift tests of a window against reference data.
 
     A function of its inputs alone (no store), so KFP caches it. The native engine runs
@@ -48,7 +50,7 @@ def detect_drift(
         time_column: Event-time column, excluded from feature drift.
         engine: ``native`` (default, refit's tests), ``tfdv`` (TFDV's drift comparators in
             its own interpreter, REFIT_TFDV_PYTHON) or ``auto`` (native).
-        beam_pipeline_args_json: TFDV engine: JSON list of Beam flags; any flag makes TFDV's
+        beam_pipeline_args: TFDV engine: list of Beam flags; any flag makes TFDV's
             statistics a Beam pipeline with those options, ``[]`` runs TFDV in-process.
 
     Returns:
@@ -56,9 +58,10 @@ def detect_drift(
             the engine's facts and ``audit`` (JSON: the summary a stateful step records).
         report: Self-contained HTML report, features sorted by drift.
         metrics: The drift share.
-        Output: ``drift_share``: share of features that drifted (0 without a reference).
+        drift_share: Share of features that drifted (0 without a reference).
     """
     import json
+    from collections import namedtuple
 
     from refit import steps
     from refit.steps.data import parse_beam_pipeline_args
@@ -74,7 +77,7 @@ def detect_drift(
         model_dir=given(baseline_model),
         time_column=time_column,
         engine=engine,
-        beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args_json),
+        beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args),
     )
     with open(drift.path, "w", encoding="utf-8") as f:
         json.dump(out.result, f, sort_keys=True)
@@ -93,4 +96,4 @@ def detect_drift(
     )
     report.metadata["engine"] = out.engine
     report.metadata["engine_requested"] = engine
-    return out.drift_share
+    return namedtuple("Outputs", ["drift_share"])(out.drift_share)

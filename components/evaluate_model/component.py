@@ -19,7 +19,7 @@ from refit.images import component_image
 def evaluate_model(
     model: Input[Model],
     holdout: Input[Dataset],
-    gate_json: str,
+    gate: dict,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     evaluation: Output[Evaluation],
@@ -40,7 +40,7 @@ def evaluate_model(
     Args:
         model: The challenger.
         holdout: Held-out rows of the current window.
-        gate_json: Promotion gate (JSON): thresholds, max_degradation, and optionally mode
+        gate: Promotion gate (a dict): thresholds, max_degradation, and optionally mode
             (superior / non-inferior), margin, changes, slices, fairness (attribute,
             max_demographic_parity_difference, max_equal_opportunity_difference,
             max_increase_over_champion, min_group_size) and serving (requests, batch_size,
@@ -71,7 +71,7 @@ def evaluate_model(
     out = steps.evaluate_model(
         model.path,
         holdout.path,
-        json.loads(gate_json),
+        gate,
         baseline_dir=None if absent else baseline_model.path,
         baseline_version=None if version is None else int(version),
     )

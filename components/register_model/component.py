@@ -1,8 +1,11 @@
 """KFP component: register a blessed challenger as an immutable version."""
 
-from kfp import dsl
-from kfp.dsl import Artifact, Input, Model
+from typing import NamedTuple
 
+from kfp import dsl
+from kfp.dsl import Input, Model
+
+from refit.components.types import Evaluation
 from refit.images import component_image
 
 
@@ -12,11 +15,11 @@ def register_model(
     store_uri: str,
     model_name: str,
     snapshot_sha256: str,
-    evaluation: Input[Artifact],
+    evaluation: Input[Evaluation],
     run_id: str = "",
     run_label: str = "",
-    approval_json: str = "",
-) -> int:
+    approval: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
+) -> NamedTuple("Outputs", version=int):
     """Register the model as a new immutable version with its lineage.
 
     Args:
@@ -29,19 +32,21 @@ def register_model(
             champion to still be live).
         run_id: Pipeline run that produced it.
         run_label: Label of this run in the audit log.
-        approval_json: Human approval policy (JSON: required, timeout_hours, approvers); when
+        approval: Human approval policy (a dict: required, timeout_hours, approvers); when
             ``required``, the version waits with status ``awaiting_approval`` and is not
             promoted until ``refit registry approve``. Empty: no approval.
 
     Returns:
-        Output: The new version number.
+        version: The new version number.
     """
     import json
+    from collections import namedtuple
 
     from refit import steps
     from refit.governance.approval import ApprovalPolicy
+    from refit.steps.common import dict_param
 
-    approval = ApprovalPolicy.from_dict(json.loads(approval_json)) if approval_json else None
+    policy = ApprovalPolicy.from_dict(dict_param(approval, "approval")) if approval else None
     with open(evaluation.path, encoding="utf-8") as f:
         summary = json.load(f)
     metrics = summary["metrics"]
@@ -54,6 +59,6 @@ def register_model(
         run_id=run_id,
         run_label=run_label,
         parent_version=summary.get("champion_version"),
-        approval=approval,
+        approval=policy,
     )
-    return version
+    return namedtuple("Outputs", ["version"])(version)

@@ -5,7 +5,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Dataset, Model, Output
 
-from refit.components.types import Profile
+from refit.components.types import Profile, Schema
 from refit.images import component_image
 
 
@@ -16,8 +16,9 @@ def resolve_champion(
     champion: Output[Model],
     reference: Output[Dataset],
     reference_profile: Output[Profile],
+    schema: Output[Schema],
 ) -> NamedTuple("Outputs", has_champion=bool, champion_version=int):
-    """Read the registry once: the champion, its training data and their drift profile.
+    """Read the registry once: the champion, its training data, their drift profile and schema.
 
     Like TFX's Resolver, the artifacts it emits are the registry's own: their URIs point at the
     champion's version folder, its content-addressed training snapshot and the stored profile,
@@ -25,7 +26,7 @@ def resolve_champion(
     the run's lineage names what it compared against. Caching stays off for this task: the
     champion changes between runs.
 
-    Before the first promotion there is no champion: the three artifacts are then empty
+    Before the first promotion there is no champion: the four artifacts are then empty
     placeholders with ``absent: true`` in their metadata, which refit's components read as
     "not given" (the first run).
 
@@ -38,6 +39,8 @@ def resolve_champion(
             ``sha256``, ``snapshot_sha256``.
         reference: The champion's training data (Parquet), metadata ``sha256``.
         reference_profile: Drift profile of the training data (JSON).
+        schema: Schema of the training data (TFDV Schema text proto), as validate_data would
+            infer it from the reference; validate_data takes it as its schema input.
         has_champion: Whether there is a champion (False on the first run).
         champion_version: The champion's version (0 when there is none).
     """
@@ -49,7 +52,7 @@ def resolve_champion(
     from refit.io.uri import is_gcs, read_bytes
 
     out = steps.resolve_champion(store_uri, model_name)
-    artifacts = (champion, reference, reference_profile)
+    artifacts = (champion, reference, reference_profile, schema)
     if not out.has_champion:
         for artifact in artifacts:
             artifact.metadata["absent"] = True
@@ -65,10 +68,13 @@ def resolve_champion(
             f.write(read_bytes(out.reference_uri))
         with open(reference_profile.path, "wb") as f:
             f.write(read_bytes(out.profile_uri))
+        with open(schema.path, "wb") as f:
+            f.write(read_bytes(out.schema_uri))
     else:
         champion.uri = out.model_uri
         reference.uri = out.reference_uri
         reference_profile.uri = out.profile_uri
+        schema.uri = out.schema_uri
     if out.has_champion:
         champion.metadata.update(
             {
@@ -79,5 +85,6 @@ def resolve_champion(
         )
         reference.metadata["sha256"] = out.snapshot_sha256
         reference_profile.metadata["snapshot_sha256"] = out.snapshot_sha256
+        schema.metadata["snapshot_sha256"] = out.snapshot_sha256
     outputs = namedtuple("Outputs", ["has_champion", "champion_version"])
     return outputs(out.has_champion, out.version)

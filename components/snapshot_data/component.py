@@ -1,5 +1,7 @@
 """KFP component: read a window of data and store it as a content-addressed snapshot."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
@@ -14,7 +16,7 @@ def snapshot_data(
     snapshot: Output[Dataset],
     time_column: str = "",
     run_label: str = "",
-) -> str:
+) -> NamedTuple("Outputs", sha256=str):
     """Snapshot the window at ``data_uri`` into the store, content-addressed by sha256.
 
     Caching must stay off for this task: it reads "the latest data", which a KFP cache keyed on
@@ -28,9 +30,13 @@ def snapshot_data(
         run_label: Label of this run in the audit log.
 
     Returns:
-        snapshot: The window as Parquet, with sha256, rows and columns in its metadata.
-        Output: sha256 of the canonical Parquet bytes; names the snapshot in the store.
+        snapshot: The window as Parquet, with sha256, rows, columns and pii (its columns the
+            model's curated schema tags "pii", which train_model refuses unless
+            anonymize_data handled them) in its metadata.
+        sha256: sha256 of the canonical Parquet bytes; names the snapshot in the store.
     """
+    from collections import namedtuple
+
     from refit import steps
 
     out = steps.snapshot_data(
@@ -41,5 +47,5 @@ def snapshot_data(
         time_column=time_column,
         run_label=run_label,
     )
-    snapshot.metadata.update({"sha256": out.sha256, "rows": out.rows, "columns": out.columns})
-    return out.sha256
+    snapshot.metadata.update(out.record())
+    return namedtuple("Outputs", ["sha256"])(out.sha256)

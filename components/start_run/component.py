@@ -1,5 +1,7 @@
 """KFP component: the retraining run's first task; names the run, refuses what cannot work."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 
 from refit.images import component_image
@@ -12,9 +14,9 @@ def start_run(
     run_id: str,
     run_label: str = "",
     deploy_target: str = "local",
-    rollout_plan_json: str = "",
-    deploy_options_json: str = "",
-) -> str:
+    rollout_plan: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
+    deploy_options: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
+) -> NamedTuple("Outputs", Output=bool, label=str):
     """Name the run and refuse a deployment that cannot work, before any other task runs.
 
     The run's label is ``run_label``, or the KFP run's id when it is empty, so every cluster
@@ -29,20 +31,27 @@ def start_run(
         run_id: The KFP run's id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
         run_label: The run's label; empty: the KFP run's id.
         deploy_target: Deployment target: ``local``, or ``kserve`` with a rollout plan.
-        rollout_plan_json: Canary rollout plan (JSON); empty: promote directly.
-        deploy_options_json: Options of the deployment target (JSON object).
+        rollout_plan: Canary rollout plan (a dict); empty: promote directly.
+        deploy_options: Options of the deployment target (a dict).
 
     Returns:
-        The run's label, which every later task records.
+        label: The run's label, which every later task records.
+        Output: Whether the version will be rolled out as a canary (a rollout plan was given);
+            False: promoted directly. A bare boolean because the pipeline branches on it, and
+            kfp.local 2.17 skips a branch on a named output (it resolves
+            ``pipelinechannel--<task>-<name>`` as a pipeline input).
     """
+    from collections import namedtuple
+
     from refit import steps
 
-    return steps.start_run(
+    label = steps.start_run(
         store_uri,
         model_name,
         run_label,
         run_id,
         deploy_target=deploy_target,
-        rollout_plan_json=rollout_plan_json,
-        deploy_options_json=deploy_options_json,
+        rollout_plan=rollout_plan,
+        deploy_options=deploy_options,
     )
+    return namedtuple("Outputs", ["Output", "label"])(bool(rollout_plan), label)

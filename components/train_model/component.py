@@ -9,75 +9,73 @@ from refit.images import component_image
 @dsl.component(base_image=component_image(), install_kfp_package=False)
 def train_model(
     snapshot: Input[Dataset],
-    store_uri: str,
-    model_name: str,
-    target: str,
+    label_column: str,
     model: Output[Model],
     holdout: Output[Dataset],
     card: Output[Markdown],
     trainer: str = "xgboost",
-    params_json: str = "{}",
+    params: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
     seed: int = 0,
     holdout_fraction: float = 0.25,
     time_column: str = "",
-    run_label: str = "",
     task: str = "auto",
     device: str = "auto",
     checkpoint_uri: str = "auto",
     checkpoint_every: int = 25,
     price_per_hour: float = 0.0,
     node_profile: str = "",
-) -> str:
+):
     """Train a challenger on the window minus a seeded holdout, saved in a safe format.
 
-    XGBoost checkpoints every few rounds; a retry of this task (after a pre-emption) resumes
-    from the last checkpoint.
+    A function of its inputs alone (no store): KFP may cache it. XGBoost checkpoints every few
+    rounds; a retry of this task (after a pre-emption) resumes from the last checkpoint. Columns
+    the window's artifact marks "pii" (snapshot_data's metadata) must have been handled by
+    anonymize_data (its output's metadata says which), or training refuses them.
 
     Args:
-        snapshot: The window (Parquet).
-        store_uri: Root of refit's store.
-        model_name: Model the challenger is for.
-        target: Label column.
+        snapshot: The window (Parquet); its metadata's pii, handled and sha256 are checked.
+        label_column: Label column.
         trainer: Registered trainer: xgboost, hist_gradient_boosting, random_forest or
             logistic_regression.
-        params_json: Trainer hyper-parameters (JSON).
+        params: Trainer hyper-parameters (a dict).
         seed: Seed of the holdout split and the trainer.
         holdout_fraction: Share of rows held out for evaluation.
         time_column: Event-time column, excluded from the features.
-        run_label: Label of this run in the audit log.
         task: auto, classification or regression.
         device: auto (CUDA when a GPU is visible), cpu or cuda (fails without a GPU).
-        checkpoint_uri: Folder or gs:// prefix for XGBoost checkpoints; "auto" puts them under
-            the store, keyed by data, trainer and seed; "" turns them off.
+        checkpoint_uri: Folder or gs:// prefix for XGBoost checkpoints; "auto" puts them beside
+            the output model (its URI or path plus ".checkpoints", the same on each retry of
+            the task); "" turns them off.
         checkpoint_every: Boosting rounds between checkpoints.
         price_per_hour: Price per hour of the node profile (model card cost).
         node_profile: Name of the node profile the task runs on (model card).
 
     Returns:
         model: Model folder: UBJSON (XGBoost) or skops file plus model.json with its sha256,
-            device, resumed_from_round and model card.
+            device, resumed_from_round and model card; its metadata holds sha256, trainer,
+            device, resumed_from_round, wall_time_s, cost and audit (JSON: the training summary
+            record_results appends to the audit log).
         holdout: The held-out rows (Parquet).
         card: Model card: data hash, features, parameters, holdout metrics, device, wall time,
             cost.
-        Output: sha256 of the model file.
     """
     import json
 
     from refit import steps
 
+    if checkpoint_uri == steps.AUTO_CHECKPOINTS:
+        checkpoint_uri = steps.checkpoint_location(model.uri, model.path)
     out = steps.train_model(
         snapshot.path,
-        target,
+        label_column,
         model.path,
         holdout.path,
-        store_uri=store_uri,
-        model_name=model_name,
+        data_metadata=snapshot.metadata,
         trainer=trainer,
-        params=json.loads(params_json),
+        params=params,
         seed=seed,
         holdout_fraction=holdout_fraction,
         time_column=time_column,
-        run_label=run_label,
         task=task,
         device=device,
         checkpoint_uri=checkpoint_uri,
@@ -93,9 +91,9 @@ def train_model(
             "resumed_from_round": out.resumed_from_round,
             "wall_time_s": out.card["wall_time_s"],
             "cost": out.card["cost"],
+            "audit": json.dumps(out.audit, sort_keys=True),
         }
     )
     holdout.metadata["rows"] = out.holdout_rows
     with open(card.path, "w", encoding="utf-8") as handle:
         handle.write(out.card_markdown)
-    return out.sha256

@@ -18,7 +18,7 @@ def validate_data(
     reference: Input[Dataset] = None,
     schema: Input[Schema] = None,
     engine: str = "native",
-    beam_pipeline_args_json: str = "[]",
+    beam_pipeline_args: list = [],  # noqa: B006 (a KFP parameter default, never mutated)
 ) -> bool:
     """Validate a window against reference data and a schema; the result gates the run.
 
@@ -45,7 +45,7 @@ def validate_data(
             inferred from ``reference`` (else the window) when absent.
         engine: ``native`` (default, refit's engine), ``tfdv`` (TFDV in its own interpreter,
             REFIT_TFDV_PYTHON) or ``auto`` (native).
-        beam_pipeline_args_json: TFDV engine: JSON list of Beam flags, e.g.
+        beam_pipeline_args: TFDV engine: list of Beam flags, e.g.
             ``["--runner=DataflowRunner", "--project=...", "--region=..."]``; any flag makes
             TFDV's statistics a Beam pipeline with those options, ``[]`` runs TFDV in-process.
 
@@ -76,7 +76,7 @@ def validate_data(
         schema_path=given(schema),
         anomalies_path=anomalies.path,
         engine=engine,
-        beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args_json),
+        beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args),
     )
     with open(report.path, "w", encoding="utf-8") as f:
         f.write(out.html)

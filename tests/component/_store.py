@@ -21,8 +21,6 @@ def champion_store(root: Path, window: pa.Table, model: str, params: dict[str, A
         TARGET,
         str(root / "model"),
         str(root / "holdout.parquet"),
-        store_uri=str(root),
-        model_name=model,
         params=params,
         time_column=TIME_COLUMN,
     )

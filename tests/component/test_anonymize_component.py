@@ -1,7 +1,6 @@
 """anonymize_data through kfp.local: before training, and the key never leaves the environment."""
 
 import base64
-import json
 import random
 import string
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from kfp import compiler, dsl
 from kfp.dsl import Dataset
 
-from refit.components import snapshot_data, train_model
+from refit.components import record_results, snapshot_data, train_model
 from refit.components.anonymize_data.component import anonymize_data
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.io.snapshot import load_snapshot
@@ -26,13 +25,11 @@ pytestmark = pytest.mark.slow
 MODEL = "m"
 COMPONENT_YAML = Path(__file__).resolve().parents[2] / "components/anonymize_data/component.yaml"
 KEY = "".join(random.Random(10).choices(string.ascii_letters + string.digits, k=48))
-PRIVACY = json.dumps(
-    {
-        "drop": ["email"],
-        "tokenize": ["customer_id"],
-        "generalize": {"age": {"bucket": 10}, TIME_COLUMN: {"truncate": "day"}},
-    }
-)
+PRIVACY = {
+    "drop": ["email"],
+    "tokenize": ["customer_id"],
+    "generalize": {"age": {"bucket": 10}, TIME_COLUMN: {"truncate": "day"}},
+}
 
 
 def _key_forms() -> list[bytes]:
@@ -66,23 +63,26 @@ def setup(tmp_path_factory, kfp_local, windows) -> tuple[Path, str, pa.Table]:
 
 
 @dsl.pipeline
-def _anonymize_then_train(data_uri: str, store_uri: str, privacy_json: str) -> Dataset:
+def _anonymize_then_train(data_uri: str, store_uri: str, privacy: dict) -> Dataset:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
     anon = anonymize_data(
         snapshot=snap.outputs["snapshot"],
         store_uri=store_uri,
         model_name=MODEL,
-        privacy_json=privacy_json,
+        privacy=privacy,
         time_column=TIME_COLUMN,
         run_label="private-run",
     )
-    train_model(
+    trained = train_model(
         snapshot=anon.outputs["anonymized"],
-        store_uri=store_uri,
-        model_name=MODEL,
-        target=TARGET,
+        label_column=TARGET,
         trainer="logistic_regression",
         time_column=TIME_COLUMN,
+    )
+    record_results(
+        store_uri=store_uri,
+        model_name=MODEL,
+        model=trained.outputs["model"],
         run_label="private-run",
     )
     return anon.outputs["anonymized"]
@@ -93,9 +93,7 @@ def _train_raw(data_uri: str, store_uri: str) -> None:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
     train_model(
         snapshot=snap.outputs["snapshot"],
-        store_uri=store_uri,
-        model_name=MODEL,
-        target=TARGET,
+        label_column=TARGET,
         trainer="logistic_regression",
         time_column=TIME_COLUMN,
     )
@@ -120,9 +118,7 @@ def test_anonymize_then_train_and_the_key_appears_nowhere(
 ) -> None:
     store, data, raw = setup
     monkeypatch.setenv("REFIT_TOKEN_KEY", KEY)
-    anonymized = _anonymize_then_train(
-        data_uri=data, store_uri=str(store), privacy_json=PRIVACY
-    ).output
+    anonymized = _anonymize_then_train(data_uri=data, store_uri=str(store), privacy=PRIVACY).output
     log = "".join(capfd.readouterr())
 
     meta = anonymized.metadata

@@ -1,6 +1,5 @@
 """Each component run through kfp.local, inside the small pipelines a user would write."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,8 @@ from refit.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
 MODEL = "m"
-GATE = json.dumps({"thresholds": {"accuracy": 0.7}, "max_degradation": 0.03})
-POLICY = json.dumps({"drift_share_threshold": 0.3, "metric_threshold": 0.75})
+GATE = {"thresholds": {"accuracy": 0.7}, "max_degradation": 0.03}
+POLICY = {"drift_share_threshold": 0.3, "metric_threshold": 0.75}
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +39,12 @@ def store(tmp_path_factory, kfp_local, windows) -> Path:
 def test_snapshot_data_is_content_addressed(store, windows) -> None:
     uri = write_window(store, windows[1], "w1")
     task = snapshot_data(data_uri=uri, store_uri=str(store), model_name=MODEL)
-    sha = task.outputs["Output"]
+    sha = task.outputs["sha256"]
     table, snap = load_snapshot(str(store), sha)
     assert snap.rows == windows[1].num_rows == table.num_rows
     assert task.outputs["snapshot"].metadata["rows"] == windows[1].num_rows
     again = snapshot_data(data_uri=uri, store_uri=str(store), model_name=MODEL)
-    assert again.outputs["Output"] == sha
+    assert again.outputs["sha256"] == sha
 
 
 @dsl.pipeline
@@ -91,7 +90,7 @@ def _drift_decide(data_uri: str, store_uri: str) -> Markdown:
         store_uri=store_uri,
         model_name=MODEL,
         label_column=TARGET,
-        policy_json=POLICY,
+        policy=POLICY,
         now="2026-03-01T00:00:00",
     ).outputs["decision"]
 
@@ -135,17 +134,15 @@ def _train_evaluate(data_uri: str, store_uri: str) -> ClassificationMetrics:
     champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
     trained = train_model(
         snapshot=snap.outputs["snapshot"],
-        store_uri=store_uri,
-        model_name=MODEL,
-        target=TARGET,
-        params_json=json.dumps({"n_estimators": 30, "max_depth": 3}),
+        label_column=TARGET,
+        params={"n_estimators": 30, "max_depth": 3},
         time_column=TIME_COLUMN,
     )
     return evaluate_model(
         model=trained.outputs["model"],
         holdout=trained.outputs["holdout"],
         baseline_model=champ.outputs["champion"],
-        gate_json=GATE,
+        gate=GATE,
     ).outputs["classification_metrics"]
 
 
@@ -168,28 +165,26 @@ def _register_promote(data_uri: str, store_uri: str) -> int:
     champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
     trained = train_model(
         snapshot=snap.outputs["snapshot"],
-        store_uri=store_uri,
-        model_name=MODEL,
-        target=TARGET,
-        params_json=json.dumps({"n_estimators": 30, "max_depth": 3}),
+        label_column=TARGET,
+        params={"n_estimators": 30, "max_depth": 3},
         time_column=TIME_COLUMN,
     )
     evaluation = evaluate_model(
         model=trained.outputs["model"],
         holdout=trained.outputs["holdout"],
         baseline_model=champ.outputs["champion"],
-        gate_json=GATE,
+        gate=GATE,
     )
     registered = register_model(
         model=trained.outputs["model"],
         store_uri=store_uri,
         model_name=MODEL,
-        snapshot_sha256=snap.outputs["Output"],
+        snapshot_sha256=snap.outputs["sha256"],
         evaluation=evaluation.outputs["evaluation"],
     )
     return promote_model(
-        store_uri=store_uri, model_name=MODEL, version=registered.outputs["Output"]
-    ).output
+        store_uri=store_uri, model_name=MODEL, version=registered.outputs["version"]
+    ).outputs["live_version"]
 
 
 def test_register_and_promote_move_the_champion(store, windows) -> None:

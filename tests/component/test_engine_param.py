@@ -56,7 +56,11 @@ class Outputs(NamedTuple):
 
 @dsl.pipeline
 def _check(
-    data_uri: str, store_uri: str, engine: str, run_label: str, beam_pipeline_args_json: str = "[]"
+    data_uri: str,
+    store_uri: str,
+    engine: str,
+    run_label: str,
+    beam_pipeline_args: list = [],  # noqa: B006
 ) -> Outputs:
     snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
     champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
@@ -73,7 +77,7 @@ def _check(
         label_column=TARGET,
         time_column=TIME_COLUMN,
         engine=engine,
-        beam_pipeline_args_json=beam_pipeline_args_json,
+        beam_pipeline_args=beam_pipeline_args,
     )
     # the pure tasks take no store: a stateful step records what they found
     record_results(
@@ -172,12 +176,12 @@ def test_tfdv_without_an_environment_fails_saying_how_to_make_one(
     assert "t0" not in runs
 
 
-def test_beam_pipeline_args_json_is_checked() -> None:
-    assert parse_beam_pipeline_args("[]") is None
-    assert parse_beam_pipeline_args("") is None
-    assert parse_beam_pipeline_args('["--runner=DirectRunner"]') == ["--runner=DirectRunner"]
-    for bad in ('"--runner=DirectRunner"', "[1]", "{", '{"runner": "x"}'):
-        with pytest.raises(SchemaError, match="beam_pipeline_args_json"):
+def test_beam_pipeline_args_is_checked() -> None:
+    assert parse_beam_pipeline_args([]) is None
+    assert parse_beam_pipeline_args(None) is None
+    assert parse_beam_pipeline_args(["--runner=DirectRunner"]) == ["--runner=DirectRunner"]
+    for bad in ("--runner=DirectRunner", '["--runner=DirectRunner"]', [1], {"runner": "x"}):
+        with pytest.raises(SchemaError, match="beam_pipeline_args must be a list of strings"):
             parse_beam_pipeline_args(bad)
 
 
@@ -188,7 +192,7 @@ def test_beam_pipeline_args_json_is_checked() -> None:
 )
 def test_tfdv_engine_through_the_components(store, windows) -> None:
     beam = ["--runner=DirectRunner"]
-    run = _run(store, windows[3], "tfdv", "t3", beam_pipeline_args_json=json.dumps(beam))
+    run = _run(store, windows[3], "tfdv", "t3", beam_pipeline_args=beam)
     anomalies, facets, drift = (run.outputs[k] for k in ("anomalies", "facets", "drift"))
     assert anomalies.metadata["engine"] == "tfdv"
     assert anomalies.metadata["tfdv_version"].startswith("1.21")

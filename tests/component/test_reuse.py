@@ -29,7 +29,7 @@ detect_drift = components.load_component_from_file(str(COMPONENTS / "detect_drif
 evaluate_model = components.load_component_from_file(
     str(COMPONENTS / "evaluate_model/component.yaml")
 )
-GATE = json.dumps({"thresholds": {"accuracy": 0.7}, "max_degradation": 0.03})
+GATE = {"thresholds": {"accuracy": 0.7}, "max_degradation": 0.03}
 
 
 class Outputs(NamedTuple):
@@ -59,7 +59,7 @@ def reuse(
         model=challenger.output,
         holdout=holdout.output,
         baseline_model=baseline.output,
-        gate_json=GATE,
+        gate=GATE,
     )
     return Outputs(
         drift=drift.outputs["drift"],

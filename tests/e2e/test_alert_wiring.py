@@ -89,9 +89,9 @@ def champion_store(root: Path, windows) -> Path:
     assert not steps.resolve_champion(str(store), MODEL).has_champion
     model_dir, holdout = str(work / "model"), str(work / "holdout.parquet")
     steps.train_model(
-        snap, TARGET, model_dir, holdout, store_uri=str(store), model_name=MODEL,
+        snap, TARGET, model_dir, holdout,
         params={"n_estimators": 20, "max_depth": 3}, seed=0, time_column=TIME_COLUMN,
-        run_label="window-00", device="cpu",
+        device="cpu",
     )  # fmt: skip
     evaluation = steps.evaluate_model(model_dir, holdout, GATE)
     assert evaluation.blessed

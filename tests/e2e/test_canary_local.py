@@ -121,9 +121,9 @@ def rollout(reg: ModelRegistry, server, version: int, plan_dict: dict):
         reg.store_uri,
         NAME,
         version,
-        json.dumps(plan_dict),
+        plan_dict,
         target="local",
-        options_json=json.dumps({"server_url": server.url}),
+        options={"server_url": server.url},
         run_label=f"canary-v{version}",
     )
 
@@ -202,12 +202,12 @@ def test_the_component_rolls_back_a_faulty_canary_under_kfp_local(store, stack, 
         store_uri=store.store_uri,
         model_name=NAME,
         version=3,
-        plan_json=json.dumps(plan(prom.url)),
-        target="local",
-        options_json=json.dumps({"server_url": server.url}),
+        plan=plan(prom.url),
+        deploy_target="local",
+        options={"server_url": server.url},
         run_label="kfp-canary",
     )
-    assert task.outputs["Output"] == 1  # the champion stays live
+    assert task.outputs["live_version"] == 1  # the champion stays live
     with open(task.outputs["timeline"].path, encoding="utf-8") as f:
         timeline = f.read()
     assert "Canary rollout of credit v3: **rolled back**" in timeline

@@ -24,6 +24,11 @@ from refit.schedule.cron import ScheduleError, parse_cron, parse_interval
 
 TOKEN = "test-token"
 PARAMS = {"data_uri": "gs://bucket/latest.parquet", "store_uri": "gs://bucket/store"}
+CHURN = {
+    **PARAMS,
+    "gate": {"thresholds": {"accuracy": 0.8}, "max_degradation": 0.02},
+    "beam_pipeline_args": ["--runner=DirectRunner"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +93,7 @@ def test_interval_paused_and_catchup(proxy, client):
     spec = ks.RecurringRunSpec(
         name="six-hourly",
         schedule=parse_interval("6h"),
-        params=PARAMS,
+        params=CHURN,
         max_concurrency=2,
         no_catchup=False,
         enabled=False,
@@ -100,6 +105,8 @@ def test_interval_paused_and_catchup(proxy, client):
     assert body["max_concurrency"] == 2
     assert body["no_catchup"] is False
     assert body["mode"] == "DISABLE"
+    assert body["runtime_config"]["parameters"]["gate"] == CHURN["gate"]
+    assert body["runtime_config"]["parameters"]["beam_pipeline_args"] == ["--runner=DirectRunner"]
 
 
 def test_second_apply_replaces_and_reuses_the_version(proxy, client):
@@ -274,7 +281,7 @@ def test_refit_serve_submits_runs_for_the_judged_model_in_the_configured_images(
         json.dumps(
             {
                 "state_path": str(tmp_path / "s.db"),
-                "models": {"credit-default": {"params": PARAMS}, "churn": {"params": PARAMS}},
+                "models": {"credit-default": {"params": PARAMS}, "churn": {"params": CHURN}},
             }
         )
     )
@@ -312,6 +319,9 @@ def test_refit_serve_submits_runs_for_the_judged_model_in_the_configured_images(
     assert images == {f"registry.example.com/ml/refit:{__version__}"}
     parameters = sent["runtime_config"]["parameters"]
     assert parameters["model_name"] == "churn"
+    # dict and list parameters travel as JSON objects and arrays (KFP's STRUCT and LIST)
+    assert parameters["gate"] == CHURN["gate"]
+    assert parameters["beam_pipeline_args"] == CHURN["beam_pipeline_args"]
     assert parameters["run_label"] == run["params"]["run_label"]
     assert parameters["run_label"].startswith("trigger-churn-")
 

@@ -51,11 +51,12 @@ def _run(store: Path, table, index: int, label: str) -> None:
     ).retrain:  # fmt: skip
         return
     model, holdout = str(work / "model"), str(work / "holdout.parquet")
-    steps.train_model(
-        snap, TARGET, model, holdout, store_uri=s, model_name=MODEL, device="cpu",
-        params={"n_estimators": 30, "max_depth": 3}, time_column=TIME_COLUMN, run_label=label,
+    trained = steps.train_model(
+        snap, TARGET, model, holdout, device="cpu",
+        params={"n_estimators": 30, "max_depth": 3}, time_column=TIME_COLUMN,
         price_per_hour=2.0,
     )  # fmt: skip
+    steps.record_results(s, MODEL, {"training": trained.audit}, run_label=label)
     ev = steps.evaluate_model(
         model, holdout, GATE, baseline_dir=champ.model_uri, baseline_version=champ.version
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 MODEL = "credit"
 POLICY = {"drift_share_threshold": 0.3, "metric": "accuracy", "metric_threshold": 0.75}
-PURE = {"validate-data", "detect-drift", "evaluate-model"}
+PURE = {"validate-data", "detect-drift", "train-model", "evaluate-model"}
 
 
 @pytest.fixture
@@ -48,11 +47,11 @@ def _run(root: Path, table, label: str) -> set[str]:
         data_uri=uri,
         store_uri=str(store),
         model_name=MODEL,
-        target=TARGET,
+        label_column=TARGET,
         time_column=TIME_COLUMN,
-        policy_json=json.dumps(POLICY),
-        gate_json=json.dumps(DEFAULT_GATE),
-        params_json=json.dumps({"n_estimators": 30, "max_depth": 3}),
+        policy=POLICY,
+        gate=DEFAULT_GATE,
+        params={"n_estimators": 30, "max_depth": 3},
         now="2026-02-01T00:00:00",
         run_label=label,
     )

@@ -38,7 +38,7 @@ def _pipeline() -> dict:
 
 def test_every_task_runs_refits_image_and_installs_nothing() -> None:
     executors = _pipeline()["deploymentSpec"]["executors"]
-    assert len(executors) == 15  # 14 components, record_results used twice
+    assert len(executors) == 16  # 14 components, record_results used three times
     for name, ex in executors.items():
         container = ex["container"]
         assert container["image"] == component_image(), name
@@ -59,7 +59,7 @@ def _tasks(spec: dict) -> dict[str, dict]:
 
 
 #: Tasks that are functions of their inputs alone: KFP may serve them from its cache.
-PURE = {"validate-data", "detect-drift", "evaluate-model"}
+PURE = {"validate-data", "detect-drift", "train-model", "evaluate-model"}
 
 
 def test_only_pure_tasks_are_served_from_cache() -> None:
@@ -87,7 +87,7 @@ def test_the_resolvers_artifacts_feed_validation_drift_decision_and_evaluation()
                 found[name] = channel.removeprefix("pipelinechannel--resolve-champion-")
         return found
 
-    assert from_resolver("validate-data") == {"reference": "reference"}
+    assert from_resolver("validate-data") == {"reference": "reference", "schema": "schema"}
     assert from_resolver("detect-drift") == {
         "reference": "reference",
         "reference_profile": "reference_profile",
@@ -124,17 +124,17 @@ def test_training_sits_behind_validation_decision_and_gate() -> None:
         return found
 
     train = parent_conditions("train-model")
-    # conditions read single-output components' "Output": kfp.local cannot resolve a condition
-    # on a NamedTuple field (it parses "pipelinechannel--task-field" as a parent input)
+    # conditions read the components' bare "Output": kfp.local cannot resolve a condition on a
+    # named output (it parses "pipelinechannel--task-field" as a parent input)
     assert any("validate-data-Output" in c and "== true" in c for c in train)
     assert any("decide-retrain-Output" in c for c in train)
     promote = parent_conditions("promote-model")
     assert any("evaluate-model-Output" in c for c in promote)
-    assert any("rollout_plan_json'] == ''" in c for c in promote)
+    assert any("start-run-Output'] == false" in c for c in promote), promote
     assert len(promote) == 4
     canary = parent_conditions("canary-rollout")
     assert any("evaluate-model-Output" in c for c in canary)
-    assert any("rollout_plan_json'] == ''" in c and c.startswith("!") for c in canary), canary
+    assert any("start-run-Output'] == false" in c and c.startswith("!") for c in canary), canary
     assert len(canary) == 4
 
 

@@ -60,9 +60,9 @@ def _run(data_uri: str, label: str, pipeline=None, **extra: str) -> None:
         "model_name": MODEL,
         "target": TARGET,
         "time_column": TIME_COLUMN,
-        "policy_json": json.dumps(POLICY),
-        "gate_json": json.dumps(DEFAULT_GATE),
-        "params_json": json.dumps({"n_estimators": 50, "max_depth": 3}),
+        "policy": POLICY,
+        "gate": DEFAULT_GATE,
+        "params": {"n_estimators": 50, "max_depth": 3},
         "now": "2026-02-01T00:00:00",
         "run_label": label,
         **extra,
@@ -173,7 +173,7 @@ def test_tfdv_engine_stages_its_beam_statistics_under_the_gcs_temp_location(
         data,
         "w2-tfdv",
         pipeline=build_retraining_pipeline(engine="tfdv"),
-        beam_pipeline_args_json=json.dumps(beam),
+        beam_pipeline_args=beam,
     )
     events = _events("w2-tfdv")
     assert events["validation"]["engine"] == "tfdv"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,11 +40,11 @@ def _run(store: Path, table_or_uri: pa.Table | str, label: str) -> None:
         data_uri=uri,
         store_uri=str(store),
         model_name=MODEL,
-        target=TARGET,
+        label_column=TARGET,
         time_column=TIME_COLUMN,
-        policy_json=json.dumps(POLICY),
-        gate_json=json.dumps(DEFAULT_GATE),
-        params_json=json.dumps({"n_estimators": 50, "max_depth": 3}),
+        policy=POLICY,
+        gate=DEFAULT_GATE,
+        params={"n_estimators": 50, "max_depth": 3},
         now="2026-02-01T00:00:00",
         run_label=label,
     )

@@ -4,7 +4,6 @@ and a deployment that cannot work is refused by the first task before any work."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,9 +26,9 @@ def _run(store: Path, table: pa.Table, name: str, **params: object) -> None:
         data_uri=uri,
         store_uri=str(store),
         model_name=MODEL,
-        target=TARGET,
+        label_column=TARGET,
         time_column=TIME_COLUMN,
-        params_json=json.dumps({"n_estimators": 20, "max_depth": 3}),
+        params={"n_estimators": 20, "max_depth": 3},
         now="2026-02-01T00:00:00",
         **params,
     )
@@ -95,10 +94,10 @@ def test_a_run_that_fails_before_any_audit_record_still_gets_a_record(tmp_path, 
     [
         ({"deploy_target": "kserve"}, "deploy_target 'kserve' needs a rollout plan"),
         (
-            {"rollout_plan_json": json.dumps({"steps": [10, 100]}), "deploy_target": "kserve"},
+            {"rollout_plan": {"steps": [10, 100]}, "deploy_target": "kserve"},
             "deploy option 'namespace' is required by the kserve target",
         ),
-        ({"rollout_plan_json": "{not json"}, "rollout plan is not valid JSON"),
+        ({"rollout_plan": {"steps": [10]}}, "rollout_plan: steps must end at 100"),
     ],
     ids=["kserve-without-plan", "kserve-without-namespace", "bad-plan"],
 )

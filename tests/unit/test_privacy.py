@@ -395,14 +395,13 @@ def store(tmp_path) -> Path:
     return root
 
 
-def _train(store: Path, data: Path) -> steps.TrainOutput:
+def _train(store: Path, data: Path, marks: dict) -> steps.TrainOutput:
     return steps.train_model(
         str(data),
         "label",
         str(store.parent / "model"),
         str(store.parent / "holdout.parquet"),
-        store_uri=str(store),
-        model_name=MODEL,
+        data_metadata=marks,
         trainer="logistic_regression",
         time_column="signup",
     )
@@ -481,14 +480,19 @@ def test_anonymize_step_names_a_missing_time_column_or_snapshot(store) -> None:
 
 
 def test_training_refuses_unhandled_pii_and_accepts_the_anonymized_snapshot(store) -> None:
+    # the PII marks travel on the data's artifact: snapshot_data's metadata names them
+    snap = steps.snapshot_data(
+        str(store.parent / "raw.parquet"), str(store), MODEL, str(store.parent / "snap.pq")
+    )
+    assert snap.record()["pii"] == ["customer_id", "email"]
     with pytest.raises(PrivacyError) as info:
-        _train(store, store.parent / "snap.pq")
+        _train(store, store.parent / "snap.pq", snap.record())
     assert "['customer_id', 'email']" in str(info.value)
     assert "anonymize_data" in str(info.value)
     assert not (store.parent / "model").exists()
 
     anon = store.parent / "anon.parquet"
-    steps.anonymize_data(
+    anonymized = steps.anonymize_data(
         str(store.parent / "snap.pq"),
         str(store),
         MODEL,
@@ -496,23 +500,27 @@ def test_training_refuses_unhandled_pii_and_accepts_the_anonymized_snapshot(stor
         {"drop": ["email"], "tokenize": ["customer_id"]},
         environ={"REFIT_TOKEN_KEY": KEY_TEXT},
     )
-    trained = _train(store, anon)
+    trained = _train(store, anon, anonymized.record())
     assert trained.train_rows + trained.holdout_rows == 240
 
     # the handled set belongs to those bytes: the same columns in other data are refused
     tampered = store.parent / "tampered.parquet"
     table = pq.read_table(anon)
     write_parquet(table.slice(1), str(tampered))
+    with pytest.raises(PrivacyError, match="PII marks describe snapshot"):
+        _train(store, tampered, anonymized.record())
+    # and the raw window's marks still refuse it: nothing handled customer_id in those bytes
+    sha = hashlib.sha256(tampered.read_bytes()).hexdigest()
+    raw_marks = {"pii": ["customer_id"], "sha256": sha}
     with pytest.raises(PrivacyError, match=r"\['customer_id'\]"):
-        _train(store, tampered)
+        _train(store, tampered, raw_marks)
 
 
-def test_guard_is_silent_without_a_curated_schema_or_pii_marks(tmp_path) -> None:
-    store = str(tmp_path / "store")
-    check_pii_handled(store, MODEL, "0" * 64, ["email"])  # no schema stored
-    save_schema(store, MODEL, _schema(_people(30)))
-    check_pii_handled(store, MODEL, "0" * 64, ["email"])  # a schema without marks
-    save_schema(store, MODEL, mark_pii(_schema(_people(30)), ["email"]))
-    check_pii_handled(store, MODEL, "0" * 64, ["x", "label"])  # the marked column was dropped
+def test_guard_is_silent_without_pii_marks() -> None:
+    sha = "0" * 64
+    check_pii_handled(None, sha, ["email"])  # data imported from elsewhere: no marks
+    check_pii_handled({"sha256": sha, "rows": 3}, sha, ["email"])  # marks of nothing
+    check_pii_handled({"pii": ["email"], "sha256": sha}, sha, ["x", "label"])  # email dropped
+    check_pii_handled({"pii": ["email"], "handled": ["email"], "sha256": sha}, sha, ["email"])
     with pytest.raises(PrivacyError, match=r"\['email'\]"):
-        check_pii_handled(store, MODEL, "0" * 64, ["email", "x"])
+        check_pii_handled({"pii": ["email"], "sha256": sha}, sha, ["email", "x"])

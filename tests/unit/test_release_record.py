@@ -70,11 +70,12 @@ def run_window(store: Path, table, index: int, label: str) -> None:
     if not decision.retrain:
         return
     model_dir, holdout = str(work / "model"), str(work / "holdout.parquet")
-    steps.train_model(
-        snap_path, TARGET, model_dir, holdout, store_uri=s, model_name=MODEL,
+    trained = steps.train_model(
+        snap_path, TARGET, model_dir, holdout,
         params={"n_estimators": 30, "max_depth": 3}, seed=0, time_column=TIME_COLUMN,
-        run_label=label, device="cpu", price_per_hour=PRICE_PER_HOUR, node_profile="cpu",
+        device="cpu", price_per_hour=PRICE_PER_HOUR, node_profile="cpu",
     )  # fmt: skip
+    steps.record_results(s, MODEL, {"training": trained.audit}, run_label=label)
     evaluation = steps.evaluate_model(
         model_dir, holdout, GATE, baseline_dir=champ.model_uri, baseline_version=champ.version
     )

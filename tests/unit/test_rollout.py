@@ -251,14 +251,12 @@ def test_no_champion_deploys_directly(tmp_path):
 
 
 def test_a_version_awaiting_approval_is_not_rolled_out(reg):
-    import json
 
     from refit import steps
     from refit.governance.approval import request_approval
 
     request_approval(reg, 2, timeout_hours=1, run_label="w")
-    plan = json.dumps(PLAN.to_dict())
-    result = steps.canary_rollout(reg.store_uri, "churn", 2, plan, run_label="w")
+    result = steps.canary_rollout(reg.store_uri, "churn", 2, PLAN.to_dict(), run_label="w")
     assert result is None
     assert reg.aliases() == {"champion": 1, "approval-pending-2": 2}
     assert reg.get(2).status == "awaiting_approval"
@@ -278,27 +276,25 @@ def test_a_version_awaiting_approval_is_not_rolled_out(reg):
     ],
 )
 def test_bad_deploy_options_are_refused_before_anything_moves(reg, target, options, match):
-    import json
 
     from refit import steps
 
-    plan = json.dumps({**PLAN.to_dict(), "prometheus_url": "http://127.0.0.1:1"})
+    plan = {**PLAN.to_dict(), "prometheus_url": "http://127.0.0.1:1"}
     with pytest.raises(DeployError, match=match):
-        steps.canary_rollout(
-            reg.store_uri, "churn", 2, plan, target=target, options_json=json.dumps(options)
-        )
+        steps.canary_rollout(reg.store_uri, "churn", 2, plan, target=target, options=options)
     assert reg.get(2).status == "registered" and "canary" not in reg.aliases()
 
 
 def test_a_plan_without_prometheus_is_refused_before_anything_moves(reg):
-    import json
 
     from refit import steps
 
     with pytest.raises(DeployError, match="no prometheus_url"):
-        steps.canary_rollout(reg.store_uri, "churn", 2, json.dumps(PLAN.to_dict()))
+        steps.canary_rollout(reg.store_uri, "churn", 2, PLAN)
     with pytest.raises(DeployError, match="must end at 100"):
-        steps.canary_rollout(reg.store_uri, "churn", 2, json.dumps({"steps": [10, 50]}))
+        steps.canary_rollout(reg.store_uri, "churn", 2, {"steps": [10, 50]})
+    with pytest.raises(DeployError, match="plan must be a dict"):
+        steps.canary_rollout(reg.store_uri, "churn", 2, '{"steps": [10, 100]}')
     assert reg.get(2).status == "registered" and not reg.audit.records("canary_started")
 
 

@@ -3,15 +3,13 @@ cannot work (library functions; the pipeline runs them in tests/pipeline/test_ru
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from refit import steps
 from refit.errors import DeployError
 from refit.registry import ModelRegistry
 
-PLAN = json.dumps({"steps": [10, 100]})
+PLAN = {"steps": [10.0, 100.0]}  # as KFP passes it: every number a double
 
 
 def test_the_label_is_the_given_one_else_the_run_id() -> None:
@@ -37,10 +35,10 @@ def test_a_bad_label_is_refused(label, run_id, message) -> None:
 @pytest.mark.parametrize(
     ("target", "plan", "options"),
     [
-        ("local", "", ""),
-        ("local", "", "{}"),
-        ("local", PLAN, '{"wait_seconds": 1}'),
-        ("kserve", PLAN, '{"namespace": "ml", "runtime": "kserve-xgbserver"}'),
+        ("local", None, None),
+        ("local", {}, {}),
+        ("local", PLAN, {"wait_seconds": 1.0}),
+        ("kserve", PLAN, {"namespace": "ml", "runtime": "kserve-xgbserver"}),
     ],
 )
 def test_deployments_that_can_work_pass(tmp_path, target, plan, options) -> None:
@@ -51,16 +49,17 @@ def test_deployments_that_can_work_pass(tmp_path, target, plan, options) -> None
 @pytest.mark.parametrize(
     ("target", "plan", "options", "message"),
     [
-        ("kserve", "", "", "deploy_target 'kserve' needs a rollout plan"),
-        ("nowhere", "", "", "deploy_target 'nowhere' is not a known target"),
-        ("nowhere", PLAN, "", "deploy_target 'nowhere' cannot run a canary rollout"),
-        ("local", "", '{"namespace": "ml"}', "is read only by a canary rollout"),
-        ("local", "", "[1]", "must be a JSON object"),
-        ("local", "", "{", "deploy_options_json is not valid JSON"),
-        ("local", '{"steps": [10]}', "", "rollout_plan_json: steps must end at 100"),
-        ("kserve", PLAN, "{}", "'namespace' is required by the kserve target"),
-        ("kserve", PLAN, '{"namespace": "Bad_NS"}', "namespace 'Bad_NS' is invalid"),
-        ("local", PLAN, '{"namespace": "ml"}', "not known to the local target"),
+        ("kserve", {}, {}, "deploy_target 'kserve' needs a rollout plan"),
+        ("nowhere", {}, {}, "deploy_target 'nowhere' is not a known target"),
+        ("nowhere", PLAN, {}, "deploy_target 'nowhere' cannot run a canary rollout"),
+        ("local", {}, {"namespace": "ml"}, "are read only by a canary rollout"),
+        ("local", {}, [1], "deploy_options must be a dict"),
+        ("local", {}, "{}", "deploy_options must be a dict"),
+        ("local", "{}", {}, "rollout_plan must be a dict"),
+        ("local", {"steps": [10]}, {}, "rollout_plan: steps must end at 100"),
+        ("kserve", PLAN, {}, "'namespace' is required by the kserve target"),
+        ("kserve", PLAN, {"namespace": "Bad_NS"}, "namespace 'Bad_NS' is invalid"),
+        ("local", PLAN, {"namespace": "ml"}, "not known to the local target"),
     ],
 )
 def test_deployments_that_cannot_work_are_refused(tmp_path, target, plan, options, message) -> None:

@@ -309,9 +309,8 @@ def test_train_step_writes_card_checkpoints_and_metadata(tmp_path):
         "label",
         str(tmp_path / "model"),
         str(tmp_path / "holdout.parquet"),
-        store_uri=str(tmp_path / "store"),
-        model_name="m",
         params={"n_estimators": 30, "n_jobs": 1},
+        checkpoint_uri=steps.checkpoint_location(str(tmp_path / "model"), str(tmp_path / "model")),
         checkpoint_every=10,
         price_per_hour=3.6,
         node_profile="cpu",
@@ -325,17 +324,17 @@ def test_train_step_writes_card_checkpoints_and_metadata(tmp_path):
     assert card["validation"]["source"].endswith("100 rows")
     assert card["cost"] == pytest.approx(card["wall_time_s"] / 1000, rel=1e-3, abs=1e-6)
     assert "# Model card: xgboost (classification)" in out.card_markdown
-    pointers = list((tmp_path / "store" / "checkpoints" / "m").glob("*/checkpoint.json"))
-    assert len(pointers) == 1 and json.loads(pointers[0].read_text())["round"] == 20
-    # the same task retried (same data, trainer, seed, parameters) resumes from round 20
+    pointer = tmp_path / "model.checkpoints" / "checkpoint.json"
+    assert json.loads(pointer.read_text())["round"] == 20
+    assert out.audit["sha256"] == out.sha256 and out.audit["params"]["n_estimators"] == 30
+    # the same task retried (its output model at the same place: same checkpoints) resumes
     again = steps.train_model(
         str(data),
         "label",
         str(tmp_path / "model2"),
         str(tmp_path / "holdout2.parquet"),
-        store_uri=str(tmp_path / "store"),
-        model_name="m",
         params={"n_estimators": 30, "n_jobs": 1},
+        checkpoint_uri=str(tmp_path / "model.checkpoints"),
         checkpoint_every=10,
     )
     assert again.resumed_from_round == 20
@@ -344,3 +343,15 @@ def test_train_step_writes_card_checkpoints_and_metadata(tmp_path):
         load_model(tmp_path / "model").predict_proba(class_table(n=400)),
         atol=1e-6,
     )
+
+
+def test_the_component_puts_checkpoints_beside_its_output_model() -> None:
+    # a KFP retry reruns the executor with the same output URIs: the same checkpoint folder
+    gcs = steps.checkpoint_location("gs://b/root/run/train-model/model", "/gcs/b/root/run/m")
+    assert gcs == "gs://b/root/run/train-model/model.checkpoints"  # in the bucket, durable
+    assert steps.checkpoint_location("/tmp/root/model/", "/tmp/root/model/") == (
+        "/tmp/root/model.checkpoints"
+    )
+    # a scheme refit cannot write (minio://): beside the local path
+    local = steps.checkpoint_location("minio://mlpipeline/v2/model", "/minio/mlpipeline/v2/model")
+    assert local == "/minio/mlpipeline/v2/model.checkpoints"

@@ -260,8 +260,12 @@ def test_config_params_are_checked_against_the_pipeline_inputs():
         load({**PARAMS, "seed": True})
     with pytest.raises(TriggerConfigError, match=r"params.holdout_fraction must be a number"):
         load({**PARAMS, "holdout_fraction": "0.2"})
-    with pytest.raises(TriggerConfigError, match=r"params.policy_json must be a string"):
-        load({**PARAMS, "policy_json": {"drift_share_threshold": 0.3}})
+    with pytest.raises(TriggerConfigError, match=r"params.policy must be an object"):
+        load({**PARAMS, "policy": '{"drift_share_threshold": 0.3}'})
+    with pytest.raises(TriggerConfigError, match=r"params.beam_pipeline_args must be a list"):
+        load({**PARAMS, "beam_pipeline_args": "--runner=DirectRunner"})
+    # structured inputs take the config's objects and lists as they are
+    assert load({**PARAMS, "policy": {"metric_threshold": 0.8}, "beam_pipeline_args": []})
     with pytest.raises(TriggerConfigError, match="pipeline: unknown pipeline 'nope'"):
         ServiceConfig.from_dict({"pipeline": "nope", "models": {"credit": {"params": PARAMS}}})
     with pytest.raises(

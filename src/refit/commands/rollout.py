@@ -9,6 +9,19 @@ from typing import Annotated
 import typer
 
 
+def _json_object(text: str, option: str) -> dict:
+    """Parse an option's JSON object, or raise DeployError naming the option."""
+    from refit.errors import DeployError
+
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise DeployError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DeployError(f"{option} must be a JSON object, got {text!r}")
+    return value
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
 
@@ -58,9 +71,9 @@ def register(app: typer.Typer) -> None:
                 store,
                 model,
                 version,
-                json.dumps(the_plan.to_dict()),
+                the_plan,
                 target=target,
-                options_json=options,
+                options=_json_object(options, "--options"),
                 reason="rolled out with `refit rollout`",
                 run_label=f"rollout-v{version}",
                 check_parent=False,

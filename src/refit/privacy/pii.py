@@ -12,17 +12,21 @@ The model's curated schema lives in the store at ``{store}/models/{model}/schema
 (:func:`schema_uri`; write it with :func:`save_schema`). The validation step infers its schema
 from the data each run and stores none, so the PII marks have this one home.
 
-The ``anonymize_data`` step appends an ``anonymization`` record to the model's audit log naming
-the snapshot it wrote (its sha256) and the columns it handled. Before training, the training
-step calls :func:`check_pii_handled`: every PII-marked column still in the training data must
-be handled by an anonymization record for exactly those bytes, else training stops with a
-:class:`~refit.errors.PrivacyError` naming the column(s). A dropped column is simply absent.
+The marks travel with the data on its KFP artifact, so training needs no store:
+``snapshot_data`` puts the PII-marked columns of the window in its output's metadata (``pii``),
+and ``anonymize_data`` puts the columns it handled (``handled``) and the sha256 of the bytes it
+wrote on its own output (it also appends an ``anonymization`` record to the audit log). Before
+training, the training step calls :func:`check_pii_handled` on its input's metadata: every
+PII-marked column still in the training data must be handled for exactly those bytes, else
+training stops with a :class:`~refit.errors.PrivacyError` naming the column(s). A dropped column
+is simply absent.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -37,7 +41,6 @@ __all__ = [
     "PII_TAG",
     "SCHEMA_FILE",
     "check_pii_handled",
-    "handled_columns",
     "load_schema",
     "mark_pii",
     "pii_columns",
@@ -139,26 +142,6 @@ def load_schema(store_uri: str, model_name: str) -> schema_pb2.Schema | None:
     return schema_from_text(uri_io.read_bytes(source).decode("utf-8"))
 
 
-def handled_columns(store_uri: str, model_name: str, sha256: str) -> set[str]:
-    """Columns that anonymization records in the model's audit log say they handled in a snapshot.
-
-    Args:
-        store_uri: Root of refit's store.
-        model_name: The model whose audit log is read.
-        sha256: The anonymised snapshot's content hash.
-
-    Returns:
-        The union of ``handled`` over every ``anonymization`` record that wrote ``sha256``.
-    """
-    records = open_registry(store_uri, model_name).audit.records(ANONYMIZATION_EVENT)
-    handled: set[str] = set()
-    for record in records:
-        payload = record.get("payload", {})
-        if payload.get("sha256") == sha256:
-            handled.update(str(c) for c in payload.get("handled", []))
-    return handled
-
-
 def unhandled_pii(columns: Iterable[str], pii: Iterable[str], handled: Iterable[str]) -> list[str]:
     """Return the PII columns present in ``columns`` and not in ``handled``, in data order."""
     marked, done = set(pii), set(handled)
@@ -166,31 +149,40 @@ def unhandled_pii(columns: Iterable[str], pii: Iterable[str], handled: Iterable[
 
 
 def check_pii_handled(
-    store_uri: str, model_name: str, data_sha256: str, columns: Iterable[str]
+    metadata: Mapping[str, Any] | None, data_sha256: str, columns: Iterable[str]
 ) -> None:
     """Refuse training data that holds a PII-marked column no anonymization handled.
 
+    The marks travel with the data, on its KFP artifact: ``snapshot_data`` lists the columns
+    the model's curated schema tags ``pii`` (``pii``), and ``anonymize_data`` adds the columns
+    it handled (``handled``) and the sha256 of the bytes it wrote. Data without marks (a
+    dataset imported into another pipeline) is not checked: no schema says what is personal.
+
     Args:
-        store_uri: Root of refit's store (holds the curated schema and the audit log).
-        model_name: The model being trained.
-        data_sha256: sha256 of the training data's bytes (the anonymised snapshot's hash).
+        metadata: The training data artifact's metadata (``pii``, ``handled``, ``sha256``);
+            None or without ``pii``: nothing to check.
+        data_sha256: sha256 of the training data's bytes.
         columns: The training data's columns.
 
     Raises:
-        PrivacyError: Naming the unhandled PII column(s) and how to handle them.
+        PrivacyError: The marks describe other bytes, or a PII column is left unhandled
+            (named, with how to handle it).
     """
-    schema = load_schema(store_uri, model_name)
-    if schema is None:
-        return
+    pii = list((metadata or {}).get("pii") or [])
     columns = list(columns)
-    pii = [c for c in pii_columns(schema) if c in columns]
-    if not pii:
+    if not any(c in columns for c in pii):
         return
-    unhandled = unhandled_pii(columns, pii, handled_columns(store_uri, model_name, data_sha256))
+    marked_sha = str(metadata.get("sha256") or "")
+    if marked_sha and marked_sha != data_sha256:
+        raise PrivacyError(
+            f"the training data's PII marks describe snapshot {marked_sha[:12]}, not these "
+            f"bytes ({data_sha256[:12]}): train on the artifact anonymize_data wrote"
+        )
+    unhandled = unhandled_pii(columns, pii, metadata.get("handled") or [])
     if unhandled:
         raise PrivacyError(
             f"training data {data_sha256[:12]} holds PII column(s) {unhandled} (tagged "
-            f"{PII_TAG!r} in {schema_uri(store_uri, model_name)}) that no anonymize_data step "
+            f"{PII_TAG!r} in the model's curated schema) that no anonymize_data step "
             "handled: drop, tokenize or generalize them in the privacy config and train on "
             "the anonymized snapshot"
         )

@@ -40,9 +40,16 @@ from refit.steps.release import (
     start_run,
 )
 from refit.steps.resolve import ChampionOutput, record_results, resolve_champion
-from refit.steps.train import TrainOutput, split_holdout, train_model
+from refit.steps.train import (
+    AUTO_CHECKPOINTS,
+    TrainOutput,
+    checkpoint_location,
+    split_holdout,
+    train_model,
+)
 
 __all__ = [
+    "AUTO_CHECKPOINTS",
     "POLICY_STATE_KEY",
     "RANGE_TOLERANCE",
     "AnonymizeOutput",
@@ -57,6 +64,7 @@ __all__ = [
     "canary_rollout",
     "canary_target",
     "check_deploy",
+    "checkpoint_location",
     "decide_retrain",
     "decision_markdown",
     "detect_drift",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,11 @@ import pyarrow as pa
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from refit.audit.events import AuditEvent
-from refit.errors import SchemaError
 from refit.io.snapshot import create_snapshot
 from refit.io.tables import read_table, write_parquet
+from refit.privacy import load_schema, pii_columns
 from refit.registry import open_registry
-from refit.steps.common import write_text
+from refit.steps.common import list_param, write_text
 from refit.validation import ValidationOptions
 from refit.validation.anomalies import ValidationResult
 from refit.validation.engines import EngineResult, resolve_engine, run_validation
@@ -31,11 +32,24 @@ RANGE_TOLERANCE = 1.0
 
 @dataclass
 class SnapshotOutput:
-    """What ``snapshot_data`` reports."""
+    """What ``snapshot_data`` reports.
+
+    Attributes:
+        sha256: The snapshot's content hash.
+        rows: Row count.
+        columns: Column names.
+        pii: Its columns the model's curated schema tags ``pii`` (training refuses them unless
+            an ``anonymize_data`` step handled them).
+    """
 
     sha256: str
     rows: int
     columns: list[str]
+    pii: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """Return the metadata of the snapshot's KFP artifact."""
+        return {"sha256": self.sha256, "rows": self.rows, "columns": self.columns, "pii": self.pii}
 
 
 def snapshot_data(
@@ -58,19 +72,21 @@ def snapshot_data(
         run_label: Label of this pipeline run in the audit log.
 
     Returns:
-        The snapshot's sha256, row count and columns.
+        The snapshot's sha256, row count, columns and PII-marked columns.
 
     Raises:
         DataError: The data cannot be read.
     """
     table = read_table(data_uri)
+    schema = load_schema(store_uri, model_name)
+    pii = [c for c in pii_columns(schema) if c in table.column_names] if schema else []
     snap = create_snapshot(table, store_uri, source=data_uri, time_column=time_column or None)
     write_parquet(table, output_path)
     open_registry(store_uri, model_name).audit.append(
         AuditEvent.SNAPSHOT,
         {"run_label": run_label, "sha256": snap.sha256, "rows": snap.rows, "source": data_uri},
     )
-    return SnapshotOutput(sha256=snap.sha256, rows=snap.rows, columns=list(snap.columns))
+    return SnapshotOutput(sha256=snap.sha256, rows=snap.rows, columns=list(snap.columns), pii=pii)
 
 
 @dataclass
@@ -101,30 +117,21 @@ class ValidationOutput:
     audit: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_beam_pipeline_args(text: str) -> list[str] | None:
-    """Parse a component's ``beam_pipeline_args_json`` (a JSON list of Beam flags).
+def parse_beam_pipeline_args(value: Sequence[str] | None) -> list[str] | None:
+    """Check a component's ``beam_pipeline_args`` (a list of Beam flags).
 
     Args:
-        text: JSON list of strings, e.g. ``'["--runner=DataflowRunner", "--region=..."]'``;
-            empty text counts as ``[]``.
+        value: The component's parameter: a list of strings, or None.
 
     Returns:
         The flags, or None for an empty list (TFDV then computes statistics in-process,
         without Beam; any flag makes the statistics a Beam pipeline with those options).
 
     Raises:
-        SchemaError: The text is not a JSON list of strings.
+        SchemaError: The value is not a list of strings (Beam flags such as
+            ``--runner=DataflowRunner``).
     """
-    try:
-        value = json.loads(text or "[]")
-    except json.JSONDecodeError as exc:
-        raise SchemaError(f"beam_pipeline_args_json is not JSON ({exc}): {text!r}") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SchemaError(
-            f"beam_pipeline_args_json must be a JSON list of strings (Beam flags such as "
-            f'"--runner=DataflowRunner"), got {text!r}'
-        )
-    return value or None
+    return list_param(value, "beam_pipeline_args") or None
 
 
 def check_engine(engine: str) -> str:

@@ -19,6 +19,7 @@ from refit.evaluation.metrics import evaluate
 from refit.io.tables import read_table
 from refit.policy import Observation, PolicyState, RetrainPolicy, decide
 from refit.registry import open_registry
+from refit.steps.common import dict_param
 from refit.steps.data import check_engine
 from refit.steps.resolve import record_results
 from refit.training.artifacts import load_model
@@ -404,7 +405,7 @@ def decide_retrain(
     Returns:
         Whether to retrain, the reasons, and the champion's metric on this window.
     """
-    retrain_policy = RetrainPolicy.from_dict(policy)
+    retrain_policy = RetrainPolicy.from_dict(dict_param(policy, "policy"))
     registry = open_registry(store_uri, model_name)
     record_results(
         store_uri,

@@ -12,7 +12,7 @@ from refit.evaluation.fairness import check_fairness, render_fairness_markdown
 from refit.evaluation.gate import GateConfig, GateResult, gate, render_checks_markdown
 from refit.evaluation.serving import render_serving_markdown, serving_check
 from refit.io.tables import read_table
-from refit.steps.common import scalar_metrics
+from refit.steps.common import dict_param, scalar_metrics
 from refit.training.artifacts import load_model
 
 
@@ -76,7 +76,7 @@ def evaluate_model(
         (in ``extra``), fairness and serving results, Markdown for the checks (with the
         serving table) and for fairness, and the summary the audit log records.
     """
-    config = GateConfig.from_dict(gate_config)
+    config = GateConfig.from_dict(dict_param(gate_config, "gate"))
     has_baseline = baseline_dir is not None
     challenger = champion = None
     fairness = serving = None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from refit.errors import DataError, PrivacyError
+from refit.errors import DataError, PrivacyError, SchemaError
 from refit.io import uri as uri_io
 from refit.io.snapshot import create_snapshot
 from refit.io.tables import read_parquet_bytes, write_parquet
@@ -27,6 +27,7 @@ from refit.privacy import (
     unhandled_pii,
 )
 from refit.registry import open_registry
+from refit.steps.common import dict_param
 
 
 @dataclass
@@ -95,7 +96,10 @@ def _config(privacy: PrivacyConfig | Mapping[str, Any] | str) -> PrivacyConfig:
         return privacy
     if isinstance(privacy, str):
         return PrivacyConfig.from_json(privacy)
-    return PrivacyConfig.from_dict(privacy)
+    try:
+        return PrivacyConfig.from_dict(dict_param(privacy, "privacy"))
+    except SchemaError as exc:
+        raise PrivacyError(str(exc)) from None
 
 
 def anonymization_markdown(out: AnonymizeOutput, model_name: str = "") -> str:

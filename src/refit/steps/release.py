@@ -7,8 +7,8 @@ champion as it is and say so; ``refit registry approve`` releases it later.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from refit.audit import AuditEvent
@@ -16,10 +16,10 @@ from refit.deploy import available_targets, get_target
 from refit.deploy.local_canary import LocalCanaryTarget
 from refit.deploy.plan import RolloutPlan
 from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
-from refit.errors import DeployError
+from refit.errors import DeployError, SchemaError
 from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
 from refit.registry import ANY, ModelRegistry, open_registry
-from refit.steps.common import scalar_metrics
+from refit.steps.common import dict_param, scalar_metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,18 @@ def run_label_for(run_label: str, run_id: str) -> str:
     return label
 
 
+def _mapping(value: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    try:
+        return dict_param(value, name)
+    except SchemaError as exc:
+        raise DeployError(str(exc)) from None
+
+
 def check_deploy(
     registry: ModelRegistry,
     target: str,
-    rollout_plan_json: str = "",
-    deploy_options_json: str = "",
+    rollout_plan: Mapping[str, Any] | None = None,
+    deploy_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Refuse a deployment target, rollout plan and options that cannot work together.
 
@@ -76,22 +83,19 @@ def check_deploy(
         registry: The model's registry (nothing is read from it: its name is the default
             InferenceService name).
         target: The pipeline's ``deploy_target``.
-        rollout_plan_json: The pipeline's ``rollout_plan_json``; empty: direct promotion.
-        deploy_options_json: The pipeline's ``deploy_options_json`` (a JSON object).
+        rollout_plan: The pipeline's ``rollout_plan`` (a dict); empty or None: direct
+            promotion.
+        deploy_options: The pipeline's ``deploy_options`` (a dict).
 
     Raises:
         DeployError: What cannot work, naming the pipeline parameter.
     """
-    try:
-        options = json.loads(deploy_options_json or "{}")
-    except json.JSONDecodeError as exc:
-        raise DeployError(f"deploy_options_json is not valid JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise DeployError(f"deploy_options_json must be a JSON object, got {deploy_options_json!r}")
-    if not rollout_plan_json:
+    options = _mapping(deploy_options, "deploy_options")
+    plan = _mapping(rollout_plan, "rollout_plan")
+    if not plan:
         if target == "kserve":
             raise DeployError(
-                "deploy_target 'kserve' needs a rollout plan (rollout_plan_json): KServe is "
+                "deploy_target 'kserve' needs a rollout plan (rollout_plan): KServe is "
                 "rolled out as a canary; without a plan the run would train, evaluate and "
                 "register, then fail at promotion"
             )
@@ -102,14 +106,14 @@ def check_deploy(
             )
         if options:
             raise DeployError(
-                f"deploy_options_json {sorted(options)} is read only by a canary rollout; give "
-                "rollout_plan_json as well, or leave the options '{}'"
+                f"deploy_options {sorted(options)} are read only by a canary rollout; give "
+                "rollout_plan as well, or leave the options {}"
             )
         return
     try:
-        RolloutPlan.from_json(rollout_plan_json)
+        RolloutPlan.from_dict(plan)
     except DeployError as exc:
-        raise DeployError(f"rollout_plan_json: {exc}") from None
+        raise DeployError(f"rollout_plan: {exc}") from None
     if target not in ("local", "kserve"):
         raise DeployError(
             f"deploy_target {target!r} cannot run a canary rollout; use 'local' or 'kserve'"
@@ -117,7 +121,7 @@ def check_deploy(
     try:
         canary_target(target, registry, options)
     except DeployError as exc:
-        raise DeployError(f"deploy_options_json: {exc}") from None
+        raise DeployError(f"deploy_options: {exc}") from None
 
 
 def start_run(
@@ -127,8 +131,8 @@ def start_run(
     run_id: str,
     *,
     deploy_target: str = "local",
-    rollout_plan_json: str = "",
-    deploy_options_json: str = "",
+    rollout_plan: Mapping[str, Any] | None = None,
+    deploy_options: Mapping[str, Any] | None = None,
 ) -> str:
     """Pipeline step: name the run and refuse a deployment that cannot work, before any work.
 
@@ -138,8 +142,8 @@ def start_run(
         run_label: The label the run was given; empty: the KFP run id (see `run_label_for`).
         run_id: The KFP run's id.
         deploy_target: The pipeline's ``deploy_target``.
-        rollout_plan_json: The pipeline's ``rollout_plan_json``.
-        deploy_options_json: The pipeline's ``deploy_options_json``.
+        rollout_plan: The pipeline's ``rollout_plan`` (a dict; empty: direct promotion).
+        deploy_options: The pipeline's ``deploy_options`` (a dict).
 
     Returns:
         The run's label.
@@ -151,7 +155,7 @@ def start_run(
     label = run_label_for(run_label, run_id)
     registry = open_registry(store_uri, model_name)
     try:
-        check_deploy(registry, deploy_target, rollout_plan_json, deploy_options_json)
+        check_deploy(registry, deploy_target, rollout_plan, deploy_options)
     except DeployError as exc:
         registry.audit.append(
             AuditEvent.RUN_REFUSED, {"run_label": label, "task": "start-run", "reason": str(exc)}
@@ -286,7 +290,7 @@ def canary_target(name: str, registry: ModelRegistry, options: dict[str, Any]) -
             none allowed when both are unset), ``runtime``, ``protocol_version``,
             ``service_account``, ``min_replicas``, ``timeout_seconds``, ``poll_seconds``).
         registry: The model's registry.
-        options: The target's options (from the pipeline's ``deploy_options_json``).
+        options: The target's options (from the pipeline's ``deploy_options``).
 
     Raises:
         DeployError: Unknown target, or unknown or invalid options.
@@ -312,10 +316,10 @@ def canary_rollout(
     store_uri: str,
     model_name: str,
     version: int,
-    plan_json: str,
+    plan: RolloutPlan | Mapping[str, Any],
     *,
     target: str = "local",
-    options_json: str = "{}",
+    options: Mapping[str, Any] | None = None,
     reason: str = "",
     run_label: str = "",
     check_parent: bool = True,
@@ -326,9 +330,9 @@ def canary_rollout(
         store_uri: Root of refit's store.
         model_name: Model to roll out.
         version: Registered version.
-        plan_json: The rollout plan (JSON; see `refit.deploy.plan.RolloutPlan`).
+        plan: The rollout plan (a `refit.deploy.plan.RolloutPlan` or its dict).
         target: ``"local"`` or ``"kserve"``.
-        options_json: The target's options (JSON object).
+        options: The target's options (a dict).
         reason: Why (recorded with the promotion).
         run_label: Label of this run in the audit log.
         check_parent: Refuse unless the champion is still the one the version was evaluated
@@ -343,13 +347,9 @@ def canary_rollout(
         ConflictError: The champion moved since this version was evaluated.
     """
     registry = open_registry(store_uri, model_name)
-    plan = RolloutPlan.from_json(plan_json)
-    try:
-        options = json.loads(options_json or "{}")
-    except json.JSONDecodeError as exc:
-        raise DeployError(f"deploy options are not valid JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise DeployError(f"deploy options must be a JSON object, got {options_json!r}")
+    if not isinstance(plan, RolloutPlan):
+        plan = RolloutPlan.from_dict(_mapping(plan, "plan"))
+    options = _mapping(options, "options")
     if _held_for_approval(registry, version):
         return None
     canary = canary_target(target, registry, options)

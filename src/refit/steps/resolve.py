@@ -1,7 +1,7 @@
 """The resolver: what a run compares against, read from the registry once per run.
 
 Only this step reads the champion from the registry; the pure steps (validate, drift,
-evaluate) get what it found as input artifacts, so KFP caches them and its lineage shows
+train, evaluate) get what it found as input artifacts, so KFP caches them and its lineage shows
 what each run compared against. The stateful steps record what the pure ones found
 (:func:`record_results`).
 """
@@ -17,9 +17,16 @@ from refit.errors import SchemaError
 from refit.io import uri as uri_lib
 from refit.io.snapshot import load_snapshot
 from refit.registry import open_registry
+from refit.validation.schema import infer_schema, schema_to_text
+from refit.validation.statistics import compute_statistics
 
 #: Audit events the pure steps' summaries are recorded under, in pipeline order.
-RECORDED_EVENTS = (AuditEvent.VALIDATION, AuditEvent.DRIFT, AuditEvent.EVALUATION)
+RECORDED_EVENTS = (
+    AuditEvent.VALIDATION,
+    AuditEvent.DRIFT,
+    AuditEvent.TRAINING,
+    AuditEvent.EVALUATION,
+)
 
 
 @dataclass
@@ -34,6 +41,8 @@ class ChampionOutput:
         snapshot_sha256: Content hash of its training data.
         reference_uri: Its training data (the content-addressed snapshot's Parquet file).
         profile_uri: Drift profile of its training data, stored beside the snapshot.
+        schema_uri: Schema of its training data (text proto), inferred as validation infers
+            it from a reference, stored beside the profile.
     """
 
     has_champion: bool
@@ -43,14 +52,17 @@ class ChampionOutput:
     snapshot_sha256: str | None = None
     reference_uri: str | None = None
     profile_uri: str | None = None
+    schema_uri: str | None = None
 
 
 def resolve_champion(store_uri: str, model_name: str) -> ChampionOutput:
-    """Find the champion, its training data and their drift profile in refit's store.
+    """Find the champion, its training data, their drift profile and schema in refit's store.
 
     The champion's model file is verified against its registered sha256. The profile is
     computed once per training snapshot and stored at ``{store}/profiles/{sha256}.json``; a
-    missing or outdated one (another format version) is computed again.
+    missing or outdated one (another format version) is computed again. The schema (the one
+    validation would infer from this reference) is stored once beside it
+    (``{sha256}.schema.pbtxt``).
 
     Args:
         store_uri: Root of refit's store.
@@ -80,6 +92,10 @@ def resolve_champion(store_uri: str, model_name: str) -> ChampionOutput:
     if not current:
         profile = profile_table(table, source=f"snapshot {champion.snapshot_sha256}")
         save_profile(profile, profile_uri)
+    schema_uri = uri_lib.join(store_uri, "profiles", f"{champion.snapshot_sha256}.schema.pbtxt")
+    if not uri_lib.exists(schema_uri):
+        schema = infer_schema(compute_statistics(table, name="reference"))
+        uri_lib.write_bytes(schema_uri, schema_to_text(schema).encode("utf-8"))
     return ChampionOutput(
         has_champion=True,
         version=champion.version,
@@ -88,6 +104,7 @@ def resolve_champion(store_uri: str, model_name: str) -> ChampionOutput:
         snapshot_sha256=champion.snapshot_sha256,
         reference_uri=snapshot.uri,
         profile_uri=profile_uri,
+        schema_uri=schema_uri,
     )
 
 

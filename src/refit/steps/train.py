@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,23 +12,29 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from refit.audit.events import AuditEvent
 from refit.errors import DataError
 from refit.io import uri as uri_io
 from refit.io.tables import read_table, write_parquet
 from refit.privacy import check_pii_handled
-from refit.registry import open_registry
+from refit.steps.common import dict_param
 from refit.training.artifacts import save_model
 from refit.training.card import build_model_card, render_model_card, validation_metrics
 from refit.training.trainers import get_trainer, train
 
-#: ``checkpoint_uri`` value that puts checkpoints under the store (see :func:`checkpoint_location`).
+#: ``checkpoint_uri`` value of the component that puts checkpoints beside the output model
+#: (see :func:`checkpoint_location`).
 AUTO_CHECKPOINTS = "auto"
 
 
 @dataclass
 class TrainOutput:
-    """What ``train_model`` reports."""
+    """What ``train_model`` reports.
+
+    Attributes:
+        audit: The summary a stateful step records as the ``training`` event
+            (``record_results``): trainer, params, sha256, rows, device, resumed round, wall
+            time, cost.
+    """
 
     sha256: str
     train_rows: int
@@ -37,30 +44,28 @@ class TrainOutput:
     resumed_from_round: int = 0
     card: dict[str, Any] = field(default_factory=dict)
     card_markdown: str = ""
+    audit: dict[str, Any] = field(default_factory=dict)
 
 
-def checkpoint_location(
-    store_uri: str, model_name: str, data_sha256: str, trainer: str, seed: int
-) -> str:
-    """Where a training's checkpoints live under the store.
+def checkpoint_location(model_uri: str, model_path: str) -> str:
+    """Where a training task's checkpoints live: beside its output model.
 
-    The location depends only on the task's inputs (data, trainer, seed), so a KFP retry of the
-    same task after a pre-emption finds the checkpoints of the attempt it replaces; the
-    checkpoint's own fingerprint guards against other parameters.
+    KFP gives a task's outputs the same URIs on each retry of that task (the retry reruns the
+    executor with the inputs and outputs its driver resolved once), so a retry after a
+    pre-emption finds the checkpoints of the attempt it replaces; the checkpoint's own
+    fingerprint guards against other data or parameters. On ``gs://`` they are written to the
+    bucket directly (a local copy would be lost with the pod); otherwise beside the model's
+    local path (kfp.local, where that path is the artifact itself).
 
     Args:
-        store_uri: Root of refit's store.
-        model_name: Model the challenger is for.
-        data_sha256: Content hash of the training data.
-        trainer: Trainer name.
-        seed: Seed.
+        model_uri: URI of the task's output model artifact.
+        model_path: Its local path in the task.
 
     Returns:
-        A folder or ``gs://`` prefix.
+        A folder or ``gs://`` prefix: the model's URI or path with ``.checkpoints`` appended.
     """
-    return uri_io.join(
-        store_uri, "checkpoints", model_name, f"{data_sha256[:16]}-{trainer}-seed{seed}"
-    )
+    base = model_uri if uri_io.is_gcs(model_uri) else model_path
+    return base.rstrip("/") + ".checkpoints"
 
 
 def split_holdout(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
@@ -90,66 +95,67 @@ def split_holdout(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table
 
 def train_model(
     snapshot_path: str,
-    target: str,
+    label_column: str,
     model_dir: str,
     holdout_path: str,
     *,
-    store_uri: str,
-    model_name: str,
+    data_metadata: Mapping[str, Any] | None = None,
     trainer: str = "xgboost",
-    params: dict[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
     seed: int = 0,
     holdout_fraction: float = 0.25,
     time_column: str = "",
-    run_label: str = "",
     task: str = "auto",
     device: str = "auto",
-    checkpoint_uri: str = AUTO_CHECKPOINTS,
+    checkpoint_uri: str = "",
     checkpoint_every: int = 25,
     price_per_hour: float = 0.0,
     node_profile: str = "",
 ) -> TrainOutput:
     """Train a challenger on a window, keeping a seeded holdout for its evaluation.
 
+    A function of its inputs alone: no store is read or written. The audit summary comes back
+    in :attr:`TrainOutput.audit` for a stateful step to record.
+
     Args:
         snapshot_path: Parquet file of the training window.
-        target: Label column.
+        label_column: Label column.
         model_dir: Folder the model (safe format + ``model.json``) is written to.
         holdout_path: Parquet file the holdout rows are written to.
-        store_uri: Root of refit's store.
-        model_name: Model the challenger is for.
+        data_metadata: Metadata of the window's artifact: its PII marks (``pii``, ``handled``,
+            ``sha256``, see :func:`refit.privacy.check_pii_handled`); None: none.
         trainer: Name of a registered trainer.
         params: Trainer hyper-parameters.
         seed: Seed for the split and the trainer.
         holdout_fraction: Share of rows held out for evaluation.
         time_column: Time column, excluded from the features.
-        run_label: Label of this pipeline run in the audit log.
         task: ``auto``, ``classification`` or ``regression``.
         device: ``auto``, ``cpu`` or ``cuda``.
-        checkpoint_uri: Folder or ``gs://`` prefix for boosting checkpoints; ``"auto"`` puts
-            them under the store (:func:`checkpoint_location`), ``""`` turns them off.
+        checkpoint_uri: Folder or ``gs://`` prefix for boosting checkpoints (a retry with the
+            same one resumes); ``""`` turns them off.
         checkpoint_every: Boosting rounds between checkpoints.
         price_per_hour: Price per hour of the node profile, for the model card's cost.
         node_profile: Name of the node profile, for the model card.
 
     Returns:
-        The model file's sha256, the row counts, the device, the resumed round and the card.
+        The model file's sha256, the row counts, the device, the resumed round, the card and
+        the audit summary.
 
     Raises:
-        PrivacyError: The data holds a column the model's curated schema tags ``pii`` that no
+        SchemaError: ``params`` is not a dict.
+        PrivacyError: The data holds a column its artifact marks ``pii`` that no
             ``anonymize_data`` step handled for these bytes (see ``refit.privacy``).
     """
+    params = dict_param(params, "params")
     started = time.perf_counter()
     data_sha256 = hashlib.sha256(Path(snapshot_path).read_bytes()).hexdigest()
     table = read_table(snapshot_path)
-    check_pii_handled(store_uri, model_name, data_sha256, table.column_names)
+    check_pii_handled(data_metadata, data_sha256, table.column_names)
     train_rows, holdout_rows = split_holdout(table, holdout_fraction, seed)
     exclude = (time_column,) if time_column else ()
-    if checkpoint_uri == AUTO_CHECKPOINTS:
-        checkpoint_uri = checkpoint_location(store_uri, model_name, data_sha256, trainer, seed)
     model = train(
         train_rows,
-        target,
+        label_column,
         trainer=trainer,
         params=params,
         seed=seed,
@@ -172,20 +178,6 @@ def train_model(
     )
     artifact = save_model(model, model_dir, card=card)
     write_parquet(holdout_rows, holdout_path)
-    open_registry(store_uri, model_name).audit.append(
-        AuditEvent.TRAINING,
-        {
-            "run_label": run_label,
-            "trainer": trainer,
-            "params": params or {},
-            "sha256": artifact.sha256,
-            "train_rows": train_rows.num_rows,
-            "device": model.device,
-            "resumed_from_round": model.resumed_from_round,
-            "wall_time_s": card["wall_time_s"],
-            "cost": card["cost"],
-        },
-    )
     return TrainOutput(
         sha256=artifact.sha256,
         train_rows=train_rows.num_rows,
@@ -195,4 +187,14 @@ def train_model(
         resumed_from_round=model.resumed_from_round,
         card=card,
         card_markdown=render_model_card(card),
+        audit={
+            "trainer": trainer,
+            "params": params,
+            "sha256": artifact.sha256,
+            "train_rows": train_rows.num_rows,
+            "device": model.device,
+            "resumed_from_round": model.resumed_from_round,
+            "wall_time_s": card["wall_time_s"],
+            "cost": card["cost"],
+        },
     )
