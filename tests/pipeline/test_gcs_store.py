@@ -58,7 +58,7 @@ def _run(data_uri: str, label: str, pipeline=None, **extra: str) -> None:
         "data_uri": data_uri,
         "store_uri": STORE,
         "model_name": MODEL,
-        "target": TARGET,
+        "label_column": TARGET,
         "time_column": TIME_COLUMN,
         "policy": POLICY,
         "gate": DEFAULT_GATE,
