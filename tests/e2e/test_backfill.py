@@ -46,7 +46,8 @@ def test_policy_replay_prints_the_timeline(history, tmp_path):
     _, path = history
     out = tmp_path / "timeline.json"
     result = _run(
-        ["--data", str(path), "--time-column", TIME_COLUMN, "--every", "7d", "--target", TARGET,
+        ["--data", str(path), "--time-column", TIME_COLUMN, "--every", "7d",
+         "--label-column", TARGET,
          "--from", "2026-01-05T00:00:00", "--policy", json.dumps(POLICY), "--json", str(out)]
     )  # fmt: skip
     rows = json.loads(out.read_text())
@@ -84,7 +85,8 @@ def test_champion_in_store_brings_metric_decay(history, tmp_path):
     # Drift is switched off: only the champion's accuracy on each window can trigger.
     policy = {**POLICY, "drift_share_threshold": None}
     _run(
-        ["--data", str(path), "--time-column", TIME_COLUMN, "--every", "1w", "--target", TARGET,
+        ["--data", str(path), "--time-column", TIME_COLUMN, "--every", "1w",
+         "--label-column", TARGET,
          "--from", "2026-01-05", "--store", str(store), "--model-name", "credit-default",
          "--policy", json.dumps(policy), "--json", str(out)]
     )  # fmt: skip

@@ -52,7 +52,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 def _evaluate(models, tmp_path, challenger, champion=None, gate=None):
     args = ["evaluate", "--challenger", str(models[challenger]), "--data", str(models["data"])]
-    args += ["--target", "y", "--output", str(tmp_path / "out")]
+    args += ["--label-column", "y", "--output", str(tmp_path / "out")]
     if champion:
         args += ["--champion", str(models[champion])]
     if gate is not None:

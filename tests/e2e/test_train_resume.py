@@ -36,7 +36,7 @@ def refit_train(data_path: Path, output: Path, ckpt: Path) -> list[str]:
     cmd += [
         "--data",
         str(data_path),
-        "--target",
+        "--label-column",
         "label",
         "--model",
         "xgboost",

@@ -191,7 +191,11 @@ CASES = [
         "rollout 1 --store {P}/store --model credit --options '{bad'",
         ["options", "JSON"],
     ),  # fmt: skip
-    ("rollout target", "rollout 1 --store {P}/store --model credit --target nope", ["'nope'"]),
+    (
+        "rollout target",
+        "rollout 1 --store {P}/store --model credit --deploy-target nope",
+        ["'nope'"],
+    ),  # fmt: skip
     (
         "rollout prometheus",
         "rollout 1 --store {P}/store --model credit --prometheus-url x",
@@ -227,7 +231,7 @@ CASES = [
     (
         "backfill store missing",
         "backfill --data {P}/data.csv --time-column event_time "
-        "--every 1d --store {P}/missing --model-name credit --target default",
+        "--every 1d --store {P}/missing --model-name credit --label-column default",
         ["missing", "no champion"],
     ),  # fmt: skip
     (

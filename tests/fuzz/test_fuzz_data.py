@@ -124,7 +124,7 @@ def _drift(tmp_path: Path, reference: Path | str, current: Path | str, *extra: o
 
 def _train(tmp_path: Path, data: Path | str, *extra: object, target: str = "y"):
     return _invoke(
-        "train", "--data", data, "--target", target, "--output", tmp_path / "m", "--quiet",
+        "train", "--data", data, "--label-column", target, "--output", tmp_path / "m", "--quiet",
         "--model", "logistic_regression", *extra,
     )  # fmt: skip
 
@@ -446,7 +446,7 @@ def model_dir(files, tmp_path_factory) -> Path:
 )
 def test_evaluate_bad_holdout_is_a_clear_error(files, model_dir, tmp_path, data, target, names):
     result = _invoke(
-        "evaluate", "--challenger", model_dir, "--data", files[data], "--target", target,
+        "evaluate", "--challenger", model_dir, "--data", files[data], "--label-column", target,
         "--output", tmp_path / "e",
     )  # fmt: skip
     assert_clear_cli_error(result, *names)

@@ -61,7 +61,8 @@ def run_evaluation(
         for label, model in (("challenger", challenger_model), ("champion", champion_model)):
             if model is not None and model.spec.target != target:
                 raise RefitError(
-                    f"--target {target!r}: the {label} was trained to predict {model.spec.target!r}"
+                    f"--label-column {target!r}: the {label} was trained to predict "
+                    f"{model.spec.target!r}"
                 )
         comparison = compare_models(challenger_model, champion_model, read_table(data), config)
     except RefitError as exc:
@@ -122,7 +123,7 @@ def register(app: typer.Typer) -> None:
     def evaluate_cmd(
         challenger: Annotated[Path, typer.Option(help="Challenger model folder.")],
         data: Annotated[str, typer.Option(help="Holdout data (CSV/Parquet, local or gs://).")],
-        target: Annotated[str, typer.Option(help="Label column.")],
+        target: Annotated[str, typer.Option("--label-column", help="Label column.")],
         output: Annotated[Path, typer.Option(help="Folder for evaluation.json.")],
         champion: Annotated[
             Path | None, typer.Option(help="Champion model folder (none: first run).")
@@ -255,7 +256,9 @@ def register(app: typer.Typer) -> None:
                 "--release/--no-release", help="Release the approved version to deployment."
             ),
         ] = True,
-        target: Annotated[str, typer.Option(help="Deployment target of the release.")] = "local",
+        target: Annotated[
+            str, typer.Option("--deploy-target", help="Deployment target of the release.")
+        ] = "local",
     ) -> None:
         """Approve VERSION (awaiting approval) and release it to deployment."""
         from refit.errors import RefitError

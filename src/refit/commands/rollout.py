@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         prometheus_url: Annotated[
             str, typer.Option(help="Prometheus to read the checks from (overrides the plan's).")
         ] = "",
-        target: Annotated[str, typer.Option(help="local or kserve.")] = "local",
+        target: Annotated[str, typer.Option("--deploy-target", help="local or kserve.")] = "local",
         options: Annotated[
             str,
             typer.Option(

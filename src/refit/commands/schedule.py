@@ -297,7 +297,7 @@ def backfill(
         str | None, typer.Option("--from", help="First time included (ISO 8601).")
     ] = None,
     to: Annotated[str | None, typer.Option(help="Time where replay stops (exclusive).")] = None,
-    target: Annotated[str, typer.Option(help="Label column.")] = "label",
+    target: Annotated[str, typer.Option("--label-column", help="Label column.")] = "label",
     policy: Annotated[str | None, typer.Option(help="Retrain policy as JSON.")] = None,
     model_name: Annotated[str, typer.Option(help="Model name in the store.")] = "model",
     store: Annotated[

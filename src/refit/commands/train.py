@@ -158,7 +158,9 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         data: Annotated[str, typer.Option(help="CSV or Parquet data (local path or gs:// URI).")],
-        target: Annotated[str, typer.Option(help="Target (label) column.")],
+        target: Annotated[
+            str, typer.Option("--label-column", help="Label column (what the model predicts).")
+        ],
         output: Annotated[
             Path, typer.Option(help="Model folder to write (model file + model.json).")
         ],
