@@ -264,6 +264,20 @@ def test_torn_last_audit_line_is_cut_off_noted_and_the_promotion_applies(store):
     assert verify(store).exit_code == 0 and reg.check_state() == []
 
 
+def test_torn_last_line_is_healed_when_the_head_is_one_record_behind(store):
+    # a writer killed between its complete line and the head file, then another killed mid-line
+    log = root(store) / "audit.jsonl"
+    intact = log.read_bytes()
+    records = [json.loads(line) for line in intact.splitlines()]
+    head = log.with_name("audit.jsonl.head")
+    head.write_text(json.dumps({"seq": records[-2]["seq"], "hash": records[-2]["hash"]}))
+    log.write_bytes(intact + b'{"seq": 99, "ev')
+    result = reg_cli(store, "promote", "3")
+    assert result.exit_code == 0, result.output
+    assert open_registry(store, MODEL).get_alias("champion") == 3
+    assert log.read_bytes().startswith(intact) and verify(store).exit_code == 0
+
+
 def test_audit_recover_cuts_a_torn_last_line_and_says_so(store):
     log = root(store) / "audit.jsonl"
     log.write_bytes(log.read_bytes() + b'{"seq": 99, "ev')

@@ -235,8 +235,9 @@ class AuditLog:
         """Cut off a torn last line (an append killed midway) and record that it did so.
 
         Only a final segment without a newline after it is cut, and only when the line before it
-        is a record that the head file (when present) names as the last one: the head moves after
-        a complete append, so the torn bytes were never a record anyone relied on. Anything else
+        is a record the head file (when present) is not ahead of: the head moves after a complete
+        append (a kill between the two leaves it one behind), so the torn bytes were never a
+        record anyone relied on. Anything else
         (garbage before the last line, a complete but invalid last line) is left for `verify`.
 
         Returns:
@@ -257,7 +258,11 @@ class AuditLog:
                     if self.head_path.exists()
                     else {"seq": prev_seq, "hash": prev_hash}
                 )
-                if (int(head["seq"]), str(head["hash"])) != (prev_seq, prev_hash):
+                head_seq, head_hash = int(head["seq"]), str(head["hash"])
+                # a head behind the log is a writer killed between its line and the head (as in
+                # `verify_records`); a head ahead of it, or naming another record, means records
+                # were cut off the end: never heal over that
+                if head_seq > prev_seq or (head_seq == prev_seq and head_hash != prev_hash):
                     return None
             except (ValueError, KeyError, TypeError, OSError):
                 return None
