@@ -29,6 +29,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _gcs import fake_gcs
@@ -88,9 +89,16 @@ def make_model_dir(root: Path, content: bytes, name: str) -> Path:
 
 
 def _writer(
-    store: str, seed: int, model_dirs: list[Path], ready: multiprocessing.synchronize.Event
+    store: str,
+    seed: int,
+    model_dirs: list[Path],
+    ready: multiprocessing.synchronize.Event,
+    done: Any,
 ) -> None:
-    """Run registry transactions and registrations forever (until killed)."""
+    """Run registry transactions and registrations forever (until killed).
+
+    ``done`` (a shared ``[transactions, registrations]`` array) counts what completed.
+    """
     if store.startswith("gs://"):
         uri_mod._client_for.cache_clear()  # never share the parent's HTTP connections
     log_mod.open = _two_part_open  # the local log's appends: see _TwoPartFile
@@ -114,6 +122,7 @@ def _writer(
                     run_id=f"crash-{seed}-{i}",
                     audit={"run_label": f"label-{seed}-{i}"},
                 )
+                done[1] += 1
                 continue
             if op == 0:
                 target.promote(rng.randint(1, VERSIONS), reason=f"crash-{seed}-{i}")
@@ -127,6 +136,7 @@ def _writer(
                 reg.write_state("policy", {"seed": seed, "i": i, "history": [rng.random()]})
             else:
                 reg.write_state("canary", None if rng.random() < 0.5 else {"version": 2})
+            done[0] += 1  # committed (a refusal below writes nothing)
         except RefitError:
             pass  # refused (already champion, nothing to roll back): state unchanged
 
@@ -177,11 +187,16 @@ def _crash_rounds(store: str, tmp_path: Path, kills: int, max_delay: float) -> d
     rng = random.Random(SEED)
     totals = {"kills": 0}
     for round_ in range(kills):
-        ready = ctx.Event()
-        args = (store, SEED * 1000 + round_, model_dirs, ready)
+        ready, done = ctx.Event(), ctx.Array("i", [0, 0], lock=False)
+        args = (store, SEED * 1000 + round_, model_dirs, ready, done)
         proc = ctx.Process(target=_writer, args=args, daemon=True)
         proc.start()
         assert ready.wait(60), "writer did not start"
+        if round_ == 0:  # the first writer completes work of both kinds, however slow the machine
+            deadline = time.monotonic() + 120
+            while (done[0] <= kills or done[1] < 1) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert done[0] > kills and done[1] >= 1, f"first writer made no progress: {done[:]}"
         time.sleep(rng.uniform(0.0, max_delay))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(30)
