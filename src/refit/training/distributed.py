@@ -67,6 +67,8 @@ __all__ = [
     "read_shard",
     "run_local",
     "run_worker",
+    "snapshot_columns",
+    "snapshot_sha256",
 ]
 
 logger = logging.getLogger("refit.training")
@@ -1057,3 +1059,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def snapshot_columns(snapshot: str) -> list[str]:
+    """Column names of a snapshot, from its first file's footer.
+
+    Raises:
+        DataError: The snapshot cannot be read.
+    """
+    return list(_open_parquet(_snapshot_files(snapshot)[0]).schema_arrow.names)
+
+
+def snapshot_sha256(snapshot: str) -> str:
+    """sha256 of a snapshot's bytes, streamed in chunks (memory stays flat).
+
+    One file: the sha256 of its bytes (what ``train_model`` records for a one-process run).
+    A folder or prefix: the sha256 of its parts' names and sha256s, in order.
+
+    Raises:
+        DataError: The snapshot cannot be read.
+    """
+    files = _snapshot_files(snapshot)
+    digests = []
+    for source in files:
+        digest = hashlib.sha256()
+        try:
+            if uri_io.is_gcs(source):
+                handle: Any = uri_io._blob(source).open("rb")  # noqa: SLF001 - same package
+            else:
+                handle = open(uri_io.local_path(source), "rb")  # noqa: SIM115
+            with handle:
+                for chunk in iter(lambda h=handle: h.read(1 << 22), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise DataError(f"snapshot {source}: cannot read it ({exc})") from exc
+        digests.append(digest.hexdigest())
+    if len(files) == 1 and files[0] == snapshot:
+        return digests[0]
+    combined = hashlib.sha256()
+    for source, digest in zip(files, digests, strict=True):
+        combined.update(f"{source.rsplit('/', 1)[-1]}\0{digest}\n".encode())
+    return combined.hexdigest()
