@@ -248,3 +248,30 @@ def test_killed_worker_fails_the_job_and_a_rerun_resumes(snapshot, tmp_path) -> 
     card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())["card"]
     assert card["resumed_from_round"] == at
     assert card["rounds"] == params["n_estimators"]
+
+
+# --------------------------------------------------------------------------- refit train
+
+
+def test_refit_train_with_local_workers(snapshot, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from refit.cli import app
+
+    path, table = snapshot
+    args = ["train", "--data", str(path), "--label-column", "label", "--output",
+            str(tmp_path / "model"), "--param", "n_estimators=20", "--seed", "3"]  # fmt: skip
+    refused = CliRunner().invoke(app, [*args, "--workers", "2"])
+    assert refused.exit_code == 2
+    assert "give a --holdout-fraction above 0" in refused.output
+    result = CliRunner().invoke(app, [*args, "--workers", "2", "--holdout-fraction", "0.25"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["distributed"]["executor"] == "local"
+    assert summary["distributed"]["workers"] == 2
+    assert summary["rounds"] == 20
+    model = load_model(tmp_path / "model")
+    holdout = read_table(str(tmp_path / "model.holdout"))
+    mask = holdout_mask(np.arange(table.num_rows), 0.25, seed=3)
+    assert holdout.num_rows == int(mask.sum())
+    assert validation_metrics(model, holdout)["roc_auc"] > 0.8
