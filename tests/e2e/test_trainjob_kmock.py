@@ -23,7 +23,7 @@ from _trainer_crd import trainjob_schema, trainjob_validator, xgboost_runtime
 from kubernetes import client as k8s_client
 from test_kserve_kmock import EmulatorThread
 
-from refit.errors import TrainingError
+from refit.errors import RefitError, TrainingError
 from refit.io.tables import read_table
 from refit.steps.train_distributed import train_model_distributed
 from refit.training import load_model
@@ -406,3 +406,75 @@ def test_step_runs_the_workers_the_trainjob_starts(
     posts = [r.data for r in emulator.server if r.method == "POST" and r.resource.plural == PLURAL]
     assert len(posts) == 1
     assert_valid(posts[0])
+
+
+def _small_window(path: Path, rows: int = 2000, row_group: int = 500) -> Path:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(rows, 2))
+    label = (x[:, 0] > 0).astype(np.int64)
+    pq.write_table(pa.table({"x0": x[:, 0], "x1": x[:, 1], "label": label}), path,
+                   row_group_size=row_group)  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"trainer": "random_forest"}, "runs the xgboost trainer only, not 'random_forest'"),
+        ({"params": {"early_stopping_rounds": 5}}, "does not take 'early_stopping_rounds'"),
+        ({"distributed": {"num_nodes": 5}}, "4 non-empty Parquet row group.*5 workers"),
+        ({"distributed": {"allowed_namespaces": ["prod"]}}, "is not allowed"),
+    ],
+)
+def test_step_refuses_before_any_write(
+    emulator: EmulatorThread, api, runtime, tmp_path: Path, change: dict, match: str
+) -> None:
+    snapshot = _small_window(tmp_path / "w.parquet")
+    dist = {"executor": "trainjob", "namespace": NS, "allowed_namespaces": [NS], "num_nodes": 2}
+    dist.update(change.pop("distributed", {}))
+    before = len(writes(emulator.server))
+    with pytest.raises(RefitError, match=match):  # TrainingError, or DataError for the window
+        train_model_distributed(
+            str(snapshot), "label", str(tmp_path / "m"), str(tmp_path / "m"),
+            str(tmp_path / "h"), distributed=dist, image=IMAGE,
+            runner=TrainJobRunner(TrainJobSettings.from_dict(dist), api), **change,
+        )  # fmt: skip
+    assert len(writes(emulator.server)) == before
+    assert not (tmp_path / "m").exists()
+
+
+def test_step_retry_replaces_a_failed_trainjob_of_the_same_name(
+    emulator: EmulatorThread, api, runtime, tmp_path: Path
+) -> None:
+    snapshot = _small_window(tmp_path / "w.parquet")
+    dist = {"namespace": NS, "allowed_namespaces": [NS], "num_nodes": 2, "poll_s": 5}
+    s = TrainJobSettings.from_dict(dist)
+    model = str(tmp_path / "out" / "model")
+    names: list[str] = []
+
+    class Runner(TrainJobRunner):
+        def submit(self, body):
+            names.append(body["metadata"]["name"])
+            clock.sleep_fn = FakeTrainer(api, body["metadata"]["name"], outcome=outcome[0],
+                                         run_workers=outcome[0] == "Complete")  # fmt: skip
+            return super().submit(body)
+
+    def attempt() -> object:
+        return train_model_distributed(
+            str(snapshot), "label", model, model, str(tmp_path / "out" / "holdout"),
+            distributed={**dist, "delete": False}, params={"n_estimators": 10}, image=IMAGE,
+            runner=Runner(TrainJobSettings.from_dict({**dist, "delete": False}), api,
+                          sleep=clock.sleep, clock=clock),
+        )  # fmt: skip
+
+    clock = FakeClock()
+    outcome = ["Failed"]
+    with pytest.raises(TrainingError, match="failed \\(kept for inspection\\)"):
+        attempt()
+    assert TrainJobRunner(s, api).get(names[0]) is not None  # kept: the retry must replace it
+    outcome[0] = "Complete"
+    out = attempt()
+    assert names == [names[0], names[0]]  # the same name: the failed one was deleted first
+    deletes = [r for r in emulator.server if r.method == "DELETE"]
+    assert len(deletes) == 1
+    assert out.card["distributed"]["trainjob"] == f"{NS}/{names[0]}"

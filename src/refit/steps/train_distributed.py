@@ -34,12 +34,14 @@ from refit.training.distributed import (
     snapshot_columns,
     snapshot_sha256,
 )
+from refit.training.trainers import resolve_params
 from refit.training.trainjob import (
     TrainJobRunner,
     TrainJobSettings,
     build_trainjob,
     trainjob_name,
 )
+from refit.training.xgboost_trainer import _check_params
 
 __all__ = ["EXECUTORS", "train_model_distributed"]
 
@@ -125,6 +127,13 @@ def train_model_distributed(
     if executor not in EXECUTORS:
         raise TrainingError(f"distributed executor {executor!r} is not one of {list(EXECUTORS)}")
     params = dict_param(params, "params")
+    resolved = resolve_params("xgboost", params)
+    _check_params(resolved)
+    if resolved.get("early_stopping_rounds") is not None:
+        raise TrainingError(
+            "distributed training does not take 'early_stopping_rounds' (each worker would "
+            "stop on its own validation rows): set n_estimators"
+        )
     data_sha256 = str((data_metadata or {}).get("sha256") or "") or snapshot_sha256(snapshot_uri)
     check_pii_handled(data_metadata, data_sha256, snapshot_columns(snapshot_uri))
 
@@ -185,7 +194,7 @@ def train_model_distributed(
                 c.get("type") == "Failed" and c.get("status") == "True" for c in conditions
             )
             if failed:  # a failed attempt: replace it; its checkpoints remain
-                runner.delete(name)
+                runner.delete(name, wait=True)
                 existing = None
         if existing is None:
             outcome = runner.run(body)

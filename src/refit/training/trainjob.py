@@ -539,8 +539,17 @@ class TrainJobRunner:
             missing_ok=True,
         )
 
-    def delete(self, name: str) -> bool:
-        """Delete the TrainJob (its pods go with it); False when it was already gone."""
+    def delete(self, name: str, *, wait: bool = False) -> bool:
+        """Delete the TrainJob (its pods go with it); False when it was already gone.
+
+        Args:
+            name: TrainJob name.
+            wait: Also wait (up to ``deadline_s``) until the API server no longer has it
+                (finalizers), so that a new TrainJob of the same name can be created.
+
+        Raises:
+            TrainingError: The delete failed, or it was still there after the deadline.
+        """
         api = self._client()
         gone = self._call(
             f"delete TrainJob {name!r}",
@@ -552,6 +561,14 @@ class TrainJobRunner:
             name,
             missing_ok=True,
         )
+        start = self._clock()
+        while wait and self.get(name) is not None:
+            if self._clock() - start >= self.settings.deadline_s:
+                raise TrainingError(
+                    f"TrainJob {self.settings.namespace}/{name} still exists "
+                    f"{self.settings.deadline_s} s after its deletion"
+                )
+            self._sleep(self.settings.poll_s)
         return gone is not None
 
     def wait(self, name: str) -> TrainJobOutcome:
