@@ -275,3 +275,30 @@ def test_refit_train_with_local_workers(snapshot, tmp_path) -> None:
     mask = holdout_mask(np.arange(table.num_rows), 0.25, seed=3)
     assert holdout.num_rows == int(mask.sum())
     assert validation_metrics(model, holdout)["roc_auc"] > 0.8
+
+
+def test_a_node_runs_one_worker_per_gpu_slot(snapshot, tmp_path) -> None:
+    # The GPU layout on the CPU: the runtime numbers nodes; a node with workers_per_node 2
+    # starts two workers, ranks node * 2 + i, each with its own DMLC_TASK_ID.
+    import subprocess
+    import sys
+
+    from refit.training.distributed import free_port
+
+    path, _ = snapshot
+    config = config_for(path, tmp_path / "run", params={"n_estimators": 10})
+    config.workers_per_node = 2
+
+    def node(num_worker: int) -> subprocess.CompletedProcess:
+        env = {**os.environ, **DmlcEnv("127.0.0.1", free_port(), 0, num_worker).to_environ()}
+        argv = [sys.executable, "-m", "refit.training.distributed", "--config", config.to_json()]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+
+    bad = node(3)
+    assert bad.returncode == 2
+    assert "DMLC_NUM_WORKER=3, DMLC_TASK_ID=0 do not fit 1 node(s) of 2 worker(s)" in bad.stderr
+    done = node(1)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(r["rank"], r["world"]) for r in reports(tmp_path / "run")] == [(0, 2), (1, 2)]
+    card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())["card"]
+    assert (card["distributed"]["workers"], card["distributed"]["workers_per_node"]) == (2, 2)
