@@ -267,6 +267,8 @@ def test_bad_settings_name_the_field() -> None:
         settings(num_nodes=0)
     with pytest.raises(TrainingError, match=r"unknown field\(s\) \['nodes'\]"):
         settings(nodes=2)
+    with pytest.raises(TrainingError, match="'workers' is the local executor's"):
+        settings(workers=4)
     with pytest.raises(TrainingError, match="namespace 'Bad_NS' is not a Kubernetes name"):
         settings(namespace="Bad_NS")
 

@@ -129,7 +129,11 @@ class TrainJobSettings:
             raise TrainingError(f"distributed settings must be a mapping, got {data!r}")
         data = dict(data)
         data.pop("executor", None)
-        data.pop("workers", None)
+        if "workers" in data:
+            raise TrainingError(
+                "distributed settings: 'workers' is the local executor's; a TrainJob has "
+                "num_nodes workers, or num_nodes x GPUs with a GPU profile"
+            )
         profile = data.pop("profile", None)
         merged: dict[str, Any] = {}
         if profile is not None:
