@@ -392,6 +392,8 @@ def test_step_runs_the_workers_the_trainjob_starts(
         distributed={"executor": "trainjob", **dist},
         params={"n_estimators": 30, "max_depth": 3},
         seed=1,
+        price_per_hour=0.5,  # the task's profile stands in: the settings name none
+        node_profile="train-pool",
         image=IMAGE,
         runner=Runner(s, api, sleep=clock.sleep, clock=clock),
     )
@@ -404,6 +406,9 @@ def test_step_runs_the_workers_the_trainjob_starts(
     assert out.card["distributed"]["workers"] == 2
     assert out.card["distributed"]["trainjob"] == f"{NS}/{name_holder['name']}"
     assert out.audit["distributed"]["executor"] == "trainjob"
+    assert out.card["node_profile"] == "train-pool"
+    assert out.card["price_per_hour"] == 1.0  # two nodes at 0.5
+    assert out.card["distributed"]["price_per_node_hour"] == 0.5
     assert "| workers | 2 |" in out.card_markdown
     posts = [r.data for r in emulator.server if r.method == "POST" and r.resource.plural == PLURAL]
     assert len(posts) == 1

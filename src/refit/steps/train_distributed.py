@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,16 +168,13 @@ def train_model_distributed(
         engine = {"executor": "local", "workers": workers}
     else:
         settings = TrainJobSettings.from_dict(settings_in)
-        if not settings.price_per_hour and price_per_hour:
-            settings = TrainJobSettings.from_dict({**settings_in, "price_per_hour": price_per_hour})
-        if not settings.node_profile and node_profile:
-            settings = TrainJobSettings.from_dict(
-                {
-                    **settings_in,
-                    "price_per_hour": settings.price_per_hour,
-                    "node_profile": node_profile,
-                }
-            )
+        # the task's own price and profile name stand in where the settings' profile has none
+        fill = {
+            key: value
+            for key, value in (("price_per_hour", price_per_hour), ("node_profile", node_profile))
+            if value and not getattr(settings, key)
+        }
+        settings = replace(settings, **fill)
         if not image:
             raise TrainingError("distributed executor trainjob needs refit's image")
         plan_shards(snapshot_uri, settings.workers)  # refuse too few row groups before any write
