@@ -38,7 +38,7 @@ def test_a_change_in_the_error_stream_launches_exactly_one_run_through_dedupe_an
             MODEL: {
                 "policy": {"drift_share_threshold": 0.3},
                 "params": {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store"},
-                "streaming": {"threshold": 25},
+                "streaming": {"threshold": 100, "delta": 0.02},
             }
         },
     }

@@ -16,7 +16,7 @@ A JSON (or YAML) file::
           "params": {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store"},
           "schedule": "0 2 * * *",           # embedded scheduler (standard cron), optional
           "storage_prefixes": ["gs://b/incoming/"],
-          "streaming": {"threshold": 50}      # /hooks/stream's Page-Hinkley test, optional
+          "streaming": {"threshold": 100}     # /hooks/stream's Page-Hinkley test, optional
         }
       }
     }
