@@ -108,6 +108,16 @@ def test_many_bad_lines_are_counted_and_the_first_ten_named(tmp_path):
         read_predictions(path)
 
 
+def test_an_over_long_line_is_refused_without_reading_it_whole(tmp_path):
+    path = tmp_path / "user.jsonl"
+    long = json.dumps({**record(1), "features": {"x": "y" * (1 << 20)}})
+    path.write_text(long + "\n" + json.dumps(record(2)) + "\n" + "\n")
+    with pytest.raises(PredictionLogError) as err:
+        read_predictions(path)
+    assert f"{path}:1: line is over 1048576 bytes" in str(err.value)
+    assert f"{path}:3: empty line" in str(err.value) and "2 bad line(s)" in str(err.value)
+
+
 def test_bad_log_bounds_and_paths_are_refused(tmp_path):
     with pytest.raises(DataError, match="max_segment_bytes must be >= 1024"):
         PredictionLog(tmp_path, max_segment_bytes=10)

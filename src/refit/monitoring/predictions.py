@@ -201,22 +201,20 @@ def iter_json_lines(
     bad: list[str] = []
     count = 0
     for file in _log_files(Path(path), kind):
-        data = file.read_bytes()
-        lines = data.split(b"\n")
-        last_complete = data.endswith(b"\n")
-        if last_complete:
-            lines.pop()
-        for number, raw in enumerate(lines, start=1):
+        for number, (raw, is_tail) in enumerate(_lines(file), start=1):
             where = f"{file}:{number}"
-            is_tail = number == len(lines) and not last_complete
             if not raw.strip():
                 if not is_tail:
                     count += 1
-                    bad.append(f"{where}: empty line")
+                    if len(bad) < MAX_NAMED:
+                        bad.append(f"{where}: empty line")
+                continue
+            if len(raw) > MAX_LINE_BYTES:
+                count += 1
+                if len(bad) < MAX_NAMED:
+                    bad.append(f"{where}: line is over {MAX_LINE_BYTES} bytes")
                 continue
             try:
-                if len(raw) > MAX_LINE_BYTES:
-                    raise ValueError(f"line of {len(raw)} bytes is over {MAX_LINE_BYTES}")
                 record = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 if is_tail:
@@ -238,6 +236,23 @@ def iter_json_lines(
         raise PredictionLogError(
             f"{count} bad line(s) in {kind} {path}{more}:\n  " + "\n  ".join(bad)
         )
+
+
+def _lines(file: Path) -> Iterable[tuple[bytes, bool]]:
+    """Each line of a file without its newline, and whether it is a last line with no newline.
+
+    Read one line at a time; a line longer than `MAX_LINE_BYTES` is cut there (and refused).
+    """
+    with file.open("rb") as f:
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            if raw.endswith(b"\n"):
+                yield raw[:-1], False
+            elif len(raw) > MAX_LINE_BYTES:
+                while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass  # skip the rest of the over-long line
+                yield raw, False
+            else:
+                yield raw, True
 
 
 def _no_constant(name: str) -> Any:
