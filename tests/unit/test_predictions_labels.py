@@ -376,7 +376,7 @@ def test_bad_stream_batches_are_refused_naming_the_field(body, message):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"threshold": 0}, "threshold must be a number in (0, inf]"),
+        ({"threshold": 0}, "threshold must be a number in (0, 1e+09]"),
         ({"delta": -0.1}, "delta must be a number in [0, 1]"),
         ({"alpha": 1.5}, "alpha must be a number in (0, 1]"),
         ({"min_instances": 0}, "min_instances must be an integer"),

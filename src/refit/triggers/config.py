@@ -121,7 +121,7 @@ class ServiceConfig:
             try:
                 schedule = parse_cron(m["schedule"]) if m.get("schedule") else None
                 policy = RetrainPolicy.from_dict(m.get("policy") or {})
-                streaming = StreamSettings.from_dict(m.get("streaming"), f"models.{name}.streaming")
+                streaming = StreamSettings.from_dict(m.get("streaming"))
             except ValueError as exc:
                 raise TriggerConfigError(f"models.{name}: {exc}") from None
             params = m.get("params") or {}

@@ -115,7 +115,7 @@ class StreamSettings:
                              f"{', '.join(sorted(known))}")  # fmt: skip
         settings = cls(**data)
         ranges = {  # name: (value, lowest allowed, whether the lowest is allowed, highest)
-            "threshold": (settings.threshold, 0.0, False, math.inf),
+            "threshold": (settings.threshold, 0.0, False, 1e9),
             "delta": (settings.delta, 0.0, True, 1.0),
             "alpha": (settings.alpha, 0.0, False, 1.0),
         }
