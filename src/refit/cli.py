@@ -9,7 +9,17 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from refit.commands import drift, evaluate, report, rollout, schedule, serve, train, validate
+from refit.commands import (
+    drift,
+    evaluate,
+    labels,
+    report,
+    rollout,
+    schedule,
+    serve,
+    train,
+    validate,
+)
 from refit.errors import RefitError
 
 
@@ -111,5 +121,5 @@ def demo(
         raise typer.Exit(1) from exc
 
 
-for _module in (drift, evaluate, train, schedule, validate, serve, report, rollout):
+for _module in (drift, evaluate, train, schedule, validate, serve, report, rollout, labels):
     _module.register(app)

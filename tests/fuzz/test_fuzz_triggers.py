@@ -163,6 +163,41 @@ CASES = [
     ("body over limit", "/hooks/generic", b" " * (LIMIT + 1), AUTH, 413, ["max_body_bytes"]),
     ("no auth", "/hooks/generic", generic(), {}, 401, ["unauthorized"]),
     ("approval NaN", "/approvals/churn/1/approve", b'{"by": NaN}', AUTH, 422, ["NaN"]),
+    ("stream no auth", "/hooks/stream", b"{}", {}, 401, ["unauthorized"]),
+    ("stream not JSON", "/hooks/stream", b"[0, 1", AUTH, 422, ["not valid JSON"]),
+    (
+        "stream NaN value",
+        "/hooks/stream",
+        b'{"batch_id": "b", "model": "churn", "stream": "errors", "values": [NaN]}',
+        AUTH,
+        422,
+        ["NaN"],
+    ),  # fmt: skip
+    (
+        "stream value out of range",
+        "/hooks/stream",
+        b'{"batch_id": "b", "model": "churn", "stream": "errors", "values": [0, -1]}',
+        AUTH,
+        422,
+        ["values[1]", "[0.0, 1.0]"],
+    ),  # fmt: skip
+    (
+        "stream unknown kind",
+        "/hooks/stream",
+        b'{"batch_id": "b", "model": "churn", "stream": "latency", "values": [0]}',
+        AUTH,
+        422,
+        ["stream must be one of errors, confidence", "'latency'"],
+    ),  # fmt: skip
+    (
+        "stream unknown model",
+        "/hooks/stream",
+        b'{"batch_id": "b", "model": "nope", "stream": "errors", "values": [0]}',
+        AUTH,
+        404,
+        ["unknown model 'nope'"],
+    ),  # fmt: skip
+    ("stream over limit", "/hooks/stream", b" " * (LIMIT + 1), AUTH, 413, ["max_body_bytes"]),
     ("approval version", "/approvals/churn/x/approve", b'{"by": "a"}', AUTH, 422, ["version"]),
 ]
 

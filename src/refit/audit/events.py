@@ -26,6 +26,8 @@ Which part of refit writes each event (the ``payload`` keys are the writer's):
 ``rollback``              the previous champion was restored
 ``trigger_decision``      the trigger service decided whether to launch a run
 ``run_refused``           the pipeline's first task refused the run (reason)
+``performance_realised``  labels landed for a window: realised against estimated
+                          performance (`refit.monitoring.labels`)
 ``registry_update``       any other change of aliases, statuses or policy state
 ========================  ==========================================================
 
@@ -59,6 +61,7 @@ class AuditEvent(StrEnum):
     ROLLBACK = "rollback"
     TRIGGER_DECISION = "trigger_decision"
     RUN_REFUSED = "run_refused"
+    PERFORMANCE_REALISED = "performance_realised"
     REGISTRY_UPDATE = "registry_update"
     AUDIT_REPAIR = "audit_repair"
 
@@ -90,7 +93,13 @@ LIVE_EVENTS: Final = frozenset({AuditEvent.PROMOTION, AuditEvent.ROLLBACK})
 #: Events that concern one registered version (they carry its ``version``).
 VERSION_EVENTS: Final = APPROVAL_EVENTS | CANARY_EVENTS | LIVE_EVENTS
 #: Written outside a pipeline run: by the trigger service, or a bare registry change (a status or
-#: alias set by hand, the local canary's traffic split), or the note of a torn audit line cut off.
+#: alias set by hand, the local canary's traffic split), or the note of a torn audit line cut off,
+#: or `refit labels join` once a window's labels are in.
 SERVICE_EVENTS: Final = frozenset(
-    {AuditEvent.TRIGGER_DECISION, AuditEvent.REGISTRY_UPDATE, AuditEvent.AUDIT_REPAIR}
+    {
+        AuditEvent.TRIGGER_DECISION,
+        AuditEvent.REGISTRY_UPDATE,
+        AuditEvent.AUDIT_REPAIR,
+        AuditEvent.PERFORMANCE_REALISED,
+    }
 )

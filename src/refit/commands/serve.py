@@ -61,6 +61,18 @@ def register(app: typer.Typer) -> None:
                 "[default: 8].",
             ),
         ] = None,
+        prediction_log: Annotated[
+            str | None,
+            typer.Option(
+                "--prediction-log",
+                help="Folder where each answered prediction is logged with its id, for "
+                "`refit labels join` (JSON Lines segments of 64 MiB, 100 kept) [default: off].",
+            ),
+        ] = None,
+        log_features: Annotated[
+            bool,
+            typer.Option("--log-features", help="Also log each row's features (--prediction-log)."),
+        ] = False,
     ) -> None:
         """Serve a model's registry versions over KServe's V2 protocol, with a canary split.
 
@@ -69,7 +81,8 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
-        from refit.errors import DeployError, RegistryError
+        from refit.errors import DataError, DeployError, RegistryError
+        from refit.monitoring.predictions import PredictionLog
         from refit.serving import RequestLimits, create_app, parse_faults
 
         given = {
@@ -82,6 +95,12 @@ def register(app: typer.Typer) -> None:
             faults = parse_faults(fault or [])
         except DeployError as exc:
             raise typer.BadParameter(str(exc), param_hint="--fault") from exc
+        predictions = None
+        if prediction_log is not None:
+            try:
+                predictions = PredictionLog(prediction_log, log_features=log_features)
+            except (DataError, OSError) as exc:
+                raise typer.BadParameter(str(exc), param_hint="--prediction-log") from exc
         try:
             app = create_app(
                 store,
@@ -90,6 +109,7 @@ def register(app: typer.Typer) -> None:
                 faults=faults,
                 state_refresh_seconds=state_refresh,
                 limits=RequestLimits(**limits),
+                prediction_log=predictions,
             )
         except RegistryError as exc:
             raise typer.BadParameter(str(exc), param_hint="--store/--name") from exc

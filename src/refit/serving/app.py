@@ -45,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 
 from refit.errors import DataError, RefitError, RegistryError, TrainingError
 from refit.io.uri import is_gcs, local_path
+from refit.monitoring.predictions import PredictionLog
 from refit.registry import ModelRegistry, open_registry
 from refit.serving.faults import Fault, check_faults
 from refit.serving.metrics import NO_REVISION, ServingMetrics
@@ -137,6 +138,8 @@ class ModelServer:
         state_refresh_seconds: Re-read the rollout state when older than this.
         clock: Monotonic clock of the state refresh (tests pass their own).
         limits: How large a request may be (body bytes, tensor elements, nesting depth).
+        prediction_log: Where each answered prediction is logged (`refit.monitoring.predictions`);
+            None logs nothing.
 
     Raises:
         RegistryError: The store URI or model name is invalid, or a local store is not a folder.
@@ -153,8 +156,10 @@ class ModelServer:
         state_refresh_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         limits: RequestLimits = DEFAULT_LIMITS,
+        prediction_log: PredictionLog | None = None,
     ) -> None:
         self.limits = limits
+        self.prediction_log = prediction_log
         self.registry = open_registry(store_uri, model_name)
         if not is_gcs(store_uri) and not local_path(store_uri).is_dir():
             raise RegistryError(
@@ -330,12 +335,25 @@ class ModelServer:
             outputs = predict_outputs(model, table, request.outputs)
         except (DataError, TrainingError) as exc:
             raise _Answer(400, str(exc)) from exc
-        return {
+        response = {
             "model_name": self.model_name,
             "model_version": str(version),
             "id": request.id if request.id is not None else str(uuid.uuid4()),
             "outputs": outputs,
         }
+        if self.prediction_log is not None:
+            self._log_prediction(response, model, table)
+        return response
+
+    def _log_prediction(self, response: dict[str, Any], model: TrainedModel, table: Any) -> None:
+        """Append the answer to the prediction log; a failure is logged, never answered."""
+        assert self.prediction_log is not None
+        try:
+            features = table.to_pydict() if self.prediction_log.log_features else None
+            classes = None if model.spec.is_regression else list(model.classes)
+            self.prediction_log.log_response(response, classes=classes, features=features)
+        except (OSError, ValueError, TypeError):
+            logger.exception("prediction %s not written to the prediction log", response["id"])
 
     async def infer(self, name: str, pinned: str | None, http: Request) -> JSONResponse:
         """Route, read, fault, predict and count one infer request."""
@@ -386,6 +404,7 @@ def create_app(
     state_refresh_seconds: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     limits: RequestLimits = DEFAULT_LIMITS,
+    prediction_log: PredictionLog | None = None,
 ) -> FastAPI:
     """Build the local model server's ASGI app for one model of refit's registry.
 
@@ -401,6 +420,7 @@ def create_app(
         clock: Monotonic clock of the state refresh (tests pass their own).
         limits: How large an infer request may be (see `RequestLimits`; the defaults: 8 MiB
             of body, 1,000,000 tensor elements, 8 levels of nesting).
+        prediction_log: Log each answered prediction there (see `refit.monitoring.predictions`).
 
     Returns:
         The app; ``app.state.server`` is its `ModelServer`.
@@ -417,6 +437,7 @@ def create_app(
         state_refresh_seconds=state_refresh_seconds,
         clock=clock,
         limits=limits,
+        prediction_log=prediction_log,
     )
 
     @asynccontextmanager

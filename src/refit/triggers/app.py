@@ -10,6 +10,8 @@ range, nesting too deep, a field of the wrong type); events naming an unconfigur
 with the reason.
 Handled events answer 200 with the decision(s): ``launch``, ``skip``, ``held`` (cooldown or runs
 in flight) or ``duplicate``, each with its reasons.
+``POST /hooks/stream`` feeds a batch of the error or confidence stream to a streaming change
+detector that triggers retraining through the same decisions (``refit.triggers.streaming``).
 
 Human approval (``refit.governance.approval``), with the same authentication:
 ``POST /approvals/{model}/{version}/approve`` and ``.../reject`` with ``{"by": NAME, "reason":
@@ -43,6 +45,7 @@ from refit.triggers.payloads import (
     storage_event,
 )
 from refit.triggers.service import TriggerService, UnknownModelError
+from refit.triggers.streaming import add_stream_route
 
 #: ``GET /runs?status=``: the statuses a run can have (see `refit.triggers.service`).
 RUN_STATUSES = ("pending", "running", "logged", "submitted", "succeeded", "failed")
@@ -229,6 +232,8 @@ def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -
         except PayloadError as exc:
             return reject("generic", "malformed", 422, str(exc))
         return await decide_all("generic", [event])
+
+    add_stream_route(app, service, read, reject, lock)  # POST /hooks/stream
 
     async def approval(request: Request, model: str, version: str, action: str) -> Response:
         hook = "approvals"

@@ -15,7 +15,8 @@ A JSON (or YAML) file::
           "policy": {"drift_share_threshold": 0.3, "new_data_fraction": 0.5},
           "params": {"data_uri": "gs://b/latest.parquet", "store_uri": "gs://b/store"},
           "schedule": "0 2 * * *",           # embedded scheduler (standard cron), optional
-          "storage_prefixes": ["gs://b/incoming/"]
+          "storage_prefixes": ["gs://b/incoming/"],
+          "streaming": {"threshold": 100}     # /hooks/stream's Page-Hinkley test, optional
         }
       }
     }
@@ -38,6 +39,7 @@ from refit.errors import RefitError
 from refit.policy import RetrainPolicy
 from refit.schedule.cron import CronSchedule, parse_cron
 from refit.triggers.inputs import PipelineInputsError, pipeline_inputs
+from refit.triggers.streaming import StreamSettings
 
 
 class TriggerConfigError(RefitError, ValueError):
@@ -55,6 +57,7 @@ class ModelConfig:
             (``model_name`` and ``run_label`` are added per run).
         schedule: Cron of the embedded scheduler, if any.
         storage_prefixes: ``gs://bucket/prefix`` of objects counted as this model's new data.
+        streaming: Settings of the streaming change detector (``refit.triggers.streaming``).
     """
 
     name: str
@@ -62,6 +65,7 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     schedule: CronSchedule | None = None
     storage_prefixes: list[str] = field(default_factory=list)
+    streaming: StreamSettings = field(default_factory=StreamSettings)
 
 
 @dataclass
@@ -109,12 +113,15 @@ class ServiceConfig:
         models = {}
         for name, m in raw_models.items():
             m = m or {}
-            extra = sorted(set(m) - {"policy", "params", "schedule", "storage_prefixes"})
+            extra = sorted(
+                set(m) - {"policy", "params", "schedule", "storage_prefixes", "streaming"}
+            )
             if extra:
                 raise TriggerConfigError(f"models.{name} has unknown field(s) {', '.join(extra)}")
             try:
                 schedule = parse_cron(m["schedule"]) if m.get("schedule") else None
                 policy = RetrainPolicy.from_dict(m.get("policy") or {})
+                streaming = StreamSettings.from_dict(m.get("streaming"))
             except ValueError as exc:
                 raise TriggerConfigError(f"models.{name}: {exc}") from None
             params = m.get("params") or {}
@@ -137,6 +144,7 @@ class ServiceConfig:
                 params=dict(params),
                 schedule=schedule,
                 storage_prefixes=list(m.get("storage_prefixes") or []),
+                streaming=streaming,
             )
         config = cls(models=models, **{k: v for k, v in data.items() if k != "models"})
         for key in ("cooldown_seconds", "dedupe_ttl_seconds"):

@@ -39,7 +39,8 @@ class TriggerEvent:
     """One event that asks for a decision about one model.
 
     Attributes:
-        hook: ``alertmanager``, ``storage``, ``generic`` or ``schedule``.
+        hook: ``alertmanager``, ``storage``, ``generic``, ``schedule`` or ``stream`` (a
+            streaming change detector fired: `refit.triggers.streaming`).
         model: Model name.
         dedupe_key: Identical keys are one event.
         summary: Readable description (alert names, object URI, reason).
