@@ -30,7 +30,15 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from refit import __version__
 from refit import components as components_pkg
 from refit.components.examples import EXAMPLES, example_code
-from refit.images import DEFAULT_REPOSITORY, TFDV_SUFFIX, component_image, repository, tfdv_image
+from refit.images import (
+    DEFAULT_REPOSITORY,
+    REPOSITORY_ENV,
+    TFDV_SUFFIX,
+    check_repository,
+    component_image,
+    repository,
+    tfdv_image,
+)
 from refit.pipelines.retraining import retraining_pipeline
 
 #: The source tree's components/ and pipelines/ folders (where the YAML is committed).
@@ -109,7 +117,8 @@ def retarget_images(spec: pipeline_spec_pb2.PipelineSpec, repo: str) -> None:
 
     Each executor runs refit's image or its TFDV image, in whichever repository refit was
     imported or compiled with; both are rewritten to ``repo``'s (``REPO:VERSION``,
-    ``REPO-tfdv:VERSION``).
+    ``REPO-tfdv:VERSION``). Outside the default repository each task also gets
+    ``REFIT_IMAGE_REPOSITORY``, so an image it names at run time is in ``repo`` too.
 
     Args:
         spec: The compiled pipeline (or single component) spec.
@@ -129,6 +138,12 @@ def retarget_images(spec: pipeline_spec_pb2.PipelineSpec, repo: str) -> None:
         if image not in images:
             raise ValueError(f"task executor {name!r} runs {image!r}, which is not refit's image")
         container["image"] = images[image]
+        if repo != DEFAULT_REPOSITORY:
+            # A task that starts pods itself (a distributed training's TrainJob) resolves
+            # refit's image at run time: the same repository as its own.
+            container.get_or_create_list("env").append(
+                {"name": REPOSITORY_ENV, "value": check_repository(repo)}
+            )
 
 
 #: Where `mount_gcs_key` mounts the key Secret, and the key's file name in it.

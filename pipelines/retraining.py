@@ -109,6 +109,7 @@ def build_retraining_pipeline(  # noqa: ANN201
         rollout_plan: dict = {},  # noqa: B006
         deploy_options: dict = {},  # noqa: B006
         beam_pipeline_args: list = [],  # noqa: B006
+        distributed: dict = {},  # noqa: B006
     ):
         """Run one retraining iteration over the window at ``data_uri``.
 
@@ -138,6 +139,10 @@ def build_retraining_pipeline(  # noqa: ANN201
             deploy_options: Options of the deployment target (a dict).
             beam_pipeline_args: Apache Beam arguments for the TFDV engine (a list), e.g.
                 Dataflow's ``--runner``; ``[]`` runs TFDV in the task itself.
+            distributed: Distributed XGBoost for the training task (a dict); empty: one
+                process. ``{"executor": "trainjob", "namespace": ..., "allowed_namespaces":
+                [...], "num_nodes": N, "profile": {...}}`` runs a Kubeflow Trainer TrainJob on
+                the ``xgboost-distributed`` runtime (README, "Distributed training").
         """
         record = _no_cache(
             release_record(
@@ -251,6 +256,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                             device=profile.device,
                             price_per_hour=profile.price_per_hour,
                             node_profile=profile.name,
+                            distributed=distributed,
                         ),
                         profile,
                     )

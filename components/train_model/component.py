@@ -24,6 +24,7 @@ def train_model(
     checkpoint_every: int = 25,
     price_per_hour: float = 0.0,
     node_profile: str = "",
+    distributed: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
 ):
     """Train a challenger on the window minus a seeded holdout, saved in a safe format.
 
@@ -49,6 +50,14 @@ def train_model(
         checkpoint_every: Boosting rounds between checkpoints.
         price_per_hour: Price per hour of the node profile (model card cost).
         node_profile: Name of the node profile the task runs on (model card).
+        distributed: Empty: train here, in one process. Otherwise XGBoost trains across
+            workers that each read only their own row groups of the window: {"executor":
+            "trainjob", "namespace": ..., "allowed_namespaces": [...], "num_nodes": N,
+            "profile": {node profile fields}, "deadline_s": ..., "delete": true} runs a
+            Kubeflow Trainer TrainJob on the xgboost-distributed runtime in refit's image
+            (one worker per node, or per GPU) and waits for it; {"executor": "local",
+            "workers": N} runs N local processes. The holdout is then a folder of Parquet
+            parts, one per worker.
 
     Returns:
         model: Model folder: UBJSON (XGBoost) or skops file plus model.json with its sha256,
@@ -65,24 +74,48 @@ def train_model(
 
     if checkpoint_uri == steps.AUTO_CHECKPOINTS:
         checkpoint_uri = steps.checkpoint_location(model.uri, model.path)
-    out = steps.train_model(
-        snapshot.path,
-        label_column,
-        model.path,
-        holdout.path,
-        data_metadata=snapshot.metadata,
-        trainer=trainer,
-        params=params,
-        seed=seed,
-        holdout_fraction=holdout_fraction,
-        time_column=time_column,
-        task=task,
-        device=device,
-        checkpoint_uri=checkpoint_uri,
-        checkpoint_every=checkpoint_every,
-        price_per_hour=price_per_hour,
-        node_profile=node_profile,
-    )
+    if distributed:
+        from refit.images import component_image as _image
+
+        out = steps.train_model_distributed(
+            snapshot.uri,
+            label_column,
+            model.uri,
+            model.path,
+            holdout.path,
+            distributed=distributed,
+            data_metadata=snapshot.metadata,
+            trainer=trainer,
+            params=params,
+            seed=seed,
+            holdout_fraction=holdout_fraction,
+            time_column=time_column,
+            task=task,
+            checkpoint_uri=checkpoint_uri,
+            checkpoint_every=checkpoint_every,
+            price_per_hour=price_per_hour,
+            node_profile=node_profile,
+            image=_image(),
+        )
+    else:
+        out = steps.train_model(
+            snapshot.path,
+            label_column,
+            model.path,
+            holdout.path,
+            data_metadata=snapshot.metadata,
+            trainer=trainer,
+            params=params,
+            seed=seed,
+            holdout_fraction=holdout_fraction,
+            time_column=time_column,
+            task=task,
+            device=device,
+            checkpoint_uri=checkpoint_uri,
+            checkpoint_every=checkpoint_every,
+            price_per_hour=price_per_hour,
+            node_profile=node_profile,
+        )
     model.metadata.update(
         {
             "sha256": out.sha256,

@@ -55,6 +55,17 @@ def test_refit_compile_puts_every_task_on_the_given_repository(tmp_path) -> None
     )
 
 
+def test_tasks_compiled_for_a_repository_name_it_at_run_time(tmp_path) -> None:
+    # the training task names refit's image for a distributed training's TrainJob at run time
+    out = tmp_path / "p.yaml"
+    build.compile_to(build_retraining_pipeline(), out, image_repository=REPO)
+    for name, executor in _docs(out)[0]["deploymentSpec"]["executors"].items():
+        env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        assert env["REFIT_IMAGE_REPOSITORY"] == REPO, name
+    default = build.compile_to(build_retraining_pipeline(), tmp_path / "default.yaml")
+    assert "REFIT_IMAGE_REPOSITORY" not in default
+
+
 def test_the_environment_setting_is_read_when_compiling_not_when_importing(
     tmp_path, monkeypatch
 ) -> None:

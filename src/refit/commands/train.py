@@ -203,12 +203,38 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 100,
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+        workers: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                max=64,
+                help="Distributed XGBoost as N local worker processes (each reads only its "
+                "row groups of a Parquet --data); 0: one process.",
+            ),
+        ] = 0,
+        distributed: Annotated[
+            Path | None,
+            typer.Option(
+                help="YAML or JSON file of distributed settings: executor trainjob (a Kubeflow "
+                "Trainer TrainJob on the xgboost-distributed runtime: namespace, "
+                "allowed_namespaces, num_nodes, profile, deadline_s, delete...) or local.",
+            ),
+        ] = None,
     ) -> None:
         """Train a model on a table and save it in a safe format with its model card."""
         import hashlib
         import time
 
         from refit.errors import RefitError
+
+        if workers or distributed is not None:
+            _train_distributed(
+                data, target, output, model, params=dict(parse_param(p) for p in (param or [])),
+                seed=seed, task=task, exclude=exclude or [], holdout_fraction=holdout_fraction,
+                checkpoint_dir=checkpoint_dir or "", checkpoint_every=checkpoint_every,
+                price_per_hour=price_per_hour, workers=workers, settings_file=distributed,
+            )  # fmt: skip
+            return
         from refit.io.tables import canonical_parquet_bytes, read_table
         from refit.training import (
             build_model_card,
@@ -267,6 +293,98 @@ def register(app: typer.Typer) -> None:
             "wall_time_s": card["wall_time_s"],
         }
         typer.echo(json.dumps(summary))
+
+
+def _train_distributed(
+    data: str,
+    target: str,
+    output: Path,
+    trainer: str,
+    *,
+    params: dict[str, Any],
+    seed: int,
+    task: str,
+    exclude: list[str],
+    holdout_fraction: float,
+    checkpoint_dir: str,
+    checkpoint_every: int,
+    price_per_hour: float,
+    workers: int,
+    settings_file: Path | None,
+) -> None:
+    """``refit train --workers N`` / ``--distributed FILE``: see ``train_model_distributed``."""
+    from refit.errors import RefitError
+    from refit.images import component_image
+    from refit.steps.train_distributed import train_model_distributed
+
+    if workers and settings_file is not None:
+        raise typer.BadParameter(
+            "give --workers or --distributed, not both", param_hint="--workers"
+        )
+    if not 0 < holdout_fraction < 1:
+        raise typer.BadParameter(
+            "distributed training holds rows out by a seeded hash: give a --holdout-fraction "
+            "above 0",
+            param_hint="--holdout-fraction",
+        )
+    if len(exclude) > 1:
+        raise typer.BadParameter(
+            "distributed training excludes one column (the time column)", param_hint="--exclude"
+        )
+    if settings_file is not None:
+        try:
+            text = settings_file.read_text(encoding="utf-8")
+            if settings_file.suffix.lower() == ".json":
+                settings = json.loads(text)
+            else:
+                import yaml
+
+                settings = yaml.safe_load(text)
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(
+                f"cannot read {settings_file}: {exc}", param_hint="--distributed"
+            ) from exc
+        except Exception as exc:  # yaml.YAMLError is not a ValueError
+            raise typer.BadParameter(
+                f"{settings_file} is not valid YAML: {exc}", param_hint="--distributed"
+            ) from exc
+    else:
+        settings = {"executor": "local", "workers": workers}
+    holdout = output.parent / f"{output.name}.holdout"
+    try:
+        out = train_model_distributed(
+            data,
+            target,
+            str(output),
+            str(output),
+            str(holdout),
+            distributed=settings,
+            trainer=trainer,
+            params=params,
+            seed=seed,
+            holdout_fraction=holdout_fraction,
+            time_column=exclude[0] if exclude else "",
+            task=task,
+            checkpoint_uri=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            price_per_hour=price_per_hour,
+            image=component_image(),
+        )
+    except RefitError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    summary = {
+        "output": str(output),
+        "holdout": str(holdout),
+        "sha256": out.sha256,
+        "trainer": trainer,
+        "device": out.device,
+        "rounds": out.card.get("rounds"),
+        "resumed_from_round": out.resumed_from_round,
+        "wall_time_s": out.card.get("wall_time_s"),
+        "distributed": out.audit["distributed"],
+    }
+    typer.echo(json.dumps(summary))
 
 
 class _progress:

@@ -47,6 +47,7 @@ from refit.steps.train import (
     split_holdout,
     train_model,
 )
+from refit.steps.train_distributed import train_model_distributed
 
 __all__ = [
     "AUTO_CHECKPOINTS",
@@ -79,6 +80,7 @@ __all__ = [
     "split_holdout",
     "start_run",
     "train_model",
+    "train_model_distributed",
     "utc_now",
     "validate_data",
     "write_release_record",

@@ -166,6 +166,19 @@ def render_model_card(card: dict[str, Any]) -> str:
             f"| boosting rounds | {card['rounds']} (resumed from round "
             f"{card['resumed_from_round']}) |"
         )
+    dist = card.get("distributed") or {}
+    if dist:
+        lines += [
+            f"| distributed | {_cell(dist.get('runtime', ''))} "
+            f"({_cell(dist.get('executor', 'trainjob'))}) |",
+            f"| nodes | {dist.get('nodes')} |",
+            f"| workers | {dist.get('workers')} |",
+        ]
+        for worker in dist.get("workers_rows") or []:
+            lines.append(
+                f"| worker {worker['rank']} rows | {worker['rows_read']} read, "
+                f"{worker['train_rows']} trained, {worker['holdout_rows']} held out |"
+            )
     lines += [
         f"| wall time | {card['wall_time_s']:.2f} s |",
         f"| node profile | {_cell(card.get('node_profile') or '-')} |",
