@@ -1,6 +1,7 @@
 """Label-free performance estimation (CBPE): close to the realised metric where its assumption
 holds (covariate shift), blind where it does not (concept shift), and honest about both."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -129,6 +130,9 @@ def test_multiclass_accuracy_and_class_names():
     calibration = fit_calibration(proba[:3000], labels[:3000], classes=["a", "b", "c"])
     calibrated = calibration.apply(proba[3000:])
     assert np.allclose(calibrated.sum(axis=1), 1.0)
+    assert np.allclose(calibration.apply_replicate(proba[3000:], 0).sum(axis=1), 1.0)
+    calibrated_estimate = estimate_performance(proba[3000:], calibration=calibration)
+    assert calibrated_estimate.contains(accuracy_score(y[3000:], proba[3000:].argmax(axis=1)))
 
 
 def test_a_large_window_draws_on_a_subsample_and_scales_the_spread():
@@ -181,3 +185,29 @@ def test_calibration_refuses_bad_labels():
         fit_calibration(p[:5], [0, 1, 0, 1, 0])
     with pytest.raises(ValueError, match="one per probability row"):
         fit_calibration(p, [0, 1])
+
+
+def test_a_small_calibration_holdout_widens_the_interval_to_cover_its_own_error():
+    rng = np.random.default_rng(9)
+    covered = {"with": 0, "without": 0}
+    trials = 20
+    for trial in range(trials):
+        # each trial: its own 300-row holdout, one 5,000-row window
+        true_p = rng.beta(2, 2, 5300)
+        y = (rng.random(true_p.size) < true_p).astype(int)
+        scores = 1 / (1 + np.exp(-3.0 * _logit(true_p)))  # overconfident
+        calibration = fit_calibration(scores[:300], y[:300], seed=trial)
+        assert len(calibration.replicates) == 100
+        narrow = dataclasses.replace(calibration, replicates=())
+        realised = accuracy_score(y[300:], scores[300:] > 0.5)
+        wide = estimate_performance(scores[300:], calibration=calibration, seed=trial)
+        bare = estimate_performance(scores[300:], calibration=narrow, seed=trial)
+        assert (
+            "calibration's uncertainty (100 bootstrap refits on 300 rows)" in wide.interval_method
+        )
+        assert wide.upper - wide.lower > 1.5 * (bare.upper - bare.lower)
+        covered["with"] += wide.contains(realised)
+        covered["without"] += bare.contains(realised)
+    # label noise alone understates the error of a 300-row calibration; with it, ~95% coverage
+    assert covered["with"] >= 18
+    assert covered["without"] <= covered["with"] - 3
