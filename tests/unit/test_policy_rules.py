@@ -6,8 +6,8 @@ import json
 import pytest
 
 from refit.errors import PolicyError
-from refit.policy import Observation, PolicyState, RetrainPolicy, decide
-from refit.policy.policy import ESTIMATED, mark_labelled
+from refit.policy import Observation, PolicyState, RetrainPolicy, decide, mark_labelled
+from refit.policy.policy import ESTIMATED
 
 NOW = "2026-11-26T12:00:00+00:00"
 
