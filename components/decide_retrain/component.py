@@ -29,13 +29,21 @@ def decide_retrain(
     decision.
 
     Args:
-        window: The window (Parquet); the champion is scored on its labels.
-        drift: Output of detect_drift.
+        window: The window (Parquet); the champion is scored on its labels. Without labels
+            (the label column missing or all null) its metric is estimated from its
+            probabilities (CBPE, assumes no concept shift; the estimate and its interval are
+            in the reasons and the decision record), and the policy's state lists the window
+            as unlabelled.
+        drift: Output of detect_drift (feature drift share, label drift, prediction drift,
+            mean shifts, the champion's calibration).
         store_uri: Root of refit's store (the policy's state and the audit log are kept there).
         model_name: Model the decision is for.
         label_column: Label column.
         policy: Retrain policy (a dict): drift_share_threshold, metric, metric_threshold,
-            consecutive_windows, max_model_age_days, new_data_fraction, cooldown_windows.
+            consecutive_windows, max_model_age_days, new_data_fraction, cooldown_windows,
+            label_drift_threshold, prediction_drift_threshold, mean_shift_sd, max_retrains,
+            max_cost, retrain_cost, budget_period_days, combine (any, all or a nested
+            expression; see refit.policy).
         champion: The champion (from resolve_champion); absent before the first promotion.
         validation: Output of validate_data (its summary is recorded); optional.
         now: Decision time, ISO 8601; empty means the current time.

@@ -30,7 +30,10 @@ def detect_drift(
     runs TFDV's drift comparators on ``reference`` (L-infinity on categorical features,
     Jensen-Shannon divergence on numeric ones). With ``baseline_model`` (an XGBoost model
     trained on ``reference``) the report also says which features moved its predictions.
-    Without a reference (the first run) the report says so and the drift share is 0.
+    Apart from the feature drift share, the result holds the label drift (prior shift),
+    the prediction drift of ``baseline_model`` (its scores on the window against its scores on
+    its holdout) and the numeric features' mean shifts. Without a reference (the first run)
+    the report says so and the drift share is 0.
 
     ``engine="tfdv"`` needs TFDV in the task's container: the refit-tfdv image
     (``refit.images.tfdv_image()``), set at compile time with
@@ -45,8 +48,8 @@ def detect_drift(
             the champion's); optional.
         reference: Reference data (Parquet): the TFDV engine's reference, and the native
             engine's when no profile is given; optional.
-        baseline_model: Model trained on the reference (the champion): prediction drift
-            explanation; optional.
+        baseline_model: Model trained on the reference (the champion): prediction drift, its
+            calibration for label-free estimates, and the drift explanation; optional.
         time_column: Event-time column, excluded from feature drift.
         engine: ``native`` (default, refit's tests), ``tfdv`` (TFDV's drift comparators in
             its own interpreter, REFIT_TFDV_PYTHON) or ``auto`` (native).

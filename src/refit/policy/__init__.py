@@ -1,5 +1,17 @@
-"""Declarative retrain policy: drift, metric decay, model age, data volume, cooldown."""
+"""Declarative retrain policy: which rules, how combined, and what gates a retrain.
 
-from refit.policy.policy import Decision, Observation, PolicyState, RetrainPolicy, decide
+Rules: feature drift share, label and prediction drift, metric decay (estimated without labels
+where labels are late), model age, data volume, feature mean shift; combined by any/all; gated
+by a cooldown and a retraining budget.
+"""
 
-__all__ = ["Decision", "Observation", "PolicyState", "RetrainPolicy", "decide"]
+from refit.policy.policy import (
+    Decision,
+    Observation,
+    PolicyState,
+    RetrainPolicy,
+    decide,
+    mark_labelled,
+)
+
+__all__ = ["Decision", "Observation", "PolicyState", "RetrainPolicy", "decide", "mark_labelled"]

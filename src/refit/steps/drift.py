@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from dataclasses import dataclass, field, replace
+from html import escape
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from refit import drift as drift_lib
 from refit.audit.events import AuditEvent
+from refit.drift import watch
 from refit.drift.detect import DriftResult, FeatureDrift, not_comparable_feature
 from refit.drift.explain import explain_drift
 from refit.drift.profile import Profile, load_profile, profile_table, profile_uri
 from refit.drift.report import render_drift_html
 from refit.errors import DataError, RefitError
 from refit.evaluation.metrics import evaluate
+from refit.io import uri as uri_lib
 from refit.io.tables import read_table
+from refit.monitoring import ESTIMABLE_METRICS, Calibration, estimate_performance, fit_calibration
 from refit.policy import Observation, PolicyState, RetrainPolicy, decide
 from refit.registry import open_registry
 from refit.steps.common import dict_param
 from refit.steps.data import check_engine
 from refit.steps.resolve import record_results
-from refit.training.artifacts import load_model
+from refit.training.artifacts import load_model, read_metadata
+from refit.training.features import encode_target
+from refit.training.trainers import TrainedModel
 
 POLICY_STATE_KEY = "policy"
 
@@ -117,6 +127,8 @@ def detect_drift(
     )
     excluded = {target, time_column}
     reference_data: pa.Table | None = None
+    # Profiles of both sides, for what the drift share leaves out (label, mean shifts).
+    profiles: tuple[Profile, Profile] | None = None
     if ran == "native":
         reference: Profile | None = None
         if reference_profile_path:
@@ -130,6 +142,7 @@ def detect_drift(
             result = drift_lib.detect_drift(
                 reference, current, columns=[c for c in columns if c in current.columns]
             )
+            profiles = (reference, current)
     elif reference_path:
         reference_data = read_table(reference_path)
         current_data = read_table(snapshot_path)
@@ -141,6 +154,7 @@ def detect_drift(
         result, tfdv_metadata = tfdv_drift(
             reference_data, current_data, columns, beam_pipeline_args=beam_pipeline_args
         )
+        profiles = (profile_table(reference_data), profile_table(current_data))
         metadata.update(tfdv_metadata)
         metadata["engine"] = ran
         metadata["engine_requested"] = engine
@@ -153,9 +167,25 @@ def detect_drift(
         payload["engine"] = ran
         share = float(payload["drift_share"])
         html = render_drift_html(result, title=f"Drift of {name} features ({ran} engine)")
+        assert profiles is not None
+        payload.update(
+            watch_window(
+                *profiles,
+                target,
+                [c for c in payload["features"] if c not in excluded],
+                model_dir=model_dir,
+                reference=reference_data if reference_data is not None else reference_path,
+                reference_path=reference_path,
+                snapshot_path=snapshot_path,
+            )
+        )
+        html = _with_watch_section(html, payload)
+    watched = payload or {}
     audit = {
         "drift_share": share if payload is not None else None,
-        "drifted": [n for n, f in (payload or {}).get("features", {}).items() if f["drifted"]],
+        "drifted": [n for n, f in watched.get("features", {}).items() if f["drifted"]],
+        "label_drift": (watched.get("label_drift") or {}).get("statistic"),
+        "prediction_drift": (watched.get("prediction_drift") or {}).get("statistic"),
         "engine": ran,
         "engine_requested": engine,
         **({"tfdv_version": metadata.get("tfdv_version")} if ran == "tfdv" else {}),
@@ -168,6 +198,161 @@ def detect_drift(
         engine_metadata=metadata,
         audit=audit,
     )
+
+
+def champion_holdout(
+    model_dir: str, reference: pa.Table, reference_path: str | None
+) -> tuple[pa.Table, bool, str]:
+    """The champion's holdout rows within its training data, when they can be told apart.
+
+    ``train_model`` holds out a seeded permutation's first rows; its model card records the
+    seed, the training rows, the holdout's size ("the seeded holdout, N rows") and the training
+    file's sha256. When all agree with ``reference`` (same file, same row count), the same
+    permutation gives back the holdout. Otherwise the whole reference is returned, and the words
+    say its scores are in-sample.
+
+    Returns:
+        ``(rows, is_holdout, what the rows are in words)``.
+    """
+    card = read_metadata(model_dir).get("card") or {}
+    source = str((card.get("validation") or {}).get("source", ""))
+    match = re.fullmatch(r"the seeded holdout, (\d+) rows", source)
+    if match and reference_path and isinstance(card.get("seed"), int):
+        n_holdout = int(match.group(1))
+        same_rows = reference.num_rows - int(card.get("train_rows") or 0) == n_holdout
+        if same_rows and 0 < n_holdout < reference.num_rows:
+            digest = hashlib.sha256(uri_lib.read_bytes(reference_path)).hexdigest()
+            if digest == card.get("data_sha256"):
+                order = np.random.default_rng(card["seed"]).permutation(reference.num_rows)
+                rows = reference.take(np.sort(order[:n_holdout]))
+                return rows, True, f"the champion's seeded holdout ({n_holdout} rows)"
+    return (
+        reference,
+        False,
+        f"the champion's training data ({reference.num_rows} rows; in-sample scores, more "
+        "confident than on new data: its holdout could not be recovered)",
+    )
+
+
+def model_scores(model: TrainedModel, table: pa.Table) -> np.ndarray:
+    """The scores prediction drift compares.
+
+    A binary classifier's positive-class probability, a multiclass classifier's predicted class
+    (as text), a regressor's predicted value.
+    """
+    if model.task == "regression":
+        return np.asarray(model.predict(table), dtype=np.float64)
+    proba = model.predict_proba(table)
+    if proba.shape[1] == 2:
+        return proba[:, 1]
+    return np.asarray([str(c) for c in model.predict(table)], dtype=object)
+
+
+def has_labels(table: pa.Table, target: str) -> bool:
+    """Whether a window holds at least one label (the column exists and is not all null)."""
+    return target in table.column_names and table.column(target).null_count < table.num_rows
+
+
+def watch_window(
+    reference_profile: Profile,
+    current_profile: Profile,
+    target: str,
+    features: list[str],
+    *,
+    model_dir: str | None = None,
+    reference: pa.Table | str | None = None,
+    reference_path: str | None = None,
+    snapshot_path: str = "",
+) -> dict[str, Any]:
+    """Label drift, prediction drift and feature mean shifts of a window (see refit.drift.watch).
+
+    Prediction drift needs the champion (``model_dir``), its training data (``reference``: a
+    table, or its path) and the window (``snapshot_path``); its reference scores are on the
+    champion's holdout when :func:`champion_holdout` recovers it, and then a calibration of the
+    champion's probabilities is fitted on the holdout's labels (for the label-free estimate
+    ``decide_retrain`` makes on unlabelled windows).
+
+    Returns:
+        ``label_drift`` (None when the window is unlabelled), ``prediction_drift`` (None
+        without a champion; ``{"error": ...}`` when it could not be scored) and ``mean_shift``.
+    """
+    out: dict[str, Any] = {
+        "label_drift": watch.label_drift(reference_profile, current_profile, target),
+        "prediction_drift": None,
+        "mean_shift": watch.mean_shifts(reference_profile, current_profile, features),
+    }
+    if not (model_dir and reference is not None and snapshot_path):
+        return out
+    try:
+        model = load_model(model_dir)
+        table = read_table(reference) if isinstance(reference, str) else reference
+        rows, is_holdout, what = champion_holdout(
+            model_dir, table, reference_path or (reference if isinstance(reference, str) else None)
+        )
+        window = read_table(snapshot_path)
+        drift = watch.prediction_drift(
+            model_scores(model, rows), model_scores(model, window), reference=what
+        )
+        drift["calibration"] = None
+        if model.task != "regression" and is_holdout and has_labels(rows, target):
+            labelled = rows.filter(pc.is_valid(rows.column(target)))
+            try:
+                calibration = fit_calibration(
+                    model.predict_proba(labelled), encode_target(labelled, model.spec)
+                )
+                drift["calibration"] = calibration.to_dict()
+            except ValueError as exc:  # too few rows, one class: the estimate goes uncalibrated
+                drift["calibration_note"] = f"no calibration: {exc}"
+        out["prediction_drift"] = drift
+    except (RefitError, ValueError) as exc:
+        out["prediction_drift"] = {"error": f"no prediction drift: {exc}"}
+    return out
+
+
+def _with_watch_section(html: str, payload: dict[str, Any]) -> str:
+    """Add the label and prediction drift to a drift report, apart from the features."""
+    rows = []
+    label = payload.get("label_drift")
+    if label is None:
+        rows.append("<tr><th>label drift</th><td>not measured: the window has no labels</td></tr>")
+    else:
+        detail = ""
+        if label.get("kind") == "classes":
+            shares = ", ".join(
+                f"{escape(c)}: {label['reference_shares'][c]:.3f} &rarr; "
+                f"{label['current_shares'][c]:.3f}"
+                for c in label["current_shares"]
+            )
+            p_value = label.get("p_value")
+            p_text = "" if p_value is None else f"; chi-square p = {p_value:.3g}"
+            detail = f" (class shares {shares}{p_text})"
+        statistic = f"{label['test']} {label['statistic']:.4f}"
+        rows.append(f"<tr><th>label drift</th><td>{statistic}{detail}</td></tr>")
+    prediction = payload.get("prediction_drift")
+    if prediction is None:
+        rows.append("<tr><th>prediction drift</th><td>not measured: no champion</td></tr>")
+    elif "error" in prediction:
+        rows.append(f"<tr><th>prediction drift</th><td>{escape(prediction['error'])}</td></tr>")
+    else:
+        means = ""
+        if "reference_mean" in prediction:
+            means = (
+                f"; mean score {prediction['reference_mean']:.4f} &rarr; "
+                f"{prediction['current_mean']:.4f}"
+            )
+        rows.append(
+            f"<tr><th>prediction drift</th><td>{prediction['test']} "
+            f"{prediction['statistic']:.4f} against {escape(prediction['reference'])}{means}"
+            "</td></tr>"
+        )
+    section = (
+        "<section id='label-prediction-drift'><h2>Label and prediction drift</h2>"
+        "<p>Apart from the features' drift share; the retrain policy judges them by its own "
+        "thresholds.</p><table>" + "".join(rows) + "</table></section>"
+    )
+    if "</body>" in html:
+        return html.replace("</body>", section + "</body>", 1)
+    return html + section
 
 
 def _for_tfdv(table: pa.Table) -> pa.Table:
@@ -358,11 +543,76 @@ def _explanation(model_dir: str, reference: pa.Table | str, snapshot_path: str) 
 
 @dataclass
 class DecisionOutput:
-    """What ``decide_retrain`` reports."""
+    """What ``decide_retrain`` reports.
+
+    Attributes:
+        retrain: Whether to retrain.
+        reasons: The policy's reasons.
+        champion_metric: The champion's realised metric on the window's labels (None when
+            the window has no labels or there is no champion).
+        labelled: Whether the window held labels.
+        estimate: The champion's metric estimated without labels
+            (:class:`refit.monitoring.PerformanceEstimate` as a dict) on an unlabelled window;
+            None otherwise.
+        label_drift: The label drift statistic the policy saw (None: not measured).
+        prediction_drift: The prediction drift statistic the policy saw (None: not measured).
+    """
 
     retrain: bool
     reasons: list[str]
     champion_metric: float | None
+    labelled: bool = True
+    estimate: dict[str, Any] | None = None
+    label_drift: float | None = None
+    prediction_drift: float | None = None
+
+
+def estimate_champion(
+    model: TrainedModel,
+    window: pa.Table,
+    metric: str,
+    drift_result: dict[str, Any] | None,
+    *,
+    seed: int = 0,
+) -> tuple[dict[str, Any] | None, str]:
+    """The champion's metric on an unlabelled window, estimated from its probabilities (CBPE).
+
+    The probabilities are calibrated with the calibration ``detect_drift`` fitted on the
+    champion's holdout (``drift_result["prediction_drift"]["calibration"]``) when there is one,
+    else taken as they are (the estimate says ``calibrated: false``).
+
+    Returns:
+        ``(estimate as a dict, "")``, or ``(None, why not)``.
+    """
+    if model.task == "regression":
+        return None, f"{metric} cannot be estimated without labels for a regressor"
+    if metric not in ESTIMABLE_METRICS:
+        return None, (
+            f"{metric} cannot be estimated without labels (estimable: "
+            f"{', '.join(ESTIMABLE_METRICS)})"
+        )
+    if window.num_rows == 0:
+        return None, "no rows to estimate on"
+    prediction = (drift_result or {}).get("prediction_drift") or {}
+    calibration = None
+    if prediction.get("calibration"):
+        calibration = Calibration.from_dict(prediction["calibration"])
+    try:
+        estimate = estimate_performance(
+            model.predict_proba(window),
+            metric=metric,
+            classes=model.classes,
+            seed=seed,
+            calibration=calibration,
+        )
+    except ValueError as exc:
+        return None, f"{metric} not estimated: {exc}"
+    return estimate.to_dict(), ""
+
+
+def _statistic(drift_result: dict[str, Any] | None, key: str) -> float | None:
+    value = ((drift_result or {}).get(key) or {}).get("statistic")
+    return None if value is None else float(value)
 
 
 def decide_retrain(
@@ -382,10 +632,16 @@ def decide_retrain(
 ) -> DecisionOutput:
     """Apply the retrain policy to this window and persist the policy's state.
 
-    The champion is scored on the window's labels, so decay of its metric over consecutive
-    windows counts toward a retrain even where the features did not drift. This step keeps
-    state (the policy's, in the store) and so it also records, before its decision, what the
-    pure steps found: the window's validation and drift summaries.
+    The champion is scored on the window's labels (rows without a label left out), so decay of
+    its metric over consecutive windows counts toward a retrain even where the features did not
+    drift. A window without labels (the label column missing or all null) gets the champion's
+    metric estimated from its predicted probabilities instead (CBPE, which assumes no concept
+    shift; see :mod:`refit.monitoring.estimate`), and the policy's state lists the window as
+    still unlabelled. Label drift, prediction drift and feature mean shifts come from
+    ``detect_drift``'s result. This step keeps state (the policy's, in the store) and so it
+    also records, before its decision, what the pure steps found: the window's validation and
+    drift summaries. The decision record holds the estimate, to be compared with the realised
+    metric once the labels land.
 
     Args:
         snapshot_path: Parquet file of the window.
@@ -395,7 +651,8 @@ def decide_retrain(
         target: Label column.
         policy: Retrain policy as a dict (see ``RetrainPolicy``).
         now: Current time, ISO 8601.
-        run_label: Label of this pipeline run in the audit log.
+        run_label: Label of this pipeline run in the audit log (and in the state's list of
+            unlabelled windows).
         champion_dir: The champion's model folder (from ``resolve_champion``); None: no
             champion.
         champion_version: The champion's registered version (recorded with the decision).
@@ -403,7 +660,8 @@ def decide_retrain(
         drift: The drift summary to record (``DriftOutput.audit``), or None.
 
     Returns:
-        Whether to retrain, the reasons, and the champion's metric on this window.
+        Whether to retrain, the reasons, the champion's metric on this window (realised, or
+        estimated on an unlabelled window) and what the policy saw.
     """
     retrain_policy = RetrainPolicy.from_dict(dict_param(policy, "policy"))
     registry = open_registry(store_uri, model_name)
@@ -414,20 +672,42 @@ def decide_retrain(
         run_label=run_label,
     )
     current = read_table(snapshot_path)
+    labelled = has_labels(current, target)
     metric_value: float | None = None
-    if champion_dir is not None and target in current.column_names:
-        scores = evaluate(load_model(champion_dir), current).to_dict()
-        value = scores.get(retrain_policy.metric)
-        metric_value = None if value is None else float(value)
+    estimate: dict[str, Any] | None = None
+    estimate_note = ""
+    if champion_dir is not None:
+        model = load_model(champion_dir)
+        if labelled:
+            rows = current.filter(pc.is_valid(current.column(target)))
+            scores = evaluate(model, rows).to_dict()
+            value = scores.get(retrain_policy.metric)
+            metric_value = None if value is None else float(value)
+        else:
+            estimate, estimate_note = estimate_champion(
+                model, current, retrain_policy.metric, drift_result
+            )
     state = PolicyState.from_dict(registry.read_state(POLICY_STATE_KEY) or {})
+    shifts = (drift_result or {}).get("mean_shift") or {}
     observation = Observation(
         drift_share=None if drift_result is None else float(drift_result["drift_share"]),
         metric_value=metric_value,
         new_rows=current.num_rows,
         now=now,
         has_champion=champion_dir is not None,
+        label_drift=_statistic(drift_result, "label_drift"),
+        prediction_drift=_statistic(drift_result, "prediction_drift"),
+        mean_shifts={name: float(v["shift_sd"]) for name, v in shifts.items()},
+        estimated_metric=None if estimate is None else float(estimate["value"]),
+        estimated_interval=None
+        if estimate is None
+        else (float(estimate["lower"]), float(estimate["upper"])),
+        window=run_label,
     )
     decision = decide(retrain_policy, state, observation)
+    reasons = list(decision.reasons)
+    if estimate_note and champion_dir is not None:
+        reasons.append(estimate_note)
     registry.write_state(
         POLICY_STATE_KEY,
         decision.state.to_dict(),
@@ -435,23 +715,51 @@ def decide_retrain(
         payload={
             "run_label": run_label,
             "retrain": decision.retrain,
-            "reasons": decision.reasons,
+            "reasons": reasons,
             "champion_version": champion_version if champion_dir is not None else None,
             "champion_metric": metric_value,
             "metric": retrain_policy.metric,
+            "labelled": labelled,
+            "estimate": estimate,
+            "label_drift": observation.label_drift,
+            "prediction_drift": observation.prediction_drift,
+            "unlabelled_windows": list(decision.state.unlabelled_windows),
         },
     )
     return DecisionOutput(
-        retrain=decision.retrain, reasons=decision.reasons, champion_metric=metric_value
+        retrain=decision.retrain,
+        reasons=reasons,
+        champion_metric=metric_value,
+        labelled=labelled,
+        estimate=estimate,
+        label_drift=observation.label_drift,
+        prediction_drift=observation.prediction_drift,
     )
 
 
 def decision_markdown(decision: DecisionOutput) -> str:
     """Render a retrain decision and its reasons as Markdown for the KFP UI."""
     verdict = "**Retrain.**" if decision.retrain else "**No retrain.**"
-    metric = (
-        ""
-        if decision.champion_metric is None
-        else f"\n\nChampion on this window: {decision.champion_metric:.4f}"
-    )
+    metric = ""
+    if decision.champion_metric is not None:
+        metric = f"\n\nChampion on this window: {decision.champion_metric:.4f}"
+    elif decision.estimate is not None:
+        e = decision.estimate
+        metric = (
+            f"\n\nNo labels in this window. Champion's {e['metric']} estimated without labels "
+            f"({e['method']}): {e['value']:.4f}, {e['confidence']:.0%} interval "
+            f"[{e['lower']:.4f}, {e['upper']:.4f}]"
+            f"{'' if e.get('calibrated') else ' (probabilities not calibrated)'}. "
+            f"Assumes {e['assumption']}."
+        )
+    watched = [
+        f"{what} {value:.4f}"
+        for what, value in (
+            ("label drift", decision.label_drift),
+            ("prediction drift", decision.prediction_drift),
+        )
+        if value is not None
+    ]
+    if watched:
+        metric += "\n\n" + "; ".join(watched) + " (apart from the features' drift share)"
     return verdict + metric + "\n\n" + "\n".join(f"- {r}" for r in decision.reasons) + "\n"
