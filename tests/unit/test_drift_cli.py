@@ -152,3 +152,24 @@ def test_old_profile_version_and_unreadable_input_are_clear_errors(data):
         "age=linf",
     )
     assert res.exit_code == 2 and "'age'" in res.output
+
+
+def test_a_stored_profile_is_known_by_its_content_not_its_name(data):
+    # issue 17: a profile saved as "ref.profile" (or with no suffix) was read as data
+    from refit.drift.profile import is_profile_file
+
+    tmp = data["dir"]
+    profile = tmp / "reference-profile"
+    assert _run("profile", data["ref"], "--output", profile).exit_code == 0
+    assert is_profile_file(str(profile))
+    assert not is_profile_file(data["ref"]) and not is_profile_file(str(tmp))
+    assert not is_profile_file(str(tmp / "absent"))
+    result, out = _drift(tmp, profile, data["cur"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "drift.json").read_text())["drift_share"] == pytest.approx(2 / 3)
+    # a .json that is not a profile is refused as such, not read as a table
+    other = tmp / "settings.json"
+    other.write_text('{"threshold": 0.3}')
+    result, _ = _drift(tmp, other, data["cur"])
+    assert result.exit_code == 2
+    assert "is not a refit drift profile" in result.stderr

@@ -101,7 +101,9 @@ def register(app: typer.Typer) -> None:
                 ) from None
         tests = _pairs(test, "--test")
         try:
-            ref = load_profile(reference) if is_profile_file(reference) else profile_uri(reference)
+            # a profile is known by its content; a .json that is not one is refused as such
+            as_profile = is_profile_file(reference) or reference.lower().endswith(".json")
+            ref = load_profile(reference) if as_profile else profile_uri(reference)
             cur = profile_uri(current)
             schema = None
             if tfdv_schema:
