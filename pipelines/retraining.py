@@ -217,6 +217,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                         time_column=time_column,
                         engine=engine,
                         beam_pipeline_args=beam_pipeline_args,
+                        policy=policy,
                     )
                 )
                 decision = _no_cache(

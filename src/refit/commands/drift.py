@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from refit.defaults import DRIFT_SHARE_THRESHOLD
+
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -67,8 +69,14 @@ def register(app: typer.Typer) -> None:
             typer.Option("--threshold", help="COLUMN=VALUE or TEST=VALUE."),
         ] = None,
         drift_share_threshold: Annotated[
-            float, typer.Option(help="Dataset drift when this share of features drifted.")
-        ] = 0.5,
+            float,
+            typer.Option(
+                help="Dataset drift when this share of features drifted (default: the default "
+                "retrain policy's, so the verdict is the pipeline's).",
+                min=0.0,
+                max=1.0,
+            ),
+        ] = DRIFT_SHARE_THRESHOLD,
         correction: Annotated[
             str, typer.Option(help="Multiple-testing correction: bh, bonferroni or none.")
         ] = "bh",
