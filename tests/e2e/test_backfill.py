@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pytest
 from typer.testing import CliRunner
@@ -209,3 +210,40 @@ def test_run_labels_carry_the_window_name():
     assert run_label(0, "2024-01-01T12:00:00") == "window-00-2024-01-01T12-00-00"
     assert run_label(12, "") == "window-12"
     assert len(run_label(1, "x" * 500)) == len("window-01-") + 80
+
+
+def test_retrain_replays_the_pipeline_with_gate_params_and_seed(user_file, tmp_path):
+    # three weeks through the whole pipeline: week 0 trains v1; week 7 (after the concept
+    # change) is judged by the champion's accuracy
+    table = pa_csv.read_csv(str(user_file))
+    weeks = table.filter(pc.is_in(table.column("week"), pa.array([0, 1, 7])))
+    path = tmp_path / "three.parquet"
+    write_parquet(weeks, str(path))
+    out = tmp_path / "timeline.json"
+    result = _run(
+        ["--data", str(path), "--window-column", "week", "--label-column", "churned",
+         "--exclude", "customer_id", "--retrain", "--workdir", str(tmp_path / "work"),
+         "--trainer", "logistic_regression", "--params", '{"C": 0.5}', "--seed", "3",
+         "--gate", '{"thresholds": {"accuracy": 0.6}}',
+         "--policy", '{"drift_share_threshold": 0.3, "metric": "accuracy", '
+                     '"metric_threshold": 0.7, "consecutive_windows": 1}',
+         "--json", str(out)]
+    )  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert [r["name"] for r in rows] == ["0", "1", "7"]
+    assert rows[0]["decision"] == "retrain" and rows[0]["blessed"] is True
+    assert rows[0]["promoted_version"] == 1 and rows[0]["live_version"] == 1
+    assert rows[1]["decision"] == "skip" and rows[1]["blessed"] is None
+    assert rows[1]["live_version"] == 1
+    assert rows[2]["metric"] < 0.7 and rows[2]["decision"] == "retrain"
+    assert rows[2]["live_version"] == rows[2]["promoted_version"] or rows[2]["blessed"] is False
+    # run folders and data files are named by window
+    roots = sorted(p.name for p in (tmp_path / "work" / "pipeline_root").iterdir())
+    assert roots == ["window-00-0", "window-01-1", "window-02-7"]
+    data = sorted(p.name for p in (tmp_path / "work" / "data").iterdir())
+    assert data == [f"{r}.parquet" for r in roots]
+    registry = ModelRegistry(str(tmp_path / "work" / "store"), "model")
+    training = [r["payload"] for r in registry.audit.records() if r["event"] == "training"]
+    assert training[0]["run_label"] == "window-00-0"
+    assert training[0]["trainer"] == "logistic_regression" and training[0]["params"] == {"C": 0.5}
+    assert "blessed" in result.stdout.splitlines()[1]

@@ -133,9 +133,9 @@ def make_user_history(
         visits = rng.poisson(6, rows)
         plan = rng.choice(["basic", "plus", "pro"], size=rows, p=[0.5, 0.3, 0.2])
         if week < concept_from:
-            z = 1.8 - 0.08 * tenure + 0.35 * (6 - visits) + 0.6 * (plan == "basic")
+            z = 3.0 * (1.6 - 0.08 * tenure + 0.35 * (6 - visits) + 0.6 * (plan == "basic"))
         else:
-            z = -0.2 + 0.05 * (age - 40) - 0.5 * (plan == "basic") + 0.25 * (visits - 6)
+            z = 3.0 * (0.1 * (age - 40) - 0.5 * (plan == "basic") + 0.25 * (visits - 6))
         churned = (rng.random(rows) < 1.0 / (1.0 + np.exp(-z))).astype(np.int64)
         parts.append(
             pa.table(
