@@ -202,3 +202,18 @@ def test_the_drift_reports_verdict_uses_the_policys_threshold(data):
     result, out = _drift(tmp, data["ref"], cur_path)
     assert result.exit_code == 0 and "dataset drift" in result.stdout
     assert "(dataset threshold 0.30)" in (out / "report.html").read_text()
+
+
+def test_exclude_leaves_a_column_out_of_the_drift_check(data):
+    tmp = data["dir"]
+    out = tmp / "ex"
+    result = _run("drift", "--reference", data["ref"], "--current", data["cur"], "--output", out,
+                  "--exclude", "income")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    features = json.loads((out / "drift.json").read_text())["features"]
+    assert set(features) == {"age", "channel"}
+    result = _run("drift", "--reference", data["ref"], "--current", data["cur"], "--output", out,
+                  "--exclude", "nope")  # fmt: skip
+    assert (
+        result.exit_code == 2 and "--exclude names column(s) in neither side: nope" in result.stderr
+    )

@@ -88,6 +88,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         title: Annotated[str, typer.Option(help="Report title.")] = "Drift report",
+        exclude: Annotated[
+            list[str] | None,
+            typer.Option("--exclude", help="Column that is not a feature (an id); repeatable."),
+        ] = None,
     ) -> None:
         """Check CURRENT for drift against REFERENCE; write DIR/drift.json and DIR/report.html.
 
@@ -96,7 +100,7 @@ def register(app: typer.Typer) -> None:
         from refit.drift import detect
         from refit.drift.profile import is_profile_file, load_profile, profile_uri
         from refit.drift.report import render_drift_html, summary_line
-        from refit.errors import RefitError
+        from refit.errors import DataError, RefitError
 
         thresholds: dict[str, float] = {}
         for key, value in _pairs(threshold, "--threshold").items():
@@ -113,6 +117,15 @@ def register(app: typer.Typer) -> None:
             as_profile = is_profile_file(reference) or reference.lower().endswith(".json")
             ref = load_profile(reference) if as_profile else profile_uri(reference)
             cur = profile_uri(current)
+            columns = None
+            if exclude:
+                known = list(dict.fromkeys([*ref.columns, *cur.columns]))
+                if unknown := [c for c in exclude if c not in known]:
+                    raise DataError(
+                        f"--exclude names column(s) in neither side: {', '.join(unknown)}; "
+                        f"columns: {', '.join(known)}"
+                    )
+                columns = [c for c in known if c not in exclude]
             schema = None
             if tfdv_schema:
                 from refit.drift import tfdv
@@ -124,6 +137,7 @@ def register(app: typer.Typer) -> None:
             result = detect.compare_profiles(
                 ref,
                 cur,
+                columns=columns,
                 tests=tests,
                 thresholds=thresholds,
                 drift_share_threshold=drift_share_threshold,
