@@ -122,6 +122,7 @@ def replay(
     config: ReplayConfig,
     *,
     now: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
     on_window: Callable[[WindowRow], None] | None = None,
     before_window: Callable[[int], None] | None = None,
 ) -> list[WindowRow]:
@@ -131,6 +132,9 @@ def replay(
         windows: The windows, in time order.
         config: Store location, model, policy, gate and trainer.
         now: Decision time of each window (ISO 8601); defaults to the current time.
+        labels: Run label of each window (default ``window-00``, ``window-01``...): its audit
+            records, its data file ``data/LABEL.parquet`` and its run folder
+            ``pipeline_root/LABEL/`` carry it.
         on_window: Called with each window's row as soon as its run ends.
         before_window: Called with each window's index before its run starts.
 
@@ -143,21 +147,24 @@ def replay(
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     store.mkdir(parents=True, exist_ok=True)
-    images = {engine_image("native"), engine_image(config.engine)}
-    init_local(
-        workdir / "pipeline_root",
-        runner=config.runner,
-        mounts=(store, data_dir),
-        images=sorted(images),
-    )
+    images = sorted({engine_image("native"), engine_image(config.engine)})
+    if labels is not None and (len(labels) != len(windows) or len(set(labels)) != len(labels)):
+        raise ValueError(f"labels must name each of the {len(windows)} windows once: {labels}")
     registry = ModelRegistry(str(store), config.model_name)
     rows = []
     for i, table in enumerate(windows):
         if before_window:
             before_window(i)
-        data_uri = str(data_dir / f"window-{i:02d}.parquet")
+        label = labels[i] if labels is not None else f"window-{i:02d}"
+        # kfp.local names a run's folder by time alone: a root per window names it by window
+        init_local(
+            workdir / "pipeline_root" / label,
+            runner=config.runner,
+            mounts=(store, data_dir),
+            images=images if i == 0 else (),
+        )
+        data_uri = str(data_dir / f"{label}.parquet")
         write_parquet(table, data_uri)
-        label = f"window-{i:02d}"
         run_pipeline(
             engine=config.engine,
             data_uri=data_uri,

@@ -34,6 +34,13 @@ from refit.components import (
     train_model,
     validate_data,
 )
+from refit.defaults import (
+    DEFAULT_GATE,
+    DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_POLICY,
+    DEFAULT_SEED,
+    DEFAULT_TRAINER,
+)
 from refit.errors import SchemaError
 from refit.images import engine_image
 from refit.pipelines.profiles import BUILTIN_PROFILES, NodeProfile, apply_profile
@@ -41,19 +48,7 @@ from refit.pipelines.profiles import BUILTIN_PROFILES, NodeProfile, apply_profil
 #: Kubernetes Secret (key ``key``) holding the tokenization key of the privacy step.
 TOKEN_KEY_SECRET = "refit-token-key"
 
-#: Policy used when a run is started without one.
-DEFAULT_POLICY = {
-    "drift_share_threshold": 0.3,
-    "metric": "accuracy",
-    "metric_threshold": 0.8,
-    "consecutive_windows": 2,
-    "cooldown_windows": 0,
-}
-
-#: Promotion gate used when a run is started without one: absolute floors, and non-inferiority
-#: to the champion within 3 points on the same holdout (on a few hundred rows, smaller changes
-#: are mostly noise; a fresh model on the current population that is not worse is preferred).
-DEFAULT_GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.7}, "max_degradation": 0.03}
+# One set of defaults for every entry point (README, --help, CLI, backfill): refit.defaults
 
 
 def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -97,10 +92,10 @@ def build_retraining_pipeline(  # noqa: ANN201
         time_column: str = "",
         policy: dict = DEFAULT_POLICY,
         gate: dict = DEFAULT_GATE,
-        trainer: str = "xgboost",
+        trainer: str = DEFAULT_TRAINER,
         params: dict = {},  # noqa: B006
-        seed: int = 0,
-        holdout_fraction: float = 0.25,
+        seed: int = DEFAULT_SEED,
+        holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
         deploy_target: str = "local",
         now: str = "",
         run_label: str = "",
@@ -227,6 +222,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                         time_column=time_column,
                         engine=engine,
                         beam_pipeline_args=beam_pipeline_args,
+                        policy=policy,
                     )
                 )
                 decision = _no_cache(

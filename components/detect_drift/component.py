@@ -22,6 +22,7 @@ def detect_drift(
     time_column: str = "",
     engine: str = "native",
     beam_pipeline_args: list = [],  # noqa: B006 (a KFP parameter default, never mutated)
+    policy: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
 ) -> NamedTuple("Outputs", drift_share=float):
     """Run the per-feature drift tests of a window against reference data.
 
@@ -55,6 +56,9 @@ def detect_drift(
             its own interpreter, REFIT_TFDV_PYTHON) or ``auto`` (native).
         beam_pipeline_args: TFDV engine: list of Beam flags; any flag makes TFDV's
             statistics a Beam pipeline with those options, ``[]`` runs TFDV in-process.
+        policy: The retrain policy the run decides by: the report's dataset verdict uses its
+            ``drift_share_threshold``, so report and decision agree; ``{}``: refit's default
+            policy.
 
     Returns:
         drift: Drift result JSON (``null`` without a reference); metadata ``drift_share``,
@@ -81,6 +85,7 @@ def detect_drift(
         time_column=time_column,
         engine=engine,
         beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args),
+        policy=policy,
     )
     with open(drift.path, "w", encoding="utf-8") as f:
         json.dump(out.result, f, sort_keys=True)

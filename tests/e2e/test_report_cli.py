@@ -207,3 +207,26 @@ def test_report_bad_input(store, tmp_path) -> None:
     assert serve.exit_code == 2 and "model 'nosuch'" in serve.output
     bad_last = invoke("--store", str(store), "--model", MODEL, "--last", "0")
     assert bad_last.exit_code == 2
+
+
+def test_report_record_runs_as_the_readme_and_the_demo_print_it(store, tmp_path) -> None:
+    # issue 17: the README's `refit report record --run window-03 ...` failed without --store
+    import re
+
+    from refit.pipelines import demo
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    quick = re.search(r"`(refit report record [^`]+)`", readme).group(1)
+    # the demo's closing hint gives --store and --model too
+    assert "refit report record --store {store} --model {MODEL_NAME} --run window-03" in (
+        Path(demo.__file__).read_text()
+    )
+    args = quick.split()[2:]
+    args = [str(store) if a == "refit-demo/store" else a for a in args]
+    args = [MODEL if a == "credit-default" else a for a in args]
+    args = [str(tmp_path / "records") if a == "refit-demo/records" else a for a in args]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "records" / "release-window-03.md").is_file()
+    table_line = next(x for x in readme.splitlines() if x.startswith("| `refit report record"))
+    assert "--store URI --model NAME --run LABEL --output DIR" in table_line

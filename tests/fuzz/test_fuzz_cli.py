@@ -239,6 +239,36 @@ CASES = [
         "backfill --data {P}/data.csv --time-column event_time --every 1d --json {P}/dir",
         ["dir", "is a directory"],
     ),  # fmt: skip
+    (
+        "backfill no split",
+        "backfill --data {P}/data.csv --label-column default",
+        ["--every", "--window-column"],
+    ),  # fmt: skip
+    (
+        "backfill window column float",
+        "backfill --data {P}/data.csv --window-column income",
+        ["income", "integers, text"],
+    ),  # fmt: skip
+    (
+        "backfill exclude unknown",
+        "backfill --data {P}/data.csv --time-column event_time --every 1d --exclude nope",
+        ["--exclude", "nope"],
+    ),  # fmt: skip
+    (
+        "backfill gate",
+        "backfill --data {P}/data.csv --time-column event_time --every 1d --gate '[1]'",
+        ["--gate", "JSON object"],
+    ),  # fmt: skip
+    (
+        "drift reference bad json",
+        "drift --reference {P}/bad.json --current {P}/data.csv -o {P}/o",
+        ["bad.json", "not valid JSON"],
+    ),  # fmt: skip
+    (
+        "validate range tolerance",
+        "validate {P}/data.csv -o {P}/o --range-tolerance -1",
+        ["--range-tolerance", "greater than or equal to 0"],
+    ),  # fmt: skip
     # refit profile / demo
     ("profile s3", "profile s3://x -o {P}/p.json", ["s3://x"]),
     ("profile output dir", "profile {P}/data.csv -o {P}/dir", ["dir", "directory"]),

@@ -587,3 +587,30 @@ def test_honest_profiles_of_extreme_data_pass_the_checks():
         for profile in [*parts, parts[0].merge(parts[1]), profile_table(table)]:
             again = Profile.from_json(profile.to_json())
             assert again.rows == n or again.rows in (cut, n - cut)
+
+
+def test_statistics_of_constant_and_narrow_columns_never_crash():
+    # issue 17: one timestamp per week (a constant int64 of ~1.7e18 ns) crashed numpy's
+    # histogram ("Too many bins for data range"); any magnitude, any width, any count
+    from refit.validation.statistics import compute_statistics
+
+    rng = np.random.default_rng(17)
+    for _ in range(40):
+        n = int(rng.integers(1, 6000))
+        magnitude = 10.0 ** float(rng.uniform(-150, 150)) * rng.choice([-1.0, 1.0])
+        ulps = rng.integers(0, 4, n).astype(np.float64)
+        narrow = magnitude + ulps * np.spacing(magnitude)  # a few float steps wide
+        stamp = int(rng.integers(0, 2**62))
+        table = pa.table(
+            {
+                "constant": np.full(n, magnitude),
+                "narrow": narrow,
+                "stamp": pa.array(np.full(n, stamp), pa.int64()).cast(pa.timestamp("ns")),
+                "week": pa.array(np.full(n, int(rng.integers(-(2**62), 2**62))), pa.int64()),
+            }
+        )
+        for feature in compute_statistics(table).datasets[0].features:
+            num = feature.num_stats
+            counts = [b.sample_count for b in num.histograms[0].buckets]
+            assert sum(counts) == n, feature.path.step[0]
+            assert num.min <= num.median <= num.max

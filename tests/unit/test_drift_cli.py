@@ -152,3 +152,68 @@ def test_old_profile_version_and_unreadable_input_are_clear_errors(data):
         "age=linf",
     )
     assert res.exit_code == 2 and "'age'" in res.output
+
+
+def test_a_stored_profile_is_known_by_its_content_not_its_name(data):
+    # issue 17: a profile saved as "ref.profile" (or with no suffix) was read as data
+    from refit.drift.profile import is_profile_file
+
+    tmp = data["dir"]
+    profile = tmp / "reference-profile"
+    assert _run("profile", data["ref"], "--output", profile).exit_code == 0
+    assert is_profile_file(str(profile))
+    assert not is_profile_file(data["ref"]) and not is_profile_file(str(tmp))
+    assert not is_profile_file(str(tmp / "absent"))
+    result, out = _drift(tmp, profile, data["cur"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "drift.json").read_text())["drift_share"] == pytest.approx(2 / 3)
+    # a .json that is not a profile is refused as such, not read as a table
+    other = tmp / "settings.json"
+    other.write_text('{"threshold": 0.3}')
+    result, _ = _drift(tmp, other, data["cur"])
+    assert result.exit_code == 2
+    assert "is not a refit drift profile" in result.stderr
+
+
+def test_the_drift_reports_verdict_uses_the_policys_threshold(data):
+    # issue 17: the report said "no dataset drift (threshold 0.50)" on the window a 0.30
+    # policy retrained; one of three features drifting (share 0.33) tells them apart
+    from refit.steps.drift import detect_drift
+
+    tmp = data["dir"]
+    ref, cur = data["reference"], data["current"]
+    one_drifted = cur.set_column(2, "channel", ref.column("channel"))
+    one_drifted = one_drifted.set_column(0, "income", ref.column("income"))
+    cur_path = _write(tmp / "one.parquet", one_drifted.set_column(1, "age", pa.array(
+        ref.column("age").to_numpy() + 25.0)))  # fmt: skip
+    default = detect_drift(cur_path, "label", reference_path=data["ref"])
+    assert default.drift_share == pytest.approx(1 / 3)
+    assert "(dataset threshold 0.30): dataset drift detected" in default.html
+    assert default.result["drift_share_threshold"] == 0.3
+    strict = detect_drift(
+        cur_path, "label", reference_path=data["ref"], policy={"drift_share_threshold": 0.5}
+    )
+    assert "(dataset threshold 0.50): no dataset drift" in strict.html
+    off = detect_drift(
+        cur_path, "label", reference_path=data["ref"], policy={"drift_share_threshold": None}
+    )
+    assert off.result["drift_share_threshold"] == 0.3  # no drift trigger: the default's
+    # refit drift without --drift-share-threshold judges as the default policy does
+    result, out = _drift(tmp, data["ref"], cur_path)
+    assert result.exit_code == 0 and "dataset drift" in result.stdout
+    assert "(dataset threshold 0.30)" in (out / "report.html").read_text()
+
+
+def test_exclude_leaves_a_column_out_of_the_drift_check(data):
+    tmp = data["dir"]
+    out = tmp / "ex"
+    result = _run("drift", "--reference", data["ref"], "--current", data["cur"], "--output", out,
+                  "--exclude", "income")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    features = json.loads((out / "drift.json").read_text())["features"]
+    assert set(features) == {"age", "channel"}
+    result = _run("drift", "--reference", data["ref"], "--current", data["cur"], "--output", out,
+                  "--exclude", "nope")  # fmt: skip
+    assert (
+        result.exit_code == 2 and "--exclude names column(s) in neither side: nope" in result.stderr
+    )

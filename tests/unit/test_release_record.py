@@ -197,6 +197,25 @@ def test_latency_runs_from_the_first_record_to_the_promotion(registry, records) 
     assert history.get("window-04").latency_s is None
 
 
+def test_latency_is_the_runs_own_not_a_later_repromotion(store, tmp_path) -> None:
+    # issue 17: after a canary drill re-promoted v2, window-03's latency read the drill's time
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    registry = ModelRegistry(str(copy), MODEL)
+    before = read_history(registry).get("window-03")
+    steps.promote_model(str(copy), MODEL, 2, run_label="canary-drill")
+    after = read_history(registry).get("window-03")
+    promotions = after.all("promotion")
+    assert len(promotions) == 2 and promotions[-1].payload["run_label"] == "canary-drill"
+    assert after.went_live is not None and after.went_live.hash == promotions[0].hash
+    assert after.latency_s == before.latency_s and after.live_at == before.live_at
+    assert after.backing["latency"][-1] == promotions[0].hash
+    assert after.live_version == 2  # the drill did make v2 live again
+    record = release_record(registry, "window-03")
+    lines = {line.label: line for section in record.sections for line in section.lines}
+    assert promotions[0].hash in lines["Retraining latency"].hashes
+
+
 def test_a_rollback_without_run_label_joins_the_run_that_registered_the_version(
     registry,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -239,3 +240,46 @@ def test_tfdv_worker_imports_only_stdlib_pyarrow_and_tfdv() -> None:
     allowed |= {"numpy", "pandas", "__future__"}
     assert roots - allowed <= set(sys.stdlib_module_names)
     assert "refit" not in roots and {"tensorflow_data_validation", "pyarrow"} <= roots
+
+
+def test_validate_a_constant_timestamp_column_and_agree_with_the_pipeline(tmp_path: Path) -> None:
+    # issue 17: each week stamped with one timestamp crashed `refit validate` ("Too many bins"),
+    # and the CLI (range tolerance 0) and the pipeline (1.0) disagreed on the same window
+    import numpy as np
+
+    from refit.steps.data import validate_data
+
+    def week(k: int, shift: float) -> Path:
+        rng = np.random.default_rng(k)
+        stamp = datetime(2024, 1, 1, tzinfo=UTC) + k * timedelta(weeks=1)
+        path = tmp_path / f"week{k}.parquet"
+        table = pa.table(
+            {
+                "ts": pa.array([stamp] * 400, pa.timestamp("ns", tz="UTC")),
+                "week": pa.array([k] * 400, pa.int64()),
+                "x": rng.uniform(0, 10, 400) + shift,
+                "label": rng.integers(0, 2, 400),
+            }
+        )
+        pq.write_table(table, path)
+        pq.write_table(table.drop_columns(["week"]), tmp_path / f"bare{k}.parquet")
+        return path
+
+    ref, cur = week(0, 0.0), week(1, 1.0)  # x reaches 11: past [0, 10], inside tolerance 1.0
+    code, out, err = _run(
+        "validate", cur, "--reference", ref, "--exclude", "week", "-o", tmp_path / "o"
+    )
+    assert code == 0, err
+    assert out.startswith("native engine: 0 anomalies")
+    # the pipeline's step on the same window (its data without the excluded column) agrees
+    bare = {k: str(tmp_path / f"bare{k}.parquet") for k in (0, 1)}
+    step = validate_data(bare[1], "label", reference_path=bare[0])
+    assert step.passed, step.anomalies
+    # "week" moves out of range every window unless excluded; a strict tolerance flags x too
+    code, out, err = _run(
+        "validate", cur, "--reference", ref, "--range-tolerance", "0", "-o", tmp_path / "p"
+    )
+    assert code == 0, err
+    assert "week INT_TYPE_BIG_INT" in out and "x FLOAT_TYPE_BIG_FLOAT" in out
+    code, _, err = _run("validate", cur, "--exclude", "nope", "-o", tmp_path / "q")
+    assert code == 2 and "--exclude names column(s) not in DATA: nope" in err

@@ -2,6 +2,7 @@ import math
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,55 @@ def test_string_statistics_rank_values() -> None:
     assert [b.label for b in ss.rank_histogram.buckets] == ["b", "a", "c"]
     assert ss.common_stats.num_missing == 1 and ss.common_stats.num_non_missing == 6
     assert ss.avg_length == 1.0
+
+
+@pytest.mark.parametrize("n", [50, 5000])  # numpy's fallback and the binned path
+def test_constant_and_narrow_columns_never_crash_statistics(n: int) -> None:
+    # A week stamped with one timestamp: a constant int64 of ~1.7e18 ns, where numpy's widening
+    # of a constant range by 0.5 rounds away ("Too many bins for data range"); also a constant
+    # large float and a non-constant range narrower than ten float steps.
+    stamp = datetime(2024, 3, 4, tzinfo=UTC)
+    narrow = np.where(np.arange(n) % 3 == 0, 1e17 + 16, 1e17)
+    table = pa.table(
+        {
+            "week_start": pa.array([stamp] * n, pa.timestamp("ns", tz="UTC")),
+            "big": np.full(n, 1e17),
+            "narrow": narrow,
+            "week": pa.array([7] * n, pa.int64()),
+        }
+    )
+    features = {f.path.step[0]: f.num_stats for f in compute_statistics(table).datasets[0].features}
+    for name, ns in features.items():
+        counts = [b.sample_count for b in ns.histograms[0].buckets]
+        assert len(counts) == 10 and sum(counts) == n, name
+    week = features["week"]
+    assert (week.min, week.max, week.median, week.std_dev) == (7, 7, 7, 0)
+    # small constants keep numpy's own histogram: [v - 0.5, v + 0.5], all in the middle bucket
+    counts, edges = np.histogram(np.full(n, 7.0), bins=10)
+    assert [b.sample_count for b in week.histograms[0].buckets] == counts.tolist()
+    assert [b.low_value for b in week.histograms[0].buckets] == edges[:-1].tolist()
+    assert features["week_start"].min == features["week_start"].max == stamp.timestamp() * 1e9
+    assert features["narrow"].max == 1e17 + 16
+
+
+def test_validation_of_a_constant_timestamp_column(tmp_path: Path) -> None:
+    # validate and drift-check a window whose rows share one timestamp, against another such
+    # window: the crash of issue 17 was in the reference's statistics
+    def week(k: int) -> pa.Table:
+        rng = np.random.default_rng(k)
+        stamp = datetime(2024, 1, 1, tzinfo=UTC) + k * timedelta(weeks=1)
+        return pa.table(
+            {
+                "ts": pa.array([stamp] * 300, pa.timestamp("ns", tz="UTC")),
+                "x": rng.normal(size=300),
+                "label": rng.integers(0, 2, 300),
+            }
+        )
+
+    result = validate_table(week(1), reference=week(0), options=OPTS)
+    assert _kinds(result) == set()  # times are not range-checked: a new week is no anomaly
+    ts = next(f for f in result.statistics.datasets[0].features if f.path.step[0] == "ts")
+    assert ts.num_stats.min == ts.num_stats.max
 
 
 def test_statistics_reject_non_tables() -> None:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from refit.defaults import DRIFT_SHARE_THRESHOLD
+
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -67,8 +69,14 @@ def register(app: typer.Typer) -> None:
             typer.Option("--threshold", help="COLUMN=VALUE or TEST=VALUE."),
         ] = None,
         drift_share_threshold: Annotated[
-            float, typer.Option(help="Dataset drift when this share of features drifted.")
-        ] = 0.5,
+            float,
+            typer.Option(
+                help="Dataset drift when this share of features drifted (default: the default "
+                "retrain policy's, so the verdict is the pipeline's).",
+                min=0.0,
+                max=1.0,
+            ),
+        ] = DRIFT_SHARE_THRESHOLD,
         correction: Annotated[
             str, typer.Option(help="Multiple-testing correction: bh, bonferroni or none.")
         ] = "bh",
@@ -80,6 +88,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         title: Annotated[str, typer.Option(help="Report title.")] = "Drift report",
+        exclude: Annotated[
+            list[str] | None,
+            typer.Option("--exclude", help="Column that is not a feature (an id); repeatable."),
+        ] = None,
     ) -> None:
         """Check CURRENT for drift against REFERENCE; write DIR/drift.json and DIR/report.html.
 
@@ -88,7 +100,7 @@ def register(app: typer.Typer) -> None:
         from refit.drift import detect
         from refit.drift.profile import is_profile_file, load_profile, profile_uri
         from refit.drift.report import render_drift_html, summary_line
-        from refit.errors import RefitError
+        from refit.errors import DataError, RefitError
 
         thresholds: dict[str, float] = {}
         for key, value in _pairs(threshold, "--threshold").items():
@@ -101,8 +113,19 @@ def register(app: typer.Typer) -> None:
                 ) from None
         tests = _pairs(test, "--test")
         try:
-            ref = load_profile(reference) if is_profile_file(reference) else profile_uri(reference)
+            # a profile is known by its content; a .json that is not one is refused as such
+            as_profile = is_profile_file(reference) or reference.lower().endswith(".json")
+            ref = load_profile(reference) if as_profile else profile_uri(reference)
             cur = profile_uri(current)
+            columns = None
+            if exclude:
+                known = list(dict.fromkeys([*ref.columns, *cur.columns]))
+                if unknown := [c for c in exclude if c not in known]:
+                    raise DataError(
+                        f"--exclude names column(s) in neither side: {', '.join(unknown)}; "
+                        f"columns: {', '.join(known)}"
+                    )
+                columns = [c for c in known if c not in exclude]
             schema = None
             if tfdv_schema:
                 from refit.drift import tfdv
@@ -114,6 +137,7 @@ def register(app: typer.Typer) -> None:
             result = detect.compare_profiles(
                 ref,
                 cur,
+                columns=columns,
                 tests=tests,
                 thresholds=thresholds,
                 drift_share_threshold=drift_share_threshold,

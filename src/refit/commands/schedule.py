@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from refit.defaults import DEFAULT_GATE, DEFAULT_POLICY, DEFAULT_SEED, DEFAULT_TRAINER
+
 schedule_app = typer.Typer(
     help="KFP recurring runs: cron done right, no pile-ups, no catch-up storms.",
     no_args_is_help=True,
@@ -291,14 +293,44 @@ def serve(
 
 def backfill(
     data: Annotated[str, typer.Option(help="CSV or Parquet of history (local path or gs://).")],
-    time_column: Annotated[str, typer.Option(help="Event-time column that splits windows.")],
-    every: Annotated[str, typer.Option(help="Window length: 1d, 7d, 1w, 12h.")],
+    time_column: Annotated[
+        str,
+        typer.Option(
+            help="Event-time column: with --every it splits the windows; always excluded from "
+            "features."
+        ),
+    ] = "",
+    every: Annotated[
+        str | None, typer.Option(help="Window length with --time-column: 1d, 7d, 1w, 12h.")
+    ] = None,
+    window_column: Annotated[
+        str,
+        typer.Option(
+            help="Period column instead of --every (a week number, a month): one window per "
+            "distinct value, in sorted order; excluded from features."
+        ),
+    ] = "",
     from_: Annotated[
         str | None, typer.Option("--from", help="First time included (ISO 8601).")
     ] = None,
     to: Annotated[str | None, typer.Option(help="Time where replay stops (exclusive).")] = None,
     target: Annotated[str, typer.Option("--label-column", help="Label column.")] = "label",
-    policy: Annotated[str | None, typer.Option(help="Retrain policy as JSON.")] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude", help="Column that is not a feature (an id, an index); repeatable."
+        ),
+    ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(help=f"Retrain policy as JSON. Default: {json.dumps(DEFAULT_POLICY)}."),
+    ] = None,
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Promotion gate of --retrain as JSON. Default: {json.dumps(DEFAULT_GATE)}."
+        ),
+    ] = None,
     model_name: Annotated[str, typer.Option(help="Model name in the store.")] = "model",
     store: Annotated[
         str | None,
@@ -310,12 +342,23 @@ def backfill(
     workdir: Annotated[
         Path, typer.Option(help="Working folder of --retrain (store, pipeline root).")
     ] = Path("refit-backfill"),
-    trainer: Annotated[str, typer.Option(help="Trainer for --retrain.")] = "xgboost",
+    trainer: Annotated[str, typer.Option(help="Trainer for --retrain.")] = DEFAULT_TRAINER,
+    params: Annotated[
+        str | None,
+        typer.Option(help='Trainer hyper-parameters of --retrain as JSON, e.g. {"max_depth": 4}.'),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of --retrain's holdout split and training.")
+    ] = DEFAULT_SEED,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the timeline as JSON here.")
     ] = None,
 ) -> None:
-    """Replay the retrain policy (or, with --retrain, the pipeline) over historical windows."""
+    """Replay the retrain policy (or, with --retrain, the pipeline) over historical windows.
+
+    Windows come from --time-column with --every, or from --window-column. Each window's row
+    names its drifted features, the gate's verdict (--retrain) and the live version.
+    """
     from refit.schedule.backfill import BackfillConfig, render_timeline, run_backfill
 
     try:
@@ -332,6 +375,11 @@ def backfill(
             retrain=retrain,
             workdir=workdir,
             trainer=trainer,
+            window_column=window_column,
+            exclude=tuple(exclude or ()),
+            gate=_json_object(gate, "--gate") if gate else None,
+            params=_json_object(params, "--params") if params else None,
+            seed=seed,
         )
         typer.echo(render_timeline([]))  # the header; each window prints when decided
         rows = run_backfill(cfg, on_row=lambda r: typer.echo(render_timeline([r], header=False)))

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from refit.defaults import RANGE_TOLERANCE
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
+
+
+def _without(table: pa.Table, exclude: list[str] | None, what: str) -> pa.Table:
+    """``table`` less the ``--exclude`` columns (each must be one of its columns)."""
+    from refit.errors import DataError
+
+    missing = [c for c in exclude or () if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"--exclude names column(s) not in {what}: {', '.join(missing)}; columns: "
+            f"{', '.join(table.column_names)}"
+        )
+    return table.drop_columns(list(exclude)) if exclude else table
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +77,18 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--required-column", help="Native engine: column that must be present."),
         ] = None,
+        range_tolerance: Annotated[
+            float,
+            typer.Option(
+                help="Native engine: a value may lie outside the reference's min-max range by this "
+                "share of its width (the pipeline's validation uses the same default).",
+                min=0.0,
+            ),
+        ] = RANGE_TOLERANCE,
+        exclude: Annotated[
+            list[str] | None,
+            typer.Option("--exclude", help="Column left out of the check (repeatable)."),
+        ] = None,
     ) -> None:
         """Validate DATA; write DIR/statistics.pb, DIR/schema.pbtxt, DIR/anomalies.pbtxt.
 
@@ -75,15 +105,17 @@ def register(app: typer.Typer) -> None:
         from refit.validation.engines import anomaly_kinds, read_schema, run_validation
 
         try:
-            current = read_table(data)
-            ref = read_table(reference) if reference else None
+            current = _without(read_table(data), exclude, "DATA")
+            ref = _without(read_table(reference), exclude, "--reference") if reference else None
             given_schema = read_schema(schema) if schema else None
             result = run_validation(
                 current,
                 reference=ref,
                 schema=given_schema,
                 engine=engine,
-                options=ValidationOptions(required_columns=tuple(required_column or ())),
+                options=ValidationOptions(
+                    required_columns=tuple(required_column or ()), range_tolerance=range_tolerance
+                ),
                 beam_pipeline_args=beam_pipeline_arg,
                 facets=facets,
             )

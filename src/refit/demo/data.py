@@ -98,3 +98,57 @@ def make_windows(scenario: DemoScenario = DemoScenario()) -> list[pa.Table]:
             )
         out.append(table)
     return out
+
+
+def make_user_history(
+    weeks: int = 12,
+    rows: int = 2000,
+    concept_from: int = 6,
+    shift_from: int = 9,
+    seed: int = 11,
+) -> pa.Table:
+    """A user's own history as one table: what "bring your own data" replays.
+
+    Unlike :func:`make_windows` it has no time column: each row carries its ``week`` (an
+    integer period) and a ``customer_id`` (an index, not a feature). The label is ``churned``.
+    From ``concept_from`` the label depends on other features (the champion decays while its
+    inputs do not move); from ``shift_from`` salaries rise by half (covariate shift).
+
+    Args:
+        weeks: Number of weeks.
+        rows: Rows per week.
+        concept_from: First week of the concept change.
+        shift_from: First week of the salary shift.
+        seed: Seed.
+
+    Returns:
+        ``weeks * rows`` rows, in week order.
+    """
+    rng = np.random.default_rng(seed)
+    parts = []
+    for week in range(weeks):
+        age = np.clip(rng.normal(40, 12, rows), 18, 80)
+        salary = rng.lognormal(10.6 + (0.4 if week >= shift_from else 0.0), 0.3, rows)
+        tenure = rng.exponential(24.0, rows)
+        visits = rng.poisson(6, rows)
+        plan = rng.choice(["basic", "plus", "pro"], size=rows, p=[0.5, 0.3, 0.2])
+        if week < concept_from:
+            z = 3.0 * (1.6 - 0.08 * tenure + 0.35 * (6 - visits) + 0.6 * (plan == "basic"))
+        else:
+            z = 3.0 * (0.1 * (age - 40) - 0.5 * (plan == "basic") + 0.25 * (visits - 6))
+        churned = (rng.random(rows) < 1.0 / (1.0 + np.exp(-z))).astype(np.int64)
+        parts.append(
+            pa.table(
+                {
+                    "customer_id": pa.array(np.arange(week * rows, (week + 1) * rows)),
+                    "week": pa.array(np.full(rows, week, dtype=np.int64)),
+                    "age": pa.array(np.round(age).astype(np.int64)),
+                    "salary": pa.array(np.round(salary, 2)),
+                    "tenure_months": pa.array(np.round(tenure, 1)),
+                    "visits": pa.array(visits.astype(np.int64)),
+                    "plan": pa.array(plan),
+                    "churned": pa.array(churned),
+                }
+            )
+        )
+    return pa.concat_tables(parts)

@@ -31,6 +31,7 @@ import base64
 import json
 import math
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -1194,6 +1195,17 @@ def save_profile(profile: Profile, uri: str) -> None:
     write_bytes(uri, profile.to_json().encode("utf-8"))
 
 
+#: How a stored profile begins (:meth:`Profile.to_json` writes ``kind`` first).
+_PROFILE_HEAD = re.compile(rb'\s*\{\s*"kind"\s*:\s*"refit\.drift\.profile"')
+
+
 def is_profile_file(uri: str) -> bool:
-    """Whether ``uri`` looks like a stored profile (``.json``) rather than data."""
-    return uri.lower().endswith(".json")
+    """Whether ``uri`` holds a stored profile rather than data, by its content, not its name.
+
+    A profile is a JSON object whose first key is ``"kind": "refit.drift.profile"`` (what
+    :func:`save_profile` writes); only its first bytes are read. Parquet and CSV never begin
+    so, whatever the file is called.
+    """
+    from refit.io.uri import read_head
+
+    return bool(_PROFILE_HEAD.match(read_head(uri, 256)))

@@ -202,9 +202,19 @@ class Iteration:
         return self.last(AuditEvent.PROMOTION)
 
     @property
+    def went_live(self) -> Entry | None:
+        """The record that first put the run's model live: its first promotion, or None.
+
+        A later promotion of the same version (a canary drill, a rollback undone) belongs to
+        the run too (it names the version the run registered), but it is not when the run's
+        retraining ended: latency is measured to this one.
+        """
+        return self.first(AuditEvent.PROMOTION)
+
+    @property
     def live_at(self) -> str | None:
-        """When the run's model went live (its promotion record), or None."""
-        return None if self.promotion is None else self.promotion.time
+        """When the run's model first went live (:attr:`went_live`), or None."""
+        return None if self.went_live is None else self.went_live.time
 
     @property
     def latency_s(self) -> float | None:
@@ -448,7 +458,7 @@ class Iteration:
             "rollout": [e.hash for e in self.entries if e.event in events.CANARY_EVENTS],
             "promotion": hashes(self.promotion),
             "rollbacks": [e.hash for e in self.rollbacks],
-            "latency": hashes(start, self.promotion) if self.promotion is not None else [],
+            "latency": hashes(start, self.went_live) if self.went_live is not None else [],
             "live_version": hashes(self.live_entry),
         }
         return {k: v for k, v in out.items() if v}

@@ -717,12 +717,12 @@ def _lines_rollout(it: Iteration) -> list[Line]:
     latency = it.latency_s
     if latency is not None:
         start = it.trigger_entry or it.entries[0]
-        assert it.promotion is not None
+        assert it.went_live is not None
         lines.append(
             Line(
                 "Retraining latency",
                 f"{_seconds(latency)} (trigger {it.trigger_at} → live {it.live_at})",
-                (start.hash, it.promotion.hash),
+                (start.hash, it.went_live.hash),
             )
         )
     return lines

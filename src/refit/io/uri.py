@@ -139,6 +139,34 @@ def read_bytes(uri: str) -> bytes:
         raise DataError(f"cannot read URI {uri}: {exc.strerror or exc}") from exc
 
 
+def read_head(uri: str, size: int) -> bytes:
+    """Read at most the first ``size`` bytes at a URI (a file's head, to tell what it holds).
+
+    Returns:
+        The bytes; ``b""`` for a folder, an empty object or nothing at the URI.
+
+    Raises:
+        DataError: The content cannot be read.
+    """
+    if is_gcs(uri):
+        from google.api_core import exceptions as gexc
+
+        try:
+            return _blob(uri).download_as_bytes(start=0, end=size - 1)
+        except (gexc.NotFound, gexc.RequestRangeNotSatisfiable):
+            return b""
+        except gexc.GoogleAPIError as exc:
+            raise DataError(f"cannot read URI {uri}: {exc}") from exc
+    path = local_path(uri)
+    if not path.is_file():
+        return b""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(size)
+    except OSError as exc:
+        raise DataError(f"cannot read URI {uri}: {exc.strerror or exc}") from exc
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """Write bytes to a URI, replacing what was there.
 

@@ -1,7 +1,11 @@
 """``refit backfill``: replay the retrain policy (or the whole pipeline) over historical windows.
 
-The user's data is split by its time column into windows of ``every`` (``[start + k*every,
-start + (k+1)*every)``), like Airflow's backfill runs a DAG once per past interval.
+The user's data is split into windows, like Airflow's backfill runs a DAG once per past
+interval: by its time column into windows of ``every`` (``[start + k*every, start +
+(k+1)*every)``), or by a period column (``window_column``: a week number, a month name), one
+window per distinct value in sorted order. Columns in ``exclude`` (an index, an id) are dropped
+before anything looks at the data: they are neither drift-tested, validated nor trained on.
+With no policy or gate, the defaults of :mod:`refit.defaults` apply (as in the pipeline).
 
 * Policy only (default, fast): each window is compared with the reference (the champion's
   training data when ``store_uri`` holds a champion, else the first non-empty window) with
@@ -16,6 +20,7 @@ start + (k+1)*every)``), like Airflow's backfill runs a DAG once per past interv
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,17 +29,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refit.defaults import (
+    DEFAULT_GATE,
+    DEFAULT_POLICY,
+    DEFAULT_SEED,
+    DEFAULT_TRAINER,
+    DRIFT_SHARE_THRESHOLD,
+)
 from refit.errors import DataError, RegistryError
 from refit.schedule.cron import ScheduleError, parse_interval
 
-#: Policy used when none is given (the pipeline's default).
-DEFAULT_BACKFILL_POLICY: dict[str, Any] = {
-    "drift_share_threshold": 0.3,
-    "metric": "accuracy",
-    "metric_threshold": 0.8,
-    "consecutive_windows": 2,
-    "cooldown_windows": 0,
-}
+#: Most windows a replay splits the data into.
+MAX_WINDOWS = 10_000
 
 
 @dataclass
@@ -42,23 +48,30 @@ class BackfillConfig:
     """What to replay and how.
 
     Attributes:
-        data: CSV or Parquet with the history (local path or gs://).
-        time_column: Column with each row's event time.
-        every: Window length (``1d``, ``7d``, ``1w``, ``12h``...).
+        data: CSV or Parquet with the history (local path or gs://), or a table.
+        time_column: Column with each row's event time (windows of ``every``; with
+            ``window_column`` it is only excluded from features).
+        every: Window length (``1d``, ``7d``, ``1w``, ``12h``...); with ``time_column``.
         start: First instant included (ISO 8601); default: the earliest event.
         end: Instant where the replay stops, exclusive (ISO 8601); default: after the latest.
         target: Label column.
-        policy: Retrain policy as a dict (default :data:`DEFAULT_BACKFILL_POLICY`).
+        policy: Retrain policy as a dict (default :data:`refit.defaults.DEFAULT_POLICY`).
         model_name: Model whose champion (in ``store_uri``) is the reference.
         store_uri: refit store with a champion to compare and score, if any (policy mode).
         retrain: Run the whole pipeline over each window.
         workdir: Working folder of ``retrain`` (store, pipeline root, data).
         trainer: Trainer of ``retrain``.
+        window_column: Period column (integers, text or dates): one window per distinct value,
+            in sorted order; instead of ``every``.
+        exclude: Columns dropped before anything reads the data (ids, indexes).
+        gate: Promotion gate of ``retrain`` (default :data:`refit.defaults.DEFAULT_GATE`).
+        params: Trainer hyper-parameters of ``retrain``.
+        seed: Seed of ``retrain``'s holdout split and training.
     """
 
-    data: str
-    time_column: str
-    every: str
+    data: str | pa.Table
+    time_column: str = ""
+    every: str | None = None
     start: str | None = None
     end: str | None = None
     target: str = "label"
@@ -67,7 +80,22 @@ class BackfillConfig:
     store_uri: str | None = None
     retrain: bool = False
     workdir: Path = Path("refit-backfill")
-    trainer: str = "xgboost"
+    trainer: str = DEFAULT_TRAINER
+    window_column: str = ""
+    exclude: tuple[str, ...] = ()
+    gate: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    seed: int = DEFAULT_SEED
+
+
+@dataclass
+class Window:
+    """One window of the history: its name, its bounds (time windows) and its rows."""
+
+    name: str
+    table: pa.Table
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 @dataclass
@@ -75,14 +103,22 @@ class BackfillRow:
     """One window of the timeline."""
 
     window: int
-    start: str
-    end: str
+    start: str | None
+    end: str | None
     rows: int
     decision: str  # retrain | skip | empty | blocked
     reasons: list[str] = field(default_factory=list)
     drift_share: float | None = None
     metric: float | None = None
     live_version: int | None = None
+    #: The window's name: its start date (time windows) or its value (period column).
+    name: str = ""
+    #: Features whose drift test fired.
+    drifted: list[str] = field(default_factory=list)
+    #: The promotion gate's verdict on the retrained model (``retrain`` mode), None if none ran.
+    blessed: bool | None = None
+    #: Version promoted in this window (``retrain`` mode), if any.
+    promoted_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -152,8 +188,10 @@ def split_windows(
     if hi <= lo:
         raise ScheduleError(f"--to {hi.isoformat()} is not after --from {lo.isoformat()}")
     count = -(-(hi - lo) // period)
-    if count > 10_000:
-        raise ScheduleError(f"{count} windows of {every} between the bounds: too many (> 10000)")
+    if count > MAX_WINDOWS:
+        raise ScheduleError(
+            f"{count} windows of {every} between the bounds: too many (> {MAX_WINDOWS})"
+        )
     windows = []
     for k in range(count):
         a, b = lo + k * period, min(lo + (k + 1) * period, hi)
@@ -167,15 +205,100 @@ def split_windows(
     return windows
 
 
-def _policy_only(
-    config: BackfillConfig, windows: list[tuple[datetime, datetime, pa.Table]], on_row: Any
-) -> list[BackfillRow]:
+def _time_name(start: datetime) -> str:
+    """A time window's name: its start date, with the time of day when not midnight."""
+    if (start.hour, start.minute, start.second, start.microsecond) == (0, 0, 0, 0):
+        return start.date().isoformat()
+    return start.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def split_by_column(table: pa.Table, column: str) -> list[Window]:
+    """One window per distinct value of a period column (a week number, a month), sorted.
+
+    Raises:
+        DataError: The column is missing, has missing values, is not integers, text or dates,
+            or has more than :data:`MAX_WINDOWS` values; or the data has no rows.
+    """
+    if column not in table.column_names:
+        raise DataError(
+            f"window column {column!r} is not in the data; columns: {', '.join(table.column_names)}"
+        )
+    values = table.column(column)
+    kind = values.type
+    if not (
+        pa.types.is_integer(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_date(kind)
+        or pa.types.is_timestamp(kind)
+    ):
+        raise DataError(
+            f"window column {column!r} has type {kind}: a period column holds integers, text, "
+            "dates or times (one value per window)"
+        )
+    if values.null_count:
+        raise DataError(f"window column {column!r} has {values.null_count} missing value(s)")
+    if table.num_rows == 0:
+        raise DataError("the data has no rows")
+    distinct = pc.unique(values).sort()
+    if len(distinct) > MAX_WINDOWS:
+        raise DataError(
+            f"window column {column!r} has {len(distinct)} distinct values: too many windows "
+            f"(> {MAX_WINDOWS}); is it the period of each row?"
+        )
+    windows = []
+    for value in distinct:
+        rows = table.filter(pc.equal(values, value))
+        plain = value.as_py()
+        name = plain.isoformat() if hasattr(plain, "isoformat") else str(plain)
+        windows.append(Window(name=name, table=rows))
+    return windows
+
+
+def _windows(config: BackfillConfig, table: pa.Table) -> list[Window]:
+    if config.window_column:
+        if config.every or config.start or config.end:
+            raise ScheduleError(
+                "a window column splits the windows by itself: leave out --every, --from and --to"
+            )
+        return split_by_column(table, config.window_column)
+    if not config.time_column or not config.every:
+        raise ScheduleError(
+            "say how to split the data into windows: a time column and --every (e.g. "
+            "--time-column ts --every 7d), or a period column (--window-column week)"
+        )
+    return [
+        Window(name=_time_name(a), table=t, start=a, end=b)
+        for a, b, t in split_windows(
+            table, config.time_column, config.every, config.start, config.end
+        )  # fmt: skip
+    ]
+
+
+def _drop_excluded(table: pa.Table, config: BackfillConfig) -> pa.Table:
+    """``table`` less ``config.exclude`` (each must be one of its columns, none a key column)."""
+    missing = [c for c in config.exclude if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"--exclude names column(s) not in the data: {', '.join(missing)}; columns: "
+            f"{', '.join(table.column_names)}"
+        )
+    keys = {config.target, config.time_column, config.window_column} - {""}
+    if clash := sorted(keys & set(config.exclude)):
+        raise DataError(
+            f"--exclude names {', '.join(clash)}: the label, time and window columns are never "
+            "features already; leave them out of --exclude"
+        )
+    return table.drop_columns(list(config.exclude)) if config.exclude else table
+
+
+def _policy_only(config: BackfillConfig, windows: list[Window], on_row: Any) -> list[BackfillRow]:
     from refit.drift import detect_drift
     from refit.evaluation.metrics import evaluate
     from refit.policy import Observation, PolicyState, RetrainPolicy, decide
     from refit.steps.common import feature_columns, reference_table
 
-    policy = RetrainPolicy.from_dict(config.policy or DEFAULT_BACKFILL_POLICY)
+    policy = RetrainPolicy.from_dict(config.policy or DEFAULT_POLICY)
     state = PolicyState()
     reference: pa.Table | None = None
     champion_model = None
@@ -193,16 +316,28 @@ def _policy_only(
             )
         champion_model = registry.load_model(champion.version)
     has_champion = reference is not None
+    not_features = {config.target, config.time_column, config.window_column, *config.exclude}
     rows: list[BackfillRow] = []
-    for i, (a, b, window) in enumerate(windows):
-        row = BackfillRow(window=i, start=a.isoformat(), end=b.isoformat(), rows=window.num_rows,
-                          decision="empty")  # fmt: skip
+    for i, w in enumerate(windows):
+        window = w.table
+        row = BackfillRow(
+            window=i,
+            start=w.start.isoformat() if w.start else None,
+            end=w.end.isoformat() if w.end else None,
+            rows=window.num_rows,
+            decision="empty",
+            name=w.name,
+        )
         if window.num_rows == 0:
             row.reasons = ["no rows in this window"]
         else:
             drift = None
             if reference is not None:
-                columns = feature_columns(reference, config.target, config.time_column)
+                columns = [
+                    c
+                    for c in feature_columns(reference, config.target, config.time_column)
+                    if c not in not_features
+                ]
                 missing = [c for c in columns if c not in window.column_names]
                 if missing:
                     row.decision = "blocked"
@@ -211,7 +346,15 @@ def _policy_only(
                     if on_row:
                         on_row(row)
                     continue
-                drift = detect_drift(reference, window, columns=columns).drift_share
+                threshold = policy.drift_share_threshold
+                result = detect_drift(
+                    reference,
+                    window,
+                    columns=columns,
+                    drift_share_threshold=DRIFT_SHARE_THRESHOLD if threshold is None else threshold,
+                )
+                drift = result.drift_share
+                row.drifted = sorted(n for n, f in result.features.items() if f.drifted)
             metric = None
             if champion_model is not None and config.target in window.column_names:
                 value = evaluate(champion_model, window).to_dict().get(policy.metric)
@@ -223,7 +366,7 @@ def _policy_only(
                     drift_share=drift,
                     metric_value=metric,
                     new_rows=window.num_rows,
-                    now=b.isoformat(),
+                    now=(w.end or datetime.now(UTC)).isoformat(),
                     has_champion=has_champion,
                 ),
             )
@@ -234,7 +377,9 @@ def _policy_only(
             if decision.retrain:  # simulate the retrain: this window is the new training data
                 reference, has_champion, champion_model = window, True, None
                 state = replace(
-                    state, training_rows=window.num_rows, model_trained_at=b.isoformat()
+                    state,
+                    training_rows=window.num_rows,
+                    model_trained_at=(w.end or datetime.now(UTC)).isoformat(),
                 )
         rows.append(row)
         if on_row:
@@ -242,26 +387,38 @@ def _policy_only(
     return rows
 
 
-def _with_pipeline(
-    config: BackfillConfig, windows: list[tuple[datetime, datetime, pa.Table]], on_row: Any
-) -> list[BackfillRow]:
+def run_label(index: int, name: str) -> str:
+    """The run label (and run folder) of window ``index`` named ``name``: ``window-03-2024-W07``.
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``-``; the name is cut
+    to 80 characters.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:80]
+    return f"window-{index:02d}" + (f"-{safe}" if safe else "")
+
+
+def _with_pipeline(config: BackfillConfig, windows: list[Window], on_row: Any) -> list[BackfillRow]:
     from refit.pipelines.local import ReplayConfig, replay
 
-    kept = [(a, b, w) for a, b, w in windows if w.num_rows]
+    kept = [w for w in windows if w.table.num_rows]
     out: list[BackfillRow] = []
 
     def convert(r: Any) -> BackfillRow:
-        a, b, w = kept[r.window]
+        w = kept[r.window]
         row = BackfillRow(
             window=r.window,
-            start=a.isoformat(),
-            end=b.isoformat(),
-            rows=w.num_rows,
+            start=w.start.isoformat() if w.start else None,
+            end=w.end.isoformat() if w.end else None,
+            rows=w.table.num_rows,
             decision=r.decision,
             reasons=list(r.reasons),
             drift_share=r.drift_share,
             metric=r.champion_accuracy,
             live_version=r.live_version,
+            name=w.name,
+            drifted=list(r.drifted),
+            blessed=r.blessed,
+            promoted_version=r.promoted_version,
         )
         out.append(row)
         if on_row:
@@ -269,16 +426,20 @@ def _with_pipeline(
         return row
 
     replay(
-        [w for _, _, w in kept],
+        [w.table for w in kept],
         ReplayConfig(
             workdir=config.workdir,
             model_name=config.model_name,
             target=config.target,
             time_column=config.time_column,
-            policy=config.policy or DEFAULT_BACKFILL_POLICY,
+            policy=config.policy or DEFAULT_POLICY,
+            gate=config.gate or DEFAULT_GATE,
             trainer=config.trainer,
+            params=config.params,
+            seed=config.seed,
         ),
-        now=[b.isoformat() for _, b, _ in kept],
+        now=[w.end.isoformat() if w.end else "" for w in kept],
+        labels=[run_label(i, w.name) for i, w in enumerate(kept)],
         on_window=convert,
     )
     return out
@@ -295,31 +456,40 @@ def run_backfill(config: BackfillConfig, on_row: Any = None) -> list[BackfillRow
         The timeline, one row per window.
 
     Raises:
-        DataError: Unreadable data or a bad time column.
-        ScheduleError: A bad period or bound.
+        DataError: Unreadable data, a bad time or window column, an unknown excluded column.
+        ScheduleError: A bad period or bound, or no way to split the windows.
         PolicyError: A bad policy.
         RegistryError: ``store_uri`` holds no champion of ``model_name``.
     """
     from refit.io.tables import read_table
 
-    table = read_table(config.data)
-    windows = split_windows(table, config.time_column, config.every, config.start, config.end)
+    table = config.data if isinstance(config.data, pa.Table) else read_table(config.data)
+    table = _drop_excluded(table, config)
+    windows = _windows(config, table)
+    if config.window_column:  # one value per window: a constant, never a feature
+        for w in windows:
+            w.table = w.table.drop_columns([config.window_column])
     if config.retrain:
         return _with_pipeline(config, windows, on_row)
     return _policy_only(config, windows, on_row)
 
 
 def render_timeline(rows: list[BackfillRow], header: bool = True) -> str:
-    """A fixed-width text table of the timeline."""
+    """A fixed-width text table of the timeline: drifted features, gate and live version too."""
     lines = []
     if header:
-        lines.append(f"{'window':>6}  {'start':<25}  {'rows':>7}  {'drift':>5}  {'metric':>6}  "
-                     "decision  reasons")  # fmt: skip
+        lines.append(
+            f"{'window':>6}  {'name':<19}  {'rows':>7}  {'drift':>5}  {'metric':>6}  "
+            f"{'decision':<8}  {'gate':<7}  {'live':>4}  drifted features; reasons"
+        )
     for r in rows:
         drift = "—" if r.drift_share is None else f"{r.drift_share:.2f}"
         metric = "—" if r.metric is None else f"{r.metric:.3f}"
+        gate = "—" if r.blessed is None else ("blessed" if r.blessed else "refused")
+        live = "—" if r.live_version is None else f"v{r.live_version}"
+        drifted = ", ".join(r.drifted) if r.drifted else "—"
         lines.append(
-            f"{r.window:>6}  {r.start:<25}  {r.rows:>7}  {drift:>5}  {metric:>6}  "
-            f"{r.decision:<8}  {'; '.join(r.reasons)}"
+            f"{r.window:>6}  {r.name:<19}  {r.rows:>7}  {drift:>5}  {metric:>6}  "
+            f"{r.decision:<8}  {gate:<7}  {live:>4}  {drifted}; {'; '.join(r.reasons)}"
         )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import pyarrow as pa
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from refit.audit.events import AuditEvent
+from refit.defaults import RANGE_TOLERANCE
 from refit.io.snapshot import create_snapshot
 from refit.io.tables import read_table, write_parquet
 from refit.privacy import load_schema, pii_columns
@@ -22,12 +23,6 @@ from refit.validation.anomalies import ValidationResult
 from refit.validation.engines import EngineResult, resolve_engine, run_validation
 from refit.validation.report import render_validation_html
 from refit.validation.schema import schema_to_text
-
-#: Values may leave the reference's [min, max] by this share of its width before validation
-#: flags them. Extremes of heavy-tailed columns move between windows, and a shifted population
-#: is drift's business, not a data error; a value far outside (a negative age, a unit change)
-#: still stops the run.
-RANGE_TOLERANCE = 1.0
 
 
 @dataclass

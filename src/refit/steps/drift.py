@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from refit import drift as drift_lib
 from refit.audit.events import AuditEvent
+from refit.defaults import DRIFT_SHARE_THRESHOLD, policy_drift_threshold
 from refit.drift import watch
 from refit.drift.detect import DriftResult, FeatureDrift, not_comparable_feature
 from refit.drift.explain import explain_drift
@@ -81,6 +82,7 @@ def detect_drift(
     engine: str = "native",
     beam_pipeline_args: list[str] | None = None,
     name: str = "the window",
+    policy: dict[str, Any] | None = None,
 ) -> DriftOutput:
     """Compare a window's features with reference data (the champion's training data).
 
@@ -105,6 +107,9 @@ def detect_drift(
             as a Beam pipeline with them (a remote runner's inputs and outputs are staged under
             the flags' ``gs://`` ``--temp_location``). None: TFDV in-process.
         name: What the report calls the data.
+        policy: The retrain policy the run decides by (default
+            :data:`refit.defaults.DEFAULT_POLICY`): the dataset verdict ("dataset drift" or not)
+            uses its ``drift_share_threshold``, so the report says what the decision does.
 
     Returns:
         The drift result as a dict (None without a reference: the first run), its drift share
@@ -117,6 +122,9 @@ def detect_drift(
             one).
     """
     ran = check_engine(engine)
+    share_threshold = policy_drift_threshold(policy)
+    if share_threshold is None:  # the policy's drift trigger is off: the report's own default
+        share_threshold = DRIFT_SHARE_THRESHOLD
     metadata: dict[str, Any] = {"engine": ran, "engine_requested": engine}
     result: DriftResult | None = None
     payload: dict[str, Any] | None = None
@@ -140,7 +148,10 @@ def detect_drift(
             columns = [c for c in reference.columns if c not in excluded]
             current = profile_uri(snapshot_path)
             result = drift_lib.detect_drift(
-                reference, current, columns=[c for c in columns if c in current.columns]
+                reference,
+                current,
+                columns=[c for c in columns if c in current.columns],
+                drift_share_threshold=share_threshold,
             )
             profiles = (reference, current)
     elif reference_path:
@@ -152,7 +163,11 @@ def detect_drift(
             if c not in excluded and c in current_data.column_names
         ]
         result, tfdv_metadata = tfdv_drift(
-            reference_data, current_data, columns, beam_pipeline_args=beam_pipeline_args
+            reference_data,
+            current_data,
+            columns,
+            beam_pipeline_args=beam_pipeline_args,
+            drift_share_threshold=share_threshold,
         )
         profiles = (profile_table(reference_data), profile_table(current_data))
         metadata.update(tfdv_metadata)

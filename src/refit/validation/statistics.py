@@ -252,6 +252,22 @@ def _numeric(
     _finite_numeric(num, values, scratch)
 
 
+def _histogram(values: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """``np.histogram(values, bins=NUM_HISTOGRAM_BUCKETS)``, also where numpy refuses.
+
+    numpy widens a constant column's range to ``[v - 0.5, v + 0.5]`` and then refuses ("Too
+    many bins for data range") when that range, or a non-empty one, is narrower than 10
+    representable steps: a constant timestamp (1.7e18 ns, where 0.5 rounds away), or a few
+    large close values. The same edges (numpy's ``linspace``) passed explicitly are counted the
+    same way and never refused; where the float grid is too coarse some edges coincide.
+    """
+    if high <= low:  # constant: numpy's own widening
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, NUM_HISTOGRAM_BUCKETS + 1)
+    counts, _ = np.histogram(values, bins=edges)
+    return counts, edges
+
+
 def _finite_numeric(
     num: statistics_pb2.NumericStatistics, values: np.ndarray, scratch: _Scratch
 ) -> None:
@@ -279,7 +295,7 @@ def _finite_numeric(
     ranks = np.concatenate([lower, upper, middle])
     exact = _order_statistics(values, low, high, ranks, edges[1:-1], scratch)
     if exact is None:  # few values, constant or unbounded range: numpy's own routines
-        counts, edges = np.histogram(values, bins=NUM_HISTOGRAM_BUCKETS)
+        counts, edges = _histogram(values, low, high)
         qs = np.quantile(values, levels)
         num.median = float(np.median(values))
     else:
