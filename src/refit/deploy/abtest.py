@@ -42,12 +42,14 @@ from refit.errors import DeployError
 __all__ = [
     "CONTROL",
     "TREATMENT",
+    "ABLook",
     "ArmStats",
     "SampleSizePlan",
     "TestResult",
     "aggregate_feedback",
     "assign_arm",
     "decide",
+    "feedback_analyzer",
     "msprt",
     "plan_sample_size",
     "read_feedback",
@@ -477,3 +479,87 @@ def read_feedback(path: str | Path, max_events: int = 10_000_000) -> list[dict[s
             if isinstance(event, dict):
                 events.append(event)
     return events
+
+
+@dataclass(frozen=True)
+class ABLook:
+    """One look at the A/B test.
+
+    Attributes:
+        decision: ``"promote"``, ``"keep"``, ``"rollback"`` or ``"continue"``.
+        reason: The decision in words.
+        control: Control arm's statistics.
+        treatment: Treatment arm's statistics.
+        planned: The sample-size plan.
+        test: The test run (None while too few units were seen).
+        ignored: Feedback events without a usable id or value.
+    """
+
+    decision: Decision
+    reason: str
+    control: ArmStats
+    treatment: ArmStats
+    planned: SampleSizePlan
+    test: TestResult | None
+    ignored: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (the ``ab_test`` audit record's payload)."""
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "arms": {CONTROL: self.control.to_dict(), TREATMENT: self.treatment.to_dict()},
+            "planned": self.planned.to_dict(),
+            "test": None if self.test is None else self.test.to_dict(),
+            "ignored_events": self.ignored,
+        }
+
+    def check_dict(self) -> dict[str, Any]:
+        """The look as a check result dict (the rollout's step timeline)."""
+        test = self.test
+        return {
+            "name": "ab-test",
+            "kind": "ab_test",
+            "passed": self.decision in ("continue", "promote"),
+            "value": None if test is None else test.effect,
+            "primary_value": self.control.mean if self.control.n else None,
+            "threshold": None,
+            "detail": self.reason,
+            "decisive": self.decision == "rollback",
+            "no_data": test is None,
+            "extra": self.to_dict(),
+        }
+
+
+def feedback_analyzer(spec: Any) -> Any:
+    """Build the A/B look of a plan's `refit.deploy.plan.ABTestSpec` on its feedback file.
+
+    Returns:
+        ``look(salt, final, since) -> ABLook``: reads the events written since ``since`` (wall
+        time the split started; older feedback is of units routed before the split), joins them
+        to arms by id and applies `decide`.
+    """
+    planned = spec.sample_size()
+    tau = spec.tau if spec.tau is not None else spec.mde
+
+    def look(salt: str, final: bool, since: float = 0.0) -> ABLook:
+        events = [
+            e
+            for e in read_feedback(spec.feedback_path)
+            if not isinstance(e.get("ts"), int | float) or e["ts"] >= since
+        ]
+        control, treatment, ignored = aggregate_feedback(events, salt, spec.percent)
+        decision, test, reason = decide(
+            control,
+            treatment,
+            metric=spec.metric,
+            method=spec.method,
+            plan=planned,
+            on_inconclusive=spec.on_inconclusive,
+            tau=tau,
+            min_units=spec.min_units,
+            final=final,
+        )
+        return ABLook(decision, reason, control, treatment, planned, test, ignored)
+
+    return look
