@@ -283,3 +283,44 @@ def test_the_shadow_costs_the_champion_little_latency(store, stack):
         )
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'refit_model_shadow_pairs_total{model="credit",revision="v2"}' in metrics
+
+
+def test_the_delivery_drill_script_stops_a_shadow_then_promotes_by_ab(windows, tmp_path):
+    """scripts/delivery-drill.sh, as the README tells a new user to run it after the demo."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    reg = ModelRegistry(str(tmp_path / "demo" / "store"), "credit-default")
+    for version, window in ((1, 0), (2, 1)):
+        model = train(
+            windows[window], "default", trainer="logistic_regression", exclude=["event_time"]
+        )
+        save_model(model, tmp_path / f"m{version}")
+        reg.register(
+            tmp_path / f"m{version}",
+            metrics={},
+            snapshot_sha256=f"{version}" * 64,
+            parent_version=None,
+            run_id=f"run-{version}",
+        )
+    LocalTarget(reg).promote(1, reason="first model")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        [str(repo / "scripts" / "delivery-drill.sh"), str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    first, second = out.stdout.split("== 2.")
+    assert "Canary rollout of credit-default v2: **rolled back**" in first
+    assert "shadow stage failed early" in first
+    assert "Canary rollout of credit-default v2: promoted" in second, second
+    assert "| A/B 50 |" in second
+    assert reg.aliases()["champion"] == 2
+    ab = reg.audit.records("ab_test")[-1]["payload"]
+    assert ab["decision"] == "promote" and ab["test"]["test"] == "msprt"
