@@ -117,12 +117,17 @@ def check_deploy(
             )
         return
     try:
-        RolloutPlan.from_dict(plan)
+        parsed = RolloutPlan.from_dict(plan)
     except DeployError as exc:
         raise DeployError(f"rollout_plan: {exc}") from None
     if target not in ("local", "kserve"):
         raise DeployError(
             f"deploy_target {target!r} cannot run a canary rollout; use 'local' or 'kserve'"
+        )
+    if target != "local" and (parsed.shadow is not None or parsed.ab_test is not None):
+        raise DeployError(
+            "rollout_plan: the shadow and ab_test stages run on deploy_target 'local' (refit's "
+            "model server); on KServe mirror with manifests/snippets/shadow-mirror instead"
         )
     try:
         canary_target(target, registry, options)
