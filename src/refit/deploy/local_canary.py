@@ -10,7 +10,8 @@ Two more stages drive the same state (`refit.serving.routing`): `LocalCanaryTarg
 (``{"shadow": V}``: the server answers copies with V, returns nothing of it) and
 `LocalCanaryTarget.start_experiment` (``{"experiment": {"salt": S}}``: the canary's share is
 assigned by the salted hash of the request id). With a ``server_url`` both wait until the
-server's model metadata (``refit.traffic``) shows them.
+server's model metadata (``refit.traffic``) shows them (a shadow: until its process has loaded
+the version, ``shadow_ready``).
 """
 
 from __future__ import annotations
@@ -86,10 +87,12 @@ class LocalCanaryTarget:
                     f"with `refit serve-model --store ... --name {self.registry.model_name}`"
                 ) from exc
 
-    def _apply(self, canary: int | None, percent: int, **stage: Any) -> TrafficSplit:
+    def _apply(
+        self, canary: int | None, percent: int, expect: dict | None = None, **stage: Any
+    ) -> TrafficSplit:
         self.registry.write_state(CANARY_STATE, {"version": canary, "percent": percent, **stage})
         if self.server_url and stage:
-            self._wait_for_stage(stage)
+            self._wait_for_stage({**stage, **(expect or {})})
         elif self.server_url and canary is not None:
             self._wait_for(canary, percent)
         return TrafficSplit(
@@ -126,7 +129,9 @@ class LocalCanaryTarget:
 
     def _wait_for_stage(self, stage: dict[str, Any]) -> None:
         url = f"{self.server_url}/v2/models/{self.registry.model_name}"
-        deadline = time.monotonic() + self.wait_seconds
+        # A shadow starts a process and loads a model: give it longer than a split change.
+        wait = max(self.wait_seconds, 120.0) if "shadow" in stage else self.wait_seconds
+        deadline = time.monotonic() + wait
         last = "no answer"
         while time.monotonic() < deadline:
             try:
@@ -140,13 +145,13 @@ class LocalCanaryTarget:
             self._sleep(0.2)
         raise DeployError(
             f"local model server {self.server_url!r} did not apply {json.dumps(stage)} within "
-            f"{self.wait_seconds:g} s (last: {last})"
+            f"{wait:g} s (last: {last})"
         )
 
     def shadow(self, version: ModelVersion, previous: ModelVersion) -> TrafficSplit:
         """Mirror copies of the champion's requests to ``version``; no traffic moves."""
         self._primary, self._canary = previous.version, version.version
-        split = self._apply(None, 0, shadow=version.version)
+        split = self._apply(None, 0, expect={"shadow_ready": True}, shadow=version.version)
         return TrafficSplit(
             self._primary,
             version.version,

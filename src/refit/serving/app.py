@@ -67,7 +67,7 @@ from refit.serving.routing import (
     choose_version_for_unit,
     revision,
 )
-from refit.serving.shadow import ShadowMirror
+from refit.serving.shadow import ShadowMirror, ShadowProcess
 from refit.training.trainers import TrainedModel
 
 __all__ = ["ModelCache", "ModelServer", "create_app"]
@@ -185,11 +185,15 @@ class ModelServer:
         )
         self._fault_rng = random.Random(f"refit-faults:{seed}")
         self._fault_lock = threading.Lock()
-        self.shadow = ShadowMirror(model_name, self.metrics.registry, self.predict)
+        self.shadow = ShadowMirror(
+            model_name, self.metrics.registry, ShadowProcess(store_uri, model_name, limits)
+        )
         self.feedback = None if not feedback_path else FeedbackLog(feedback_path)
 
     def _state_changed(self, state: RolloutState) -> None:
         self.metrics.set_traffic({revision(v): p for v, p in state.split().items()})
+        if state.shadow is not None:
+            self.shadow.prepare(state.shadow)
         logger.info("traffic split of model %r: %s", self.model_name, state.to_dict()["split"])
 
     # ----------------------------------------------------------------- checks
@@ -274,6 +278,7 @@ class ModelServer:
         data = model_metadata(self.model_name, version, model, self.registry.list_version_numbers())
         if state is not None:
             data["refit"]["traffic"] = state.to_dict()
+            data["refit"]["traffic"]["shadow_ready"] = self.shadow.ready(state.shadow)
         return data
 
     # ----------------------------------------------------------------- inference
@@ -484,6 +489,7 @@ def create_app(
     async def lifespan(app: FastAPI):  # noqa: ARG001
         await run_in_threadpool(server.warm)
         yield
+        server.shadow.close()
 
     from refit import __version__
 
