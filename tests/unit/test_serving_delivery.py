@@ -217,3 +217,43 @@ def test_plan_stages_round_trip_and_refuse_what_cannot_work():
             RolloutPlan.from_dict({**data, **change})
     with pytest.raises(DeployError, match="missing the required field 'mde'"):
         ABTestSpec.from_dict({"sd": 1.0, "feedback_path": "f"})
+
+
+def test_a_stuck_shadow_never_delays_the_champion_and_extra_copies_are_dropped(reg, bodies):
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from refit.serving.shadow import ShadowMirror
+
+    release = threading.Event()
+
+    def stuck(version, body):
+        release.wait(60)
+        raise RuntimeError("the shadow was stuck")
+
+    reg.write_state("canary", {"version": None, "percent": 0, "shadow": 2})
+    app = create_app(reg.store_uri, NAME, state_refresh_seconds=0)
+    server = app.state.server
+    metrics = CollectorRegistry()
+    server.shadow = ShadowMirror(NAME, metrics, stuck, queue_size=2)
+    try:
+        with TestClient(app) as client:
+            answers = [client.post(f"/v2/models/{NAME}/infer", json=b) for b in bodies[:20]]
+            # Every answer came back while the shadow held its first copy: none waited for it.
+            assert not release.is_set()
+            assert [r.status_code for r in answers] == [200] * 20
+            assert {r.json()["model_version"] for r in answers} == {"1"}
+            dropped = metrics.get_sample_value(
+                "refit_model_shadow_dropped_total", {"model": NAME, "revision": "v2"}
+            )
+            assert dropped >= 20 - 1 - 2  # one being answered, two waiting, the rest dropped
+            release.set()
+            server.shadow.join()
+            errors = metrics.get_sample_value(
+                "refit_model_shadow_errors_total", {"model": NAME, "revision": "v2"}
+            )
+            assert errors >= 1  # the shadow's failures are its own, counted
+    finally:
+        release.set()
+        reg.write_state("canary", {"version": None, "percent": 0})
