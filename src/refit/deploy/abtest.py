@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -531,7 +531,7 @@ class ABLook:
         }
 
 
-def feedback_analyzer(spec: Any) -> Any:
+def feedback_analyzer(spec: Any) -> Callable[[str, bool, float], ABLook]:
     """Build the A/B look of a plan's `refit.deploy.plan.ABTestSpec` on its feedback file.
 
     Returns:

@@ -65,6 +65,7 @@ from typing import Any
 
 import yaml
 
+from refit.deploy.abtest import SampleSizePlan, plan_sample_size
 from refit.errors import DeployError
 
 #: The kinds of check a plan may name.
@@ -536,10 +537,8 @@ class ABTestSpec:
         except DeployError as exc:
             raise DeployError(f"ab_test: {exc}") from None
 
-    def sample_size(self) -> Any:
-        """The planned units (`refit.deploy.abtest.SampleSizePlan`)."""
-        from refit.deploy.abtest import plan_sample_size
-
+    def sample_size(self) -> SampleSizePlan:
+        """The planned units per arm."""
         return plan_sample_size(
             self.mde,
             alpha=self.alpha,
