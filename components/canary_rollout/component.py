@@ -34,7 +34,8 @@ def canary_rollout(
         model_name: Model to roll out.
         version: Registered version to roll out.
         plan: Rollout plan (a dict): steps, interval_seconds, checks, failures_allowed,
-            deadline_seconds, prometheus_url, query_preset.
+            deadline_seconds, prometheus_url, query_preset, and the optional shadow (before
+            the steps) and ab_test (after them) stages of the local target.
         timeline: Markdown timeline of the steps and every check.
         metrics: promoted, rolled_back, steps_completed, failed_analyses, seconds.
         deploy_target: ``local`` (the ``refit serve-model`` server) or ``kserve``.

@@ -60,6 +60,12 @@ def test_deployments_that_can_work_pass(tmp_path, target, plan, options) -> None
         ("kserve", PLAN, {}, "'namespace' is required by the kserve target"),
         ("kserve", PLAN, {"namespace": "Bad_NS"}, "namespace 'Bad_NS' is invalid"),
         ("local", PLAN, {"namespace": "ml"}, "not known to the local target"),
+        (
+            "kserve",
+            {**PLAN, "ab_test": {"sd": 1.0, "mde": 0.1, "feedback_path": "f"}},
+            {"namespace": "ml"},
+            "the shadow and ab_test stages run on deploy_target 'local'",
+        ),
     ],
 )
 def test_deployments_that_cannot_work_are_refused(tmp_path, target, plan, options, message) -> None:

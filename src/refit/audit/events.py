@@ -21,7 +21,8 @@ Which part of refit writes each event (the ``payload`` keys are the writer's):
 ``rejection``             a person rejected it, or the request timed out
 ``canary_started``        a canary rollout began
 ``canary_step``           it moved traffic to the next percentage
-``canary_check``          one analysis of a step
+``canary_check``          one analysis of a step (or of the shadow or A/B stage)
+``ab_test``               the A/B stage's result: effect, interval, units, decision
 ``promotion``             a version became champion
 ``rollback``              the previous champion was restored
 ``trigger_decision``      the trigger service decided whether to launch a run
@@ -57,6 +58,7 @@ class AuditEvent(StrEnum):
     CANARY_STARTED = "canary_started"
     CANARY_STEP = "canary_step"
     CANARY_CHECK = "canary_check"
+    AB_TEST = "ab_test"
     PROMOTION = "promotion"
     ROLLBACK = "rollback"
     TRIGGER_DECISION = "trigger_decision"
@@ -86,7 +88,12 @@ APPROVAL_EVENTS: Final = frozenset(
 )
 #: The steps of a canary rollout.
 CANARY_EVENTS: Final = frozenset(
-    {AuditEvent.CANARY_STARTED, AuditEvent.CANARY_STEP, AuditEvent.CANARY_CHECK}
+    {
+        AuditEvent.CANARY_STARTED,
+        AuditEvent.CANARY_STEP,
+        AuditEvent.CANARY_CHECK,
+        AuditEvent.AB_TEST,
+    }
 )
 #: Moves of the champion alias (the payload names the live ``version`` and the ``previous`` one).
 LIVE_EVENTS: Final = frozenset({AuditEvent.PROMOTION, AuditEvent.ROLLBACK})

@@ -73,6 +73,14 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--log-features", help="Also log each row's features (--prediction-log)."),
         ] = False,
+        feedback_file: Annotated[
+            str | None,
+            typer.Option(
+                "--feedback-file",
+                help="JSON Lines file that POST /v2/models/NAME/feedback appends A/B feedback "
+                "events to (an A/B plan's feedback_path); off by default.",
+            ),
+        ] = None,
     ) -> None:
         """Serve a model's registry versions over KServe's V2 protocol, with a canary split.
 
@@ -110,6 +118,7 @@ def register(app: typer.Typer) -> None:
                 state_refresh_seconds=state_refresh,
                 limits=RequestLimits(**limits),
                 prediction_log=predictions,
+                feedback_path=feedback_file,
             )
         except RegistryError as exc:
             raise typer.BadParameter(str(exc), param_hint="--store/--name") from exc

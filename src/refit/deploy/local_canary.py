@@ -5,14 +5,23 @@ registry state ``canary`` (``{"version": V, "percent": P}``) to send P% of the r
 This target writes that state; when ``server_url`` is given it also waits until the server
 reports the new split in its ``refit_model_traffic_percent`` gauge, so a step counts as applied
 only once the server routes by it.
+
+Two more stages drive the same state (`refit.serving.routing`): `LocalCanaryTarget.shadow`
+(``{"shadow": V}``: the server answers copies with V, returns nothing of it) and
+`LocalCanaryTarget.start_experiment` (``{"experiment": {"salt": S}}``: the canary's share is
+assigned by the salted hash of the request id). With a ``server_url`` both wait until the
+server's model metadata (``refit.traffic``) shows them (a shadow: until its process has loaded
+the version, ``shadow_ready``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from refit.deploy.canary import TrafficSplit
 from refit.errors import DeployError, RefitError
@@ -78,9 +87,13 @@ class LocalCanaryTarget:
                     f"with `refit serve-model --store ... --name {self.registry.model_name}`"
                 ) from exc
 
-    def _apply(self, canary: int | None, percent: int) -> TrafficSplit:
-        self.registry.write_state(CANARY_STATE, {"version": canary, "percent": percent})
-        if self.server_url and canary is not None:
+    def _apply(
+        self, canary: int | None, percent: int, expect: dict | None = None, **stage: Any
+    ) -> TrafficSplit:
+        self.registry.write_state(CANARY_STATE, {"version": canary, "percent": percent, **stage})
+        if self.server_url and stage:
+            self._wait_for_stage({**stage, **(expect or {})})
+        elif self.server_url and canary is not None:
             self._wait_for(canary, percent)
         return TrafficSplit(
             primary_version=self._primary,
@@ -113,6 +126,45 @@ class LocalCanaryTarget:
             f"local model server {self.server_url!r} did not apply {percent}% to "
             f"{revision_label(canary)} within {self.wait_seconds:g} s (last: {last})"
         )
+
+    def _wait_for_stage(self, stage: dict[str, Any]) -> None:
+        url = f"{self.server_url}/v2/models/{self.registry.model_name}"
+        # A shadow starts a process and loads a model: give it longer than a split change.
+        wait = max(self.wait_seconds, 120.0) if "shadow" in stage else self.wait_seconds
+        deadline = time.monotonic() + wait
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    traffic = json.load(resp)["refit"]["traffic"]
+                last = json.dumps({k: traffic.get(k) for k in stage})
+                if all(traffic.get(k) == v for k, v in stage.items()):
+                    return
+            except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+                last = str(exc)
+            self._sleep(0.2)
+        raise DeployError(
+            f"local model server {self.server_url!r} did not apply {json.dumps(stage)} within "
+            f"{wait:g} s (last: {last})"
+        )
+
+    def shadow(self, version: ModelVersion, previous: ModelVersion) -> TrafficSplit:
+        """Mirror copies of the champion's requests to ``version``; no traffic moves."""
+        self._primary, self._canary = previous.version, version.version
+        split = self._apply(None, 0, expect={"shadow_ready": True}, shadow=version.version)
+        return TrafficSplit(
+            self._primary,
+            version.version,
+            0,
+            split.primary_revision,
+            revision_label(version.version),
+        )
+
+    def start_experiment(self, percent: int, salt: str) -> TrafficSplit:
+        """Hold ``percent`` of the units on the canary, assigned by their salted id hash."""
+        if self._canary is None:
+            raise DeployError("start_experiment called before start on the local target")
+        return self._apply(self._canary, percent, experiment={"salt": salt})
 
     def start(
         self, version: ModelVersion, previous: ModelVersion | None, percent: int

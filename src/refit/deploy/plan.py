@@ -22,6 +22,22 @@ Semantics (the contract the controller follows):
   ``"kserve"``: KServe serverless, i.e. Knative's queue-proxy metrics); a check's ``queries``
   override single templates of the preset.
 
+Stages, in order (``shadow`` and ``ab_test`` are optional):
+
+1. ``shadow`` (:class:`ShadowSpec`): before any traffic moves, the local model server sends a
+   copy of every unpinned request to the challenger off the response path and never returns its
+   answer; each analysis compares the pair's predictions and model latencies since the stage
+   began (disagreement rate, mean absolute score difference, challenger/champion latency
+   ratio, challenger errors). A clear breach stops the stage early; a breach at the end of its
+   ``analyses`` fails it; either rolls back with nothing moved. The local target only: on a
+   cluster, mirror with the Istio route of ``manifests/snippets/shadow-mirror``.
+2. the canary ``steps`` below 100, with the ``checks``.
+3. ``ab_test`` (:class:`ABTestSpec`): the split is held at ``ab_test.percent`` with arms sticky
+   by the request ``id`` (:mod:`refit.deploy.abtest`) until the planned units have feedback (or
+   the sequential test decides, or the deadline passes); the declared rule then promotes, keeps
+   the champion, or rolls back.
+4. 100: the promotion.
+
 Example (YAML)::
 
     steps: [10, 50, 100]
@@ -49,6 +65,7 @@ from typing import Any
 
 import yaml
 
+from refit.deploy.abtest import SampleSizePlan, plan_sample_size
 from refit.errors import DeployError
 
 #: The kinds of check a plan may name.
@@ -328,6 +345,227 @@ DEFAULT_CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("error-rate-sequential", "sequential_error_rate"),
 )
 
+_SHADOW_FIELDS = (
+    "analyses",
+    "min_pairs",
+    "max_disagreement",
+    "max_score_shift",
+    "max_latency_ratio",
+    "max_error_rate",
+    "latency_quantile",
+    "confidence",
+)
+
+
+def _fraction(value: Any, name: str) -> float:
+    value = _number(value, name)
+    if not 0 <= value <= 1:
+        raise DeployError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    """The shadow stage: the challenger answers copies of real requests before taking traffic.
+
+    Every analysis reads the counts since the stage began. It fails *early* (decisively, before
+    the planned analyses end) once ``min_pairs`` pairs are in and the disagreement or error
+    rate's Wilson interval at ``confidence`` lies wholly above its ceiling, or the mean score
+    difference or the latency ratio is over its ceiling; at the last analysis any value over its
+    ceiling, or fewer than ``min_pairs`` pairs, fails the stage. Either failure rolls back
+    before any traffic moves.
+
+    Attributes:
+        analyses: Analyses of the plan's ``interval_seconds`` the shadow runs for (>= 1).
+        min_pairs: Compared requests needed before any verdict (>= 1).
+        max_disagreement: Ceiling on the share of requests whose predicted label differs (a
+            regressor's prediction differing by over 1% counts as a disagreement).
+        max_score_shift: Ceiling on the mean absolute difference of the scores (class
+            probabilities: half the L1 distance; regressors: the prediction).
+        max_latency_ratio: Ceiling on challenger / champion model latency at
+            ``latency_quantile``.
+        max_error_rate: Ceiling on the share of copies the challenger fails to answer.
+        latency_quantile: The latency quantile compared, in (0, 1).
+        confidence: Confidence of the early stop's interval, in (0, 1).
+    """
+
+    analyses: int = 3
+    min_pairs: int = 100
+    max_disagreement: float = 0.05
+    max_score_shift: float = 0.05
+    max_latency_ratio: float = 2.0
+    max_error_rate: float = 0.01
+    latency_quantile: float = 0.99
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        """Validate every field.
+
+        Raises:
+            DeployError: Naming the field and what is wrong with it.
+        """
+        set_ = object.__setattr__
+        set_(self, "analyses", _integer(self.analyses, "shadow.analyses", 1))
+        set_(self, "min_pairs", _integer(self.min_pairs, "shadow.min_pairs", 1))
+        for name in ("max_disagreement", "max_score_shift", "max_error_rate"):
+            set_(self, name, _fraction(getattr(self, name), f"shadow.{name}"))
+        ratio = _number(self.max_latency_ratio, "shadow.max_latency_ratio")
+        if ratio <= 0:
+            raise DeployError(f"shadow.max_latency_ratio must be > 0, got {ratio}")
+        set_(self, "max_latency_ratio", ratio)
+        for name in ("latency_quantile", "confidence"):
+            value = _number(getattr(self, name), f"shadow.{name}")
+            if not 0 < value < 1:
+                raise DeployError(f"shadow.{name} must be in (0, 1), got {value}")
+            set_(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {name: getattr(self, name) for name in _SHADOW_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ShadowSpec:
+        """Build from a dict (missing fields take their defaults).
+
+        Raises:
+            DeployError: Unknown fields or invalid values.
+        """
+        return cls(**dict(_check_keys(data, _SHADOW_FIELDS, "shadow")))
+
+
+_AB_FIELDS = (
+    "metric",
+    "mde",
+    "sd",
+    "baseline_rate",
+    "alpha",
+    "power",
+    "percent",
+    "method",
+    "on_inconclusive",
+    "feedback_path",
+    "min_units",
+    "tau",
+    "salt",
+)
+
+
+@dataclass(frozen=True)
+class ABTestSpec:
+    """The A/B stage after the canary steps: a business metric from feedback events.
+
+    Attributes:
+        metric: ``"mean"`` (Welch's t-test; values such as revenue) or ``"proportion"`` (the
+            two-proportion z-test; 0/1 values such as a conversion).
+        mde: Minimum detectable effect, absolute, in the metric's units (> 0).
+        sd: The metric's standard deviation (``mean``; for the sample-size plan).
+        baseline_rate: The champion's rate (``proportion``; for the sample-size plan).
+        alpha: Two-sided level (false-positive rate) of the test.
+        power: Chance of finding an effect of ``mde`` at the planned units.
+        percent: The challenger's (treatment's) share of the units, 1..99.
+        method: ``"fixed"`` (decide once, at the planned units) or ``"sequential"`` (mSPRT,
+            always valid: may stop at any analysis).
+        on_inconclusive: What a non-significant result does: ``"keep"`` (the champion stays,
+            the challenger is not marked) or ``"rollback"`` (the challenger is rolled back).
+        feedback_path: The JSON Lines file of feedback events the model server appends to
+            (``refit serve-model --feedback-file``).
+        min_units: Units per arm before the sequential test may decide (>= 2).
+        tau: The mSPRT's mixture scale (default: ``mde``).
+        salt: The arm assignment's salt ("" : the model, version and start time).
+    """
+
+    metric: str = "mean"
+    mde: float = 0.0
+    sd: float | None = None
+    baseline_rate: float | None = None
+    alpha: float = 0.05
+    power: float = 0.8
+    percent: int = 50
+    method: str = "fixed"
+    on_inconclusive: str = "keep"
+    feedback_path: str = ""
+    min_units: int = 100
+    tau: float | None = None
+    salt: str = ""
+
+    def __post_init__(self) -> None:
+        """Validate every field (and that a sample size can be planned).
+
+        Raises:
+            DeployError: Naming the field and what is wrong with it.
+        """
+        set_ = object.__setattr__
+        if self.metric not in ("mean", "proportion"):
+            raise DeployError(f"ab_test.metric must be 'mean' or 'proportion', got {self.metric!r}")
+        if self.method not in ("fixed", "sequential"):
+            raise DeployError(
+                f"ab_test.method must be 'fixed' or 'sequential', got {self.method!r}"
+            )
+        if self.on_inconclusive not in ("keep", "rollback"):
+            raise DeployError(
+                "ab_test.on_inconclusive must be 'keep' or 'rollback', "
+                f"got {self.on_inconclusive!r}"
+            )
+        percent = _integer(self.percent, "ab_test.percent", 1)
+        if percent > 99:
+            raise DeployError(f"ab_test.percent must be in 1..99, got {percent}")
+        set_(self, "percent", percent)
+        set_(self, "min_units", _integer(self.min_units, "ab_test.min_units", 2))
+        for name in ("mde", "alpha", "power"):
+            set_(self, name, _number(getattr(self, name), f"ab_test.{name}"))
+        for name in ("sd", "baseline_rate", "tau"):
+            set_(self, name, _optional_number(getattr(self, name), f"ab_test.{name}"))
+        if self.metric == "mean" and self.sd is None:
+            raise DeployError("ab_test.sd is needed for metric 'mean' (to plan the sample size)")
+        if self.metric == "proportion" and self.baseline_rate is None:
+            raise DeployError(
+                "ab_test.baseline_rate is needed for metric 'proportion' (to plan the sample size)"
+            )
+        if self.tau is not None and self.tau <= 0:
+            raise DeployError(f"ab_test.tau must be > 0, got {self.tau}")
+        if not isinstance(self.feedback_path, str) or not self.feedback_path.strip():
+            raise DeployError(
+                "ab_test.feedback_path must name the JSON Lines file of feedback events "
+                "(refit serve-model --feedback-file)"
+            )
+        if not isinstance(self.salt, str) or len(self.salt) > 200:
+            raise DeployError(
+                f"ab_test.salt must be a string of <= 200 characters, got {self.salt!r}"
+            )
+        try:
+            self.sample_size()
+        except DeployError as exc:
+            raise DeployError(f"ab_test: {exc}") from None
+
+    def sample_size(self) -> SampleSizePlan:
+        """The planned units per arm."""
+        return plan_sample_size(
+            self.mde,
+            alpha=self.alpha,
+            power=self.power,
+            treatment_percent=self.percent,
+            sd=self.sd if self.metric == "mean" else None,
+            baseline_rate=self.baseline_rate if self.metric == "proportion" else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (fields left at None are left out)."""
+        out = {name: getattr(self, name) for name in _AB_FIELDS}
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ABTestSpec:
+        """Build from a dict (missing fields take their defaults).
+
+        Raises:
+            DeployError: Unknown fields or invalid values.
+        """
+        data = _check_keys(data, _AB_FIELDS, "ab_test")
+        if "mde" not in data:
+            raise DeployError("ab_test is missing the required field 'mde'")
+        return cls(**dict(data))
+
+
 _PLAN_FIELDS = (
     "steps",
     "interval_seconds",
@@ -337,6 +575,8 @@ _PLAN_FIELDS = (
     "analyses_per_step",
     "prometheus_url",
     "query_preset",
+    "shadow",
+    "ab_test",
 )
 
 
@@ -358,6 +598,8 @@ class RolloutPlan:
         prometheus_url: Prometheus base URL (``http(s)://host:port``), or "" for the target's
             default.
         query_preset: ``"local"`` or ``"kserve"``.
+        shadow: The shadow stage before the steps (None: none).
+        ab_test: The A/B stage after the steps below 100 (None: none).
     """
 
     steps: tuple[int, ...] = (10, 50, 100)
@@ -368,6 +610,8 @@ class RolloutPlan:
     analyses_per_step: int = 1
     prometheus_url: str = ""
     query_preset: str = "local"
+    shadow: ShadowSpec | None = None
+    ab_test: ABTestSpec | None = None
 
     def __post_init__(self) -> None:
         """Validate every field.
@@ -417,16 +661,6 @@ class RolloutPlan:
         set_(self, "checks", tuple(checks))
         set_(self, "failures_allowed", _integer(self.failures_allowed, "failures_allowed", 0))
         set_(self, "analyses_per_step", _integer(self.analyses_per_step, "analyses_per_step", 1))
-        deadline = _number(self.deadline_seconds, "deadline_seconds")
-        if deadline <= 0:
-            raise DeployError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
-        if deadline < self.min_duration_seconds:
-            raise DeployError(
-                f"deadline_seconds ({deadline:g}) is shorter than the analyses need: "
-                f"{len(self.steps) - 1} step(s) below 100 x {self.analyses_per_step} "
-                f"analysis(es) x {interval:g} s = {self.min_duration_seconds:g} s"
-            )
-        set_(self, "deadline_seconds", deadline)
         if not isinstance(self.prometheus_url, str):
             raise DeployError(f"prometheus_url must be a string, got {self.prometheus_url!r}")
         if self.prometheus_url and not re.match(r"^https?://[^/\s]+", self.prometheus_url):
@@ -438,11 +672,44 @@ class RolloutPlan:
                 f"query_preset must be one of {', '.join(QUERY_PRESET_NAMES)}, "
                 f"got {self.query_preset!r}"
             )
+        if self.shadow is not None:
+            if not isinstance(self.shadow, ShadowSpec):
+                raise DeployError(f"shadow must be a ShadowSpec, got {type(self.shadow).__name__}")
+            if self.query_preset != "local":
+                raise DeployError(
+                    "shadow runs on refit's local model server (query_preset 'local'), which "
+                    "compares the pair's answers; on a cluster, mirror requests with the Istio "
+                    "route of manifests/snippets/shadow-mirror instead"
+                )
+        if self.ab_test is not None and not isinstance(self.ab_test, ABTestSpec):
+            raise DeployError(f"ab_test must be an ABTestSpec, got {type(self.ab_test).__name__}")
+        if self.ab_test is not None and len(self.steps) < 2:
+            raise DeployError(
+                "ab_test needs at least one canary step below 100 before it (steps "
+                f"{list(self.steps)} promote at once)"
+            )
+        deadline = _number(self.deadline_seconds, "deadline_seconds")
+        if deadline <= 0:
+            raise DeployError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
+        if deadline < self.min_duration_seconds:
+            raise DeployError(
+                f"deadline_seconds ({deadline:g}) is shorter than the analyses need: "
+                f"{0 if self.shadow is None else self.shadow.analyses} shadow analyses + "
+                f"{len(self.steps) - 1} step(s) below 100 x {self.analyses_per_step} "
+                f"analysis(es), x {interval:g} s = {self.min_duration_seconds:g} s"
+            )
+        set_(self, "deadline_seconds", deadline)
 
     @property
     def min_duration_seconds(self) -> float:
-        """The time the analyses alone take: steps below 100 x analyses per step x interval."""
-        return (len(self.steps) - 1) * self.analyses_per_step * float(self.interval_seconds)
+        """The time the analyses alone take, in seconds.
+
+        Shadow analyses plus steps below 100 x analyses per step, times the interval (an A/B
+        stage ends by its units or the deadline).
+        """
+        shadow = 0 if self.shadow is None else self.shadow.analyses
+        analyses = shadow + (len(self.steps) - 1) * self.analyses_per_step
+        return analyses * float(self.interval_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict that `from_dict` reads back to an equal plan."""
@@ -455,6 +722,8 @@ class RolloutPlan:
             "analyses_per_step": self.analyses_per_step,
             "prometheus_url": self.prometheus_url,
             "query_preset": self.query_preset,
+            **({} if self.shadow is None else {"shadow": self.shadow.to_dict()}),
+            **({} if self.ab_test is None else {"ab_test": self.ab_test.to_dict()}),
         }
 
     @classmethod
@@ -473,6 +742,10 @@ class RolloutPlan:
             data["checks"] = tuple(
                 CheckSpec.from_dict(c, where=f"checks[{i}]") for i, c in enumerate(checks)
             )
+        if data.get("shadow") is not None:
+            data["shadow"] = ShadowSpec.from_dict(data["shadow"])
+        if data.get("ab_test") is not None:
+            data["ab_test"] = ABTestSpec.from_dict(data["ab_test"])
         return cls(**data)
 
     @classmethod

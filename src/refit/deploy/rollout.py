@@ -21,6 +21,18 @@ What moves where:
   one ``rollback`` audit record (``version`` = the champion still live, ``previous`` = the
   version rolled back, like `LocalTarget.rollback`).
 
+Optional stages (`refit.deploy.plan`):
+
+- ``shadow`` runs before any traffic moves: the target mirrors copies of the champion's requests
+  to the version (``target.shadow``) and ``shadow_analyze`` compares the pair after every
+  interval; a failed shadow rolls back with no user ever served by the version;
+- ``ab_test`` runs after the canary steps below 100: the target holds the A/B split
+  (``target.start_experiment``) and ``ab_analyze`` looks at the feedback after every interval
+  until the declared rule says promote, keep (outcome ``kept``: traffic back to the champion,
+  the version's status back to ``registered``, no rollback mark) or roll back. Its result, with
+  the effect, its interval and the units planned against observed, is one ``ab_test`` audit
+  record (the release record shows it).
+
 Every step (``canary_step``) and every check result (``canary_check``) goes to the audit log.
 Errors before any traffic moves (unknown version, a plan the target refuses, a model format the
 target cannot serve, a forbidden namespace) raise and move nothing.
@@ -54,6 +66,7 @@ CANARY = "canary"
 #: Outcomes of `run_canary`.
 PROMOTED = "promoted"
 ROLLED_BACK = "rolled_back"
+KEPT = "kept"
 
 
 class CheckOutcome(Protocol):
@@ -73,22 +86,32 @@ class CheckOutcome(Protocol):
 #: analysis window in seconds) -> check results.
 Analyzer = Callable[[TrafficSplit, float, int, float], Sequence[CheckOutcome]]
 
+#: Analyse the shadow: (split with the shadow as canary, seconds since the stage began, last
+#: analysis?) -> check results (`refit.deploy.shadow`).
+ShadowAnalyze = Callable[[TrafficSplit, float, bool], Sequence[CheckOutcome]]
+
+#: Look at the A/B test: (salt, final look?, wall time the split started) ->
+#: `refit.deploy.abtest.ABLook` (feedback events older than the split are not counted).
+ABAnalyze = Callable[[str, bool, float], Any]
+
 
 @dataclass
 class StepRecord:
     """One step of a rollout and the analyses run while it held.
 
     Attributes:
-        percent: Canary traffic percent of this step.
+        percent: Canary traffic percent of this step (0 for the shadow).
         started_at: When the step was applied (UTC, ISO 8601).
         analyses: Each analysis's check results (dicts), in order.
-        outcome: "passed", "failed" (rollback from this step) or "promoted".
+        outcome: "passed", "failed" (rollback from this step), "kept" or "promoted".
+        stage: "shadow", "canary" or "ab_test".
     """
 
     percent: int
     started_at: str
     analyses: list[list[dict[str, Any]]] = field(default_factory=list)
     outcome: str = "passed"
+    stage: str = "canary"
 
 
 @dataclass
@@ -100,7 +123,8 @@ class RolloutResult:
         version: The version rolled out.
         previous: The champion when the rollout started (None: there was none).
         live_version: The champion after the rollout.
-        outcome: "promoted" or "rolled_back".
+        outcome: "promoted", "rolled_back" or "kept" (an A/B test without a significant
+            effect, under ``on_inconclusive: keep``).
         reason: Why, in words.
         target: The target's name.
         steps: The steps, in order.
@@ -122,6 +146,7 @@ class RolloutResult:
     started_at: str
     finished_at: str
     seconds: float
+    ab_test: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -144,7 +169,9 @@ class RolloutResult:
 
     def to_markdown(self) -> str:
         """Render the timeline of steps and checks as Markdown (KFP's Output[Markdown])."""
-        verdict = "promoted" if self.outcome == PROMOTED else "**rolled back**"
+        verdict = {PROMOTED: "promoted", KEPT: "kept (champion stays)"}.get(
+            self.outcome, "**rolled back**"
+        )
         lines = [
             f"# Canary rollout of {self.model} v{self.version}: {verdict}",
             "",
@@ -160,12 +187,15 @@ class RolloutResult:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for i, step in enumerate(self.steps, 1):
+            pct = {"shadow": "shadow", "ab_test": f"A/B {step.percent}"}.get(
+                step.stage, str(step.percent)
+            )
             if not step.analyses:
-                lines.append(f"| {i} | {step.percent} | — | — | — | — | — | — | {step.outcome} |")
+                lines.append(f"| {i} | {pct} | — | — | — | — | — | — | {step.outcome} |")
             for j, analysis in enumerate(step.analyses, 1):
                 for c in analysis:
                     lines.append(
-                        f"| {i} | {step.percent} | {j} | {_md(str(c.get('name', '')))} | "
+                        f"| {i} | {pct} | {j} | {_md(str(c.get('name', '')))} | "
                         f"{'yes' if c.get('passed') else '**no**'} | {_num(c.get('value'))} | "
                         f"{_num(c.get('primary_value'))} | {_num(c.get('threshold'))} | "
                         f"{_md(str(c.get('detail', '')))} |"
@@ -195,6 +225,10 @@ class _Rollback(Exception):
         self.reason = reason
 
 
+class _Keep(_Rollback):
+    """The A/B test ended without a reason to promote, and the rule says keep the champion."""
+
+
 def run_canary(
     registry: ModelRegistry,
     version: int,
@@ -207,6 +241,8 @@ def run_canary(
     expected_champion: Any = ANY,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    shadow_analyze: ShadowAnalyze | None = None,
+    ab_analyze: ABAnalyze | None = None,
 ) -> RolloutResult:
     """Roll ``version`` out through ``target`` step by step; promote it or roll it back.
 
@@ -223,6 +259,8 @@ def run_canary(
             rollout refuses to start when the champion moved since. `ANY` skips the check.
         clock: Monotonic clock (seconds); injectable for tests.
         sleep: Sleep function; injectable for tests.
+        shadow_analyze: Judges the shadow stage (needed when the plan has one).
+        ab_analyze: Looks at the A/B test (needed when the plan has one).
 
     Returns:
         The result: promoted or rolled back, with every step and check.
@@ -247,12 +285,25 @@ def run_canary(
             f"alias 'champion' of model {registry.model_name!r}: expected version "
             f"{expected_champion} but it is {old} (changed by a concurrent writer)"
         )
+    if plan.shadow is not None and (shadow_analyze is None or not hasattr(target, "shadow")):
+        raise DeployError(
+            f"the plan has a shadow stage but target {target.name!r} cannot mirror requests "
+            "(the local target can; on a cluster use the Istio route of "
+            "manifests/snippets/shadow-mirror) or no shadow analysis was given"
+        )
+    if plan.ab_test is not None and (ab_analyze is None or not hasattr(target, "start_experiment")):
+        raise DeployError(
+            f"the plan has an A/B stage but target {target.name!r} cannot hold a sticky split "
+            "(the local target can) or no A/B analysis was given"
+        )
     target.preflight(mv, champion)  # raises before any traffic moves
 
     started, t0 = _now(), clock()
     audit_base = {"model": registry.model_name, "version": version, "run_label": run_label}
     steps: list[StepRecord] = []
     failed = 0
+
+    ab_payload: dict[str, Any] | None = None
 
     def finish(outcome: str, why: str, live: int | None) -> RolloutResult:
         return RolloutResult(
@@ -268,6 +319,7 @@ def run_canary(
             started_at=started,
             finished_at=_now(),
             seconds=clock() - t0,
+            ab_test=ab_payload,
         )
 
     if champion is None:
@@ -288,6 +340,10 @@ def run_canary(
     )
     try:
         split: TrafficSplit | None = None
+        if plan.shadow is not None:
+            assert shadow_analyze is not None
+            _run_shadow(registry, target, mv, champion, plan, shadow_analyze, steps, audit_base,
+                        clock, sleep)  # fmt: skip
         for percent in plan.steps[:-1]:
             if clock() - t0 > plan.deadline_seconds:
                 raise _Rollback(
@@ -337,7 +393,12 @@ def run_canary(
                         f"{failed} failed analyses > {plan.failures_allowed} allowed "
                         f"(at {percent}%: {bad_reason})"
                     )
-        if clock() - t0 > plan.deadline_seconds:
+        if plan.ab_test is not None:
+            assert ab_analyze is not None
+            ab_payload = _run_ab_test(
+                registry, target, plan, ab_analyze, steps, audit_base, clock, sleep, t0, started
+            )
+        elif clock() - t0 > plan.deadline_seconds:
             raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before 100%")
         now_champion = registry.get_alias(CHAMPION)
         if now_champion != old:
@@ -350,6 +411,10 @@ def run_canary(
         except RefitError as exc:
             raise _Rollback(f"target failed to promote: {exc}") from exc
         steps.append(StepRecord(100, _now(), outcome="promoted"))
+    except _Keep as keep:
+        steps[-1].outcome = KEPT
+        _keep(registry, target, version, old, keep.reason, audit_base)
+        return finish(KEPT, keep.reason, old)
     except _Rollback as rb:
         if steps and steps[-1].outcome == "passed":
             steps[-1].outcome = "failed"
@@ -358,6 +423,149 @@ def run_canary(
     why = reason or f"canary passed {len(steps) - 1} step(s) with {failed} failed analyses"
     _promote_aliases(registry, version, old, why, audit_base, target.name)
     return finish(PROMOTED, why, version)
+
+
+def _run_shadow(
+    registry: ModelRegistry,
+    target: Any,
+    mv: Any,
+    champion: Any,
+    plan: RolloutPlan,
+    analyze: ShadowAnalyze,
+    steps: list[StepRecord],
+    audit_base: dict[str, Any],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> None:
+    """The shadow stage: copies only, then pass, or raise `_Rollback` (early or at the end)."""
+    spec = plan.shadow
+    assert spec is not None
+    try:
+        split = target.shadow(mv, champion)
+    except RefitError as exc:
+        raise _Rollback(f"target failed to start the shadow: {exc}") from exc
+    step = StepRecord(0, _now(), stage="shadow")
+    steps.append(step)
+    registry.audit.append(
+        AuditEvent.CANARY_STEP,
+        {**audit_base, "percent": 0, "stage": "shadow", "split": split.to_dict()},
+    )
+    s0 = clock()
+    for i in range(spec.analyses):
+        sleep(plan.interval_seconds)
+        last = i == spec.analyses - 1
+        results = list(analyze(split, clock() - s0, last))
+        dicts = [r.to_dict() for r in results]
+        step.analyses.append(dicts)
+        for d in dicts:
+            registry.audit.append(
+                AuditEvent.CANARY_CHECK, {**audit_base, "percent": 0, "stage": "shadow", **d}
+            )
+        decisive = [r for r in results if not r.passed and (r.decisive or last)]
+        if decisive or not results:
+            step.outcome = "failed"
+            when = "at its last analysis" if last else f"early, at analysis {i + 1}"
+            raise _Rollback(
+                f"shadow stage failed {when}, before any traffic moved: "
+                + ("; ".join(f"{r.name}: {r.detail}" for r in decisive) or "no checks ran")
+            )
+
+
+def _run_ab_test(
+    registry: ModelRegistry,
+    target: Any,
+    plan: RolloutPlan,
+    analyze: ABAnalyze,
+    steps: list[StepRecord],
+    audit_base: dict[str, Any],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    t0: float,
+    started: str,
+) -> dict[str, Any]:
+    """The A/B stage: hold the sticky split, look every interval, apply the declared rule.
+
+    Returns:
+        The ``ab_test`` audit payload when the rule promotes.
+
+    Raises:
+        _Keep: Inconclusive under ``on_inconclusive: keep``.
+        _Rollback: Worse, or inconclusive under ``on_inconclusive: rollback``.
+    """
+    spec = plan.ab_test
+    assert spec is not None
+    salt = spec.salt or f"{registry.model_name}-v{audit_base['version']}-{started}"
+    try:
+        split = target.start_experiment(spec.percent, salt)
+    except RefitError as exc:
+        raise _Rollback(f"target failed to start the A/B split: {exc}") from exc
+    since = time.time()
+    step = StepRecord(spec.percent, _now(), stage="ab_test")
+    steps.append(step)
+    planned = spec.sample_size()
+    registry.audit.append(
+        AuditEvent.CANARY_STEP,
+        {
+            **audit_base,
+            "percent": spec.percent,
+            "stage": "ab_test",
+            "split": split.to_dict(),
+            "salt": salt,
+            "planned": planned.to_dict(),
+            "method": spec.method,
+        },
+    )
+    while True:
+        left = plan.deadline_seconds - (clock() - t0)
+        final = left <= plan.interval_seconds
+        sleep(max(0.0, min(plan.interval_seconds, left)))
+        look = analyze(salt, final, since)
+        check = look.check_dict()
+        step.analyses.append([check])
+        registry.audit.append(
+            AuditEvent.CANARY_CHECK,
+            {**audit_base, "percent": spec.percent, "stage": "ab_test", **check},
+        )
+        if look.decision == "continue":
+            continue
+        payload = {
+            **audit_base,
+            **look.to_dict(),
+            "salt": salt,
+            "method": spec.method,
+            "metric": spec.metric,
+            "rule": {"on_inconclusive": spec.on_inconclusive},
+        }
+        registry.audit.append(AuditEvent.AB_TEST, payload)
+        if look.decision == "promote":
+            return payload
+        if look.decision == "keep":
+            raise _Keep(f"A/B test: {look.reason}")
+        step.outcome = "failed"
+        raise _Rollback(f"A/B test: {look.reason}")
+
+
+def _keep(
+    registry: ModelRegistry,
+    target: CanaryTarget,
+    version: int,
+    champion: int | None,
+    reason: str,
+    audit_base: dict[str, Any],
+) -> None:
+    """End an inconclusive A/B test: traffic back to the champion, no rollback mark."""
+    try:
+        target.rollback()
+    except RefitError as exc:
+        raise DeployError(
+            f"ending the A/B test of model {registry.model_name!r} version {version} failed "
+            f"on target {target.name!r}: {exc}; the target may still route units to it"
+        ) from exc
+    registry.update_aliases(
+        {CANARY: None},
+        statuses={version: "registered"},
+        payload={**audit_base, "champion": champion, "kept": True, "reason": reason},
+    )
 
 
 def _promote_aliases(
@@ -456,5 +664,54 @@ def prometheus_analyzer(
             elapsed_seconds=elapsed,
         )
         return run_analysis(metrics, checks, ctx)
+
+    return analyze
+
+
+def shadow_prometheus_analyzer(
+    plan: RolloutPlan, *, model: str, client: MetricsClient | None = None
+) -> ShadowAnalyze:
+    """Build the `ShadowAnalyze` that judges a plan's shadow stage on Prometheus.
+
+    Raises:
+        DeployError: The plan has no shadow stage, or no client and no ``prometheus_url``.
+    """
+    from refit.deploy.shadow import shadow_analysis
+
+    spec = plan.shadow
+    if spec is None:
+        raise DeployError("the rollout plan has no shadow stage")
+    if client is None:
+        if not plan.prometheus_url:
+            raise DeployError(
+                "rollout plan has no prometheus_url: the shadow stage cannot read any metrics"
+            )
+        client = PrometheusClient(plan.prometheus_url)
+    metrics = client
+
+    def analyze(split: TrafficSplit, elapsed: float, last: bool) -> list[CheckResult]:
+        try:
+            return shadow_analysis(
+                metrics,
+                spec,
+                model=model,
+                shadow_revision=split.canary_revision,
+                champion_revision=split.primary_revision,
+                elapsed_seconds=elapsed,
+                last=last,
+            )
+        except DeployError as exc:
+            return [
+                CheckResult(
+                    name="shadow",
+                    kind="shadow",
+                    passed=False,
+                    value=None,
+                    primary_value=None,
+                    threshold=None,
+                    detail=f"metrics unavailable: {exc}",
+                    decisive=True,
+                )
+            ]
 
     return analyze

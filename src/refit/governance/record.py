@@ -677,7 +677,17 @@ def _lines_rollout(it: Iteration) -> list[Line]:
                 )
             )
         elif e.event == AuditEvent.CANARY_STEP:
-            lines.append(Line("Canary step", f"{p.get('percent')}% of traffic to the canary", h))
+            stage = p.get("stage", "canary")
+            if stage == "shadow":
+                lines.append(Line("Shadow", "copies of the champion's requests, no traffic", h))
+            elif stage == "ab_test":
+                lines.append(Line("A/B test", f"{p.get('percent')}% of units to the challenger", h))
+            else:
+                lines.append(
+                    Line("Canary step", f"{p.get('percent')}% of traffic to the canary", h)
+                )
+        elif e.event == AuditEvent.AB_TEST:
+            lines.append(Line("A/B result", _ab_result(p), h))
         elif e.event == AuditEvent.CANARY_CHECK:
             verdict = "passed" if p.get("passed") else "FAILED"
             numbers = ", ".join(
@@ -688,7 +698,9 @@ def _lines_rollout(it: Iteration) -> list[Line]:
             detail = f" — {p['detail']}" if p.get("detail") else ""
             lines.append(
                 Line(
-                    f"Check at {p.get('percent')}%",
+                    "Shadow check"
+                    if p.get("stage") == "shadow"
+                    else f"Check at {p.get('percent')}%",
                     f"{p.get('name', 'check')} {verdict}"
                     + (f" ({numbers})" if numbers else "")
                     + detail,
@@ -726,6 +738,27 @@ def _lines_rollout(it: Iteration) -> list[Line]:
             )
         )
     return lines
+
+
+def _ab_result(p: Mapping[str, Any]) -> str:
+    """The A/B stage's decision with its effect, interval and units planned against observed."""
+    test = p.get("test") or {}
+    planned = p.get("planned") or {}
+    arms = p.get("arms") or {}
+    effect = (
+        f"effect {_fmt(test.get('effect'))} [{_fmt(test.get('ci_low'))}, "
+        f"{_fmt(test.get('ci_high'))}] ({test.get('test', '—')}, p {_fmt(test.get('p_value'))}, "
+        f"alpha {_fmt(test.get('alpha'))})"
+        if test
+        else "no test (too few units)"
+    )
+    units = ", ".join(
+        f"{arm} {(arms.get(arm) or {}).get('n', 0)}/{planned.get(arm, '—')}"
+        for arm in ("control", "treatment")
+    )
+    return (
+        f"{p.get('decision', '—')}: {effect}; units observed/planned {units}; {p.get('reason', '')}"
+    )
 
 
 def _lines_other(it: Iteration) -> list[Line]:

@@ -16,6 +16,9 @@ Modules:
 - `refit.serving.routing`: the rollout state and the seeded champion/canary split;
 - `refit.serving.faults`: fault injection for canary drills (off by default);
 - `refit.serving.metrics`: the Prometheus metrics (names are a contract with the checks);
+- `refit.serving.shadow`: shadow copies answered by the challenger in a child process, off the
+  response path, and compared with the champion's answers;
+- `refit.serving.feedback`: A/B feedback events, appended to a JSON Lines file;
 - `refit.serving.app`: the HTTP app, `create_app`.
 """
 

@@ -14,6 +14,8 @@ Endpoints (KServe V2 / Open Inference Protocol, plus ``/metrics``):
 - ``POST /v2/models/{name}/infer``: routed to the champion or the canary (see
   `refit.serving.routing`);
 - ``POST /v2/models/{name}/versions/{version}/infer``: pinned to one version;
+- ``POST /v2/models/{name}/feedback``: A/B feedback events, appended to the server's feedback
+  file (`refit.serving.feedback`; 404 when the server has none);
 - ``GET /metrics``: Prometheus text (see `refit.serving.metrics`).
 
 Errors answer ``{"error": "..."}`` (the V2 error format): 400 for a bad request (the message
@@ -48,6 +50,7 @@ from refit.io.uri import is_gcs, local_path
 from refit.monitoring.predictions import PredictionLog
 from refit.registry import ModelRegistry, open_registry
 from refit.serving.faults import Fault, check_faults
+from refit.serving.feedback import FeedbackFull, FeedbackLog
 from refit.serving.metrics import NO_REVISION, ServingMetrics
 from refit.serving.protocol import (
     DEFAULT_LIMITS,
@@ -59,7 +62,13 @@ from refit.serving.protocol import (
     predict_outputs,
     request_to_table,
 )
-from refit.serving.routing import RolloutState, TrafficRouter, revision
+from refit.serving.routing import (
+    RolloutState,
+    TrafficRouter,
+    choose_version_for_unit,
+    revision,
+)
+from refit.serving.shadow import ShadowMirror, ShadowProcess
 from refit.training.trainers import TrainedModel
 
 __all__ = ["ModelCache", "ModelServer", "create_app"]
@@ -140,6 +149,7 @@ class ModelServer:
         limits: How large a request may be (body bytes, tensor elements, nesting depth).
         prediction_log: Where each answered prediction is logged (`refit.monitoring.predictions`);
             None logs nothing.
+        feedback_path: JSON Lines file the feedback endpoint appends to (None: no endpoint).
 
     Raises:
         RegistryError: The store URI or model name is invalid, or a local store is not a folder.
@@ -157,6 +167,7 @@ class ModelServer:
         clock: Callable[[], float] = time.monotonic,
         limits: RequestLimits = DEFAULT_LIMITS,
         prediction_log: PredictionLog | None = None,
+        feedback_path: str | None = None,
     ) -> None:
         self.limits = limits
         self.prediction_log = prediction_log
@@ -179,9 +190,15 @@ class ModelServer:
         )
         self._fault_rng = random.Random(f"refit-faults:{seed}")
         self._fault_lock = threading.Lock()
+        self.shadow = ShadowMirror(
+            model_name, self.metrics.registry, ShadowProcess(store_uri, model_name, limits)
+        )
+        self.feedback = None if not feedback_path else FeedbackLog(feedback_path)
 
     def _state_changed(self, state: RolloutState) -> None:
         self.metrics.set_traffic({revision(v): p for v, p in state.split().items()})
+        if state.shadow is not None:
+            self.shadow.prepare(state.shadow)
         logger.info("traffic split of model %r: %s", self.model_name, state.to_dict()["split"])
 
     # ----------------------------------------------------------------- checks
@@ -266,6 +283,7 @@ class ModelServer:
         data = model_metadata(self.model_name, version, model, self.registry.list_version_numbers())
         if state is not None:
             data["refit"]["traffic"] = state.to_dict()
+            data["refit"]["traffic"]["shadow_ready"] = self.shadow.ready(state.shadow)
         return data
 
     # ----------------------------------------------------------------- inference
@@ -314,7 +332,7 @@ class ModelServer:
                 )
         return bytes(body)
 
-    def predict(self, version: int, body: bytes) -> dict[str, Any]:
+    def predict(self, version: int, body: bytes, unit_id: str | None = None) -> dict[str, Any]:
         """Answer one infer request with ``version`` (blocking: call it from a worker thread).
 
         Raises:
@@ -338,7 +356,7 @@ class ModelServer:
         response = {
             "model_name": self.model_name,
             "model_version": str(version),
-            "id": request.id if request.id is not None else str(uuid.uuid4()),
+            "id": request.id if request.id is not None else (unit_id or str(uuid.uuid4())),
             "outputs": outputs,
         }
         if self.prediction_log is not None:
@@ -363,13 +381,20 @@ class ModelServer:
             version = None if pinned is None else self.check_version(pinned)
         except _Answer as exc:  # not counted: the labels would be whatever a client sent
             return exc.response()
+        state: RolloutState | None = None
         if version is None:
             version, state = self.router.route()
             if version is None:
                 self.metrics.observe(NO_REVISION, 503, time.perf_counter() - started)
                 return _Answer(503, self._no_model_message(state)).response()
         status = 500
+        body: bytes | None = None
+        unit_id: str | None = None
         try:
+            if state is not None and state.salt:  # A/B: the arm is the request id's
+                body = await self.read_body(http)
+                unit_id = _request_id(body) or str(uuid.uuid4())
+                version = choose_version_for_unit(state, unit_id) or version
             fault = self.faults.get(version)
             if fault is not None and fault.latency_ms > 0:
                 await asyncio.sleep(fault.latency_ms / 1000.0)
@@ -379,8 +404,15 @@ class ModelServer:
                     f"injected fault: model {self.model_name!r} version {version} fails "
                     f"{fault.error_rate:.0%} of requests (fault-injection drill)",
                 )
-            body = await self.read_body(http)
-            payload = await run_in_threadpool(self.predict, version, body)
+            if body is None:
+                body = await self.read_body(http)
+            predict_started = time.perf_counter()
+            payload = await run_in_threadpool(self.predict, version, body, unit_id)
+            if state is not None and state.shadow is not None and version == state.primary:
+                self.shadow.observe_predict(
+                    revision(version), time.perf_counter() - predict_started
+                )
+                self.shadow.offer(state.shadow, body, payload)  # never waits for the shadow
             status = 200
             return JSONResponse(payload)
         except _Answer as exc:
@@ -394,6 +426,37 @@ class ModelServer:
         finally:
             self.metrics.observe(revision(version), status, time.perf_counter() - started)
 
+    async def record_feedback(self, name: str, http: Request) -> JSONResponse:
+        """Append one request's feedback events to the feedback file."""
+        try:
+            self.check_name(name)
+            if self.feedback is None:
+                raise _Answer(
+                    404,
+                    "this server takes no feedback: start it with --feedback-file FILE "
+                    "(the file an A/B plan's feedback_path names)",
+                )
+            body = await self.read_body(http)
+            try:
+                accepted = await run_in_threadpool(self.feedback.record, decode_json(body))
+            except FeedbackFull as exc:
+                raise _Answer(413, str(exc)) from exc
+            except DataError as exc:
+                raise _Answer(400, str(exc)) from exc
+        except _Answer as exc:
+            return exc.response()
+        return JSONResponse({"accepted": accepted})
+
+
+def _request_id(body: bytes) -> str | None:
+    """The V2 request's ``id`` when it is a usable unit id (a string of 1-256 characters)."""
+    try:
+        data = decode_json(body)
+    except DataError:
+        return None
+    uid = data.get("id") if isinstance(data, dict) else None
+    return uid if isinstance(uid, str) and 0 < len(uid) <= 256 else None
+
 
 def create_app(
     store_uri: str,
@@ -405,6 +468,7 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     limits: RequestLimits = DEFAULT_LIMITS,
     prediction_log: PredictionLog | None = None,
+    feedback_path: str | None = None,
 ) -> FastAPI:
     """Build the local model server's ASGI app for one model of refit's registry.
 
@@ -421,6 +485,7 @@ def create_app(
         limits: How large an infer request may be (see `RequestLimits`; the defaults: 8 MiB
             of body, 1,000,000 tensor elements, 8 levels of nesting).
         prediction_log: Log each answered prediction there (see `refit.monitoring.predictions`).
+        feedback_path: JSON Lines file of A/B feedback events (None: no feedback endpoint).
 
     Returns:
         The app; ``app.state.server`` is its `ModelServer`.
@@ -438,12 +503,14 @@ def create_app(
         clock=clock,
         limits=limits,
         prediction_log=prediction_log,
+        feedback_path=feedback_path,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ARG001
         await run_in_threadpool(server.warm)
         yield
+        server.shadow.close()
 
     from refit import __version__
 
@@ -505,6 +572,10 @@ def create_app(
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer_version(name: str, version: str, request: Request) -> JSONResponse:
         return await server.infer(name, version, request)
+
+    @app.post("/v2/models/{name}/feedback")
+    async def feedback(name: str, request: Request) -> JSONResponse:
+        return await server.record_feedback(name, request)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -7,6 +7,15 @@ The rollout state lives in the registry, where the rollout controller writes it:
   canary and its share: ``{"version": 4, "percent": 10}``. No state, ``{}`` or
   ``{"version": null}`` means no canary.
 
+Two optional keys of the same state drive the delivery stages:
+
+- ``"shadow": V``: a copy of every unpinned request goes to version V off the response path
+  (`refit.serving.shadow`); its answer is compared, never returned;
+- ``"experiment": {"salt": S}``: an A/B test. The canary's share is then assigned by unit, not
+  by draw: a request goes to the canary when the salted hash of its V2 ``id`` says so
+  (`refit.deploy.abtest.assign_arm`), so the same id always meets the same version and a
+  feedback event finds its arm from its id alone.
+
 An unpinned request goes to the canary with probability ``percent / 100``. With a canary but no
 champion (a first rollout, where there is nothing to split with) the canary takes every request.
 A canary state that cannot be honoured (not a dict, a bad percent, an unregistered version) is
@@ -33,7 +42,9 @@ __all__ = [
     "RolloutState",
     "TrafficRouter",
     "choose_version",
+    "choose_version_for_unit",
     "parse_canary_state",
+    "parse_stage_state",
     "read_rollout_state",
     "revision",
 ]
@@ -60,12 +71,16 @@ class RolloutState:
         canary: The canary version, or None.
         canary_percent: Percent of unpinned requests the canary receives (0-100).
         problem: Why a canary state in the registry was ignored ("" when none was).
+        shadow: The version that answers copies of the requests (None: no shadow).
+        salt: The A/B experiment's salt ("": no experiment, the split is drawn per request).
     """
 
     primary: int | None
     canary: int | None = None
     canary_percent: float = 0.0
     problem: str = ""
+    shadow: int | None = None
+    salt: str = ""
 
     def split(self) -> dict[int, float]:
         """Each serving version's share of unpinned traffic, in percent."""
@@ -83,6 +98,8 @@ class RolloutState:
             "canary_percent": self.canary_percent,
             "split": {revision(v): p for v, p in self.split().items()},
             "problem": self.problem,
+            "shadow": self.shadow,
+            "experiment": {"salt": self.salt} if self.salt else None,
         }
 
 
@@ -141,9 +158,56 @@ def read_rollout_state(registry: ModelRegistry) -> RolloutState:
                 f"canary state names version {canary}, which model "
                 f"{registry.model_name!r} does not have"
             )
+        shadow, salt = parse_stage_state(raw)
+        if shadow is not None and not registry.exists(shadow):
+            raise DeployError(
+                f"shadow state names version {shadow}, which model "
+                f"{registry.model_name!r} does not have"
+            )
     except DeployError as exc:
         return RolloutState(primary=primary, problem=str(exc))
-    return RolloutState(primary=primary, canary=canary, canary_percent=percent)
+    return RolloutState(
+        primary=primary, canary=canary, canary_percent=percent, shadow=shadow, salt=salt
+    )
+
+
+def parse_stage_state(data: Any) -> tuple[int | None, str]:
+    """Check the shadow and A/B keys of the canary state.
+
+    Returns:
+        ``(shadow version or None, experiment salt or "")``.
+
+    Raises:
+        DeployError: ``shadow`` is not a positive integer, or ``experiment`` is not an object
+            with a non-empty ``salt`` string of at most 200 characters.
+    """
+    if not isinstance(data, Mapping):
+        return None, ""
+    shadow = data.get("shadow")
+    if shadow is not None and (
+        isinstance(shadow, bool) or not isinstance(shadow, int) or shadow < 1
+    ):
+        raise DeployError(f"canary state 'shadow' must be a positive integer, got {shadow!r}")
+    experiment = data.get("experiment")
+    if experiment is None:
+        return shadow, ""
+    salt = experiment.get("salt") if isinstance(experiment, Mapping) else None
+    if not isinstance(salt, str) or not 0 < len(salt) <= 200:
+        raise DeployError(
+            f"canary state 'experiment' must be {{'salt': a string of 1-200 characters}}, "
+            f"got {experiment!r}"
+        )
+    return shadow, salt
+
+
+def choose_version_for_unit(state: RolloutState, unit_id: str) -> int | None:
+    """Pick the version for one unit of an A/B experiment: sticky by its salted id hash."""
+    from refit.deploy.abtest import TREATMENT, assign_arm
+
+    if state.canary is None or state.primary is None or not state.salt:
+        return state.canary if state.primary is None else state.primary
+    arm = assign_arm(unit_id, state.salt, state.canary_percent)
+    return state.canary if arm == TREATMENT else state.primary
 
 
 def choose_version(state: RolloutState, draw: float) -> int | None:

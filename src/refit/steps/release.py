@@ -13,9 +13,15 @@ from typing import Any
 
 from refit.audit import AuditEvent
 from refit.deploy import available_targets, get_target
+from refit.deploy.abtest import feedback_analyzer
 from refit.deploy.local_canary import LocalCanaryTarget
 from refit.deploy.plan import RolloutPlan
-from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
+from refit.deploy.rollout import (
+    RolloutResult,
+    prometheus_analyzer,
+    run_canary,
+    shadow_prometheus_analyzer,
+)
 from refit.errors import DeployError, SchemaError
 from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
 from refit.registry import ANY, ModelRegistry, open_registry
@@ -111,12 +117,17 @@ def check_deploy(
             )
         return
     try:
-        RolloutPlan.from_dict(plan)
+        parsed = RolloutPlan.from_dict(plan)
     except DeployError as exc:
         raise DeployError(f"rollout_plan: {exc}") from None
     if target not in ("local", "kserve"):
         raise DeployError(
             f"deploy_target {target!r} cannot run a canary rollout; use 'local' or 'kserve'"
+        )
+    if target != "local" and (parsed.shadow is not None or parsed.ab_test is not None):
+        raise DeployError(
+            "rollout_plan: the shadow and ab_test stages run on deploy_target 'local' (refit's "
+            "model server); on KServe mirror with manifests/snippets/shadow-mirror instead"
         )
     try:
         canary_target(target, registry, options)
@@ -365,6 +376,10 @@ def canary_rollout(
         reason=reason or f"blessed in run {run_label}",
         run_label=run_label,
         expected_champion=registry.get(version).parent_version if check_parent else ANY,
+        shadow_analyze=None
+        if plan.shadow is None
+        else shadow_prometheus_analyzer(plan, model=model_name),
+        ab_analyze=None if plan.ab_test is None else feedback_analyzer(plan.ab_test),
     )
 
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Shadow -> canary -> A/B on one machine, after `./dev demo`: the model server with a feedback
+# file, a real Prometheus scraping it, a stream of requests with ids whose "conversions" are
+# posted back as feedback events, and two rollouts of the newest non-champion version:
+#   1. a shadow held to no score difference at all (max_score_shift 0, which two different
+#      models never meet): the shadow stage stops it early, before any traffic moves;
+#   2. usual ceilings: the shadow passes, a 20% canary step passes, and the A/B test on the
+#      planted uplift (the challenger's units convert at 30% against 10%) promotes it.
+# Everything stops when the script ends. The drill changes the demo's champion.
+#
+# Usage:  scripts/delivery-drill.sh [DEMO_DIR]   (default: refit-demo, as `./dev demo` writes it)
+# Needs:  .venv (./dev demo made it) and Debian's prometheus (apt-get install prometheus).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+demo="${1:-refit-demo}"
+store="$demo/store"
+model="credit-default"
+refit=.venv/bin/refit
+python=.venv/bin/python
+[ -x "$refit" ] || { echo "run ./dev demo first (no .venv/bin/refit)" >&2; exit 2; }
+[ -d "$store/models/$model" ] || { echo "no demo store at $store: run ./dev demo first" >&2; exit 2; }
+prom="$(command -v prometheus || echo /usr/bin/prometheus)"
+[ -x "$prom" ] || { echo "Prometheus is needed: apt-get install prometheus" >&2; exit 2; }
+
+work="$(mktemp -d)"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+read -r champion challenger < <("$python" - "$store" "$model" <<'PY'
+import sys
+from refit.registry import ModelRegistry
+reg = ModelRegistry(sys.argv[1], sys.argv[2])
+live = reg.get_alias("champion")
+print(live, max(v for v in reg.list_version_numbers() if v != live))
+PY
+)
+echo "champion: v$champion; challenger: v$challenger (the drill changes this store)"
+
+serve_port="$(port)"; prom_port="$(port)"; feedback="$work/feedback.jsonl"
+"$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
+  --feedback-file "$feedback" > "$work/serve.log" 2>&1 &
+pids+=($!)
+cat > "$work/prometheus.yml" <<YML
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: refit-serve-model
+    static_configs: [{targets: ["127.0.0.1:$serve_port"]}]
+YML
+"$prom" --config.file "$work/prometheus.yml" --storage.tsdb.path "$work/tsdb" \
+  --web.listen-address "127.0.0.1:$prom_port" > "$work/prometheus.log" 2>&1 &
+pids+=($!)
+
+# Traffic: requests with ids built from the model's V2 metadata, varied inputs; each answer's
+# unit "converts" at 10%, or 30% when the challenger served it, and is posted as feedback.
+"$python" - "http://127.0.0.1:$serve_port" "$model" "$challenger" > "$work/load.log" 2>&1 <<'PY' &
+import json, random, sys, time, urllib.request
+base, name, challenger = sys.argv[1], sys.argv[2], sys.argv[3]
+for _ in range(300):
+    try:
+        meta = json.load(urllib.request.urlopen(f"{base}/v2/models/{name}", timeout=5))
+        break
+    except OSError:
+        time.sleep(0.2)
+rng = random.Random(7)
+def post(path, body):
+    req = urllib.request.Request(f"{base}{path}", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=5))
+unit = 0
+while True:
+    unit += 1
+    inputs = [{"name": t["name"], "shape": [1], "datatype": t["datatype"],
+               "data": [rng.choice(["north", "south", "east", "west"])
+                        if t["datatype"] == "BYTES" else rng.gauss(0.5, 1.0)]}
+              for t in meta["inputs"]]
+    try:
+        answer = post(f"/v2/models/{name}/infer", {"id": f"u{unit}", "inputs": inputs})
+        rate = 0.30 if answer["model_version"] == challenger else 0.10
+        post(f"/v2/models/{name}/feedback",
+             {"id": answer["id"], "value": int(random.Random(answer["id"]).random() < rate)})
+    except OSError:
+        pass
+    time.sleep(0.005)
+PY
+pids+=($!)
+
+for _ in $(seq 60); do
+  "$python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$prom_port/-/ready', timeout=1)" \
+    > /dev/null 2>&1 && break
+  sleep 0.5
+done
+sleep 5  # a few scrapes of the champion's traffic before comparing with it
+
+plan() {  # $1: the shadow's max_score_shift
+  cat <<JSON
+{"steps": [20, 100], "interval_seconds": 6, "failures_allowed": 0, "deadline_seconds": 240,
+ "prometheus_url": "http://127.0.0.1:$prom_port", "query_preset": "local",
+ "checks": [
+   {"name": "errors", "kind": "error_rate", "max_value": 0.05},
+   {"name": "p99", "kind": "latency", "quantile": 0.99, "max_value": 1.0}],
+ "shadow": {"analyses": 2, "min_pairs": 50, "max_disagreement": 0.5, "max_score_shift": $1,
+            "max_latency_ratio": 5.0},
+ "ab_test": {"metric": "proportion", "baseline_rate": 0.10, "mde": 0.10, "percent": 50,
+             "method": "sequential", "on_inconclusive": "keep", "feedback_path": "$feedback"}}
+JSON
+}
+options="{\"server_url\": \"http://127.0.0.1:$serve_port\"}"
+
+echo; echo "== 1. a shadow held to no score difference: expect a stop before any traffic moves"
+plan 0 > "$work/strict.json"
+"$refit" rollout "$challenger" --store "$store" --model "$model" --plan "$work/strict.json" \
+  --options "$options" || echo "(exit $?: stopped by the shadow stage)"
+
+echo; echo "== 2. shadow -> 20% canary -> A/B on the planted uplift: expect promotion"
+plan 1.0 > "$work/plan.json"
+"$refit" rollout "$challenger" --store "$store" --model "$model" --plan "$work/plan.json" \
+  --options "$options"
+echo; echo "The audit log has every stage, check and the A/B result: $store/models/$model/audit.jsonl"

@@ -1,0 +1,124 @@
+"""Feedback events for A/B tests: ``POST /v2/models/{name}/feedback`` appends them to a file.
+
+A feedback event names the unit (the V2 request ``id`` the server answered, or the one it
+generated and returned) and a value (a conversion 0/1, revenue...). The server appends the
+events it accepts to a JSON Lines file, one ``{"id", "value", "ts"}`` object a line; the A/B
+analysis (`refit.deploy.abtest`) reads that file and finds each event's arm from its id alone.
+
+Body: one event ``{"id": "r1", "value": 1}`` or ``{"events": [...]}`` with at most
+``max_events`` events. Each id is a non-empty string of at most 256 characters, each value a
+finite number. A request with any bad event is refused whole (400, naming the event and the
+field), so a client never has to guess which of its events were kept. The file is capped at
+``max_file_bytes``: past it, events are refused (413) rather than filling the disk.
+
+Every accepted request is one ``write`` on a file opened with ``O_APPEND``: requests never
+interleave within a line, and a process killed mid-write leaves at most a torn last line, which
+the reader skips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from refit.errors import DataError
+
+__all__ = ["FeedbackFull", "FeedbackLog", "parse_feedback"]
+
+#: Longest unit id accepted (as `refit.deploy.abtest.MAX_ID_CHARS`).
+MAX_ID_CHARS = 256
+
+
+class FeedbackFull(DataError):
+    """The feedback file reached its size cap."""
+
+
+def parse_feedback(data: Any, max_events: int) -> list[tuple[str, float]]:
+    """Check a feedback body and return its ``(id, value)`` pairs.
+
+    Raises:
+        DataError: Not an event or ``{"events": [...]}``, too many events, or an event with a
+            bad ``id`` or ``value`` (the message names it).
+    """
+    if isinstance(data, dict) and "events" in data:
+        events = data["events"]
+        if not isinstance(events, list):
+            raise DataError("feedback 'events' must be a list of {id, value} objects")
+    elif isinstance(data, dict):
+        events = [data]
+    else:
+        raise DataError("feedback must be an {id, value} object or {'events': [...]}")
+    if not events:
+        raise DataError("feedback has no events")
+    if len(events) > max_events:
+        raise DataError(f"feedback has {len(events)} events; at most {max_events} per request")
+    out: list[tuple[str, float]] = []
+    for i, event in enumerate(events):
+        where = f"feedback event {i}"
+        if not isinstance(event, dict):
+            raise DataError(f"{where} must be an object with 'id' and 'value'")
+        unknown = sorted(set(event) - {"id", "value"})
+        if unknown:
+            raise DataError(f"{where} has unknown field(s) {unknown}; known: ['id', 'value']")
+        uid, value = event.get("id"), event.get("value")
+        if not isinstance(uid, str) or not 0 < len(uid) <= MAX_ID_CHARS:
+            raise DataError(
+                f"{where}: 'id' must be the request id, a string of 1-{MAX_ID_CHARS} "
+                f"characters, got {str(uid)[:40]!r}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DataError(f"{where}: 'value' must be a number, got {str(value)[:40]!r}")
+        if not math.isfinite(value):
+            raise DataError(f"{where}: 'value' must be finite, got {value!r}")
+        out.append((uid, float(value)))
+    return out
+
+
+class FeedbackLog:
+    """Appends accepted feedback events to a JSON Lines file.
+
+    Args:
+        path: The file (created with its folder when missing).
+        max_events: Events one request may carry.
+        max_file_bytes: The file's size cap.
+    """
+
+    def __init__(
+        self, path: str | Path, *, max_events: int = 1000, max_file_bytes: int = 1 << 30
+    ) -> None:
+        self.path = Path(path)
+        self.max_events = max_events
+        self.max_file_bytes = max_file_bytes
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def record(self, data: Any) -> int:
+        """Check and append the events of one request; return how many were written.
+
+        Raises:
+            DataError: A bad body (nothing is written).
+            FeedbackFull: The file is at its cap (nothing is written).
+        """
+        events = parse_feedback(data, self.max_events)
+        ts = round(time.time(), 3)
+        text = "".join(
+            json.dumps({"id": uid, "value": value, "ts": ts}, separators=(",", ":")) + "\n"
+            for uid, value in events
+        ).encode()
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size + len(text) > self.max_file_bytes:
+                    raise FeedbackFull(
+                        f"feedback file {self.path} is at its cap of {self.max_file_bytes} "
+                        "bytes; end the experiment or start the server with a new file"
+                    )
+                os.write(fd, text)
+            finally:
+                os.close(fd)
+        return len(events)
