@@ -109,6 +109,7 @@ def build_retraining_pipeline(  # noqa: ANN201
         rollout_plan: dict = {},  # noqa: B006
         deploy_options: dict = {},  # noqa: B006
         beam_pipeline_args: list = [],  # noqa: B006
+        multivariate_drift: dict = {},  # noqa: B006
     ):
         """Run one retraining iteration over the window at ``data_uri``.
 
@@ -138,6 +139,8 @@ def build_retraining_pipeline(  # noqa: ANN201
             deploy_options: Options of the deployment target (a dict).
             beam_pipeline_args: Apache Beam arguments for the TFDV engine (a list), e.g.
                 Dataflow's ``--runner``; ``[]`` runs TFDV in the task itself.
+            multivariate_drift: The drift step's multivariate check (a dict, e.g.
+                ``{"method": "pca_reconstruction"}``); ``{}``: off.
         """
         record = _no_cache(
             release_record(
@@ -222,6 +225,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                         time_column=time_column,
                         engine=engine,
                         beam_pipeline_args=beam_pipeline_args,
+                        multivariate=multivariate_drift,
                     )
                 )
                 decision = _no_cache(

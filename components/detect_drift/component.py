@@ -22,6 +22,7 @@ def detect_drift(
     time_column: str = "",
     engine: str = "native",
     beam_pipeline_args: list = [],  # noqa: B006 (a KFP parameter default, never mutated)
+    multivariate: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
 ) -> NamedTuple("Outputs", drift_share=float):
     """Run the per-feature drift tests of a window against reference data.
 
@@ -54,8 +55,9 @@ def detect_drift(
             statistics a Beam pipeline with those options, ``[]`` runs TFDV in-process.
 
     Returns:
-        drift: Drift result JSON (``null`` without a reference); metadata ``drift_share``,
-            the engine's facts and ``audit`` (JSON: the summary a stateful step records).
+        drift: Drift result JSON (``null`` without a reference; with ``multivariate`` on, its
+            result under ``multivariate``); metadata ``drift_share``, the engine's facts and
+            ``audit`` (JSON: the summary a stateful step records).
         report: Self-contained HTML report, features sorted by drift.
         metrics: The drift share.
         drift_share: Share of features that drifted (0 without a reference).
@@ -78,6 +80,7 @@ def detect_drift(
         time_column=time_column,
         engine=engine,
         beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args),
+        multivariate=multivariate,
     )
     with open(drift.path, "w", encoding="utf-8") as f:
         json.dump(out.result, f, sort_keys=True)
