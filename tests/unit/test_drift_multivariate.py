@@ -135,8 +135,10 @@ def test_the_drift_step_runs_it_on_request_and_reports_it_beside_the_feature_tab
     assert on.audit["multivariate"]["p_value"] == pytest.approx(1 / 200)
     json.dumps(on.result)
     html = on.html
-    assert html.index('id="features"') < html.index('id="multivariate"') < html.index(
-        "<h2>Distributions</h2>"
+    assert (
+        html.index('id="features"')
+        < html.index('id="multivariate"')
+        < html.index("<h2>Distributions</h2>")
     )
 
 
