@@ -1,14 +1,14 @@
 """The retraining pipeline.
 
-start (name the run, refuse a deployment that cannot work) -> snapshot -> anonymize -> resolve
-the champion -> validate -> drift -> decide -> select training windows -> train -> evaluate ->
-record -> register -> promote (no rollout plan) or canary rollout (a plan given). The resolver
-reads the registry once and hands the champion, its training data and profile to the pure steps
-(validate, drift, evaluate, train) as artifacts; those are cached, the rest is not. With an
-approval policy that requires it, the registered version waits for ``refit registry approve``
-instead. The release record is the exit handler: every run writes one, whatever it decided or
-wherever it failed (it reads KFP's final status of the run's tasks). A run started without ``run_label`` is labelled by its KFP run
-id, so every cluster run, each run of a recurring run included, gets its own release record.
+start (name the run, refuse a deployment that cannot work) -> snapshot -> anonymize -> resolve the
+champion -> validate -> drift -> decide -> select training windows -> train -> evaluate -> record ->
+register -> promote (no rollout plan) or canary rollout (a plan given). The resolver reads the
+registry once and hands the champion, its training data and profile to the pure steps (validate,
+drift, evaluate, train) as artifacts; those are cached, the rest is not. With an approval policy
+that requires it, the registered version waits for ``refit registry approve`` instead. The release
+record is the exit handler: every run writes one, whatever it decided or wherever it failed (it
+reads KFP's final status of the run's tasks). A run started without ``run_label`` is labelled by its
+KFP run id, so every cluster run, each run of a recurring run included, gets its own release record.
 
 Compiled YAML is committed beside this file (``retraining.yaml``, the ``cpu`` node profile) and
 kept fresh by a test. The training task runs on a node profile (:mod:`refit.pipelines.profiles`)
