@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,8 @@ def init_local(
             pipeline root and mounts writable by the image's user.
         mounts: Folders every task needs besides the pipeline root (``docker`` only).
         images: Images checked for presence before anything runs (``docker`` only).
-        warm: ``subprocess`` only: fork tasks warm (default); False starts a new interpreter
-            per task, as kfp.local does (seconds of imports each).
+        warm: ``subprocess`` only: fork tasks warm (default, where the OS can fork); False
+            starts a new interpreter per task, as kfp.local does (seconds of imports each).
 
     Raises:
         ValueError: Unknown runner.
@@ -63,7 +64,7 @@ def init_local(
 
     if runner == "subprocess":
         local_runner: Any = local.SubprocessRunner(use_venv=False)
-        if warm:
+        if warm and hasattr(os, "fork"):  # the server forks its tasks (POSIX)
             warm_tasks.install()
         else:
             warm_tasks.uninstall()
