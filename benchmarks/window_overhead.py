@@ -16,22 +16,23 @@ Three modes, each in its own child process on the same windows and seed:
 
 - ``before``: a new interpreter per task that can read no bytecode cache
   (``PYTHONPYCACHEPREFIX`` names an empty folder and ``PYTHONDONTWRITEBYTECODE=1``, as on the
-  machines here), so every task compiles what it imports; with ``--before-src DIR``, that
-  checkout's library (the commit before these changes);
+  machines here), so every task compiles what it imports; with ``--before-rev REV``, the
+  refit of that commit (the one before these changes);
 - ``bytecode``: a new interpreter per task reading the bytecode ``./dev setup`` compiles
   (site-packages by ``uv sync --compile-bytecode``, refit's sources by ``compileall``);
 - ``after``: the bytecode, and tasks forked from the warm task server
   (:mod:`refit.pipelines.warm_tasks`, the embedded default).
 
-``--before-src DIR`` puts another checkout's ``src`` first on the ``before`` child's path (and
-its tasks'); components and pipelines still come from this checkout.
+``--before-rev REV`` runs the ``before`` mode on the refit of another commit: its ``src``,
+``components`` and ``pipelines`` are put together as the installed package is
+(``refit.components``, ``refit.pipelines``) in the working folder, first on the ``before``
+child's path (and its tasks').
 
 Usage::
 
     .venv/bin/python benchmarks/window_overhead.py                 # 4 windows, all modes
     .venv/bin/python benchmarks/window_overhead.py --windows 5 --json /tmp/overhead.json
-    mkdir /tmp/base && git archive BASE src | tar -x -C /tmp/base
-    .venv/bin/python benchmarks/window_overhead.py --before-src /tmp/base/src
+    .venv/bin/python benchmarks/window_overhead.py --before-rev main
 
 The machine is shared: compare the modes within one run, not absolute times across runs.
 """
@@ -39,6 +40,7 @@ The machine is shared: compare the modes within one run, not absolute times acro
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -65,6 +67,28 @@ def compile_bytecode() -> None:
         check=False,
         stdout=subprocess.DEVNULL,
     )
+
+
+def package_of(rev: str, work: Path) -> Path:
+    """Put refit's package of commit ``rev`` together under ``work``; return its parent."""
+    import shutil
+    import tarfile
+
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "src", "components", "pipelines"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    tree = work / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    package = work / "package"
+    shutil.rmtree(package, ignore_errors=True)
+    shutil.copytree(tree / "src" / "refit", package / "refit")
+    shutil.copytree(tree / "components", package / "refit" / "components")
+    shutil.copytree(tree / "pipelines", package / "refit" / "pipelines")
+    return package
 
 
 def _clock_tasks(clock: Path) -> None:
@@ -103,7 +127,8 @@ def child(workdir: Path, windows: int, rows: int, clock: Path, out: Path, warm: 
         trainer="xgboost",
         params={"n_estimators": 100, "max_depth": 4},
         seed=scenario.seed,
-        warm_tasks=warm,
+        # a commit before warm tasks (--before-rev) has no such field: its tasks start cold
+        **({"warm_tasks": warm} if "warm_tasks" in ReplayConfig.__dataclass_fields__ else {}),
     )
     marks: list[dict] = []
     started: list[float] = []
@@ -248,7 +273,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="working folder (a temp one)")
     parser.add_argument("--json", type=Path, default=None, help="write all timings here")
     parser.add_argument(
-        "--before-src", type=Path, default=None, help="src folder the before mode imports"
+        "--before-rev", default=None, help="git commit whose refit the before mode runs"
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -267,13 +292,14 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="refit-overhead-"))
     if "bytecode" in modes or "after" in modes:
         compile_bytecode()
+    before = package_of(args.before_rev, work / "base") if args.before_rev else None
     results = [
         run_mode(
             mode,
             args.windows,
             args.rows,
             work / mode,
-            args.before_src.resolve() if args.before_src and mode == "before" else None,
+            before if mode == "before" else None,
         )
         for mode in modes
     ]
