@@ -15,6 +15,11 @@ source in a fresh temporary folder, and its output relayed to the driver's stdou
 does; its exit status is the executor's. The forkserver itself never trains or reads data, so
 nothing it holds (OpenMP or Arrow thread pools) is forked in a used state. A command of another
 shape is run by kfp.local's own function.
+
+What a task sees of the driver is its environment variables and working directory at the time
+of the task; its modules are those the server imported when it started (with the driver's first
+task): a change to refit's sources reaches tasks when the driver, and so the server, starts
+again, as it reaches the driver itself.
 """
 
 from __future__ import annotations
