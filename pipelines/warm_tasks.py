@@ -6,15 +6,14 @@ on it). A new interpreter imports kfp, refit, pyarrow, scikit-learn and XGBoost 
 task, seconds each time, while most of refit's tasks work for a fraction of a second
 (``benchmarks/window_overhead.py`` measures it).
 
-:func:`install` replaces kfp.local's ``run_local_subprocess`` with :func:`run_task`, which runs
-the same executor in a process forked from a warm task server that
-imported those modules once (:mod:`refit.pipelines.task_preload`; the server is a child of the
-driver, started at the first task, ended when the driver exits). Each task is still its own
-process, with the driver's environment and working directory of the moment, its component
-source in a fresh temporary folder, and its output relayed to the driver's stdout as kfp.local
-does; its exit status is the executor's. The forkserver itself never trains or reads data, so
-nothing it holds (OpenMP or Arrow thread pools) is forked in a used state. A command of another
-shape is run by kfp.local's own function.
+:func:`install` replaces kfp.local's ``run_local_subprocess`` with :func:`run_task`, which runs the
+same executor in a process forked from a warm task server that imported those modules once
+(:mod:`refit.pipelines.task_preload`; the server is a child of the driver, started at the first
+task, ended when the driver exits). Each task is still its own process, with the driver's
+environment and working directory of the moment, its component source in a fresh temporary folder,
+and its output relayed to the driver's stdout as kfp.local does; its exit status is the executor's.
+The server itself never trains or reads data, so nothing it holds (OpenMP or Arrow thread pools) is
+forked in a used state. A command of another shape is run by kfp.local's own function.
 
 What a task sees of the driver is its environment variables and working directory at the time
 of the task; its modules are those the server imported when it started (with the driver's first
