@@ -312,3 +312,14 @@ def test_registration_carries_the_training_data_into_the_lineage(tmp_path, histo
     lineage = json.loads(row["training_data"])
     assert [w["sha256"] for w in lineage["windows"]] == [weeks[2][2], weeks[3][2]]
     assert lineage == json.loads(json.dumps(out.card["training_data"]))
+
+
+def test_earlier_rows_that_do_not_match_their_records_are_refused():
+    from refit.training.window import WindowPart, combine_windows
+
+    current = window(1)
+    earlier = [WindowPart(sha256="a" * 64, rows=400, age=1)]
+    with pytest.raises(DataError, match="holds 399 rows, their records 400"):
+        combine_windows(TrainingWindow(windows=2), earlier, window(0).slice(1), current, "b" * 64)
+    with pytest.raises(DataError, match="invalid training window record"):
+        WindowPart.from_dict({"sha256": "a" * 64, "rows": "many", "age": 1})
