@@ -13,6 +13,7 @@ __all__ = [
     "register_model",
     "release_record",
     "resolve_champion",
+    "select_training_windows",
     "snapshot_data",
     "start_run",
     "train_model",
@@ -32,6 +33,7 @@ if os.environ.get("_KFP_RUNTIME") != "true":
     from refit.components.register_model.component import register_model
     from refit.components.release_record.component import release_record
     from refit.components.resolve_champion.component import resolve_champion
+    from refit.components.select_training_windows.component import select_training_windows
     from refit.components.snapshot_data.component import snapshot_data
     from refit.components.start_run.component import start_run
     from refit.components.train_model.component import train_model

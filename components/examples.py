@@ -113,6 +113,24 @@ def decide(window_uri: str, store_uri: str) -> bool:
     return decision.outputs["Output"]  # retrain (a bare boolean, for dsl.If)
 """,
     ),
+    "select_training_windows": Example(
+        f"A Parquet window and {STORE} whose audit log lists the model's earlier windows "
+        "(anonymize_data records them); their snapshots are read from the store.",
+        """
+@dsl.pipeline
+def train_on_four_weeks(window_uri: str, store_uri: str) -> Model:
+    window = dsl.importer(artifact_uri=window_uri, artifact_class=Dataset, reimport=False)
+    earlier = select_training_windows(
+        window=window.output, store_uri=store_uri, model_name="credit",
+        training_window={"windows": 4, "recency_half_life": 2},
+    )
+    earlier.set_caching_options(False)  # reads the store
+    trained = train_model(
+        snapshot=window.output, earlier=earlier.outputs["earlier"], label_column="default",
+    )
+    return trained.outputs["model"]  # its model card lists the windows and their weights
+""",
+    ),
     "train_model": Example(
         "A Parquet window with the label column. No store: checkpoints go beside the output "
         "model (a retried task resumes); PII marks on the window's metadata (snapshot_data, "

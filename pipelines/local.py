@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,17 +34,22 @@ def init_local(
     runner: str = "subprocess",
     mounts: Sequence[Path] = (),
     images: Sequence[str] = (),
+    warm: bool = True,
 ) -> None:
     """Point kfp.local at ``pipeline_root`` and choose how its tasks run.
 
     Args:
         pipeline_root: Folder of the tasks' outputs.
-        runner: ``subprocess``: each task a subprocess of this Python. ``docker``: each task in
+        runner: ``subprocess``: each task a subprocess of this Python (with ``warm``, forked
+            from a server that imported kfp, refit and their heavy dependencies once:
+            :mod:`refit.pipelines.warm_tasks`). ``docker``: each task in
             its image (:mod:`refit.pipelines.docker_runner`), with ``mounts`` bound at the same
             paths (the store and data a run reads), ``REFIT_TOKEN_KEY`` forwarded, and the
             pipeline root and mounts writable by the image's user.
         mounts: Folders every task needs besides the pipeline root (``docker`` only).
         images: Images checked for presence before anything runs (``docker`` only).
+        warm: ``subprocess`` only: fork tasks warm (default, where the OS can fork); False
+            starts a new interpreter per task, as kfp.local does (seconds of imports each).
 
     Raises:
         ValueError: Unknown runner.
@@ -54,8 +60,14 @@ def init_local(
 
     if runner not in RUNNERS:
         raise ValueError(f"runner {runner!r} is not one of {list(RUNNERS)}")
+    from refit.pipelines import warm_tasks
+
     if runner == "subprocess":
         local_runner: Any = local.SubprocessRunner(use_venv=False)
+        if warm and hasattr(os, "fork"):  # the server forks its tasks (POSIX)
+            warm_tasks.install()
+        else:
+            warm_tasks.uninstall()
     else:
         from refit.pipelines import docker_runner
 
@@ -115,6 +127,8 @@ class ReplayConfig:
     runner: str = "subprocess"
     #: Statistics engine of validation and drift (``tfdv`` needs the docker runner or TFDV here).
     engine: str = "native"
+    #: ``subprocess`` runner: fork tasks from a warm server (:func:`init_local`).
+    warm_tasks: bool = True
 
 
 def replay(
@@ -162,6 +176,7 @@ def replay(
             runner=config.runner,
             mounts=(store, data_dir),
             images=images if i == 0 else (),
+            warm=config.warm_tasks,
         )
         data_uri = str(data_dir / f"{label}.parquet")
         write_parquet(table, data_uri)

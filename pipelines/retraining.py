@@ -1,14 +1,14 @@
 """The retraining pipeline.
 
-start (name the run, refuse a deployment that cannot work) -> snapshot -> anonymize -> resolve
-the champion -> validate -> drift -> decide -> train -> evaluate -> record -> register -> promote
-(no rollout plan) or canary rollout (a plan given). The resolver reads the registry once and hands
-the champion, its training data and profile to the pure steps (validate, drift, evaluate) as
-artifacts; those and training are cached, the rest is not. With an approval policy that requires
-it, the registered version waits for ``refit registry approve`` instead. The release record is
-the exit handler: every run writes one, whatever it decided or wherever it failed (it reads KFP's
-final status of the run's tasks). A run started without ``run_label`` is labelled by its KFP run
-id, so every cluster run, each run of a recurring run included, gets its own release record.
+start (name the run, refuse a deployment that cannot work) -> snapshot -> anonymize -> resolve the
+champion -> validate -> drift -> decide -> select training windows -> train -> evaluate -> record ->
+register -> promote (no rollout plan) or canary rollout (a plan given). The resolver reads the
+registry once and hands the champion, its training data and profile to the pure steps (validate,
+drift, evaluate, train) as artifacts; those are cached, the rest is not. With an approval policy
+that requires it, the registered version waits for ``refit registry approve`` instead. The release
+record is the exit handler: every run writes one, whatever it decided or wherever it failed (it
+reads KFP's final status of the run's tasks). A run started without ``run_label`` is labelled by its
+KFP run id, so every cluster run, each run of a recurring run included, gets its own release record.
 
 Compiled YAML is committed beside this file (``retraining.yaml``, the ``cpu`` node profile) and
 kept fresh by a test. The training task runs on a node profile (:mod:`refit.pipelines.profiles`)
@@ -29,6 +29,7 @@ from refit.components import (
     register_model,
     release_record,
     resolve_champion,
+    select_training_windows,
     snapshot_data,
     start_run,
     train_model,
@@ -105,6 +106,10 @@ def build_retraining_pipeline(  # noqa: ANN201
         deploy_options: dict = {},  # noqa: B006
         beam_pipeline_args: list = [],  # noqa: B006
         distributed: dict = {},  # noqa: B006
+        multivariate_drift: dict = {},  # noqa: B006
+        holdout_split: str = "random",
+        training_window: dict = {},  # noqa: B006
+        warm_start: bool = False,
     ):
         """Run one retraining iteration over the window at ``data_uri``.
 
@@ -138,6 +143,13 @@ def build_retraining_pipeline(  # noqa: ANN201
                 process. ``{"executor": "trainjob", "namespace": ..., "allowed_namespaces":
                 [...], "num_nodes": N, "profile": {...}}`` runs a Kubeflow Trainer TrainJob on
                 the ``xgboost-distributed`` runtime (README, "Distributed training").
+            multivariate_drift: The drift step's multivariate check (a dict, e.g.
+                ``{"method": "pca_reconstruction"}``); ``{}``: off.
+            holdout_split: ``random`` (seeded) or ``time`` (out-of-time: the window's latest
+                rows by ``time_column`` are held out).
+            training_window: Windows the challenger trains on (a dict: ``windows``, ``since``,
+                ``recency_half_life``); ``{}``: the current window only.
+            warm_start: Continue boosting from the champion (XGBoost), not from scratch.
         """
         record = _no_cache(
             release_record(
@@ -223,6 +235,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                         engine=engine,
                         beam_pipeline_args=beam_pipeline_args,
                         policy=policy,
+                        multivariate=multivariate_drift,
                     )
                 )
                 decision = _no_cache(
@@ -240,6 +253,15 @@ def build_retraining_pipeline(  # noqa: ANN201
                     )
                 )
                 with dsl.If(decision.outputs["Output"] == True, name="retrain"):  # noqa: E712
+                    # the earlier windows the training-window policy picks (none by default)
+                    earlier = _no_cache(
+                        select_training_windows(
+                            window=window,
+                            store_uri=store_uri,
+                            model_name=model_name,
+                            training_window=training_window,
+                        )
+                    )
                     trained = apply_profile(
                         train_model(
                             snapshot=window,
@@ -249,6 +271,10 @@ def build_retraining_pipeline(  # noqa: ANN201
                             seed=seed,
                             holdout_fraction=holdout_fraction,
                             time_column=time_column,
+                            holdout_split=holdout_split,
+                            earlier=earlier.outputs["earlier"],
+                            warm_start=warm_start,
+                            baseline_model=champ.outputs["champion"],
                             device=profile.device,
                             price_per_hour=profile.price_per_hour,
                             node_profile=profile.name,

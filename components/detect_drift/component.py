@@ -23,6 +23,7 @@ def detect_drift(
     engine: str = "native",
     beam_pipeline_args: list = [],  # noqa: B006 (a KFP parameter default, never mutated)
     policy: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
+    multivariate: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
 ) -> NamedTuple("Outputs", drift_share=float):
     """Run the per-feature drift tests of a window against reference data.
 
@@ -61,8 +62,9 @@ def detect_drift(
             policy.
 
     Returns:
-        drift: Drift result JSON (``null`` without a reference); metadata ``drift_share``,
-            the engine's facts and ``audit`` (JSON: the summary a stateful step records).
+        drift: Drift result JSON (``null`` without a reference; with ``multivariate`` on, its
+            result under ``multivariate``); metadata ``drift_share``, the engine's facts and
+            ``audit`` (JSON: the summary a stateful step records).
         report: Self-contained HTML report, features sorted by drift.
         metrics: The drift share.
         drift_share: Share of features that drifted (0 without a reference).
@@ -86,6 +88,7 @@ def detect_drift(
         engine=engine,
         beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args),
         policy=policy,
+        multivariate=multivariate,
     )
     with open(drift.path, "w", encoding="utf-8") as f:
         json.dump(out.result, f, sort_keys=True)

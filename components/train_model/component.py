@@ -25,6 +25,10 @@ def train_model(
     price_per_hour: float = 0.0,
     node_profile: str = "",
     distributed: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
+    holdout_split: str = "random",
+    earlier: Input[Dataset] = None,
+    warm_start: bool = False,
+    baseline_model: Input[Model] = None,
 ):
     """Train a challenger on the window minus a seeded holdout, saved in a safe format.
 
@@ -58,6 +62,15 @@ def train_model(
             (one worker per node, or per GPU) and waits for it; {"executor": "local",
             "workers": N} runs N local processes. The holdout is then a folder of Parquet
             parts, one per worker.
+        holdout_split: random (a seeded share of the window) or time (out-of-time: the
+            window's latest rows by time_column are held out).
+        earlier: Earlier windows' rows from select_training_windows (optional): they train
+            the model beside the window's training rows, weighted by recency as its metadata's
+            policy says; the holdout always comes from the window.
+        warm_start: Continue boosting from baseline_model (the champion; XGBoost only,
+            refused when its features or classes differ); without a champion, from scratch.
+        baseline_model: The champion (resolve_champion's, may be absent); read only with
+            warm_start.
 
     Returns:
         model: Model folder: UBJSON (XGBoost) or skops file plus model.json with its sha256,
@@ -65,13 +78,16 @@ def train_model(
             device, resumed_from_round, wall_time_s, cost and audit (JSON: the training summary
             record_results appends to the audit log).
         holdout: The held-out rows (Parquet).
-        card: Model card: data hash, features, parameters, holdout metrics, device, wall time,
-            cost.
+        card: Model card: data hash, training windows and weights, holdout split, warm
+            start, features, parameters, holdout metrics, device, wall time, cost.
     """
     import json
 
     from refit import steps
 
+    champion = None
+    if baseline_model is not None and not baseline_model.metadata.get("absent"):
+        champion = baseline_model.path
     if checkpoint_uri == steps.AUTO_CHECKPOINTS:
         checkpoint_uri = steps.checkpoint_location(model.uri, model.path)
     if distributed:
@@ -96,6 +112,9 @@ def train_model(
             price_per_hour=price_per_hour,
             node_profile=node_profile,
             image=_image(),
+            holdout_split=holdout_split,
+            earlier_metadata=earlier.metadata if earlier is not None else None,
+            warm_start=warm_start,
         )
     else:
         out = steps.train_model(
@@ -115,6 +134,11 @@ def train_model(
             checkpoint_every=checkpoint_every,
             price_per_hour=price_per_hour,
             node_profile=node_profile,
+            holdout_split=holdout_split,
+            earlier_path=earlier.path if earlier is not None else None,
+            earlier_metadata=earlier.metadata if earlier is not None else None,
+            warm_start=warm_start,
+            baseline_model_dir=champion,
         )
     model.metadata.update(
         {

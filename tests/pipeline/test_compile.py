@@ -38,7 +38,7 @@ def _pipeline() -> dict:
 
 def test_every_task_runs_refits_image_and_installs_nothing() -> None:
     executors = _pipeline()["deploymentSpec"]["executors"]
-    assert len(executors) == 16  # 14 components, record_results used three times
+    assert len(executors) == 17  # 15 components, record_results used three times
     for name, ex in executors.items():
         container = ex["container"]
         assert container["image"] == component_image(), name
@@ -95,6 +95,11 @@ def test_the_resolvers_artifacts_feed_validation_drift_decision_and_evaluation()
     }
     assert from_resolver("decide-retrain") == {"champion": "champion"}
     assert from_resolver("evaluate-model") == {"baseline_model": "champion"}
+    # warm start continues the champion; the earlier windows come from a stateful task
+    assert from_resolver("train-model") == {"baseline_model": "champion"}
+    earlier = tasks["train-model"]["inputs"]["artifacts"]["earlier"]["taskOutputArtifact"]
+    assert earlier == {"producerTask": "select-training-windows", "outputArtifactKey": "earlier"}
+    assert not tasks["select-training-windows"].get("cachingOptions", {}).get("enableCache")
     # no pure task touches the store
     for name in PURE:
         assert "store_uri" not in tasks[name]["inputs"].get("parameters", {}), name

@@ -216,7 +216,9 @@ def summary_line(result: DriftResult) -> str:
     )
 
 
-def render_drift_html(result: DriftResult, title: str = "Drift report") -> str:
+def render_drift_html(
+    result: DriftResult, title: str = "Drift report", extra_html: str = ""
+) -> str:
     """Render a drift result as a self-contained HTML page.
 
     The summary comes first, then one row per feature, most drifted first (features that could
@@ -226,6 +228,8 @@ def render_drift_html(result: DriftResult, title: str = "Drift report") -> str:
     Args:
         result: The drift result.
         title: Page title and heading (escaped).
+        extra_html: An HTML fragment placed after the feature table (e.g. the multivariate
+            check's section, :func:`refit.drift.multivariate.render_multivariate_html`).
 
     Returns:
         The HTML document as a string.
@@ -279,6 +283,7 @@ def render_drift_html(result: DriftResult, title: str = "Drift report") -> str:
         "tests when the statistic &ge; threshold. Missing and infinite values are left out of "
         "the test and checked on their own (missing, infinite, new categories); those checks "
         "do not count toward the drift share.</div>"
+        f"{extra_html}"
         f'<h2>Distributions</h2><div class="cards">{cards}</div>'
         "</body></html>\n"
     )

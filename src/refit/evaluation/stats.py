@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from refit.errors import DataError
 
@@ -41,6 +40,23 @@ __all__ = [
     "paired_bootstrap",
     "wilson_interval",
 ]
+
+
+class _LazyScipyStats:
+    """``scipy.stats``, imported on first use.
+
+    Importing scipy.stats takes most of a second, and every pipeline task imports this module
+    (through ``refit.steps``) while few of them test anything: each kfp.local task is a new
+    process, so the import is paid per task (benchmarks/window_overhead.py).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        from scipy import stats
+
+        return getattr(stats, name)
+
+
+sps: Any = _LazyScipyStats()
 
 #: Classification metrics with an interval; regression metrics likewise.
 CLASSIFICATION_METRICS = (

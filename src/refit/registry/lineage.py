@@ -4,7 +4,9 @@ Columns (see :data:`LINEAGE_SCHEMA`): ``model_id`` (``NAME:vN``), ``parent_id``,
 ``version``, ``parent_version``, ``status``, ``aliases`` (comma-separated), ``metrics`` (JSON
 text), ``snapshot_sha256`` (the training data snapshot), ``run_id`` (the pipeline run),
 ``sha256`` (the model file), ``created_at``, ``promoted_at`` (last promotion to champion) and
-``replaced_at`` (when it last stopped being champion), both read from the audit log.
+``replaced_at`` (when it last stopped being champion), both read from the audit log, and
+``training_data`` (JSON text: the windows it trained on, its holdout and warm start, from its
+model card; null for versions registered without it).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ LINEAGE_SCHEMA = pa.schema(
         ("created_at", pa.string()),
         ("promoted_at", pa.string()),
         ("replaced_at", pa.string()),
+        ("training_data", pa.string()),
     ]
 )
 
@@ -95,6 +98,11 @@ def lineage_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
                 "created_at": mv.created_at,
                 "promoted_at": promoted.get(mv.version),
                 "replaced_at": replaced.get(mv.version),
+                "training_data": (
+                    json.dumps(mv.extra["training_data"], sort_keys=True)
+                    if mv.extra.get("training_data")
+                    else None
+                ),
             }
         )
     return rows

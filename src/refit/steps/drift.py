@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
@@ -19,6 +20,12 @@ from refit.defaults import DRIFT_SHARE_THRESHOLD, policy_drift_threshold
 from refit.drift import watch
 from refit.drift.detect import DriftResult, FeatureDrift, not_comparable_feature
 from refit.drift.explain import explain_drift
+from refit.drift.multivariate import (
+    MultivariateConfig,
+    MultivariateDrift,
+    multivariate_drift,
+    render_multivariate_html,
+)
 from refit.drift.profile import Profile, load_profile, profile_table, profile_uri
 from refit.drift.report import render_drift_html
 from refit.errors import DataError, RefitError
@@ -83,6 +90,7 @@ def detect_drift(
     beam_pipeline_args: list[str] | None = None,
     name: str = "the window",
     policy: dict[str, Any] | None = None,
+    multivariate: Mapping[str, Any] | None = None,
 ) -> DriftOutput:
     """Compare a window's features with reference data (the champion's training data).
 
@@ -110,6 +118,11 @@ def detect_drift(
         policy: The retrain policy the run decides by (default
             :data:`refit.defaults.DEFAULT_POLICY`): the dataset verdict ("dataset drift" or not)
             uses its ``drift_share_threshold``, so the report says what the decision does.
+        multivariate: Settings of the multivariate check
+            (:class:`refit.drift.multivariate.MultivariateConfig` as a dict; ``{"method":
+            "pca_reconstruction"}`` runs it with the defaults); None or ``{}``: off. It needs
+            the reference data (``reference_path``); its result goes to the result dict's and
+            the audit's ``multivariate`` and to the report, apart from the drift share.
 
     Returns:
         The drift result as a dict (None without a reference: the first run), its drift share
@@ -181,7 +194,16 @@ def detect_drift(
         payload = result.to_dict()
         payload["engine"] = ran
         share = float(payload["drift_share"])
-        html = render_drift_html(result, title=f"Drift of {name} features ({ran} engine)")
+        section = ""
+        if multivariate:
+            joint = _multivariate_check(
+                multivariate, reference_data, reference_path, snapshot_path, excluded
+            )
+            payload["multivariate"] = joint.to_dict()
+            section = render_multivariate_html(joint)
+        html = render_drift_html(
+            result, title=f"Drift of {name} features ({ran} engine)", extra_html=section
+        )
         assert profiles is not None
         payload.update(
             watch_window(
@@ -205,6 +227,9 @@ def detect_drift(
         "engine_requested": engine,
         **({"tfdv_version": metadata.get("tfdv_version")} if ran == "tfdv" else {}),
     }
+    if payload is not None and "multivariate" in payload:
+        joint_dict = payload["multivariate"]
+        audit["multivariate"] = {k: joint_dict[k] for k in ("drifted", "statistic", "p_value")}
     return DriftOutput(
         result=payload,
         drift_share=share,
@@ -368,6 +393,26 @@ def _with_watch_section(html: str, payload: dict[str, Any]) -> str:
     if "</body>" in html:
         return html.replace("</body>", section + "</body>", 1)
     return html + section
+
+
+def _multivariate_check(
+    settings: Mapping[str, Any],
+    reference_data: pa.Table | None,
+    reference_path: str | None,
+    snapshot_path: str,
+    excluded: set[str],
+) -> MultivariateDrift:
+    """The multivariate check on the reference data, or a result saying why it did not run."""
+    config = MultivariateConfig.from_dict(dict_param(settings, "multivariate"))
+    if reference_data is None and not reference_path:
+        return MultivariateDrift(
+            method=config.method,
+            note="not run: no reference data (only a profile), and the check needs rows",
+        )
+    reference = reference_data if reference_data is not None else read_table(reference_path)
+    current = read_table(snapshot_path)
+    columns = [c for c in reference.column_names if c not in excluded and c in current.column_names]
+    return multivariate_drift(reference, current, columns, config)
 
 
 def _for_tfdv(table: pa.Table) -> pa.Table:

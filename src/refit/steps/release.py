@@ -26,6 +26,7 @@ from refit.errors import DeployError, SchemaError
 from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
 from refit.registry import ANY, ModelRegistry, open_registry
 from refit.steps.common import dict_param, scalar_metrics
+from refit.training.artifacts import read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,9 @@ def register_model(
     if parent_version is ANY:
         champion = registry.champion()
         parent_version = None if champion is None else champion.version
+    # what the model trained on (windows, holdout, warm start), from its card: lineage
+    card = read_metadata(model_dir).get("card") or {}
+    training_data = card.get("training_data") if isinstance(card, dict) else None
     version = registry.register(
         model_dir,
         metrics=scalar_metrics(metrics),
@@ -219,6 +223,7 @@ def register_model(
         parent_version=parent_version,
         run_id=run_id or run_label,
         audit={"run_label": run_label},
+        **({"extra": {"training_data": training_data}} if training_data else {}),
     )
     if approval is not None and approval.required:
         expire_stale(registry)

@@ -26,7 +26,7 @@ from refit.errors import TrainingError
 from refit.io import uri as uri_io
 from refit.privacy import check_pii_handled
 from refit.steps.common import dict_param
-from refit.steps.train import TrainOutput
+from refit.steps.train import TrainOutput, windows_from_record
 from refit.training.card import render_model_card
 from refit.training.distributed import (
     DistributedConfig,
@@ -82,6 +82,9 @@ def train_model_distributed(
     node_profile: str = "",
     image: str = "",
     runner: TrainJobRunner | None = None,
+    holdout_split: str = "random",
+    earlier_metadata: Mapping[str, Any] | None = None,
+    warm_start: bool = False,
 ) -> TrainOutput:
     """Train XGBoost on the window across several workers; see the module docstring.
 
@@ -109,6 +112,11 @@ def train_model_distributed(
         node_profile: Node profile name (when the settings' profile has none).
         image: refit's image for the TrainJob (``refit.images.component_image()``).
         runner: The TrainJob runner (tests pass one bound to their API server).
+        holdout_split: Must be ``random`` (the workers hash rows into the holdout; an
+            out-of-time split is single-process only, for now).
+        earlier_metadata: The training-window task's record; it must pick no earlier windows
+            (earlier windows are single-process only, for now).
+        warm_start: Must be false (warm start is single-process only, for now).
 
     Returns:
         What ``train_model`` returns; the card and audit carry the nodes and workers.
@@ -119,6 +127,20 @@ def train_model_distributed(
         PrivacyError: PII the window's marks say is unhandled.
     """
     settings_in = dict_param(distributed, "distributed")
+    unsupported = [
+        name
+        for name, on in (
+            ("holdout_split='time'", holdout_split != "random"),
+            ("earlier windows (training_window)", bool(windows_from_record(earlier_metadata)[1])),
+            ("warm_start", warm_start),
+        )
+        if on
+    ]
+    if unsupported:
+        raise TrainingError(
+            f"distributed training does not take {', '.join(unsupported)} yet: leave "
+            "distributed empty to use them, or drop them to train across workers"
+        )
     if trainer != "xgboost":
         raise TrainingError(
             f"distributed training runs the xgboost trainer only, not {trainer!r}: set "

@@ -198,6 +198,7 @@ def render_model_card(card: dict[str, Any]) -> str:
             lines.append(f"| {_cell(name)} | {shown} |")
     else:
         lines.append("No validation rows.")
+    lines += _training_data_lines(card.get("training_data"))
     lines += ["", "## Features", "", "| name | kind | type |", "|---|---|---|"]
     for feature in card["features"]:
         kind = feature["kind"]
@@ -214,3 +215,50 @@ def render_model_card(card: dict[str, Any]) -> str:
         lines.append(f"| `{_cell(name)}` | `{_cell(value)}` |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _training_data_lines(data: dict[str, Any] | None) -> list[str]:
+    """The card's "Training data" section: windows, holdout, warm start (none when absent)."""
+    if not data:
+        return []
+    policy = data.get("policy") or {}
+    holdout = data.get("holdout") or {}
+    warm = data.get("warm_start") or {}
+    split = holdout.get("split", "random")
+    held = (
+        f"out-of-time: the latest {holdout.get('rows')} rows by "
+        f"`{_cell(holdout.get('time_column'))}` (from {_cell(holdout.get('from'))})"
+        if split == "time"
+        else f"random (seeded), {holdout.get('rows')} rows"
+    )
+    if not warm.get("requested"):
+        started = "from scratch"
+    elif warm.get("from_sha256"):
+        started = (
+            f"warm start from the champion `{_cell(warm['from_sha256'])[:12]}`: "
+            f"{warm.get('base_rounds')} rounds + {warm.get('added_rounds')} new"
+        )
+    else:
+        started = f"from scratch ({_cell(warm.get('note', ''))})"
+    lines = [
+        "",
+        "## Training data",
+        "",
+        f"Policy: last {policy.get('windows', 1)} window(s)"
+        + (f" since {_cell(policy['since'])}" if policy.get("since") else "")
+        + (
+            f", recency half-life {policy['recency_half_life']:g} window(s)"
+            if policy.get("recency_half_life")
+            else ", equal weights"
+        )
+        + f"; holdout {held}; {started}.",
+        "",
+        "| window snapshot | age (windows) | rows | weight | time | run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for w in data.get("windows") or []:
+        lines.append(
+            f"| `{_cell(w['sha256'])[:12]}` | {w['age']} | {w['rows']} | {w['weight']:.3g} | "
+            f"{_cell(w.get('time') or '-')} | {_cell(w.get('run_label') or '-')} |"
+        )
+    return lines

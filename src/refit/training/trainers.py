@@ -68,11 +68,14 @@ class FitRequest:
         params: Resolved trainer parameters.
         seed: Seed.
         device: The resolved device.
-        sample_weight: Per-row weights (from ``class_weight``), or None.
+        sample_weight: Per-row weights given to :func:`train` (e.g. recency weights of a
+            training window), or None; a trainer's ``class_weight`` multiplies them.
         checkpoint_dir: Folder or ``gs://`` prefix for checkpoints, or None.
         checkpoint_every: Rounds between checkpoints.
         on_round: Progress callback, or None.
         trainer: Trainer name.
+        init_model: A fitted model of the same trainer whose boosting continues (warm start),
+            or None; its features and classes match ``spec`` (:func:`train` checks).
     """
 
     X: np.ndarray
@@ -86,6 +89,7 @@ class FitRequest:
     checkpoint_every: int = 10
     on_round: RoundCallback | None = None
     trainer: str = ""
+    init_model: TrainedModel | None = None
 
 
 @dataclass
@@ -331,6 +335,8 @@ def train(
     checkpoint_every: int = 10,
     on_round: RoundCallback | None = None,
     max_categories: int = DEFAULT_MAX_CATEGORIES,
+    sample_weight: np.ndarray | None = None,
+    init_model: TrainedModel | None = None,
 ) -> TrainedModel:
     """Train a classifier or regressor on a table.
 
@@ -357,6 +363,13 @@ def train(
             values keeps its ``max_categories`` most frequent ones and one shared ``(other)``
             column, so the encoded width is at most ``max_categories + 1`` per column (see
             :mod:`refit.training.features`). Recorded in the model card.
+        sample_weight: Per-row weights (positive, finite, one per row of ``table``), e.g. a
+            training window's recency weights; None: all rows weigh 1.
+        init_model: Warm start: a fitted model whose boosting continues on ``table`` (only the
+            ``xgboost`` trainer, from an ``xgboost`` model; ``n_estimators`` rounds are added
+            to its trees). Its feature columns and kinds, task and classes must be the table's;
+            the table is then encoded with its feature encoding (its categories), so the new
+            trees read the columns its trees read. Recorded in ``info["warm_start"]``.
 
     Returns:
         The fitted :class:`TrainedModel`.
@@ -378,6 +391,10 @@ def train(
     spec = infer_feature_spec(
         table, target, exclude=exclude, task=chosen_task, max_categories=max_categories
     )
+    if init_model is not None:
+        spec = _warm_start_spec(init_model, spec, trainer)
+    if sample_weight is not None:
+        sample_weight = _check_weights(sample_weight, table.num_rows)
     if "class_weight" in resolved:
         _class_weights(resolved["class_weight"], spec, trainer)  # validate before encoding
     X = encode(table, spec)
@@ -393,6 +410,8 @@ def train(
         checkpoint_every=checkpoint_every,
         on_round=on_round,
         trainer=trainer,
+        sample_weight=sample_weight,
+        init_model=init_model,
     )
     started = time.perf_counter()
     try:
@@ -408,7 +427,12 @@ def train(
             estimator = spec_trainer.build(
                 _sklearn_params(resolved, spec, trainer), seed, spec.n_classes
             )
-            estimator.fit(X, y)
+            if sample_weight is None:
+                estimator.fit(X, y)
+            elif hasattr(estimator, "steps"):  # a Pipeline: the weights go to its last step
+                estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__sample_weight": sample_weight})
+            else:
+                estimator.fit(X, y, sample_weight=sample_weight)
             result = FitResult(estimator=estimator)
     except TrainingError:
         raise
@@ -437,6 +461,45 @@ def train(
         resumed_from_round=int(result.info.get("resumed_from_round", 0)),
         info=info,
     )
+
+
+def _check_weights(weights: Any, rows: int) -> np.ndarray:
+    out = np.asarray(weights, dtype=np.float64)
+    if out.shape != (rows,):
+        raise TrainingError(f"sample_weight has shape {out.shape}; expected ({rows},), a row each")
+    if not np.all(np.isfinite(out)) or np.any(out <= 0):
+        raise TrainingError("sample_weight must be positive and finite on every row")
+    return out
+
+
+def _warm_start_spec(init: TrainedModel, spec: FeatureSpec, trainer: str) -> FeatureSpec:
+    """The champion's feature spec, after checking that its boosting can continue on ``spec``."""
+    if trainer != "xgboost" or init.trainer != "xgboost":
+        raise TrainingError(
+            f"warm start continues XGBoost boosting: trainer {trainer!r} cannot continue a "
+            f"{init.trainer!r} model; use trainer 'xgboost' on an xgboost champion, or turn "
+            "warm start off"
+        )
+    differences = []
+    if init.spec.task != spec.task:
+        differences.append(f"task {init.spec.task} -> {spec.task}")
+    if init.spec.target != spec.target:
+        differences.append(f"target {init.spec.target!r} -> {spec.target!r}")
+    if list(init.spec.numeric) != list(spec.numeric):
+        differences.append(f"numeric features {init.spec.numeric} -> {spec.numeric}")
+    if list(init.spec.categorical) != list(spec.categorical):
+        differences.append(
+            f"categorical features {list(init.spec.categorical)} -> {list(spec.categorical)}"
+        )
+    if [str(c) for c in init.spec.classes] != [str(c) for c in spec.classes]:
+        differences.append(f"classes {list(init.spec.classes)} -> {list(spec.classes)}")
+    if differences:
+        raise TrainingError(
+            "warm start refused: the champion's trees read other inputs than this data gives ("
+            + "; ".join(differences)
+            + "); train from scratch (warm start off)"
+        )
+    return init.spec
 
 
 def _sklearn_params(params: dict[str, Any], spec: FeatureSpec, trainer: str) -> dict[str, Any]:

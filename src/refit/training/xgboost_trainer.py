@@ -18,6 +18,7 @@ Beyond a plain fit it brings:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -169,14 +170,18 @@ def fit_xgboost(request: FitRequest) -> FitResult:
     spec = request.spec
     classification = not spec.is_regression
     X, y = request.X, request.y
-    total = int(params["n_estimators"])
+    # warm start: the champion's trees come first, and n_estimators rounds are added to them
+    init = request.init_model.estimator.get_booster() if request.init_model else None
+    base = int(init.num_boosted_rounds()) if init is not None else 0
+    total = base + int(params["n_estimators"])
 
-    weights = None
+    weights = request.sample_weight
     if params.get("class_weight") is not None:
         from refit.training.trainers import _class_weights
 
         cw = _class_weights(params["class_weight"], spec, request.trainer)
-        weights = compute_sample_weight(cw, y)
+        class_weights = compute_sample_weight(cw, y)
+        weights = class_weights if weights is None else weights * class_weights
 
     fit_idx = val_idx = None
     patience = params["early_stopping_rounds"]
@@ -189,12 +194,24 @@ def fit_xgboost(request: FitRequest) -> FitResult:
     resumed = 0
     booster = None
     if request.checkpoint_dir:
+        # what else decides the trees: the row weights and the warm start's trees
+        extra = {}
+        if request.sample_weight is not None:
+            given = np.ascontiguousarray(request.sample_weight)
+            extra["sample_weight_sha256"] = hashlib.sha256(given.tobytes()).hexdigest()
+        if init is not None:
+            extra["warm_start_sha256"] = hashlib.sha256(bytes(init.save_raw("ubj"))).hexdigest()
         fingerprint = training_fingerprint(
-            X, y, trainer=request.trainer, task=spec.task, params=params, seed=request.seed
+            X,
+            y,
+            trainer=request.trainer,
+            task=spec.task,
+            params={**params, **extra},
+            seed=request.seed,
         )
         store = CheckpointStore(request.checkpoint_dir, fingerprint)
         checkpoint = store.latest()
-        if checkpoint is not None and 0 < checkpoint.round < total:
+        if checkpoint is not None and base < checkpoint.round < total:
             booster = load_booster(checkpoint)
             resumed = checkpoint.round
             logger.info(
@@ -204,8 +221,10 @@ def fit_xgboost(request: FitRequest) -> FitResult:
                 request.checkpoint_dir,
             )
 
+    if booster is None and init is not None:
+        booster = init
     estimator = build_xgboost(
-        {**params, "n_estimators": total - resumed},
+        {**params, "n_estimators": total - max(resumed, base)},
         request.seed,
         spec.n_classes,
         request.device.device,
@@ -240,6 +259,8 @@ def fit_xgboost(request: FitRequest) -> FitResult:
         "checkpoints_written": len(callbacks[0].written),
         "checkpoint_dir": request.checkpoint_dir or None,
     }
+    if init is not None:
+        info["warm_start"] = {"base_rounds": base, "added_rounds": total - base}
     if patience is not None:
         evals = estimator.evals_result().get("validation_0", {})
         metric = next(iter(evals), None)

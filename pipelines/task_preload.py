@@ -1,0 +1,21 @@
+"""What the warm task server imports once (:mod:`refit.pipelines.warm_tasks`).
+
+The modules every refit task imports (kfp's executor, refit's steps and the artifact types)
+and the heavy ones some import (scikit-learn's metrics, scipy.stats, XGBoost, skops), so that a
+forked task finds them loaded. Importing is all it does: nothing here starts a thread pool.
+"""
+
+import os
+
+# what tasks see (kfp's executor sets it for the task): refit.components then loads only the
+# artifact types, as in a task
+os.environ["_KFP_RUNTIME"] = "true"
+
+import kfp.dsl.executor_main  # noqa: E402,F401
+import scipy.stats  # noqa: E402,F401
+import sklearn.metrics  # noqa: E402,F401
+import skops.io  # noqa: E402,F401
+import xgboost  # noqa: E402,F401
+
+import refit.components.types  # noqa: E402,F401
+import refit.steps  # noqa: E402,F401
