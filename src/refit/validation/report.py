@@ -83,9 +83,7 @@ def _feature_row(
     return f"<tr{css}>{''.join(cells)}</tr>"
 
 
-def render_validation_html(
-    result: ValidationResult, title: str, notes: Sequence[str] = ()
-) -> str:
+def render_validation_html(result: ValidationResult, title: str, notes: Sequence[str] = ()) -> str:
     """Render a validation result as one self-contained HTML page.
 
     Summary first ("OK" or "N anomalies"), then the anomalies table (feature, kind,
