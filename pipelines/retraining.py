@@ -110,6 +110,7 @@ def build_retraining_pipeline(  # noqa: ANN201
         holdout_split: str = "random",
         training_window: dict = {},  # noqa: B006
         warm_start: bool = False,
+        late_labels: bool = False,
     ):
         """Run one retraining iteration over the window at ``data_uri``.
 
@@ -150,6 +151,11 @@ def build_retraining_pipeline(  # noqa: ANN201
             training_window: Windows the challenger trains on (a dict: ``windows``, ``since``,
                 ``recency_half_life``); ``{}``: the current window only.
             warm_start: Continue boosting from the champion (XGBoost), not from scratch.
+            late_labels: Labels arrive after the window: a window whose label column is
+                missing or all null passes validation (every other check unchanged) and the
+                decision uses the champion's metric estimated without labels (CBPE); a retrain
+                it calls for is deferred to the next labelled window (README, "Windows without
+                labels").
         """
         record = _no_cache(
             release_record(
@@ -216,6 +222,7 @@ def build_retraining_pipeline(  # noqa: ANN201
                     label_column=label_column,
                     engine=engine,
                     beam_pipeline_args=beam_pipeline_args,
+                    late_labels=late_labels,
                     **schema,
                 )
             )

@@ -19,6 +19,7 @@ def validate_data(
     schema: Input[Schema] = None,
     engine: str = "native",
     beam_pipeline_args: list = [],  # noqa: B006 (a KFP parameter default, never mutated)
+    late_labels: bool = False,
 ) -> bool:
     """Validate a window against reference data and a schema; the result gates the run.
 
@@ -38,7 +39,8 @@ def validate_data(
 
     Args:
         window: The window (Parquet).
-        label_column: Label column; a window without it is an anomaly.
+        label_column: Label column; a window without it (or with it all null) is an anomaly
+            unless ``late_labels``.
         reference: Reference data (Parquet; refit's ``resolve_champion`` gives the champion's
             training data): range checks and drift comparators; optional.
         schema: Schema to validate against (tensorflow-metadata Schema text proto); optional,
@@ -48,6 +50,10 @@ def validate_data(
         beam_pipeline_args: TFDV engine: list of Beam flags, e.g.
             ``["--runner=DataflowRunner", "--project=...", "--region=..."]``; any flag makes
             TFDV's statistics a Beam pipeline with those options, ``[]`` runs TFDV in-process.
+        late_labels: Labels arrive after the window: a label column that is missing or all
+            null is not an anomaly; the window is validated without it (every other check
+            unchanged) and marked unlabelled (metadata ``labelled``, the audit summary, a line
+            of the report). False (default): such a window is an anomaly.
 
     Returns:
         report: Self-contained HTML report (summary, anomalies, per-feature statistics).
@@ -77,6 +83,7 @@ def validate_data(
         anomalies_path=anomalies.path,
         engine=engine,
         beam_pipeline_args=parse_beam_pipeline_args(beam_pipeline_args),
+        late_labels=late_labels,
     )
     with open(report.path, "w", encoding="utf-8") as f:
         f.write(out.html)
@@ -91,6 +98,7 @@ def validate_data(
         {
             "refit_type": "Anomalies",
             "passed": out.passed,
+            "labelled": out.labelled,
             "kinds": sorted({a["kind"] for a in out.anomalies}),
             "audit": json.dumps(out.audit, sort_keys=True),
         }

@@ -355,3 +355,25 @@ def test_cli_tfdv_engine_files_load_in_tfdv(parity: Parity, tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("LOADED")]
     assert loaded == [["2000", "9", loaded[0][2], "0"], ["2000", "9", loaded[1][2], "0"]]
+
+
+@pytest.mark.parametrize("label", ["missing", "all-null"])
+def test_late_labels_lets_an_unlabelled_window_through_either_engine(
+    tmp_path: Path, label: str
+) -> None:
+    from refit.steps.data import validate_data
+
+    windows = make_windows(DemoScenario(windows=2, rows=400, seed=3))
+    reference, current = windows[0], windows[1]
+    if label == "missing":
+        current = current.drop_columns(["default"])
+    else:
+        current = _replace(current, "default", pa.nulls(current.num_rows, pa.int64()))
+    ref, cur = str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet")
+    pq.write_table(reference, ref)
+    pq.write_table(current, cur)
+    for engine in ("native", "tfdv"):
+        off = validate_data(cur, "default", reference_path=ref, engine=engine)
+        assert not off.passed and {a["feature"] for a in off.anomalies} == {"default"}, engine
+        on = validate_data(cur, "default", reference_path=ref, engine=engine, late_labels=True)
+        assert on.passed and on.labelled is False and on.audit["engine"] == engine, on.anomalies

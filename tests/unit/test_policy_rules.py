@@ -2,6 +2,7 @@
 metric on unlabelled windows, the retraining budget and the all/any ("hybrid") combination."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -89,6 +90,75 @@ def test_unlabelled_window_uses_the_estimate_and_is_tracked():
     labelled = decide(policy, calm.state, obs(metric_value=0.95, estimated_metric=0.1, window="w9"))
     assert not labelled.retrain and labelled.state.unlabelled_windows == ["w7", "w8"]
     assert labelled.reasons[0] == "accuracy 0.95 >= 0.80"
+
+
+def test_a_window_without_labels_defers_the_retrain_to_the_next_labelled_one():
+    policy = only(metric_threshold=0.8, consecutive_windows=1)
+    blind = obs(
+        metric_value=None,
+        estimated_metric=0.71,
+        estimated_interval=(0.69, 0.73),
+        window="w7",
+        trainable=False,
+    )
+    deferred = decide(policy, PolicyState(), blind)
+    assert not deferred.retrain
+    assert deferred.reasons[0].startswith(
+        "retrain deferred: the window has no labels to train on; rerun when its labels land "
+        "(e.g. after `refit labels join`)"
+    )
+    assert "accuracy < 0.80 for 1 consecutive window(s) (0.71)" in deferred.reasons[0]
+    assert "interval [0.690, 0.730]" in deferred.reasons[0]
+    assert deferred.state.deferred_retrain == {
+        "window": "w7",
+        "at": NOW,
+        "reasons": [deferred.reasons[0].split("fired: ")[1]],
+    }
+    # the state survives its JSON round trip (the registry stores it so)
+    state = PolicyState.from_dict(json.loads(json.dumps(deferred.state.to_dict())))
+    assert state == deferred.state
+    # another unlabelled window, calm: still deferred, the first window's reasons kept
+    calm_blind = decide(
+        policy,
+        state,
+        obs(metric_value=None, estimated_metric=0.95, window="w8", trainable=False),
+    )
+    assert not calm_blind.retrain and calm_blind.state.deferred_retrain == state.deferred_retrain
+    # the next labelled window retrains for it although its own rules do not fire
+    labelled = decide(policy, calm_blind.state, obs(metric_value=0.95, window="w9"))
+    assert labelled.retrain
+    assert labelled.reasons[0].startswith(
+        "retrain deferred from window w7 (no labels to train on): accuracy < 0.80"
+    )
+    assert labelled.state.deferred_retrain is None
+    # without the deferral the same labelled window does not retrain
+    assert not decide(policy, PolicyState(), obs(metric_value=0.95, window="w9")).retrain
+    # the cooldown still applies to a deferred retrain, which stays deferred
+    cooling = only(metric_threshold=0.8, consecutive_windows=1, cooldown_windows=5)
+    held = decide(cooling, replace(state, windows_since_retrain=1), obs(metric_value=0.95))
+    assert not held.retrain and held.reasons[0].startswith("cooldown: window 2 of 5")
+    assert held.state.deferred_retrain == state.deferred_retrain
+    # no champion and no labels: the first model waits for labels too
+    first = decide(policy, PolicyState(), obs(has_champion=False, trainable=False, window="w0"))
+    assert not first.retrain and "no champion model" in first.reasons[0]
+    assert first.state.deferred_retrain["window"] == "w0"
+
+
+@pytest.mark.parametrize(
+    "deferred",
+    [
+        {"window": "w1"},
+        {"window": "", "at": NOW, "reasons": ["x"]},
+        {"window": "w1", "at": NOW, "reasons": []},
+        {"window": "w1", "at": "soon", "reasons": ["x"]},
+        {"window": "w1", "at": NOW, "reasons": ["x"] * 17},
+    ],
+)
+def test_a_malformed_deferred_retrain_is_refused(deferred):
+    with pytest.raises(PolicyError, match="deferred_retrain"):
+        PolicyState.from_dict({"deferred_retrain": deferred})
+    with pytest.raises(PolicyError, match="observation.trainable must be true or false"):
+        decide(only(metric_threshold=0.8), PolicyState(), obs(trainable="no"))
 
 
 def test_retraining_budget_caps_retrains_per_period():

@@ -45,7 +45,11 @@ Gates, after the rules:
   windows after a retrain;
 * a retraining budget (the "quota" against accidental overload): at most ``max_retrains``
   retrains, and at most ``max_cost`` spent at ``retrain_cost`` per retrain, within any
-  ``budget_period_days``; the retrains inside the period are kept in ``state.retrains``.
+  ``budget_period_days``; the retrains inside the period are kept in ``state.retrains``;
+* a window that cannot train (``Observation.trainable`` false: no labels) defers the retrain
+  it calls for: no retrain now, the deferral kept in ``state.deferred_retrain``, and the next
+  trainable window retrains for it (still subject to the cooldown and the budget) without
+  waiting for its rule to fire again.
 
 After a retrain decision the returned state has its counters reset
 (``windows_since_retrain=0``, ``metric_history=[]``, ``rows_since_training=0``);
@@ -126,6 +130,8 @@ RULES = (
 MAX_COMBINE_DEPTH = 4
 #: Unlabelled windows the state lists at most (the oldest are dropped).
 MAX_UNLABELLED_WINDOWS = 500
+#: Reasons a deferred retrain keeps at most (one per rule that fired, and the no-champion one).
+MAX_DEFERRED_REASONS = 16
 #: Retrains the state remembers for the budget at most.
 MAX_BUDGET_RECORDS = 1000
 #: How a window without labels is named in reasons.
@@ -343,6 +349,9 @@ class PolicyState:
             "cost": cost charged}``.
         unlabelled_windows: Windows (run labels, else their times) judged without labels,
             oldest first; :func:`mark_labelled` takes a window off once its labels land.
+        deferred_retrain: A retrain a window without labels called for and could not do
+            (``{"window": name, "at": ISO time, "reasons": [...]}``, the first such window's),
+            or None; the next trainable window retrains for it, which clears it.
     """
 
     windows_since_retrain: int = 0
@@ -352,6 +361,7 @@ class PolicyState:
     model_trained_at: str | None = None
     retrains: list[dict[str, Any]] = field(default_factory=list)
     unlabelled_windows: list[str] = field(default_factory=list)
+    deferred_retrain: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         """Validate every field.
@@ -392,6 +402,29 @@ class PolicyState:
                 f"{self.unlabelled_windows!r}"
             )
         self.unlabelled_windows = list(self.unlabelled_windows)[-MAX_UNLABELLED_WINDOWS:]
+        deferred = self.deferred_retrain
+        if deferred is not None:
+            if not isinstance(deferred, Mapping) or set(deferred) != {"window", "at", "reasons"}:
+                raise PolicyError(
+                    "deferred_retrain must be None or {'window': name, 'at': time, "
+                    f"'reasons': [...]}}, got {deferred!r}"
+                )
+            reasons = deferred["reasons"]
+            if not (isinstance(deferred["window"], str) and deferred["window"]) or not (
+                isinstance(reasons, list | tuple)
+                and 0 < len(reasons) <= MAX_DEFERRED_REASONS
+                and all(isinstance(r, str) for r in reasons)
+            ):
+                raise PolicyError(
+                    "deferred_retrain needs a non-empty window name and 1 to "
+                    f"{MAX_DEFERRED_REASONS} reasons (strings), got {deferred!r}"
+                )
+            _parse_time(deferred["at"], "deferred_retrain.at")
+            self.deferred_retrain = {
+                "window": deferred["window"],
+                "at": deferred["at"],
+                "reasons": list(reasons),
+            }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -428,6 +461,8 @@ class Observation:
         estimated_interval: The estimate's interval ``(lower, upper)``.
         window: Name of the window (the run label) for ``state.unlabelled_windows``; empty:
             its time.
+        trainable: Whether a challenger can be trained on this window (False: it has no
+            labels); a retrain it calls for is deferred (``state.deferred_retrain``).
     """
 
     drift_share: float | None
@@ -441,6 +476,7 @@ class Observation:
     estimated_metric: float | None = None
     estimated_interval: tuple[float, float] | None = None
     window: str = ""
+    trainable: bool = True
 
 
 @dataclass(frozen=True)
@@ -506,10 +542,11 @@ def _check_observation(observation: Observation) -> datetime:
         if lo > hi:
             raise PolicyError(f"observation.estimated_interval has lower {lo} > upper {hi}")
     _integer(observation.new_rows, "observation.new_rows", 0)
-    if not isinstance(observation.has_champion, bool):
-        raise PolicyError(
-            f"observation.has_champion must be true or false, got {observation.has_champion!r}"
-        )
+    for flag in ("has_champion", "trainable"):
+        if not isinstance(getattr(observation, flag), bool):
+            raise PolicyError(
+                f"observation.{flag} must be true or false, got {getattr(observation, flag)!r}"
+            )
     return _parse_time(observation.now, "observation.now")
 
 
@@ -728,6 +765,14 @@ def decide(policy: RetrainPolicy, state: PolicyState, observation: Observation) 
             f"rules combined as {_describe_combine(policy.combine)}: only {', '.join(hit)} fired"
         )
 
+    deferred = state.deferred_retrain
+    fired_now = list(triggers)  # what this window's own rules call for
+    if deferred is not None and observation.trainable:
+        triggers.append(
+            f"retrain deferred from window {deferred['window']} (no labels to train on): "
+            + "; ".join(deferred["reasons"])
+        )
+
     retrain = bool(triggers)
     reasons = triggers
     kept, blocked = _budget(policy, state, now)
@@ -740,6 +785,20 @@ def decide(policy: RetrainPolicy, state: PolicyState, observation: Observation) 
     elif retrain and observation.has_champion and blocked:
         retrain = False
         reasons = [f"{blocked}; suppressed: {'; '.join(triggers)}"]
+    elif retrain and not observation.trainable:
+        retrain = False
+        if deferred is None:
+            name = observation.window or observation.now
+            deferred = {
+                "window": name,
+                "at": observation.now,
+                "reasons": fired_now[:MAX_DEFERRED_REASONS],
+            }
+        reasons = [
+            "retrain deferred: the window has no labels to train on; rerun when its labels "
+            "land (e.g. after `refit labels join`), or the next labelled window retrains for "
+            f"it; fired: {'; '.join(triggers)}"
+        ]
     elif not retrain:
         reasons = notes or ["no retrain trigger fired"]
     if unlabelled:
@@ -757,6 +816,7 @@ def decide(policy: RetrainPolicy, state: PolicyState, observation: Observation) 
             rows_since_training=0,
             retrains=kept,
             unlabelled_windows=unlabelled,
+            deferred_retrain=None,
         )
     else:
         new_state = replace(
@@ -766,5 +826,6 @@ def decide(policy: RetrainPolicy, state: PolicyState, observation: Observation) 
             rows_since_training=rows,
             retrains=kept,
             unlabelled_windows=unlabelled,
+            deferred_retrain=deferred,
         )
     return Decision(retrain=retrain, reasons=reasons, state=new_state)

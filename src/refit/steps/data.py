@@ -13,6 +13,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from refit.audit.events import AuditEvent
 from refit.defaults import RANGE_TOLERANCE
+from refit.errors import SchemaError
 from refit.io.snapshot import create_snapshot
 from refit.io.tables import read_table, write_parquet
 from refit.privacy import load_schema, pii_columns
@@ -100,6 +101,8 @@ class ValidationOutput:
             the TFDV engine, else refit's self-contained statistics report.
         audit: The summary the ``validation`` audit record holds (recorded by a stateful step:
             ``decide_retrain``, or ``record_results`` when the window is blocked).
+        labelled: Whether the window holds labels (False only with ``late_labels``: the
+            label column is missing or all null and that was allowed).
     """
 
     passed: bool
@@ -110,6 +113,7 @@ class ValidationOutput:
     engine_metadata: dict[str, Any] = field(default_factory=dict)
     facets_html: str = ""
     audit: dict[str, Any] = field(default_factory=dict)
+    labelled: bool = True
 
 
 def parse_beam_pipeline_args(value: Sequence[str] | None) -> list[str] | None:
@@ -199,7 +203,7 @@ def _complete_tfdv_anomalies(result: EngineResult, current: pa.Table, target: st
             "Low num examples in dataset",
             "The window has 0 rows (added by refit; TFDV sets only data_missing).",
         )
-    if target not in current.column_names and target not in anomalies.anomaly_info:
+    if target and target not in current.column_names and target not in anomalies.anomaly_info:
         _add_reason(
             anomalies,
             target,
@@ -219,6 +223,7 @@ def validate_data(
     engine: str = "native",
     beam_pipeline_args: list[str] | None = None,
     name: str = "the window",
+    late_labels: bool = False,
 ) -> ValidationOutput:
     """Validate a window against reference data and a schema (anomalies, TFDV formats).
 
@@ -247,6 +252,11 @@ def validate_data(
             outputs are staged under the flags' ``gs://`` ``--temp_location``). None: TFDV
             in-process.
         name: What the reports call the data.
+        late_labels: Labels arrive after the window: a label column that is missing or all
+            null is not an anomaly. The window is then validated without the label column
+            (dropped from the window, the reference and the schema; every other check as
+            usual) and the output says it is unlabelled (``labelled``, the audit summary and a
+            line of the report). False (default): such a window is an anomaly.
 
     Returns:
         Whether the window passed, its anomalies, the HTML report, the statistics view, summary
@@ -258,23 +268,48 @@ def validate_data(
             one).
     """
     check_engine(engine)
+    if not isinstance(late_labels, bool):
+        raise SchemaError(f"late_labels must be true or false, got {late_labels!r}")
     current = read_table(snapshot_path)
+    reference = None if not reference_path else read_table(reference_path)
     schema = None
     if schema_path:
         from refit.validation.schema import schema_from_text
 
         schema = schema_from_text(Path(schema_path).read_text(encoding="utf-8"))
+    labelled = target in current.column_names and (
+        current.column(target).null_count < current.num_rows or current.num_rows == 0
+    )
+    notes: list[str] = []
+    if late_labels and not labelled:
+        how = "is not in the data" if target not in current.column_names else "is entirely null"
+        # an unlabelled window: every check but the label's (the window is empty or not, its
+        # features valid or not, exactly as with labels)
+        if target in current.column_names:
+            current = current.drop_columns([target])
+        if reference is not None and target in reference.column_names:
+            reference = reference.drop_columns([target])
+        if schema is not None:
+            kept = [f for f in schema.feature if f.name != target]
+            del schema.feature[:]
+            schema.feature.extend(kept)
+        notes.append(
+            f"Unlabelled window: label column {target!r} {how} (late_labels: labels arrive "
+            "later; not an anomaly, the label checks are skipped)."
+        )
     result = run_validation(
         current,
-        reference=None if not reference_path else read_table(reference_path),
+        reference=reference,
         schema=schema,
         engine=engine,
-        options=ValidationOptions(required_columns=(target,), range_tolerance=RANGE_TOLERANCE),
+        options=ValidationOptions(
+            required_columns=() if notes else (target,), range_tolerance=RANGE_TOLERANCE
+        ),
         beam_pipeline_args=beam_pipeline_args,
         facets=True,
     )
     if result.engine == "tfdv":
-        _complete_tfdv_anomalies(result, current, target)
+        _complete_tfdv_anomalies(result, current, "" if notes else target)
     view = ValidationResult(
         result.anomalies, result.statistics, result.schema, result.reference_statistics
     )
@@ -293,17 +328,19 @@ def validate_data(
     return ValidationOutput(
         passed=not anomalies,
         anomalies=anomalies,
-        html=render_validation_html(view, title=f"Validation of {name}"),
+        html=render_validation_html(view, title=f"Validation of {name}", notes=notes),
         metrics={"anomalies": float(len(anomalies)), "rows": float(current.num_rows)},
         engine=result.engine,
         engine_metadata=metadata,
         facets_html=facets_html,
+        labelled=not notes,
         audit={
             "passed": not anomalies,
             "anomalies": anomalies,
             "rows": current.num_rows,
             "engine": result.engine,
             "engine_requested": engine,
+            "labelled": not notes,
             **({"tfdv_version": metadata.get("tfdv_version")} if result.engine == "tfdv" else {}),
         },
     )

@@ -701,7 +701,10 @@ def decide_retrain(
     ``detect_drift``'s result. This step keeps state (the policy's, in the store) and so it
     also records, before its decision, what the pure steps found: the window's validation and
     drift summaries. The decision record holds the estimate, to be compared with the realised
-    metric once the labels land.
+    metric once the labels land. Training needs labels, and the challenger's holdout (its
+    evaluation gate) is drawn from this window, so a retrain an unlabelled window calls for is
+    deferred (``retrain`` false, reasons saying so; the policy state keeps it) and the next
+    labelled window retrains for it.
 
     Args:
         snapshot_path: Parquet file of the window.
@@ -763,6 +766,7 @@ def decide_retrain(
         if estimate is None
         else (float(estimate["lower"]), float(estimate["upper"])),
         window=run_label,
+        trainable=labelled,
     )
     decision = decide(retrain_policy, state, observation)
     reasons = list(decision.reasons)
@@ -784,6 +788,7 @@ def decide_retrain(
             "label_drift": observation.label_drift,
             "prediction_drift": observation.prediction_drift,
             "unlabelled_windows": list(decision.state.unlabelled_windows),
+            "deferred_retrain": decision.state.deferred_retrain,
         },
     )
     return DecisionOutput(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
@@ -82,7 +83,7 @@ def _feature_row(
     return f"<tr{css}>{''.join(cells)}</tr>"
 
 
-def render_validation_html(result: ValidationResult, title: str) -> str:
+def render_validation_html(result: ValidationResult, title: str, notes: Sequence[str] = ()) -> str:
     """Render a validation result as one self-contained HTML page.
 
     Summary first ("OK" or "N anomalies"), then the anomalies table (feature, kind,
@@ -92,6 +93,7 @@ def render_validation_html(result: ValidationResult, title: str) -> str:
     Args:
         result: The validation result.
         title: Page title.
+        notes: Lines shown under the summary (e.g. that the window has no labels).
 
     Returns:
         The HTML document.
@@ -116,6 +118,7 @@ def render_validation_html(result: ValidationResult, title: str) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         summary,
+        *(f'<p class="note">{_e(note)}</p>' for note in notes),
         f"<p class=muted>{_num(num_examples)} rows, {n_features} columns; schema with "
         f"{len(result.schema.feature)} features.</p>",
         "<h2>Anomalies</h2>",
