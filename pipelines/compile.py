@@ -31,6 +31,7 @@ from refit import __version__
 from refit import components as components_pkg
 from refit.components.examples import EXAMPLES, example_code
 from refit.images import DEFAULT_REPOSITORY, TFDV_SUFFIX, component_image, repository, tfdv_image
+from refit.pipelines.fleet import fleet_pipeline
 from refit.pipelines.retraining import retraining_pipeline
 from refit.pipelines.sharded_drift import sharded_drift_pipeline
 
@@ -38,7 +39,11 @@ from refit.pipelines.sharded_drift import sharded_drift_pipeline
 COMPONENTS_DIR = Path(components_pkg.__file__).resolve().parent
 PIPELINES_DIR = Path(__file__).resolve().parent
 
-PIPELINES = {"retraining": retraining_pipeline, "sharded_drift": sharded_drift_pipeline}
+PIPELINES = {
+    "retraining": retraining_pipeline,
+    "sharded_drift": sharded_drift_pipeline,
+    "fleet": fleet_pipeline,
+}
 
 _KFP_VERSION = re.compile(r"(sdkVersion: kfp-)\S+")
 
