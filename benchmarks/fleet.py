@@ -4,8 +4,9 @@ Starts the real ``refit serve`` (log launcher) in a subprocess with ``--models``
 config, all sharing one refit store (a local folder: champion lookups and one audit log per
 model) and one SQLite state, each with an embedded schedule that fires every minute. Sends
 Alertmanager v4 webhooks over keep-alive connections: ``--groups`` alert groups spread over the
-models, each re-sent ``--repeat`` times, interleaved. Then the same load against a config of one
-model. Reports per fleet size: config load (server start) time, alerts/s, p50/p99 latency, the
+models, each re-sent ``--repeat`` times, interleaved; first against a config of one model, then
+the fleet. The load starts at second 45 of a minute, so the schedules fire during it. Reports
+per fleet size: config load (server start) time, alerts/s, p50/p99 latency, the
 server's peak memory (VmHWM), the scheduled runs, and checks exactly one launch per alert group.
 
     .venv/bin/python benchmarks/fleet.py [--models 1000] [--groups 2000] [--repeat 10]
@@ -113,6 +114,8 @@ def run(models: int, groups: int, repeat: int, concurrency: int) -> dict:
             headers = {"Authorization": f"Bearer {SECRET}"}
             bodies = [alert(g, model_name(g % models)) for g in range(groups)]
             latencies: list[float] = []
+            # start the load at :45 of a minute, so every model's schedule comes due during it
+            time.sleep((45 - time.time() % 60) % 60)
             started = time.perf_counter()
             results = asyncio.run(
                 blast("127.0.0.1", server.port, "/hooks/alertmanager", bodies, headers, n,
