@@ -8,6 +8,10 @@ __all__ = [
     "decide_retrain",
     "detect_drift",
     "evaluate_model",
+    "merge_profiles",
+    "plan_shards",
+    "profile_drift",
+    "profile_shard",
     "promote_model",
     "record_results",
     "register_model",
@@ -28,6 +32,10 @@ if os.environ.get("_KFP_RUNTIME") != "true":
     from refit.components.decide_retrain.component import decide_retrain
     from refit.components.detect_drift.component import detect_drift
     from refit.components.evaluate_model.component import evaluate_model
+    from refit.components.merge_profiles.component import merge_profiles
+    from refit.components.plan_shards.component import plan_shards
+    from refit.components.profile_drift.component import profile_drift
+    from refit.components.profile_shard.component import profile_shard
     from refit.components.promote_model.component import promote_model
     from refit.components.record_results.component import record_results
     from refit.components.register_model.component import register_model

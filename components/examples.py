@@ -97,6 +97,61 @@ def drift_share(window_uri: str, reference_uri: str, model_uri: str) -> float:
     return drift.outputs["drift_share"]  # the report is drift.outputs["drift"]
 """,
     ),
+    "plan_shards": Example(
+        "A Parquet window: a file (split by row groups), a folder, or a `gs://` prefix of "
+        "Parquet objects (split by object). No store.",
+        """
+@dsl.pipeline
+def how_many_shards(window_uri: str) -> list:
+    plan = plan_shards(window_uri=window_uri, shards=10)
+    plan.set_caching_options(False)  # reads the data as it is now
+    return plan.output  # one JSON item per shard: dsl.ParallelFor(plan.output)
+""",
+    ),
+    "profile_shard": Example(
+        "A shard description from `plan_shards` (its Parquet files must be readable). No store.",
+        """
+@dsl.pipeline
+def profile_in_parallel(window_uri: str) -> int:
+    plan = plan_shards(window_uri=window_uri, shards=4)
+    with dsl.ParallelFor(plan.output, parallelism=4) as shard:
+        part = profile_shard(shard=shard)
+    merged = merge_profiles(profiles=dsl.Collected(part.outputs["profile"]))
+    return merged.outputs["rows"]
+""",
+    ),
+    "merge_profiles": Example(
+        "Profiles of the shards of one window (`profile_shard`, collected with `dsl.Collected`).",
+        """
+@dsl.pipeline
+def merged_profile(window_uri: str) -> int:
+    plan = plan_shards(window_uri=window_uri, shards=8)
+    with dsl.ParallelFor(plan.output, parallelism=8) as shard:
+        part = profile_shard(shard=shard)
+    merged = merge_profiles(profiles=dsl.Collected(part.outputs["profile"]))
+    return merged.outputs["rows"]  # the window's profile: merged.outputs["profile"]
+""",
+    ),
+    "profile_drift": Example(
+        "The window's refit drift profile (`merge_profiles`) and the reference's (e.g. the "
+        "champion's, `resolve_champion`). No store.",
+        """
+@dsl.pipeline
+def sharded_drift_share(window_uri: str, reference_profile_uri: str) -> float:
+    plan = plan_shards(window_uri=window_uri, shards=10)
+    with dsl.ParallelFor(plan.output, parallelism=10) as shard:
+        part = profile_shard(shard=shard)
+    merged = merge_profiles(profiles=dsl.Collected(part.outputs["profile"]))
+    reference = dsl.importer(
+        artifact_uri=reference_profile_uri, artifact_class=dsl.Artifact, reimport=False
+    )
+    drift = profile_drift(
+        window_profile=merged.outputs["profile"], reference_profile=reference.output,
+        label_column="default",
+    )
+    return drift.outputs["drift_share"]  # the report is drift.outputs["drift"]
+""",
+    ),
     "decide_retrain": Example(
         f"A window, a drift report (detect_drift) and {STORE}, where the policy's state lives; "
         "optionally the champion (resolve_champion).",

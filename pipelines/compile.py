@@ -39,13 +39,19 @@ from refit.images import (
     repository,
     tfdv_image,
 )
+from refit.pipelines.fleet import fleet_pipeline
 from refit.pipelines.retraining import retraining_pipeline
+from refit.pipelines.sharded_drift import sharded_drift_pipeline
 
 #: The source tree's components/ and pipelines/ folders (where the YAML is committed).
 COMPONENTS_DIR = Path(components_pkg.__file__).resolve().parent
 PIPELINES_DIR = Path(__file__).resolve().parent
 
-PIPELINES = {"retraining": retraining_pipeline}
+PIPELINES = {
+    "retraining": retraining_pipeline,
+    "sharded_drift": sharded_drift_pipeline,
+    "fleet": fleet_pipeline,
+}
 
 _KFP_VERSION = re.compile(r"(sdkVersion: kfp-)\S+")
 
@@ -133,6 +139,8 @@ def retarget_images(spec: pipeline_spec_pb2.PipelineSpec, repo: str) -> None:
         images[f"{known}{TFDV_SUFFIX}:{__version__}"] = tfdv_image(repo)
     executors = spec.deployment_spec["executors"]
     for name in executors:
+        if "container" not in executors[name].keys():
+            continue  # an importer: it runs no image
         container = executors[name]["container"]
         image = container["image"]
         if image not in images:

@@ -36,6 +36,6 @@ def test_every_listed_package_imports() -> None:
 def test_components_import_from_the_package() -> None:
     from refit import components
 
-    assert len(components.__all__) == 14
+    assert len(components.__all__) == 19
     for name in components.__all__:
         assert getattr(components, name).component_spec.name == name.replace("_", "-")

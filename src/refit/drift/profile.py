@@ -1093,7 +1093,10 @@ def _local_parquet_files(path: str) -> list[str]:
 
 
 def _profile_parquet_by_column(
-    uri: str, files: list[str], columns: Sequence[str] | None
+    uri: str,
+    files: list[str],
+    columns: Sequence[str] | None,
+    row_groups: Sequence[Sequence[int] | None] | None = None,
 ) -> Profile:
     """Profile local Parquet files one column at a time.
 
@@ -1101,20 +1104,26 @@ def _profile_parquet_by_column(
     read dictionary-encoded), columns in parallel on the thread pool. Only the columns being
     read are in memory, one batch and one column chunk each, so memory is flat in rows and in
     columns; reading whole record batches held every column's chunk buffers at once.
+    ``row_groups`` (one entry per file, None: all of it) limits each file to those row groups
+    (a shard of a window, :mod:`refit.drift.shards`).
     """
     import pyarrow.parquet as pq
 
     metadata = [pq.ParquetFile(f, pre_buffer=False).metadata for f in files]
     for meta in metadata:
         check_schema(meta.schema.to_arrow_schema(), uri)
+    groups = list(row_groups) if row_groups is not None else [None] * len(files)
     schema = metadata[0].schema.to_arrow_schema()
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
     builder = ProfileBuilder(schema, None, source=uri)
-    builder.rows = sum(m.num_rows for m in metadata)
+    builder.rows = sum(
+        m.num_rows if g is None else sum(m.row_group(i).num_rows for i in g)
+        for m, g in zip(metadata, groups, strict=True)
+    )
 
     def one(name: str) -> None:
-        for file, meta in zip(files, metadata, strict=True):
+        for file, meta, group in zip(files, metadata, groups, strict=True):
             file_schema = meta.schema.to_arrow_schema()
             if name not in file_schema.names:
                 raise DataError(f"cannot read data at {uri}: column {name!r} is missing in {file}")
@@ -1127,7 +1136,7 @@ def _profile_parquet_by_column(
                 read_dictionary=[name] if as_dictionary else None,
             )
             for batch in reader.iter_batches(
-                batch_size=BATCH_ROWS, columns=[name], use_threads=False
+                batch_size=BATCH_ROWS, row_groups=group, columns=[name], use_threads=False
             ):
                 builder.update_column(name, batch.column(0))
 

@@ -120,8 +120,15 @@ class TriggerService:
         self.scheduler_tick = scheduler_tick
         self.state = StateStore(config.state_path)
         self.metrics = Metrics()
+        # One lock per model: a fleet's decisions for different models run at once (each waits
+        # only on its own model's audit appends and fsyncs); one model's decisions stay serial.
+        # The in-flight limit, shared by all models, is checked in the run's SQLite insert.
+        self._decide_locks = {name: threading.Lock() for name in config.models}
         self._audit_lock = threading.Lock()
-        self._decide_lock = threading.Lock()
+        self._audit_locks = {name: threading.Lock() for name in config.models}
+        # The embedded scheduler's next fire per model, (last fire, due), so a tick over a
+        # fleet reads neither SQLite nor croniter for models that are not due.
+        self._due: dict[str, tuple[float, float]] = {}
         self._service_audit = (
             None if config.store_uri else AuditLog(Path(str(config.state_path) + ".audit.jsonl"))
         )
@@ -159,7 +166,9 @@ class TriggerService:
         return open_registry(str(self.config.store_uri), model).audit
 
     def _audit(self, model: str, payload: dict[str, Any]) -> None:
-        with self._audit_lock:
+        # The service's own log is one file for all models; the store has one per model.
+        shared = self._service_audit is not None or model not in self._audit_locks
+        with self._audit_lock if shared else self._audit_locks[model]:
             self.audit_log(model).append(AuditEvent.TRIGGER_DECISION, payload)
 
     # -- deciding ---------------------------------------------------------------------------
@@ -171,9 +180,11 @@ class TriggerService:
         """
         model = self.config.models.get(name)
         if model is None:
-            raise UnknownModelError(
-                f"unknown model {name[:200]!r}; configured: {', '.join(sorted(self.config.models))}"
+            names = sorted(self.config.models)
+            listed = ", ".join(names[:20]) + (
+                f" and {len(names) - 20} more" if len(names) > 20 else ""
             )
+            raise UnknownModelError(f"unknown model {name[:200]!r}; configured: {listed}")
         return model
 
     def _has_champion(self, model: str) -> bool:
@@ -219,7 +230,7 @@ class TriggerService:
         self._seen[event.dedupe_key] = now
         if len(self._seen) > 100_000:
             self._seen.clear()
-        with self._decide_lock:
+        with self._decide_locks[model.name]:
             result = self._decide(model, event, now)
         self.metrics.latency.observe(time.perf_counter() - started)
         return {**base, **result}
@@ -252,8 +263,8 @@ class TriggerService:
                 )
             elif in_flight >= self.config.max_in_flight:
                 blocked = f"{in_flight} run(s) in flight (limit {self.config.max_in_flight})"
+        run_id: int | None = None
         if retrain and not blocked:
-            self.state.save_policy_state(model.name, new_state.to_dict())
             inputs = pipeline_inputs(self.config.pipeline)
             params = dict(model.params)
             if event.data_uri and "data_uri" in inputs.inputs:
@@ -267,7 +278,12 @@ class TriggerService:
                 params=params,
                 launcher=self.launcher.name,
                 now=now,
+                max_in_flight=self.config.max_in_flight,
             )
+            if run_id is None:  # another model's run took the last slot meanwhile
+                blocked = f"runs in flight reached the limit {self.config.max_in_flight}"
+        if run_id is not None:
+            self.state.save_policy_state(model.name, new_state.to_dict())
             status = self._launch_now(run_id, model.name, params)
             decision_name, launched = "launch", True
         else:
@@ -372,16 +388,21 @@ class TriggerService:
         for model in self.config.models.values():
             if model.schedule is None:
                 continue
+            cached = self._due.get(model.name)
+            if cached is not None and now < cached[1]:
+                continue
             last = self.state.last_fire(model.name)
             if last is None:
                 self.state.set_last_fire(model.name, now)
-                continue
+                last = now
             due = croniter(model.schedule.standard, datetime.fromtimestamp(last, UTC)).get_next(
                 float
             )
+            self._due[model.name] = (last, due)
             if now < due:
                 continue
             self.state.set_last_fire(model.name, now)
+            self._due.pop(model.name, None)
             event = TriggerEvent(
                 hook="schedule",
                 model=model.name,

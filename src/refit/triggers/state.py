@@ -33,7 +33,12 @@ CREATE TABLE IF NOT EXISTS runs (
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS schedule (model TEXT PRIMARY KEY, last_fire REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
+
+#: How long a statement waits for another connection's write lock (a second service process,
+#: or a `sqlite3` shell) before "database is locked".
+BUSY_TIMEOUT_SECONDS = 30.0
 
 #: Run statuses that count as in flight.
 IN_FLIGHT = ("pending", "running")
@@ -46,7 +51,10 @@ class StateStore:
         """Open (and create) the database at ``path`` (``":memory:"`` for tests)."""
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS
+        )
+        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -111,21 +119,42 @@ class StateStore:
         params: dict[str, Any],
         launcher: str,
         now: float,
-    ) -> int:
-        """Record a run about to be launched (status ``pending``) and start the cooldown."""
+        max_in_flight: int | None = None,
+    ) -> int | None:
+        """Record a run about to be launched (status ``pending``) and start the cooldown.
+
+        With ``max_in_flight``, the count of runs in flight and the insert are one transaction:
+        ``None`` (nothing recorded) when that many are already in flight, so concurrent
+        decisions for different models never pass the limit together.
+        """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            cur = self._db.execute(
-                "INSERT INTO runs(model, hook, trigger, reasons, params, status, launcher, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                (model, hook, trigger, json.dumps(reasons), json.dumps(params), launcher, now, now),
-            )
-            self._db.execute(
-                "INSERT INTO cooldown(model, launched_at) VALUES (?, ?) "
-                "ON CONFLICT(model) DO UPDATE SET launched_at = excluded.launched_at",
-                (model, now),
-            )
-            self._db.execute("COMMIT")
+            try:
+                if max_in_flight is not None:
+                    (count,) = self._db.execute(
+                        f"SELECT COUNT(*) FROM runs WHERE status IN {IN_FLIGHT!r}"
+                    ).fetchone()
+                    if count >= max_in_flight:
+                        self._db.execute("ROLLBACK")
+                        return None
+                cur = self._db.execute(
+                    "INSERT INTO runs(model, hook, trigger, reasons, params, status, launcher, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    (
+                        model, hook, trigger, json.dumps(reasons), json.dumps(params), launcher,
+                        now, now,
+                    ),
+                )  # fmt: skip
+                self._db.execute(
+                    "INSERT INTO cooldown(model, launched_at) VALUES (?, ?) "
+                    "ON CONFLICT(model) DO UPDATE SET launched_at = excluded.launched_at",
+                    (model, now),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
             return int(cur.lastrowid or 0)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
