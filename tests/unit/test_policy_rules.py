@@ -65,7 +65,13 @@ def test_unlabelled_window_uses_the_estimate_and_is_tracked():
     decision = decide(
         policy,
         PolicyState(),
-        obs(metric_value=None, estimated_metric=0.71, estimated_interval=(0.69, 0.73), window="w7"),
+        obs(
+            metric_value=None,
+            estimated_metric=0.71,
+            estimated_interval=(0.69, 0.73),
+            window="w7",
+            labelled=False,
+        ),
     )
     assert decision.retrain
     assert decision.reasons[0] == (
@@ -79,7 +85,13 @@ def test_unlabelled_window_uses_the_estimate_and_is_tracked():
     calm = decide(
         policy,
         decision.state,
-        obs(metric_value=None, estimated_metric=0.9, estimated_interval=(0.88, 0.92), window="w8"),
+        obs(
+            metric_value=None,
+            estimated_metric=0.9,
+            estimated_interval=(0.88, 0.92),
+            window="w8",
+            labelled=False,
+        ),
     )
     assert not calm.retrain
     assert calm.reasons[0].startswith(f"accuracy 0.90 >= 0.80 ({ESTIMATED}")
@@ -90,6 +102,11 @@ def test_unlabelled_window_uses_the_estimate_and_is_tracked():
     labelled = decide(policy, calm.state, obs(metric_value=0.95, estimated_metric=0.1, window="w9"))
     assert not labelled.retrain and labelled.state.unlabelled_windows == ["w7", "w8"]
     assert labelled.reasons[0] == "accuracy 0.95 >= 0.80"
+    # no metric is not "no labels": an alert or a backfill window without a champion score
+    # (labelled left true) is not listed
+    alert = decide(policy, calm.state, obs(metric_value=None, window="alert"))
+    assert alert.state.unlabelled_windows == ["w7", "w8"]
+    assert not any("unlabelled" in r for r in alert.reasons[:-1])
 
 
 def test_a_window_without_labels_defers_the_retrain_to_the_next_labelled_one():
@@ -99,6 +116,7 @@ def test_a_window_without_labels_defers_the_retrain_to_the_next_labelled_one():
         estimated_metric=0.71,
         estimated_interval=(0.69, 0.73),
         window="w7",
+        labelled=False,
         trainable=False,
     )
     deferred = decide(policy, PolicyState(), blind)
@@ -121,7 +139,7 @@ def test_a_window_without_labels_defers_the_retrain_to_the_next_labelled_one():
     calm_blind = decide(
         policy,
         state,
-        obs(metric_value=None, estimated_metric=0.95, window="w8", trainable=False),
+        obs(metric_value=None, estimated_metric=0.95, window="w8", labelled=False, trainable=False),
     )
     assert not calm_blind.retrain and calm_blind.state.deferred_retrain == state.deferred_retrain
     # the next labelled window retrains for it although its own rules do not fire

@@ -461,6 +461,9 @@ class Observation:
         estimated_interval: The estimate's interval ``(lower, upper)``.
         window: Name of the window (the run label) for ``state.unlabelled_windows``; empty:
             its time.
+        labelled: Whether the window has labels (False: it is listed in
+            ``state.unlabelled_windows``). A window without a metric is not unlabelled by that
+            alone: an alert or a backfill without a champion score carries no metric either.
         trainable: Whether a challenger can be trained on this window (False: it has no
             labels); a retrain it calls for is deferred (``state.deferred_retrain``).
     """
@@ -476,6 +479,7 @@ class Observation:
     estimated_metric: float | None = None
     estimated_interval: tuple[float, float] | None = None
     window: str = ""
+    labelled: bool = True
     trainable: bool = True
 
 
@@ -542,7 +546,7 @@ def _check_observation(observation: Observation) -> datetime:
         if lo > hi:
             raise PolicyError(f"observation.estimated_interval has lower {lo} > upper {hi}")
     _integer(observation.new_rows, "observation.new_rows", 0)
-    for flag in ("has_champion", "trainable"):
+    for flag in ("has_champion", "labelled", "trainable"):
         if not isinstance(getattr(observation, flag), bool):
             raise PolicyError(
                 f"observation.{flag} must be true or false, got {getattr(observation, flag)!r}"
@@ -615,7 +619,7 @@ def decide(policy: RetrainPolicy, state: PolicyState, observation: Observation) 
         history.append(float(metric_value))
     history = history[-policy.consecutive_windows :]
     unlabelled = list(state.unlabelled_windows)
-    if observation.has_champion and not labelled:
+    if observation.has_champion and not observation.labelled:
         name = observation.window or observation.now
         if name not in unlabelled:
             unlabelled.append(name)

@@ -766,6 +766,7 @@ def decide_retrain(
         if estimate is None
         else (float(estimate["lower"]), float(estimate["upper"])),
         window=run_label,
+        labelled=labelled,
         trainable=labelled,
     )
     decision = decide(retrain_policy, state, observation)

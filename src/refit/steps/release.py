@@ -7,8 +7,10 @@ champion as it is and say so; ``refit registry approve`` releases it later.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from refit.audit import AuditEvent
@@ -26,7 +28,7 @@ from refit.errors import DeployError, SchemaError
 from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
 from refit.registry import ANY, ModelRegistry, open_registry
 from refit.steps.common import dict_param, scalar_metrics
-from refit.training.artifacts import read_metadata
+from refit.training.artifacts import METADATA_FILE
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,21 @@ def start_run(
     return label
 
 
+def _training_data(model_dir: str) -> dict[str, Any] | None:
+    """What the model trained on (windows, holdout, warm start), from its card, for lineage.
+
+    The registry registers any folder of files (it checks their digests itself); a folder
+    whose ``model.json`` has no card, or is not a refit model's, has nothing to add here.
+    """
+    try:
+        metadata = json.loads((Path(model_dir) / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    card = metadata.get("card") if isinstance(metadata, dict) else None
+    found = card.get("training_data") if isinstance(card, dict) else None
+    return found if isinstance(found, dict) else None
+
+
 def register_model(
     model_dir: str,
     store_uri: str,
@@ -213,9 +230,7 @@ def register_model(
     if parent_version is ANY:
         champion = registry.champion()
         parent_version = None if champion is None else champion.version
-    # what the model trained on (windows, holdout, warm start), from its card: lineage
-    card = read_metadata(model_dir).get("card") or {}
-    training_data = card.get("training_data") if isinstance(card, dict) else None
+    training_data = _training_data(model_dir)
     version = registry.register(
         model_dir,
         metrics=scalar_metrics(metrics),
