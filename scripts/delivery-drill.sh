@@ -40,6 +40,8 @@ PY
 echo "champion: v$champion; challenger: v$challenger (the drill changes this store)"
 
 serve_port="$(port)"; prom_port="$(port)"; feedback="$work/feedback.jsonl"
+# feedback moves promotions: the server takes it only with a secret, which the load sends
+export REFIT_FEEDBACK_TOKEN="drill-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 "$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
   --feedback-file "$feedback" > "$work/serve.log" 2>&1 &
 pids+=($!)
@@ -56,7 +58,7 @@ pids+=($!)
 # Traffic: requests with ids built from the model's V2 metadata, varied inputs; each answer's
 # unit "converts" at 10%, or 30% when the challenger served it, and is posted as feedback.
 "$python" - "http://127.0.0.1:$serve_port" "$model" "$challenger" > "$work/load.log" 2>&1 <<'PY' &
-import json, random, sys, time, urllib.request
+import json, os, random, sys, time, urllib.request
 base, name, challenger = sys.argv[1], sys.argv[2], sys.argv[3]
 for _ in range(300):
     try:
@@ -67,7 +69,8 @@ for _ in range(300):
 rng = random.Random(7)
 def post(path, body):
     req = urllib.request.Request(f"{base}{path}", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
+                                 {"Content-Type": "application/json", "Authorization":
+                                  "Bearer " + os.environ["REFIT_FEEDBACK_TOKEN"]})
     return json.load(urllib.request.urlopen(req, timeout=5))
 unit = 0
 while True:

@@ -355,13 +355,20 @@ class ServeProcess:
 class ModelServeProcess:
     """``refit serve-model`` in a subprocess on a free loopback port."""
 
-    def __init__(self, store: str, name: str, *extra: str) -> None:
+    def __init__(
+        self, store: str, name: str, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         refit = str(Path(sys.executable).parent / "refit")
         args = [refit, "serve-model", "--store", store, "--name", name, "--port", str(self.port)]
         # A file, not a pipe: an unread pipe fills up and blocks the server.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115
-        self.proc = subprocess.Popen([*args, *extra], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*args, *extra],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
         try:
             wait_for_http("127.0.0.1", self.port, "/v2/health/live", 60, self.proc)
         except RuntimeError as exc:

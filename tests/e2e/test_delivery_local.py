@@ -26,6 +26,7 @@ from refit.registry import ModelRegistry
 from refit.training import save_model, train
 
 NAME = "credit"
+FEEDBACK_TOKEN = "drill-feedback-secret-0123"
 FEATURES_BYTES = {"region", "channel"}
 
 
@@ -100,7 +101,11 @@ class Load:
                 self.served.append((self.phase, version, seconds))
                 rate = self.rates.get(version, self.base_rate)
                 value = 1 if random.Random(f"{uid}-{version}").random() < rate else 0
-                client.post(f"/v2/models/{NAME}/feedback", json={"id": uid, "value": value})
+                client.post(
+                    f"/v2/models/{NAME}/feedback",
+                    json={"id": uid, "value": value},
+                    headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}"},
+                )
                 time.sleep(0.002)
 
 
@@ -108,7 +113,13 @@ class Load:
 def stack(store, windows, tmp_path_factory):
     feedback = tmp_path_factory.mktemp("feedback") / "feedback.jsonl"
     server = ModelServeProcess(
-        store.store_uri, NAME, "--seed", "5", "--feedback-file", str(feedback)
+        store.store_uri,
+        NAME,
+        "--seed",
+        "5",
+        "--feedback-file",
+        str(feedback),
+        env={"REFIT_FEEDBACK_TOKEN": FEEDBACK_TOKEN},
     )
     prom = PrometheusServer([f"127.0.0.1:{server.port}"], scrape_interval="1s")
     load = Load(server.url, windows[3].slice(0, 200))

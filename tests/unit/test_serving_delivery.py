@@ -10,14 +10,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from refit.deploy.abtest import TREATMENT, assign_arm, read_feedback
 from refit.deploy.plan import ABTestSpec, RolloutPlan, ShadowSpec
-from refit.errors import DeployError
+from refit.errors import DataError, DeployError
 from refit.registry import ModelRegistry
 from refit.serving import create_app
+from refit.serving.feedback import load_feedback_token
 from refit.serving.routing import read_rollout_state
 from refit.serving.shadow import compare_answers
 from refit.training import save_model, train
 
 NAME = "credit"
+SECRET = "feedback-secret-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +103,14 @@ def test_ab_arms_follow_the_request_id_and_feedback_lands_in_the_file(reg, bodie
     salt = "exp-1"
     reg.write_state("canary", {"version": 2, "percent": 30, "experiment": {"salt": salt}})
     feedback = tmp_path / "fb" / "feedback.jsonl"
-    app = create_app(reg.store_uri, NAME, state_refresh_seconds=0, feedback_path=str(feedback))
-    with TestClient(app) as client:
+    app = create_app(
+        reg.store_uri,
+        NAME,
+        state_refresh_seconds=0,
+        feedback_path=str(feedback),
+        feedback_token=SECRET.encode(),
+    )
+    with TestClient(app, headers={"Authorization": f"Bearer {SECRET}"}) as client:
         for _ in range(2):  # the same ids meet the same versions again
             for b in bodies:
                 r = client.post(f"/v2/models/{NAME}/infer", json=b)
@@ -132,8 +140,28 @@ def test_ab_arms_follow_the_request_id_and_feedback_lands_in_the_file(reg, bodie
             client.post("/v2/models/other/feedback", json={"id": "x", "value": 1}).status_code
             == 404
         )
+        # without the secret, or with another one: refused, nothing written
+        for headers in ({"Authorization": ""}, {"Authorization": "Bearer not-the-secret-at-all"}):
+            r = client.post(
+                f"/v2/models/{NAME}/feedback", json={"id": "forged", "value": 1}, headers=headers
+            )
+            assert r.status_code == 401 and "feedback secret" in r.json()["error"], r.json()
     events = read_feedback(feedback)
     assert [e["id"] for e in events] == ["req-1"] + [f"req-{i}" for i in range(10)]
+    # a feedback file without a secret is refused when the server is built
+    with pytest.raises(DataError, match="feedback secret"):
+        create_app(reg.store_uri, NAME, feedback_path=str(feedback))
+    for env, msg in (
+        ({}, "feedback needs a secret"),
+        ({"REFIT_FEEDBACK_TOKEN": "short"}, "too short"),
+        ({"REFIT_FEEDBACK_TOKEN_FILE": str(tmp_path / "absent")}, "cannot read"),
+    ):
+        with pytest.raises(DataError, match=msg):
+            load_feedback_token(env)
+    (tmp_path / "token").write_text(SECRET + "\n")
+    assert load_feedback_token({"REFIT_FEEDBACK_TOKEN_FILE": str(tmp_path / "token")}) == (
+        SECRET.encode()
+    )
     with TestClient(create_app(reg.store_uri, NAME)) as client:  # no feedback file: no endpoint
         r = client.post(f"/v2/models/{NAME}/feedback", json={"id": "x", "value": 1})
         assert r.status_code == 404 and "--feedback-file" in r.json()["error"]

@@ -78,7 +78,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--feedback-file",
                 help="JSON Lines file that POST /v2/models/NAME/feedback appends A/B feedback "
-                "events to (an A/B plan's feedback_path); off by default.",
+                "events to (an A/B plan's feedback_path); off by default. Needs the secret "
+                "feedback requests carry as a bearer token in REFIT_FEEDBACK_TOKEN or the file "
+                "REFIT_FEEDBACK_TOKEN_FILE names.",
             ),
         ] = None,
     ) -> None:
@@ -92,6 +94,7 @@ def register(app: typer.Typer) -> None:
         from refit.errors import DataError, DeployError, RegistryError
         from refit.monitoring.predictions import PredictionLog
         from refit.serving import RequestLimits, create_app, parse_faults
+        from refit.serving.feedback import load_feedback_token
 
         given = {
             "max_body_bytes": max_body_bytes,
@@ -109,6 +112,12 @@ def register(app: typer.Typer) -> None:
                 predictions = PredictionLog(prediction_log, log_features=log_features)
             except (DataError, OSError) as exc:
                 raise typer.BadParameter(str(exc), param_hint="--prediction-log") from exc
+        feedback_token = None
+        if feedback_file is not None:
+            try:
+                feedback_token = load_feedback_token()
+            except DataError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--feedback-file") from exc
         try:
             app = create_app(
                 store,
@@ -119,6 +128,7 @@ def register(app: typer.Typer) -> None:
                 limits=RequestLimits(**limits),
                 prediction_log=predictions,
                 feedback_path=feedback_file,
+                feedback_token=feedback_token,
             )
         except RegistryError as exc:
             raise typer.BadParameter(str(exc), param_hint="--store/--name") from exc

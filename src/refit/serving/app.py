@@ -50,7 +50,7 @@ from refit.io.uri import is_gcs, local_path
 from refit.monitoring.predictions import PredictionLog
 from refit.registry import ModelRegistry, open_registry
 from refit.serving.faults import Fault, check_faults
-from refit.serving.feedback import FeedbackFull, FeedbackLog
+from refit.serving.feedback import FeedbackFull, FeedbackLog, check_feedback_token
 from refit.serving.metrics import NO_REVISION, ServingMetrics
 from refit.serving.protocol import (
     DEFAULT_LIMITS,
@@ -150,6 +150,8 @@ class ModelServer:
         prediction_log: Where each answered prediction is logged (`refit.monitoring.predictions`);
             None logs nothing.
         feedback_path: JSON Lines file the feedback endpoint appends to (None: no endpoint).
+        feedback_token: The secret each feedback request must carry as a bearer token
+            (required with ``feedback_path``; see `refit.serving.feedback`).
 
     Raises:
         RegistryError: The store URI or model name is invalid, or a local store is not a folder.
@@ -168,7 +170,14 @@ class ModelServer:
         limits: RequestLimits = DEFAULT_LIMITS,
         prediction_log: PredictionLog | None = None,
         feedback_path: str | None = None,
+        feedback_token: bytes | None = None,
     ) -> None:
+        if feedback_path and not feedback_token:
+            raise DataError(
+                "a feedback file needs a feedback secret (REFIT_FEEDBACK_TOKEN or "
+                "REFIT_FEEDBACK_TOKEN_FILE): A/B feedback moves promotions"
+            )
+        self.feedback_token = feedback_token
         self.limits = limits
         self.prediction_log = prediction_log
         self.registry = open_registry(store_uri, model_name)
@@ -436,6 +445,10 @@ class ModelServer:
                     "this server takes no feedback: start it with --feedback-file FILE "
                     "(the file an A/B plan's feedback_path names)",
                 )
+            assert self.feedback_token is not None
+            why = check_feedback_token(self.feedback_token, http.headers.get("authorization"))
+            if why:
+                raise _Answer(401, why)
             body = await self.read_body(http)
             try:
                 accepted = await run_in_threadpool(self.feedback.record, decode_json(body))
@@ -469,6 +482,7 @@ def create_app(
     limits: RequestLimits = DEFAULT_LIMITS,
     prediction_log: PredictionLog | None = None,
     feedback_path: str | None = None,
+    feedback_token: bytes | None = None,
 ) -> FastAPI:
     """Build the local model server's ASGI app for one model of refit's registry.
 
@@ -486,6 +500,8 @@ def create_app(
             of body, 1,000,000 tensor elements, 8 levels of nesting).
         prediction_log: Log each answered prediction there (see `refit.monitoring.predictions`).
         feedback_path: JSON Lines file of A/B feedback events (None: no feedback endpoint).
+        feedback_token: The feedback endpoint's bearer secret (required with
+            ``feedback_path``).
 
     Returns:
         The app; ``app.state.server`` is its `ModelServer`.
@@ -504,6 +520,7 @@ def create_app(
         limits=limits,
         prediction_log=prediction_log,
         feedback_path=feedback_path,
+        feedback_token=feedback_token,
     )
 
     @asynccontextmanager

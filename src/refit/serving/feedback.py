@@ -11,6 +11,12 @@ finite number. A request with any bad event is refused whole (400, naming the ev
 field), so a client never has to guess which of its events were kept. The file is capped at
 ``max_file_bytes``: past it, events are refused (413) rather than filling the disk.
 
+Feedback moves promotions, so it is authenticated: the server takes feedback only with a
+secret (``REFIT_FEEDBACK_TOKEN``, or the file ``REFIT_FEEDBACK_TOKEN_FILE`` names: a mounted
+Kubernetes secret; :func:`load_feedback_token`), and each feedback request carries it as
+``Authorization: Bearer <secret>`` (compared in constant time); a request without it is
+refused (401) before its body is read. Inference stays open, as KServe's is.
+
 Every accepted request is one ``write`` on a file opened with ``O_APPEND``: requests never
 interleave within a line, and a process killed mid-write leaves at most a torn last line, which
 the reader skips.
@@ -18,6 +24,7 @@ the reader skips.
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import os
@@ -28,10 +35,65 @@ from typing import Any
 
 from refit.errors import DataError
 
-__all__ = ["FeedbackFull", "FeedbackLog", "parse_feedback"]
+__all__ = [
+    "FEEDBACK_TOKEN_ENV",
+    "FEEDBACK_TOKEN_FILE_ENV",
+    "FeedbackFull",
+    "FeedbackLog",
+    "check_feedback_token",
+    "load_feedback_token",
+    "parse_feedback",
+]
+
+FEEDBACK_TOKEN_ENV = "REFIT_FEEDBACK_TOKEN"
+FEEDBACK_TOKEN_FILE_ENV = "REFIT_FEEDBACK_TOKEN_FILE"
+#: Shortest secret accepted (as the trigger service's hook secret).
+MIN_TOKEN_CHARS = 16
 
 #: Longest unit id accepted (as `refit.deploy.abtest.MAX_ID_CHARS`).
 MAX_ID_CHARS = 256
+
+
+def load_feedback_token(environ: dict[str, str] | None = None) -> bytes:
+    """The feedback secret from ``REFIT_FEEDBACK_TOKEN`` or the file ``..._FILE`` names.
+
+    Raises:
+        DataError: Neither is set, the file is unreadable or empty, or the secret is shorter
+            than 16 characters.
+    """
+    env = dict(os.environ) if environ is None else environ
+    token = env.get(FEEDBACK_TOKEN_ENV, "")
+    if not token and env.get(FEEDBACK_TOKEN_FILE_ENV):
+        path = Path(env[FEEDBACK_TOKEN_FILE_ENV])
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise DataError(
+                f"cannot read the feedback token file {path} named by "
+                f"{FEEDBACK_TOKEN_FILE_ENV}: {exc}"
+            ) from None
+    if not token:
+        raise DataError(
+            f"feedback needs a secret: set {FEEDBACK_TOKEN_ENV}, or {FEEDBACK_TOKEN_FILE_ENV} to "
+            "a file holding it; A/B feedback moves promotions, so the server takes none "
+            "unauthenticated"
+        )
+    if len(token) < MIN_TOKEN_CHARS:
+        raise DataError(
+            f"the feedback secret is too short (< {MIN_TOKEN_CHARS} characters): "
+            f"{FEEDBACK_TOKEN_ENV} / {FEEDBACK_TOKEN_FILE_ENV}"
+        )
+    return token.encode()
+
+
+def check_feedback_token(secret: bytes, authorization: str | None) -> str:
+    """Why a feedback request is not authenticated, or ``""`` when it is."""
+    if not authorization:
+        return "missing Authorization: Bearer token (the feedback secret)"
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), secret):
+        return "bearer token does not match the feedback secret"
+    return ""
 
 
 class FeedbackFull(DataError):
