@@ -1,79 +1,16 @@
 """KServe canary target: an InferenceService driven through ``kubernetes.client.CustomObjectsApi``.
 
 `KServeTarget` implements `refit.deploy.canary.CanaryTarget` on one InferenceService
-(``serving.kserve.io/v1beta1``, plural ``inferenceservices``). It talks to the Kubernetes API
-with the plain ``kubernetes`` client (kfp pins ``kubernetes<31``; the ``kserve`` SDK does not
-work beside that pin) and JSON merge patches.
+(``serving.kserve.io/v1beta1``) with the plain ``kubernetes`` client (kfp pins
+``kubernetes<31``; the ``kserve`` SDK does not work beside that pin) and JSON merge patches.
+Every call returns only once KServe observably applied it; any ``ApiException`` becomes a
+`DeployError`. Only Serverless (Knative) mode is accepted, since KServe ignores
+``canaryTrafficPercent`` in RawDeployment/Standard and ModelMesh. With the stock runtimes only
+XGBoost (``model.ubj`` on ``kserve-xgbserver``) is served; scikit-learn (skops) needs a
+``runtime`` that serves refit's model folders.
 
-What one rollout of version N while version P is live does to the InferenceService:
-
-1. ``preflight``: the namespace is allowed, N (and P where refit must build its spec) has a
-   model format the configured runtime can load and a storage URI KServe can fetch, and the
-   existing InferenceService runs in a mode where ``canaryTrafficPercent`` works, has no
-   rollout in progress and serves P. Nothing is written.
-2. ``start``: one merge patch sets N's ``storageUri``/``modelFormat``/``runtime`` and
-   ``spec.predictor.canaryTrafficPercent``; KServe creates a new revision for N and splits the
-   traffic between it and the last rolled-out revision (P). Where the InferenceService does not
-   exist yet it is created (with P first when there is a P, so that there is a primary).
-3. ``set_traffic``: a merge patch of ``canaryTrafficPercent``.
-4. ``promote``: ``canaryTrafficPercent: null`` (JSON merge patch removes it); the latest ready
-   revision gets all traffic and becomes the rolled-out revision.
-5. ``rollback``: first ``canaryTrafficPercent: 0`` together with P's model spec as it was before
-   the rollout (so traffic leaves the canary at once and a new revision of P starts), then,
-   once that revision is ready, ``canaryTrafficPercent: null``. Never "remove the canary field
-   while N is still the latest ready revision": Knative would route 100% to N until P's
-   revision is ready. After a first deploy (no P) the InferenceService this target created is
-   deleted.
-
-Every call returns only after the change is observably applied: ``status.observedGeneration``
-reaches the generation the write produced, the predictor's ``latestReadyRevision`` equals its
-``latestCreatedRevision`` (a new revision that never gets ready times out instead of passing on
-a stale Ready), the ``Ready`` condition is True, the traffic the status reports for the latest
-revision equals the requested percent (where KServe reports ``traffic``), and, for promote and
-first deploys, ``latestRolledoutRevision`` equals ``latestReadyRevision``. KServe's own
-``modelStatus.transitionStatus`` of ``BlockedByFailedLoad``/``InvalidSpec`` for the current
-generation fails at once. Any ``ApiException`` becomes a `DeployError` naming the operation,
-the HTTP status and the service, so the rollout controller rolls back.
-
-Deployment modes. KServe honours ``canaryTrafficPercent`` only in Serverless (Knative) mode. In
-RawDeployment mode (``Standard`` in recent KServe, whose ``pkg/constants/constants.go`` still
-accepts the legacy names ``Serverless``/``RawDeployment``) and in ModelMesh it is ignored, and a
-"canary" would silently send all traffic to the new model. The mode is read the way the KServe
-controller resolves it: ``status.deploymentMode`` first, then the annotation
-``serving.kserve.io/deploymentMode`` (``Serverless``/``Knative`` accepted; ``RawDeployment``,
-``Standard`` and ``ModelMesh`` refused). An existing InferenceService with neither runs in the
-cluster's default mode (``deploy.defaultDeploymentMode`` in the ``inferenceservice-config``
-ConfigMap of KServe's namespace), which refit cannot read with its namespaced RBAC and which is
-``Standard`` (raw) in recent KServe: it is refused (fail closed) with a message saying to
-annotate it. InferenceServices this target creates carry ``deploymentMode: Serverless`` (the
-name both old and new KServe accept). The mode is checked again on every status read.
-
-What KServe's stock runtimes load (checked in their sources, 2026-11):
-
-- ``kserve-sklearnserver`` (kserve/kserve ``python/sklearnserver/sklearnserver/model.py``):
-  exactly one of ``model.joblib``, ``model.pkl``, ``model.pickle`` through ``joblib.load`` (a
-  restricted unpickler in recent releases, ``_safe_unpickle.py``). No skops.
-- ``kserve-mlserver`` (SeldonIO/MLServer ``runtimes/sklearn``, ``runtimes/xgboost``): sklearn
-  from ``model.joblib``/``model.pickle``/``model.pkl`` via joblib; xgboost from the well-known
-  names ``model.bst``/``model.json`` (``model.ubj`` only in recent releases). In a refit model
-  folder ``model.json`` is refit's metadata, not a booster.
-- ``kserve-xgbserver`` (``python/xgbserver/xgbserver/model.py``): the one file in the model
-  directory ending ``.bst``, ``.json`` or ``.ubj``; more than one is an error ("More than one
-  model file is detected"). A refit registry version folder holds ``model.ubj``, ``model.json``
-  and ``version.json``, so the folder itself cannot be loaded; the model file alone can:
-  KServe's storage initializer downloads a ``gs://`` URI that names one object as that single
-  file (``Storage._download_gcs`` in ``python/storage/kserve_storage/kserve_storage.py``,
-  formerly ``python/kserve/kserve/storage/storage.py``), and ``s3://`` URIs are prefix
-  listings, so the file's URI gives a model directory holding only ``model.ubj``.
-
-So refit (which never writes pickles; scikit-learn models are skops files) serves with the stock
-runtimes only XGBoost, pinned to ``kserve-xgbserver`` (``runtime=None``, the default) with
-``storageUri`` = the version's ``model.ubj``. scikit-learn (skops) needs ``runtime`` = a
-ServingRuntime that serves refit's model folders (refit's own V2 server, ``refit serve-model``,
-listing ``sklearn`` and ``xgboost`` in its ``supportedModelFormats``); with such a runtime the
-``storageUri`` is the whole version folder (the server reads ``model.json`` and checks the
-sha256). A format/runtime pair the stock runtimes cannot load is refused in preflight, naming
-both. ``pvc://`` storage with a single-file URI is not verified against KServe's PVC mount.
+The design note (what each call patches, when a call counts as applied, how the deployment mode
+is read, what KServe's stock runtimes load) is docs/kserve-target.md.
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ class DriftResult:
         return sorted(self.features.values(), key=lambda f: (not f.drifted, f.severity(), f.name))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (see docs/library-api.md)."""
+        """JSON-ready dict of the report, as the drift report artifact stores it."""
         return {
             "drifted": self.drifted,
             "drift_share": self.drift_share,
