@@ -216,7 +216,7 @@ def detect_drift(
                 snapshot_path=snapshot_path,
             )
         )
-        html = _with_watch_section(html, payload)
+        html = with_watch_section(html, payload)
     watched = payload or {}
     audit = {
         "drift_share": share if payload is not None else None,
@@ -349,7 +349,7 @@ def watch_window(
     return out
 
 
-def _with_watch_section(html: str, payload: dict[str, Any]) -> str:
+def with_watch_section(html: str, payload: dict[str, Any]) -> str:
     """Add the label and prediction drift to a drift report, apart from the features."""
     rows = []
     label = payload.get("label_drift")

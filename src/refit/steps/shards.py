@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from refit import drift as drift_lib
+from refit.defaults import DRIFT_SHARE_THRESHOLD
 from refit.drift.profile import load_profile, merge_profiles, save_profile
 from refit.drift.report import render_drift_html
 from refit.drift.shards import Shard, plan_shards, profile_shard
 from refit.errors import DataError
-from refit.steps.drift import DriftOutput
+from refit.steps.drift import DriftOutput, watch_window, with_watch_section
 
 #: Most profiles one merge task takes.
 MAX_MERGE = 1000
@@ -67,8 +68,10 @@ def profile_drift(
 ) -> DriftOutput:
     """Native drift of a window given as its profile against the reference's profile.
 
-    The same tests as ``detect_drift``'s native engine on the same profiles, so the result
-    equals ``detect_drift`` on the whole window.
+    The same tests as ``detect_drift``'s native engine on the same profiles (with the default
+    policy's dataset threshold, label drift and feature mean shifts from the profiles), so the
+    result equals ``detect_drift`` on the whole window without a champion model (prediction
+    drift needs the model and the window's rows, which the sharded path does not read).
 
     Args:
         window_profile_path: Profile (JSON) of the window (merged from its shards).
@@ -93,15 +96,25 @@ def profile_drift(
     reference = load_profile(reference_profile_path)
     excluded = {target, time_column}
     columns = [c for c in reference.columns if c not in excluded and c in current.columns]
-    result = drift_lib.detect_drift(reference, current, columns=columns)
+    result = drift_lib.detect_drift(
+        reference, current, columns=columns, drift_share_threshold=DRIFT_SHARE_THRESHOLD
+    )
     payload = result.to_dict()
     payload["engine"] = "native"
+    payload.update(
+        watch_window(
+            reference, current, target, [c for c in payload["features"] if c not in excluded]
+        )
+    )
     share = float(payload["drift_share"])
     audit = {
         "drift_share": share,
         "drifted": [n for n, f in payload["features"].items() if f["drifted"]],
+        "label_drift": (payload.get("label_drift") or {}).get("statistic"),
+        "prediction_drift": None,
         "engine": "native",
         "engine_requested": "native",
     }
     html = render_drift_html(result, title=f"Drift of {name} features (native engine, sharded)")
+    html = with_watch_section(html, payload)
     return DriftOutput(payload, share, html, "native", metadata, audit)
