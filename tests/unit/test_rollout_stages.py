@@ -1,7 +1,7 @@
 """The rollout controller's shadow and A/B stages, on a real registry with a scripted target."""
 
 import pytest
-from test_deploy import make_model_dir
+from _models import make_skops_model_dir
 from test_rollout import Clock, FakeTarget, Result, scripted
 
 from refit.deploy.abtest import ABLook, ArmStats, plan_sample_size
@@ -18,7 +18,7 @@ def reg(tmp_path):
     reg = ModelRegistry(str(tmp_path / "store"), "churn")
     for i in (1, 2):
         reg.register(
-            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
+            make_skops_model_dir(tmp_path, f"model {i}".encode(), str(i)),
             metrics={"accuracy": 0.8},
             snapshot_sha256=f"{i}" * 64,
             parent_version=i - 1 if i > 1 else None,
