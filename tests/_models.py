@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from refit.registry import ModelRegistry
+
 
 def make_model_dir(
     root: Path,
@@ -41,3 +43,30 @@ def make_model_dir(
 def make_skops_model_dir(root: Path, content: bytes, name: str) -> Path:
     """A scikit-learn (skops) model directory: :func:`make_model_dir` with ``model.skops``."""
     return make_model_dir(root, content, name, file="model.skops")
+
+
+def register_skops_versions(
+    reg: ModelRegistry, root: Path, count: int, *, chain: bool, rising: bool = True
+) -> ModelRegistry:
+    """Register v1..v``count`` from skops model directories made under ``root``.
+
+    Args:
+        reg: The registry to register into.
+        root: Folder for the model directories.
+        count: How many versions.
+        chain: Each version's parent is the one before it; otherwise every later version is a
+            child of v1.
+        rising: Accuracy 0.8 + version/100 (else 0.8 for all).
+
+    Returns:
+        ``reg`` (nothing promoted).
+    """
+    for i in range(1, count + 1):
+        reg.register(
+            make_skops_model_dir(root, f"model {i}".encode(), str(i)),
+            metrics={"accuracy": 0.8 + i / 100 if rising else 0.8},
+            snapshot_sha256=f"{i}" * 64,
+            parent_version=None if i == 1 else (i - 1 if chain else 1),
+            run_id=f"run-{i}",
+        )
+    return reg

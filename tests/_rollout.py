@@ -4,7 +4,7 @@ deploy target, a fake clock and scripted analyses (tests/unit/test_rollout*.py).
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _models import make_skops_model_dir
+from _models import register_skops_versions
 
 from refit.deploy.canary import TrafficSplit
 from refit.deploy.local import LocalTarget
@@ -15,14 +15,7 @@ from refit.registry import ModelRegistry
 def two_version_registry(tmp_path: Path) -> ModelRegistry:
     """Registry ``churn`` with v1 (the champion) and v2 (its child), skops model files."""
     reg = ModelRegistry(str(tmp_path / "store"), "churn")
-    for i in (1, 2):
-        reg.register(
-            make_skops_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=i - 1 if i > 1 else None,
-            run_id=f"run-{i}",
-        )
+    register_skops_versions(reg, tmp_path, 2, chain=True, rising=False)
     LocalTarget(reg).promote(1, reason="first")
     return reg
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _models import make_skops_model_dir
+from _models import register_skops_versions
 from _servers import UvicornThread
 from typer.testing import CliRunner
 
@@ -38,14 +38,7 @@ def store(tmp_path) -> str:
     """A local store: churn v1 is the champion; v2, v3, v4 were evaluated against v1."""
     store = str(tmp_path / "store")
     reg = ModelRegistry(store, "churn")
-    for i in (1, 2, 3, 4):
-        reg.register(
-            make_skops_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8 + i / 100},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=None if i == 1 else 1,
-            run_id=f"run-{i}",
-        )
+    register_skops_versions(reg, tmp_path, 4, chain=False)
     LocalTarget(reg).promote(1, reason="first model")
     return store
 

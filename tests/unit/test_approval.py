@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from _gcs import fake_gcs
-from _models import make_skops_model_dir
+from _models import register_skops_versions
 
 from refit.deploy import LocalTarget
 from refit.errors import ConflictError, PolicyError, RegistryError
@@ -29,14 +29,7 @@ T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 def populate(reg: ModelRegistry, tmp_path: Path) -> ModelRegistry:
     """v1 is the champion; v2 and v3 are challengers evaluated against v1."""
-    for i in (1, 2, 3):
-        reg.register(
-            make_skops_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8 + i / 100},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=None if i == 1 else 1,
-            run_id=f"run-{i}",
-        )
+    register_skops_versions(reg, tmp_path, 3, chain=False)
     LocalTarget(reg).promote(1, reason="first model")
     return reg
 

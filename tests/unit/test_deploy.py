@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from _models import make_skops_model_dir
+from _models import make_skops_model_dir, register_skops_versions
 
 from refit.deploy import LocalTarget, Rollout, available_targets, get_target, register_target
 from refit.errors import ConflictError, IntegrityError, RegistryError
@@ -10,16 +10,9 @@ from refit.registry import ModelRegistry
 
 @pytest.fixture
 def reg(tmp_path):
-    reg = ModelRegistry(str(tmp_path / "store"), "churn")
-    for i in (1, 2, 3):
-        reg.register(
-            make_skops_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8 + i / 100},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=i - 1 if i > 1 else None,
-            run_id=f"run-{i}",
-        )
-    return reg
+    return register_skops_versions(
+        ModelRegistry(str(tmp_path / "store"), "churn"), tmp_path, 3, chain=True
+    )
 
 
 def test_target_registry(reg):
