@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 from _prometheus import PrometheusServer
@@ -18,9 +17,6 @@ from _servers import REPO, ModelServeProcess
 from refit.deploy.local import LocalTarget
 from refit.registry import ModelRegistry
 from refit.training import save_model, train
-
-#: The demo data's string features (sent as V2 ``BYTES``; every other feature is ``FP64``).
-FEATURES_BYTES = frozenset({"region", "channel"})
 
 
 def register_trained(
@@ -49,20 +45,6 @@ def register_trained(
         )
     LocalTarget(reg).promote(1, reason="first model")
     return reg
-
-
-def infer_inputs(row: pa.Table) -> list[dict[str, Any]]:
-    """The V2 ``inputs`` for a one-row demo table (its label and event time left out)."""
-    return [
-        {
-            "name": c,
-            "shape": [1],
-            "datatype": "BYTES" if c in FEATURES_BYTES else "FP64",
-            "data": row.column(c).to_pylist(),
-        }
-        for c in row.column_names
-        if c not in ("event_time", "default")
-    ]
 
 
 def reset_canary(reg: ModelRegistry) -> None:

@@ -7,8 +7,9 @@ import time
 
 import httpx
 import pytest
-from _canary import infer_inputs, register_trained, reset_canary, run_drill, scraped_under_load
+from _canary import register_trained, reset_canary, run_drill, scraped_under_load
 from _servers import ModelServeProcess
+from _v2 import infer_inputs
 from typer.testing import CliRunner
 
 from refit import steps

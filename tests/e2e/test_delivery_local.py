@@ -17,8 +17,9 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from _canary import infer_inputs, register_trained, reset_canary, run_drill, scraped_under_load
+from _canary import register_trained, reset_canary, run_drill, scraped_under_load
 from _servers import ModelServeProcess
+from _v2 import infer_inputs
 
 from refit import steps
 from refit.registry import ModelRegistry
