@@ -1,4 +1,4 @@
-"""Hand-made model directories for registry, deploy and approval tests."""
+"""Hand-made model directories and registry stores for registry, deploy and approval tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from refit.audit.log import canonical_json, record_hash
 from refit.registry import ModelRegistry
 
 
@@ -70,3 +71,17 @@ def register_skops_versions(
             run_id=f"run-{i}",
         )
     return reg
+
+
+def make_pre_transaction(root: Path) -> None:
+    """Turn a store into one written before transactions: no refs.json, no txn in its records."""
+    (root / "refs.json").unlink()
+    log = root / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    prev = "0" * 64
+    for r in records:
+        r.pop("txn", None)
+        r["prev_hash"] = prev
+        r["hash"] = prev = record_hash(r)
+    log.write_text("".join(canonical_json(r) + "\n" for r in records))
+    (root / "audit.jsonl.head").write_text(canonical_json({"seq": len(records), "hash": prev}))

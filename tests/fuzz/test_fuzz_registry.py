@@ -198,20 +198,6 @@ def test_corrupt_legacy_state_file_is_a_clear_error(tmp_path):
         reg.read_state("policy")
 
 
-def make_pre_transaction(root: Path) -> None:
-    """Turn a store into one written before transactions: no refs.json, no txn in its records."""
-    (root / "refs.json").unlink()
-    log = root / "audit.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    prev = "0" * 64
-    for r in records:
-        r.pop("txn", None)
-        r["prev_hash"] = prev
-        r["hash"] = prev = record_hash(r)
-    log.write_text("".join(canonical_json(r) + "\n" for r in records))
-    (root / "audit.jsonl.head").write_text(canonical_json({"seq": len(records), "hash": prev}))
-
-
 def test_pre_transaction_store_is_migrated_into_one_transaction(tmp_path):
     s = str(tmp_path / "store")
     reg = open_registry(s, MODEL)
@@ -223,7 +209,7 @@ def test_pre_transaction_store_is_migrated_into_one_transaction(tmp_path):
             parent_version=None,
             run_id="r",
         )
-    make_pre_transaction(root(s))
+    _models.make_pre_transaction(root(s))
     (root(s) / "aliases.json").write_text(json.dumps({"champion": 2, "previous": 1}))
     (root(s) / "statuses.json").write_text(json.dumps({"2": "champion"}))
     (root(s) / "state").mkdir()
