@@ -1,4 +1,10 @@
-"""Shared fixtures: the built-in demo windows at test size, and a kfp.local environment."""
+"""Shared fixtures: the built-in demo windows at test size, and a kfp.local environment.
+
+Shared test scaffolding lives next to this file as ``tests/_<name>.py`` (``_gcs``, ``_kmock``,
+``_models``, ``_servers``, ...) and is imported by bare module name (``from _gcs import
+fake_gcs``) from every test folder: tests/ has no ``__init__.py``, so pytest's default
+``prepend`` import mode puts this folder on ``sys.path`` when it loads this conftest.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Human approval through the real CLI (`refit registry approve|reject|pending`) and through the
 trigger service's authenticated endpoints over HTTP (uvicorn on loopback)."""
 
-import hashlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _models import register_skops_versions
 from _servers import UvicornThread
 from typer.testing import CliRunner
 
@@ -33,28 +33,12 @@ def params(store: str | None) -> dict[str, str]:
     return {"data_uri": "gs://b/latest.parquet", "store_uri": store or "gs://b/store"}
 
 
-def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.skops").write_bytes(content)
-    meta = {"file": "model.skops", "sha256": hashlib.sha256(content).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
-
-
 @pytest.fixture
 def store(tmp_path) -> str:
     """A local store: churn v1 is the champion; v2, v3, v4 were evaluated against v1."""
     store = str(tmp_path / "store")
     reg = ModelRegistry(store, "churn")
-    for i in (1, 2, 3, 4):
-        reg.register(
-            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8 + i / 100},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=None if i == 1 else 1,
-            run_id=f"run-{i}",
-        )
+    register_skops_versions(reg, tmp_path, 4, chain=False)
     LocalTarget(reg).promote(1, reason="first model")
     return store
 

@@ -2,26 +2,22 @@
 load generator, and the rollout step moving traffic, analysing, promoting or rolling back."""
 
 import json
-import os
 import threading
 import time
 
 import httpx
-import pyarrow as pa
 import pytest
-from _prometheus import PrometheusServer
+from _canary import register_trained, reset_canary, run_drill, scraped_under_load
 from _servers import ModelServeProcess
+from _v2 import infer_inputs
 from typer.testing import CliRunner
 
 from refit import steps
 from refit.cli import app
-from refit.deploy.local import LocalTarget
 from refit.deploy.plan import RolloutPlan
 from refit.registry import ModelRegistry
-from refit.training import save_model, train
 
 NAME = "credit"
-FEATURES_BYTES = {"region", "channel"}
 
 
 @pytest.fixture(scope="module")
@@ -29,40 +25,14 @@ def store(windows, tmp_path_factory) -> ModelRegistry:
     """v1 (champion), v2 (healthy challenger), v3 (challenger the server is told to break)."""
     root = tmp_path_factory.mktemp("canary")
     reg = ModelRegistry(str(root / "store"), NAME)
-    for version, window in ((1, 0), (2, 1), (3, 2)):
-        model = train(
-            windows[window], "default", trainer="logistic_regression", exclude=["event_time"]
-        )
-        save_model(model, root / f"m{version}")
-        reg.register(
-            root / f"m{version}",
-            metrics={},
-            snapshot_sha256=f"{version}" * 64,
-            parent_version=None if version == 1 else 1,
-            run_id=f"run-{version}",
-        )
-    LocalTarget(reg).promote(1, reason="first model")
-    return reg
+    return register_trained(reg, root, windows[0:3], parent=1)
 
 
 @pytest.fixture(scope="module")
 def stack(store, windows):
     """The model server (v3 answers 500 half the time), Prometheus scraping it, and load."""
     server = ModelServeProcess(store.store_uri, NAME, "--seed", "3", "--fault", "3:error_rate=0.5")
-    prom = PrometheusServer([f"127.0.0.1:{server.port}"], scrape_interval="1s")
-    row: pa.Table = windows[3].slice(0, 1)
-    body = {
-        "inputs": [
-            {
-                "name": c,
-                "shape": [1],
-                "datatype": "BYTES" if c in FEATURES_BYTES else "FP64",
-                "data": row.column(c).to_pylist(),
-            }
-            for c in row.column_names
-            if c not in ("event_time", "default")
-        ]
-    }
+    body = {"inputs": infer_inputs(windows[3].slice(0, 1))}
     stop = threading.Event()
     codes: list[int] = []
 
@@ -73,21 +43,13 @@ def stack(store, windows):
                 time.sleep(0.01)
 
     thread = threading.Thread(target=load, daemon=True)
-    try:
-        prom.__enter__()
-        thread.start()
-        # The primary's series must exist in Prometheus before any rollout compares with it.
-        prom.wait_for(
-            f'sum(increase(refit_model_requests_total{{model="{NAME}",revision="v1"}}[5s]))',
-            lambda v: v is not None and v > 0,
-            timeout=30,
-        )
-        yield server, prom, codes
-    finally:
+
+    def stop_load() -> None:
         stop.set()
         thread.join(10)
-        prom.close()
-        server.stop()
+
+    with scraped_under_load(server, NAME, thread.start, stop_load) as prom:
+        yield server, prom, codes
 
 
 def plan(prom_url: str, interval: float = 6) -> str:
@@ -108,14 +70,6 @@ def plan(prom_url: str, interval: float = 6) -> str:
     ).to_dict()
 
 
-def reset(reg: ModelRegistry) -> None:
-    reg.update_aliases({"champion": 1, "previous": None, "canary": None})
-    for v in (2, 3):
-        reg.set_status(v, "registered")
-    reg.set_status(1, "champion")
-    reg.write_state("canary", {"version": None, "percent": 0})
-
-
 def rollout(reg: ModelRegistry, server, version: int, plan_dict: dict):
     return steps.canary_rollout(
         reg.store_uri,
@@ -130,7 +84,7 @@ def rollout(reg: ModelRegistry, server, version: int, plan_dict: dict):
 
 def test_healthy_canary_is_promoted_through_the_cli(store, stack, tmp_path):
     server, prom, _ = stack
-    reset(store)
+    reset_canary(store)
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan("http://unused")))
     args = ["rollout", "2", "--store", store.store_uri, "--model", NAME, "--plan", str(plan_file)]
@@ -154,7 +108,7 @@ def test_healthy_canary_is_promoted_through_the_cli(store, stack, tmp_path):
 
 def test_faulty_canary_is_rolled_back_within_one_interval(store, stack):
     server, prom, codes = stack
-    reset(store)
+    reset_canary(store)
     before = len(store.audit.records("canary_check"))
     result = rollout(store, server, 3, plan(prom.url))
     assert result.outcome == "rolled_back", result.to_markdown()
@@ -177,7 +131,7 @@ def test_faulty_canary_is_rolled_back_within_one_interval(store, stack):
 
 def test_unreachable_prometheus_rolls_back_not_promotes(store, stack):
     server, _, _ = stack
-    reset(store)
+    reset_canary(store)
     result = rollout(store, server, 2, plan("http://127.0.0.1:1", interval=1))
     assert result.outcome == "rolled_back"
     assert "decisive failure at 20%" in result.reason and "127.0.0.1:1" in result.reason
@@ -197,7 +151,7 @@ def test_the_component_rolls_back_a_faulty_canary_under_kfp_local(store, stack, 
     from refit.components import canary_rollout
 
     server, prom, _ = stack
-    reset(store)
+    reset_canary(store)
     task = canary_rollout(
         store_uri=store.store_uri,
         model_name=NAME,
@@ -219,35 +173,10 @@ def test_the_component_rolls_back_a_faulty_canary_under_kfp_local(store, stack, 
 
 def test_the_canary_drill_script_rolls_back_then_promotes(windows, tmp_path):
     """scripts/canary-drill.sh, as the README tells a new user to run it after the demo."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
     reg = ModelRegistry(str(tmp_path / "demo" / "store"), "credit-default")
-    for version, window in ((1, 0), (2, 1)):
-        model = train(
-            windows[window], "default", trainer="logistic_regression", exclude=["event_time"]
-        )
-        save_model(model, tmp_path / f"m{version}")
-        reg.register(
-            tmp_path / f"m{version}",
-            metrics={},
-            snapshot_sha256=f"{version}" * 64,
-            parent_version=None,
-            run_id=f"run-{version}",
-        )
-    LocalTarget(reg).promote(1, reason="first model")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    out = subprocess.run(
-        [str(repo / "scripts" / "canary-drill.sh"), str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    first, second = out.stdout.split("== 2.")
+    register_trained(reg, tmp_path, windows[0:2], parent=None)
+    stdout = run_drill("canary-drill.sh", tmp_path / "demo", timeout=240)
+    first, second = stdout.split("== 2.")
     assert "Canary rollout of credit-default v2: **rolled back**" in first
     assert "Canary rollout of credit-default v2: promoted" in second
     assert reg.aliases()["champion"] == 2

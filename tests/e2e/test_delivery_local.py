@@ -17,17 +17,15 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from _prometheus import PrometheusServer
+from _canary import register_trained, reset_canary, run_drill, scraped_under_load
 from _servers import ModelServeProcess
+from _v2 import infer_inputs
 
 from refit import steps
-from refit.deploy.local import LocalTarget
 from refit.registry import ModelRegistry
-from refit.training import save_model, train
 
 NAME = "credit"
 FEEDBACK_TOKEN = "drill-feedback-secret-0123"
-FEATURES_BYTES = {"region", "channel"}
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +38,7 @@ def store(windows, tmp_path_factory) -> ModelRegistry:
         "default",
         pa.array([1 - v for v in windows[0].column("default").to_pylist()]),
     )
-    for version, data in ((1, windows[0]), (2, windows[1]), (3, flipped)):
-        model = train(data, "default", trainer="logistic_regression", exclude=["event_time"])
-        save_model(model, root / f"m{version}")
-        reg.register(
-            root / f"m{version}",
-            metrics={},
-            snapshot_sha256=f"{version}" * 64,
-            parent_version=None if version == 1 else 1,
-            run_id=f"run-{version}",
-        )
-    LocalTarget(reg).promote(1, reason="first model")
-    return reg
+    return register_trained(reg, root, [windows[0], windows[1], flipped], parent=1)
 
 
 class Load:
@@ -65,19 +52,7 @@ class Load:
         self.url = url
         self.bodies = []
         for i in range(rows.num_rows):
-            row = rows.slice(i, 1)
-            self.bodies.append(
-                [
-                    {
-                        "name": c,
-                        "shape": [1],
-                        "datatype": "BYTES" if c in FEATURES_BYTES else "FP64",
-                        "data": row.column(c).to_pylist(),
-                    }
-                    for c in row.column_names
-                    if c not in ("event_time", "default")
-                ]
-            )
+            self.bodies.append(infer_inputs(rows.slice(i, 1)))
         self.rates: dict[str, float] = {}
         self.base_rate = 0.10
         self.served: list[tuple[str, str, float]] = []  # (phase, version, seconds)
@@ -121,30 +96,14 @@ def stack(store, windows, tmp_path_factory):
         str(feedback),
         env={"REFIT_FEEDBACK_TOKEN": FEEDBACK_TOKEN},
     )
-    prom = PrometheusServer([f"127.0.0.1:{server.port}"], scrape_interval="1s")
     load = Load(server.url, windows[3].slice(0, 200))
-    try:
-        prom.__enter__()
-        load.thread.start()
-        prom.wait_for(
-            f'sum(increase(refit_model_requests_total{{model="{NAME}",revision="v1"}}[5s]))',
-            lambda v: v is not None and v > 0,
-            timeout=30,
-        )
-        yield server, prom, load, feedback
-    finally:
+
+    def stop_load() -> None:
         load.stop.set()
         load.thread.join(10)
-        prom.close()
-        server.stop()
 
-
-def reset(reg: ModelRegistry) -> None:
-    reg.update_aliases({"champion": 1, "previous": None, "canary": None})
-    for v in (2, 3):
-        reg.set_status(v, "registered")
-    reg.set_status(1, "champion")
-    reg.write_state("canary", {"version": None, "percent": 0})
+    with scraped_under_load(server, NAME, load.thread.start, stop_load) as prom:
+        yield server, prom, load, feedback
 
 
 def plan(prom_url: str, feedback, **ab) -> dict:
@@ -196,7 +155,7 @@ def _served_since(load: Load, mark: int) -> set[str]:
 
 def test_a_disagreeing_shadow_is_stopped_before_any_traffic_moves(store, stack):
     server, prom, load, feedback = stack
-    reset(store)
+    reset_canary(store)
     mark = len(load.served)
     result = rollout(store, server, 3, plan(prom.url, feedback))
     assert result.outcome == "rolled_back", result.to_markdown()
@@ -212,7 +171,7 @@ def test_a_disagreeing_shadow_is_stopped_before_any_traffic_moves(store, stack):
 
 def test_an_agreeing_shadow_then_canary_then_planted_uplift_is_promoted(store, stack):
     server, prom, load, feedback = stack
-    reset(store)
+    reset_canary(store)
     load.rates = {"2": 0.35}  # the challenger's units convert at 35% against 10%
     load.phase = "run"
     try:
@@ -243,7 +202,7 @@ def test_an_agreeing_shadow_then_canary_then_planted_uplift_is_promoted(store, s
 
 def test_no_uplift_ends_as_declared_and_the_release_record_says_why(store, stack):
     server, prom, load, feedback = stack
-    reset(store)
+    reset_canary(store)
     result = rollout(
         store,
         server,
@@ -275,7 +234,7 @@ def test_the_shadow_costs_the_champion_little_latency(store, stack):
     The phases alternate three times so that a change in the machine's load hits both.
     """
     server, _, load, _ = stack
-    reset(store)
+    reset_canary(store)
     time.sleep(1.0)
     for _ in range(3):
         load.phase = "no-shadow"
@@ -286,7 +245,7 @@ def test_the_shadow_costs_the_champion_little_latency(store, stack):
         load.phase = "shadow"
         time.sleep(5.0)
         load.phase = "switch"
-        reset(store)
+        reset_canary(store)
         time.sleep(1.0)
     load.phase = "after"
     lat = {
@@ -305,36 +264,10 @@ def test_the_shadow_costs_the_champion_little_latency(store, stack):
 
 def test_the_delivery_drill_script_stops_a_shadow_then_promotes_by_ab(windows, tmp_path):
     """scripts/delivery-drill.sh, as the README tells a new user to run it after the demo."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
     reg = ModelRegistry(str(tmp_path / "demo" / "store"), "credit-default")
-    for version, window in ((1, 0), (2, 1)):
-        model = train(
-            windows[window], "default", trainer="logistic_regression", exclude=["event_time"]
-        )
-        save_model(model, tmp_path / f"m{version}")
-        reg.register(
-            tmp_path / f"m{version}",
-            metrics={},
-            snapshot_sha256=f"{version}" * 64,
-            parent_version=None,
-            run_id=f"run-{version}",
-        )
-    LocalTarget(reg).promote(1, reason="first model")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    out = subprocess.run(
-        [str(repo / "scripts" / "delivery-drill.sh"), str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    first, second = out.stdout.split("== 2.")
+    register_trained(reg, tmp_path, windows[0:2], parent=None)
+    stdout = run_drill("delivery-drill.sh", tmp_path / "demo", timeout=400)
+    first, second = stdout.split("== 2.")
     assert "Canary rollout of credit-default v2: **rolled back**" in first
     assert "shadow stage failed early" in first
     assert "Canary rollout of credit-default v2: promoted" in second, second

@@ -18,9 +18,7 @@ against the real CRD schema from ../shared/specs.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import attrs
 import kmock
 import pytest
+from _kmock import EmulatorThread, custom_objects_api, kmock_emulator
 from _kserve_crd import crd_schema, crd_validator, pruned_fields
 from kubernetes import client as k8s_client
 
@@ -105,59 +104,15 @@ class KServeApi(kmock.KubernetesEmulator):
         return await super()._handle(request)
 
 
-class EmulatorThread:
-    """`KServeApi` served by kmock.Server on 127.0.0.1 in a thread with its own event loop."""
-
-    def __init__(self) -> None:
-        self.server = KServeApi()
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="kmock", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._main())
-        except BaseException as exc:  # surfaced by start()
-            self._error = exc
-            self._ready.set()
-        finally:
-            self._loop.close()
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        async with self.server, kmock.Server(self.server) as http:
-            self.url = f"http://{http.host}:{http.port}"
-            self._ready.set()
-            await self._stop.wait()
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(30), "kmock server did not start"
-        if self._error is not None:
-            raise self._error
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-
 @pytest.fixture
 def emulator() -> Iterator[EmulatorThread]:
-    thread = EmulatorThread()
-    thread.start()
-    yield thread
-    thread.stop()
+    with kmock_emulator(KServeApi()) as thread:
+        yield thread
 
 
 @pytest.fixture
 def api(emulator: EmulatorThread) -> k8s_client.CustomObjectsApi:
-    config = k8s_client.Configuration(host=emulator.url)
-    return k8s_client.CustomObjectsApi(k8s_client.ApiClient(config))
+    return custom_objects_api(emulator)
 
 
 # --------------------------------------------------------------------------- KServe's part

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 from _servers import ModelServeProcess
+from _v2 import infer_inputs
 
 from refit.monitoring.predictions import read_predictions
 from refit.registry import ModelRegistry
@@ -20,20 +21,7 @@ NAME = "credit"
 
 
 def request(rows: pa.Table, rid: str) -> dict:
-    strings = {"region", "channel"}
-    features = [c for c in rows.column_names if c not in ("event_time", "default")]
-    return {
-        "id": rid,
-        "inputs": [
-            {
-                "name": f,
-                "shape": [rows.num_rows],
-                "datatype": "BYTES" if f in strings else "FP64",
-                "data": rows.column(f).to_pylist(),
-            }
-            for f in features
-        ],
-    }
+    return {"id": rid, "inputs": infer_inputs(rows)}
 
 
 def test_served_predictions_survive_a_kill_and_join_their_late_labels(windows, tmp_path):

@@ -6,14 +6,13 @@ with the others, then promotes its own version on condition that the champion is
 read; the losers must get ConflictError, and the registry must show exactly the winner's update.
 """
 
-import hashlib
-import json
 import multiprocessing as mp
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _gcs import fake_gcs
+from _models import make_model_dir
 
 from refit.deploy import LocalTarget
 from refit.errors import ConflictError
@@ -22,17 +21,6 @@ from refit.registry import ModelRegistry
 
 ROUNDS = (50, 12, 6)
 CTX = mp.get_context("fork")  # fast start; each child opens its own GCS connections
-
-
-def _model_dir(root: Path, i: int) -> Path:
-    d = root / f"model-{i}"
-    d.mkdir(parents=True)
-    content = f"model {i}".encode()
-    (d / "model.ubj").write_bytes(content)
-    (d / "model.json").write_text(
-        json.dumps({"file": "model.ubj", "sha256": hashlib.sha256(content).hexdigest()})
-    )
-    return d
 
 
 def _promoter(store: str, version: int, barrier, results) -> None:
@@ -54,7 +42,11 @@ def _contend(store: str, tmp_path: Path) -> None:
     total = 1 + sum(ROUNDS)
     for i in range(1, total + 1):
         reg.register(
-            _model_dir(tmp_path, i), metrics={}, snapshot_sha256="", parent_version=None, run_id=""
+            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
+            metrics={},
+            snapshot_sha256="",
+            parent_version=None,
+            run_id="",
         )
     LocalTarget(reg).promote(1, reason="initial")
     next_version = 2

@@ -6,9 +6,9 @@ import time
 from collections import Counter
 
 import httpx
-import pyarrow as pa
 import pytest
 from _servers import ModelServeProcess as _ModelServeProcess
+from _v2 import infer_inputs
 from prometheus_client.parser import text_string_to_metric_families
 
 from refit.registry import ModelRegistry
@@ -56,20 +56,7 @@ def reg(store) -> ModelRegistry:
 
 
 def one_row(windows) -> dict:
-    row: pa.Table = windows[3].slice(0, 1)
-    strings = {"region", "channel"}
-    features = [c for c in row.column_names if c not in ("event_time", "default")]
-    return {
-        "inputs": [
-            {
-                "name": f,
-                "shape": [1],
-                "datatype": "BYTES" if f in strings else "FP64",
-                "data": row.column(f).to_pylist(),
-            }
-            for f in features
-        ]
-    }
+    return {"inputs": infer_inputs(windows[3].slice(0, 1))}
 
 
 def metrics(client: httpx.Client) -> dict[tuple[str, tuple], float]:

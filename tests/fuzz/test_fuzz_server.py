@@ -11,22 +11,19 @@ from __future__ import annotations
 import json
 import select
 import socket
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 from _corpus import assert_client_error
+from _prometheus import PrometheusServer
+from _servers import ModelServeProcess, UvicornThread
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from refit.registry import ModelRegistry
 from refit.serving import CANARY_STATE_KEY, RequestLimits, create_app
 from refit.training import save_model, train
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from _prometheus import PrometheusServer  # noqa: E402
-from _servers import ModelServeProcess, UvicornThread  # noqa: E402
 
 NAME = "credit"
 INFER = f"/v2/models/{NAME}/infer"

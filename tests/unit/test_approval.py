@@ -1,13 +1,12 @@
 """Human approval: requests, approvals, rejections, timeouts and release, on real registries."""
 
-import hashlib
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from _gcs import fake_gcs
+from _models import register_skops_versions
 
 from refit.deploy import LocalTarget
 from refit.errors import ConflictError, PolicyError, RegistryError
@@ -28,25 +27,9 @@ from refit.registry import ModelRegistry
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
-def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.skops").write_bytes(content)
-    meta = {"file": "model.skops", "sha256": hashlib.sha256(content).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
-
-
 def populate(reg: ModelRegistry, tmp_path: Path) -> ModelRegistry:
     """v1 is the champion; v2 and v3 are challengers evaluated against v1."""
-    for i in (1, 2, 3):
-        reg.register(
-            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8 + i / 100},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=None if i == 1 else 1,
-            run_id=f"run-{i}",
-        )
+    register_skops_versions(reg, tmp_path, 3, chain=False)
     LocalTarget(reg).promote(1, reason="first model")
     return reg
 

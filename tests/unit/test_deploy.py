@@ -1,35 +1,18 @@
-import hashlib
-import json
 from pathlib import Path
 
 import pytest
+from _models import make_skops_model_dir, register_skops_versions
 
 from refit.deploy import LocalTarget, Rollout, available_targets, get_target, register_target
 from refit.errors import ConflictError, IntegrityError, RegistryError
 from refit.registry import ModelRegistry
 
 
-def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.skops").write_bytes(content)
-    meta = {"file": "model.skops", "sha256": hashlib.sha256(content).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
-
-
 @pytest.fixture
 def reg(tmp_path):
-    reg = ModelRegistry(str(tmp_path / "store"), "churn")
-    for i in (1, 2, 3):
-        reg.register(
-            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8 + i / 100},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=i - 1 if i > 1 else None,
-            run_id=f"run-{i}",
-        )
-    return reg
+    return register_skops_versions(
+        ModelRegistry(str(tmp_path / "store"), "churn"), tmp_path, 3, chain=True
+    )
 
 
 def test_target_registry(reg):
@@ -157,11 +140,11 @@ def test_release_steps_promote_against_the_parent_version(reg, tmp_path):
     LocalTarget(reg).promote(1, reason="first")
     # evaluated against v1 (the champion then), registered with parent 1
     a = register_model(
-        str(make_model_dir(tmp_path, b"a", "a")), store, "churn", "s" * 64, {"accuracy": 0.9},
+        str(make_skops_model_dir(tmp_path, b"a", "a")), store, "churn", "s" * 64, {"accuracy": 0.9},
         run_label="a", parent_version=1,
     )  # fmt: skip
     b = register_model(
-        str(make_model_dir(tmp_path, b"b", "b")), store, "churn", "s" * 64, {"accuracy": 0.9},
+        str(make_skops_model_dir(tmp_path, b"b", "b")), store, "churn", "s" * 64, {"accuracy": 0.9},
         run_label="b", parent_version=1,
     )  # fmt: skip
     assert promote_model(store, "churn", a, run_label="a") == a
@@ -169,5 +152,5 @@ def test_release_steps_promote_against_the_parent_version(reg, tmp_path):
         promote_model(store, "churn", b, run_label="b")
     assert reg.get_alias("champion") == a
     # without an explicit parent the current champion is taken
-    c = register_model(str(make_model_dir(tmp_path, b"c", "c")), store, "churn", "", {})
+    c = register_model(str(make_skops_model_dir(tmp_path, b"c", "c")), store, "churn", "", {})
     assert reg.get(c).parent_version == a

@@ -4,6 +4,7 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
+import _models
 import pytest
 
 from refit.errors import ConflictError, IntegrityError, RegistryError
@@ -12,18 +13,8 @@ from refit.registry import ANY, ModelRegistry, ModelVersion, open_registry
 
 
 def make_model_dir(root: Path, content: bytes = b"model-bytes", name: str = "m") -> Path:
-    """A hand-made model directory: a model file plus model.json with its sha256."""
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.ubj").write_bytes(content)
-    meta = {
-        "file": "model.ubj",
-        "sha256": hashlib.sha256(content).hexdigest(),
-        "format": "ubj",
-        "trainer": "xgboost",
-    }
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
+    """A hand-made xgboost model directory whose model.json also names its format and trainer."""
+    return _models.make_model_dir(root, content, name, format="ubj", trainer="xgboost")
 
 
 def register(reg, tmp_path, name, parent=None, snapshot="s" * 64, metrics=None):

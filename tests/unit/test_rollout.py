@@ -1,12 +1,11 @@
 """The canary rollout controller: steps, analysis, promotion and rollback on a real registry."""
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
-from test_deploy import make_model_dir
+from _models import make_skops_model_dir
+from _rollout import Clock, FakeTarget, Result, scripted, two_version_registry
 
-from refit.deploy.canary import TrafficSplit
 from refit.deploy.local import LocalTarget
 from refit.deploy.plan import RolloutPlan
 from refit.deploy.rollout import run_canary
@@ -16,99 +15,7 @@ from refit.registry import ModelRegistry
 
 @pytest.fixture
 def reg(tmp_path):
-    reg = ModelRegistry(str(tmp_path / "store"), "churn")
-    for i in (1, 2):
-        reg.register(
-            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=i - 1 if i > 1 else None,
-            run_id=f"run-{i}",
-        )
-    LocalTarget(reg).promote(1, reason="first")
-    return reg
-
-
-@dataclass
-class Result:
-    name: str
-    passed: bool
-    decisive: bool = False
-    detail: str = "ok"
-    value: float | None = 0.0
-
-    def to_dict(self):
-        return asdict(self)
-
-
-class FakeTarget:
-    """Records what the controller asks for; can fail on a given call."""
-
-    name = "fake"
-
-    def __init__(self, fail_on: str = "", fail_preflight: bool = False, apply_seconds=0.0):
-        self.calls: list[tuple] = []
-        self.apply_seconds = apply_seconds  # how long applying a step takes (a slow rollout)
-        self.clock = None
-        self.fail_on = fail_on
-        self.fail_preflight = fail_preflight
-        self.percent = 0
-
-    def _maybe_fail(self, what):
-        if self.fail_on == what:
-            raise DeployError(f"API said no to {what}")
-
-    def preflight(self, version, previous):
-        self.calls.append(("preflight", version.version, previous and previous.version))
-        if self.fail_preflight:
-            raise DeployError("model format 'onnx' cannot be served")
-
-    def start(self, version, previous, percent):
-        self.calls.append(("start", version.version, percent))
-        self._maybe_fail("start")
-        self.percent = percent
-        return TrafficSplit(previous and previous.version, version.version, percent, "p", "c")
-
-    def set_traffic(self, percent):
-        self.calls.append(("set_traffic", percent))
-        self._maybe_fail("set_traffic")
-        self.clock.t += self.apply_seconds
-        self.percent = percent
-        return TrafficSplit(1, 2, percent, "p", "c")
-
-    def promote(self):
-        self.calls.append(("promote",))
-        self._maybe_fail("promote")
-        return TrafficSplit(2, None, 0, "c", "")
-
-    def rollback(self):
-        self.calls.append(("rollback",))
-        self._maybe_fail("rollback")
-        return TrafficSplit(1, None, 0, "p", "")
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-    def sleep(self, s):
-        self.t += s
-
-
-def scripted(*analyses):
-    """An analyzer returning the given analyses in order (then passing ones)."""
-    queue = list(analyses)
-    seen = []
-
-    def analyze(split, elapsed, percent, window):
-        seen.append((percent, elapsed, window, split.canary_revision))
-        return queue.pop(0) if queue else [Result("error_rate", True)]
-
-    analyze.seen = seen
-    return analyze
+    return two_version_registry(tmp_path)
 
 
 PLAN = RolloutPlan(steps=(10, 50, 100), interval_seconds=30, failures_allowed=0)
@@ -229,14 +136,14 @@ def test_errors_before_traffic_moves(reg):
 def test_no_champion_deploys_directly(tmp_path):
     reg = ModelRegistry(str(tmp_path / "s"), "m")
     reg.register(
-        make_model_dir(tmp_path, b"x", "x"),
+        make_skops_model_dir(tmp_path, b"x", "x"),
         metrics={},
         snapshot_sha256="a" * 64,
         parent_version=None,
         run_id="r1",
     )
     reg.register(
-        make_model_dir(tmp_path, b"y", "y"),
+        make_skops_model_dir(tmp_path, b"y", "y"),
         metrics={},
         snapshot_sha256="b" * 64,
         parent_version=None,
@@ -302,7 +209,7 @@ def test_champion_moved_during_the_rollout_rolls_back_instead_of_overwriting(reg
     def analyze(split, elapsed, percent, window):
         if percent == 50:  # another run promotes meanwhile
             reg.register(
-                make_model_dir(Path(reg.store_uri), b"model 3", "3"),
+                make_skops_model_dir(Path(reg.store_uri), b"model 3", "3"),
                 metrics={},
                 snapshot_sha256="3" * 64,
                 parent_version=1,

@@ -1,31 +1,18 @@
 """The rollout controller's shadow and A/B stages, on a real registry with a scripted target."""
 
 import pytest
-from test_deploy import make_model_dir
-from test_rollout import Clock, FakeTarget, Result, scripted
+from _rollout import Clock, FakeTarget, Result, scripted, two_version_registry
 
 from refit.deploy.abtest import ABLook, ArmStats, plan_sample_size
 from refit.deploy.canary import TrafficSplit
-from refit.deploy.local import LocalTarget
 from refit.deploy.plan import ABTestSpec, RolloutPlan, ShadowSpec
 from refit.deploy.rollout import run_canary
 from refit.errors import DeployError
-from refit.registry import ModelRegistry
 
 
 @pytest.fixture
 def reg(tmp_path):
-    reg = ModelRegistry(str(tmp_path / "store"), "churn")
-    for i in (1, 2):
-        reg.register(
-            make_model_dir(tmp_path, f"model {i}".encode(), str(i)),
-            metrics={"accuracy": 0.8},
-            snapshot_sha256=f"{i}" * 64,
-            parent_version=i - 1 if i > 1 else None,
-            run_id=f"run-{i}",
-        )
-    LocalTarget(reg).promote(1, reason="first")
-    return reg
+    return two_version_registry(tmp_path)
 
 
 class StageTarget(FakeTarget):

@@ -5,6 +5,7 @@ import json
 
 import pyarrow as pa
 import pytest
+from _v2 import infer_inputs
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,22 +53,7 @@ def bodies(windows) -> list[dict]:
     rows = windows[2].slice(0, 60)
     out = []
     for i in range(rows.num_rows):
-        row = rows.slice(i, 1)
-        out.append(
-            {
-                "id": f"req-{i}",
-                "inputs": [
-                    {
-                        "name": c,
-                        "shape": [1],
-                        "datatype": "BYTES" if c in ("region", "channel") else "FP64",
-                        "data": row.column(c).to_pylist(),
-                    }
-                    for c in row.column_names
-                    if c not in ("event_time", "default")
-                ],
-            }
-        )
+        out.append({"id": f"req-{i}", "inputs": infer_inputs(rows.slice(i, 1))})
     return out
 
 

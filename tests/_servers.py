@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO.parent / "shared" / "specs"
 KFP_SPEC = SPECS / "kfp-api-v2beta1.swagger.json"
 PRISM = REPO / ".tools" / "node_modules" / ".bin" / "prism"
