@@ -752,7 +752,8 @@ class _NumericAccumulator:
         if buckets > EXACT_LIMIT:  # more buckets than the limit: more distinct values too
             self._drop_exact()
             return
-        points = counts = None
+        points: np.ndarray | None = None
+        counts: np.ndarray | None = None
         if vmax - vmin <= _INT_RANGE:
             offset = values - vmin
             ints = offset.astype(np.int64)
