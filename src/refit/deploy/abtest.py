@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from scipy import stats as sps
 
@@ -57,8 +57,8 @@ __all__ = [
     "welch_t_test",
 ]
 
-CONTROL = "control"
-TREATMENT = "treatment"
+CONTROL: Final = "control"
+TREATMENT: Final = "treatment"
 Arm = Literal["control", "treatment"]
 Decision = Literal["promote", "keep", "rollback", "continue"]
 

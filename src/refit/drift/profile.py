@@ -763,7 +763,7 @@ class _NumericAccumulator:
                 tally = np.bincount(ints)
                 nz = np.flatnonzero(tally)
                 points, counts = nz + vmin, tally[nz]
-        if points is None:
+        if points is None or counts is None:  # both or neither
             points, counts = np.unique(values, return_counts=True)
         if len(points) <= EXACT_LIMIT and len(self.points):
             points, counts = _reduce(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,8 +36,7 @@ def check_schema(schema: pa.Schema, uri: str, *, csv: bool = False) -> None:
             a column whose text is not valid UTF-8.
     """
     names = list(schema.names)
-    seen: set[str] = set()
-    duplicates = sorted({n for n in names if n in seen or seen.add(n)})
+    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicates:
         raise DataError(
             f"cannot read data at {uri}: duplicate column name(s) {duplicates}; "
