@@ -41,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -697,7 +698,7 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
     train_rows = table.filter(pa.array(~held))
     holdout_rows = table.filter(pa.array(held))
 
-    comm = {
+    comm: dict[str, Any] = {
         "dmlc_communicator": "rabit",
         "dmlc_tracker_uri": env.tracker_uri,
         "dmlc_tracker_port": env.tracker_port,
@@ -732,6 +733,7 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
                 cw = {
                     i: float(counts.sum() / (spec.n_classes * c)) for i, c in enumerate(counts) if c
                 }
+            assert isinstance(cw, dict)  # class_weight is set, and "balanced" became a dict
             weights = np.array([cw.get(int(v), 1.0) for v in y], dtype=np.float64)
 
         total = int(params["n_estimators"])
@@ -1089,7 +1091,7 @@ def snapshot_sha256(snapshot: str) -> str:
             else:
                 handle = open(uri_io.local_path(source), "rb")  # noqa: SIM115
             with handle:
-                for chunk in iter(lambda h=handle: h.read(1 << 22), b""):
+                for chunk in iter(partial(handle.read, 1 << 22), b""):
                     digest.update(chunk)
         except OSError as exc:
             raise DataError(f"snapshot {source}: cannot read it ({exc})") from exc
@@ -1097,6 +1099,6 @@ def snapshot_sha256(snapshot: str) -> str:
     if len(files) == 1 and files[0] == snapshot:
         return digests[0]
     combined = hashlib.sha256()
-    for source, digest in zip(files, digests, strict=True):
-        combined.update(f"{source.rsplit('/', 1)[-1]}\0{digest}\n".encode())
+    for source, file_digest in zip(files, digests, strict=True):
+        combined.update(f"{source.rsplit('/', 1)[-1]}\0{file_digest}\n".encode())
     return combined.hexdigest()
