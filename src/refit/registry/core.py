@@ -726,7 +726,7 @@ class ModelRegistry:
             ConflictError: ``expected`` was given and the alias holds another value.
             RegistryError: Invalid alias name or unknown version.
         """
-        exp = {} if expected is ANY else {name: expected}
+        exp = {} if isinstance(expected, _Any) else {name: expected}
         self.update_aliases({name: version}, expected=exp)
 
     def update_aliases(
