@@ -141,7 +141,7 @@ def tokenize_column(
 
 def _integral(value: float | tuple[float, ...] | str) -> bool:
     values = value if isinstance(value, tuple) else (value,)
-    return all(float(v).is_integer() for v in values)  # type: ignore[arg-type]
+    return all(float(v).is_integer() for v in values)
 
 
 def _generalize_numbers(chunk: pa.Array, rule: GeneralizeRule) -> pa.Array:
