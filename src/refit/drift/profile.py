@@ -339,6 +339,7 @@ class FeatureProfile:
             self.name,
             self.type,
             self.arrow_type,
+            # (ignore below) same type (checked above): both summaries are of one kind
             self.summary.merge(other.summary),  # type: ignore[arg-type]
         )
 

@@ -325,6 +325,7 @@ class PredictionLog:
         segments = self.segments()
         if segments:
             last = segments[-1]
+            # (ignore below) segments() lists only names SEGMENT_RE matches
             self._seq = int(SEGMENT_RE.match(last.name).group(1))  # type: ignore[union-attr]
             size = last.stat().st_size
             if size and not _ends_with_newline(last):

@@ -260,6 +260,7 @@ def anonymize_table(
     out = table.drop_columns(list(config.drop))
     for name in config.tokenize:
         index = out.schema.get_field_index(name)
+        # (ignore below) the key is set when tokenizing (checked above)
         tokens = tokenize_column(out.column(index), key, name=name)  # type: ignore[arg-type]
         out = out.set_column(index, pa.field(name, tokens.type), tokens)
     for name, rule in config.generalize.items():
