@@ -897,7 +897,7 @@ _POOL: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _POOL  # noqa: PLW0603 - one lazily created pool per process
+    global _POOL  # one lazily created pool per process
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     return _POOL
@@ -1194,7 +1194,7 @@ def load_profile(uri: str) -> Profile:
 
     try:
         raw = read_bytes(uri)
-    except Exception as exc:  # noqa: BLE001 - any read failure becomes a DataError naming the uri
+    except Exception as exc:  # any read failure becomes a DataError naming the uri
         raise DataError(f"cannot read profile at {uri}: {exc}") from None
     return Profile.from_json(raw, where=f"profile {uri}")
 

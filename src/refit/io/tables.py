@@ -147,7 +147,7 @@ def download_parquet(uri: str, folder: str | Path) -> list[str]:
     for i, part in enumerate(parts):
         local = Path(folder) / f"part-{i:05d}.parquet"
         try:
-            _uri._blob(part).download_to_filename(str(local))  # noqa: SLF001 - same package
+            _uri._blob(part).download_to_filename(str(local))  # private helper, same package
         except gexc.NotFound as exc:
             raise _uri.UriNotFoundError(f"cannot read data at {uri}: {part} vanished") from exc
         except gexc.GoogleAPIError as exc:

@@ -846,7 +846,7 @@ def _state_body(key: str, data: Any) -> dict[str, Any] | None:
         raise state_not_serialisable(key, exc) from exc
 
 
-class _AlreadyRecorded(Exception):  # noqa: N818 (control flow, never escapes the module)
+class _AlreadyRecorded(Exception):  # control flow, never escapes the module
     """A version's registration record exists already."""
 
 

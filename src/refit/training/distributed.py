@@ -222,7 +222,7 @@ def _open_parquet(source: str) -> pq.ParquetFile:
     """Open a Parquet file for reading its footer and chosen row groups only (GCS: range reads)."""
     try:
         if uri_io.is_gcs(source):
-            return pq.ParquetFile(uri_io._blob(source).open("rb"))  # noqa: SLF001 - same package
+            return pq.ParquetFile(uri_io._blob(source).open("rb"))  # private helper, same package
         return pq.ParquetFile(str(uri_io.local_path(source)))
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"snapshot {source}: not a readable Parquet file ({exc})") from exc
@@ -495,16 +495,16 @@ def _local_summary(table: pa.Table, config: DistributedConfig) -> dict[str, Any]
     task = config.task
     if task == "auto":
         task = feats.infer_task(table, target) if table.num_rows else "classification"
-    feats._check_labels(labels, target, task)  # noqa: SLF001 - same package
+    feats._check_labels(labels, target, task)  # private helper, same package
     counts: dict[str, list[list[Any]]] = {}
     kinds: dict[str, str] = {}
     for name in table.column_names:
         if name in (target, config.time_column):
             continue
         column = table.column(name)
-        if feats._is_numeric_type(column.type):  # noqa: SLF001
+        if feats._is_numeric_type(column.type):
             kinds[name] = "numeric"
-        elif feats._is_categorical_type(column.type):  # noqa: SLF001
+        elif feats._is_categorical_type(column.type):
             kinds[name] = "categorical"
             counted = pc.value_counts(column.cast(pa.string()))
             pairs = [
@@ -950,7 +950,7 @@ def run_local(
                 env.update(DmlcEnv(tracker_uri, port, rank, world).to_environ())
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = str(gpus[i])
-                log = open(Path(tmp) / f"worker-{rank}.log", "w+b")  # noqa: SIM115
+                log = open(Path(tmp) / f"worker-{rank}.log", "w+b")
                 proc = subprocess.Popen(
                     [
                         sys.executable,
@@ -1087,9 +1087,9 @@ def snapshot_sha256(snapshot: str) -> str:
         digest = hashlib.sha256()
         try:
             if uri_io.is_gcs(source):
-                handle: Any = uri_io._blob(source).open("rb")  # noqa: SLF001 - same package
+                handle: Any = uri_io._blob(source).open("rb")  # private helper, same package
             else:
-                handle = open(uri_io.local_path(source), "rb")  # noqa: SIM115
+                handle = open(uri_io.local_path(source), "rb")
             with handle:
                 for chunk in iter(partial(handle.read, 1 << 22), b""):
                     digest.update(chunk)
