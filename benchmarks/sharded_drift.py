@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drift_vs_peers import run, write_data  # noqa: E402
+from drift_vs_peers import run, write_data
 
 SHARDS = 10
 

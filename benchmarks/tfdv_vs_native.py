@@ -53,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from drift_vs_peers import write_data  # noqa: E402
+from drift_vs_peers import write_data
 
 NATIVE = textwrap.dedent(
     """

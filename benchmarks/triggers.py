@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from _servers import ServeProcess, blast  # noqa: E402
+from _servers import ServeProcess, blast
 
 SECRET = "benchmark-secret-0123456789abcdef"
 

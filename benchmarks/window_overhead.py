@@ -97,7 +97,7 @@ def _clock_tasks(clock: Path) -> None:
 
     launch = handler.run_local_subprocess
 
-    def timed(full_command, env_vars=None):  # noqa: ANN001, ANN202
+    def timed(full_command, env_vars=None):
         name = full_command[full_command.index("--function_to_execute") + 1]
         started = time.perf_counter()
         try:

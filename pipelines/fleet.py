@@ -22,7 +22,7 @@ from refit.pipelines.retraining import DEFAULT_GATE, DEFAULT_POLICY, retraining_
 PARALLELISM = 20
 
 
-def build_fleet_pipeline(parallelism: int = PARALLELISM):  # noqa: ANN201
+def build_fleet_pipeline(parallelism: int = PARALLELISM):
     """Build the fleet pipeline with a ParallelFor parallelism limit.
 
     Args:

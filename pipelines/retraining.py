@@ -60,7 +60,7 @@ def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task.set_caching_options(False)
 
 
-def build_retraining_pipeline(  # noqa: ANN201
+def build_retraining_pipeline(
     profile: NodeProfile = BUILTIN_PROFILES["cpu"], engine: str = "native"
 ):
     """Build the retraining pipeline with its training task on a node profile.

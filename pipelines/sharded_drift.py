@@ -19,7 +19,7 @@ from refit.components.types import Profile
 PARALLELISM = 10
 
 
-def build_sharded_drift_pipeline(parallelism: int = PARALLELISM):  # noqa: ANN201
+def build_sharded_drift_pipeline(parallelism: int = PARALLELISM):
     """Build the sharded drift pipeline with a ParallelFor parallelism limit.
 
     Args:

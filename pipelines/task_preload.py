@@ -11,11 +11,11 @@ import os
 # artifact types, as in a task
 os.environ["_KFP_RUNTIME"] = "true"
 
-import kfp.dsl.executor_main  # noqa: E402,F401
-import scipy.stats  # noqa: E402,F401
-import sklearn.metrics  # noqa: E402,F401
-import skops.io  # noqa: E402,F401
-import xgboost  # noqa: E402,F401
+import kfp.dsl.executor_main  # noqa: F401
+import scipy.stats  # noqa: F401
+import sklearn.metrics  # noqa: F401
+import skops.io  # noqa: F401
+import xgboost  # noqa: F401
 
-import refit.components.types  # noqa: E402,F401
-import refit.steps  # noqa: E402,F401
+import refit.components.types
+import refit.steps  # noqa: F401

@@ -67,8 +67,8 @@ def _child(
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
     code = 1
     with tempfile.TemporaryDirectory(prefix="refit-task-") as folder:
         try:
@@ -85,7 +85,7 @@ def _child(
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # noqa: BLE001 (the task's failure, reported as a shell would)
+        except BaseException:  # the task's failure, reported as a shell would
             import traceback
 
             traceback.print_exc()
@@ -137,7 +137,7 @@ class _Server:
             self.process.stdin.close()
         try:
             self.process.wait(timeout=10)
-        except Exception:  # noqa: BLE001 (a server that will not end is killed)
+        except Exception:  # a server that will not end is killed
             self.process.kill()
 
 

@@ -32,11 +32,11 @@ if _FILE:
         _state["patched"] = True
         init = executor.Executor.__init__
 
-        def __init__(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202, N807
+        def __init__(self, *args, **kwargs):
             init(self, *args, **kwargs)
             func = self.func
 
-            def timed(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            def timed(*a, **k):
                 imports, started = _state["imports"], time.perf_counter()
                 try:
                     return func(*a, **k)
@@ -58,7 +58,7 @@ if _FILE:
 
         executor.Executor.__init__ = __init__
 
-    def _timed_import(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def _timed_import(*args, **kwargs):
         if _state["depth"]:
             return _original_import(*args, **kwargs)
         _state["depth"] = 1

@@ -58,7 +58,7 @@ def decide_retrain(
 
     from refit import steps
 
-    def given(artifact):  # noqa: ANN001, ANN202 (an optional input; resolver's "absent")
+    def given(artifact):  # an optional input; resolver's "absent"
         return None if artifact is None or artifact.metadata.get("absent") else artifact.path
 
     with open(drift.path, encoding="utf-8") as f:

@@ -75,7 +75,7 @@ def detect_drift(
     from refit import steps
     from refit.steps.data import parse_beam_pipeline_args
 
-    def given(artifact):  # noqa: ANN001, ANN202 (an optional input; resolver's "absent")
+    def given(artifact):  # an optional input; resolver's "absent"
         return None if artifact is None or artifact.metadata.get("absent") else artifact.path
 
     out = steps.detect_drift(

@@ -72,7 +72,7 @@ def validate_data(
     from refit import steps
     from refit.steps.data import parse_beam_pipeline_args
 
-    def given(artifact):  # noqa: ANN001, ANN202 (an optional input; resolver's "absent")
+    def given(artifact):  # an optional input; resolver's "absent"
         return None if artifact is None or artifact.metadata.get("absent") else artifact.path
 
     out = steps.validate_data(

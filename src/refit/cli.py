@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -42,7 +41,9 @@ class RefitGroup(TyperGroup):
     bug and keeps its traceback.
     """
 
-    def invoke(self, ctx: click.Context) -> object:
+    # Any: older typer releases pass click's Context, typer 0.29 (the lock's) its vendored copy
+    # (typer._click), so no one public type names it across the versions pyproject allows.
+    def invoke(self, ctx: Any) -> object:
         """Run the command, turning refit's errors into a clear message and exit status 2."""
         try:
             return super().invoke(ctx)

@@ -150,6 +150,7 @@ class Anchor:
         for _ in range(64):
             raw, token = self._store.read_versioned(self._name)
             try:
+                # (ignore below) JSON read back as Any and written by this class: seq is an int
                 if raw is not None and int(json.loads(raw)["seq"]) >= int(body["seq"]):  # type: ignore[call-overload]
                     return
             except (ValueError, KeyError, TypeError):
@@ -171,6 +172,7 @@ class Anchor:
             return [str(exc)]
         if head is None:
             return [] if not hashes else [f"audit anchor {self} holds no head for this log"]
+        # (ignore below) the head is JSON this class wrote: seq is an int
         seq, digest = int(head["seq"]), str(head["hash"])  # type: ignore[call-overload]
         if seq > last_seq:
             return [

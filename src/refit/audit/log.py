@@ -251,9 +251,11 @@ class AuditLog:
             cut = data.rfind(b"\n") + 1
             before = data[: cut - 1].rsplit(b"\n", 1)[-1] if cut else b""
             try:
-                prev = json.loads(before) if before else {"seq": 0, "hash": GENESIS_HASH}
+                prev: dict[str, Any] = (
+                    json.loads(before) if before else {"seq": 0, "hash": GENESIS_HASH}
+                )
                 prev_seq, prev_hash = int(prev["seq"]), str(prev["hash"])
-                head = (
+                head: dict[str, Any] = (
                     json.loads(self.head_path.read_text("utf-8"))
                     if self.head_path.exists()
                     else {"seq": prev_seq, "hash": prev_hash}

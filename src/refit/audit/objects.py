@@ -189,7 +189,7 @@ class ObjectAuditLog:
         Raises:
             IntegrityError: A record is not valid JSON.
         """
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             name = f"{seq + 1:012d}.json"
             raw = self._store.read(name)

@@ -101,7 +101,7 @@ def _check_store(store: str) -> None:
         raise _fail(f"--store {store}: no such store folder")
 
 
-def _registry(store: str, model: str, *, existing: bool = True):  # noqa: ANN202
+def _registry(store: str, model: str, *, existing: bool = True):
     """Open a model's registry, or exit 2 saying what is wrong with --store or --model."""
     from refit.errors import RefitError
     from refit.registry import open_registry
@@ -521,7 +521,7 @@ def _check_versions(reg: Any, numbers: list[int]) -> tuple[list[str], list[str]]
     return problems, notes
 
 
-def _models(store: str, join, list_prefix) -> list[str]:  # noqa: ANN001
+def _models(store: str, join, list_prefix) -> list[str]:
     names = set()
     for uri in list_prefix(join(store, "models")):
         rest = uri[len(join(store, "models")) :].lstrip("/")

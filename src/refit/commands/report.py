@@ -120,6 +120,7 @@ def iterations_table(model: str, iterations: list[Iteration]) -> Table:
         ("cost", "right"),
         ("live", "right"),
     ]:
+        # (ignore below) justify holds rich's JustifyMethod literals; the list infers str
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     style = {"retrain": "bold blue", "skip": "dim", "blocked": "bold red", "unknown": "yellow"}
     for it in iterations:

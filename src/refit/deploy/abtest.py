@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from scipy import stats as sps
 
@@ -57,8 +57,8 @@ __all__ = [
     "welch_t_test",
 ]
 
-CONTROL = "control"
-TREATMENT = "treatment"
+CONTROL: Final = "control"
+TREATMENT: Final = "treatment"
 Arm = Literal["control", "treatment"]
 Decision = Literal["promote", "keep", "rollback", "continue"]
 
@@ -340,6 +340,7 @@ def plan_sample_size(
             raise DeployError(f"sd must be > 0, got {sd!r}")
         vc = vt = float(sd) ** 2
     else:
+        # (ignore below) one of sd and baseline_rate is given (checked above): here the rate
         p1 = float(baseline_rate)  # type: ignore[arg-type]
         p2 = p1 + mde
         if not 0 < p1 < 1 or not 0 < p2 < 1:
@@ -421,6 +422,7 @@ def decide(
         else f"{test.test}: effect {test.effect:+.4g} [{test.ci_low:+.4g}, {test.ci_high:+.4g}], "
         f"p={test.p_value:.3g} > {plan.alpha:g}"
     )
+    # (ignore below) on_inconclusive is one of the decisions (checked where the plan is read)
     return on_inconclusive, test, f"inconclusive {where} ({detail}; {counts}): {on_inconclusive}"  # type: ignore[return-value]
 
 

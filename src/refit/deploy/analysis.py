@@ -206,7 +206,8 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
 def _vector_value(data: Any, where: str) -> float | None:
     if not isinstance(data, dict):
         raise DeployError(f"{where}: the answer has no data: {data!r}")
-    kind, result = data.get("resultType"), data.get("result")
+    kind = data.get("resultType")
+    result: Any = data.get("result")  # malformed (None too) raises below
     try:
         if kind == "vector":
             samples = [float(series["value"][1]) for series in result]

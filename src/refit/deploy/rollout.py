@@ -70,12 +70,30 @@ KEPT = "kept"
 
 
 class CheckOutcome(Protocol):
-    """What the controller needs from one check result (see `refit.deploy.analysis`)."""
+    """What the controller needs from one check result (see `refit.deploy.analysis`).
 
-    name: str
-    passed: bool
-    decisive: bool
-    detail: str
+    Read-only properties, so that frozen dataclasses satisfy it.
+    """
+
+    @property
+    def name(self) -> str:
+        """The check's name."""
+        ...
+
+    @property
+    def passed(self) -> bool:
+        """Whether the canary passed."""
+        ...
+
+    @property
+    def decisive(self) -> bool:
+        """A failure that rolls back now."""
+        ...
+
+    @property
+    def detail(self) -> str:
+        """What was found, in words."""
+        ...
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -325,11 +343,11 @@ def run_canary(
     if champion is None:
         # Nothing to compare a canary against: deploy alone, promote, say so.
         target.start(mv, None, 100)
-        split = target.promote()
+        direct = target.promote()
         steps.append(StepRecord(100, _now(), outcome="promoted"))
         why = "no champion to compare a canary against: deployed directly to 100%"
         _promote_aliases(registry, version, None, reason or why, audit_base, target.name)
-        return finish(PROMOTED, why, split.primary_version or version)
+        return finish(PROMOTED, why, direct.primary_version or version)
 
     registry.update_aliases(
         {CANARY: version},

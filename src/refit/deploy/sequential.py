@@ -202,7 +202,7 @@ def error_rate_sprt(
         )
     rho1 = 1.0 + min_effect
     m = e_c + e_p
-    llr = e_c * math.log(rho1) - m * math.log1p(share * (rho1 - 1.0))
+    llr = e_c * math.log(rho1) - m * math.log1p(n_c / total * (rho1 - 1.0))  # total > 0 here
     rates = f"canary {e_c}/{n_c} = {e_c / n_c:.4f} vs primary {e_p}/{n_p} = {e_p / n_p:.4f} errors"
     if llr >= upper:
         return result(

@@ -107,7 +107,9 @@ def binned(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Counts per bin: reference-quantile bins for numeric, categories for categorical."""
     if feature_type == "numeric":
+        # (ignore below) feature_type says which summary kind both sides are
         return reference_quantile_bins(reference, current)  # type: ignore[arg-type]
+    # (ignore below) feature_type says which summary kind both sides are
     _, ref, cur = aligned_categorical(reference, current)  # type: ignore[arg-type]
     return ref, cur
 

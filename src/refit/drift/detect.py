@@ -435,8 +435,8 @@ def _distribution(ftype: str, ref: Any, cur: Any) -> dict[str, Any]:
     hi = max(ref.max, cur.max)
     # clip to the central 99.8 % of the reference so one outlier does not squash the plot
     cdf = np.cumsum(rc) / rc.sum()
-    lo = max(lo, float(values[min(np.searchsorted(cdf, 0.001), len(values) - 1)]))
-    hi = min(hi, float(values[min(np.searchsorted(cdf, 0.999), len(values) - 1)]))
+    lo = max(lo, float(values[min(int(np.searchsorted(cdf, 0.001)), len(values) - 1)]))
+    hi = min(hi, float(values[min(int(np.searchsorted(cdf, 0.999)), len(values) - 1)]))
     if not hi > lo:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, 31)
@@ -589,7 +589,7 @@ def compare_profiles(
             )
         raw_threshold = thresholds.get(name, thresholds.get(spec.name, spec.default_threshold))
         threshold = check_threshold(spec.kind, raw_threshold, f"column {name!r} ({spec.name})")
-        common = {
+        common: dict[str, Any] = {
             "test": spec.name,
             "threshold": threshold,
             "kind": spec.kind,

@@ -18,6 +18,7 @@ DEFAULT_THRESHOLD = 0.1
 
 def kl_summary(reference: object, current: object, feature_type: str) -> TestOutcome:
     """KL divergence of the binned reference from the binned current distribution."""
+    # (ignore below) the registry passes the summaries binned() takes, typed object
     ref, cur = binned(reference, current, feature_type)  # type: ignore[arg-type]
     p, q = proportions(ref, EPSILON), proportions(cur, EPSILON)
     p, q = p / p.sum(), q / q.sum()

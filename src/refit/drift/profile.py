@@ -339,6 +339,7 @@ class FeatureProfile:
             self.name,
             self.type,
             self.arrow_type,
+            # (ignore below) same type (checked above): both summaries are of one kind
             self.summary.merge(other.summary),  # type: ignore[arg-type]
         )
 
@@ -752,7 +753,8 @@ class _NumericAccumulator:
         if buckets > EXACT_LIMIT:  # more buckets than the limit: more distinct values too
             self._drop_exact()
             return
-        points = counts = None
+        points: np.ndarray | None = None
+        counts: np.ndarray | None = None
         if vmax - vmin <= _INT_RANGE:
             offset = values - vmin
             ints = offset.astype(np.int64)
@@ -762,7 +764,7 @@ class _NumericAccumulator:
                 tally = np.bincount(ints)
                 nz = np.flatnonzero(tally)
                 points, counts = nz + vmin, tally[nz]
-        if points is None:
+        if points is None or counts is None:  # both or neither
             points, counts = np.unique(values, return_counts=True)
         if len(points) <= EXACT_LIMIT and len(self.points):
             points, counts = _reduce(
@@ -895,7 +897,7 @@ _POOL: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _POOL  # noqa: PLW0603 - one lazily created pool per process
+    global _POOL  # one lazily created pool per process
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     return _POOL
@@ -1192,7 +1194,7 @@ def load_profile(uri: str) -> Profile:
 
     try:
         raw = read_bytes(uri)
-    except Exception as exc:  # noqa: BLE001 - any read failure becomes a DataError naming the uri
+    except Exception as exc:  # any read failure becomes a DataError naming the uri
         raise DataError(f"cannot read profile at {uri}: {exc}") from None
     return Profile.from_json(raw, where=f"profile {uri}")
 

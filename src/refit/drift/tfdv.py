@@ -41,7 +41,7 @@ def read_schema(uri: str) -> schema_pb2.Schema:
 
     try:
         text = read_bytes(uri).decode("utf-8")
-    except Exception as exc:  # noqa: BLE001 - any read failure becomes a DataError naming the uri
+    except Exception as exc:  # any read failure becomes a DataError naming the uri
         raise DataError(f"cannot read TFDV schema at {uri}: {exc}") from None
     try:
         schema = text_format.Parse(text, schema_pb2.Schema())

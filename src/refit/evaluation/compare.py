@@ -163,7 +163,11 @@ def compare_models(
     config = config or GateConfig()
     if champion is not None:
         check_compatible(challenger, champion)
-    opts = {"confidence": config.confidence, "n_resamples": config.n_resamples, "seed": config.seed}
+    opts: dict[str, Any] = {
+        "confidence": config.confidence,
+        "n_resamples": config.n_resamples,
+        "seed": config.seed,
+    }
     data_a = model_data(challenger, table)
     regression = data_a.kind == "regression"
     out = Comparison(
@@ -218,14 +222,14 @@ def compare_models(
     if regression:
         _paired_all(out, data_a, data_b, opts)
         return out
-    correct_a = np.argmax(data_a.proba, axis=1) == data_a.y_true
-    correct_b = np.argmax(data_b.proba, axis=1) == data_b.y_true
+    correct_a = np.argmax(data_a.class_proba, axis=1) == data_a.y_true
+    correct_b = np.argmax(data_b.class_proba, axis=1) == data_b.y_true
     # McNemar: b = champion right & challenger wrong, c = challenger right & champion wrong.
     out.tests["mcnemar"] = mcnemar_test(correct_b, correct_a)
-    if data_a.proba.shape[1] == 2:
+    if data_a.class_proba.shape[1] == 2:
         try:
             out.tests["delong"] = delong_test(
-                data_a.y_true == 1, data_a.proba[:, 1], data_b.proba[:, 1]
+                data_a.y_true == 1, data_a.class_proba[:, 1], data_b.class_proba[:, 1]
             )
         except DataError as exc:
             out.tests["delong"] = {"error": str(exc)}

@@ -363,8 +363,9 @@ def compute_fairness(
             metrics = _group_metrics(y_pos[idx], y_true[idx], pred, positive, confidence)
             entry[side] = metrics
             for diff, metric in DIFFERENCES.items():
-                if entry["used"][diff] and metrics[metric] is not None:
-                    points[side].setdefault(diff, {})[g] = metrics[metric]["value"]
+                group_metric = metrics[metric]
+                if entry["used"][diff] and group_metric is not None:
+                    points[side].setdefault(diff, {})[g] = group_metric["value"]
         for diff in DIFFERENCES:
             if entry["used"][diff]:
                 used[diff].append(g)

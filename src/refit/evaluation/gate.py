@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -66,7 +66,7 @@ MODES = ("superior", "non-inferior")
 _EPS = 1e-12
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     # numbers.Real covers int, float and numpy floats/ints; bools are not metric values.
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
@@ -476,7 +476,7 @@ def gate(
     if champion is not None:
         _change_checks(judge, challenger, champion)
         if config.mode is not None:
-            _mode_checks(judge, challenger, champion, comparison)
+            _mode_checks(judge, config.mode, challenger, champion, comparison)
     if config.slices:
         _slice_checks(judge, comparison)
     if config.fairness is not None:
@@ -532,12 +532,12 @@ def _change_checks(judge: _Judge, challenger: dict[str, Any], champion: dict[str
 
 def _mode_checks(
     judge: _Judge,
+    mode: str,
     challenger: dict[str, Any],
     champion: dict[str, Any],
     comparison: dict[str, Any] | None,
 ) -> None:
     config = judge.config
-    mode = config.mode
     alpha = 1 - config.confidence
     margin = config.max_degradation if config.margin is None else config.margin
     for name in config.compared_metrics:

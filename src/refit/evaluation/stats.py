@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,17 @@ class PairedData:
         """``"classification"`` or ``"regression"``."""
         return "regression" if self.proba is None else "classification"
 
+    @property
+    def class_proba(self) -> np.ndarray:
+        """The class probabilities of classification data.
+
+        Raises:
+            DataError: The data is regression data (it has no class probabilities).
+        """
+        if self.proba is None:
+            raise DataError("regression data has no class probabilities")
+        return self.proba
+
     def metric_names(self) -> tuple[str, ...]:
         """Metrics this data supports."""
         return REGRESSION_METRICS if self.proba is None else CLASSIFICATION_METRICS
@@ -174,7 +186,7 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _class_counts(data: PairedData, idx: np.ndarray, c: int) -> tuple[np.ndarray, ...]:
-    pred = np.argmax(data.proba, axis=1)
+    pred = np.argmax(data.class_proba, axis=1)
     truth = data.y_true == c
     guess = pred == c
     tp = (truth & guess)[idx].sum(axis=1).astype(np.float64)
@@ -184,7 +196,7 @@ def _class_counts(data: PairedData, idx: np.ndarray, c: int) -> tuple[np.ndarray
 
 
 def _per_class(data: PairedData, idx: np.ndarray, fn: Callable[..., np.ndarray]) -> np.ndarray:
-    k = data.proba.shape[1]
+    k = data.class_proba.shape[1]
     if k == 2:
         return fn(*_class_counts(data, idx, 1))
     return np.mean([fn(*_class_counts(data, idx, c)) for c in range(k)], axis=0)
@@ -215,24 +227,24 @@ def _auc_binary(labels: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> np.n
 
 
 def _roc_auc(data: PairedData, idx: np.ndarray) -> np.ndarray:
-    k = data.proba.shape[1]
+    k = data.class_proba.shape[1]
     if k == 2:
-        return _auc_binary(data.y_true == 1, data.proba[:, 1], idx)
-    aucs = np.stack([_auc_binary(data.y_true == c, data.proba[:, c], idx) for c in range(k)])
+        return _auc_binary(data.y_true == 1, data.class_proba[:, 1], idx)
+    aucs = np.stack([_auc_binary(data.y_true == c, data.class_proba[:, c], idx) for c in range(k)])
     with np.errstate(invalid="ignore"):
         return np.nanmean(aucs, axis=0) if np.any(np.isfinite(aucs)) else aucs[0]
 
 
 def _log_loss(data: PairedData, idx: np.ndarray) -> np.ndarray:
-    p = data.proba[np.arange(data.n), data.y_true.astype(np.int64)]
+    p = data.class_proba[np.arange(data.n), data.y_true.astype(np.int64)]
     losses = -np.log(np.clip(p, _LOG_EPS, 1.0))
     return _mean_over(losses, idx)
 
 
 def _calibration_error(data: PairedData, idx: np.ndarray) -> np.ndarray:
     """Expected calibration error: |confidence - accuracy| over 10 equal-width bins, weighted."""
-    conf = data.proba.max(axis=1)
-    correct = (np.argmax(data.proba, axis=1) == data.y_true).astype(np.float64)
+    conf = data.class_proba.max(axis=1)
+    correct = (np.argmax(data.class_proba, axis=1) == data.y_true).astype(np.float64)
     bins = np.minimum((conf * _CALIBRATION_BINS).astype(np.int64), _CALIBRATION_BINS - 1)
     gap = conf - correct
     total = np.zeros(idx.shape[0])
@@ -254,7 +266,9 @@ def _r2(data: PairedData, idx: np.ndarray) -> np.ndarray:
 
 
 _KERNELS: dict[str, Callable[[PairedData, np.ndarray], np.ndarray]] = {
-    "accuracy": lambda d, i: _mean_over((np.argmax(d.proba, axis=1) == d.y_true).astype(float), i),
+    "accuracy": lambda d, i: _mean_over(
+        (np.argmax(d.class_proba, axis=1) == d.y_true).astype(float), i
+    ),
     "precision": lambda d, i: _per_class(d, i, _precision),
     "recall": lambda d, i: _per_class(d, i, _recall),
     "f1": lambda d, i: _per_class(d, i, _f1),
@@ -427,9 +441,7 @@ def metric_intervals(
             low, high = wilson_interval(counts[0], counts[1], confidence)
             out[name] = Interval(value, low, high, "wilson", confidence)
             continue
-        dist = _distribution(
-            lambda i, m=name: compute_metric(m, data, i), data.n, n_resamples, seed
-        )
+        dist = _distribution(partial(compute_metric, name, data), data.n, n_resamples, seed)
         low, high = _percentile(dist, confidence)
         out[name] = Interval(value, low, high, "bootstrap", confidence)
     return out

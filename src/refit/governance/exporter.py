@@ -125,7 +125,12 @@ def read_model(store_uri: str, model: str, *, verify_chain: bool = True) -> Mode
     return ModelSnapshot(model=model, history=history, live_version=live, chain_problems=problems)
 
 
-def _families() -> dict[str, Metric]:
+# The families by name. Each kind's add_metric takes other arguments (a histogram's takes buckets
+# and a sum), which the Metric base class does not declare: callers pick the family by name.
+_Families = dict[str, Any]
+
+
+def _families() -> _Families:
     """Fresh, empty metric families (also `ModelMetricsCollector.describe`'s answer)."""
     return {
         "drift": GaugeMetricFamily(
@@ -191,7 +196,7 @@ def _latency_buckets(values: Sequence[float]) -> list[tuple[str, float]]:
     return [*out, ("+Inf", float(len(values)))]
 
 
-def add_model(families: dict[str, Metric], snap: ModelSnapshot) -> None:
+def add_model(families: _Families, snap: ModelSnapshot) -> None:
     """Add one model's samples to the families (pure: the snapshot holds everything read).
 
     Args:

@@ -523,8 +523,8 @@ def _lines_evaluation(it: Iteration) -> list[Line]:
     if p.get("first_run"):
         verdict += " (first model: absolute thresholds only, no champion to compare)"
     lines = [Line("Gate", verdict, h)]
-    challenger = p.get("challenger") if isinstance(p.get("challenger"), Mapping) else {}
-    champion = p.get("champion") if isinstance(p.get("champion"), Mapping) else {}
+    challenger = p["challenger"] if isinstance(p.get("challenger"), Mapping) else {}
+    champion = p["champion"] if isinstance(p.get("champion"), Mapping) else {}
     if p.get("champion_version") is not None:
         lines.append(Line("Compared with", f"champion v{p.get('champion_version')}", h))
     n_rows = challenger.get("n_rows")
@@ -536,7 +536,7 @@ def _lines_evaluation(it: Iteration) -> list[Line]:
         )
     ci_challenger = _metric_intervals(p, "challenger")
     ci_champion = _metric_intervals(p, "champion")
-    paired = p.get("paired") if isinstance(p.get("paired"), Mapping) else {}
+    paired = p["paired"] if isinstance(p.get("paired"), Mapping) else {}
     has_intervals = bool(ci_challenger or ci_champion or paired)
     for name in sorted(set(challenger) | set(ci_challenger)):
         if name == "n_rows":

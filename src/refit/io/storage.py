@@ -259,7 +259,7 @@ class LocalStorage:
 # --------------------------------------------------------------------------- gcs
 
 
-def _retry():  # noqa: ANN202 (google.api_core.retry.Retry)
+def _retry():  # returns a google.api_core.retry.Retry
     # google-cloud-storage's own predicate: 408, 429, 500, 502, 503, 504, connection errors, and
     # the media-download errors that carry those codes; bounded, exponential back-off.
     from google.cloud.storage.retry import DEFAULT_RETRY

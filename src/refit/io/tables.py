@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,8 +36,7 @@ def check_schema(schema: pa.Schema, uri: str, *, csv: bool = False) -> None:
             a column whose text is not valid UTF-8.
     """
     names = list(schema.names)
-    seen: set[str] = set()
-    duplicates = sorted({n for n in names if n in seen or seen.add(n)})
+    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicates:
         raise DataError(
             f"cannot read data at {uri}: duplicate column name(s) {duplicates}; "
@@ -147,7 +147,7 @@ def download_parquet(uri: str, folder: str | Path) -> list[str]:
     for i, part in enumerate(parts):
         local = Path(folder) / f"part-{i:05d}.parquet"
         try:
-            _uri._blob(part).download_to_filename(str(local))  # noqa: SLF001 - same package
+            _uri._blob(part).download_to_filename(str(local))  # private helper, same package
         except gexc.NotFound as exc:
             raise _uri.UriNotFoundError(f"cannot read data at {uri}: {part} vanished") from exc
         except gexc.GoogleAPIError as exc:

@@ -536,6 +536,7 @@ def _simulate(
             y = (u < positive).astype(float)
             n_pos = y.sum(axis=1)
             if metric == "f1":
+                assert pred is not None  # set above for f1
                 tp = y @ pred
                 fp = pred.sum() - tp
                 fn = n_pos - tp

@@ -325,6 +325,7 @@ class PredictionLog:
         segments = self.segments()
         if segments:
             last = segments[-1]
+            # (ignore below) segments() lists only names SEGMENT_RE matches
             self._seq = int(SEGMENT_RE.match(last.name).group(1))  # type: ignore[union-attr]
             size = last.stat().st_size
             if size and not _ends_with_newline(last):
@@ -404,10 +405,12 @@ class PredictionLog:
         if n == 0:
             return 0
         proba_rows: list[list[float]] | None = None
+        class_keys: list[str] = []
         proba = outputs.get("predict_proba")
         if proba is not None and classes is not None and n:
             flat = list(proba["data"])
             k = len(classes)
+            class_keys = [str(c) for c in classes]
             proba_rows = [flat[i * k : (i + 1) * k] for i in range(n)]
         rid = str(response["id"])
         stamp = time or _now_iso()
@@ -422,7 +425,7 @@ class PredictionLog:
                 "prediction": label,
             }
             if proba_rows is not None:
-                record["proba"] = {str(c): p for c, p in zip(classes, proba_rows[i], strict=True)}
+                record["proba"] = dict(zip(class_keys, proba_rows[i], strict=True))
             if self.log_features and features is not None:
                 record["features"] = {k: v[i] for k, v in features.items()}
             records.append(record)

@@ -63,7 +63,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from refit.errors import PolicyError
 
@@ -89,6 +89,10 @@ def _check_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
         )
 
 
+@overload
+def _number(value: Any, name: str) -> float: ...
+@overload
+def _number(value: Any, name: str, *, optional: bool) -> float | None: ...
 def _number(value: Any, name: str, *, optional: bool = False) -> float | None:
     if value is None and optional:
         return None
@@ -711,7 +715,7 @@ def decide(policy: RetrainPolicy, state: PolicyState, observation: Observation) 
             texts["new_data"] = f"new rows {rows} {'>=' if fired['new_data'] else '<'} {detail}"
 
     # Label drift and prediction drift, apart from the features' drift share.
-    for rule, value, threshold, what in (
+    for rule, drift_value, drift_limit, what in (
         ("label_drift", observation.label_drift, policy.label_drift_threshold, "label drift"),
         (
             "prediction_drift",
@@ -720,13 +724,13 @@ def decide(policy: RetrainPolicy, state: PolicyState, observation: Observation) 
             "prediction drift",
         ),
     ):
-        if threshold is None:
+        if drift_limit is None:
             continue
-        if value is None:
+        if drift_value is None:
             fired[rule], texts[rule] = False, f"{what} unknown (not measured this window)"
         else:
-            value_s, limit_s = _fmt_pair(value, threshold)
-            fired[rule] = value >= threshold
+            value_s, limit_s = _fmt_pair(drift_value, drift_limit)
+            fired[rule] = drift_value >= drift_limit
             texts[rule] = f"{what} {value_s} {'>=' if fired[rule] else '<'} {limit_s}"
 
     # Feature mean shift in reference standard deviations.
@@ -764,9 +768,9 @@ def decide(policy: RetrainPolicy, state: PolicyState, observation: Observation) 
         if rule in texts and not (rules_fire and fired[rule]):
             notes.append(texts[rule])
     if fired and not rules_fire and policy.combine != "any" and any(fired.values()):
-        hit = [r for r in fired if fired[r]]
+        hits = [r for r in fired if fired[r]]
         notes.append(
-            f"rules combined as {_describe_combine(policy.combine)}: only {', '.join(hit)} fired"
+            f"rules combined as {_describe_combine(policy.combine)}: only {', '.join(hits)} fired"
         )
 
     deferred = state.deferred_retrain

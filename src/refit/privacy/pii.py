@@ -170,7 +170,7 @@ def check_pii_handled(
     """
     pii = list((metadata or {}).get("pii") or [])
     columns = list(columns)
-    if not any(c in columns for c in pii):
+    if metadata is None or not any(c in columns for c in pii):  # no metadata: no pii
         return
     marked_sha = str(metadata.get("sha256") or "")
     if marked_sha and marked_sha != data_sha256:

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +39,7 @@ __all__ = [
 #: bound about 2**64 distinct values).
 TOKEN_HEX_CHARS = 32
 
-_ArrowColumn = pa.Array | pa.ChunkedArray
+_ArrowColumn: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 def _chunks(column: _ArrowColumn) -> list[pa.Array]:
@@ -112,7 +112,7 @@ def _tokenize_chunk(chunk: pa.Array, key: TokenKey) -> pa.Array:
     distinct = encoded.dictionary
     size = TOKEN_HEX_CHARS // 2
     data = key.digests(_messages(distinct), size=size).hex().encode("ascii")
-    offsets = np.arange(0, TOKEN_HEX_CHARS * (len(distinct) + 1), TOKEN_HEX_CHARS, np.int32)
+    offsets = np.arange(0, TOKEN_HEX_CHARS * (len(distinct) + 1), TOKEN_HEX_CHARS, dtype=np.int32)
     tokens = pa.Array.from_buffers(
         pa.string(), len(distinct), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
@@ -141,7 +141,7 @@ def tokenize_column(
 
 def _integral(value: float | tuple[float, ...] | str) -> bool:
     values = value if isinstance(value, tuple) else (value,)
-    return all(float(v).is_integer() for v in values)  # type: ignore[arg-type]
+    return all(float(v).is_integer() for v in values)
 
 
 def _generalize_numbers(chunk: pa.Array, rule: GeneralizeRule) -> pa.Array:
@@ -150,7 +150,7 @@ def _generalize_numbers(chunk: pa.Array, rule: GeneralizeRule) -> pa.Array:
     dtype = np.int64 if as_int else np.float64
     values = chunk.fill_null(0).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
     if rule.kind == "bucket":
-        width = dtype(rule.value)
+        width = dtype(cast(float, rule.value))  # a bucket rule's value is its width
         out = (values // width) * width if as_int else np.floor(values / width) * width
     else:
         edges = np.asarray(rule.value, dtype=dtype)
@@ -260,6 +260,7 @@ def anonymize_table(
     out = table.drop_columns(list(config.drop))
     for name in config.tokenize:
         index = out.schema.get_field_index(name)
+        # (ignore below) the key is set when tokenizing (checked above)
         tokens = tokenize_column(out.column(index), key, name=name)  # type: ignore[arg-type]
         out = out.set_column(index, pa.field(name, tokens.type), tokens)
     for name, rule in config.generalize.items():

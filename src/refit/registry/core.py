@@ -726,7 +726,7 @@ class ModelRegistry:
             ConflictError: ``expected`` was given and the alias holds another value.
             RegistryError: Invalid alias name or unknown version.
         """
-        exp = {} if expected is ANY else {name: expected}
+        exp = {} if isinstance(expected, _Any) else {name: expected}
         self.update_aliases({name: version}, expected=exp)
 
     def update_aliases(
@@ -846,7 +846,7 @@ def _state_body(key: str, data: Any) -> dict[str, Any] | None:
         raise state_not_serialisable(key, exc) from exc
 
 
-class _AlreadyRecorded(Exception):  # noqa: N818 (control flow, never escapes the module)
+class _AlreadyRecorded(Exception):  # control flow, never escapes the module
     """A version's registration record exists already."""
 
 

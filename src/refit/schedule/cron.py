@@ -251,6 +251,7 @@ def parse_schedule(
     """
     if (cron is None) == (interval is None):
         raise ScheduleError("give exactly one of a cron expression or an interval")
+    # (ignore below) exactly one is given (checked above): interval is not None here
     return parse_cron(cron) if cron is not None else parse_interval(interval)  # type: ignore[arg-type]
 
 

@@ -524,7 +524,7 @@ def create_app(
     )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ARG001
+    async def lifespan(app: FastAPI):
         await run_in_threadpool(server.warm)
         yield
         server.shadow.close()

@@ -370,7 +370,10 @@ def _shadow_child(store_uri: str, model_name: str, limits: Any, conn: Any) -> No
                 continue
             request = parse_infer_request(decode_json(body), limits)
             table = request_to_table(request, model.spec, model=f"{model_name!r} v{version}")
-            reply = (True, {"outputs": predict_outputs(model, table, request.outputs)})
+            reply: tuple[bool, dict[str, Any] | str] = (
+                True,
+                {"outputs": predict_outputs(model, table, request.outputs)},
+            )
         except Exception as exc:  # the shadow's failure, reported to the parent
             reply = (False, f"{type(exc).__name__}: {exc}")
         conn.send((*reply, time.perf_counter() - started))

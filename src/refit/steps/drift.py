@@ -404,12 +404,14 @@ def _multivariate_check(
 ) -> MultivariateDrift:
     """The multivariate check on the reference data, or a result saying why it did not run."""
     config = MultivariateConfig.from_dict(dict_param(settings, "multivariate"))
-    if reference_data is None and not reference_path:
-        return MultivariateDrift(
-            method=config.method,
-            note="not run: no reference data (only a profile), and the check needs rows",
-        )
-    reference = reference_data if reference_data is not None else read_table(reference_path)
+    reference = reference_data
+    if reference is None:
+        if not reference_path:
+            return MultivariateDrift(
+                method=config.method,
+                note="not run: no reference data (only a profile), and the check needs rows",
+            )
+        reference = read_table(reference_path)
     current = read_table(snapshot_path)
     columns = [c for c in reference.column_names if c not in excluded and c in current.column_names]
     return multivariate_drift(reference, current, columns, config)
@@ -531,7 +533,7 @@ def tfdv_drift(
         else {}
     )
     for name, ftype in types.items():
-        counts = {}
+        counts: dict[str, Any] = {}
         for side, stats in (("reference", ref_stats.get(name)), ("current", cur_stats.get(name))):
             common = common_stats(stats) if stats is not None else None
             counts[f"n_{side}"] = int(common.num_non_missing) if common is not None else 0

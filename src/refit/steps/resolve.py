@@ -130,7 +130,7 @@ def record_results(
     if unknown:
         raise SchemaError(f"cannot record {unknown}: events are {list(RECORDED_EVENTS)}")
     audit = open_registry(store_uri, model_name).audit
-    recorded = []
+    recorded: list[str] = []
     for event in RECORDED_EVENTS:
         payload = results.get(event)
         if payload is not None:

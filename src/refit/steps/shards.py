@@ -8,6 +8,7 @@ holds them equal), with no task reading more than its shard.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from refit import drift as drift_lib
 from refit.defaults import DRIFT_SHARE_THRESHOLD
@@ -90,7 +91,7 @@ def profile_drift(
             "<!doctype html><meta charset='utf-8'><title>Drift</title>"
             "<p>No reference (no champion yet): there is nothing to compare this window with.</p>"
         )
-        audit = {"drift_share": None, "drifted": [], "engine": "native"}
+        audit: dict[str, Any] = {"drift_share": None, "drifted": [], "engine": "native"}
         audit["engine_requested"] = "native"
         return DriftOutput(None, 0.0, html, "native", metadata, audit)
     reference = load_profile(reference_profile_path)

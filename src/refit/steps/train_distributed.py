@@ -191,7 +191,7 @@ def train_model_distributed(
     else:
         settings = TrainJobSettings.from_dict(settings_in)
         # the task's own price and profile name stand in where the settings' profile has none
-        fill = {
+        fill: dict[str, Any] = {
             key: value
             for key, value in (("price_per_hour", price_per_hour), ("node_profile", node_profile))
             if value and not getattr(settings, key)

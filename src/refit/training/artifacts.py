@@ -178,7 +178,7 @@ def canonical_skops(data: bytes) -> bytes:
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
-            out = {}
+            out: dict[str, Any] = {}
             for key, value in node.items():
                 if key == "__id__" and isinstance(value, int) and not isinstance(value, bool):
                     out[key] = ids.setdefault(value, len(ids) + 1)

@@ -56,7 +56,7 @@ def training_fingerprint(
     for array in (X, y):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.data.cast("B"))
     config = {"trainer": trainer, "task": task, "params": params, "seed": seed}
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     return digest.hexdigest()

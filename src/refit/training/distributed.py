@@ -41,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ def _open_parquet(source: str) -> pq.ParquetFile:
     """Open a Parquet file for reading its footer and chosen row groups only (GCS: range reads)."""
     try:
         if uri_io.is_gcs(source):
-            return pq.ParquetFile(uri_io._blob(source).open("rb"))  # noqa: SLF001 - same package
+            return pq.ParquetFile(uri_io._blob(source).open("rb"))  # private helper, same package
         return pq.ParquetFile(str(uri_io.local_path(source)))
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"snapshot {source}: not a readable Parquet file ({exc})") from exc
@@ -494,16 +495,16 @@ def _local_summary(table: pa.Table, config: DistributedConfig) -> dict[str, Any]
     task = config.task
     if task == "auto":
         task = feats.infer_task(table, target) if table.num_rows else "classification"
-    feats._check_labels(labels, target, task)  # noqa: SLF001 - same package
+    feats._check_labels(labels, target, task)  # private helper, same package
     counts: dict[str, list[list[Any]]] = {}
     kinds: dict[str, str] = {}
     for name in table.column_names:
         if name in (target, config.time_column):
             continue
         column = table.column(name)
-        if feats._is_numeric_type(column.type):  # noqa: SLF001
+        if feats._is_numeric_type(column.type):
             kinds[name] = "numeric"
-        elif feats._is_categorical_type(column.type):  # noqa: SLF001
+        elif feats._is_categorical_type(column.type):
             kinds[name] = "categorical"
             counted = pc.value_counts(column.cast(pa.string()))
             pairs = [
@@ -697,7 +698,7 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
     train_rows = table.filter(pa.array(~held))
     holdout_rows = table.filter(pa.array(held))
 
-    comm = {
+    comm: dict[str, Any] = {
         "dmlc_communicator": "rabit",
         "dmlc_tracker_uri": env.tracker_uri,
         "dmlc_tracker_port": env.tracker_port,
@@ -732,6 +733,7 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
                 cw = {
                     i: float(counts.sum() / (spec.n_classes * c)) for i, c in enumerate(counts) if c
                 }
+            assert isinstance(cw, dict)  # class_weight is set, and "balanced" became a dict
             weights = np.array([cw.get(int(v), 1.0) for v in y], dtype=np.float64)
 
         total = int(params["n_estimators"])
@@ -948,7 +950,7 @@ def run_local(
                 env.update(DmlcEnv(tracker_uri, port, rank, world).to_environ())
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = str(gpus[i])
-                log = open(Path(tmp) / f"worker-{rank}.log", "w+b")  # noqa: SIM115
+                log = open(Path(tmp) / f"worker-{rank}.log", "w+b")
                 proc = subprocess.Popen(
                     [
                         sys.executable,
@@ -1085,11 +1087,11 @@ def snapshot_sha256(snapshot: str) -> str:
         digest = hashlib.sha256()
         try:
             if uri_io.is_gcs(source):
-                handle: Any = uri_io._blob(source).open("rb")  # noqa: SLF001 - same package
+                handle: Any = uri_io._blob(source).open("rb")  # private helper, same package
             else:
-                handle = open(uri_io.local_path(source), "rb")  # noqa: SIM115
+                handle = open(uri_io.local_path(source), "rb")
             with handle:
-                for chunk in iter(lambda h=handle: h.read(1 << 22), b""):
+                for chunk in iter(partial(handle.read, 1 << 22), b""):
                     digest.update(chunk)
         except OSError as exc:
             raise DataError(f"snapshot {source}: cannot read it ({exc})") from exc
@@ -1097,6 +1099,6 @@ def snapshot_sha256(snapshot: str) -> str:
     if len(files) == 1 and files[0] == snapshot:
         return digests[0]
     combined = hashlib.sha256()
-    for source, digest in zip(files, digests, strict=True):
-        combined.update(f"{source.rsplit('/', 1)[-1]}\0{digest}\n".encode())
+    for source, file_digest in zip(files, digests, strict=True):
+        combined.update(f"{source.rsplit('/', 1)[-1]}\0{file_digest}\n".encode())
     return combined.hexdigest()

@@ -244,7 +244,7 @@ def _resources(settings: TrainJobSettings) -> dict[str, Any]:
     requests = {
         k: v for k, v in (("cpu", settings.cpu_request), ("memory", settings.memory_request)) if v
     }
-    limits = {
+    limits: dict[str, str | int] = {
         k: v for k, v in (("cpu", settings.cpu_limit), ("memory", settings.memory_limit)) if v
     }
     if settings.gpus_per_node:

@@ -145,6 +145,7 @@ def _callbacks(request: FitRequest, store: CheckpointStore | None, total: int) -
             return False
 
     hook = _RoundHook()
+    # (ignore below) an attribute on xgboost's callback, read back after training
     hook.written = written  # type: ignore[attr-defined]
     return [hook]
 

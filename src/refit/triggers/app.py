@@ -125,7 +125,7 @@ def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -
     """
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ARG001
+    async def lifespan(app: FastAPI):
         if manage:
             service.start()
         yield

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from refit.audit import AuditLog
 from refit.audit.events import AuditEvent
+from refit.audit.objects import ObjectAuditLog
 from refit.errors import RefitError
 from refit.policy import Observation, PolicyState, decide
 
@@ -157,7 +158,7 @@ class TriggerService:
         self.state.close()
 
     # -- audit ------------------------------------------------------------------------------
-    def audit_log(self, model: str) -> AuditLog:
+    def audit_log(self, model: str) -> AuditLog | ObjectAuditLog:
         """Where decisions about ``model`` are recorded."""
         if self._service_audit is not None:
             return self._service_audit

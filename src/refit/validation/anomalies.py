@@ -347,7 +347,9 @@ def validate(
     num_examples = stats.datasets[0].num_examples
     current = feature_stats(stats)
     reference = feature_stats(reference_stats) if reference_stats is not None else {}
-    ref_examples = reference_stats.datasets[0].num_examples if reference else 0
+    ref_examples = (
+        reference_stats.datasets[0].num_examples if reference_stats is not None and reference else 0
+    )
     expected = {f.name: f for f in schema.feature}
 
     if num_examples == 0:

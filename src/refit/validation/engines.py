@@ -346,7 +346,7 @@ def read_statistics(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:
     from refit.errors import DataError
 
     try:
-        raw = open(path, "rb").read()  # noqa: SIM115 - small file read whole
+        raw = open(path, "rb").read()  # small file read whole
     except OSError as exc:
         raise DataError(f"cannot read statistics {path}: {exc}") from None
     what = f"{path} is not a binary DatasetFeatureStatisticsList (TFDV statistics.pb)"
@@ -400,7 +400,7 @@ def read_schema(path: str) -> schema_pb2.Schema:
     from google.protobuf import text_format
 
     try:
-        raw = open(path, "rb").read()  # noqa: SIM115 - small file read whole
+        raw = open(path, "rb").read()  # small file read whole
     except OSError as exc:
         raise SchemaError(f"cannot read schema {path}: {exc}") from None
     try:

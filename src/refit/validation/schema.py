@@ -285,6 +285,7 @@ def check_statistics(
 def _check_histogram(histogram: object, values: float, at: str, *, ordered: bool = True) -> None:
     import math
 
+    # (ignore below) a TFMD Histogram proto; tensorflow_metadata ships no types
     buckets = list(histogram.buckets)  # type: ignore[attr-defined]
     total = 0.0
     previous = -math.inf

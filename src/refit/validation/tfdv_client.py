@@ -232,7 +232,7 @@ def _remove_prefix(prefix: str) -> None:
     for item in uri_lib.list_prefix(prefix):
         try:
             bucket.blob(uri_lib.split_gcs(item)[1]).delete()
-        except Exception:  # noqa: BLE001, S110 - cleanup of a private prefix must not mask results
+        except Exception:  # cleanup of a private prefix must not mask results
             pass
 
 
