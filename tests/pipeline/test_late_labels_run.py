@@ -10,11 +10,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from _pipeline import run_window
 
-from refit.demo.data import TARGET, TIME_COLUMN
-from refit.io.tables import write_parquet
-from refit.pipelines.local import run_pipeline
-from refit.pipelines.retraining import DEFAULT_GATE
+from refit.demo.data import TARGET
 from refit.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
@@ -37,21 +35,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, kfp_local: Path) -> Path:
 
 
 def _run(store: Path, table: pa.Table, label: str) -> None:
-    uri = str(store.parent / f"{store.name}-{label}.parquet")
-    write_parquet(table, uri)
-    run_pipeline(
-        data_uri=uri,
-        store_uri=str(store),
-        model_name=MODEL,
-        label_column=TARGET,
-        time_column=TIME_COLUMN,
-        policy=POLICY,
-        gate=DEFAULT_GATE,
-        params={"n_estimators": 30, "max_depth": 3},
-        now="2026-02-01T00:00:00",
-        run_label=label,
-        late_labels=True,
-    )
+    run_window(store, table, label, model=MODEL, policy=POLICY, late_labels=True)
 
 
 def _events(store: Path, label: str) -> dict[str, dict]:

@@ -1,0 +1,54 @@
+"""One window through the retraining pipeline under kfp.local, for the pipeline tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from refit.demo.data import TARGET, TIME_COLUMN
+from refit.io.tables import write_parquet
+from refit.pipelines.local import run_pipeline
+from refit.pipelines.retraining import DEFAULT_GATE
+
+
+def run_window(
+    store: Path,
+    table_or_uri: pa.Table | str,
+    label: str,
+    *,
+    model: str,
+    policy: dict[str, Any],
+    n_estimators: int = 30,
+    **parameters: Any,
+) -> None:
+    """Run the pipeline on one demo window (a table, written beside the store, or a URI).
+
+    Args:
+        store: The store folder; a table is written beside it as ``<store>-<label>.parquet``.
+        table_or_uri: The window, or the URI of a file holding it.
+        label: The run label.
+        model: The model name.
+        policy: The retrain policy.
+        n_estimators: XGBoost rounds (depth 3).
+        **parameters: Further pipeline parameters (``late_labels``, ``training_window``...).
+    """
+    if isinstance(table_or_uri, pa.Table):
+        uri = str(store.parent / f"{store.name}-{label}.parquet")
+        write_parquet(table_or_uri, uri)
+    else:
+        uri = table_or_uri
+    run_pipeline(
+        data_uri=uri,
+        store_uri=str(store),
+        model_name=model,
+        label_column=TARGET,
+        time_column=TIME_COLUMN,
+        policy=policy,
+        gate=DEFAULT_GATE,
+        params={"n_estimators": n_estimators, "max_depth": 3},
+        now="2026-02-01T00:00:00",
+        run_label=label,
+        **parameters,
+    )
