@@ -15,6 +15,7 @@ from refit.drift import (  # noqa: F401  (register the tests)
     psi,
     wasserstein,
 )
+from refit.drift.accumulate import profile_table
 from refit.drift.base import (
     TestOutcome,
     TestSpec,
@@ -30,15 +31,8 @@ from refit.drift.detect import (
     compare_profiles,
     detect_drift,
 )
-from refit.drift.profile import (
-    PROFILE_VERSION,
-    Profile,
-    load_profile,
-    merge_profiles,
-    profile_table,
-    profile_uri,
-    save_profile,
-)
+from refit.drift.profile import PROFILE_VERSION, Profile, merge_profiles
+from refit.drift.profile_io import load_profile, profile_uri, save_profile
 from refit.drift.report import render_drift_html
 
 __all__ = [

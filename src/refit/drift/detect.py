@@ -40,15 +40,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refit.drift.accumulate import profile_table
 from refit.drift.base import TestOutcome, TestSpec, available_tests, check_threshold, get_test
 from refit.drift.binning import aligned_numeric
-from refit.drift.profile import (
-    FeatureProfile,
-    Profile,
-    bucket_bounds,
-    feature_type,
-    profile_table,
-)
+from refit.drift.profile import FeatureProfile, Profile, bucket_bounds, feature_type
 from refit.errors import DataError, DriftError
 
 __all__ = [

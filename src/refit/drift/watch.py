@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from refit.drift.accumulate import profile_table as _profile_table
 from refit.drift.chisquare import chisquare_summary
 from refit.drift.detect import compare_profiles
 from refit.drift.linf import linf_summary
 from refit.drift.profile import CategoricalSummary, FeatureProfile, NumericSummary, Profile
-from refit.drift.profile import profile_table as _profile_table
 
 #: A numeric label with at most this many distinct values is taken as class labels.
 MAX_LABEL_CLASSES = 50
