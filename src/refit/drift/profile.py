@@ -492,8 +492,7 @@ def _check_numeric(summary: NumericSummary, rows: int, where: str) -> None:
 
 
 def _check_histogram(summary: NumericSummary, where: str) -> None:
-    """Points and counts: as many of each, counts positive and summing to ``count``, points
-    strictly increasing."""
+    """Histogram points strictly increasing, with one positive count each summing to ``count``."""
     points, counts = summary.points, summary.counts
     if len(points) != len(counts):
         raise SchemaError(f"{where}: {len(points)} points but {len(counts)} counts")
@@ -507,8 +506,7 @@ def _check_histogram(summary: NumericSummary, where: str) -> None:
 
 
 def _check_range(summary: NumericSummary, where: str) -> None:
-    """``min``/``max`` finite and ordered, ``m2`` and the mean possible, the ends of the
-    distribution matching them (a summary with finite values)."""
+    """``min <= max`` finite, ``m2`` and the mean possible, the distribution's ends at min/max."""
     lo, hi = summary.min, summary.max
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         raise SchemaError(f"{where}: min {lo!r} and max {hi!r} are not finite with min <= max")
