@@ -2,7 +2,7 @@
 
 The drift share counts features only; the label and the model's predictions are watched here,
 apart from it, each with a statistic the retrain policy has its own threshold for
-(:mod:`refit.policy.policy`):
+(:mod:`refit.policy.rules`):
 
 * **label drift** (prior shift): a class label's shares on the window against the reference,
   from their profiles. The statistic is the largest change of one class's share (refit's
