@@ -18,11 +18,8 @@ side's count of non-missing, finite values and ``k`` the number of categories se
 are corrected for testing many features at once (Benjamini-Hochberg by default, Bonferroni or
 none on request) before they are judged.
 
-Besides distribution drift, two checks are reported per feature, apart from the drift share:
-``missing`` (the share of nulls/NaN rose by ``missing_threshold`` or more; missing values are
-dropped before the distribution test, so this is where a rise in nulls shows), ``infinite`` (the
-share of +/-inf rose likewise) and, for categorical features, ``new_categories`` (the share of
-current rows whose category the reference never saw is ``new_category_threshold`` or more).
+Besides distribution drift, checks of missing, infinite and new values are reported per
+feature, apart from the drift share (:func:`_checks`).
 
 Features that cannot be compared (a column on one side only, a changed type, no non-missing
 values on a side) are reported as not comparable with the reason; they are left out of the drift
@@ -174,6 +171,14 @@ def _rise_check(ref_part: int, ref_rows: int, cur_part: int, cur_rows: int, limi
 def _checks(
     ftype: str, ref: Any, cur: Any, missing_threshold: float, new_category_threshold: float
 ) -> dict[str, dict[str, Any]]:
+    """The checks reported per feature besides distribution drift, apart from the drift share.
+
+    ``missing`` (the share of nulls/NaN rose by ``missing_threshold`` or more; missing values are
+    dropped before the distribution test, so this is where a rise in nulls shows), ``infinite``
+    (the share of +/-inf rose likewise) and, for categorical features, ``new_categories`` (the
+    share of current rows whose category the reference never saw is ``new_category_threshold``
+    or more).
+    """
     checks = {
         "missing": _rise_check(ref.missing, ref.rows, cur.missing, cur.rows, missing_threshold)
     }
