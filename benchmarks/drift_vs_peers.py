@@ -133,6 +133,7 @@ import numpy, pyarrow, pyarrow.parquet, pyarrow.compute
 BASELINE_REFIT = """
 from refit.cli import app
 import refit.drift, refit.drift.detect, refit.drift.profile, refit.drift.report
+import refit.drift.profile_io
 import pyarrow.parquet
 """
 

@@ -10,7 +10,7 @@ import pytest
 
 from refit import steps
 from refit.demo.data import TARGET, TIME_COLUMN
-from refit.drift.profile import profile_table
+from refit.drift.accumulate import profile_table
 from refit.drift.watch import label_drift, mean_shifts, prediction_drift
 from refit.evaluation.metrics import evaluate
 from refit.io.tables import read_table, write_parquet

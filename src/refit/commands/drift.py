@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Profile DATA in one streaming pass into a mergeable drift reference (JSON)."""
-        from refit.drift.profile import profile_uri, save_profile
+        from refit.drift.profile_io import profile_uri, save_profile
         from refit.errors import RefitError
 
         try:
@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
         Exit status 0 when the check ran (drifted or not), 2 on bad input.
         """
         from refit.drift import detect
-        from refit.drift.profile import is_profile_file, load_profile, profile_uri
+        from refit.drift.profile_io import is_profile_file, load_profile, profile_uri
         from refit.drift.report import render_drift_html, summary_line
         from refit.errors import DataError, RefitError
 

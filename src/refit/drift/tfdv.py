@@ -27,7 +27,7 @@ import math
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-from refit.drift.detect import DriftResult
+from refit.drift.result import DriftResult
 from refit.errors import DataError, SchemaError
 
 

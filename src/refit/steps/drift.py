@@ -18,7 +18,7 @@ from refit import drift as drift_lib
 from refit.audit.events import AuditEvent
 from refit.defaults import DRIFT_SHARE_THRESHOLD, policy_drift_threshold
 from refit.drift import watch
-from refit.drift.detect import DriftResult, FeatureDrift, not_comparable_feature
+from refit.drift.accumulate import profile_table
 from refit.drift.explain import explain_drift
 from refit.drift.multivariate import (
     MultivariateConfig,
@@ -26,8 +26,10 @@ from refit.drift.multivariate import (
     multivariate_drift,
     render_multivariate_html,
 )
-from refit.drift.profile import Profile, load_profile, profile_table, profile_uri
+from refit.drift.profile import Profile
+from refit.drift.profile_io import load_profile, profile_uri
 from refit.drift.report import render_drift_html
+from refit.drift.result import DriftResult, FeatureDrift, not_comparable_feature
 from refit.errors import DataError, RefitError
 from refit.evaluation.metrics import evaluate
 from refit.io import uri as uri_lib
