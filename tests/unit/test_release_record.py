@@ -20,7 +20,7 @@ from refit import steps
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.deploy import get_target
 from refit.errors import RefitError, RegistryError
-from refit.governance.exporter import (
+from refit.monitoring.exporter import (
     ModelMetricsCollector,
     model_metrics_registry,
     mount_metrics,

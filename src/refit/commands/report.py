@@ -289,7 +289,7 @@ def serve_metrics_command(
 ) -> None:
     """Serve the models' Prometheus metrics at http://ADDR:PORT/metrics until interrupted."""
     from refit.errors import RefitError
-    from refit.governance.exporter import serve_metrics
+    from refit.monitoring.exporter import serve_metrics
 
     parent = ctx.obj if isinstance(ctx.obj, dict) else {}
     names = list(models or ([parent["model"]] if parent.get("model") else []))

@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from fastapi import FastAPI
 
-log = logging.getLogger("refit.governance.exporter")
+log = logging.getLogger("refit.monitoring.exporter")
 
 #: Upper bounds (seconds) of the latency histogram: a laptop replay takes seconds, a cluster
 #: retrain with a canary rollout hours.
