@@ -20,7 +20,7 @@ from refit.evaluation.gate import (
     render_checks_markdown,
 )
 from refit.evaluation.metrics import MAX_ROC_POINTS, EvaluationResult, downsample_curve, evaluate
-from refit.evaluation.serving import (
+from refit.evaluation.latency import (
     ServingConfig,
     ServingReport,
     ServingStats,

@@ -24,7 +24,7 @@ A gate config (JSON) holds:
   measured (fewer than two groups large enough) or an attribute missing from the data fails
   closed.
 - ``serving`` (optional): ``{"requests", "warmup", "batch_size", "max_p99_ms",
-  "max_p99_increase", "min_p99_increase_ms"}`` (see `refit.evaluation.serving`): block when the
+  "max_p99_increase", "min_p99_increase_ms"}`` (see `refit.evaluation.latency`): block when the
   challenger fails to load or fails a request, when its p99 latency is above ``max_p99_ms``, or
   when it is above the champion's (same run) by more than ``max_p99_increase`` (relative) and
   ``min_p99_increase_ms``. No champion: the ceiling alone, said in the reasons.
@@ -44,7 +44,7 @@ import numpy as np
 
 from refit.errors import PolicyError
 from refit.evaluation.fairness import DIFFERENCES, FairnessConfig
-from refit.evaluation.serving import ServingConfig
+from refit.evaluation.latency import ServingConfig
 from refit.evaluation.stats import HIGHER_IS_BETTER, MIN_ROWS
 
 __all__ = [
@@ -159,7 +159,7 @@ class GateConfig:
         n_resamples: Bootstrap resamples.
         seed: Seed of the bootstrap.
         fairness: Fairness section (`refit.evaluation.fairness.FairnessConfig`), or None.
-        serving: Serving-check section (`refit.evaluation.serving.ServingConfig`), or None.
+        serving: Serving-check section (`refit.evaluation.latency.ServingConfig`), or None.
     """
 
     thresholds: dict[str, float] = field(default_factory=dict)
@@ -423,7 +423,7 @@ def gate(
             ``n_rows``, ``paired`` (metric -> interval of the difference), ``tests``
             (``mcnemar``, ``delong``, or ``{"error": ...}``), ``slices`` (name -> ``n_rows``,
             ``metrics``), ``fairness`` (`refit.evaluation.fairness.check_fairness`) and
-            ``serving`` (`refit.evaluation.serving.ServingReport.to_dict`). Needed for
+            ``serving`` (`refit.evaluation.latency.ServingReport.to_dict`). Needed for
             ``mode``, ``slices``, ``fairness`` and ``serving``; a configured section without
             its results fails closed.
 
