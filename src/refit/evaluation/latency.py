@@ -1,4 +1,4 @@
-"""Serving latency check (TFX InfraValidator's idea): load the models as served and time real requests.
+"""Serving latency check (TFX InfraValidator's idea): load models as served, time real requests.
 
 Challenger and champion are loaded the way the server loads them
 (:func:`refit.training.artifacts.load_model`: sha256 verified, pickles refused, skops types on
