@@ -29,7 +29,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +48,8 @@ __all__ = [
     "check_fairness",
     "compute_fairness",
     "fairness_report",
-    "render_fairness_markdown",
+    "LABELS",
+    "is_number",
 ]
 
 #: Per-group metrics, each a proportion with a Wilson interval.
@@ -63,7 +64,8 @@ DIFFERENCES = {
 #: Label of the group of rows whose sensitive attribute is missing (null).
 MISSING_GROUP = "<missing>"
 
-_LABELS = {
+#: Readable names of the differences and per-group metrics, for reasons and reports.
+LABELS = {
     "demographic_parity_difference": "demographic-parity difference",
     "equal_opportunity_difference": "equal-opportunity difference",
     "selection_rate": "selection rate",
@@ -73,14 +75,15 @@ _LABELS = {
 }
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
+    """Return whether ``value`` is a real number (int, float, numpy number), bools excluded."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _bound(value: Any, what: str) -> float | None:
     if value is None:
         return None
-    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= 1:
+    if not is_number(value) or not math.isfinite(value) or not 0 <= value <= 1:
         raise PolicyError(f"gate field 'fairness.{what}' must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -390,7 +393,7 @@ def compute_fairness(
         if len(used[diff]) < 2:
             need = "rows" if diff == "demographic_parity_difference" else "actual positives"
             report.notes.append(
-                f"{_LABELS[diff]} undefined: {len(used[diff])} group(s) with at least "
+                f"{LABELS[diff]} undefined: {len(used[diff])} group(s) with at least "
                 f"{min_group_size} {need}; two are needed"
             )
     draws = _bootstrap(rows, used, y_pos, preds, positive, n_resamples, seed)
@@ -574,85 +577,3 @@ def check_fairness(
         ).to_dict()  # fmt: skip
     except RefitError as exc:
         return {"attribute": config.attribute, "error": str(exc)}
-
-
-def _fmt(interval: dict[str, Any] | None, signed: bool = False) -> str:
-    if interval is None:
-        return "—"
-    value = f"{interval['value']:+.3f}" if signed else f"{interval['value']:.3f}"
-    if interval.get("low") is None or interval.get("high") is None:
-        return value
-    pattern = "{:+.3f}" if signed else "{:.3f}"
-    low, high = pattern.format(interval["low"]), pattern.format(interval["high"])
-    return f"{value} [{low}, {high}]"
-
-
-def render_fairness_markdown(summary: dict[str, Any] | None, title: str = "Fairness") -> str:
-    """Render a fairness summary (``FairnessReport.to_dict()`` or an error) as Markdown.
-
-    Args:
-        summary: The ``fairness`` entry of ``evaluation.json``, or None when not configured.
-        title: Heading.
-
-    Returns:
-        Markdown: the differences (challenger, champion, increase), then one table row per group
-        and model with every metric and its interval, then the notes.
-    """
-    if summary is None:
-        return (
-            f"# {title}\n\n_No fairness check configured: add a `fairness` section "
-            '(`{"attribute": COLUMN, ...}`) to the gate._\n'
-        )
-    attribute = summary.get("attribute")
-    lines = [f"# {title} on `{attribute}`", ""]
-    if "error" in summary:
-        lines += [f"**Cannot check:** {summary['error']}", "", "The gate failed closed."]
-        return "\n".join(lines) + "\n"
-    conf = summary.get("confidence", 0.95)
-    size = summary.get("min_group_size")
-    lines += [
-        f"Favourable outcome: `{summary.get('positive_label')}`. Intervals: {conf:.0%} "
-        "(Wilson per group; seeded stratified bootstrap for the differences). "
-        f"Groups with fewer than {size} rows (or, for the equal-opportunity difference, "
-        f"{size} actual positives) are reported but not used for the differences or for "
-        "blocking.",
-        "",
-        "| measure | challenger | champion | increase |",
-        "|---|---|---|---|",
-    ]
-    champion = summary.get("champion")
-    for diff in DIFFERENCES:
-        chal = summary["challenger"].get(diff)
-        where = "" if chal is None else f" ({chal['max_group']} vs {chal['min_group']})"
-        champ = None if champion is None else champion.get(diff)
-        inc = summary.get("increase", {}).get(diff)
-        lines.append(
-            f"| {_LABELS[diff]} | {_fmt(chal)}{where} | "
-            f"{'no champion' if champion is None else _fmt(champ)} | {_fmt(inc, signed=True)} |"
-        )
-    lines += [
-        "",
-        "| group | model | rows | positives | selection rate | TPR | FPR | accuracy | used |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for g in summary["groups"]:
-        used = g["used"]
-        marks = [
-            name
-            for name, key in (("DP", "demographic_parity_difference"),
-                              ("EO", "equal_opportunity_difference"))
-            if used.get(key)
-        ]  # fmt: skip
-        group = str(g["group"]).replace("|", "\\|")
-        for side in ("challenger", "champion"):
-            metrics = g.get(side)
-            if metrics is None:
-                continue
-            cells = " | ".join(_fmt(metrics.get(m)) for m in GROUP_METRICS)
-            lines.append(
-                f"| {group} | {side} | {g['count']} | {g['positives']} | {cells} | "
-                f"{', '.join(marks) or 'no (too small)'} |"
-            )
-    if summary.get("notes"):
-        lines += [""] + [f"- {note}" for note in summary["notes"]]
-    return "\n".join(lines) + "\n"
