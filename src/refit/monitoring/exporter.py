@@ -130,61 +130,88 @@ def read_model(store_uri: str, model: str, *, verify_chain: bool = True) -> Mode
 _Families = dict[str, Any]
 
 
+#: key -> (family kind, metric name, help, labels) of every family the collector exposes.
+_FAMILY_SPECS: Final = {
+    "drift": (
+        GaugeMetricFamily,
+        "refit_drift_share",
+        "Share of features that drifted in the newest window that measured drift.",
+        ("model",),
+    ),
+    "live": (
+        GaugeMetricFamily,
+        "refit_live_version",
+        "Registry version of the live (champion) model.",
+        ("model",),
+    ),
+    "decisions": (
+        CounterMetricFamily,
+        "refit_decisions",
+        "Retraining iterations by decision (retrain, skip, blocked, unknown).",
+        ("model", "decision"),
+    ),
+    "latency": (
+        HistogramMetricFamily,
+        "refit_retraining_latency_seconds",
+        "Retraining latency, trigger to live, of every promoted iteration.",
+        ("model",),
+    ),
+    "last_latency": (
+        GaugeMetricFamily,
+        "refit_last_retraining_latency_seconds",
+        "Retraining latency, trigger to live, of the newest promoted iteration.",
+        ("model",),
+    ),
+    "cost": (
+        GaugeMetricFamily,
+        "refit_retraining_cost",
+        "Training cost of the newest iteration that trained (wall time x price per hour).",
+        ("model",),
+    ),
+    "cost_total": (
+        CounterMetricFamily,
+        "refit_training_cost",
+        "Training cost of all iterations.",
+        ("model",),
+    ),
+    "rollbacks": (
+        CounterMetricFamily,
+        "refit_rollbacks",
+        "Rollbacks recorded in the audit log.",
+        ("model",),
+    ),
+    "champion_metric": (
+        GaugeMetricFamily,
+        "refit_champion_metric",
+        "The live model's metric on the newest window it was scored on.",
+        ("model", "metric"),
+    ),
+    "last_iteration": (
+        GaugeMetricFamily,
+        "refit_last_iteration_timestamp_seconds",
+        "Unix time the newest iteration started.",
+        ("model",),
+    ),
+    "chain": (
+        GaugeMetricFamily,
+        "refit_audit_chain_intact",
+        "1 when the model's audit log verifies, else 0.",
+        ("model",),
+    ),
+    "up": (
+        GaugeMetricFamily,
+        "refit_store_up",
+        "1 when the model's store was read, else 0.",
+        ("model",),
+    ),
+}
+
+
 def _families() -> _Families:
     """Fresh, empty metric families (also `ModelMetricsCollector.describe`'s answer)."""
     return {
-        "drift": GaugeMetricFamily(
-            "refit_drift_share",
-            "Share of features that drifted in the newest window that measured drift.",
-            labels=["model"],
-        ),
-        "live": GaugeMetricFamily(
-            "refit_live_version", "Registry version of the live (champion) model.", labels=["model"]
-        ),
-        "decisions": CounterMetricFamily(
-            "refit_decisions",
-            "Retraining iterations by decision (retrain, skip, blocked, unknown).",
-            labels=["model", "decision"],
-        ),
-        "latency": HistogramMetricFamily(
-            "refit_retraining_latency_seconds",
-            "Retraining latency, trigger to live, of every promoted iteration.",
-            labels=["model"],
-        ),
-        "last_latency": GaugeMetricFamily(
-            "refit_last_retraining_latency_seconds",
-            "Retraining latency, trigger to live, of the newest promoted iteration.",
-            labels=["model"],
-        ),
-        "cost": GaugeMetricFamily(
-            "refit_retraining_cost",
-            "Training cost of the newest iteration that trained (wall time x price per hour).",
-            labels=["model"],
-        ),
-        "cost_total": CounterMetricFamily(
-            "refit_training_cost", "Training cost of all iterations.", labels=["model"]
-        ),
-        "rollbacks": CounterMetricFamily(
-            "refit_rollbacks", "Rollbacks recorded in the audit log.", labels=["model"]
-        ),
-        "champion_metric": GaugeMetricFamily(
-            "refit_champion_metric",
-            "The live model's metric on the newest window it was scored on.",
-            labels=["model", "metric"],
-        ),
-        "last_iteration": GaugeMetricFamily(
-            "refit_last_iteration_timestamp_seconds",
-            "Unix time the newest iteration started.",
-            labels=["model"],
-        ),
-        "chain": GaugeMetricFamily(
-            "refit_audit_chain_intact",
-            "1 when the model's audit log verifies, else 0.",
-            labels=["model"],
-        ),
-        "up": GaugeMetricFamily(
-            "refit_store_up", "1 when the model's store was read, else 0.", labels=["model"]
-        ),
+        key: kind(name, documentation, labels=list(labels))
+        for key, (kind, name, documentation, labels) in _FAMILY_SPECS.items()
     }
 
 
@@ -208,11 +235,17 @@ def add_model(families: _Families, snap: ModelSnapshot) -> None:
     history = snap.history
     if history is None:
         return
-    its = history.iterations
     if snap.chain_problems is not None:
         families["chain"].add_metric([model], 0.0 if snap.chain_problems else 1.0)
     if snap.live_version is not None:
         families["live"].add_metric([model], float(snap.live_version))
+    _add_iterations(families, model, history)
+    _add_champion_metric(families, model, history, snap.live_version)
+
+
+def _add_iterations(families: _Families, model: str, history: History) -> None:
+    """Drift, decisions, latency, cost, rollbacks and the newest start, from the iterations."""
+    its = history.iterations
     shares = [it.drift_share for it in its if it.drift_share is not None]
     if shares:
         families["drift"].add_metric([model], shares[-1])
@@ -227,20 +260,26 @@ def add_model(families: _Families, snap: ModelSnapshot) -> None:
         families["cost"].add_metric([model], costs[-1])
     families["cost_total"].add_metric([model], float(sum(costs)))
     families["rollbacks"].add_metric([model], float(history.rollbacks))
-    scored = [
-        (it.champion_metric, it.decision_entry.get("champion_version"))
-        for it in its
-        if it.champion_metric is not None and it.decision_entry is not None
-    ]
-    # Only a score of the model live now: after a promotion the old champion's score would keep
-    # an accuracy alert firing for a model that is no longer served.
-    if scored and scored[-1][1] == snap.live_version:
-        (name, value), _ = scored[-1]
-        families["champion_metric"].add_metric([model, name], value)
     if its:
         started = parse_time(its[-1].started_at)
         if started is not None and started.tzinfo is not None:
             families["last_iteration"].add_metric([model], started.timestamp())
+
+
+def _add_champion_metric(
+    families: _Families, model: str, history: History, live_version: int | None
+) -> None:
+    """The newest champion score, when it is the score of the model live now."""
+    scored = [
+        (it.champion_metric, it.decision_entry.get("champion_version"))
+        for it in history.iterations
+        if it.champion_metric is not None and it.decision_entry is not None
+    ]
+    # Only a score of the model live now: after a promotion the old champion's score would keep
+    # an accuracy alert firing for a model that is no longer served.
+    if scored and scored[-1][1] == live_version:
+        (name, value), _ = scored[-1]
+        families["champion_metric"].add_metric([model, name], value)
 
 
 class ModelMetricsCollector(Collector):
