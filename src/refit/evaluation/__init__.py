@@ -2,12 +2,12 @@
 
 from refit.evaluation.compare import Comparison, check_compatible, compare_models, model_data
 from refit.evaluation.fairness import (
-    FairnessConfig,
     FairnessReport,
     check_fairness,
     compute_fairness,
     fairness_report,
 )
+from refit.evaluation.fairness_config import FairnessConfig
 from refit.evaluation.gate import (
     FIRST_RUN_REASON,
     MODES,

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from refit.evaluation.fairness import DIFFERENCES, LABELS, is_number
+from refit.evaluation.fairness_config import DIFFERENCES, LABELS
+from refit.evaluation.stats import is_number
 
 if TYPE_CHECKING:  # pragma: no cover
-    from refit.evaluation.fairness import FairnessConfig
+    from refit.evaluation.fairness_config import FairnessConfig
     from refit.evaluation.gate import GateConfig
     from refit.evaluation.latency import ServingConfig
 

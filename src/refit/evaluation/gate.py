@@ -1,36 +1,10 @@
 """The promotion gate: a declarative config judged on point values and paired statistics.
 
-A gate config (JSON) holds:
-
-- ``thresholds``: metric -> bound the challenger must reach: a minimum for higher-is-better
-  metrics, a maximum for lower-is-better ones (log loss, calibration error, MAE, RMSE).
-- ``max_degradation``: without ``mode``, the challenger's point value may be worse than the
-  champion's by at most this much, per thresholded metric (the original, backward-compatible
-  meaning).
-- ``mode``: ``"superior"`` (the challenger must be significantly better: McNemar for accuracy,
-  DeLong for ROC AUC, the paired bootstrap interval of the difference above zero for the rest) or
-  ``"non-inferior"`` (the lower bound of the paired interval of the improvement must exceed
-  ``-margin``). Applies to ``compare`` (default: the thresholded metrics).
-- ``changes``: metric -> ``{"min": x, "relative": bool}``: the change against the champion, in the
-  metric's better direction, must be at least ``x`` (absolute, or relative to the champion).
-- ``directions``: metric -> ``"higher"`` | ``"lower"`` overrides which way is better.
-- ``slices``: ``[{"name", "column", "values", "thresholds"}]``: thresholds on named segments.
-- ``min_rows`` (30), ``confidence`` (0.95), ``n_resamples`` (1000), ``seed`` (0).
-- ``fairness`` (optional): ``{"attribute", "max_demographic_parity_difference",
-  "max_equal_opportunity_difference", "max_increase_over_champion", "min_group_size",
-  "positive_label"}`` (see `refit.evaluation.fairness`): block when the challenger's difference
-  is above its ceiling, or above the champion's by more than the margin (point values). Groups
-  below ``min_group_size`` are reported, not used for blocking; a difference that cannot be
-  measured (fewer than two groups large enough) or an attribute missing from the data fails
-  closed.
-- ``serving`` (optional): ``{"requests", "warmup", "batch_size", "max_p99_ms",
-  "max_p99_increase", "min_p99_increase_ms"}`` (see `refit.evaluation.latency`): block when the
-  challenger fails to load or fails a request, when its p99 latency is above ``max_p99_ms``, or
-  when it is above the champion's (same run) by more than ``max_p99_increase`` (relative) and
-  ``min_p99_increase_ms``. No champion: the ceiling alone, said in the reasons.
-
-No champion: absolute thresholds alone, said in the reasons. No thresholds: fail closed. Too few
-rows for a test: the reasons say so instead of a p-value, and the gate stays closed.
+A gate config (JSON: thresholds, the margin or paired-test ``mode`` against the champion,
+change thresholds, slices, and optional fairness and serving sections) is judged by `gate`, one
+check per row with the numbers (`refit.evaluation.checks`). No champion: absolute thresholds
+alone; no thresholds, too few rows, or a configured section without results: fail closed. The
+config's keys and the reasons for this design: docs/decisions/0018-declarative-fail-closed-gate.md.
 """
 
 from __future__ import annotations
@@ -50,9 +24,9 @@ from refit.evaluation.checks import (
     slice_checks,
     threshold_checks,
 )
-from refit.evaluation.fairness import FairnessConfig, is_number
+from refit.evaluation.fairness_config import FairnessConfig
 from refit.evaluation.latency import ServingConfig
-from refit.evaluation.stats import HIGHER_IS_BETTER, MIN_ROWS
+from refit.evaluation.stats import HIGHER_IS_BETTER, MIN_ROWS, is_number
 
 __all__ = [
     "FIRST_RUN_REASON",
@@ -183,7 +157,7 @@ class SliceSpec:
 
 @dataclass
 class GateConfig:
-    """Gate settings (see the module docstring for the JSON form).
+    """Gate settings (the JSON form: docs/decisions/0018-declarative-fail-closed-gate.md).
 
     Attributes:
         thresholds: Metric -> bound (minimum, or maximum for lower-is-better metrics).
@@ -198,7 +172,7 @@ class GateConfig:
         confidence: Confidence level of intervals; tests use ``alpha = 1 - confidence``.
         n_resamples: Bootstrap resamples.
         seed: Seed of the bootstrap.
-        fairness: Fairness section (`refit.evaluation.fairness.FairnessConfig`), or None.
+        fairness: Fairness section (`refit.evaluation.fairness_config.FairnessConfig`), or None.
         serving: Serving-check section (`refit.evaluation.latency.ServingConfig`), or None.
     """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from refit.evaluation.fairness import DIFFERENCES, GROUP_METRICS, LABELS
+from refit.evaluation.fairness_config import DIFFERENCES, GROUP_METRICS, LABELS
 from refit.evaluation.gate import FIRST_RUN_REASON, GateResult
 
 __all__ = ["render_checks_markdown", "render_fairness_markdown", "render_serving_markdown"]
