@@ -6,26 +6,8 @@ model's audit log (`refit.governance.history`) and registry aliases, at most onc
 ``manifests/base`` query. Every value comes from the store, so a restarted exporter reports the
 same counters, and several exporters agree.
 
-Metrics (label ``model`` on each):
-
-- ``refit_drift_share`` (gauge): drift share of the newest window that measured it;
-- ``refit_live_version`` (gauge): the registry's ``champion`` version;
-- ``refit_decisions_total{decision}`` (counter): iterations per decision (retrain, skip,
-  blocked, unknown);
-- ``refit_retraining_latency_seconds`` (histogram): trigger-to-live time of every promoted
-  iteration; ``refit_last_retraining_latency_seconds`` (gauge): the newest one's;
-- ``refit_retraining_cost`` (gauge): training cost of the newest iteration that trained;
-  ``refit_training_cost_total`` (counter): of all iterations;
-- ``refit_rollbacks_total`` (counter): rollbacks in the audit log;
-- ``refit_champion_metric{metric}`` (gauge): the live model's metric on the newest window it was
-  scored on (left out until the live version has been scored);
-- ``refit_last_iteration_timestamp_seconds`` (gauge): when the newest iteration started;
-- ``refit_audit_chain_intact`` (gauge): 1 when ``AuditLog.verify`` finds no problem, else 0;
-- ``refit_store_up`` (gauge): 1 when the store was read, 0 when reading it failed.
-
-A model whose store cannot be read exports ``refit_store_up 0`` and nothing else, rather than
-stale values. Gauges with nothing to report (no window measured drift yet, nothing live) are left
-out rather than set to 0.
+A model whose store cannot be read exports ``refit_store_up 0`` and nothing else. The metrics,
+and why they are read from the store: docs/decisions/0019-model-metrics-from-the-store.md.
 
 Serve them with `serve_metrics` (``refit report serve-metrics``), or add them to a FastAPI app
 with `mount_metrics`.
