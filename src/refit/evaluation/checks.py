@@ -280,23 +280,29 @@ def slice_checks(judge: Judge, comparison: dict[str, Any] | None) -> None:
             judge.threshold(name, spec.thresholds[name], _value(got.get("metrics"), name), prefix)
 
 
+def _results(
+    judge: Judge, kind: str, what: str, got: dict[str, Any] | None, prefix: str
+) -> dict[str, Any] | None:
+    """A section's results, or None after failing closed on results missing or in error."""
+    if got is None:
+        judge.add(kind, kind, None, None, False, f"{prefix}no {what} given: failing closed")
+        return None
+    if "error" in got:
+        judge.add(
+            kind, kind, None, None, False, f"{prefix}cannot check: {got['error']}: failing closed"
+        )
+        return None
+    return got
+
+
 def fairness_checks(judge: Judge, spec: FairnessConfig, got: dict[str, Any] | None) -> None:
     """Check the fairness differences against their ceilings and the champion's.
 
     Results missing or in error fail closed; a section with no limits is reported only.
     """
     prefix = f"fairness on {spec.attribute!r}: "
+    got = _results(judge, "fairness", "fairness results", got, prefix)
     if got is None:
-        judge.add(
-            "fairness", "fairness", None, None, False,
-            f"{prefix}no fairness results given: failing closed",
-        )  # fmt: skip
-        return
-    if "error" in got:
-        judge.add(
-            "fairness", "fairness", None, None, False,
-            f"{prefix}cannot check: {got['error']}: failing closed",
-        )  # fmt: skip
         return
     if not spec.has_limits:
         judge.reasons.append(f"{prefix}reported only: no ceiling or champion margin set")
@@ -378,17 +384,8 @@ def serving_checks(judge: Judge, spec: ServingConfig, got: dict[str, Any] | None
     Results missing or in error fail closed; without latency limits, latency is reported only.
     """
     prefix = "serving: "
+    got = _results(judge, "serving", "serving-check results", got, prefix)
     if got is None:
-        judge.add(
-            "serving", "serving", None, None, False,
-            f"{prefix}no serving-check results given: failing closed",
-        )  # fmt: skip
-        return
-    if "error" in got:
-        judge.add(
-            "serving", "serving", None, None, False,
-            f"{prefix}cannot check: {got['error']}: failing closed",
-        )  # fmt: skip
         return
     chal = got.get("challenger") or {}
     if not chal.get("loaded"):
