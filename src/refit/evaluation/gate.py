@@ -318,8 +318,8 @@ def gate(
     The challenger must reach every threshold in ``config.thresholds``. With a champion and no
     ``mode``, for every thresholded metric the challenger must also satisfy
     ``challenger >= champion - config.max_degradation`` (point values). With a ``mode``, the
-    paired statistics in ``comparison`` decide (see the module docstring). A gate with no
-    thresholds fails closed.
+    paired statistics in ``comparison`` decide (see
+    docs/decisions/0018-declarative-fail-closed-gate.md). A gate with no thresholds fails closed.
 
     Args:
         challenger: Challenger metrics by name (missing, None or NaN values count as absent).
