@@ -20,15 +20,15 @@ from refit import steps
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.deploy import get_target
 from refit.errors import RefitError, RegistryError
-from refit.governance.exporter import (
+from refit.governance.history import Entry, build_history, read_history, trigger_kind
+from refit.governance.record import RunStatus, release_record, write_release_record
+from refit.io.tables import write_parquet
+from refit.monitoring.exporter import (
     ModelMetricsCollector,
     model_metrics_registry,
     mount_metrics,
     serve_metrics,
 )
-from refit.governance.history import Entry, build_history, read_history, trigger_kind
-from refit.governance.record import RunStatus, release_record, write_release_record
-from refit.io.tables import write_parquet
 from refit.registry import ModelRegistry
 
 MODEL = "credit"

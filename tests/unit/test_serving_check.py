@@ -23,7 +23,7 @@ from refit.evaluation import (
     render_serving_markdown,
     serving_check,
 )
-from refit.evaluation.serving import build_requests
+from refit.evaluation.latency import build_requests
 from refit.io.tables import write_parquet
 from refit.registry import ModelRegistry
 from refit.steps import evaluate_model

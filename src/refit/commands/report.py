@@ -28,7 +28,8 @@ import typer
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
 
-    from refit.governance.history import ConfidenceSummary, History, Iteration
+    from refit.governance.confidence import ConfidenceSummary
+    from refit.governance.history import History, Iteration
 
 report_app = typer.Typer(
     help="Retraining iterations over time, release records and Prometheus metrics.",
@@ -198,7 +199,7 @@ def report(
         ctx.obj = {"store": store, "model": model}
         return
     store, model = _store_model(ctx, store, model)
-    from refit.governance.history import live_confidence
+    from refit.governance.confidence import live_confidence
 
     registry, history = _open(store, model)
     shown = history.last(last)
@@ -289,7 +290,7 @@ def serve_metrics_command(
 ) -> None:
     """Serve the models' Prometheus metrics at http://ADDR:PORT/metrics until interrupted."""
     from refit.errors import RefitError
-    from refit.governance.exporter import serve_metrics
+    from refit.monitoring.exporter import serve_metrics
 
     parent = ctx.obj if isinstance(ctx.obj, dict) else {}
     names = list(models or ([parent["model"]] if parent.get("model") else []))

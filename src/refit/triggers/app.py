@@ -316,7 +316,7 @@ def create_app(service: TriggerService, secret: bytes, *, manage: bool = True) -
     if service.config.store_uri:
         # The models' own series (drift share, live version, decisions, retraining latency and
         # cost), read from the store on scrape: what the Grafana dashboard plots.
-        from refit.governance.exporter import model_metrics_registry, mount_metrics
+        from refit.monitoring.exporter import model_metrics_registry, mount_metrics
 
         model_registry, _ = model_metrics_registry(
             service.config.store_uri, sorted(service.config.models)
