@@ -27,7 +27,7 @@ from refit.errors import DataError
 from refit.io import uri as uri_mod
 from refit.validation import compute_statistics, infer_schema
 from refit.validation.engines import drift_measurements
-from refit.validation.tfdv_client import TfdvJob, TfdvOutputs, run_tfdv_batch, tfdv_python
+from refit.tfdv.client import TfdvJob, TfdvOutputs, run_tfdv_batch, tfdv_python
 
 pytestmark = pytest.mark.slow
 

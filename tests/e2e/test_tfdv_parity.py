@@ -46,7 +46,7 @@ from refit.validation.engines import (
     validate_native,
 )
 from refit.validation.schema import string_domain_of
-from refit.validation.tfdv_client import TfdvJob, TfdvOutputs, run_tfdv_batch
+from refit.tfdv.client import TfdvJob, TfdvOutputs, run_tfdv_batch
 
 TFDV_PYTHON = os.environ.get("REFIT_TFDV_PYTHON", "")
 pytestmark = [

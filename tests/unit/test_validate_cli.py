@@ -25,7 +25,7 @@ from refit.validation.engines import (
     resolve_engine,
     run_validation,
 )
-from refit.validation.tfdv_client import TfdvUnavailableError, run_tfdv
+from refit.tfdv.client import TfdvUnavailableError, run_tfdv
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,7 @@ def test_tfdv_worker_imports_only_stdlib_pyarrow_and_tfdv() -> None:
     import ast
     import sys
 
-    from refit.validation.tfdv_client import WORKER_SCRIPT
+    from refit.tfdv.client import WORKER_SCRIPT
 
     tree = ast.parse(WORKER_SCRIPT.read_text())
     roots = set()

@@ -461,7 +461,7 @@ def tfdv_drift(
         tfdv_python: TFDV interpreter; default ``$REFIT_TFDV_PYTHON``.
         staging_uri: ``gs://`` location for a remote Beam runner's inputs and outputs
             (default: the ``--temp_location`` flag; see
-            :func:`refit.validation.tfdv_client.staging_location`).
+            :func:`refit.tfdv.client.staging_location`).
 
     Returns:
         The drift result and the engine's metadata (TFDV version, Beam args, timings).

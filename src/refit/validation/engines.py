@@ -8,7 +8,7 @@ and ``Anomalies``, including the schema's drift comparators against a reference.
   divergence`` -> Jensen-Shannon; :mod:`refit.drift.tfdv`) merged into the anomalies as
   ``drift_skew_info`` and ``COMPARATOR_*_HIGH`` reasons. Schema fields the native engine does not
   honour are listed in :attr:`EngineResult.ignored_schema_fields` (never dropped silently).
-* ``tfdv``: TFDV 1.21 in its own interpreter (:mod:`refit.validation.tfdv_client`).
+* ``tfdv``: TFDV 1.21 in its own interpreter (:mod:`refit.tfdv`).
 * ``auto``: the native engine; the result records which engine ran.
 
 Differences by design (held by the parity tests, ``tests/e2e/test_tfdv_parity.py``; the
@@ -244,7 +244,7 @@ def run_validation(
         tfdv_python: TFDV interpreter; default ``$REFIT_TFDV_PYTHON``.
         staging_uri: TFDV engine: ``gs://`` location where a remote Beam runner's inputs and
             outputs are staged (default: the ``--temp_location`` flag; see
-            :func:`refit.validation.tfdv_client.staging_location`).
+            :func:`refit.tfdv.client.staging_location`).
 
     Returns:
         The result; ``engine`` says which engine ran and ``metadata["engine"]`` repeats it.
@@ -254,35 +254,39 @@ def run_validation(
     """
     ran = resolve_engine(engine)
     if ran == "native":
-        result = validate_native(data, reference=reference, schema=schema, options=options)
-    else:
-        from refit.validation.tfdv_client import run_tfdv
+        return recorded(
+            validate_native(data, reference=reference, schema=schema, options=options), engine
+        )
+    from refit.tfdv.engine import validate_tfdv
 
-        outputs = run_tfdv(
-            data,
-            reference=reference,
-            schema=schema,
-            beam_pipeline_args=beam_pipeline_args,
-            stats_options=stats_options,
-            facets=facets,
-            staging_uri=staging_uri,
-            python=tfdv_python,
-        )
-        result = EngineResult(
-            engine="tfdv",
-            requested="tfdv",
-            statistics=outputs.statistics,
-            schema=outputs.schema,
-            anomalies=outputs.anomalies,
-            reference_statistics=outputs.reference_statistics,
-            facets_html=outputs.facets_html,
-            metadata=dict(outputs.metadata),
-        )
-    result.requested = engine
+    return validate_tfdv(
+        data,
+        reference=reference,
+        schema=schema,
+        beam_pipeline_args=beam_pipeline_args,
+        stats_options=stats_options,
+        facets=facets,
+        tfdv_python=tfdv_python,
+        staging_uri=staging_uri,
+    )
+
+
+def recorded(result: EngineResult, requested: str) -> EngineResult:
+    """Record in ``result`` the engine asked for, and in its metadata what ran.
+
+    Args:
+        result: An engine's result.
+        requested: The engine asked for (``"auto"`` runs ``"native"``).
+
+    Returns:
+        ``result``, its ``requested`` set and its metadata holding ``engine``,
+        ``engine_requested`` and ``ignored_schema_fields``.
+    """
+    result.requested = requested
     result.metadata.update(
         {
             "engine": result.engine,
-            "engine_requested": engine,
+            "engine_requested": requested,
             "ignored_schema_fields": result.ignored_schema_fields,
         }
     )
