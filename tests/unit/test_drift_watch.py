@@ -15,8 +15,8 @@ from refit.drift.watch import label_drift, mean_shifts, prediction_drift
 from refit.evaluation.metrics import evaluate
 from refit.io.tables import read_table, write_parquet
 from refit.registry import ModelRegistry
-from refit.steps.drift import champion_holdout
 from refit.steps.train import split_holdout
+from refit.steps.watch import champion_holdout
 from refit.training.artifacts import load_model
 
 MODEL = "m"

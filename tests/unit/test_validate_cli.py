@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from refit.cli import app
 from refit.demo.data import DemoScenario, make_windows
 from refit.errors import DataError, SchemaError
+from refit.tfdv.client import TfdvUnavailableError, run_tfdv
 from refit.validation.engines import (
     anomaly_kinds,
     drift_measurements,
@@ -25,7 +26,6 @@ from refit.validation.engines import (
     resolve_engine,
     run_validation,
 )
-from refit.tfdv.client import TfdvUnavailableError, run_tfdv
 
 
 @pytest.fixture(scope="module")

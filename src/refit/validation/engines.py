@@ -5,7 +5,7 @@ and ``Anomalies``, including the schema's drift comparators against a reference.
 
 * ``native``: :func:`refit.validation.validate_table` plus, for features whose schema entry has a
   ``drift_comparator``, refit's drift tests (``infinity_norm`` -> L-infinity, ``jensen_shannon_
-  divergence`` -> Jensen-Shannon; :mod:`refit.drift.tfdv`) merged into the anomalies as
+  divergence`` -> Jensen-Shannon; :mod:`refit.validation.comparators`) merged into the anomalies as
   ``drift_skew_info`` and ``COMPARATOR_*_HIGH`` reasons. Schema fields the native engine does not
   honour are listed in :attr:`EngineResult.ignored_schema_fields` (never dropped silently).
 * ``tfdv``: TFDV 1.21 in its own interpreter (:mod:`refit.tfdv`).
@@ -150,7 +150,7 @@ def _drift_anomalies(
 ) -> anomalies_pb2.Anomalies | None:
     """Evaluate the schema's drift comparators with refit's drift tests (None when none apply)."""
     from refit.drift.detect import detect_drift
-    from refit.drift.tfdv import to_anomalies
+    from refit.validation.comparators import to_anomalies
 
     tests: dict[str, str] = {}
     thresholds: dict[str, float] = {}
