@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import pyarrow as pa
-
 from refit import drift as drift_lib
 from refit.defaults import DRIFT_SHARE_THRESHOLD, policy_drift_threshold
 from refit.drift.detect import DriftResult
@@ -21,10 +19,9 @@ from refit.drift.multivariate import (
 from refit.drift.profile import Profile, load_profile, profile_table, profile_uri
 from refit.drift.report import render_drift_html
 from refit.errors import RefitError
-from refit.io.tables import read_table
 from refit.steps.common import dict_param
 from refit.steps.data import check_engine
-from refit.steps.watch import watch_window, with_watch_section
+from refit.steps.watch import LazyTable, watch_window, with_watch_section
 from refit.tfdv.drift import tfdv_drift
 from refit.training.artifacts import load_model
 
@@ -71,10 +68,12 @@ def detect_drift(
     The native engine runs refit's per-feature tests on the reference's profile
     (:func:`refit.drift.detect_drift`), read from ``reference_profile_path`` or computed from
     ``reference_path``. The TFDV engine (``engine="tfdv"``) runs TFDV's drift comparators in its
-    own interpreter (:func:`tfdv_drift`) on the reference data: L-infinity on categorical
-    features, Jensen-Shannon divergence on numeric ones. Given the model trained on the
-    reference (an XGBoost model) and the reference data, the result also says which features
-    moved its predictions.
+    own interpreter (:func:`refit.tfdv.drift.tfdv_drift`) on the reference data: L-infinity on
+    categorical features, Jensen-Shannon divergence on numeric ones. Given the model trained on
+    the reference (an XGBoost model) and the reference data, the result also says which features
+    moved its predictions. The window and the reference are each read at most once as a table
+    (when the TFDV engine, the explanation, the multivariate check or prediction drift needs
+    their rows); the native engine profiles the window streaming, memory flat in its rows.
 
     Args:
         snapshot_path: Parquet file of the window.
@@ -113,137 +112,189 @@ def detect_drift(
     if share_threshold is None:  # the policy's drift trigger is off: the report's own default
         share_threshold = DRIFT_SHARE_THRESHOLD
     metadata: dict[str, Any] = {"engine": ran, "engine_requested": engine}
-    result: DriftResult | None = None
-    payload: dict[str, Any] | None = None
-    share = 0.0
-    html = (
-        "<!doctype html><meta charset='utf-8'><title>Drift</title>"
-        "<p>No reference (no champion yet): there is nothing to compare this window with.</p>"
-    )
     excluded = {target, time_column}
-    reference_data: pa.Table | None = None
-    # Profiles of both sides, for what the drift share leaves out (label, mean shifts).
-    profiles: tuple[Profile, Profile] | None = None
+    # Each file is read at most once, when a part of the check first needs its rows.
+    window = LazyTable(snapshot_path)
+    reference = LazyTable(reference_path) if reference_path else None
+    compared: tuple[DriftResult, tuple[Profile, Profile]] | None = None
     if ran == "native":
-        reference: Profile | None = None
-        if reference_profile_path:
-            reference = load_profile(reference_profile_path)
-        elif reference_path:
-            reference_data = read_table(reference_path)
-            reference = profile_table(reference_data, source=reference_path)
-        if reference is not None:
-            columns = [c for c in reference.columns if c not in excluded]
-            current = profile_uri(snapshot_path)
-            result = drift_lib.detect_drift(
-                reference,
-                current,
-                columns=[c for c in columns if c in current.columns],
-                drift_share_threshold=share_threshold,
-            )
-            profiles = (reference, current)
-    elif reference_path:
-        reference_data = read_table(reference_path)
-        current_data = read_table(snapshot_path)
-        columns = [
-            c
-            for c in reference_data.column_names
-            if c not in excluded and c in current_data.column_names
-        ]
-        result, tfdv_metadata = tfdv_drift(
-            reference_data,
-            current_data,
-            columns,
-            beam_pipeline_args=beam_pipeline_args,
-            drift_share_threshold=share_threshold,
+        compared = _native_drift(
+            reference_profile_path, reference, snapshot_path, excluded, share_threshold
         )
-        profiles = (profile_table(reference_data), profile_table(current_data))
-        metadata.update(tfdv_metadata)
+    elif reference is not None:
+        compared = _tfdv_engine_drift(
+            reference, window, excluded, beam_pipeline_args, share_threshold, metadata
+        )
         metadata["engine"] = ran
         metadata["engine_requested"] = engine
-    if result is not None:
-        if model_dir and reference_path:
-            ref = reference_data if reference_data is not None else reference_path
-            explanation = _explanation(model_dir, ref, snapshot_path)
-            result = replace(result, explanation=explanation)
-        payload = result.to_dict()
-        payload["engine"] = ran
-        share = float(payload["drift_share"])
-        section = ""
-        if multivariate:
-            joint = _multivariate_check(
-                multivariate, reference_data, reference_path, snapshot_path, excluded
-            )
-            payload["multivariate"] = joint.to_dict()
-            section = render_multivariate_html(joint)
-        html = render_drift_html(
-            result, title=f"Drift of {name} features ({ran} engine)", extra_html=section
+    payload: dict[str, Any] | None = None
+    html = NO_REFERENCE_HTML
+    if compared is not None:
+        payload, html = _report(
+            *compared,
+            target=target,
+            excluded=excluded,
+            model_dir=model_dir,
+            reference=reference,
+            window=window,
+            multivariate=multivariate,
+            title=f"Drift of {name} features ({ran} engine)",
+            engine=ran,
         )
-        assert profiles is not None
-        payload.update(
-            watch_window(
-                *profiles,
-                target,
-                [c for c in payload["features"] if c not in excluded],
-                model_dir=model_dir,
-                reference=reference_data if reference_data is not None else reference_path,
-                reference_path=reference_path,
-                snapshot_path=snapshot_path,
-            )
+    return DriftOutput(
+        result=payload,
+        drift_share=0.0 if payload is None else float(payload["drift_share"]),
+        html=html,
+        engine=ran,
+        engine_metadata=metadata,
+        audit=_audit(payload, ran, engine, metadata),
+    )
+
+
+#: The report before the first promotion.
+NO_REFERENCE_HTML = (
+    "<!doctype html><meta charset='utf-8'><title>Drift</title>"
+    "<p>No reference (no champion yet): there is nothing to compare this window with.</p>"
+)
+
+
+def _native_drift(
+    reference_profile_path: str | None,
+    reference: LazyTable | None,
+    snapshot_path: str,
+    excluded: set[str],
+    share_threshold: float,
+) -> tuple[DriftResult, tuple[Profile, Profile]] | None:
+    """Refit's tests on the reference's profile (stored, else of its rows) and the window's."""
+    if reference_profile_path:
+        reference_profile = load_profile(reference_profile_path)
+    elif reference is not None:
+        reference_profile = profile_table(reference.get(), source=reference.path)
+    else:
+        return None
+    columns = [c for c in reference_profile.columns if c not in excluded]
+    current = profile_uri(snapshot_path)  # streamed: memory flat in the window's rows
+    result = drift_lib.detect_drift(
+        reference_profile,
+        current,
+        columns=[c for c in columns if c in current.columns],
+        drift_share_threshold=share_threshold,
+    )
+    return result, (reference_profile, current)
+
+
+def _tfdv_engine_drift(
+    reference: LazyTable,
+    window: LazyTable,
+    excluded: set[str],
+    beam_pipeline_args: list[str] | None,
+    share_threshold: float,
+    metadata: dict[str, Any],
+) -> tuple[DriftResult, tuple[Profile, Profile]]:
+    """TFDV's drift comparators on the reference's and the window's rows (metadata updated)."""
+    reference_data = reference.get()
+    current_data = window.get()
+    columns = [
+        c
+        for c in reference_data.column_names
+        if c not in excluded and c in current_data.column_names
+    ]
+    result, tfdv_metadata = tfdv_drift(
+        reference_data,
+        current_data,
+        columns,
+        beam_pipeline_args=beam_pipeline_args,
+        drift_share_threshold=share_threshold,
+    )
+    metadata.update(tfdv_metadata)
+    return result, (profile_table(reference_data), profile_table(current_data))
+
+
+def _report(
+    result: DriftResult,
+    profiles: tuple[Profile, Profile],
+    *,
+    target: str,
+    excluded: set[str],
+    model_dir: str | None,
+    reference: LazyTable | None,
+    window: LazyTable,
+    multivariate: Mapping[str, Any] | None,
+    title: str,
+    engine: str,
+) -> tuple[dict[str, Any], str]:
+    """The result dict and the HTML report: feature drift, its explanation, what is watched."""
+    if model_dir and reference is not None:
+        result = replace(result, explanation=_explanation(model_dir, reference, window))
+    payload = result.to_dict()
+    payload["engine"] = engine
+    section = ""
+    if multivariate:
+        joint = _multivariate_check(multivariate, reference, window, excluded)
+        payload["multivariate"] = joint.to_dict()
+        section = render_multivariate_html(joint)
+    html = render_drift_html(result, title=title, extra_html=section)
+    payload.update(
+        watch_window(
+            *profiles,
+            target,
+            [c for c in payload["features"] if c not in excluded],
+            model_dir=model_dir,
+            reference=reference,
+            reference_path=None if reference is None else reference.path,
+            window=window,
         )
-        html = with_watch_section(html, payload)
+    )
+    return payload, with_watch_section(html, payload)
+
+
+def _audit(
+    payload: dict[str, Any] | None, ran: str, requested: str, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The summary the ``drift`` audit record holds."""
     watched = payload or {}
     audit = {
-        "drift_share": share if payload is not None else None,
+        "drift_share": None if payload is None else float(payload["drift_share"]),
         "drifted": [n for n, f in watched.get("features", {}).items() if f["drifted"]],
         "label_drift": (watched.get("label_drift") or {}).get("statistic"),
         "prediction_drift": (watched.get("prediction_drift") or {}).get("statistic"),
         "engine": ran,
-        "engine_requested": engine,
+        "engine_requested": requested,
         **({"tfdv_version": metadata.get("tfdv_version")} if ran == "tfdv" else {}),
     }
-    if payload is not None and "multivariate" in payload:
-        joint_dict = payload["multivariate"]
-        audit["multivariate"] = {k: joint_dict[k] for k in ("drifted", "statistic", "p_value")}
-    return DriftOutput(
-        result=payload,
-        drift_share=share,
-        html=html,
-        engine=ran,
-        engine_metadata=metadata,
-        audit=audit,
-    )
+    if "multivariate" in watched:
+        joint = watched["multivariate"]
+        audit["multivariate"] = {k: joint[k] for k in ("drifted", "statistic", "p_value")}
+    return audit
 
 
 def _multivariate_check(
     settings: Mapping[str, Any],
-    reference_data: pa.Table | None,
-    reference_path: str | None,
-    snapshot_path: str,
+    reference: LazyTable | None,
+    window: LazyTable,
     excluded: set[str],
 ) -> MultivariateDrift:
     """The multivariate check on the reference data, or a result saying why it did not run."""
     config = MultivariateConfig.from_dict(dict_param(settings, "multivariate"))
-    reference = reference_data
     if reference is None:
-        if not reference_path:
-            return MultivariateDrift(
-                method=config.method,
-                note="not run: no reference data (only a profile), and the check needs rows",
-            )
-        reference = read_table(reference_path)
-    current = read_table(snapshot_path)
-    columns = [c for c in reference.column_names if c not in excluded and c in current.column_names]
-    return multivariate_drift(reference, current, columns, config)
+        return MultivariateDrift(
+            method=config.method,
+            note="not run: no reference data (only a profile), and the check needs rows",
+        )
+    reference_data = reference.get()
+    current = window.get()
+    columns = [
+        c for c in reference_data.column_names if c not in excluded and c in current.column_names
+    ]
+    return multivariate_drift(reference_data, current, columns, config)
 
 
-def _explanation(model_dir: str, reference: pa.Table | str, snapshot_path: str) -> dict[str, Any]:
+def _explanation(model_dir: str, reference: LazyTable, window: LazyTable) -> dict[str, Any]:
     """Which features moved the model's predictions (XGBoost models only; else empty)."""
     try:
         model = load_model(model_dir)
         if model.trainer != "xgboost":
             return {}
-        if isinstance(reference, str):
-            reference = read_table(reference)
-        return explain_drift(model, reference, read_table(snapshot_path))
+        return explain_drift(model, reference.get(), window.get())
     except RefitError as exc:
         return {"error": f"no explanation: {exc}"}

@@ -26,6 +26,45 @@ from refit.training.features import encode_target
 from refit.training.trainers import TrainedModel
 
 
+class LazyTable:
+    """A table read from its file on first use and kept: one read however many steps use it.
+
+    A read that fails fails again alike (the same error) for every later use, as separate
+    reads would.
+    """
+
+    def __init__(self, path: str) -> None:
+        """Remember the file; nothing is read yet.
+
+        Args:
+            path: Parquet/CSV file or URI (:func:`refit.io.tables.read_table`).
+        """
+        self.path = path
+        self._table: pa.Table | None = None
+        self._error: Exception | None = None
+
+    def get(self) -> pa.Table:
+        """The table, read on the first call.
+
+        Raises:
+            DataError: The file cannot be read (on every call).
+        """
+        if self._table is None:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._table = read_table(self.path)
+            except Exception as exc:  # kept, so the next use fails as a new read would
+                self._error = exc
+                raise
+        return self._table
+
+
+def rows_of(table: pa.Table | LazyTable) -> pa.Table:
+    """The rows of a table, reading a :class:`LazyTable` on first use."""
+    return table.get() if isinstance(table, LazyTable) else table
+
+
 def champion_holdout(
     model_dir: str, reference: pa.Table, reference_path: str | None
 ) -> tuple[pa.Table, bool, str]:
@@ -86,14 +125,14 @@ def watch_window(
     features: list[str],
     *,
     model_dir: str | None = None,
-    reference: pa.Table | str | None = None,
+    reference: pa.Table | LazyTable | None = None,
     reference_path: str | None = None,
-    snapshot_path: str = "",
+    window: pa.Table | LazyTable | None = None,
 ) -> dict[str, Any]:
     """Label drift, prediction drift and feature mean shifts of a window (see refit.drift.watch).
 
-    Prediction drift needs the champion (``model_dir``), its training data (``reference``: a
-    table, or its path) and the window (``snapshot_path``); its reference scores are on the
+    Prediction drift needs the champion (``model_dir``), its training data (``reference``, read
+    from ``reference_path``) and the window's rows (``window``); its reference scores are on the
     champion's holdout when :func:`champion_holdout` recovers it, and then a calibration of the
     champion's probabilities is fitted on the holdout's labels (for the label-free estimate
     ``decide_retrain`` makes on unlabelled windows).
@@ -107,17 +146,13 @@ def watch_window(
         "prediction_drift": None,
         "mean_shift": watch.mean_shifts(reference_profile, current_profile, features),
     }
-    if not (model_dir and reference is not None and snapshot_path):
+    if not (model_dir and reference is not None and window is not None):
         return out
     try:
         model = load_model(model_dir)
-        table = read_table(reference) if isinstance(reference, str) else reference
-        rows, is_holdout, what = champion_holdout(
-            model_dir, table, reference_path or (reference if isinstance(reference, str) else None)
-        )
-        window = read_table(snapshot_path)
+        rows, is_holdout, what = champion_holdout(model_dir, rows_of(reference), reference_path)
         drift = watch.prediction_drift(
-            model_scores(model, rows), model_scores(model, window), reference=what
+            model_scores(model, rows), model_scores(model, rows_of(window)), reference=what
         )
         drift["calibration"] = None
         if model.task != "regression" and is_holdout and has_labels(rows, target):
