@@ -39,8 +39,6 @@ _COMPARATOR_REASONS = frozenset(
     }
 )
 
-FeatureStats = statistics_pb2.FeatureNameStatistics
-
 
 def _for_tfdv(table: pa.Table) -> pa.Table:
     """Booleans as strings, so TFDV sees a categorical feature (``infinity_norm``)."""
@@ -92,9 +90,12 @@ def _comparator_schema(reference: pa.Table, types: dict[str, str]) -> schema_pb2
     return schema
 
 
-def _counts(ref: FeatureStats | None, cur: FeatureStats | None) -> dict[str, int]:
+def _counts(
+    ref: statistics_pb2.FeatureNameStatistics | None,
+    cur: statistics_pb2.FeatureNameStatistics | None,
+) -> dict[str, Any]:
     """Values and missing values on each side, as :class:`FeatureDrift` counts them."""
-    counts: dict[str, int] = {}
+    counts: dict[str, Any] = {}
     for side, stats in (("reference", ref), ("current", cur)):
         common = common_stats(stats) if stats is not None else None
         counts[f"n_{side}"] = int(common.num_non_missing) if common is not None else 0
@@ -102,7 +103,10 @@ def _counts(ref: FeatureStats | None, cur: FeatureStats | None) -> dict[str, int
     return counts
 
 
-def _categories(ref: FeatureStats | None, cur: FeatureStats | None) -> dict[str, Any]:
+def _categories(
+    ref: statistics_pb2.FeatureNameStatistics | None,
+    cur: statistics_pb2.FeatureNameStatistics | None,
+) -> dict[str, Any]:
     """Both sides' category shares, as a drift report draws them (empty without categories)."""
     ref_shares = _category_shares(ref)
     cur_shares = _category_shares(cur)
@@ -122,8 +126,8 @@ def _feature_drift(
     ftype: str,
     measured: tuple[str, float, float] | None,
     drifted: bool,
-    ref: FeatureStats | None,
-    cur: FeatureStats | None,
+    ref: statistics_pb2.FeatureNameStatistics | None,
+    cur: statistics_pb2.FeatureNameStatistics | None,
 ) -> FeatureDrift:
     """One feature's TFDV measurement (``(type, value, threshold)`` or None) as refit's."""
     counts = _counts(ref, cur)
