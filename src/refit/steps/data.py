@@ -174,7 +174,7 @@ def validate_data(
     statistics, infers the schema from the reference and validates; refit adds the empty-window
     and missing-target reasons TFDV does not raise. The native engine's range checks against the
     reference's observed values (``RANGE_TOLERANCE``) are native only; see
-    :mod:`refit.validation.engines` for the differences by design.
+    docs/decisions/0012-native-and-tfdv-differ-by-design.md for the differences by design.
 
     Args:
         snapshot_path: Parquet file of the window.

@@ -11,24 +11,9 @@ and ``Anomalies``, including the schema's drift comparators against a reference.
 * ``tfdv``: TFDV 1.21 in its own interpreter (:mod:`refit.tfdv`).
 * ``auto``: the native engine; the result records which engine ran.
 
-Differences by design (held by the parity tests, ``tests/e2e/test_tfdv_parity.py``; the
-inferred schemas, the statistics' moments, the anomaly kinds of the bad-input corpus and the
-L-infinity values are otherwise equal):
-
-* Out-of-range values: TFDV checks numbers only against a schema's ``int_domain``/
-  ``float_domain``; with a reference the native engine also checks them against the reference
-  statistics' observed ``[min, max]`` (``ValidationOptions(check_ranges=False)`` turns it off).
-* Numeric Jensen-Shannon: TFDV bins both sides on the statistics' equal-width histogram buckets
-  (``num_histogram_buckets``, default 10); refit at the reference's deciles. On 2000-row windows
-  shifted columns agree within 0.03 (divergence); unshifted ones score < 0.005 natively and up
-  to ~0.02 in TFDV (its noise floor), so thresholds around 0.05 flag the same features.
-* An int column holding only 0 and 1: TFDV infers a ``bool_domain``, native a plain INT.
-* An all-null column: TFDV ``FEATURE_TYPE_NOT_PRESENT``, native
-  ``FEATURE_TYPE_LOW_FRACTION_PRESENT``.
-* An empty window: both set ``data_missing``; native adds a ``DATASET_LOW_NUM_EXAMPLES``
-  reason, TFDV none.
-* Facets HTML (TFDV engine only) loads the Facets web components from the internet
-  (cdnjs / GitHub) when opened: unlike refit's own reports it is not self-contained.
+Where the two engines differ by design (range checks against the reference, numeric
+Jensen-Shannon bins, bool domains, all-null columns, empty windows, Facets):
+docs/decisions/0012-native-and-tfdv-differ-by-design.md.
 """
 
 from __future__ import annotations
