@@ -25,6 +25,12 @@ from refit.steps.watch import LazyTable, watch_window, with_watch_section
 from refit.tfdv.drift import tfdv_drift
 from refit.training.artifacts import load_model
 
+#: The report before the first promotion.
+NO_REFERENCE_HTML = (
+    "<!doctype html><meta charset='utf-8'><title>Drift</title>"
+    "<p>No reference (no champion yet): there is nothing to compare this window with.</p>"
+)
+
 
 @dataclass
 class DriftOutput:
@@ -149,13 +155,6 @@ def detect_drift(
         engine_metadata=metadata,
         audit=_audit(payload, ran, engine, metadata),
     )
-
-
-#: The report before the first promotion.
-NO_REFERENCE_HTML = (
-    "<!doctype html><meta charset='utf-8'><title>Drift</title>"
-    "<p>No reference (no champion yet): there is nothing to compare this window with.</p>"
-)
 
 
 def _native_drift(
