@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
                 columns = [c for c in known if c not in exclude]
             schema = None
             if tfdv_schema:
-                from refit.drift import tfdv
+                from refit.validation import comparators as tfdv
 
                 schema = tfdv.read_schema(tfdv_schema)
                 schema_tests, schema_thresholds = tfdv.comparators(schema)
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
             )
             (output / "report.html").write_text(render_drift_html(result, title), "utf-8")
             if schema is not None:
-                from refit.drift import tfdv
+                from refit.validation import comparators as tfdv
 
                 (output / "anomalies.pbtxt").write_text(
                     tfdv.anomalies_text(result, schema), encoding="utf-8"

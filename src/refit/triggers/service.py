@@ -39,7 +39,7 @@ from refit.policy import Observation, PolicyState, decide
 
 # Imported here, not on the first event: refit.steps pulls in scipy.stats and the trainers, which
 # took 8 s on a busy two-core machine and held up the first alert's decision.
-from refit.steps.drift import POLICY_STATE_KEY
+from refit.steps.decide import POLICY_STATE_KEY
 from refit.triggers.config import ModelConfig, ServiceConfig
 from refit.triggers.inputs import pipeline_inputs
 from refit.triggers.launchers import Launcher, LaunchError

@@ -1,4 +1,7 @@
-"""TFDV compatibility: drift thresholds from a TFDV schema, drift as TFDV Anomalies.
+"""TFDV schemas' drift comparators: read as refit drift tests, drift written as TFDV Anomalies.
+
+refit's native engine honours them (:func:`refit.validation.engines.validate_native`, and
+``refit drift --tfdv-schema``); TFDV itself is not involved (that engine is :mod:`refit.tfdv`).
 
 Reading: each ``feature { drift_comparator { ... } }`` of a TFDV ``Schema`` (text proto) sets
 that feature's test and threshold:
