@@ -1,1 +1,45 @@
-"""The ``refit`` command's sub-commands, one module per area; each exposes ``register(app)``."""
+"""The ``refit`` command's sub-commands: one module per command or command group, named after it.
+
+Each module has ``register(app)``; `refit.cli` assembles them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: MESSAGE`` on stderr; return the exit (status 2) for the caller to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def json_object(text: str, what: str) -> dict[str, Any]:
+    """Parse option ``what``'s JSON object, or raise `typer.BadParameter` naming it."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{what} must be a JSON object")
+    return value
+
+
+def deprecated_alias(app: typer.Typer, old: str, new: str, command: Callable[..., Any]) -> None:
+    """Register ``command`` also as hidden ``refit OLD``, which first says it is deprecated.
+
+    The alias takes the same options and behaves identically, after one line on stderr:
+    "`refit OLD` is deprecated: use `refit NEW`".
+    """
+
+    @functools.wraps(command)
+    def alias(*args: Any, **kwargs: Any) -> Any:
+        typer.echo(f"`refit {old}` is deprecated: use `refit {new}`", err=True)
+        return command(*args, **kwargs)
+
+    app.command(old, hidden=True)(alias)
