@@ -15,6 +15,7 @@ from refit.commands import (
     drift,
     evaluate,
     labels,
+    profile,
     registry,
     report,
     rollout,
@@ -129,6 +130,7 @@ def demo(
 
 # In this order in `refit --help`: commands first, then groups, each in the order added.
 for _module in (
+    profile,
     drift,
     evaluate,
     registry,

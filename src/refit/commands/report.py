@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from refit.commands import fail
+
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
 
@@ -40,11 +42,6 @@ StoreOpt = Annotated[
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Registered model name.")]
 _SPARK = "▁▂▃▄▅▆▇█"
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _store_model(ctx: typer.Context, store: str | None, model: str | None) -> tuple[str, str]:
@@ -69,9 +66,9 @@ def _open(store: str, model: str) -> tuple[Any, History]:
         history = read_history(registry)
         has_versions = bool(registry.list_version_numbers())
     except RefitError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if history.records == 0 and not has_versions:
-        raise _fail(f"model {model!r} has no audit records and no versions in store {store!r}")
+        raise fail(f"model {model!r} has no audit records and no versions in store {store!r}")
     return registry, history
 
 
@@ -258,7 +255,7 @@ def record_command(
     try:
         record = write_release_record(store, model, run, str(md), str(page))
     except RefitError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"{record.outcome}; {record.chain_line}")
     typer.echo(f"wrote {md} and {page}")
     if not record.chain_ok:
@@ -301,7 +298,7 @@ def serve_metrics_command(
             store, names, port, addr=addr, cache_seconds=cache_seconds, verify_chain=verify_chain
         )
     except (RefitError, OSError) as exc:
-        raise _fail(f"cannot serve metrics on {addr}:{port}: {exc}") from None
+        raise fail(f"cannot serve metrics on {addr}:{port}: {exc}") from None
     typer.echo(
         f"serving metrics of {', '.join(names)} at http://{addr}:{server.server_port}/metrics"
     )

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from refit.commands import json_object
+from refit.commands import fail, json_object
 
 schedule_app = typer.Typer(
     help="KFP recurring runs: cron done right, no pile-ups, no catch-up storms.",
@@ -83,11 +83,6 @@ def _connect(host: str | None, token: str | None, token_file: Path | None = None
         return kfp_schedule.connect(host, existing_token=secret)
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
-
-
 @schedule_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="Recurring run name (the key: re-running updates).")],
@@ -144,7 +139,7 @@ def create(
             client = _connect(host, token, token_file)
             result = kfp_schedule.apply_recurring_run(client, spec)
     except ScheduleError as exc:
-        _fail(exc)
+        raise fail(str(exc)) from exc
     typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
 
 
@@ -163,7 +158,7 @@ def list_(
         client = _connect(host, token, token_file)
         rows = kfp_schedule.list_runs(client, experiment)
     except ScheduleError as exc:
-        _fail(exc)
+        raise fail(str(exc)) from exc
     for row in rows:
         typer.echo(json.dumps(row, sort_keys=True, default=str))
 
@@ -181,7 +176,7 @@ def _by_name(
         else:
             ids = kfp_schedule.set_enabled(client, name, action == "resume")
     except ScheduleError as exc:
-        _fail(exc)
+        raise fail(str(exc)) from exc
     typer.echo(json.dumps({"action": action, "name": name, "ids": ids}))
 
 
