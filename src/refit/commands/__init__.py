@@ -8,9 +8,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
+
+T = TypeVar("T")
 
 
 def fail(message: str) -> typer.Exit:
@@ -43,3 +45,15 @@ def deprecated_alias(app: typer.Typer, old: str, new: str, command: Callable[...
         return command(*args, **kwargs)
 
     app.command(old, hidden=True)(alias)
+
+
+def renamed_option(command: str, old: str, new: str, old_value: T | None, value: T) -> T:
+    """The value of option ``new``, or of its deprecated hidden spelling ``old`` when given.
+
+    The old spelling works for one release, after one line on stderr:
+    "`refit COMMAND OLD` is deprecated: use `NEW`".
+    """
+    if old_value is None:
+        return value
+    typer.echo(f"`refit {command} {old}` is deprecated: use `{new}`", err=True)
+    return old_value

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from refit.commands import fail
+from refit.commands import fail, renamed_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -268,7 +268,13 @@ def record_command(
 def serve_metrics_command(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 9108,
-    addr: Annotated[str, typer.Option("--addr", help="Address to listen on.")] = "0.0.0.0",
+    listen_host: Annotated[
+        str, typer.Option("--listen-host", help="Address to listen on.")
+    ] = "0.0.0.0",
+    addr: Annotated[
+        str | None,
+        typer.Option("--addr", hidden=True, help="Deprecated spelling of --listen-host."),
+    ] = None,
     store: StoreOpt = None,
     models: Annotated[
         list[str] | None, typer.Option("--model", help="Model to export (repeat for more).")
@@ -284,9 +290,11 @@ def serve_metrics_command(
         ),
     ] = True,
 ) -> None:
-    """Serve the models' Prometheus metrics at http://ADDR:PORT/metrics until interrupted."""
+    """Serve the models' Prometheus metrics at http://LISTEN_HOST:PORT/metrics until interrupted."""
     from refit.errors import RefitError
     from refit.governance.exporter import serve_metrics
+
+    addr = renamed_option("report serve-metrics", "--addr", "--listen-host", addr, listen_host)
 
     parent = ctx.obj if isinstance(ctx.obj, dict) else {}
     names = list(models or ([parent["model"]] if parent.get("model") else []))

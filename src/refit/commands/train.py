@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from refit.commands import renamed_option
+
 
 def parse_param(text: str) -> tuple[str, Any]:
     """Parse one ``KEY=VALUE`` trainer parameter; the value is JSON when it parses as JSON.
@@ -35,9 +37,16 @@ def train_command(
         str, typer.Option("--label-column", help="Label column (what the model predicts).")
     ],
     output: Annotated[Path, typer.Option(help="Model folder to write (model file + model.json).")],
-    model: Annotated[
-        str, typer.Option(help="Trainer: xgboost, hist_gradient_boosting, random_forest, ...")
+    trainer: Annotated[
+        str,
+        typer.Option(
+            "--trainer", help="Trainer: xgboost, hist_gradient_boosting, random_forest, ..."
+        ),
     ] = "xgboost",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", hidden=True, help="Deprecated spelling of --trainer."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     checkpoint_dir: Annotated[
         str | None,
@@ -98,9 +107,10 @@ def train_command(
 
     from refit.errors import RefitError
 
+    trainer = renamed_option("train", "--model", "--trainer", model, trainer)
     if workers or distributed is not None:
         _train_distributed(
-            data, target, output, model, params=dict(parse_param(p) for p in (param or [])),
+            data, target, output, trainer, params=dict(parse_param(p) for p in (param or [])),
             seed=seed, task=task, exclude=exclude or [], holdout_fraction=holdout_fraction,
             checkpoint_dir=checkpoint_dir or "", checkpoint_every=checkpoint_every,
             price_per_hour=price_per_hour, workers=workers, settings_file=distributed,
@@ -128,7 +138,7 @@ def train_command(
             trained = train(
                 table,
                 target,
-                trainer=model,
+                trainer=trainer,
                 params=params,
                 seed=seed,
                 exclude=exclude or (),
@@ -156,7 +166,7 @@ def train_command(
     summary = {
         "output": str(output),
         "sha256": artifact.sha256,
-        "trainer": model,
+        "trainer": trainer,
         "task": trained.task,
         "device": trained.device,
         "rounds": trained.info.get("rounds"),
