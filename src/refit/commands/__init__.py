@@ -8,11 +8,14 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 T = TypeVar("T")
+
+#: The address a server listens on (``refit serve-model``, ``refit report serve-metrics``).
+ListenHost = Annotated[str, typer.Option("--listen-host", help="Address to listen on.")]
 
 
 def fail(message: str) -> typer.Exit:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from refit.commands import fail, renamed_option
+from refit.commands import ListenHost, fail, renamed_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -268,13 +268,8 @@ def record_command(
 def serve_metrics_command(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 9108,
-    listen_host: Annotated[
-        str, typer.Option("--listen-host", help="Address to listen on.")
-    ] = "0.0.0.0",
-    addr: Annotated[
-        str | None,
-        typer.Option("--addr", hidden=True, help="Deprecated spelling of --listen-host."),
-    ] = None,
+    listen_host: ListenHost = "0.0.0.0",
+    addr: Annotated[str | None, typer.Option("--addr", hidden=True)] = None,  # old --listen-host
     store: StoreOpt = None,
     models: Annotated[
         list[str] | None, typer.Option("--model", help="Model to export (repeat for more).")

@@ -6,19 +6,14 @@ from typing import Annotated
 
 import typer
 
-from refit.commands import renamed_option
+from refit.commands import ListenHost, renamed_option
 
 
 def serve_model(
     store: Annotated[str, typer.Option(help="refit's store (local folder or gs:// URI).")],
     name: Annotated[str, typer.Option(help="Model name in the store.")],
-    listen_host: Annotated[
-        str, typer.Option("--listen-host", help="Address to listen on.")
-    ] = "127.0.0.1",
-    host: Annotated[
-        str | None,
-        typer.Option("--host", hidden=True, help="Deprecated spelling of --listen-host."),
-    ] = None,
+    listen_host: ListenHost = "127.0.0.1",
+    host: Annotated[str | None, typer.Option("--host", hidden=True)] = None,  # old --listen-host
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     seed: Annotated[int, typer.Option(help="Seed of the traffic split and faults.")] = 0,
     fault: Annotated[
