@@ -127,7 +127,7 @@ def _drift(tmp_path: Path, reference: Path | str, current: Path | str, *extra: o
 def _train(tmp_path: Path, data: Path | str, *extra: object, target: str = "y"):
     return _invoke(
         "train", "--data", data, "--label-column", target, "--output", tmp_path / "m", "--quiet",
-        "--model", "logistic_regression", *extra,
+        "--trainer", "logistic_regression", *extra,
     )  # fmt: skip
 
 

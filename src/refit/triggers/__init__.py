@@ -1,4 +1,4 @@
-"""The trigger service (``refit serve``): monitoring hooks and a scheduler start retraining.
+"""The trigger service (``refit serve-triggers``): monitoring hooks and a scheduler start runs.
 
 * ``config``: models, policies, limits (a JSON/YAML file).
 * ``auth``: bearer token or HMAC signature; the secret from ``REFIT_HOOK_TOKEN(_FILE)``.

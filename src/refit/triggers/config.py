@@ -1,4 +1,4 @@
-"""Configuration of the trigger service (``refit serve --config FILE``).
+"""Configuration of the trigger service (``refit serve-triggers --config FILE``).
 
 A JSON (or YAML) file::
 
