@@ -30,7 +30,6 @@ from _kmock import EmulatorThread, custom_objects_api, kmock_emulator
 from _kserve_crd import crd_schema, crd_validator, pruned_fields
 from kubernetes import client as k8s_client
 
-from refit.deploy.canary import TrafficSplit
 from refit.deploy.kserve import (
     DEPLOYMENT_MODE_ANNOTATION,
     GROUP,
@@ -39,6 +38,7 @@ from refit.deploy.kserve import (
     KServeTarget,
     apply_merge_patch,
 )
+from refit.deploy.target import TrafficSplit
 from refit.errors import DeployError
 from refit.registry import ModelVersion
 

@@ -10,7 +10,6 @@ import pytest
 from _kserve_crd import crd_schema, crd_validator, pruned_fields
 from kubernetes import client as k8s_client
 
-from refit.deploy.canary import CanaryTarget
 from refit.deploy.kserve import (
     DEPLOYMENT_MODE_ANNOTATION,
     KSERVE_FORMATS,
@@ -20,6 +19,7 @@ from refit.deploy.kserve import (
     deployment_mode,
     model_format,
 )
+from refit.deploy.target import CanaryTarget
 from refit.errors import DeployError
 from refit.registry import ModelVersion
 from refit.training import artifacts

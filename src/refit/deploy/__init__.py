@@ -5,7 +5,6 @@ the controller promotes or rolls back.
 """
 
 from refit.deploy.analysis import CheckContext, CheckResult, PrometheusClient, run_analysis
-from refit.deploy.canary import CanaryTarget, TrafficSplit
 from refit.deploy.local import (
     DeployTarget,
     LocalTarget,
@@ -14,10 +13,11 @@ from refit.deploy.local import (
     get_target,
     register_target,
 )
-from refit.deploy.local_canary import LocalCanaryTarget
+from refit.deploy.local_server_target import LocalCanaryTarget
 from refit.deploy.plan import DEFAULT_PLAN, CheckSpec, RolloutPlan
 from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
 from refit.deploy.sequential import error_rate_sprt
+from refit.deploy.target import CanaryTarget, TrafficSplit
 
 __all__ = [
     "DEFAULT_PLAN",

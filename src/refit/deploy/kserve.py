@@ -1,6 +1,6 @@
 """KServe canary target: an InferenceService driven through ``kubernetes.client.CustomObjectsApi``.
 
-`KServeTarget` implements `refit.deploy.canary.CanaryTarget` on one InferenceService
+`KServeTarget` implements `refit.deploy.target.CanaryTarget` on one InferenceService
 (``serving.kserve.io/v1beta1``) with the plain ``kubernetes`` client (kfp pins
 ``kubernetes<31``; the ``kserve`` SDK does not work beside that pin) and JSON merge patches.
 Every call returns only once KServe observably applied it; any ``ApiException`` becomes a
@@ -29,7 +29,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from refit.deploy.canary import TrafficSplit
+from refit.deploy.target import TrafficSplit
 from refit.errors import DeployError
 from refit.registry import ModelVersion
 from refit.training.artifacts import FORMAT_SKOPS, FORMAT_XGBOOST

@@ -55,9 +55,9 @@ from refit.deploy.analysis import (
     build_checks,
     run_analysis,
 )
-from refit.deploy.canary import CanaryTarget, TrafficSplit
 from refit.deploy.local import CHAMPION, PREVIOUS, Rollout, promotion_statuses
 from refit.deploy.plan import RolloutPlan
+from refit.deploy.target import CanaryTarget, TrafficSplit
 from refit.errors import ConflictError, DeployError, RefitError
 from refit.registry import ANY, ModelRegistry
 
@@ -267,7 +267,7 @@ def run_canary(
     Args:
         registry: The model's registry.
         version: The registered version to roll out.
-        target: Where traffic moves (`refit.deploy.canary.CanaryTarget`).
+        target: Where traffic moves (`refit.deploy.target.CanaryTarget`).
         plan: Steps, interval, analyses per step, failures allowed, deadline (its checks
             are run by ``analyze``; see `prometheus_analyzer`).
         analyze: Runs the checks for one analysis (see `Analyzer`).

@@ -16,7 +16,7 @@ from typing import Any
 from refit.audit import AuditEvent
 from refit.deploy import available_targets, get_target
 from refit.deploy.abtest import feedback_analyzer
-from refit.deploy.local_canary import LocalCanaryTarget
+from refit.deploy.local_server_target import LocalCanaryTarget
 from refit.deploy.plan import RolloutPlan
 from refit.deploy.rollout import (
     RolloutResult,
