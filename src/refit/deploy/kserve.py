@@ -16,7 +16,6 @@ is read, what KServe's stock runtimes load) is docs/kserve-target.md.
 from __future__ import annotations
 
 import copy
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,13 +23,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Final
 
-import urllib3
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 
 from refit.deploy.target import TrafficSplit
 from refit.errors import DeployError
+from refit.io import kube
 from refit.registry import ModelVersion
 from refit.training.artifacts import FORMAT_SKOPS, FORMAT_XGBOOST
 
@@ -656,8 +653,8 @@ class KServeTarget:
     ) -> dict[str, Any]:
         """Poll until the write that returned ``written`` is observably applied."""
         generation = int(((written.get("metadata") or {}).get("generation")) or 0)
-        start = self._clock()
-        while True:
+        why: str | None = None
+        for _ in self._poll():
             obj = self._get("get")
             if obj is None:
                 raise DeployError(f"{op}: {self._where} disappeared while waiting for it")
@@ -665,13 +662,9 @@ class KServeTarget:
             why = self._unsettled(obj, generation, percent, rolled_out, new_revision)
             if why is None:
                 return obj
-            waited = self._clock() - start
-            if waited >= self.timeout_seconds:
-                raise DeployError(
-                    f"{op}: {self._where} did not apply the change within "
-                    f"{self.timeout_seconds:g} s: {why}"
-                )
-            self._sleep(self.poll_seconds)
+        raise DeployError(
+            f"{op}: {self._where} did not apply the change within {self.timeout_seconds:g} s: {why}"
+        )
 
     def _unsettled(
         self,
@@ -752,17 +745,7 @@ class KServeTarget:
 
     def _client(self) -> k8s_client.CustomObjectsApi:
         if self._api is None:
-            try:
-                k8s_config.load_incluster_config()
-            except k8s_config.ConfigException:
-                try:
-                    k8s_config.load_kube_config()
-                except (k8s_config.ConfigException, OSError) as exc:
-                    raise DeployError(
-                        f"no Kubernetes configuration for {self._where}: not in a cluster and "
-                        f"no usable kubeconfig ({exc})"
-                    ) from exc
-            self._api = k8s_client.CustomObjectsApi()
+            self._api = kube.custom_objects_api(self._where, DeployError)
         return self._api
 
     def _call(self, op: str, fn: Callable[..., Any], *args: Any, missing_ok: bool = False) -> Any:
@@ -770,25 +753,18 @@ class KServeTarget:
 
         With ``missing_ok``, a 404 returns None instead.
         """
-        try:
-            return fn(
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                *args,
-                _request_timeout=self.request_timeout_seconds,
-            )
-        except ApiException as exc:
-            if missing_ok and exc.status == 404:
-                return None
-            raise DeployError(
-                f"{op} of {self._where} failed: HTTP {exc.status} {exc.reason}{_api_message(exc)}"
-            ) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise DeployError(
-                f"{op} of {self._where} failed: the Kubernetes API is unreachable ({exc})"
-            ) from exc
+        return kube.call(
+            f"{op} of {self._where}",
+            fn,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            *args,
+            timeout_s=self.request_timeout_seconds,
+            error=DeployError,
+            missing_ok=missing_ok,
+        )
 
     def _get(self, op: str) -> dict[str, Any] | None:
         api = self._client()
@@ -805,13 +781,15 @@ class KServeTarget:
     def _delete(self) -> None:
         api = self._client()
         self._call("delete", api.delete_namespaced_custom_object, self.service)
-        start = self._clock()
-        while self._get("get") is not None:
-            if self._clock() - start >= self.timeout_seconds:
-                raise DeployError(
-                    f"delete: {self._where} still exists after {self.timeout_seconds:g} s"
-                )
-            self._sleep(self.poll_seconds)
+        for _ in self._poll():
+            if self._get("get") is None:
+                return
+        raise DeployError(f"delete: {self._where} still exists after {self.timeout_seconds:g} s")
+
+    def _poll(self) -> kube.Poll:
+        return kube.Poll(
+            self.timeout_seconds, self.poll_seconds, clock=self._clock, sleep=self._sleep
+        )
 
 
 def _check_percent(percent: Any, low: int, high: int) -> None:
@@ -825,12 +803,3 @@ def _model_fields(isvc: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of ``spec.predictor.model`` that select what is served (absent ones left out)."""
     model = ((((isvc.get("spec") or {}).get("predictor")) or {}).get("model")) or {}
     return {key: copy.deepcopy(model[key]) for key in _MODEL_KEYS if key in model}
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return f": {message}" if message else ""

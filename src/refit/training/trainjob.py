@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from refit.errors import TrainingError
+from refit.io import kube
 from refit.training.distributed import RESERVED_ENV, DistributedConfig
 
 __all__ = [
@@ -438,36 +439,23 @@ class TrainJobRunner:
 
     def _client(self) -> Any:
         if self._api is None:
-            from kubernetes import client as k8s_client
-            from kubernetes import config as k8s_config
-
-            try:
-                k8s_config.load_incluster_config()
-            except k8s_config.ConfigException:
-                try:
-                    k8s_config.load_kube_config()
-                except (k8s_config.ConfigException, OSError) as exc:
-                    raise TrainingError(
-                        "no Kubernetes configuration for the TrainJob: not in a cluster and no "
-                        f"usable kubeconfig ({exc})"
-                    ) from exc
-            self._api = k8s_client.CustomObjectsApi()
+            self._api = kube.custom_objects_api("the TrainJob", TrainingError)
         return self._api
 
     def _call(self, op: str, fn: Callable[..., Any], *args: Any, missing_ok: bool = False) -> Any:
-        import urllib3
-        from kubernetes.client import ApiException
+        return kube.call(
+            op,
+            fn,
+            *args,
+            timeout_s=self.settings.request_timeout_s,
+            error=TrainingError,
+            missing_ok=missing_ok,
+        )
 
-        try:
-            return fn(*args, _request_timeout=self.settings.request_timeout_s)
-        except ApiException as exc:
-            if missing_ok and exc.status == 404:
-                return None
-            raise TrainingError(
-                f"{op} failed: HTTP {exc.status} {exc.reason}{_api_message(exc)}"
-            ) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise TrainingError(f"{op} failed: the Kubernetes API is unreachable ({exc})") from exc
+    def _poll(self) -> kube.Poll:
+        return kube.Poll(
+            self.settings.deadline_s, self.settings.poll_s, clock=self._clock, sleep=self._sleep
+        )
 
     def preflight(self) -> dict[str, Any]:
         """Check, before any write, that the namespace is allowed and the runtime is there.
@@ -565,14 +553,11 @@ class TrainJobRunner:
             name,
             missing_ok=True,
         )
-        start = self._clock()
-        while wait and self.get(name) is not None:
-            if self._clock() - start >= self.settings.deadline_s:
-                raise TrainingError(
-                    f"TrainJob {self.settings.namespace}/{name} still exists "
-                    f"{self.settings.deadline_s} s after its deletion"
-                )
-            self._sleep(self.settings.poll_s)
+        if wait and not any(self.get(name) is None for _ in self._poll()):
+            raise TrainingError(
+                f"TrainJob {self.settings.namespace}/{name} still exists "
+                f"{self.settings.deadline_s} s after its deletion"
+            )
         return gone is not None
 
     def wait(self, name: str) -> TrainJobOutcome:
@@ -581,9 +566,9 @@ class TrainJobRunner:
         Raises:
             TrainingError: It vanished while being watched.
         """
-        start = self._clock()
+        poll = self._poll()
         conditions: list[dict[str, Any]] = []
-        while True:
+        for _ in poll:
             job = self.get(name)
             if job is None:
                 raise TrainingError(
@@ -594,17 +579,11 @@ class TrainJobRunner:
             for state in ("Failed", "Complete"):
                 if any(c.get("type") == state and c.get("status") == "True" for c in conditions):
                     return TrainJobOutcome(
-                        name, self.settings.namespace, state, conditions, self._clock() - start
+                        name, self.settings.namespace, state, conditions, poll.elapsed()
                     )
-            if self._clock() - start >= self.settings.deadline_s:
-                return TrainJobOutcome(
-                    name,
-                    self.settings.namespace,
-                    "DeadlineExceeded",
-                    conditions,
-                    self._clock() - start,
-                )
-            self._sleep(self.settings.poll_s)
+        return TrainJobOutcome(
+            name, self.settings.namespace, "DeadlineExceeded", conditions, poll.elapsed()
+        )
 
     def run(self, body: Mapping[str, Any]) -> TrainJobOutcome:
         """Submit, wait, and delete when the settings say so.
@@ -639,14 +618,3 @@ class TrainJobRunner:
                 f"conditions: {outcome.describe()}"
             )
         return outcome
-
-
-def _api_message(exc: Any) -> str:
-    import json
-
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return f": {message}" if message else ""
