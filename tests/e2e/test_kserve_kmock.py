@@ -30,12 +30,12 @@ from _kmock import EmulatorThread, custom_objects_api, kmock_emulator
 from _kserve_crd import crd_schema, crd_validator, pruned_fields
 from kubernetes import client as k8s_client
 
-from refit.deploy.kserve import (
+from refit.deploy.kserve import KServeTarget
+from refit.deploy.kserve_spec import (
     DEPLOYMENT_MODE_ANNOTATION,
     GROUP,
     PLURAL,
     VERSION,
-    KServeTarget,
     apply_merge_patch,
 )
 from refit.deploy.target import TrafficSplit
