@@ -4,7 +4,7 @@ Targets: the local alias target, the local model server canary, KServe. Checks r
 the controller promotes or rolls back.
 """
 
-from refit.deploy.analysis import CheckContext, CheckResult, PrometheusClient, run_analysis
+from refit.deploy.analysis import CheckContext, CheckResult, run_analysis
 from refit.deploy.local import (
     DeployTarget,
     LocalTarget,
@@ -15,6 +15,7 @@ from refit.deploy.local import (
 )
 from refit.deploy.local_server_target import LocalCanaryTarget
 from refit.deploy.plan import DEFAULT_PLAN, CheckSpec, RolloutPlan
+from refit.deploy.prometheus import PrometheusClient
 from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
 from refit.deploy.sequential import error_rate_sprt
 from refit.deploy.target import CanaryTarget, TrafficSplit

@@ -50,13 +50,12 @@ from refit.audit.events import AuditEvent
 from refit.deploy.analysis import (
     CheckContext,
     CheckResult,
-    MetricsClient,
-    PrometheusClient,
     build_checks,
     run_analysis,
 )
 from refit.deploy.local import CHAMPION, PREVIOUS, Rollout, promotion_statuses
 from refit.deploy.plan import RolloutPlan
+from refit.deploy.prometheus import MetricsClient, PrometheusClient
 from refit.deploy.target import CanaryTarget, TrafficSplit
 from refit.errors import ConflictError, DeployError, RefitError
 from refit.registry import ANY, ModelRegistry
