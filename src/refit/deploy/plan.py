@@ -218,41 +218,51 @@ class CheckSpec:
         set_(self, "beta", _number(self.beta, f"{where}: beta"))
         set_(self, "min_effect", _number(self.min_effect, f"{where}: min_effect"))
         set_(self, "min_requests", _integer(self.min_requests, f"{where}: min_requests", 1))
-        if self.kind in ("error_rate", "latency"):
-            if self.max_value is None and self.max_increase is None:
-                raise DeployError(
-                    f"{where}: kind {self.kind} needs max_value or max_increase (or both); "
-                    "a check without a threshold would pass anything"
-                )
-            if self.max_increase is not None and self.max_increase < 0:
-                raise DeployError(f"{where}: max_increase must be >= 0, got {self.max_increase}")
-        if self.kind == "error_rate":
-            for fname in ("max_value", "max_increase"):
-                value = getattr(self, fname)
-                if value is not None and not 0 <= value <= 1:
-                    raise DeployError(
-                        f"{where}: {fname} is an error ratio and must be in [0, 1], got {value}"
-                    )
-        if self.kind == "latency":
-            if self.max_value is not None and self.max_value <= 0:
-                raise DeployError(
-                    f"{where}: max_value is a latency in seconds and must be > 0, "
-                    f"got {self.max_value}"
-                )
-            if not 0 < self.quantile < 1:
-                raise DeployError(f"{where}: quantile must be in (0, 1), got {self.quantile}")
-        if self.kind == "sequential_error_rate":
-            for fname in ("alpha", "beta"):
-                value = getattr(self, fname)
-                if not 0 < value < 1:
-                    raise DeployError(f"{where}: {fname} must be in (0, 1), got {value}")
-            if self.alpha + self.beta >= 1:
-                raise DeployError(
-                    f"{where}: alpha + beta must be < 1, got {self.alpha} + {self.beta}"
-                )
-            if self.min_effect <= 0:
-                raise DeployError(f"{where}: min_effect must be > 0, got {self.min_effect}")
+        kind_checks = {
+            "error_rate": self._check_error_rate,
+            "latency": self._check_latency,
+            "sequential_error_rate": self._check_sequential,
+        }
+        kind_checks[self.kind](where)
         set_(self, "queries", MappingProxyType(self._valid_queries(where)))
+
+    def _check_thresholds(self, where: str) -> None:
+        """An error-rate or latency check needs a threshold, and a non-negative increase."""
+        if self.max_value is None and self.max_increase is None:
+            raise DeployError(
+                f"{where}: kind {self.kind} needs max_value or max_increase (or both); "
+                "a check without a threshold would pass anything"
+            )
+        if self.max_increase is not None and self.max_increase < 0:
+            raise DeployError(f"{where}: max_increase must be >= 0, got {self.max_increase}")
+
+    def _check_error_rate(self, where: str) -> None:
+        self._check_thresholds(where)
+        for fname in ("max_value", "max_increase"):
+            value = getattr(self, fname)
+            if value is not None and not 0 <= value <= 1:
+                raise DeployError(
+                    f"{where}: {fname} is an error ratio and must be in [0, 1], got {value}"
+                )
+
+    def _check_latency(self, where: str) -> None:
+        self._check_thresholds(where)
+        if self.max_value is not None and self.max_value <= 0:
+            raise DeployError(
+                f"{where}: max_value is a latency in seconds and must be > 0, got {self.max_value}"
+            )
+        if not 0 < self.quantile < 1:
+            raise DeployError(f"{where}: quantile must be in (0, 1), got {self.quantile}")
+
+    def _check_sequential(self, where: str) -> None:
+        for fname in ("alpha", "beta"):
+            value = getattr(self, fname)
+            if not 0 < value < 1:
+                raise DeployError(f"{where}: {fname} must be in (0, 1), got {value}")
+        if self.alpha + self.beta >= 1:
+            raise DeployError(f"{where}: alpha + beta must be < 1, got {self.alpha} + {self.beta}")
+        if self.min_effect <= 0:
+            raise DeployError(f"{where}: min_effect must be > 0, got {self.min_effect}")
 
     def _valid_queries(self, where: str) -> dict[str, str]:
         if not isinstance(self.queries, Mapping):
@@ -449,6 +459,15 @@ _AB_FIELDS = (
     "salt",
 )
 
+#: The A/B fields that take one of two words.
+_AB_CHOICES: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "metric": ("mean", "proportion"),
+        "method": ("fixed", "sequential"),
+        "on_inconclusive": ("keep", "rollback"),
+    }
+)
+
 
 @dataclass(frozen=True)
 class ABTestSpec:
@@ -494,18 +513,30 @@ class ABTestSpec:
         Raises:
             DeployError: Naming the field and what is wrong with it.
         """
+        for name, choices in _AB_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise DeployError(
+                    f"ab_test.{name} must be {choices[0]!r} or {choices[1]!r}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        self._set_numbers()
+        if not isinstance(self.feedback_path, str) or not self.feedback_path.strip():
+            raise DeployError(
+                "ab_test.feedback_path must name the JSON Lines file of feedback events "
+                "(refit serve-model --feedback-file)"
+            )
+        if not isinstance(self.salt, str) or len(self.salt) > 200:
+            raise DeployError(
+                f"ab_test.salt must be a string of <= 200 characters, got {self.salt!r}"
+            )
+        try:
+            self.sample_size()
+        except DeployError as exc:
+            raise DeployError(f"ab_test: {exc}") from None
+
+    def _set_numbers(self) -> None:
+        """Check the numeric fields, and the ones the metric's sample-size plan needs."""
         set_ = object.__setattr__
-        if self.metric not in ("mean", "proportion"):
-            raise DeployError(f"ab_test.metric must be 'mean' or 'proportion', got {self.metric!r}")
-        if self.method not in ("fixed", "sequential"):
-            raise DeployError(
-                f"ab_test.method must be 'fixed' or 'sequential', got {self.method!r}"
-            )
-        if self.on_inconclusive not in ("keep", "rollback"):
-            raise DeployError(
-                "ab_test.on_inconclusive must be 'keep' or 'rollback', "
-                f"got {self.on_inconclusive!r}"
-            )
         percent = _integer(self.percent, "ab_test.percent", 1)
         if percent > 99:
             raise DeployError(f"ab_test.percent must be in 1..99, got {percent}")
@@ -523,19 +554,6 @@ class ABTestSpec:
             )
         if self.tau is not None and self.tau <= 0:
             raise DeployError(f"ab_test.tau must be > 0, got {self.tau}")
-        if not isinstance(self.feedback_path, str) or not self.feedback_path.strip():
-            raise DeployError(
-                "ab_test.feedback_path must name the JSON Lines file of feedback events "
-                "(refit serve-model --feedback-file)"
-            )
-        if not isinstance(self.salt, str) or len(self.salt) > 200:
-            raise DeployError(
-                f"ab_test.salt must be a string of <= 200 characters, got {self.salt!r}"
-            )
-        try:
-            self.sample_size()
-        except DeployError as exc:
-            raise DeployError(f"ab_test: {exc}") from None
 
     def sample_size(self) -> SampleSizePlan:
         """The planned units per arm."""
@@ -580,6 +598,46 @@ _PLAN_FIELDS = (
 )
 
 
+def _valid_steps(steps: Any) -> tuple[int, ...]:
+    """Return the canary percents as a tuple: strictly increasing, in 1..100, ending at 100."""
+    if isinstance(steps, str | bytes) or not isinstance(steps, list | tuple):
+        raise DeployError(f"steps must be a list of canary percents, got {steps!r}")
+    if not steps:
+        raise DeployError("steps must not be empty; the last step must be 100")
+    steps = tuple(_integer(s, f"steps[{i}]", 1) for i, s in enumerate(steps))
+    for i, s in enumerate(steps):
+        if s > 100:
+            raise DeployError(f"steps[{i}] must be a percent in 1..100, got {s}")
+        if i and s <= steps[i - 1]:
+            raise DeployError(
+                f"steps must be strictly increasing, got {list(steps)} "
+                f"(steps[{i}]={s} after {steps[i - 1]})"
+            )
+    if steps[-1] != 100:
+        raise DeployError(
+            f"steps must end at 100 (the promotion), got {list(steps)} ending at {steps[-1]}"
+        )
+    return steps
+
+
+def _valid_checks(checks: Any) -> tuple[CheckSpec, ...]:
+    """Return the checks as a tuple: at least one, all CheckSpecs, unique names."""
+    if isinstance(checks, str | bytes | Mapping) or not isinstance(checks, list | tuple):
+        raise DeployError(f"checks must be a list of checks, got {checks!r}")
+    if not checks:
+        raise DeployError(
+            "checks must name at least one check; a rollout without analysis would promote anything"
+        )
+    for i, c in enumerate(checks):
+        if not isinstance(c, CheckSpec):
+            raise DeployError(f"checks[{i}] must be a CheckSpec, got {type(c).__name__}")
+    names = [c.name for c in checks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DeployError(f"checks must have unique names; repeated: {', '.join(dupes)}")
+    return tuple(checks)
+
+
 @dataclass(frozen=True)
 class RolloutPlan:
     """How a canary is taken to 100% of the traffic (see the module docstring for semantics).
@@ -620,47 +678,30 @@ class RolloutPlan:
             DeployError: Naming the field and what is wrong with it.
         """
         set_ = object.__setattr__
-        steps = self.steps
-        if isinstance(steps, str | bytes) or not isinstance(steps, list | tuple):
-            raise DeployError(f"steps must be a list of canary percents, got {steps!r}")
-        if not steps:
-            raise DeployError("steps must not be empty; the last step must be 100")
-        steps = tuple(_integer(s, f"steps[{i}]", 1) for i, s in enumerate(steps))
-        for i, s in enumerate(steps):
-            if s > 100:
-                raise DeployError(f"steps[{i}] must be a percent in 1..100, got {s}")
-            if i and s <= steps[i - 1]:
-                raise DeployError(
-                    f"steps must be strictly increasing, got {list(steps)} "
-                    f"(steps[{i}]={s} after {steps[i - 1]})"
-                )
-        if steps[-1] != 100:
-            raise DeployError(
-                f"steps must end at 100 (the promotion), got {list(steps)} ending at {steps[-1]}"
-            )
-        set_(self, "steps", steps)
+        set_(self, "steps", _valid_steps(self.steps))
         interval = _number(self.interval_seconds, "interval_seconds")
         if interval <= 0:
             raise DeployError(f"interval_seconds must be > 0, got {self.interval_seconds}")
         set_(self, "interval_seconds", interval)
-        checks = self.checks
-        if isinstance(checks, str | bytes | Mapping) or not isinstance(checks, list | tuple):
-            raise DeployError(f"checks must be a list of checks, got {checks!r}")
-        if not checks:
-            raise DeployError(
-                "checks must name at least one check; a rollout without analysis would "
-                "promote anything"
-            )
-        for i, c in enumerate(checks):
-            if not isinstance(c, CheckSpec):
-                raise DeployError(f"checks[{i}] must be a CheckSpec, got {type(c).__name__}")
-        names = [c.name for c in checks]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise DeployError(f"checks must have unique names; repeated: {', '.join(dupes)}")
-        set_(self, "checks", tuple(checks))
+        set_(self, "checks", _valid_checks(self.checks))
         set_(self, "failures_allowed", _integer(self.failures_allowed, "failures_allowed", 0))
         set_(self, "analyses_per_step", _integer(self.analyses_per_step, "analyses_per_step", 1))
+        self._check_metrics_source()
+        self._check_stages()
+        deadline = _number(self.deadline_seconds, "deadline_seconds")
+        if deadline <= 0:
+            raise DeployError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
+        if deadline < self.min_duration_seconds:
+            raise DeployError(
+                f"deadline_seconds ({deadline:g}) is shorter than the analyses need: "
+                f"{0 if self.shadow is None else self.shadow.analyses} shadow analyses + "
+                f"{len(self.steps) - 1} step(s) below 100 x {self.analyses_per_step} "
+                f"analysis(es), x {interval:g} s = {self.min_duration_seconds:g} s"
+            )
+        set_(self, "deadline_seconds", deadline)
+
+    def _check_metrics_source(self) -> None:
+        """Check ``prometheus_url`` and ``query_preset``."""
         if not isinstance(self.prometheus_url, str):
             raise DeployError(f"prometheus_url must be a string, got {self.prometheus_url!r}")
         if self.prometheus_url and not re.match(r"^https?://[^/\s]+", self.prometheus_url):
@@ -672,6 +713,9 @@ class RolloutPlan:
                 f"query_preset must be one of {', '.join(QUERY_PRESET_NAMES)}, "
                 f"got {self.query_preset!r}"
             )
+
+    def _check_stages(self) -> None:
+        """Check the optional ``shadow`` and ``ab_test`` stages against the rest of the plan."""
         if self.shadow is not None:
             if not isinstance(self.shadow, ShadowSpec):
                 raise DeployError(f"shadow must be a ShadowSpec, got {type(self.shadow).__name__}")
@@ -688,17 +732,6 @@ class RolloutPlan:
                 "ab_test needs at least one canary step below 100 before it (steps "
                 f"{list(self.steps)} promote at once)"
             )
-        deadline = _number(self.deadline_seconds, "deadline_seconds")
-        if deadline <= 0:
-            raise DeployError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
-        if deadline < self.min_duration_seconds:
-            raise DeployError(
-                f"deadline_seconds ({deadline:g}) is shorter than the analyses need: "
-                f"{0 if self.shadow is None else self.shadow.analyses} shadow analyses + "
-                f"{len(self.steps) - 1} step(s) below 100 x {self.analyses_per_step} "
-                f"analysis(es), x {interval:g} s = {self.min_duration_seconds:g} s"
-            )
-        set_(self, "deadline_seconds", deadline)
 
     @property
     def min_duration_seconds(self) -> float:
