@@ -25,8 +25,8 @@ import math
 from collections.abc import Callable
 
 from refit.deploy.analysis import CheckResult
-from refit.deploy.plan import ShadowSpec
 from refit.deploy.prometheus import MetricsClient, promql_string
+from refit.deploy.stages import ShadowSpec
 from refit.evaluation.stats import wilson_interval
 
 __all__ = ["ShadowAnalyzer", "shadow_analysis", "shadow_queries"]
