@@ -291,6 +291,77 @@ def run_canary(
     """
     mv = registry.verify(version)
     champion = registry.champion()
+    _check_start(
+        registry, version, champion, target, plan, expected_champion, shadow_analyze, ab_analyze
+    )
+    target.preflight(mv, champion)  # raises before any traffic moves
+
+    started, t0 = _now(), clock()
+    run = _Run(
+        registry=registry,
+        target=target,
+        plan=plan,
+        mv=mv,
+        old=None if champion is None else champion.version,
+        audit_base={"model": registry.model_name, "version": version, "run_label": run_label},
+        clock=clock,
+        sleep=sleep,
+        started=started,
+        t0=t0,
+    )
+    if champion is None:
+        # Nothing to compare a canary against: deploy alone, promote, say so.
+        target.start(mv, None, 100)
+        direct = target.promote()
+        run.steps.append(StepRecord(100, _now(), outcome="promoted"))
+        why = "no champion to compare a canary against: deployed directly to 100%"
+        _promote_aliases(registry, version, None, reason or why, run.audit_base, target.name)
+        return run.finish(PROMOTED, why, direct.primary_version or version)
+
+    old = run.old
+    registry.update_aliases(
+        {CANARY: version},
+        expected={CHAMPION: old},
+        statuses={version: CANARY},
+        event=AuditEvent.CANARY_STARTED,
+        payload={
+            **run.audit_base,
+            "previous": old,
+            "target": target.name,
+            "steps": list(plan.steps),
+        },
+    )
+    try:
+        _run_stages(run, champion, analyze, shadow_analyze, ab_analyze)
+    except _Keep as keep:
+        run.steps[-1].outcome = KEPT
+        _keep(registry, target, version, old, keep.reason, run.audit_base)
+        return run.finish(KEPT, keep.reason, old)
+    except _Rollback as rb:
+        if run.steps and run.steps[-1].outcome == "passed":
+            run.steps[-1].outcome = "failed"
+        _rollback(registry, target, version, old, rb.reason, run.audit_base)
+        return run.finish(ROLLED_BACK, rb.reason, old)
+    why = reason or f"canary passed {len(run.steps) - 1} step(s) with {run.failed} failed analyses"
+    _promote_aliases(registry, version, old, why, run.audit_base, target.name)
+    return run.finish(PROMOTED, why, version)
+
+
+def _check_start(
+    registry: ModelRegistry,
+    version: int,
+    champion: Any,
+    target: CanaryTarget,
+    plan: RolloutPlan,
+    expected_champion: Any,
+    shadow_analyze: ShadowAnalyze | None,
+    ab_analyze: ABAnalyze | None,
+) -> None:
+    """Refuse a rollout that cannot start.
+
+    The version is already live, the champion moved, or the plan has a stage the target or the
+    caller cannot run.
+    """
     old = None if champion is None else champion.version
     if old == version:
         raise DeployError(
@@ -313,133 +384,148 @@ def run_canary(
             f"the plan has an A/B stage but target {target.name!r} cannot hold a sticky split "
             "(the local target can) or no A/B analysis was given"
         )
-    target.preflight(mv, champion)  # raises before any traffic moves
 
-    started, t0 = _now(), clock()
-    audit_base = {"model": registry.model_name, "version": version, "run_label": run_label}
-    steps: list[StepRecord] = []
-    failed = 0
 
+@dataclass
+class _Run:
+    """One rollout under way: what it moves, its clock, and the steps and failures so far."""
+
+    registry: ModelRegistry
+    target: CanaryTarget
+    plan: RolloutPlan
+    mv: Any
+    old: int | None
+    audit_base: dict[str, Any]
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    started: str
+    t0: float
+    steps: list[StepRecord] = field(default_factory=list)
+    failed: int = 0
     ab_payload: dict[str, Any] | None = None
 
-    def finish(outcome: str, why: str, live: int | None) -> RolloutResult:
+    def finish(self, outcome: str, why: str, live: int | None) -> RolloutResult:
         return RolloutResult(
-            model=registry.model_name,
-            version=version,
-            previous=old,
+            model=self.registry.model_name,
+            version=self.mv.version,
+            previous=self.old,
             live_version=live,
             outcome=outcome,
             reason=why,
-            target=target.name,
-            steps=steps,
-            failed_analyses=failed,
-            started_at=started,
+            target=self.target.name,
+            steps=self.steps,
+            failed_analyses=self.failed,
+            started_at=self.started,
             finished_at=_now(),
-            seconds=clock() - t0,
-            ab_test=ab_payload,
+            seconds=self.clock() - self.t0,
+            ab_test=self.ab_payload,
         )
 
-    if champion is None:
-        # Nothing to compare a canary against: deploy alone, promote, say so.
-        target.start(mv, None, 100)
-        direct = target.promote()
-        steps.append(StepRecord(100, _now(), outcome="promoted"))
-        why = "no champion to compare a canary against: deployed directly to 100%"
-        _promote_aliases(registry, version, None, reason or why, audit_base, target.name)
-        return finish(PROMOTED, why, direct.primary_version or version)
+    def past_deadline(self) -> bool:
+        return self.clock() - self.t0 > self.plan.deadline_seconds
 
-    registry.update_aliases(
-        {CANARY: version},
-        expected={CHAMPION: old},
-        statuses={version: CANARY},
-        event=AuditEvent.CANARY_STARTED,
-        payload={**audit_base, "previous": old, "target": target.name, "steps": list(plan.steps)},
-    )
+
+def _run_stages(
+    run: _Run,
+    champion: Any,
+    analyze: Analyzer,
+    shadow_analyze: ShadowAnalyze | None,
+    ab_analyze: ABAnalyze | None,
+) -> None:
+    """Shadow, canary steps, A/B test, promotion; raise `_Rollback` or `_Keep` to stop."""
+    plan, target = run.plan, run.target
+    if plan.shadow is not None:
+        assert shadow_analyze is not None
+        _run_shadow(run.registry, target, run.mv, champion, plan, shadow_analyze, run.steps,
+                    run.audit_base, run.clock, run.sleep)  # fmt: skip
+    split: TrafficSplit | None = None
+    for percent in plan.steps[:-1]:
+        split = _run_step(run, champion, percent, split, analyze)
+    if plan.ab_test is not None:
+        assert ab_analyze is not None
+        run.ab_payload = _run_ab_test(
+            run.registry,
+            target,
+            plan,
+            ab_analyze,
+            run.steps,
+            run.audit_base,
+            run.clock,
+            run.sleep,
+            run.t0,
+            run.started,
+        )
+    elif run.past_deadline():
+        raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before 100%")
+    now_champion = run.registry.get_alias(CHAMPION)
+    if now_champion != run.old:
+        raise _Rollback(
+            f"the champion moved from v{run.old} to v{now_champion} during the rollout: this "
+            "canary was compared with a model that is no longer live"
+        )
     try:
-        split: TrafficSplit | None = None
-        if plan.shadow is not None:
-            assert shadow_analyze is not None
-            _run_shadow(registry, target, mv, champion, plan, shadow_analyze, steps, audit_base,
-                        clock, sleep)  # fmt: skip
-        for percent in plan.steps[:-1]:
-            if clock() - t0 > plan.deadline_seconds:
-                raise _Rollback(
-                    f"deadline of {plan.deadline_seconds:g} s passed before step {percent}%"
-                )
-            try:
-                split = (
-                    target.start(mv, champion, percent)
-                    if split is None
-                    else target.set_traffic(percent)
-                )
-            except RefitError as exc:
-                raise _Rollback(f"target failed to apply step {percent}%: {exc}") from exc
-            step = StepRecord(percent, _now())
-            steps.append(step)
-            registry.audit.append(
-                AuditEvent.CANARY_STEP, {**audit_base, "percent": percent, "split": split.to_dict()}
+        target.promote()
+    except RefitError as exc:
+        raise _Rollback(f"target failed to promote: {exc}") from exc
+    run.steps.append(StepRecord(100, _now(), outcome="promoted"))
+
+
+def _run_step(
+    run: _Run, champion: Any, percent: int, split: TrafficSplit | None, analyze: Analyzer
+) -> TrafficSplit:
+    """Move the canary to ``percent`` and hold it for the plan's analyses at that step."""
+    plan = run.plan
+    if run.past_deadline():
+        raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before step {percent}%")
+    try:
+        split = (
+            run.target.start(run.mv, champion, percent)
+            if split is None
+            else run.target.set_traffic(percent)
+        )
+    except RefitError as exc:
+        raise _Rollback(f"target failed to apply step {percent}%: {exc}") from exc
+    step = StepRecord(percent, _now())
+    run.steps.append(step)
+    run.registry.audit.append(
+        AuditEvent.CANARY_STEP, {**run.audit_base, "percent": percent, "split": split.to_dict()}
+    )
+    for _ in range(plan.analyses_per_step):
+        run.sleep(plan.interval_seconds)
+        results = list(analyze(split, run.clock() - run.t0, percent, plan.interval_seconds))
+        dicts = [r.to_dict() for r in results]
+        step.analyses.append(dicts)
+        for d in dicts:
+            run.registry.audit.append(
+                AuditEvent.CANARY_CHECK, {**run.audit_base, "percent": percent, **d}
             )
-            for _ in range(plan.analyses_per_step):
-                sleep(plan.interval_seconds)
-                results = list(analyze(split, clock() - t0, percent, plan.interval_seconds))
-                dicts = [r.to_dict() for r in results]
-                step.analyses.append(dicts)
-                for d in dicts:
-                    registry.audit.append(
-                        AuditEvent.CANARY_CHECK, {**audit_base, "percent": percent, **d}
-                    )
-                bad = [r for r in results if not r.passed]
-                if not results:
-                    bad_reason = "the analysis ran no checks (no data counts as failure)"
-                    failed += 1
-                elif bad:
-                    failed += 1
-                    bad_reason = "; ".join(f"{r.name}: {r.detail}" for r in bad)
-                else:
-                    continue
-                decisive = [r for r in bad if r.decisive]
-                if decisive:
-                    step.outcome = "failed"
-                    raise _Rollback(
-                        f"decisive failure at {percent}%: "
-                        + "; ".join(f"{r.name}: {r.detail}" for r in decisive)
-                    )
-                if failed > plan.failures_allowed:
-                    step.outcome = "failed"
-                    raise _Rollback(
-                        f"{failed} failed analyses > {plan.failures_allowed} allowed "
-                        f"(at {percent}%: {bad_reason})"
-                    )
-        if plan.ab_test is not None:
-            assert ab_analyze is not None
-            ab_payload = _run_ab_test(
-                registry, target, plan, ab_analyze, steps, audit_base, clock, sleep, t0, started
-            )
-        elif clock() - t0 > plan.deadline_seconds:
-            raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before 100%")
-        now_champion = registry.get_alias(CHAMPION)
-        if now_champion != old:
-            raise _Rollback(
-                f"the champion moved from v{old} to v{now_champion} during the rollout: this "
-                "canary was compared with a model that is no longer live"
-            )
-        try:
-            split = target.promote()
-        except RefitError as exc:
-            raise _Rollback(f"target failed to promote: {exc}") from exc
-        steps.append(StepRecord(100, _now(), outcome="promoted"))
-    except _Keep as keep:
-        steps[-1].outcome = KEPT
-        _keep(registry, target, version, old, keep.reason, audit_base)
-        return finish(KEPT, keep.reason, old)
-    except _Rollback as rb:
-        if steps and steps[-1].outcome == "passed":
-            steps[-1].outcome = "failed"
-        _rollback(registry, target, version, old, rb.reason, audit_base)
-        return finish(ROLLED_BACK, rb.reason, old)
-    why = reason or f"canary passed {len(steps) - 1} step(s) with {failed} failed analyses"
-    _promote_aliases(registry, version, old, why, audit_base, target.name)
-    return finish(PROMOTED, why, version)
+        _judge_analysis(run, step, results)
+    return split
+
+
+def _judge_analysis(run: _Run, step: StepRecord, results: list[CheckOutcome]) -> None:
+    """Count a failed analysis; raise `_Rollback` on a decisive one or one too many."""
+    bad = [r for r in results if not r.passed]
+    if not results:
+        bad_reason = "the analysis ran no checks (no data counts as failure)"
+    elif bad:
+        bad_reason = "; ".join(f"{r.name}: {r.detail}" for r in bad)
+    else:
+        return
+    run.failed += 1
+    decisive = [r for r in bad if r.decisive]
+    if decisive:
+        step.outcome = "failed"
+        raise _Rollback(
+            f"decisive failure at {step.percent}%: "
+            + "; ".join(f"{r.name}: {r.detail}" for r in decisive)
+        )
+    if run.failed > run.plan.failures_allowed:
+        step.outcome = "failed"
+        raise _Rollback(
+            f"{run.failed} failed analyses > {run.plan.failures_allowed} allowed "
+            f"(at {step.percent}%: {bad_reason})"
+        )
 
 
 def _run_shadow(
