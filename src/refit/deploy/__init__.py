@@ -5,6 +5,7 @@ the controller promotes or rolls back.
 """
 
 from refit.deploy.analysis import CheckContext, CheckResult, run_analysis
+from refit.deploy.analyzers import prometheus_analyzer
 from refit.deploy.local import (
     DeployTarget,
     LocalTarget,
@@ -16,7 +17,8 @@ from refit.deploy.local import (
 from refit.deploy.local_server_target import LocalCanaryTarget
 from refit.deploy.plan import DEFAULT_PLAN, CheckSpec, RolloutPlan
 from refit.deploy.prometheus import PrometheusClient
-from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
+from refit.deploy.rollout import run_canary
+from refit.deploy.rollout_types import RolloutResult
 from refit.deploy.sequential import error_rate_sprt
 from refit.deploy.target import CanaryTarget, TrafficSplit
 

@@ -41,195 +41,30 @@ target cannot serve, a forbidden namespace) raise and move nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from refit.audit.events import AuditEvent
-from refit.deploy.analysis import (
-    CheckContext,
-    CheckResult,
-    build_checks,
-    run_analysis,
-)
 from refit.deploy.local import CHAMPION, PREVIOUS, Rollout, promotion_statuses
 from refit.deploy.plan import RolloutPlan
-from refit.deploy.prometheus import MetricsClient, PrometheusClient
+from refit.deploy.rollout_types import (
+    KEPT,
+    PROMOTED,
+    ROLLED_BACK,
+    ABAnalyze,
+    Analyzer,
+    CheckOutcome,
+    RolloutResult,
+    ShadowAnalyze,
+    StepRecord,
+)
 from refit.deploy.target import CanaryTarget, TrafficSplit
 from refit.errors import ConflictError, DeployError, RefitError
 from refit.registry import ANY, ModelRegistry
 
 CANARY = "canary"
-
-#: Outcomes of `run_canary`.
-PROMOTED = "promoted"
-ROLLED_BACK = "rolled_back"
-KEPT = "kept"
-
-
-class CheckOutcome(Protocol):
-    """What the controller needs from one check result (see `refit.deploy.analysis`).
-
-    Read-only properties, so that frozen dataclasses satisfy it.
-    """
-
-    @property
-    def name(self) -> str:
-        """The check's name."""
-        ...
-
-    @property
-    def passed(self) -> bool:
-        """Whether the canary passed."""
-        ...
-
-    @property
-    def decisive(self) -> bool:
-        """A failure that rolls back now."""
-        ...
-
-    @property
-    def detail(self) -> str:
-        """What was found, in words."""
-        ...
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        ...
-
-
-#: Analyse the canary: (traffic split, seconds since the rollout started, step percent,
-#: analysis window in seconds) -> check results.
-Analyzer = Callable[[TrafficSplit, float, int, float], Sequence[CheckOutcome]]
-
-#: Analyse the shadow: (split with the shadow as canary, seconds since the stage began, last
-#: analysis?) -> check results (`refit.deploy.shadow`).
-ShadowAnalyze = Callable[[TrafficSplit, float, bool], Sequence[CheckOutcome]]
-
-#: Look at the A/B test: (salt, final look?, wall time the split started) ->
-#: `refit.deploy.abtest.ABLook` (feedback events older than the split are not counted).
-ABAnalyze = Callable[[str, bool, float], Any]
-
-
-@dataclass
-class StepRecord:
-    """One step of a rollout and the analyses run while it held.
-
-    Attributes:
-        percent: Canary traffic percent of this step (0 for the shadow).
-        started_at: When the step was applied (UTC, ISO 8601).
-        analyses: Each analysis's check results (dicts), in order.
-        outcome: "passed", "failed" (rollback from this step), "kept" or "promoted".
-        stage: "shadow", "canary" or "ab_test".
-    """
-
-    percent: int
-    started_at: str
-    analyses: list[list[dict[str, Any]]] = field(default_factory=list)
-    outcome: str = "passed"
-    stage: str = "canary"
-
-
-@dataclass
-class RolloutResult:
-    """How a rollout ended and what happened on the way.
-
-    Attributes:
-        model: The model's name.
-        version: The version rolled out.
-        previous: The champion when the rollout started (None: there was none).
-        live_version: The champion after the rollout.
-        outcome: "promoted", "rolled_back" or "kept" (an A/B test without a significant
-            effect, under ``on_inconclusive: keep``).
-        reason: Why, in words.
-        target: The target's name.
-        steps: The steps, in order.
-        failed_analyses: How many analyses had a failed check.
-        started_at: Start time (UTC, ISO 8601).
-        finished_at: End time (UTC, ISO 8601).
-        seconds: Wall time of the rollout.
-    """
-
-    model: str
-    version: int
-    previous: int | None
-    live_version: int | None
-    outcome: str
-    reason: str
-    target: str
-    steps: list[StepRecord]
-    failed_analyses: int
-    started_at: str
-    finished_at: str
-    seconds: float
-    ab_test: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return asdict(self)
-
-    def metrics(self) -> dict[str, float]:
-        """Scalar metrics for KFP's Output[Metrics]."""
-        checks = [c for s in self.steps for a in s.analyses for c in a]
-        return {
-            "promoted": float(self.outcome == PROMOTED),
-            "rolled_back": float(self.outcome == ROLLED_BACK),
-            "version": float(self.version),
-            "live_version": float(self.live_version or 0),
-            "steps_completed": float(sum(s.outcome != "failed" for s in self.steps)),
-            "analyses": float(sum(len(s.analyses) for s in self.steps)),
-            "failed_analyses": float(self.failed_analyses),
-            "checks_failed": float(sum(not c.get("passed", False) for c in checks)),
-            "seconds": round(self.seconds, 3),
-        }
-
-    def to_markdown(self) -> str:
-        """Render the timeline of steps and checks as Markdown (KFP's Output[Markdown])."""
-        verdict = {PROMOTED: "promoted", KEPT: "kept (champion stays)"}.get(
-            self.outcome, "**rolled back**"
-        )
-        lines = [
-            f"# Canary rollout of {self.model} v{self.version}: {verdict}",
-            "",
-            f"- Reason: {_md(self.reason)}",
-            f"- Target: `{self.target}`; champion before: "
-            f"{'none' if self.previous is None else f'v{self.previous}'}; live after: "
-            f"{'none' if self.live_version is None else f'v{self.live_version}'}",
-            f"- Failed analyses: {self.failed_analyses}; duration {self.seconds:.1f} s "
-            f"({self.started_at} -> {self.finished_at})",
-            "",
-            "| step | canary % | analysis | check | passed | value | primary | threshold "
-            "| detail |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for i, step in enumerate(self.steps, 1):
-            pct = {"shadow": "shadow", "ab_test": f"A/B {step.percent}"}.get(
-                step.stage, str(step.percent)
-            )
-            if not step.analyses:
-                lines.append(f"| {i} | {pct} | — | — | — | — | — | — | {step.outcome} |")
-            for j, analysis in enumerate(step.analyses, 1):
-                for c in analysis:
-                    lines.append(
-                        f"| {i} | {pct} | {j} | {_md(str(c.get('name', '')))} | "
-                        f"{'yes' if c.get('passed') else '**no**'} | {_num(c.get('value'))} | "
-                        f"{_num(c.get('primary_value'))} | {_num(c.get('threshold'))} | "
-                        f"{_md(str(c.get('detail', '')))} |"
-                    )
-        return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _now() -> str:
@@ -268,7 +103,7 @@ def run_canary(
         version: The registered version to roll out.
         target: Where traffic moves (`refit.deploy.target.CanaryTarget`).
         plan: Steps, interval, analyses per step, failures allowed, deadline (its checks
-            are run by ``analyze``; see `prometheus_analyzer`).
+            are run by ``analyze``; see `refit.deploy.analyzers.prometheus_analyzer`).
         analyze: Runs the checks for one analysis (see `Analyzer`).
         reason: Why this version is rolled out (recorded with the promotion).
         run_label: Label of this pipeline run in the audit log.
@@ -724,97 +559,3 @@ def _rollback(
             f"{target.name!r}: {target_error}; the registry says champion v{champion} but the "
             "target may still route traffic to the canary: check it by hand"
         )
-
-
-def prometheus_analyzer(
-    plan: RolloutPlan,
-    *,
-    model: str,
-    namespace: str = "",
-    client: MetricsClient | None = None,
-) -> Analyzer:
-    """Build the `Analyzer` that runs a plan's checks against Prometheus.
-
-    Args:
-        plan: The rollout plan (its checks, query preset and ``prometheus_url``).
-        model: The model's name (``{model}`` in the queries).
-        namespace: The serving namespace (``{namespace}`` in the queries).
-        client: A metrics client; default: `PrometheusClient` on ``plan.prometheus_url``.
-
-    Raises:
-        DeployError: No client was given and the plan names no ``prometheus_url``.
-    """
-    if client is None:
-        if not plan.prometheus_url:
-            raise DeployError(
-                "rollout plan has no prometheus_url: the canary checks cannot read any metrics "
-                "(set prometheus_url in the plan)"
-            )
-        client = PrometheusClient(plan.prometheus_url)
-    checks = build_checks(plan)
-    metrics = client
-
-    def analyze(
-        split: TrafficSplit, elapsed: float, percent: int, window: float
-    ) -> list[CheckResult]:
-        ctx = CheckContext(
-            model=model,
-            namespace=namespace,
-            primary_revision=split.primary_revision,
-            canary_revision=split.canary_revision,
-            window_seconds=max(1, round(window)),
-            step_percent=percent,
-            elapsed_seconds=elapsed,
-        )
-        return run_analysis(metrics, checks, ctx)
-
-    return analyze
-
-
-def shadow_prometheus_analyzer(
-    plan: RolloutPlan, *, model: str, client: MetricsClient | None = None
-) -> ShadowAnalyze:
-    """Build the `ShadowAnalyze` that judges a plan's shadow stage on Prometheus.
-
-    Raises:
-        DeployError: The plan has no shadow stage, or no client and no ``prometheus_url``.
-    """
-    from refit.deploy.shadow import shadow_analysis
-
-    spec = plan.shadow
-    if spec is None:
-        raise DeployError("the rollout plan has no shadow stage")
-    if client is None:
-        if not plan.prometheus_url:
-            raise DeployError(
-                "rollout plan has no prometheus_url: the shadow stage cannot read any metrics"
-            )
-        client = PrometheusClient(plan.prometheus_url)
-    metrics = client
-
-    def analyze(split: TrafficSplit, elapsed: float, last: bool) -> list[CheckResult]:
-        try:
-            return shadow_analysis(
-                metrics,
-                spec,
-                model=model,
-                shadow_revision=split.canary_revision,
-                champion_revision=split.primary_revision,
-                elapsed_seconds=elapsed,
-                last=last,
-            )
-        except DeployError as exc:
-            return [
-                CheckResult(
-                    name="shadow",
-                    kind="shadow",
-                    passed=False,
-                    value=None,
-                    primary_value=None,
-                    threshold=None,
-                    detail=f"metrics unavailable: {exc}",
-                    decisive=True,
-                )
-            ]
-
-    return analyze
