@@ -121,6 +121,36 @@ def _count(value: Any, name: str) -> int:
     return value
 
 
+def _counts(*counts: Any) -> tuple[int, int, int, int]:
+    """Return (canary requests, canary errors, primary requests, primary errors) as ints.
+
+    Raises:
+        DeployError: A count that is not a whole number >= 0, or more errors than requests.
+    """
+    names = ("canary_requests", "canary_errors", "primary_requests", "primary_errors")
+    n_c, e_c, n_p, e_p = (_count(value, name) for value, name in zip(counts, names, strict=True))
+    if e_c > n_c:
+        raise DeployError(f"canary_errors ({e_c}) exceed canary_requests ({n_c})")
+    if e_p > n_p:
+        raise DeployError(f"primary_errors ({e_p}) exceed primary_requests ({n_p})")
+    return n_c, e_c, n_p, e_p
+
+
+def _check_parameters(alpha: float, beta: float, min_effect: float, min_requests: Any) -> int:
+    """Check the test's parameters; return ``min_requests`` as an int."""
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not 0 < value < 1:
+            raise DeployError(f"{name} must be in (0, 1), got {value!r}")
+    if alpha + beta >= 1:
+        raise DeployError(f"alpha + beta must be < 1, got {alpha} + {beta}")
+    if not min_effect > 0 or not math.isfinite(min_effect):
+        raise DeployError(f"min_effect must be a finite number > 0, got {min_effect!r}")
+    min_requests = _count(min_requests, "min_requests")
+    if min_requests < 1:
+        raise DeployError(f"min_requests must be >= 1, got {min_requests}")
+    return min_requests
+
+
 def error_rate_sprt(
     canary_requests: int,
     canary_errors: int,
@@ -153,24 +183,8 @@ def error_rate_sprt(
         DeployError: A count that is negative or not whole, more errors than requests, or a
             parameter out of range.
     """
-    n_c = _count(canary_requests, "canary_requests")
-    e_c = _count(canary_errors, "canary_errors")
-    n_p = _count(primary_requests, "primary_requests")
-    e_p = _count(primary_errors, "primary_errors")
-    if e_c > n_c:
-        raise DeployError(f"canary_errors ({e_c}) exceed canary_requests ({n_c})")
-    if e_p > n_p:
-        raise DeployError(f"primary_errors ({e_p}) exceed primary_requests ({n_p})")
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if not 0 < value < 1:
-            raise DeployError(f"{name} must be in (0, 1), got {value!r}")
-    if alpha + beta >= 1:
-        raise DeployError(f"alpha + beta must be < 1, got {alpha} + {beta}")
-    if not min_effect > 0 or not math.isfinite(min_effect):
-        raise DeployError(f"min_effect must be a finite number > 0, got {min_effect!r}")
-    min_requests = _count(min_requests, "min_requests")
-    if min_requests < 1:
-        raise DeployError(f"min_requests must be >= 1, got {min_requests}")
+    n_c, e_c, n_p, e_p = _counts(canary_requests, canary_errors, primary_requests, primary_errors)
+    min_requests = _check_parameters(alpha, beta, min_effect, min_requests)
 
     upper = math.log(1.0 / alpha)
     lower = math.log(beta / (1.0 - alpha))
