@@ -4,39 +4,10 @@ A plan is data: it is loaded from YAML or JSON (or built in Python), validated s
 handed to the rollout controller, which moves traffic and runs the checks of
 :mod:`refit.deploy.analysis` once per analysis interval.
 
-Semantics (the contract the controller follows):
-
-- ``steps`` are canary traffic percents, strictly increasing, each in 1..100, ending at 100.
-  Every step below 100 is held for ``analyses_per_step`` analyses of ``interval_seconds`` each;
-  reaching 100 is the promotion (the canary then serves everything, so there is no primary
-  left to compare with). ``steps=(100,)`` promotes at once, without analysis.
-- ``failures_allowed`` counts failed analyses over the whole rollout, as Flagger's
-  ``threshold``: the rollout is rolled back when more than ``failures_allowed`` analyses have
-  failed. An analysis fails when any of its checks fails. A *decisive* check failure (the
-  sequential test found the canary worse, or the metrics could not be read at all) rolls back at
-  once, whatever ``failures_allowed`` says.
-- ``deadline_seconds`` bounds the whole rollout (traffic moves and waits included); the
-  controller rolls back when it passes. It must leave room for every analysis.
-- ``prometheus_url`` may be empty: the controller then uses the target's own default.
-- ``query_preset`` picks the PromQL templates (``"local"``: refit's local model server;
-  ``"kserve"``: KServe serverless, i.e. Knative's queue-proxy metrics); a check's ``queries``
-  override single templates of the preset.
-
-Stages, in order (``shadow`` and ``ab_test`` are optional):
-
-1. ``shadow`` (:class:`~refit.deploy.stages.ShadowSpec`): before any traffic moves, the local model
-   server sends a copy of every unpinned request to the challenger off the response path and never
-   returns its answer; each analysis compares the pair's predictions and model latencies since the
-   stage began (disagreement rate, mean absolute score difference, challenger/champion latency
-   ratio, challenger errors). A clear breach stops the stage early; a breach at the end of its
-   ``analyses`` fails it; either rolls back with nothing moved. The local target only: on a cluster,
-   mirror with the Istio route of ``manifests/snippets/shadow-mirror``.
-2. the canary ``steps`` below 100, with the ``checks``.
-3. ``ab_test`` (:class:`~refit.deploy.stages.ABTestSpec`): the split is held at ``ab_test.percent``
-   with arms sticky by the request ``id`` (:mod:`refit.deploy.abtest`) until the planned units have
-   feedback (or the sequential test decides, or the deadline passes); the declared rule then
-   promotes, keeps the champion, or rolls back.
-4. 100: the promotion.
+The semantics (steps, ``failures_allowed`` counted as Flagger's ``threshold``, decisive
+failures, the deadline, the presets, and the stages: ``shadow`` before the steps and ``ab_test``
+after them, :mod:`refit.deploy.stages`) are the contract the controller follows:
+docs/decisions/0016-canary-rollout-plan-and-controller.md.
 
 Example (YAML)::
 
@@ -379,7 +350,7 @@ def _valid_checks(checks: Any) -> tuple[CheckSpec, ...]:
 
 @dataclass(frozen=True)
 class RolloutPlan:
-    """How a canary is taken to 100% of the traffic (see the module docstring for semantics).
+    """How a canary is taken to 100% of the traffic (semantics: docs/decisions/0016).
 
     The defaults are :data:`DEFAULT_PLAN`: 10% -> 50% -> 100%, one 60 s analysis per step,
     :data:`DEFAULT_CHECKS`, one failed analysis tolerated, a 30 minute deadline, the ``local``

@@ -1,41 +1,13 @@
 """The canary rollout controller: steps, analysis, promotion or rollback.
 
 `run_canary` takes a registered version from the registry to 100% of traffic through a
-`CanaryTarget`, step by step as a `RolloutPlan` says, and analyses the canary after every
-interval. It rolls back on its own when:
-
-- an analysis has a *decisive* failure (the sequential test says the canary is worse, or the
-  metrics backend cannot be reached: unknown health is not health);
-- more analyses failed than the plan allows (``failures_allowed``, counted over the rollout);
-- the overall deadline passes before the last step;
-- the target fails to apply a step (Kubernetes API error, a revision that never gets ready).
-
-What moves where:
-
-- while the rollout runs, the registry alias ``canary`` points at the version (status
-  ``canary``); the ``champion`` alias does not move, so the live model of record stays the
-  primary until the canary is promoted;
-- promotion: ``champion`` -> the version, ``previous`` -> the old champion, ``canary`` cleared
-  (statuses as in `LocalTarget.promote`), one ``promotion`` audit record;
-- rollback: ``canary`` cleared, the version's status -> ``rolled_back``, ``champion`` untouched,
-  one ``rollback`` audit record (``version`` = the champion still live, ``previous`` = the
-  version rolled back, like `LocalTarget.rollback`).
-
-Optional stages (`refit.deploy.plan`):
-
-- ``shadow`` runs before any traffic moves: the target mirrors copies of the champion's requests
-  to the version (``target.shadow``) and ``shadow_analyze`` compares the pair after every
-  interval; a failed shadow rolls back with no user ever served by the version;
-- ``ab_test`` runs after the canary steps below 100: the target holds the A/B split
-  (``target.start_experiment``) and ``ab_analyze`` looks at the feedback after every interval
-  until the declared rule says promote, keep (outcome ``kept``: traffic back to the champion,
-  the version's status back to ``registered``, no rollback mark) or roll back. Its result, with
-  the effect, its interval and the units planned against observed, is one ``ab_test`` audit
-  record (the release record shows it).
-
-Every step (``canary_step``) and every check result (``canary_check``) goes to the audit log.
-Errors before any traffic moves (unknown version, a plan the target refuses, a model format the
-target cannot serve, a forbidden namespace) raise and move nothing.
+`CanaryTarget`, step by step as a `RolloutPlan` says (an optional shadow stage before the steps,
+an optional A/B stage after them), and analyses the canary after every interval. It rolls back
+on its own on a decisive failure, more failed analyses than the plan allows, the deadline, or a
+target that fails to apply a step. The target moves only traffic; this controller moves the
+registry aliases (``canary`` while it runs, ``champion``/``previous`` on promotion) and writes
+every step and check to the audit log. Errors before any traffic moves raise and move nothing.
+The full contract is docs/decisions/0016-canary-rollout-plan-and-controller.md.
 """
 
 from __future__ import annotations
