@@ -30,15 +30,15 @@ from _kmock import EmulatorThread, custom_objects_api, kmock_emulator
 from _kserve_crd import crd_schema, crd_validator, pruned_fields
 from kubernetes import client as k8s_client
 
-from refit.deploy.canary import TrafficSplit
-from refit.deploy.kserve import (
+from refit.deploy.kserve import KServeTarget
+from refit.deploy.kserve_spec import (
     DEPLOYMENT_MODE_ANNOTATION,
     GROUP,
     PLURAL,
     VERSION,
-    KServeTarget,
     apply_merge_patch,
 )
+from refit.deploy.target import TrafficSplit
 from refit.errors import DeployError
 from refit.registry import ModelVersion
 

@@ -16,14 +16,11 @@ from typing import Any
 from refit.audit import AuditEvent
 from refit.deploy import available_targets, get_target
 from refit.deploy.abtest import feedback_analyzer
-from refit.deploy.local_canary import LocalCanaryTarget
+from refit.deploy.analyzers import prometheus_analyzer, shadow_prometheus_analyzer
+from refit.deploy.local_server_target import LocalCanaryTarget
 from refit.deploy.plan import RolloutPlan
-from refit.deploy.rollout import (
-    RolloutResult,
-    prometheus_analyzer,
-    run_canary,
-    shadow_prometheus_analyzer,
-)
+from refit.deploy.rollout import run_canary
+from refit.deploy.rollout_types import RolloutResult
 from refit.errors import DeployError, SchemaError
 from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
 from refit.registry import ANY, ModelRegistry, open_registry

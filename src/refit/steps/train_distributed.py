@@ -36,12 +36,8 @@ from refit.training.distributed import (
     snapshot_sha256,
 )
 from refit.training.trainers import resolve_params
-from refit.training.trainjob import (
-    TrainJobRunner,
-    TrainJobSettings,
-    build_trainjob,
-    trainjob_name,
-)
+from refit.training.trainjob import TrainJobRunner
+from refit.training.trainjob_spec import TrainJobSettings, build_trainjob, trainjob_name
 from refit.training.xgboost_trainer import _check_params
 
 __all__ = ["EXECUTORS", "train_model_distributed"]
@@ -97,7 +93,7 @@ def train_model_distributed(
             ``read_table`` reads the folder as one table).
         distributed: ``executor`` (``trainjob`` or ``local``) and its settings: for
             ``local``, ``workers``; for ``trainjob``, the fields of
-            :class:`refit.training.trainjob.TrainJobSettings` (``namespace``,
+            :class:`refit.training.trainjob_spec.TrainJobSettings` (``namespace``,
             ``allowed_namespaces``, ``num_nodes``, ``profile``, ``deadline_s``, ``delete``...).
         data_metadata: The window artifact's metadata (PII marks, sha256).
         trainer: Must be ``xgboost`` (the only trainer with a collective).
