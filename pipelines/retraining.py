@@ -321,7 +321,6 @@ def build_retraining_pipeline(
                                 model_name=model_name,
                                 snapshot_sha256=anon.outputs["sha256"],
                                 evaluation=evaluation.outputs["evaluation"],
-                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                 run_label=run_label,
                                 approval=approval,
                             ).after(recorded)

@@ -365,7 +365,7 @@ def register(app: typer.Typer) -> None:
             rows = lineage_rows(_registry(ctx.obj["store"], ctx.obj["model"]))
         except RefitError as exc:
             raise _fail(str(exc)) from exc
-        shown = ("model_id", "parent_id", "status", "aliases", "snapshot_sha256", "run_id",
+        shown = ("model_id", "parent_id", "status", "aliases", "snapshot_sha256", "run_label",
                  "created_at", "promoted_at", "metrics")  # fmt: skip
         table = Table(title="model_lineage")
         for col in shown:

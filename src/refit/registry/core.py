@@ -223,7 +223,7 @@ class ModelRegistry:
         metrics: dict[str, Any],
         snapshot_sha256: str,
         parent_version: int | None,
-        run_id: str,
+        run_label: str,
         extra: dict[str, Any] | None = None,
         audit: dict[str, Any] | None = None,
     ) -> ModelVersion:
@@ -238,7 +238,8 @@ class ModelRegistry:
             metrics: Evaluation metrics to record (JSON-serialisable).
             snapshot_sha256: Content hash of the training data snapshot.
             parent_version: The version this one descends from, or None.
-            run_id: The pipeline run id.
+            run_label: The label of the pipeline run that produced it (the KFP run id unless
+                the run was given a label).
             extra: Extra JSON-serialisable metadata.
             audit: Extra fields for the "registration" audit record (e.g. the run's label).
 
@@ -256,8 +257,8 @@ class ModelRegistry:
         check_metrics(metrics)
         if not isinstance(snapshot_sha256, str):
             raise RegistryError(f"snapshot_sha256 must be a string, got {snapshot_sha256!r}")
-        if not isinstance(run_id, str):
-            raise RegistryError(f"run_id must be a string, got {run_id!r}")
+        if not isinstance(run_label, str):
+            raise RegistryError(f"run_label must be a string, got {run_label!r}")
         if parent_version is not None:
             check_version_arg(parent_version, "parent_version")
             if not self.exists(parent_version):
@@ -276,7 +277,7 @@ class ModelRegistry:
             metrics=metrics,
             snapshot_sha256=snapshot_sha256,
             parent_version=parent_version,
-            run_id=run_id,
+            run_label=run_label,
             extra=extra,
         )
         record["manifest"] = manifest
@@ -868,7 +869,7 @@ def registration_payload(data: Mapping[str, Any]) -> dict[str, Any]:
         "sha256": data.get("sha256"),
         "snapshot_sha256": data.get("snapshot_sha256"),
         "parent_version": data.get("parent_version"),
-        "run_id": data.get("run_id"),
+        "run_label": data.get("run_label", data.get("run_id")),  # "run_id": older stores
         "metrics": data.get("metrics"),
         "manifest_sha256": manifest_digest(data.get("manifest") or {}),
         **dict(data.get("audit") or {}),

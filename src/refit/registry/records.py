@@ -51,6 +51,9 @@ class _Any:
 
 ANY: Final = _Any()
 
+#: The key stores written before the name ``run_label`` hold a version's run label under.
+_OLD_RUN_LABEL_KEY: Final = "run_id"
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -63,7 +66,8 @@ class ModelVersion:
         metrics: Evaluation metrics recorded at registration.
         snapshot_sha256: Content hash of the training data snapshot.
         parent_version: The version this one was trained to replace (usually the champion then).
-        run_id: The pipeline run that produced it.
+        run_label: The label of the pipeline run that produced it (the KFP run id unless the
+            run was given a label); stores written before this name hold it as ``run_id``.
         status: Current status: "registered", "champion", "previous", "retired" or "rolled_back".
         created_at: Registration time (UTC, ISO 8601).
         file: The model file's name inside ``model_uri``.
@@ -79,7 +83,7 @@ class ModelVersion:
     metrics: dict[str, Any]
     snapshot_sha256: str
     parent_version: int | None
-    run_id: str
+    run_label: str
     status: str
     created_at: str
     file: str = ""
@@ -93,9 +97,16 @@ class ModelVersion:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
-        """Build a ModelVersion from `to_dict` output (unknown keys ignored)."""
+        """Build a ModelVersion from `to_dict` output (unknown keys ignored).
+
+        A record written before ``run_label`` was named so holds it as ``run_id``: that key is
+        read when ``run_label`` is absent.
+        """
         names = cls.__dataclass_fields__.keys()
-        return cls(**{k: v for k, v in data.items() if k in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        if "run_label" not in fields:
+            fields["run_label"] = data.get(_OLD_RUN_LABEL_KEY, "")
+        return cls(**fields)
 
 
 def utc_now() -> str:
@@ -259,7 +270,7 @@ def version_record(
     metrics: Mapping[str, Any],
     snapshot_sha256: str,
     parent_version: int | None,
-    run_id: str,
+    run_label: str,
     extra: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """Build the fields of a new version's ``version.json`` known before its number.
@@ -277,7 +288,7 @@ def version_record(
         "metrics": dict(metrics),
         "snapshot_sha256": snapshot_sha256,
         "parent_version": parent_version,
-        "run_id": run_id,
+        "run_label": run_label,
         "extra": dict(extra or {}),
     }
     try:
