@@ -489,7 +489,7 @@ def _check_versions(reg: Any, numbers: list[int]) -> tuple[list[str], list[str]]
         one its registration record holds; and the versions registered before manifests.
     """
     from refit.errors import RefitError
-    from refit.registry.core import manifest_digest
+    from refit.registry.records import manifest_digest
 
     problems, old = [], []
     try:

@@ -1,12 +1,14 @@
 """The registry's records and argument checks: pure, no storage.
 
-`ModelVersion`, the version statuses, the `ANY` sentinel, the ``version.json`` record, and the
-checks every registry call makes (names, versions, statuses, aliases, policy state), each raising
-a RegistryError (or ConflictError) that names the input and what is wrong with it.
+`ModelVersion`, the version statuses, the `ANY` sentinel, the ``version.json`` record and the
+registration record's payload, and the checks every registry call makes (names, versions,
+statuses, aliases, policy state), each raising a RegistryError (or ConflictError) that names the
+input and what is wrong with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -354,3 +356,29 @@ def apply_alias_changes(current: dict[str, int], changes: Mapping[str, int | Non
             current.pop(alias, None)
         else:
             current[alias] = version
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def registration_payload(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the registration record's payload, from a version's ``version.json`` alone.
+
+    The writer and a recovery that rolls an unrecorded version forward build the same payload.
+    """
+    return {
+        "model": data.get("model_name"),
+        "version": data.get("version"),
+        "sha256": data.get("sha256"),
+        "snapshot_sha256": data.get("snapshot_sha256"),
+        "parent_version": data.get("parent_version"),
+        "run_label": data.get("run_label", data.get("run_id")),  # "run_id": older stores
+        "metrics": data.get("metrics"),
+        "manifest_sha256": manifest_digest(data.get("manifest") or {}),
+        **dict(data.get("audit") or {}),
+    }
+
+
+def manifest_digest(manifest: Mapping[str, str]) -> str:
+    """Return the sha256 of a manifest's canonical JSON (recorded in the registration record)."""
+    return hashlib.sha256(json.dumps(dict(manifest), sort_keys=True).encode()).hexdigest()
