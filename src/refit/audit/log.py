@@ -1,29 +1,9 @@
 """Append-only, tamper-evident audit log (hash-chained JSON lines).
 
-Each line of the log is one record::
-
-    {"seq": 1, "time": "2026-...+00:00", "event": "promotion", "payload": {...},
-     "prev_hash": "000...0", "hash": "<sha256 hex>"}
-
-``hash`` is the sha256 hex digest of the canonical JSON (``sort_keys=True``, separators
-``(",", ":")``) of the record without its ``hash`` and ``mac`` keys; ``prev_hash`` is the previous
-record's ``hash`` (64 zeros for the first record). ``seq`` starts at 1 and grows by one per record.
-Two optional keys: ``txn``, the registry transaction the record commits (see
-`refit.registry.core`; covered by ``hash``), and ``mac``, the HMAC-SHA256 of ``hash`` under the
-audit key (`refit.audit.keys`), which a writer of the store without the key cannot forge. Without
-a key the chain is tamper-evident only against accidental edits, and verify says so.
-
-Appends happen under a file lock (``{path}.lock``), so several processes may append at once.
-After each append a small head file (``{path}.head``: last seq and hash) is replaced atomically;
-`AuditLog.verify` uses it to notice whole records cut off the end of the log, which the chain alone
-cannot reveal. With an anchor (`refit.audit.keys.Anchor`) the head is also written outside the
-store.
-
-**A torn last line** (a writer killed mid-append leaves bytes with no newline after them) can
-never be a committed record: the registry writes ``refs.json`` only after the append returns.
-`AuditLog.heal` (run by the registry's recovery, under its lock) cuts it off and appends an
-``audit_repair`` record naming how many bytes it cut and their sha256. A newline-terminated line
-that is not a record, or any bad line before the last, is never cut: it stays a verify failure.
+`AuditLog` appends records (under a file lock, with a head file beside the log), reads them and
+cuts off a torn last line (`AuditLog.heal`); `verify_records` checks a chain, local or stored one
+object per record. The record format, the head file and healing:
+docs/decisions/0021-audit-log-format.md.
 """
 
 from __future__ import annotations
@@ -193,7 +173,7 @@ class AuditLog:
         Args:
             event: The event name, e.g. ``"promotion"``.
             payload: JSON-serialisable details of the event.
-            txn: The registry transaction this record commits (`refit.registry.core`).
+            txn: The registry transaction this record commits (`refit.registry.transactions`).
 
         Returns:
             The record as written.
