@@ -73,7 +73,9 @@ def test_load_model_round_trip(store, tmp_path):
     model = train(table, "y", trainer="logistic_regression")
     save_model(model, tmp_path / "m")
     reg = ModelRegistry(store, "m")
-    v = reg.register(tmp_path / "m", metrics={}, snapshot_sha256="", parent_version=None, run_label="")
+    v = reg.register(
+        tmp_path / "m", metrics={}, snapshot_sha256="", parent_version=None, run_label=""
+    )
     loaded = reg.load_model(v.version)
     assert np.allclose(loaded.predict_proba(table), model.predict_proba(table))
 

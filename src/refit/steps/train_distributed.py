@@ -10,7 +10,7 @@
   same name and waits for it, or replaces a failed one; the workers resume from the last
   checkpoint.
 - ``local``: the same workers as ``workers`` processes on loopback
-  (:func:`refit.training.distributed.run_local`), writing straight into the outputs.
+  (:func:`refit.training.distributed_local.run_local`), writing straight into the outputs.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from refit.privacy import check_pii_handled
 from refit.steps.common import dict_param
 from refit.steps.train import TrainOutput, windows_from_record
 from refit.training.card import render_model_card
-from refit.training.distributed import (
+from refit.training.distributed_local import run_local
+from refit.training.distributed_plan import (
     DistributedConfig,
     plan_shards,
-    run_local,
     snapshot_columns,
     snapshot_sha256,
 )

@@ -2,7 +2,7 @@
 
 The ``xgboost-distributed`` ClusterTrainingRuntime starts ``numNodes`` pods and injects
 ``DMLC_TRACKER_URI``, ``DMLC_TRACKER_PORT``, ``DMLC_TASK_ID`` and ``DMLC_NUM_WORKER`` into each
-(:data:`RESERVED_ENV`). Every worker here:
+(:data:`refit.training.distributed_plan.RESERVED_ENV`). Every worker here:
 
 1. plans the shards from the snapshot's Parquet footers alone (:func:`plan_shards`: whole row
    groups, contiguous, balanced by rows) and reads only its own (:func:`read_shard`), never the
@@ -20,8 +20,10 @@ The ``xgboost-distributed`` ClusterTrainingRuntime starts ``numNodes`` pods and 
 5. writes its holdout rows to ``holdout_uri/part-RANK.parquet``; worker 0 writes the model in
    refit's safe format with its card (nodes, workers, rows per worker, wall time, cost).
 
-The same protocol runs as N local processes on loopback (:func:`run_local`), which is how it
-is tested and benchmarked, and how a GPU node runs one worker per GPU. Peers exchange only
+The same protocol runs as N local processes on loopback
+(:func:`refit.training.distributed_local.run_local`), which is how it is tested and benchmarked,
+and how a GPU node runs one worker per GPU. The shard plan, the holdout rule and the config are in
+`refit.training.distributed_plan`. Peers exchange only
 JSON text and model bytes through the collective.
 """
 
@@ -33,402 +35,36 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from functools import partial
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from refit.errors import DataError, TrainingError
 from refit.io import uri as uri_io
-from refit.io.tables import PARQUET_SUFFIXES, write_parquet
+from refit.io.tables import write_parquet
+from refit.training.distributed_plan import (
+    DistributedConfig,
+    DmlcEnv,
+    holdout_mask,
+    plan_shards,
+    read_shard,
+)
 
-__all__ = [
-    "RESERVED_ENV",
-    "DistributedConfig",
-    "DmlcEnv",
-    "Shard",
-    "ShardUnit",
-    "WorkerResult",
-    "holdout_mask",
-    "main",
-    "merge_summaries",
-    "plan_shards",
-    "read_shard",
-    "run_local",
-    "run_worker",
-    "snapshot_columns",
-    "snapshot_sha256",
-]
+__all__ = ["WorkerResult", "main", "merge_summaries", "run_worker"]
 
 logger = logging.getLogger("refit.training")
 
-#: Environment variables the ``xgboost-distributed`` runtime injects into every node; a TrainJob
-#: that sets them itself is refused.
-RESERVED_ENV = ("DMLC_TRACKER_URI", "DMLC_TRACKER_PORT", "DMLC_TASK_ID", "DMLC_NUM_WORKER")
-
 #: Most values of one categorical column a worker reports to the others (its most frequent).
 MAX_REPORTED_VALUES = 10_000
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-# --------------------------------------------------------------------------- environment
-
-
-@dataclass(frozen=True)
-class DmlcEnv:
-    """The ``DMLC_*`` variables of one worker.
-
-    Attributes:
-        tracker_uri: Host of the tracker (worker 0's pod, or 127.0.0.1 locally).
-        tracker_port: Port of the tracker.
-        task_id: This worker's rank, ``0 <= task_id < num_worker``.
-        num_worker: Number of workers.
-    """
-
-    tracker_uri: str
-    tracker_port: int
-    task_id: int
-    num_worker: int
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> DmlcEnv:
-        """Read and check the variables.
-
-        Raises:
-            TrainingError: One is missing or malformed; the message names it.
-        """
-        environ = os.environ if environ is None else environ
-        missing = [name for name in RESERVED_ENV if not environ.get(name)]
-        if missing:
-            raise TrainingError(
-                f"distributed worker: environment variable(s) {missing} are not set; the "
-                "xgboost-distributed runtime injects them (run_local sets them locally)"
-            )
-
-        def integer(name: str, low: int, high: int) -> int:
-            raw = environ[name]
-            try:
-                value = int(raw)
-            except ValueError:
-                raise TrainingError(
-                    f"distributed worker: {name}={raw!r} is not an integer"
-                ) from None
-            if not low <= value <= high:
-                raise TrainingError(
-                    f"distributed worker: {name}={value} is outside [{low}, {high}]"
-                )
-            return value
-
-        num = integer("DMLC_NUM_WORKER", 1, 4096)
-        return cls(
-            tracker_uri=environ["DMLC_TRACKER_URI"],
-            tracker_port=integer("DMLC_TRACKER_PORT", 1, 65535),
-            task_id=integer("DMLC_TASK_ID", 0, num - 1),
-            num_worker=num,
-        )
-
-    def to_environ(self) -> dict[str, str]:
-        """The variables as the runtime sets them."""
-        return {
-            "DMLC_TRACKER_URI": self.tracker_uri,
-            "DMLC_TRACKER_PORT": str(self.tracker_port),
-            "DMLC_TASK_ID": str(self.task_id),
-            "DMLC_NUM_WORKER": str(self.num_worker),
-        }
-
-
-# --------------------------------------------------------------------------- shards
-
-
-@dataclass(frozen=True)
-class ShardUnit:
-    """One Parquet row group of the snapshot.
-
-    Attributes:
-        source: URI of the Parquet file.
-        row_group: Index of the row group in the file.
-        first_row: Global number of its first row (files in order, row groups in order).
-        rows: Rows it holds.
-    """
-
-    source: str
-    row_group: int
-    first_row: int
-    rows: int
-
-
-@dataclass(frozen=True)
-class Shard:
-    """The row groups one worker reads.
-
-    Attributes:
-        rank: The worker.
-        world: Number of workers.
-        units: Its row groups, in global row order.
-        total_rows: Rows in the whole snapshot.
-    """
-
-    rank: int
-    world: int
-    units: tuple[ShardUnit, ...]
-    total_rows: int
-
-    @property
-    def rows(self) -> int:
-        """Rows in this shard."""
-        return sum(u.rows for u in self.units)
-
-    def global_rows(self) -> np.ndarray:
-        """Global row numbers of this shard's rows, in read order."""
-        if not self.units:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate(
-            [np.arange(u.first_row, u.first_row + u.rows, dtype=np.int64) for u in self.units]
-        )
-
-
-def _snapshot_files(snapshot: str) -> list[str]:
-    if uri_io.is_gcs(snapshot):
-        if uri_io.split_gcs(snapshot)[1] and uri_io.exists(snapshot):
-            return [snapshot]
-    elif uri_io.local_path(snapshot).is_file():
-        return [snapshot]
-    parts = sorted(
-        p
-        for p in uri_io.list_prefix(snapshot)
-        if p.lower().endswith(PARQUET_SUFFIXES) and not p.rsplit("/", 1)[-1].startswith((".", "_"))
-    )
-    if not parts:
-        raise uri_io.UriNotFoundError(
-            f"snapshot {snapshot}: no such Parquet file, and no Parquet files under it"
-        )
-    return parts
-
-
-def _open_parquet(source: str) -> pq.ParquetFile:
-    """Open a Parquet file for reading its footer and chosen row groups only (GCS: range reads)."""
-    try:
-        if uri_io.is_gcs(source):
-            return pq.ParquetFile(uri_io._blob(source).open("rb"))  # private helper, same package
-        return pq.ParquetFile(str(uri_io.local_path(source)))
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"snapshot {source}: not a readable Parquet file ({exc})") from exc
-
-
-def plan_shards(snapshot: str, world: int) -> list[Shard]:
-    """Split a snapshot into ``world`` shards of whole row groups, from the footers alone.
-
-    Row groups are taken in global order (files sorted by name, row groups in file order) and
-    cut into contiguous runs of about ``total_rows / world`` rows each. Every worker computes
-    the same plan.
-
-    Args:
-        snapshot: A Parquet file or a folder / ``gs://`` prefix of Parquet files.
-        world: Number of workers.
-
-    Returns:
-        One :class:`Shard` per rank.
-
-    Raises:
-        DataError: The snapshot cannot be read, or has fewer non-empty row groups than workers
-            (the message says how to write it).
-    """
-    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
-        raise DataError(f"distributed training: workers must be a positive integer, got {world!r}")
-    units: list[ShardUnit] = []
-    first = 0
-    schema: pa.Schema | None = None
-    for source in _snapshot_files(snapshot):
-        pfile = _open_parquet(source)
-        if schema is None:
-            schema = pfile.schema_arrow
-        elif not pfile.schema_arrow.equals(schema):
-            raise DataError(
-                f"snapshot {snapshot}: file {source} has another schema than the first file"
-            )
-        for index in range(pfile.metadata.num_row_groups):
-            rows = pfile.metadata.row_group(index).num_rows
-            if rows:
-                units.append(ShardUnit(source, index, first, rows))
-                first += rows
-    if len(units) < world:
-        raise DataError(
-            f"snapshot {snapshot} has {len(units)} non-empty Parquet row group(s) for {world} "
-            "workers: each worker reads whole row groups; write the snapshot with smaller row "
-            "groups (pyarrow row_group_size) or as more files"
-        )
-    total = first
-    starts = [u.first_row for u in units]
-    cuts = [0]
-    for rank in range(1, world):
-        goal = rank * total / world
-        best = min(range(len(units)), key=lambda i: (abs(starts[i] - goal), i))
-        cuts.append(min(max(best, cuts[-1] + 1), len(units) - (world - rank)))
-    cuts.append(len(units))
-    shards = [units[cuts[r] : cuts[r + 1]] for r in range(world)]
-    return [Shard(rank, world, tuple(shards[rank]), total) for rank in range(world)]
-
-
-def read_shard(shard: Shard) -> pa.Table:
-    """Read a shard's row groups (and nothing else) into one table.
-
-    Raises:
-        DataError: A file cannot be read.
-    """
-    tables = []
-    by_source: dict[str, list[int]] = {}
-    for unit in shard.units:
-        by_source.setdefault(unit.source, []).append(unit.row_group)
-    for source, groups in by_source.items():
-        pfile = _open_parquet(source)
-        try:
-            tables.append(pfile.read_row_groups(groups))
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"snapshot {source}: cannot read row groups {groups} ({exc})") from exc
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    if table.num_rows != shard.rows:
-        raise DataError(
-            f"shard {shard.rank}: read {table.num_rows} rows where the footers promise {shard.rows}"
-        )
-    return table
-
-
-def holdout_mask(global_rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Whether each global row number is held out: a seeded hash, the same on every worker.
-
-    SplitMix64 of ``row + seed * golden ratio`` mapped to [0, 1); a row is held out when that
-    falls below ``fraction``. The share held out is ``fraction`` up to sampling noise.
-
-    Raises:
-        DataError: ``fraction`` is not in (0, 1).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise DataError(f"holdout_fraction must be in (0, 1), got {fraction}")
-    with np.errstate(over="ignore"):
-        z = global_rows.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB) & _MASK64
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass
-class DistributedConfig:
-    """What every worker of one distributed training is told (the TrainJob's ``--config``).
-
-    Attributes:
-        snapshot: Parquet file or folder / ``gs://`` prefix of the window.
-        label_column: Label column.
-        model_uri: Folder or ``gs://`` prefix worker 0 writes the model to.
-        holdout_uri: Folder or prefix each worker writes its holdout part to.
-        report_uri: Folder or prefix each worker writes ``worker-RANK.json`` to; "" none.
-        params: XGBoost parameters (refit's ``xgboost`` trainer's).
-        seed: Seed of the holdout hash and the booster.
-        holdout_fraction: Share of rows held out.
-        time_column: Event-time column, excluded from the features.
-        task: ``auto``, ``classification`` or ``regression``.
-        device: ``cpu`` or ``cuda``.
-        checkpoint_uri: Folder or prefix of checkpoints; "" none.
-        checkpoint_every: Rounds between checkpoints.
-        nodes: Nodes (pods) of the TrainJob, for the card.
-        workers_per_node: Workers per node (GPUs per node, or 1), for the card.
-        price_per_hour: Price of one node per hour, for the card's cost.
-        node_profile: Node profile name, for the card.
-        data_sha256: Content hash of the window (from its artifact), for the card; "" unknown.
-        timeout_s: Seconds the tracker waits for all workers to join, and a collective
-            operation waits for a peer.
-    """
-
-    snapshot: str
-    label_column: str
-    model_uri: str
-    holdout_uri: str
-    report_uri: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    holdout_fraction: float = 0.25
-    time_column: str = ""
-    task: str = "auto"
-    device: str = "cpu"
-    checkpoint_uri: str = ""
-    checkpoint_every: int = 25
-    nodes: int = 1
-    workers_per_node: int = 1
-    price_per_hour: float = 0.0
-    node_profile: str = ""
-    data_sha256: str = ""
-    timeout_s: int = 600
-
-    def to_json(self) -> str:
-        """The config as one JSON line (the TrainJob argument)."""
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> DistributedConfig:
-        """Parse and check a config.
-
-        Raises:
-            TrainingError: It is not a JSON object, a field is unknown, missing or of the
-                wrong type or range; the message names it.
-        """
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise TrainingError(f"distributed config is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise TrainingError("distributed config must be a JSON object")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainingError(f"distributed config: unknown field(s) {unknown}")
-        try:
-            config = cls(**data)
-        except TypeError as exc:
-            raise TrainingError(f"distributed config: {exc}") from exc
-        config.check()
-        return config
-
-    def check(self) -> None:
-        """Raise TrainingError naming the first bad field."""
-        for name in ("snapshot", "label_column", "model_uri", "holdout_uri"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise TrainingError(f"distributed config: {name} must be a non-empty string")
-        for name, low in (("seed", 0), ("checkpoint_every", 1), ("nodes", 1),
-                          ("workers_per_node", 1), ("timeout_s", 1)):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise TrainingError(
-                    f"distributed config: {name} must be an integer >= {low}, got {value!r}"
-                )
-        if not isinstance(self.params, dict):
-            raise TrainingError("distributed config: params must be a JSON object")
-        if self.device not in ("cpu", "cuda"):
-            raise TrainingError(
-                f"distributed config: device must be cpu or cuda, got {self.device!r}"
-            )
-        if self.task not in ("auto", "classification", "regression"):
-            raise TrainingError(f"distributed config: task {self.task!r} is unknown")
-        if not isinstance(self.holdout_fraction, (int, float)) or not 0 < self.holdout_fraction < 1:
-            raise TrainingError(
-                "distributed config: holdout_fraction must be in (0, 1), got "
-                f"{self.holdout_fraction!r}"
-            )
 
 
 @dataclass
@@ -885,130 +521,6 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
     return result
 
 
-# --------------------------------------------------------------------------- local processes
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for a local tracker)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run_local(
-    config: DistributedConfig,
-    workers: int,
-    *,
-    tracker_uri: str = "127.0.0.1",
-    tracker_port: int = 0,
-    first_rank: int = 0,
-    world: int | None = None,
-    timeout_s: float = 3600.0,
-    extra_env: Mapping[str, str] | None = None,
-    gpus: Sequence[int] = (),
-) -> list[int]:
-    """Run ``workers`` worker processes here with the ``DMLC_*`` variables the runtime sets.
-
-    Locally (tests, benchmarks) the workers are the whole job; on a GPU node they are that
-    node's share (``first_rank``, ``world``, one GPU each through ``CUDA_VISIBLE_DEVICES``).
-    When one worker fails, the others are stopped and the job fails naming it.
-
-    Args:
-        config: The training.
-        workers: Processes to start here.
-        tracker_uri: Host of the tracker.
-        tracker_port: Its port; 0 picks a free one on 127.0.0.1.
-        first_rank: Rank of the first process started here.
-        world: Workers in the whole job; None: ``workers``.
-        timeout_s: Seconds before the job is stopped and failed.
-        extra_env: More environment for the workers.
-        gpus: GPU indices, one per worker (empty: none set).
-
-    Returns:
-        The processes' ids (all exited 0).
-
-    Raises:
-        TrainingError: A worker failed or the job ran past ``timeout_s``; the message names
-            the worker, its exit status and the last lines it printed.
-    """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise TrainingError(f"workers must be a positive integer, got {workers!r}")
-    if gpus and len(gpus) != workers:
-        raise TrainingError(f"{workers} workers need {workers} GPU indices, got {list(gpus)}")
-    world = workers if world is None else world
-    port = tracker_port or free_port()
-    procs: list[tuple[int, subprocess.Popen[bytes], Any]] = []
-    with tempfile.TemporaryDirectory(prefix="refit-dist-") as tmp:
-        config_path = Path(tmp) / "config.json"
-        config_path.write_text(config.to_json(), encoding="utf-8")
-        try:
-            for i in range(workers):
-                rank = first_rank + i
-                env = {**os.environ, **(extra_env or {})}
-                # Workers sharing this machine share its cores (OpenMP would oversubscribe).
-                env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-                env.update(DmlcEnv(tracker_uri, port, rank, world).to_environ())
-                if gpus:
-                    env["CUDA_VISIBLE_DEVICES"] = str(gpus[i])
-                log = open(Path(tmp) / f"worker-{rank}.log", "w+b")
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "refit.training.distributed",
-                        "--config-file",
-                        str(config_path),
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                procs.append((rank, proc, log))
-            deadline = time.monotonic() + timeout_s
-            pending = {rank for rank, _, _ in procs}
-            while pending:
-                for rank, proc, log in procs:
-                    if rank not in pending or proc.poll() is None:
-                        continue
-                    pending.discard(rank)
-                    if proc.returncode != 0:
-                        raise TrainingError(
-                            f"distributed training failed: worker {rank} of {world} "
-                            f"{_exit_text(proc.returncode)}; the other workers were stopped. "
-                            "A rerun with the same checkpoint_uri resumes from the last "
-                            f"checkpoint. Its last output:\n{_tail(log)}"
-                        )
-                if time.monotonic() > deadline:
-                    raise TrainingError(
-                        f"distributed training ran past {timeout_s:g} s; workers {sorted(pending)} "
-                        "were still running and were stopped"
-                    )
-                time.sleep(0.02)
-            return [proc.pid for _, proc, _ in procs]
-        finally:
-            for _, proc, log in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                log.close()
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"
-
-
-def _tail(log: Any, lines: int = 15) -> str:
-    log.flush()
-    log.seek(0)
-    text = log.read().decode("utf-8", "replace").splitlines()
-    return "\n".join(text[-lines:])
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1039,6 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"DMLC_NUM_WORKER={env.num_worker}, DMLC_TASK_ID={env.task_id} do not fit "
                     f"{config.nodes} node(s) of {per} worker(s)"
                 )
+            from refit.training.distributed_local import run_local
+
             run_local(
                 config,
                 per,
@@ -1061,44 +575,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def snapshot_columns(snapshot: str) -> list[str]:
-    """Column names of a snapshot, from its first file's footer.
-
-    Raises:
-        DataError: The snapshot cannot be read.
-    """
-    return list(_open_parquet(_snapshot_files(snapshot)[0]).schema_arrow.names)
-
-
-def snapshot_sha256(snapshot: str) -> str:
-    """sha256 of a snapshot's bytes, streamed in chunks (memory stays flat).
-
-    One file: the sha256 of its bytes (what ``train_model`` records for a one-process run).
-    A folder or prefix: the sha256 of its parts' names and sha256s, in order.
-
-    Raises:
-        DataError: The snapshot cannot be read.
-    """
-    files = _snapshot_files(snapshot)
-    digests = []
-    for source in files:
-        digest = hashlib.sha256()
-        try:
-            if uri_io.is_gcs(source):
-                handle: Any = uri_io._blob(source).open("rb")  # private helper, same package
-            else:
-                handle = open(uri_io.local_path(source), "rb")
-            with handle:
-                for chunk in iter(partial(handle.read, 1 << 22), b""):
-                    digest.update(chunk)
-        except OSError as exc:
-            raise DataError(f"snapshot {source}: cannot read it ({exc})") from exc
-        digests.append(digest.hexdigest())
-    if len(files) == 1 and files[0] == snapshot:
-        return digests[0]
-    combined = hashlib.sha256()
-    for source, file_digest in zip(files, digests, strict=True):
-        combined.update(f"{source.rsplit('/', 1)[-1]}\0{file_digest}\n".encode())
-    return combined.hexdigest()

@@ -10,7 +10,7 @@ XGBoost runtime), creates it through ``CustomObjectsApi`` (group ``trainer.kubef
 ``v1alpha1``), waits for its ``Complete`` or ``Failed`` condition with a deadline, reports the
 conditions, and deletes it when asked.
 
-The ``DMLC_*`` variables are the runtime's (:data:`refit.training.distributed.RESERVED_ENV`):
+The ``DMLC_*`` variables are the runtime's (:data:`refit.training.distributed_plan.RESERVED_ENV`):
 a job whose ``env`` sets one is refused.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from refit.errors import TrainingError
-from refit.training.distributed import RESERVED_ENV, DistributedConfig
+from refit.training.distributed_plan import RESERVED_ENV, DistributedConfig
 
 __all__ = [
     "DEFAULT_RUNTIME",
