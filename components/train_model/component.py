@@ -90,6 +90,23 @@ def train_model(
         champion = baseline_model.path
     if checkpoint_uri == steps.AUTO_CHECKPOINTS:
         checkpoint_uri = steps.checkpoint_location(model.uri, model.path)
+    # what both executors take
+    common = {
+        "data_metadata": snapshot.metadata,
+        "trainer": trainer,
+        "params": params,
+        "seed": seed,
+        "holdout_fraction": holdout_fraction,
+        "time_column": time_column,
+        "task": task,
+        "checkpoint_uri": checkpoint_uri,
+        "checkpoint_every": checkpoint_every,
+        "price_per_hour": price_per_hour,
+        "node_profile": node_profile,
+        "holdout_split": holdout_split,
+        "earlier_metadata": earlier.metadata if earlier is not None else None,
+        "warm_start": warm_start,
+    }
     if distributed:
         from refit.images import component_image as _image
 
@@ -100,21 +117,8 @@ def train_model(
             model.path,
             holdout.path,
             distributed=distributed,
-            data_metadata=snapshot.metadata,
-            trainer=trainer,
-            params=params,
-            seed=seed,
-            holdout_fraction=holdout_fraction,
-            time_column=time_column,
-            task=task,
-            checkpoint_uri=checkpoint_uri,
-            checkpoint_every=checkpoint_every,
-            price_per_hour=price_per_hour,
-            node_profile=node_profile,
             image=_image(),
-            holdout_split=holdout_split,
-            earlier_metadata=earlier.metadata if earlier is not None else None,
-            warm_start=warm_start,
+            **common,
         )
     else:
         out = steps.train_model(
@@ -122,23 +126,10 @@ def train_model(
             label_column,
             model.path,
             holdout.path,
-            data_metadata=snapshot.metadata,
-            trainer=trainer,
-            params=params,
-            seed=seed,
-            holdout_fraction=holdout_fraction,
-            time_column=time_column,
-            task=task,
             device=device,
-            checkpoint_uri=checkpoint_uri,
-            checkpoint_every=checkpoint_every,
-            price_per_hour=price_per_hour,
-            node_profile=node_profile,
-            holdout_split=holdout_split,
             earlier_path=earlier.path if earlier is not None else None,
-            earlier_metadata=earlier.metadata if earlier is not None else None,
-            warm_start=warm_start,
             baseline_model_dir=champion,
+            **common,
         )
     model.metadata.update(
         {

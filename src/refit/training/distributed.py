@@ -2,17 +2,16 @@
 
 The ``xgboost-distributed`` ClusterTrainingRuntime starts ``numNodes`` pods and injects
 ``DMLC_TRACKER_URI``, ``DMLC_TRACKER_PORT``, ``DMLC_TASK_ID`` and ``DMLC_NUM_WORKER`` into each
-(:data:`refit.training.distributed_plan.RESERVED_ENV`). Every worker here:
+(`refit.training.distributed_plan.RESERVED_ENV`). Every worker here:
 
-1. plans the shards from the snapshot's Parquet footers alone (:func:`plan_shards`: whole row
-   groups, contiguous, balanced by rows) and reads only its own (:func:`read_shard`), never the
-   whole window;
+1. plans the shards from the snapshot's Parquet footers alone (`plan_shards`: whole row groups,
+   contiguous, balanced by rows) and reads only its own (`read_shard`), never the whole window;
 2. joins XGBoost's collective (``xgboost.collective.CommunicatorContext``); worker 0 first
    starts ``xgboost.tracker.RabitTracker`` on the tracker port;
 3. agrees with the others on one feature encoding (classes and categorical vocabularies merged
-   over all shards, :func:`merge_summaries`) and on the holdout rule, a seeded hash of the
-   global row number (:func:`holdout_mask`), so every row lands on the same side whichever
-   worker reads it;
+   over all shards, `refit.training.distributed_spec.merge_summaries`) and on the holdout
+   rule, a seeded hash of the global row number (`holdout_mask`), so every row lands on the same
+   side whichever worker reads it;
 4. trains the ``hist`` booster collectively (histograms are all-reduced: the model is one
    model, the same on every worker), checkpointing every few rounds from worker 0 into
    ``checkpoint_uri`` (:class:`refit.training.checkpoint.CheckpointStore`); a rerun after a
@@ -20,11 +19,10 @@ The ``xgboost-distributed`` ClusterTrainingRuntime starts ``numNodes`` pods and 
 5. writes its holdout rows to ``holdout_uri/part-RANK.parquet``; worker 0 writes the model in
    refit's safe format with its card (nodes, workers, rows per worker, wall time, cost).
 
-The same protocol runs as N local processes on loopback
-(:func:`refit.training.distributed_local.run_local`), which is how it is tested and benchmarked,
-and how a GPU node runs one worker per GPU. The shard plan, the holdout rule and the config are in
-`refit.training.distributed_plan`. Peers exchange only
-JSON text and model bytes through the collective.
+Shards, the holdout rule and the config are in `refit.training.distributed_plan`. The same
+protocol runs as N local processes on loopback (`refit.training.distributed_local.run_local`),
+which is how it is tested and benchmarked, and how a GPU node runs one worker per GPU. Peers
+exchange only JSON text and model bytes through the collective.
 """
 
 from __future__ import annotations
@@ -46,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from refit.errors import DataError, TrainingError
 from refit.io import uri as uri_io
@@ -58,13 +55,11 @@ from refit.training.distributed_plan import (
     plan_shards,
     read_shard,
 )
+from refit.training.distributed_spec import local_summary, merge_summaries
 
-__all__ = ["WorkerResult", "main", "merge_summaries", "run_worker"]
+__all__ = ["WorkerResult", "main", "run_worker"]
 
 logger = logging.getLogger("refit.training")
-
-#: Most values of one categorical column a worker reports to the others (its most frequent).
-MAX_REPORTED_VALUES = 10_000
 
 
 @dataclass
@@ -108,144 +103,6 @@ def _peak_rss_mb() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
-
-
-# --------------------------------------------------------------------------- agreement
-
-
-def _local_summary(table: pa.Table, config: DistributedConfig) -> dict[str, Any]:
-    """What a worker tells the others about its shard: types, classes, categorical counts."""
-    from refit.training import features as feats
-
-    target = config.label_column
-    if target not in table.column_names:
-        raise TrainingError(
-            f"target column {target!r} is not in the snapshot (columns: {table.column_names})"
-        )
-    if config.time_column and config.time_column not in table.column_names:
-        raise TrainingError(
-            f"time_column {config.time_column!r} is not in the snapshot "
-            f"(columns: {table.column_names})"
-        )
-    labels = table.column(target)
-    task = config.task
-    if task == "auto":
-        task = feats.infer_task(table, target) if table.num_rows else "classification"
-    feats._check_labels(labels, target, task)  # private helper, same package
-    counts: dict[str, list[list[Any]]] = {}
-    kinds: dict[str, str] = {}
-    for name in table.column_names:
-        if name in (target, config.time_column):
-            continue
-        column = table.column(name)
-        if feats._is_numeric_type(column.type):
-            kinds[name] = "numeric"
-        elif feats._is_categorical_type(column.type):
-            kinds[name] = "categorical"
-            counted = pc.value_counts(column.cast(pa.string()))
-            pairs = [
-                [v, c]
-                for v, c in zip(
-                    counted.field("values").to_pylist(),
-                    counted.field("counts").to_pylist(),
-                    strict=True,
-                )
-                if v is not None
-            ]
-            pairs.sort(key=lambda p: (-p[1], p[0]))
-            counts[name] = pairs[:MAX_REPORTED_VALUES]
-        else:
-            raise TrainingError(
-                f"feature column {name!r} has unsupported type {column.type}; cast it to a "
-                "numeric or string column"
-            )
-    classes = sorted(pc.unique(labels).to_pylist()) if task == "classification" else []
-    lo_hi = [None, None]
-    if task == "regression" and table.num_rows:
-        lo, hi = pc.min_max(labels).values()
-        lo_hi = [lo.as_py(), hi.as_py()]
-    return {
-        "task": task,
-        "columns": list(table.column_names),
-        "kinds": kinds,
-        "classes": classes,
-        "counts": counts,
-        "range": lo_hi,
-    }
-
-
-def merge_summaries(
-    summaries: Sequence[Mapping[str, Any]],
-    target: str,
-    *,
-    task: str = "auto",
-    max_categories: int | None = None,
-) -> Any:
-    """Merge the workers' shard summaries into the one feature spec all of them encode with.
-
-    Classes and categorical vocabularies are the union over the shards; a categorical column
-    with more than ``max_categories`` values keeps the most frequent ones (summed counts; a
-    worker reports its ``MAX_REPORTED_VALUES`` most frequent) plus ``(other)``.
-
-    Returns:
-        A :class:`refit.training.features.FeatureSpec`.
-
-    Raises:
-        TrainingError: The shards disagree on columns, or the merged target has a single
-            class (or is constant).
-    """
-    from refit.training.features import DEFAULT_MAX_CATEGORIES, FeatureSpec
-
-    cap = DEFAULT_MAX_CATEGORIES if max_categories is None else max_categories
-    first = summaries[0]
-    for rank, summary in enumerate(summaries):
-        if summary["columns"] != first["columns"] or summary["kinds"] != first["kinds"]:
-            raise TrainingError(f"worker {rank}'s shard has other columns or types than worker 0's")
-    chosen = task
-    if task == "auto":
-        chosen = (
-            "regression" if any(s["task"] == "regression" for s in summaries) else "classification"
-        )
-    classes: list[Any] = []
-    if chosen == "classification":
-        classes = sorted({c for s in summaries for c in s["classes"]})
-        if len(classes) < 2:
-            raise TrainingError(
-                f"target column {target!r} is constant over all shards (single class "
-                f"{classes!r}): a classifier needs at least two classes"
-            )
-    else:
-        values = [v for s in summaries for v in s["range"] if v is not None]
-        if values and min(values) == max(values):
-            raise TrainingError(f"target column {target!r} is constant over all shards")
-    numeric = [name for name, kind in first["kinds"].items() if kind == "numeric"]
-    categorical: dict[str, list[str]] = {}
-    other: list[str] = []
-    for name, kind in first["kinds"].items():
-        if kind != "categorical":
-            continue
-        totals: dict[str, int] = {}
-        for summary in summaries:
-            for value, count in summary["counts"][name]:
-                totals[value] = totals.get(value, 0) + int(count)
-        if not totals:
-            raise TrainingError(f"feature column {name!r} has no values in any shard")
-        if len(totals) > cap:
-            top = sorted(totals.items(), key=lambda p: (-p[1], p[0]))[:cap]
-            categorical[name] = sorted(v for v, _ in top)
-            other.append(name)
-        else:
-            categorical[name] = sorted(totals)
-    if not numeric and not categorical:
-        raise TrainingError(f"no feature columns besides the target {target!r}")
-    return FeatureSpec(
-        target=target,
-        numeric=numeric,
-        categorical=categorical,
-        classes=classes,
-        task=chosen,
-        other=other,
-    )
 
 
 def _allgather_text(text: str, world: int) -> list[str]:
@@ -310,208 +167,52 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
     """
     from xgboost import collective
 
-    from refit.training.card import build_model_card, validation_metrics
-    from refit.training.checkpoint import CheckpointStore, load_booster, training_fingerprint
-    from refit.training.device import DeviceChoice
     from refit.training.features import encode, encode_target
-    from refit.training.trainers import TrainedModel, resolve_params
-    from refit.training.xgboost_trainer import _check_params, build_xgboost
 
     started = time.perf_counter()
     config.check()
     # Worker 0 starts the tracker first: the others retry their connection with back-off.
     tracker = _start_tracker(env, config.timeout_s) if env.task_id == 0 else None
-    params = resolve_params("xgboost", config.params)
-    _check_params(params)
-    if params.get("early_stopping_rounds") is not None:
-        raise TrainingError(
-            "distributed training does not take 'early_stopping_rounds': set n_estimators"
-        )
+    params = _worker_params(config)
     shard = plan_shards(config.snapshot, env.num_worker)[env.task_id]
     table = read_shard(shard)
-    rows = shard.global_rows()
-    held = holdout_mask(rows, float(config.holdout_fraction), config.seed)
+    held = holdout_mask(shard.global_rows(), float(config.holdout_fraction), config.seed)
     train_rows = table.filter(pa.array(~held))
     holdout_rows = table.filter(pa.array(held))
 
-    comm: dict[str, Any] = {
-        "dmlc_communicator": "rabit",
-        "dmlc_tracker_uri": env.tracker_uri,
-        "dmlc_tracker_port": env.tracker_port,
-        "dmlc_task_id": str(env.task_id),
-        "dmlc_retry": 30,
-        "dmlc_timeout": config.timeout_s,
-    }
-    with collective.CommunicatorContext(**comm):
-        world = collective.get_world_size()
-        rank = collective.get_rank()
-        if world != env.num_worker or rank != env.task_id:
-            raise TrainingError(
-                f"collective gave rank {rank} of {world}, expected {env.task_id} of "
-                f"{env.num_worker}: another training uses the same tracker port?"
-            )
+    with collective.CommunicatorContext(**_communicator(config, env)):
+        world, rank = _check_rank(env)
         summaries = [
             json.loads(s)
-            for s in _allgather_text(json.dumps(_local_summary(train_rows, config)), world)
+            for s in _allgather_text(json.dumps(local_summary(train_rows, config)), world)
         ]
         spec = merge_summaries(summaries, config.label_column, task=config.task)
         X = encode(train_rows, spec)
         y = encode_target(train_rows, spec)
-
-        weights = None
-        if params.get("class_weight") is not None:
-            from refit.training.trainers import _class_weights
-
-            cw = _class_weights(params["class_weight"], spec, "xgboost")
-            if cw == "balanced":
-                counts = np.bincount(y.astype(np.int64), minlength=spec.n_classes)
-                counts = collective.allreduce(counts.astype(np.float64), collective.Op.SUM)
-                cw = {
-                    i: float(counts.sum() / (spec.n_classes * c)) for i, c in enumerate(counts) if c
-                }
-            assert isinstance(cw, dict)  # class_weight is set, and "balanced" became a dict
-            weights = np.array([cw.get(int(v), 1.0) for v in y], dtype=np.float64)
-
-        total = int(params["n_estimators"])
-        fingerprints = _allgather_text(
-            training_fingerprint(
-                X, y, trainer="xgboost", task=spec.task, params=params, seed=config.seed
-            ),
-            world,
-        )
-        fingerprint = hashlib.sha256("".join(fingerprints).encode()).hexdigest()
-        store = (
-            CheckpointStore(config.checkpoint_uri, fingerprint) if config.checkpoint_uri else None
-        )
-        resume_payload = ""
-        if rank == 0 and store is not None:
-            checkpoint = store.latest()
-            if checkpoint is not None and 0 < checkpoint.round < total:
-                resume_payload = json.dumps(
-                    {"round": checkpoint.round, "ubj": base64.b64encode(checkpoint.data).decode()}
-                )
-        resume_payload = str(collective.broadcast(resume_payload or "{}", 0))
-        resume = json.loads(resume_payload)
-        resumed = int(resume.get("round", 0))
-        booster = None
-        if resumed:
-            from refit.training.checkpoint import Checkpoint
-
-            data = base64.b64decode(resume["ubj"])
-            booster = load_booster(
-                Checkpoint(round=resumed, data=data, sha256=hashlib.sha256(data).hexdigest())
-            )
-            logger.info(
-                "worker %d resumes from the checkpoint at round %d of %d", rank, resumed, total
-            )
-
-        from xgboost.callback import TrainingCallback
-
-        written: list[int] = []
-
-        class _Checkpoints(TrainingCallback):
-            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-                done = model.num_boosted_rounds()
-                if (
-                    store is not None
-                    and rank == 0
-                    and done % config.checkpoint_every == 0
-                    and done < total
-                ):
-                    store.save(done, bytes(model.save_raw("ubj")), total_rounds=total)
-                    written.append(done)
-                return False
-
-        estimator = build_xgboost(
-            {**params, "n_estimators": total - resumed}, config.seed, spec.n_classes, config.device
-        )
-        estimator.set_params(callbacks=[_Checkpoints()])
-        fit_kwargs: dict[str, Any] = {"verbose": False}
-        if booster is not None:
-            fit_kwargs["xgb_model"] = booster
-        if weights is not None:
-            fit_kwargs["sample_weight"] = weights
-        try:
-            estimator.fit(X, y, **fit_kwargs)
-        except ValueError as exc:  # XGBoostError, including a peer that went away
-            raise TrainingError(f"worker {rank}: distributed training failed: {exc}") from exc
-        estimator.set_params(callbacks=None, device="cpu", n_estimators=total)
-        rounds = int(estimator.get_booster().num_boosted_rounds())
-        n_train = int(X.shape[0])
-        results = [
-            json.loads(s)
-            for s in _allgather_text(
-                json.dumps(
-                    {
-                        "rank": rank,
-                        "train_rows": n_train,
-                        "holdout_rows": holdout_rows.num_rows,
-                        "rows_read": table.num_rows,
-                    }
-                ),
-                world,
-            )
-        ]
+        fit = _fit_collectively(config, params, spec, X, y, rank, world)
+        counts = {
+            "rank": rank,
+            "train_rows": int(X.shape[0]),
+            "holdout_rows": holdout_rows.num_rows,
+            "rows_read": table.num_rows,
+        }
+        results = [json.loads(s) for s in _allgather_text(json.dumps(counts), world)]
 
     write_parquet(holdout_rows, uri_io.join(config.holdout_uri, f"part-{rank:05d}.parquet"))
     sha256 = ""
     if rank == 0:
         if tracker is not None:
             tracker.wait_for(config.timeout_s)
-        model = TrainedModel(
-            estimator=estimator,
-            spec=spec,
-            trainer="xgboost",
-            params=params,
-            seed=config.seed,
-            device=config.device,
-            resumed_from_round=resumed,
-            info={
-                "task": spec.task,
-                "device": config.device,
-                "device_requested": config.device,
-                "device_reason": DeviceChoice(config.device, config.device, "distributed").reason,
-                "train_rows": sum(r["train_rows"] for r in results),
-                "rounds": rounds,
-                "total_rounds": total,
-                "resumed_from_round": resumed,
-                "checkpoints_written": len(written),
-            },
-        )
-        metrics = validation_metrics(model, holdout_rows) if holdout_rows.num_rows else {}
-        wall = time.perf_counter() - started
-        card = build_model_card(
-            model,
-            train_rows,
-            data_sha256=config.data_sha256,
-            wall_time_s=wall,
-            price_per_hour=config.price_per_hour * config.nodes,
-            node_profile=config.node_profile,
-            metrics=metrics,
-            metrics_source=(
-                f"worker 0's holdout rows ({holdout_rows.num_rows} of "
-                f"{sum(r['holdout_rows'] for r in results)}; evaluate_model scores all)"
-            ),
-        )
-        card["distributed"] = {
-            "runtime": "xgboost-distributed",
-            "nodes": config.nodes,
-            "workers": world,
-            "workers_per_node": config.workers_per_node,
-            "price_per_node_hour": float(config.price_per_hour),
-            "workers_rows": results,
-        }
-        artifact = _save_model_to(model, config.model_uri, card)
-        sha256 = artifact.sha256
+        sha256 = _save_worker0_model(config, fit, train_rows, holdout_rows, results, started)
     result = WorkerResult(
         rank=rank,
         world=world,
         units=[[u.source, u.row_group, u.first_row, u.rows] for u in shard.units],
         rows_read=table.num_rows,
-        train_rows=n_train,
+        train_rows=int(X.shape[0]),
         holdout_rows=holdout_rows.num_rows,
-        resumed_from_round=resumed,
-        rounds=rounds,
+        resumed_from_round=fit.resumed,
+        rounds=fit.rounds,
         sha256=sha256,
         wall_time_s=round(time.perf_counter() - started, 3),
         peak_rss_mb=_peak_rss_mb(),
@@ -519,6 +220,226 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
     if config.report_uri:
         _write_json(uri_io.join(config.report_uri, f"worker-{rank:05d}.json"), asdict(result))
     return result
+
+
+def _worker_params(config: DistributedConfig) -> dict[str, Any]:
+    """The xgboost trainer's parameters, checked; early stopping is refused."""
+    from refit.training.trainers import resolve_params
+    from refit.training.xgboost_trainer import _check_params
+
+    params = resolve_params("xgboost", config.params)
+    _check_params(params)
+    if params.get("early_stopping_rounds") is not None:
+        raise TrainingError(
+            "distributed training does not take 'early_stopping_rounds': set n_estimators"
+        )
+    return params
+
+
+def _communicator(config: DistributedConfig, env: DmlcEnv) -> dict[str, Any]:
+    """The arguments of XGBoost's ``CommunicatorContext`` for this worker."""
+    return {
+        "dmlc_communicator": "rabit",
+        "dmlc_tracker_uri": env.tracker_uri,
+        "dmlc_tracker_port": env.tracker_port,
+        "dmlc_task_id": str(env.task_id),
+        "dmlc_retry": 30,
+        "dmlc_timeout": config.timeout_s,
+    }
+
+
+def _check_rank(env: DmlcEnv) -> tuple[int, int]:
+    """The collective's world size and this worker's rank, which must be the env's."""
+    from xgboost import collective
+
+    world = collective.get_world_size()
+    rank = collective.get_rank()
+    if world != env.num_worker or rank != env.task_id:
+        raise TrainingError(
+            f"collective gave rank {rank} of {world}, expected {env.task_id} of "
+            f"{env.num_worker}: another training uses the same tracker port?"
+        )
+    return world, rank
+
+
+@dataclass
+class _Fit:
+    """The collectively trained booster and how it came about (worker 0 writes it)."""
+
+    estimator: Any
+    spec: Any
+    params: dict[str, Any]
+    total: int
+    resumed: int
+    rounds: int
+    written: list[int]
+
+
+def _fit_collectively(
+    config: DistributedConfig,
+    params: dict[str, Any],
+    spec: Any,
+    X: Any,
+    y: np.ndarray,
+    rank: int,
+    world: int,
+) -> _Fit:
+    """Train the booster with the others, resuming from worker 0's checkpoint when one fits.
+
+    Raises:
+        TrainingError: XGBoost failed (a peer that went away included).
+    """
+    from refit.training.checkpoint import CheckpointStore, training_fingerprint
+    from refit.training.xgboost_trainer import build_xgboost
+
+    weights = _class_weight_vector(params, spec, y)
+    total = int(params["n_estimators"])
+    fingerprints = _allgather_text(
+        training_fingerprint(
+            X, y, trainer="xgboost", task=spec.task, params=params, seed=config.seed
+        ),
+        world,
+    )
+    fingerprint = hashlib.sha256("".join(fingerprints).encode()).hexdigest()
+    store = CheckpointStore(config.checkpoint_uri, fingerprint) if config.checkpoint_uri else None
+    resumed, booster = _resume(store if rank == 0 else None, rank, total)
+    written: list[int] = []
+    estimator = build_xgboost(
+        {**params, "n_estimators": total - resumed}, config.seed, spec.n_classes, config.device
+    )
+    saver = store if rank == 0 else None
+    estimator.set_params(callbacks=[_checkpoints(saver, config.checkpoint_every, total, written)])
+    fit_kwargs: dict[str, Any] = {"verbose": False}
+    if booster is not None:
+        fit_kwargs["xgb_model"] = booster
+    if weights is not None:
+        fit_kwargs["sample_weight"] = weights
+    try:
+        estimator.fit(X, y, **fit_kwargs)
+    except ValueError as exc:  # XGBoostError, including a peer that went away
+        raise TrainingError(f"worker {rank}: distributed training failed: {exc}") from exc
+    estimator.set_params(callbacks=None, device="cpu", n_estimators=total)
+    rounds = int(estimator.get_booster().num_boosted_rounds())
+    return _Fit(estimator, spec, params, total, resumed, rounds, written)
+
+
+def _class_weight_vector(params: Mapping[str, Any], spec: Any, y: np.ndarray) -> Any:
+    """Per-row weights from ``class_weight`` ("balanced": from the counts over all workers)."""
+    if params.get("class_weight") is None:
+        return None
+    from xgboost import collective
+
+    from refit.training.trainers import _class_weights
+
+    cw = _class_weights(params["class_weight"], spec, "xgboost")
+    if cw == "balanced":
+        counts = np.bincount(y.astype(np.int64), minlength=spec.n_classes)
+        counts = collective.allreduce(counts.astype(np.float64), collective.Op.SUM)
+        cw = {i: float(counts.sum() / (spec.n_classes * c)) for i, c in enumerate(counts) if c}
+    assert isinstance(cw, dict)  # class_weight is set, and "balanced" became a dict
+    return np.array([cw.get(int(v), 1.0) for v in y], dtype=np.float64)
+
+
+def _resume(store: Any, rank: int, total: int) -> tuple[int, Any]:
+    """The round to resume from and its booster, the same on every worker.
+
+    Worker 0 reads the checkpoint (``store``; the others pass None) and broadcasts it.
+    """
+    from xgboost import collective
+
+    from refit.training.checkpoint import Checkpoint, load_booster
+
+    payload = ""
+    if store is not None:
+        checkpoint = store.latest()
+        if checkpoint is not None and 0 < checkpoint.round < total:
+            payload = json.dumps(
+                {"round": checkpoint.round, "ubj": base64.b64encode(checkpoint.data).decode()}
+            )
+    resume = json.loads(str(collective.broadcast(payload or "{}", 0)))
+    resumed = int(resume.get("round", 0))
+    if not resumed:
+        return 0, None
+    data = base64.b64decode(resume["ubj"])
+    booster = load_booster(
+        Checkpoint(round=resumed, data=data, sha256=hashlib.sha256(data).hexdigest())
+    )
+    logger.info("worker %d resumes from the checkpoint at round %d of %d", rank, resumed, total)
+    return resumed, booster
+
+
+def _checkpoints(store: Any, every: int, total: int, written: list[int]) -> Any:
+    """An XGBoost callback saving a checkpoint every ``every`` rounds to ``store`` (None: none)."""
+    from xgboost.callback import TrainingCallback
+
+    class _Checkpoints(TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            done = model.num_boosted_rounds()
+            if store is not None and done % every == 0 and done < total:
+                store.save(done, bytes(model.save_raw("ubj")), total_rounds=total)
+                written.append(done)
+            return False
+
+    return _Checkpoints()
+
+
+def _save_worker0_model(
+    config: DistributedConfig,
+    fit: _Fit,
+    train_rows: pa.Table,
+    holdout_rows: pa.Table,
+    results: list[dict[str, Any]],
+    started: float,
+) -> str:
+    """Worker 0: write the model in refit's safe format with its card; return its sha256."""
+    from refit.training.card import build_model_card, validation_metrics
+    from refit.training.device import DeviceChoice
+    from refit.training.trainers import TrainedModel
+
+    model = TrainedModel(
+        estimator=fit.estimator,
+        spec=fit.spec,
+        trainer="xgboost",
+        params=fit.params,
+        seed=config.seed,
+        device=config.device,
+        resumed_from_round=fit.resumed,
+        info={
+            "task": fit.spec.task,
+            "device": config.device,
+            "device_requested": config.device,
+            "device_reason": DeviceChoice(config.device, config.device, "distributed").reason,
+            "train_rows": sum(r["train_rows"] for r in results),
+            "rounds": fit.rounds,
+            "total_rounds": fit.total,
+            "resumed_from_round": fit.resumed,
+            "checkpoints_written": len(fit.written),
+        },
+    )
+    metrics = validation_metrics(model, holdout_rows) if holdout_rows.num_rows else {}
+    wall = time.perf_counter() - started
+    card = build_model_card(
+        model,
+        train_rows,
+        data_sha256=config.data_sha256,
+        wall_time_s=wall,
+        price_per_hour=config.price_per_hour * config.nodes,
+        node_profile=config.node_profile,
+        metrics=metrics,
+        metrics_source=(
+            f"worker 0's holdout rows ({holdout_rows.num_rows} of "
+            f"{sum(r['holdout_rows'] for r in results)}; evaluate_model scores all)"
+        ),
+    )
+    card["distributed"] = {
+        "runtime": "xgboost-distributed",
+        "nodes": config.nodes,
+        "workers": len(results),
+        "workers_per_node": config.workers_per_node,
+        "price_per_node_hour": float(config.price_per_hour),
+        "workers_rows": results,
+    }
+    return str(_save_model_to(model, config.model_uri, card).sha256)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -86,40 +86,8 @@ def run_local(
                 env.update(DmlcEnv(tracker_uri, port, rank, world).to_environ())
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = str(gpus[i])
-                log = open(Path(tmp) / f"worker-{rank}.log", "w+b")
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "refit.training.distributed",
-                        "--config-file",
-                        str(config_path),
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                procs.append((rank, proc, log))
-            deadline = time.monotonic() + timeout_s
-            pending = {rank for rank, _, _ in procs}
-            while pending:
-                for rank, proc, log in procs:
-                    if rank not in pending or proc.poll() is None:
-                        continue
-                    pending.discard(rank)
-                    if proc.returncode != 0:
-                        raise TrainingError(
-                            f"distributed training failed: worker {rank} of {world} "
-                            f"{_exit_text(proc.returncode)}; the other workers were stopped. "
-                            "A rerun with the same checkpoint_uri resumes from the last "
-                            f"checkpoint. Its last output:\n{_tail(log)}"
-                        )
-                if time.monotonic() > deadline:
-                    raise TrainingError(
-                        f"distributed training ran past {timeout_s:g} s; workers {sorted(pending)} "
-                        "were still running and were stopped"
-                    )
-                time.sleep(0.02)
+                procs.append((rank, *_start_worker(config_path, Path(tmp), rank, env)))
+            _wait(procs, world, timeout_s)
             return [proc.pid for _, proc, _ in procs]
         finally:
             for _, proc, log in procs:
@@ -127,6 +95,53 @@ def run_local(
                     proc.kill()
                     proc.wait()
                 log.close()
+
+
+def _start_worker(
+    config_path: Path, tmp: Path, rank: int, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], Any]:
+    """Start one worker process, its output going to a log file under ``tmp``."""
+    log = open(tmp / f"worker-{rank}.log", "w+b")
+    command = [
+        sys.executable,
+        "-m",
+        "refit.training.distributed",
+        "--config-file",
+        str(config_path),
+    ]
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def _wait(
+    procs: list[tuple[int, subprocess.Popen[bytes], Any]], world: int, timeout_s: float
+) -> None:
+    """Wait for every worker to exit 0.
+
+    Raises:
+        TrainingError: One failed (named, with its exit status and last output), or the job ran
+            past ``timeout_s``; the caller stops the others.
+    """
+    deadline = time.monotonic() + timeout_s
+    pending = {rank for rank, _, _ in procs}
+    while pending:
+        for rank, proc, log in procs:
+            if rank not in pending or proc.poll() is None:
+                continue
+            pending.discard(rank)
+            if proc.returncode != 0:
+                raise TrainingError(
+                    f"distributed training failed: worker {rank} of {world} "
+                    f"{_exit_text(proc.returncode)}; the other workers were stopped. "
+                    "A rerun with the same checkpoint_uri resumes from the last "
+                    f"checkpoint. Its last output:\n{_tail(log)}"
+                )
+        if time.monotonic() > deadline:
+            raise TrainingError(
+                f"distributed training ran past {timeout_s:g} s; workers {sorted(pending)} "
+                "were still running and were stopped"
+            )
+        time.sleep(0.02)
 
 
 def _exit_text(code: int) -> str:
