@@ -90,7 +90,8 @@ def train_model_distributed(
     """Train XGBoost on the window across several workers; see the module docstring.
 
     Args:
-        snapshot_uri: URI of the window (a Parquet file or prefix; the workers read it).
+        snapshot_uri: URI of the window's snapshot (a Parquet file or prefix; the workers read
+            it).
         label_column: Label column.
         model_uri: URI of the task's model output (the staging prefix goes beside it).
         model_path: Local folder of the model output.
@@ -100,7 +101,7 @@ def train_model_distributed(
             ``local``, ``workers``; for ``trainjob``, the fields of
             :class:`refit.training.trainjob.TrainJobSettings` (``namespace``,
             ``allowed_namespaces``, ``num_nodes``, ``profile``, ``deadline_s``, ``delete``...).
-        data_metadata: The window artifact's metadata (PII marks, sha256).
+        data_metadata: The snapshot artifact's metadata (PII marks, sha256).
         trainer: Must be ``xgboost`` (the only trainer with a collective).
         params: XGBoost parameters.
         seed: Seed of the holdout hash and the booster.

@@ -5,7 +5,7 @@ The ``xgboost-distributed`` ClusterTrainingRuntime starts ``numNodes`` pods and 
 (`refit.training.distributed_plan.RESERVED_ENV`). Every worker here:
 
 1. plans the shards from the snapshot's Parquet footers alone (`plan_shards`: whole row groups,
-   contiguous, balanced by rows) and reads only its own (`read_shard`), never the whole window;
+   contiguous, balanced by rows) and reads only its own (`read_shard`), never the whole snapshot;
 2. joins XGBoost's collective (``xgboost.collective.CommunicatorContext``); worker 0 first
    starts ``xgboost.tracker.RabitTracker`` on the tracker port;
 3. agrees with the others on one feature encoding (classes and categorical vocabularies merged

@@ -336,7 +336,7 @@ class DistributedConfig:
     """What every worker of one distributed training is told (the TrainJob's ``--config``).
 
     Attributes:
-        snapshot: Parquet file or folder / ``gs://`` prefix of the window.
+        snapshot: The window's snapshot: a Parquet file or folder / ``gs://`` prefix.
         label_column: Label column.
         model_uri: Folder or ``gs://`` prefix worker 0 writes the model to.
         holdout_uri: Folder or prefix each worker writes its holdout part to.
@@ -353,7 +353,7 @@ class DistributedConfig:
         workers_per_node: Workers per node (GPUs per node, or 1), for the card.
         price_per_hour: Price of one node per hour, for the card's cost.
         node_profile: Node profile name, for the card.
-        data_sha256: Content hash of the window (from its artifact), for the card; "" unknown.
+        data_sha256: Content hash of the snapshot (from its artifact), for the card; "" unknown.
         timeout_s: Seconds the tracker waits for all workers to join, and a collective
             operation waits for a peer.
     """
