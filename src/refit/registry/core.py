@@ -98,18 +98,9 @@ def _sha256_file(path: Path) -> str:
 class ModelRegistry(RegistryState):
     """Versions, aliases, statuses, policy state and audit log of one model in a store.
 
-    Prefer `open_registry`; constructing the class directly does the same.
-
-    Args:
-        store_uri: The store root: a local path, ``file://`` URI or ``gs://bucket/prefix``.
-        model_name: The model's name (letters, digits, ``_``, ``.``, ``-``).
-
-    Attributes:
-        store_uri: The store root as given.
-        model_name: The model.
-        storage: The model's folder ``{store}/models/{name}`` in its storage.
-        root: That folder's path or URI.
-        audit: The model's hash-chained audit log.
+    Prefer `open_registry`; constructing the class directly does the same. Its arguments and
+    attributes (``store_uri``, ``model_name``, ``storage``, ``root``, ``audit``) are those of
+    `refit.registry.transactions.RegistryState`, which runs its transactions.
     """
 
     # ----------------------------------------------------------------- versions
