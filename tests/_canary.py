@@ -41,7 +41,7 @@ def register_trained(
             metrics={},
             snapshot_sha256=f"{version}" * 64,
             parent_version=None if version == 1 else parent,
-            run_id=f"run-{version}",
+            run_label=f"run-{version}",
         )
     LocalTarget(reg).promote(1, reason="first model")
     return reg

@@ -68,7 +68,7 @@ def register_skops_versions(
             metrics={"accuracy": 0.8 + i / 100 if rising else 0.8},
             snapshot_sha256=f"{i}" * 64,
             parent_version=None if i == 1 else (i - 1 if chain else 1),
-            run_id=f"run-{i}",
+            run_label=f"run-{i}",
         )
     return reg
 

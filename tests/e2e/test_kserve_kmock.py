@@ -338,7 +338,7 @@ def mv(version: int) -> ModelVersion:
         metrics={},
         snapshot_sha256="1" * 64,
         parent_version=version - 1 or None,
-        run_id=f"run-{version}",
+        run_label=f"run-{version}",
         status="registered",
         created_at="2026-11-26T00:00:00+00:00",
         file="model.ubj",
@@ -726,7 +726,7 @@ def _registry(tmp_path: Path):
             metrics={},
             snapshot_sha256=f"{version}" * 64,
             parent_version=version - 1 or None,
-            run_id=f"run-{version}",
+            run_label=f"run-{version}",
         )
     LocalTarget(reg).promote(1, reason="first")
     return reg

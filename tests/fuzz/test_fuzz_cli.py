@@ -28,7 +28,9 @@ def files(windows, tmp_path_factory) -> Path:
     model = train(windows[0], "default", trainer="logistic_regression", exclude=["event_time"])
     save_model(model, root / "m1")
     reg = ModelRegistry(str(root / "store"), "credit")
-    reg.register(root / "m1", metrics={}, snapshot_sha256="0" * 64, parent_version=None, run_id="r")
+    reg.register(
+        root / "m1", metrics={}, snapshot_sha256="0" * 64, parent_version=None, run_label="r"
+    )
     reg.set_alias("champion", 1)
     (root / "bad.json").write_text("{not json")
     (root / "list.json").write_text("[1, 2]")

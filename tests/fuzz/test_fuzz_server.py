@@ -52,7 +52,7 @@ def store(windows, tmp_path_factory) -> ModelRegistry:
             metrics={},
             snapshot_sha256="0" * 64,
             parent_version=None,
-            run_id=f"run-{version}",
+            run_label=f"run-{version}",
         )
     reg.set_alias("champion", 1)
     return reg

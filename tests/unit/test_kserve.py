@@ -40,7 +40,7 @@ def mv(version: int, file: str = "model.ubj", uri: str | None = None) -> ModelVe
         metrics={},
         snapshot_sha256="1" * 64,
         parent_version=None,
-        run_id=f"run-{version}",
+        run_label=f"run-{version}",
         status="registered",
         created_at="2026-11-26T00:00:00+00:00",
         file=file,

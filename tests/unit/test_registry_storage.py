@@ -41,7 +41,7 @@ def register(reg, tmp_path, name):
         metrics={"accuracy": 0.9},
         snapshot_sha256="s" * 64,
         parent_version=None,
-        run_id=f"run-{name}",
+        run_label=f"run-{name}",
     )
 
 

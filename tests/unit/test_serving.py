@@ -69,7 +69,7 @@ def reg(tmp_path, model_dirs) -> ModelRegistry:
             metrics={"accuracy": 0.8},
             snapshot_sha256=f"{version}" * 64,
             parent_version=None if version == 1 else 1,
-            run_id=f"run-{version}",
+            run_label=f"run-{version}",
         )
     return registry
 

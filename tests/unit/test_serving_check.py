@@ -225,7 +225,7 @@ def test_step_serves_the_registered_champion_and_records_it(dirs, holdout, tmp_p
     registry = ModelRegistry(store, "m")
     version = registry.register(
         dirs["xgb"], metrics={"accuracy": 0.8}, snapshot_sha256="0" * 64,
-        parent_version=None, run_id="r0",
+        parent_version=None, run_label="r0",
     )  # fmt: skip
     registry.set_alias("champion", version.version)
     hold = str(tmp_path / "holdout.parquet")

@@ -43,7 +43,7 @@ def reg(windows, tmp_path_factory) -> ModelRegistry:
             metrics={},
             snapshot_sha256=f"{version}" * 64,
             parent_version=None,
-            run_id=f"run-{version}",
+            run_label=f"run-{version}",
         )
     registry.update_aliases({"champion": 1})
     return registry

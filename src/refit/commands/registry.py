@@ -240,7 +240,7 @@ def pending_cmd(
 
 
 #: The model_lineage columns ``refit registry lineage`` prints.
-_LINEAGE_SHOWN = ("model_id", "parent_id", "status", "aliases", "snapshot_sha256", "run_id",
+_LINEAGE_SHOWN = ("model_id", "parent_id", "status", "aliases", "snapshot_sha256", "run_label",
                   "created_at", "promoted_at", "metrics")  # fmt: skip
 
 
@@ -314,7 +314,7 @@ def check_versions(reg: Any, numbers: list[int]) -> tuple[list[str], list[str]]:
         one its registration record holds; and the versions registered before manifests.
     """
     from refit.errors import RefitError
-    from refit.registry.core import manifest_digest
+    from refit.registry.records import manifest_digest
 
     problems, old = [], []
     try:

@@ -197,7 +197,6 @@ def register_model(
     snapshot_sha256: str,
     metrics: dict[str, Any],
     *,
-    run_id: str = "",
     run_label: str = "",
     parent_version: Any = ANY,
     approval: ApprovalPolicy | None = None,
@@ -213,8 +212,8 @@ def register_model(
         model_name: Model to register under.
         snapshot_sha256: Snapshot the challenger was trained on (its lineage and drift reference).
         metrics: The challenger's evaluation metrics.
-        run_id: Pipeline run that produced it.
-        run_label: Label of this pipeline run in the audit log.
+        run_label: Label of the pipeline run that produced it, recorded with the version and
+            in its registration record.
         parent_version: The champion the challenger was evaluated against (None: there was
             none); `ANY` (default) takes the current champion. Promotion later requires the
             champion to still be this version.
@@ -233,8 +232,7 @@ def register_model(
         metrics=scalar_metrics(metrics),
         snapshot_sha256=snapshot_sha256,
         parent_version=parent_version,
-        run_id=run_id or run_label,
-        audit={"run_label": run_label},
+        run_label=run_label,
         **({"extra": {"training_data": training_data}} if training_data else {}),
     )
     if approval is not None and approval.required:

@@ -5,7 +5,7 @@ body: refit's image running ``python -m refit.training.distributed --config JSON
 (:mod:`refit.training.distributed`) on ``numNodes`` nodes with the node profile's resources
 (``resourcesPerNode``; with GPUs, one worker per GPU), and its node selector, tolerations and
 service account as a ``runtimePatches`` entry of the runtime's ``node`` job. The ``DMLC_*``
-variables are the runtime's (:data:`refit.training.distributed.RESERVED_ENV`): a body that
+variables are the runtime's (:data:`refit.training.distributed_plan.RESERVED_ENV`): a body that
 sets one is refused (:func:`check_body`). :mod:`refit.training.trainjob` submits and watches it.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from refit.errors import TrainingError
-from refit.training.distributed import RESERVED_ENV, DistributedConfig
+from refit.training.distributed_plan import RESERVED_ENV, DistributedConfig
 
 __all__ = [
     "DEFAULT_RUNTIME",
