@@ -9,7 +9,8 @@ batches, and asks for retraining the moment the test fires:
 - the **confidence stream** (``"stream": "confidence"``) where they do not: the champion's
   probability of its predicted class, in [0, 1]; the test watches for its mean going **down**.
 
-``POST /hooks/stream`` (authenticated like every hook, body bounded by ``max_body_bytes``)::
+``POST /hooks/stream`` (``refit.triggers.hooks``; authenticated like every hook, body bounded by
+``max_body_bytes``)::
 
     {"batch_id": "errors-2026-12-01T10:05", "model": "credit-default",
      "stream": "errors", "values": [0, 1, 0, 0, 1]}
@@ -45,10 +46,6 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from fastapi import Request
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from refit.triggers.payloads import PayloadError, TriggerEvent, _number, _obj, _short, _str
 
@@ -346,37 +343,3 @@ class StreamDetectors:
         """Close the connection."""
         with self._lock:
             self._db.close()
-
-
-def add_stream_route(app: Any, service: TriggerService, read: Any, reject: Any, lock: Any) -> None:
-    """Mount ``POST /hooks/stream`` on the trigger service's app.
-
-    Args:
-        app: The FastAPI app.
-        service: The trigger service.
-        read: The app's authenticated, bounded body reader (``read(request, hook)``).
-        reject: The app's counted error answer (``reject(hook, reason, status, detail)``).
-        lock: The app's decision lock (decisions one at a time).
-    """
-    from refit.triggers.payloads import parse_json
-    from refit.triggers.service import UnknownModelError
-
-    detectors = StreamDetectors(service)
-    app.state.streams = detectors
-
-    @app.post("/hooks/stream")
-    async def stream(request: Request) -> Response:
-        body = await read(request, "stream")
-        if isinstance(body, Response):
-            return body
-        try:
-            batch = stream_batch(parse_json(body))
-        except PayloadError as exc:
-            return reject("stream", "malformed", 422, str(exc))
-        try:
-            service.model(batch.model)
-        except UnknownModelError as exc:
-            return reject("stream", "unknown_model", 404, str(exc))
-        async with lock:
-            result = await run_in_threadpool(detectors.process, batch)
-        return JSONResponse(result)
