@@ -145,35 +145,22 @@ class ShadowMirror:
         self._predict = predict
         self._queue: queue.Queue[tuple[int, bytes, dict[str, Any]]] = queue.Queue(queue_size)
         labels = ("model", "revision")
-        self.pairs = Counter(
-            SHADOW_PAIRS.removesuffix("_total"),
-            "Rows answered by both the champion and the shadow.",
-            labels,
-            registry=registry,
-        )
-        self.disagreements = Counter(
-            SHADOW_DISAGREEMENTS.removesuffix("_total"),
+
+        def counter(name: str, documentation: str) -> Counter:
+            return Counter(name.removesuffix("_total"), documentation, labels, registry=registry)
+
+        self.pairs = counter(SHADOW_PAIRS, "Rows answered by both the champion and the shadow.")
+        self.disagreements = counter(
+            SHADOW_DISAGREEMENTS,
             "Rows whose predicted label differs between the champion and the shadow.",
-            labels,
-            registry=registry,
         )
-        self.score_diff = Counter(
-            SHADOW_SCORE_DIFF.removesuffix("_total"),
+        self.score_diff = counter(
+            SHADOW_SCORE_DIFF,
             "Sum of per-row score differences between the champion and the shadow.",
-            labels,
-            registry=registry,
         )
-        self.errors = Counter(
-            SHADOW_ERRORS.removesuffix("_total"),
-            "Request copies the shadow failed to answer.",
-            labels,
-            registry=registry,
-        )
-        self.dropped = Counter(
-            SHADOW_DROPPED.removesuffix("_total"),
-            "Request copies dropped because the shadow queue was full.",
-            labels,
-            registry=registry,
+        self.errors = counter(SHADOW_ERRORS, "Request copies the shadow failed to answer.")
+        self.dropped = counter(
+            SHADOW_DROPPED, "Request copies dropped because the shadow queue was full."
         )
         self.predict_seconds = Histogram(
             PREDICT_SECONDS,
@@ -348,13 +335,10 @@ class ShadowProcess:
 def _shadow_child(store_uri: str, model_name: str, limits: Any, conn: Any) -> None:
     """The child's loop: ``(version, body)`` in, ``(ok, outputs or error, seconds)`` out."""
     from refit.registry import open_registry
-    from refit.serving.app import ModelCache
-    from refit.serving.protocol import (
-        decode_json,
-        parse_infer_request,
-        predict_outputs,
-        request_to_table,
-    )
+    from refit.serving.outputs import predict_outputs
+    from refit.serving.protocol import decode_json, parse_infer_request
+    from refit.serving.server import ModelCache
+    from refit.serving.tables import request_to_table
 
     cache = ModelCache(open_registry(store_uri, model_name))
     while True:
