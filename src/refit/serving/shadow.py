@@ -1,16 +1,10 @@
 """Shadow traffic on the local model server: the challenger answers copies, nobody sees them.
 
-While the rollout state names a ``shadow`` version (`refit.serving.routing`), every unpinned
-request the champion answered with 200 is handed, after its answer is ready, to one worker
-thread through a bounded queue: the worker asks the shadow version for its own answer and
-compares the two. The client's response never waits for the shadow: handing over is a
-``put_nowait`` on the queue, and when the queue is full the copy is dropped (counted) rather
-than slowing the champion.
-
-The shadow's predictions run in a child process (`ShadowProcess`, started on the first copy),
-not in the server's: parsing and scoring hold Python's GIL, and in a thread of the server they
-delayed the champion's answers (p50 6.0 -> 8.8 ms on a loaded 2-core machine). The worker
-thread only waits on the child's pipe, which releases the GIL.
+While the rollout state names a ``shadow`` version (`refit.serving.routing`), each unpinned
+request the champion answered with 200 is copied, after its answer, through a bounded queue to
+a worker thread that asks the shadow version (in a child process, `ShadowProcess`) for its own
+answer and compares the two; a full queue drops the copy. Why a child process, and why the
+client never waits: docs/decisions/0023-shadow-in-a-child-process.md.
 
 Metrics (a contract with the shadow analysis, `refit.deploy.shadow`; ``revision`` is the shadow
 version's label, e.g. ``v4``):

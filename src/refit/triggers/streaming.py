@@ -1,8 +1,8 @@
 """Changes caught inside the window: a streaming change detector fed by the trigger service.
 
-A window policy sees a change only when its window closes (20,000 rows later, say). Here the
-service runs River's Page-Hinkley test (`river.drift.PageHinkley`) over a stream it is sent in
-batches, and asks for retraining the moment the test fires:
+The trigger service runs River's Page-Hinkley test (`river.drift.PageHinkley`) over a stream it
+is sent in batches, and asks for retraining the moment the test fires, not when a window closes
+(why, and how the defaults were chosen: docs/decisions/0007-page-hinkley-in-trigger-service.md):
 
 - the **error stream** (``"stream": "errors"``) where labels flow: 1 for a wrong prediction, 0
   for a right one (or any loss in [0, 1]); the test watches for its mean going **up**;
@@ -22,19 +22,11 @@ committed in one SQLite transaction in the service's state file, so a service ki
 point resumes with the state of the last batch it answered, and never counts a batch twice.
 
 When the test fires, a ``stream`` trigger event (dedupe key ``stream|MODEL|STREAM|BATCH``) goes
-through the service's own decision path (`TriggerService.handle`): the same dedupe, per-model
-cooldown and in-flight limit as alerts, the same audit record. The event is stored with the
-detector's state before it is decided, and any event not yet decided (the service was killed in
-between) is decided on the next batch, so a detection is never lost. The detector restarts after
-firing (River's behaviour), so one change fires once.
-
-Per-model settings (the model's ``streaming`` object in the trigger config; defaults below):
-``threshold`` (lambda, 100), ``delta`` (0.02: changes of the mean smaller than this are ignored),
-``min_instances`` (30 values before the test may fire) and ``alpha`` (0.9999, the forgetting
-factor). River's own defaults (50, 0.005) raised 2-3 false alarms in 100,000 stable rows of an
-error stream at an 11% error rate (``benchmarks/streaming.py``); these raised none on 10 seeded
-streams, and caught a rise to 30% errors 52-463 rows after it began. Streams with another base
-rate or noise may need their own: a larger ``threshold`` trades delay for fewer false alarms.
+through the service's own decision path (`TriggerService.handle`), stored with the detector's
+state before it is decided, so a detection is never lost; the detector restarts after firing.
+Per-model settings (the model's ``streaming`` object in the trigger config): ``threshold``
+(lambda, 100), ``delta`` (0.02), ``min_instances`` (30) and ``alpha`` (0.9999), see
+`StreamSettings`.
 """
 
 from __future__ import annotations
