@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,7 +217,7 @@ class PrivacyConfig:
                 'e.g. {"age": {"bucket": 10}}'
             )
         generalize = {str(c): GeneralizeRule.from_dict(str(c), r) for c, r in raw_rules.items()}
-        _check_no_clash({"drop": drop, "tokenize": tokenize, "generalize": list(generalize)})
+        _check_no_clash({"drop": drop, "tokenize": tokenize, "generalize": tuple(generalize)})
         key_env, key_file = _key_source(data)
         return cls(
             drop=drop,
@@ -244,7 +244,7 @@ class PrivacyConfig:
         return cls.from_dict(data)
 
 
-def _check_no_clash(actions: Mapping[str, list[str]]) -> None:
+def _check_no_clash(actions: Mapping[str, Sequence[str]]) -> None:
     """Refuse a column named by two actions (``actions``: action -> its columns)."""
     named: dict[str, list[str]] = {}
     for action, cols in actions.items():
