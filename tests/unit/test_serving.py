@@ -724,7 +724,7 @@ def test_an_unexpected_failure_is_a_counted_v2_error(reg, rows, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("estimator exploded")
 
-    monkeypatch.setattr("refit.serving.app.predict_outputs", broken)
+    monkeypatch.setattr("refit.serving.server.predict_outputs", broken)
     r = client.post(f"/v2/models/{NAME}/infer", json=body)
     assert r.status_code == 500
     assert r.json() == {

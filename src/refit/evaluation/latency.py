@@ -278,7 +278,9 @@ def build_requests(
 
 def _serve(model: TrainedModel, model_name: str, body: bytes) -> bytes:
     """Answer one V2 request with the model server's own code (`refit.serving.protocol`)."""
-    from refit.serving.protocol import parse_infer_request, predict_outputs, request_to_table
+    from refit.serving.outputs import predict_outputs
+    from refit.serving.protocol import parse_infer_request
+    from refit.serving.tables import request_to_table
 
     request = parse_infer_request(json.loads(body))
     table = request_to_table(request, model.spec, model=model_name)

@@ -7,5 +7,8 @@
 * ``service``: dedupe, policy decision, cooldown, in-flight limit, launch, audit.
 * ``inputs``: the pipeline's inputs (compiled spec): run parameters checked, per-run arguments.
 * ``launchers``: kfp, local (kfp.local), log.
-* ``app``: the FastAPI app.
+* ``streaming``: the Page-Hinkley detectors of ``/hooks/stream``.
+* ``http``: what the routes share (bounded authenticated reads, counted errors, decision lock).
+* ``hooks``: the event hooks; ``approvals``: the approve and reject routes.
+* ``app``: the FastAPI app (``/runs``, health, metrics).
 """
