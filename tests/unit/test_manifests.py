@@ -151,6 +151,8 @@ def test_trigger_deployment_args_are_refit_serve_triggers_options(rendered) -> N
     (container,) = _one(docs, "Deployment", "refit-trigger")["spec"]["template"]["spec"][
         "containers"
     ]
+    # refit's image has no ENTRYPOINT: without a command the kubelet would exec the first arg.
+    assert container["command"] == ["refit"]
     command, *args = container["args"]
     assert command == "serve-triggers"
     serve = typer.main.get_command(app).commands["serve-triggers"]
