@@ -98,7 +98,7 @@ class Prism:
         spec_path = tmp / "kfp-api-adjusted.swagger.json"
         spec_path.write_text(json.dumps(adjust_kfp_spec(json.loads(source.read_text()))))
         self.port = free_port()
-        self.log = open(tmp / "prism.log", "w+b")  # noqa: SIM115
+        self.log = open(tmp / "prism.log", "w+b")
         self.proc = subprocess.Popen(
             [str(PRISM), "mock", "-h", "127.0.0.1", "-p", str(self.port), str(spec_path)],
             stdout=self.log,
@@ -316,7 +316,7 @@ class ServeProcess:
         import tempfile
 
         # A file, not a pipe: an unread pipe fills up and blocks the server.
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -362,7 +362,7 @@ class ModelServeProcess:
         refit = str(Path(sys.executable).parent / "refit")
         args = [refit, "serve-model", "--store", store, "--name", name, "--port", str(self.port)]
         # A file, not a pipe: an unread pipe fills up and blocks the server.
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [*args, *extra],
             stdout=self.log,

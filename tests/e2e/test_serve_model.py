@@ -17,7 +17,7 @@ from refit.training import save_model, train
 NAME = "credit"
 
 
-def ModelServeProcess(store: str, *extra: str) -> _ModelServeProcess:  # noqa: N802
+def ModelServeProcess(store: str, *extra: str) -> _ModelServeProcess:
     return _ModelServeProcess(store, NAME, *extra)
 
 

@@ -228,7 +228,7 @@ def test_generic_and_storage_hooks_use_the_policy(tmp_path):
         assert first["decisions"][0]["decision"] == "launch"
         # Seed a trained model's state: 1000 training rows, new_data_fraction 0.5 -> 500 rows.
         r.service.state.save_policy_state("credit-default", {"training_rows": 1000})
-        r.service._has_champion = lambda model: True  # noqa: SLF001
+        r.service._has_champion = lambda model: True
         msg = {
             "message": {
                 "messageId": "m-1",

@@ -288,7 +288,7 @@ def test_each_triggering_alert_retrains_a_model_that_has_a_champion(rendered, tm
         raw["state_path"] = str(tmp_path / f"{rule['alert']}.db")
         launcher = LogLauncher()
         service = TriggerService(ServiceConfig.from_dict(raw), launcher)
-        service._has_champion = lambda model: True  # noqa: SLF001
+        service._has_champion = lambda model: True
         try:
             for model in raw["models"]:
                 (event,) = alertmanager_events(_fire(rule, model, value))
