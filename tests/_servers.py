@@ -1,5 +1,6 @@
 """Real servers on loopback for the e2e tests: Prism (the KFP API contract), a recording proxy,
-uvicorn serving an ASGI app in a thread, and ``refit serve-model`` in a subprocess."""
+uvicorn serving an ASGI app in a thread, ``refit serve`` and ``refit serve-model`` in a
+subprocess, and the base of the Prometheus and Alertmanager servers (``BinaryServer``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -68,8 +69,28 @@ def adjust_kfp_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def wait_for_http(host: str, port: int, path: str, timeout: float, proc=None) -> None:
-    """Poll ``GET path`` until any HTTP answer comes, or fail after ``timeout`` seconds."""
+def wait_for_http(
+    host: str,
+    port: int,
+    path: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    *,
+    status: int | None = None,
+) -> None:
+    """Poll ``GET path`` until an HTTP answer comes, or fail after ``timeout`` seconds.
+
+    Args:
+        host: The server's host.
+        port: Its port.
+        path: The path to poll.
+        timeout: Seconds to wait.
+        proc: The server's process: its exit ends the wait at once.
+        status: The status the answer must have (any, when None).
+
+    Raises:
+        RuntimeError: ``proc`` exited, or no (such) answer came in time.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -77,12 +98,103 @@ def wait_for_http(host: str, port: int, path: str, timeout: float, proc=None) ->
         try:
             conn = http.client.HTTPConnection(host, port, timeout=2)
             conn.request("GET", path)
-            conn.getresponse().read()
+            response = conn.getresponse()
+            response.read()
             conn.close()
-            return
+            if status is None or response.status == status:
+                return
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise RuntimeError(f"no answer from http://{host}:{port}{path} after {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop ``proc`` gracefully (SIGTERM); kill it if it has not exited after ``timeout`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class BinaryServer:
+    """A server binary on a free 127.0.0.1 port, with a throwaway folder, ready at ``/-/ready``.
+
+    The base of Prometheus and Alertmanager: a subclass names the server (``name``), writes its
+    configuration into ``self.dir``, gives its command line for a port (``command``) and calls
+    ``launch``. Use it as a context manager, or call ``close()``.
+    """
+
+    name = "server"
+
+    def __init__(self, prefix: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.log_path = self.dir / f"{self.name.lower()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def command(self, port: int) -> list[str]:
+        """The command line that serves on ``127.0.0.1:port``."""
+        raise NotImplementedError
+
+    def launch(self, timeout: float) -> None:
+        """Start the server and wait until it is ready; on failure, clean up and raise.
+
+        Raises:
+            RuntimeError: It exited or did not become ready (the message holds its log).
+        """
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, timeout: float) -> None:
+        last_error = ""
+        for _attempt in range(3):  # a free port can be taken before the bind: try a few
+            self.port = free_port()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    self.command(self.port),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            try:
+                wait_for_http("127.0.0.1", self.port, "/-/ready", timeout, self.proc, status=200)
+                return
+            except RuntimeError as exc:
+                last_error = f"{self.name} was not ready: {exc}:\n{self.log_tail()}"
+                if self.proc.poll() is None:  # running but not ready: not a port clash
+                    raise RuntimeError(last_error) from None
+        raise RuntimeError(last_error)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's log."""
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+    def close(self) -> None:
+        """Stop the server and remove its files."""
+        if self.proc is not None:
+            stop_process(self.proc, 10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Prism:
@@ -114,12 +226,7 @@ class Prism:
 
     def close(self) -> None:
         """Stop Prism."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, 10)
         self.log.close()
 
 
@@ -333,13 +440,7 @@ class ServeProcess:
 
     def stop(self) -> None:
         """Stop it gracefully (SIGTERM), as a rolling restart would."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)
 
     @property
     def url(self) -> str:
@@ -382,10 +483,4 @@ class ModelServeProcess:
         return self.log.read().decode()[-4000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)
