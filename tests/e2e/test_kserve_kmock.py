@@ -383,6 +383,18 @@ def make_target(api: k8s_client.CustomObjectsApi, clock: FakeClock, **kwargs: An
     )
 
 
+def seed_service(
+    api: k8s_client.CustomObjectsApi,
+    controller: FakeKServe,
+    manifest: dict[str, Any] | None = None,
+) -> None:
+    """Create the InferenceService (``manifest_style()`` unless given) and let it settle."""
+    api.create_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, manifest if manifest is not None else manifest_style()
+    )
+    controller.settle()
+
+
 def live(api: k8s_client.CustomObjectsApi) -> dict[str, Any]:
     return api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
 
@@ -467,8 +479,7 @@ def test_canary_10_then_50_then_promote_waits_for_each_generation(
         ingress_polls=ingress_polls,
         report_traffic=report_traffic,
     )
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    controller.settle()
+    seed_service(api, controller)
     rev1 = f"{NAME}-predictor-00001"
     rev2 = f"{NAME}-predictor-00002"
     clock = FakeClock(controller)
@@ -522,8 +533,7 @@ def test_rollback_restores_the_previous_spec_and_all_traffic(
 ) -> None:
     controller = FakeKServe(api, lag=1, revision_polls=2)
     seeded = manifest_style()
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, seeded)
-    controller.settle()
+    seed_service(api, controller, seeded)
     target = make_target(api, FakeClock(controller))
     before = len(writes(emulator.server))
 
@@ -565,8 +575,7 @@ def test_controller_that_never_catches_up_times_out_naming_the_service(
     emulator: EmulatorThread, api: k8s_client.CustomObjectsApi
 ) -> None:
     controller = FakeKServe(api)
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    controller.settle()
+    seed_service(api, controller)
     clock = FakeClock(controller)
     target = make_target(api, clock)
     controller.stuck = True
@@ -590,8 +599,7 @@ def test_a_revision_that_fails_to_load_fails_at_once(
     emulator: EmulatorThread, api: k8s_client.CustomObjectsApi
 ) -> None:
     controller = FakeKServe(api)
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    controller.settle()
+    seed_service(api, controller)
     clock = FakeClock(controller)
     target = make_target(api, clock)
     controller.fail_load = True
@@ -647,8 +655,7 @@ def test_forbidden_patch_is_a_deploy_error_and_rollback_leaves_the_service_as_it
     emulator: EmulatorThread, api: k8s_client.CustomObjectsApi
 ) -> None:
     controller = FakeKServe(api)
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    controller.settle()
+    seed_service(api, controller)
     target = make_target(api, FakeClock(controller))
     emulator.server.refuse[("PATCH", None)] = 403
 
@@ -693,8 +700,7 @@ def test_rollback_of_a_first_deploy_deletes_the_service_it_created(
 def test_a_live_model_other_than_the_previous_version_is_refused(
     emulator: EmulatorThread, api: k8s_client.CustomObjectsApi
 ) -> None:
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    FakeKServe(api).settle()
+    seed_service(api, FakeKServe(api))
     target = make_target(api, FakeClock(FakeKServe(api)))
     before = len(writes(emulator.server))
     with pytest.raises(
@@ -752,8 +758,7 @@ def _controller_setup(api, tmp_path):
     seeded = manifest_style()
     seeded["spec"]["predictor"]["model"]["storageUri"] = _uri(reg.get(1))
     seeded["spec"]["predictor"]["model"]["runtime"] = "kserve-xgbserver"
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, seeded)
-    controller.settle()
+    seed_service(api, controller, seeded)
     clock = FakeClock(controller)
     target = make_target(api, clock, storage_uri_for=_uri)
     plan = RolloutPlan(steps=(10, 50, 100), interval_seconds=30, failures_allowed=0)
