@@ -26,7 +26,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _alertmanager import webhook
 from _servers import ServeProcess, blast
 
 SECRET = "benchmark-secret-0123456789abcdef"
@@ -39,29 +40,9 @@ def model_name(i: int) -> str:
 
 def alert(group: int, model: str) -> bytes:
     """One Alertmanager v4 webhook body: alert group ``group`` firing for ``model``."""
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": f'{{}}:{{alertname="DriftHigh", model="{model}", shard="{group}"}}',
-            "status": "firing",
-            "receiver": "refit",
-            "groupLabels": {"alertname": "DriftHigh", "model": model},
-            "commonLabels": {"model": model},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {"alertname": "DriftHigh", "model": model},
-                    "annotations": {"drift_share": "0.5"},
-                    "startsAt": "2026-11-26T00:00:00Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus/graph",
-                    "fingerprint": f"fp{group:06d}",
-                }
-            ],
-        }
-    ).encode()
+    key = f'{{}}:{{alertname="DriftHigh", model="{model}", shard="{group}"}}'
+    body = webhook(model, key, [f"fp{group:06d}"], annotations={"drift_share": "0.5"})
+    return json.dumps(body).encode()
 
 
 def fleet_config(tmp: Path, models: int, schedule: str = "* * * * *") -> Path:

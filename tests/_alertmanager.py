@@ -18,7 +18,6 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import yaml
 from _servers import BinaryServer
 
 DEFAULT_BINARY = "/usr/bin/prometheus-alertmanager"
@@ -111,20 +110,14 @@ class AlertmanagerServer(BinaryServer):
     name = "Alertmanager"
 
     def __init__(self, config: dict[str, Any], start_timeout: float = 30.0) -> None:
-        self.binary = alertmanager_binary()
-        super().__init__("refit-alertmanager-")
-        self.config = self.dir / "alertmanager.yml"
-        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.launch(start_timeout)
+        super().__init__(alertmanager_binary(), "refit-alertmanager-")
+        self.launch(config, start_timeout)
 
-    def command(self, port: int) -> list[str]:
-        """Alertmanager on ``127.0.0.1:port``: its config, a throwaway storage, no gossip."""
+    def options(self) -> list[str]:
+        """A throwaway storage, no gossip (one instance, loopback only)."""
         return [
-            self.binary,
-            f"--config.file={self.config}",
             f"--storage.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # no gossip: one instance, loopback only
+            "--cluster.listen-address=",
             "--log.level=debug",
         ]
 

@@ -73,12 +73,10 @@ class PrometheusServer(BinaryServer):
         alertmanagers: list[str] | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.binary = prometheus_binary()
+        super().__init__(prometheus_binary(), "refit-prometheus-")
         self.targets = list(targets)
         self.scrape_interval = scrape_interval
         self.extra_args = tuple(extra_args)
-        super().__init__("refit-prometheus-")
-        self.config = self.dir / "prometheus.yml"
         config: dict[str, Any] = {
             "global": {
                 "scrape_interval": scrape_interval,
@@ -101,16 +99,12 @@ class PrometheusServer(BinaryServer):
             config["alerting"] = {
                 "alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]
             }
-        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.launch(start_timeout)
+        self.launch(config, start_timeout)
 
-    def command(self, port: int) -> list[str]:
-        """Prometheus on ``127.0.0.1:port`` with its config and a throwaway TSDB."""
+    def options(self) -> list[str]:
+        """A throwaway TSDB, and the extra arguments."""
         return [
-            self.binary,
-            f"--config.file={self.config}",
             f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=info",
             *self.extra_args,
         ]

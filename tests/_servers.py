@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import httpx
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO.parent / "shared" / "specs"
@@ -123,30 +124,45 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
 class BinaryServer:
     """A server binary on a free 127.0.0.1 port, with a throwaway folder, ready at ``/-/ready``.
 
-    The base of Prometheus and Alertmanager: a subclass names the server (``name``), writes its
-    configuration into ``self.dir``, gives its command line for a port (``command``) and calls
-    ``launch``. Use it as a context manager, or call ``close()``.
+    The base of Prometheus and Alertmanager, which take ``--config.file`` and
+    ``--web.listen-address``: a subclass names the server (``name``), gives its other flags
+    (``options``) and calls ``launch`` with its configuration. Use it as a context manager, or
+    call ``close()``.
     """
 
     name = "server"
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, binary: str, prefix: str) -> None:
+        self.binary = binary
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.config = self.dir / f"{self.name.lower()}.yml"
         self.log_path = self.dir / f"{self.name.lower()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
-    def command(self, port: int) -> list[str]:
-        """The command line that serves on ``127.0.0.1:port``."""
+    def options(self) -> list[str]:
+        """The flags other than the config file and the listen address."""
         raise NotImplementedError
 
-    def launch(self, timeout: float) -> None:
-        """Start the server and wait until it is ready; on failure, clean up and raise.
+    def command(self, port: int) -> list[str]:
+        """The command line that serves on ``127.0.0.1:port``."""
+        return [
+            self.binary,
+            f"--config.file={self.config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *self.options(),
+        ]
+
+    def launch(self, config: dict[str, Any], timeout: float) -> None:
+        """Write ``config`` (as YAML), start the server and wait until it is ready.
+
+        On failure it cleans up before raising.
 
         Raises:
             RuntimeError: It exited or did not become ready (the message holds its log).
         """
         try:
+            self.config.write_text(yaml.safe_dump(config, sort_keys=False))
             self._start(timeout)
         except BaseException:
             self.close()

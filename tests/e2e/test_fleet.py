@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+from _alertmanager import webhook
 from _servers import ServeProcess, blast
 
 from refit.registry import open_registry
@@ -18,29 +19,9 @@ MODELS = 300
 
 
 def _alert(model: str, group: int) -> bytes:
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": f'{{}}:{{alertname="DriftHigh", model="{model}", g="{group}"}}',
-            "status": "firing",
-            "receiver": "refit",
-            "groupLabels": {"alertname": "DriftHigh"},
-            "commonLabels": {"model": model},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {"alertname": "DriftHigh", "model": model},
-                    "annotations": {"drift_share": "0.5"},
-                    "startsAt": "2026-11-26T00:00:00Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus/graph",
-                    "fingerprint": f"fp{group:06d}",
-                }
-            ],
-        }
-    ).encode()
+    key = f'{{}}:{{alertname="DriftHigh", model="{model}", g="{group}"}}'
+    body = webhook(model, key, [f"fp{group:06d}"], annotations={"drift_share": "0.5"})
+    return json.dumps(body).encode()
 
 
 def test_a_fleet_gets_one_run_per_alert_group_and_one_audit_log_per_model(tmp_path: Path) -> None:
