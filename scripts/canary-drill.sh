@@ -22,15 +22,13 @@ pids+=($!)
 start_prometheus "$serve_port" "$prom_port"
 
 # Traffic: one request every 10 ms, built from the model's own V2 metadata.
-"$python" - "http://127.0.0.1:$serve_port" "$model" > "$work/load.log" 2>&1 <<'EOF' &
+wait_for_model "$serve_port"
+"$python" - "http://127.0.0.1:$serve_port" "$model" "$work/model.json" \
+  > "$work/load.log" 2>&1 <<'EOF' &
 import json, sys, time, urllib.request
 base, name = sys.argv[1], sys.argv[2]
-for _ in range(300):
-    try:
-        meta = json.load(urllib.request.urlopen(f"{base}/v2/models/{name}", timeout=5))
-        break
-    except OSError:
-        time.sleep(0.2)
+with open(sys.argv[3]) as f:
+    meta = json.load(f)
 body = json.dumps({"inputs": [
     {"name": t["name"], "shape": [1], "datatype": t["datatype"],
      "data": ["north" if t["datatype"] == "BYTES" else 0.5]} for t in meta["inputs"]

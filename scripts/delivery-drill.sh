@@ -29,15 +29,13 @@ start_prometheus "$serve_port" "$prom_port"
 
 # Traffic: requests with ids built from the model's V2 metadata, varied inputs; each answer's
 # unit "converts" at 10%, or 30% when the challenger served it, and is posted as feedback.
-"$python" - "http://127.0.0.1:$serve_port" "$model" "$challenger" > "$work/load.log" 2>&1 <<'PY' &
+wait_for_model "$serve_port"
+"$python" - "http://127.0.0.1:$serve_port" "$model" "$challenger" "$work/model.json" \
+  > "$work/load.log" 2>&1 <<'PY' &
 import json, os, random, sys, time, urllib.request
 base, name, challenger = sys.argv[1], sys.argv[2], sys.argv[3]
-for _ in range(300):
-    try:
-        meta = json.load(urllib.request.urlopen(f"{base}/v2/models/{name}", timeout=5))
-        break
-    except OSError:
-        time.sleep(0.2)
+with open(sys.argv[4]) as f:
+    meta = json.load(f)
 rng = random.Random(7)
 def post(path, body):
     req = urllib.request.Request(f"{base}{path}", json.dumps(body).encode(),

@@ -3,8 +3,8 @@
 #
 # Checks the demo store and the tools, and sets: demo, store, model, refit, python, prom, work
 # (a temporary folder, removed at exit) and pids (killed at exit). Defines port (a free loopback
-# port), drill_versions (the champion and the newest other version), start_prometheus and
-# wait_for_prometheus.
+# port), drill_versions (the champion and the newest other version), wait_for_model,
+# start_prometheus and wait_for_prometheus.
 
 demo="${1:-refit-demo}"
 store="$demo/store"
@@ -30,6 +30,25 @@ from refit.registry import ModelRegistry
 reg = ModelRegistry(sys.argv[1], sys.argv[2])
 live = reg.get_alias("champion")
 print(live, max(v for v in reg.list_version_numbers() if v != live))
+PY
+}
+
+# Waits until the model server on port $1 answers, and saves its V2 model metadata (the inputs
+# the drills' traffic is built from) to $work/model.json.
+wait_for_model() {
+  "$python" - "http://127.0.0.1:$1" "$model" "$work/model.json" <<'PY'
+import json, sys, time, urllib.request
+base, name, out = sys.argv[1:4]
+for _ in range(300):
+    try:
+        meta = json.load(urllib.request.urlopen(f"{base}/v2/models/{name}", timeout=5))
+        break
+    except OSError:
+        time.sleep(0.2)
+else:
+    sys.exit(f"the model server at {base} did not answer")
+with open(out, "w") as f:
+    json.dump(meta, f)
 PY
 }
 
