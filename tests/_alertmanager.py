@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from _servers import BinaryServer
+from _servers import BinaryServer, find_binary
 
 DEFAULT_BINARY = "/usr/bin/prometheus-alertmanager"
 
@@ -89,9 +89,9 @@ def alertmanager_binary() -> str:
         shutil.which("alertmanager"),
         DEFAULT_BINARY,
     ]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+    found = find_binary(candidates)
+    if found:
+        return found
     raise AlertmanagerNotInstalled(
         "the Alertmanager binary is not installed (looked at $REFIT_ALERTMANAGER, "
         f"`prometheus-alertmanager` and `alertmanager` on PATH and {DEFAULT_BINARY}); install "

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from _servers import BinaryServer
+from _servers import BinaryServer, find_binary
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 
@@ -36,9 +36,9 @@ def prometheus_binary() -> str:
         PrometheusNotInstalled: None of them exists.
     """
     candidates = [os.environ.get("REFIT_PROMETHEUS"), shutil.which("prometheus"), DEFAULT_BINARY]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+    found = find_binary(candidates)
+    if found:
+        return found
     raise PrometheusNotInstalled(
         "the Prometheus server binary is not installed (looked at $REFIT_PROMETHEUS, "
         f"`prometheus` on PATH and {DEFAULT_BINARY}); install Debian's package with "

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -108,6 +109,15 @@ def wait_for_http(
             pass
         time.sleep(0.2)
     raise RuntimeError(f"no answer from http://{host}:{port}{path} after {timeout} s")
+
+
+def find_binary(candidates: Iterable[str | None]) -> str | None:
+    """The first of ``candidates`` (paths; None for a lookup that found nothing) that is an
+    executable file, or None."""
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
