@@ -124,6 +124,14 @@ def train_demo_model(table: pa.Table, trainer: str = "logistic_regression", **op
     return train(table, "default", trainer=trainer, exclude=["event_time"], **options)
 
 
+def flip_labels(table: pa.Table) -> pa.Table:
+    """``table`` with its ``default`` labels flipped (a model trained on it disagrees)."""
+    labels = table.column("default").to_pylist()
+    return table.set_column(
+        table.column_names.index("default"), "default", pa.array([1 - v for v in labels])
+    )
+
+
 def serving_models(windows: list[pa.Table], xgboost_rounds: int) -> dict[int, Any]:
     """v1 a logistic regression on window 0, v2 an XGBoost model (one thread) on window 1."""
     return {

@@ -7,13 +7,7 @@ import time
 
 import httpx
 import pytest
-from _canary import (
-    local_rollout,
-    register_trained,
-    reset_canary,
-    run_drill,
-    scraped_under_load,
-)
+from _canary import local_rollout, register_trained, reset_canary, run_drill, scraped_under_load
 from _servers import ModelServeProcess
 from _v2 import infer_inputs
 from typer.testing import CliRunner

@@ -17,13 +17,8 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from _canary import (
-    local_rollout,
-    register_trained,
-    reset_canary,
-    run_drill,
-    scraped_under_load,
-)
+from _canary import local_rollout, register_trained, reset_canary, run_drill, scraped_under_load
+from _models import flip_labels
 from _servers import ModelServeProcess
 from _v2 import infer_inputs
 
@@ -38,11 +33,7 @@ def store(windows, tmp_path_factory) -> ModelRegistry:
     """v1 champion; v2 trained on the next window (agrees); v3 trained on flipped labels."""
     root = tmp_path_factory.mktemp("delivery")
     reg = ModelRegistry(str(root / "store"), NAME)
-    flipped = windows[0].set_column(
-        windows[0].column_names.index("default"),
-        "default",
-        pa.array([1 - v for v in windows[0].column("default").to_pylist()]),
-    )
+    flipped = flip_labels(windows[0])
     return register_trained(reg, root, [windows[0], windows[1], flipped], parent=1)
 
 

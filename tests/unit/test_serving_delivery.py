@@ -3,9 +3,8 @@ and the plan's shadow and ab_test sections."""
 
 import json
 
-import pyarrow as pa
 import pytest
-from _models import register_models, train_demo_model
+from _models import flip_labels, register_models, train_demo_model
 from _v2 import infer_inputs
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,11 +28,7 @@ def reg(windows, tmp_path_factory) -> ModelRegistry:
     root = tmp_path_factory.mktemp("delivery")
     registry = ModelRegistry(str(root / "store"), NAME)
     w = windows[0]
-    flipped = w.set_column(
-        w.column_names.index("default"),
-        "default",
-        pa.array([1 - v for v in w.column("default").to_pylist()]),
-    )
+    flipped = flip_labels(w)
     models = {1: train_demo_model(w), 2: train_demo_model(w), 3: train_demo_model(flipped)}
     register_models(registry, root, models)
     registry.update_aliases({"champion": 1})
