@@ -1,5 +1,5 @@
-"""Stores built through the library steps (fast: no kfp.local): one with a champion, and one
-window run step by step as the retraining pipeline chains the steps."""
+"""Stores built through the library steps (fast: no kfp.local): one with a champion, one window
+run step by step as the retraining pipeline chains the steps, and a short history of such runs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ import pyarrow as pa
 from refit import steps
 from refit.demo.data import TARGET, TIME_COLUMN
 from refit.io.tables import write_parquet
+
+#: The promotion gate of the step-level histories (the demo's).
+GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.75}, "max_degradation": 0.03}
+#: Window index -> run label of a history: window 0 trains the first model, 1 is quiet, 3 drifts
+#: (a covariate shift: retrain), 4 is blocked by validation (a renamed column).
+RUNS = {0: "window-00", 1: "window-01", 3: "window-03", 4: "window-04"}
 
 
 def champion_store(
@@ -122,3 +128,19 @@ def run_steps(
         model_dir, s, model, snap.sha256, evaluation.challenger or {}, run_label=label
     )
     steps.promote_model(s, model, version, run_label=label)
+
+
+def run_history(root: Path, windows: list[pa.Table], **options: Any) -> Path:
+    """Make ``root`` a store of the :data:`RUNS` windows run in turn with :func:`run_steps`.
+
+    Args:
+        root: The store folder.
+        windows: The demo windows.
+        **options: The :func:`run_steps` options (``model``, ``policy``, ``gate``...).
+
+    Returns:
+        ``root``.
+    """
+    for index, label in RUNS.items():
+        run_steps(root, windows[index], index, label, **options)
+    return root

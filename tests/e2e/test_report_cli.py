@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from _store import run_steps
+from _store import GATE, run_history
 from typer.testing import CliRunner
 
 from refit.cli import app
@@ -19,20 +19,15 @@ from refit.registry import ModelRegistry
 runner = CliRunner()
 MODEL = "credit"
 POLICY = {"drift_share_threshold": 0.3, "metric": "accuracy", "metric_threshold": 0.75}
-GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.75}, "max_degradation": 0.03}
-#: Window 0 trains the first model, 1 is quiet, 3 drifts (retrain, promoted, rolled back),
-#: 4 is blocked by validation (a renamed column).
-RUNS = {0: "window-00", 1: "window-01", 3: "window-03", 4: "window-04"}
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, windows) -> Path:
-    root = tmp_path_factory.mktemp("report") / "store"
-    for index, label in RUNS.items():
-        run_steps(
-            root, windows[index], index, label, model=MODEL, policy=POLICY, gate=GATE,
-            price_per_hour=2.0,
-        )  # fmt: skip
+    # window 3's retrain is promoted, then rolled back
+    root = run_history(
+        tmp_path_factory.mktemp("report") / "store", windows,
+        model=MODEL, policy=POLICY, gate=GATE, price_per_hour=2.0,
+    )  # fmt: skip
     get_target("local", ModelRegistry(str(root), MODEL)).rollback(
         reason="canary error rate", audit={"run_label": "window-03"}
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from _pipeline import POLICY
-from _store import run_steps
+from _store import GATE, RUNS, run_history
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,20 +32,15 @@ from refit.governance.record import RunStatus, release_record, write_release_rec
 from refit.registry import ModelRegistry
 
 MODEL = "credit"
-GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.75}, "max_degradation": 0.03}
 PRICE_PER_HOUR = 3.6
-#: Window index -> run label. Window 3 drifts (covariate shift), window 4 has a renamed column.
-RUNS = {0: "window-00", 1: "window-01", 3: "window-03", 4: "window-04"}
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, windows) -> Path:
-    root = tmp_path_factory.mktemp("release") / "store"
-    for index, label in RUNS.items():
-        run_steps(
-            root, windows[index], index, label, model=MODEL, policy=POLICY, gate=GATE,
-            price_per_hour=PRICE_PER_HOUR, node_profile="cpu",
-        )  # fmt: skip
+    root = run_history(
+        tmp_path_factory.mktemp("release") / "store", windows,
+        model=MODEL, policy=POLICY, gate=GATE, price_per_hour=PRICE_PER_HOUR, node_profile="cpu",
+    )  # fmt: skip
     # An operator rolls v2 back from the command line: the record carries no run label.
     get_target("local", ModelRegistry(str(root), MODEL)).rollback(reason="canary error rate")
     return root
