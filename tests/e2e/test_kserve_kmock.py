@@ -190,59 +190,84 @@ class FakeKServe:
         return revision_pending or self._route_target is not None or self._ingress_left > 0
 
     def step(self) -> None:
+        """One poll: reconcile what the current generation asks for, one delay at a time."""
         self.polls += 1
-        try:
-            obj = self.api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
-        except k8s_client.ApiException as exc:
-            assert exc.status == 404
-            return
-        generation = obj["metadata"]["generation"]
-        observed = (obj.get("status") or {}).get("observedGeneration", 0)
-        if self.stuck or (generation <= observed and not self.busy):
-            return
-        if generation != self._seen:
-            self._seen, self._lag_left = generation, self.lag
-        if self._lag_left > 0:
-            self._lag_left -= 1
+        obj = self._current()
+        if obj is None or not self._noticed(obj):
             return
         if self._ingress_left > 0:
             self._ingress_left -= 1
         predictor = obj["spec"]["predictor"]
-        model = predictor["model"]
+        self._track_revision(predictor["model"])
+        created, failed = self._advance_revision()
+        if failed:
+            self._write(obj, created, failed=True)
+            return
+        self._advance_route(predictor.get("canaryTrafficPercent"))
+        self._write(obj, created)
+
+    def _current(self) -> dict[str, Any] | None:
+        """The InferenceService, or None before it exists."""
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
+        except k8s_client.ApiException as exc:
+            assert exc.status == 404
+            return None
+
+    def _noticed(self, obj: dict[str, Any]) -> bool:
+        """Whether this poll acts: a generation or change in progress, noticed after the lag."""
+        generation = obj["metadata"]["generation"]
+        observed = (obj.get("status") or {}).get("observedGeneration", 0)
+        if self.stuck or (generation <= observed and not self.busy):
+            return False
+        if generation != self._seen:
+            self._seen, self._lag_left = generation, self.lag
+        if self._lag_left > 0:
+            self._lag_left -= 1
+            return False
+        return True
+
+    def _track_revision(self, model: dict[str, Any]) -> None:
+        """A new revision for a model spec unlike the newest revision's (its delays start)."""
         fingerprint = json.dumps({k: model.get(k) for k in sorted(model) if k != "resources"})
         if not self.revisions or self.revisions[-1][1] != fingerprint:
             self.revisions.append((f"{NAME}-predictor-{len(self.revisions) + 1:05d}", fingerprint))
             self._create_left = self.create_polls
             self._revision_left = self.revision_polls
+
+    def _advance_revision(self) -> tuple[str, bool]:
+        """One poll of the newest revision: the revision reported as created, and whether it
+        failed to load (``fail_load``)."""
         created = self.revisions[-1][0]
         if self._create_left > 0:  # Knative has not reported the new revision yet
             self._create_left -= 1
-            created = self.revisions[-2][0] if len(self.revisions) > 1 else ""
-        elif created != self.ready:
+            return (self.revisions[-2][0] if len(self.revisions) > 1 else ""), False
+        if created != self.ready:
             if self.fail_load:
-                self._write(obj, created, failed=True)
-                return
+                return created, True
             if self._revision_left > 0:
                 self._revision_left -= 1
             else:
                 self.ready = created
-        canary = predictor.get("canaryTrafficPercent")
+        return created, False
+
+    def _advance_route(self, canary: int | None) -> None:
+        """One poll of the route toward the split ``canary`` asks for (after ``route_polls``)."""
         rolled = self.ready if canary is None else (self.route[2] or self.ready)
         wanted = (canary, self.ready, rolled)
         if wanted == self.route:
             self._route_target = None
-        else:
-            if wanted != self._route_target:  # a new route change starts its own delay
-                self._route_target, self._route_left = wanted, self.route_polls
-            if self._route_left > 0:
-                self._route_left -= 1
-            else:
-                self._route_target = None
-                if rolled != self.route[2]:
-                    self.previous_rolled_out = self.route[2]
-                self.route = wanted
-                self._ingress_left = self.ingress_polls
-        self._write(obj, created)
+            return
+        if wanted != self._route_target:  # a new route change starts its own delay
+            self._route_target, self._route_left = wanted, self.route_polls
+        if self._route_left > 0:
+            self._route_left -= 1
+            return
+        self._route_target = None
+        if rolled != self.route[2]:
+            self.previous_rolled_out = self.route[2]
+        self.route = wanted
+        self._ingress_left = self.ingress_polls
 
     def _write(self, obj: dict[str, Any], created: str, failed: bool = False) -> None:
         canary, latest, rolled = self.route
