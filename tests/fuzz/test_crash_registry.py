@@ -114,21 +114,28 @@ def _writer(
                 )
                 done[1] += 1
                 continue
-            if op == 0:
-                target.promote(rng.randint(1, VERSIONS), reason=f"crash-{seed}-{i}")
-            elif op == 1:
-                target.rollback(reason=f"crash-{seed}-{i}")
-            elif op == 2:
-                reg.set_status(rng.randint(1, VERSIONS), rng.choice(STATUSES[:5]))
-            elif op == 3:
-                reg.set_alias("challenger", rng.choice([None, *range(1, VERSIONS + 1)]))
-            elif op == 4:
-                reg.write_state("policy", {"seed": seed, "i": i, "history": [rng.random()]})
-            else:
-                reg.write_state("canary", None if rng.random() < 0.5 else {"version": 2})
+            _transaction(reg, target, rng, op, seed, i)
             done[0] += 1  # committed (a refusal below writes nothing)
         except RefitError:
             pass  # refused (already champion, nothing to roll back): state unchanged
+
+
+def _transaction(
+    reg: Any, target: LocalTarget, rng: random.Random, op: int, seed: int, i: int
+) -> None:
+    """Writer ``seed``'s transaction ``op`` (0 to 5) of its ``i``-th step."""
+    if op == 0:
+        target.promote(rng.randint(1, VERSIONS), reason=f"crash-{seed}-{i}")
+    elif op == 1:
+        target.rollback(reason=f"crash-{seed}-{i}")
+    elif op == 2:
+        reg.set_status(rng.randint(1, VERSIONS), rng.choice(STATUSES[:5]))
+    elif op == 3:
+        reg.set_alias("challenger", rng.choice([None, *range(1, VERSIONS + 1)]))
+    elif op == 4:
+        reg.write_state("policy", {"seed": seed, "i": i, "history": [rng.random()]})
+    else:
+        reg.write_state("canary", None if rng.random() < 0.5 else {"version": 2})
 
 
 def _populate(store: str, tmp_path: Path) -> list[Path]:
