@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _alertmanager import webhook
-from _servers import ServeProcess, blast
+from _servers import ServeProcess, blast, fleet_config
 
 SECRET = "benchmark-secret-0123456789abcdef"
 
@@ -45,35 +45,6 @@ def alert(group: int, model: str) -> bytes:
     return json.dumps(body).encode()
 
 
-def fleet_config(tmp: Path, models: int, schedule: str = "* * * * *") -> Path:
-    """Write a trigger config of ``models`` models sharing one store and one state."""
-    store = tmp / "store"
-    store.mkdir(exist_ok=True)
-    config = tmp / "serve.json"
-    config.write_text(
-        json.dumps(
-            {
-                "store_uri": str(store),
-                "state_path": str(tmp / "state.db"),
-                "cooldown_seconds": 0,
-                "max_in_flight": 100_000,
-                "models": {
-                    model_name(i): {
-                        "policy": {"drift_share_threshold": 0.3},
-                        "params": {
-                            "store_uri": str(store),
-                            "data_uri": f"gs://fleet/{model_name(i)}/latest.parquet",
-                        },
-                        "schedule": schedule,
-                    }
-                    for i in range(models)
-                },
-            }
-        )
-    )
-    return config
-
-
 def peak_memory_mb(pid: int) -> float:
     """Peak resident memory (VmHWM) of a live process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -87,7 +58,8 @@ def run(models: int, groups: int, repeat: int, concurrency: int) -> dict:
     n = groups * repeat
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        config = fleet_config(tmp, models)
+        names = [model_name(i) for i in range(models)]
+        config = fleet_config(tmp, names, "* * * * *", 100_000)
         started = time.perf_counter()
         server = ServeProcess(config, SECRET)
         start_s = time.perf_counter() - started

@@ -424,6 +424,40 @@ async def blast(
     return results
 
 
+def fleet_config(folder: Path, names: Iterable[str], schedule: str, max_in_flight: int) -> Path:
+    """Write ``folder/serve.json``: a trigger config of the models ``names`` for ``refit serve``.
+
+    Each model has a drift policy, its own data URI and the cron ``schedule``; all share one
+    store (``folder/store``, made here) and one state; no cooldown.
+
+    Returns:
+        The config's path.
+    """
+    store = folder / "store"
+    store.mkdir(exist_ok=True)
+    config = folder / "serve.json"
+    models = {
+        name: {
+            "policy": {"drift_share_threshold": 0.3},
+            "params": {"store_uri": str(store), "data_uri": f"gs://fleet/{name}/latest.parquet"},
+            "schedule": schedule,
+        }
+        for name in names
+    }
+    config.write_text(
+        json.dumps(
+            {
+                "store_uri": str(store),
+                "state_path": str(folder / "state.db"),
+                "cooldown_seconds": 0,
+                "max_in_flight": max_in_flight,
+                "models": models,
+            }
+        )
+    )
+    return config
+
+
 class ServeProcess:
     """``refit serve`` in a subprocess on a free loopback port."""
 
