@@ -34,12 +34,13 @@ PY
 }
 
 # Waits until the model server on port $1 answers, and saves its V2 model metadata (the inputs
-# the drills' traffic is built from) to $work/model.json.
+# the drills' traffic is built from) to $work/model.json; shows the server's log if it does not.
 wait_for_model() {
-  "$python" - "http://127.0.0.1:$1" "$model" "$work/model.json" <<'PY'
+  "$python" - "http://127.0.0.1:$1" "$model" "$work/model.json" <<'PY' \
+    || { tail -n 30 "$work/serve.log" >&2; return 1; }
 import json, sys, time, urllib.request
 base, name, out = sys.argv[1:4]
-for _ in range(300):
+for _ in range(600):  # about 2 minutes: a busy machine imports the server slowly
     try:
         meta = json.load(urllib.request.urlopen(f"{base}/v2/models/{name}", timeout=5))
         break
