@@ -5,7 +5,7 @@ by ``run_local`` with the ``DMLC_*`` variables the ``xgboost-distributed`` runti
 loopback; each reads only its own row groups of one Parquet window. The peer is bare
 ``xgboost.train`` on a ``QuantileDMatrix`` of the same training rows in one process (the whole
 window read into memory). Every contender trains the same rows (the seeded hash holdout of
-:func:`refit.training.distributed.holdout_mask`) with the same parameters and is scored on
+:func:`refit.training.distributed_plan.holdout_mask`) with the same parameters and is scored on
 the same holdout.
 
 What is measured:
@@ -46,7 +46,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np, pyarrow.parquet as pq, xgboost as xgb
 from sklearn.metrics import roc_auc_score
-from refit.training.distributed import holdout_mask
+from refit.training.distributed_plan import holdout_mask
 path, rounds, seed, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 table = pq.read_table(path)
 y = table.column("label").to_numpy()
@@ -91,7 +91,8 @@ def run_distributed(path: Path, work: Path, workers: int, rounds: int, seed: int
     from refit.io.tables import read_table
     from refit.training import load_model
     from refit.training.card import validation_metrics
-    from refit.training.distributed import DistributedConfig, run_local
+    from refit.training.distributed_local import run_local
+    from refit.training.distributed_plan import DistributedConfig
 
     out = work / f"w{workers}"
     config = DistributedConfig(

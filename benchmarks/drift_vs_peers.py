@@ -133,6 +133,7 @@ import numpy, pyarrow, pyarrow.parquet, pyarrow.compute
 BASELINE_REFIT = """
 from refit.cli import app
 import refit.drift, refit.drift.detect, refit.drift.profile, refit.drift.report
+import refit.drift.profile_io
 import pyarrow.parquet
 """
 
@@ -254,8 +255,7 @@ def _row(name: str, r: dict, base: dict) -> str:
     )
 
 
-def main() -> None:
-    """Run the benchmark and print the table."""
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/refit-drift-bench"))
@@ -269,7 +269,97 @@ def main() -> None:
         help="runs of each refit contender, baseline and scipy (the median is shown); "
         "Evidently runs once",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _peers(args: argparse.Namespace, env: dict[str, str], ref: Path, cur: Path) -> dict[str, dict]:
+    """Time scipy per column and Evidently's DataDriftPreset, unless left out or unavailable."""
+    results: dict[str, dict] = {}
+    if not args.no_scipy:
+        results["scipy per column"] = run(
+            sys.executable, SCIPY.format(ref=str(ref), cur=str(cur)), env, args.repeat
+        )
+    if args.no_evidently:
+        return results
+    evidently, reason = evidently_python()
+    if evidently is None:
+        print(f"evidently skipped: {reason}")
+        return results
+    subprocess.run([evidently, "-c", "import evidently, pandas"], env=env, check=False)
+    try:
+        results["evidently DataDriftPreset"] = run(
+            evidently, EVIDENTLY.format(ref=str(ref), cur=str(cur)), env
+        )
+    except RuntimeError as exc:
+        print(f"evidently skipped: {exc}")
+    return results
+
+
+def _print_table(results: dict[str, dict], baselines: dict[str, dict], size: str, rep: int) -> None:
+    """The table of contenders and baselines, refit's verdicts and every run's figures."""
+    print(f"\nDrift check, {size} (shifted: {', '.join(sorted(SHIFTED))})")
+    print(f"median of {rep} runs for refit, the baselines and scipy; Evidently once")
+    base = results["refit from profile"]
+    header = (
+        f"{'contender':30} {'wall s':>8} {'inner s':>8} {'peak RSS MB':>12} "
+        f"{'time/prof':>10} {'RSS/prof':>9}  flagged"
+    )
+    print(header)
+    for name, r in results.items():
+        print(_row(name, r, base))
+    print("baselines (imports only, no data):")
+    for name, r in baselines.items():
+        print(_row(name, r, base))
+    arrow = baselines["python + numpy + pyarrow"]["rss_mb"]
+    for name in ("refit from profile", "refit from raw"):
+        flagged = set(results[name]["flagged"] or [])
+        verdict = (
+            "exactly the shifted columns" if flagged == SHIFTED else f"WRONG: {sorted(flagged)}"
+        )
+        extra = results[name]["rss_mb"] - arrow
+        print(f"{name}: {verdict}; peak RSS {extra:.0f} MB above the numpy + pyarrow baseline")
+    for name, r in {**results, **baselines}.items():
+        runs = ", ".join(f"{w:.2f} s/{m:.0f} MB" for w, m in r["runs"])
+        print(f"  runs of {name}: {runs}")
+
+
+def _scale(args: argparse.Namespace, env: dict[str, str], results: dict[str, dict]) -> None:
+    """Time refit's profile and drift check again at ``--scale-rows`` and print the growth."""
+    python, rep = sys.executable, args.repeat
+    ref10, cur10 = write_data(args.work, args.scale_rows, f"{args.scale_rows}")
+    profile10 = str(args.work / f"ref_{args.scale_rows}.json")
+    p10 = run(python, REFIT_PROFILE.format(ref=str(ref10), out=profile10), env, rep)
+    d10 = run(
+        python,
+        REFIT_DRIFT.format(ref=profile10, cur=str(cur10), out=str(args.work / "out_10")),
+        env,
+        rep,
+    )
+    factor = args.scale_rows / args.rows
+    print(
+        f"\nScale: {args.scale_rows:,} rows ({factor:.0f}x) from Parquet, median of {rep} "
+        "(the first run may read the files from disk rather than the page cache)"
+    )
+    for name, small, big in (
+        ("refit profile", results["refit profile (once)"], p10),
+        ("refit from profile", results["refit from profile"], d10),
+    ):
+        print(
+            f"{name:20} {small['wall_s']:6.2f} s -> {big['wall_s']:6.2f} s "
+            f"({big['wall_s'] / small['wall_s']:.1f}x time, "
+            f"{big['inner_s'] / small['inner_s']:.1f}x inner), "
+            f"peak RSS {small['rss_mb']:.0f} -> {big['rss_mb']:.0f} MB "
+            f"({big['rss_mb'] / small['rss_mb']:.2f}x memory)"
+        )
+    print(f"flagged at {args.scale_rows:,}: {d10['flagged']}")
+    for name, r in (("refit profile", p10), ("refit from profile", d10)):
+        runs = ", ".join(f"{w:.2f} s/{m:.0f} MB" for w, m in r["runs"])
+        print(f"  runs of {name} at {args.scale_rows:,}: {runs}")
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    args = _parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(args.work / "pycache")
@@ -301,78 +391,10 @@ def main() -> None:
         env,
         rep,
     )
-    if not args.no_scipy:
-        results["scipy per column"] = run(
-            python, SCIPY.format(ref=str(ref), cur=str(cur)), env, rep
-        )
-    if not args.no_evidently:
-        evidently, reason = evidently_python()
-        if evidently is None:
-            print(f"evidently skipped: {reason}")
-        else:
-            subprocess.run([evidently, "-c", "import evidently, pandas"], env=env, check=False)
-            try:
-                results["evidently DataDriftPreset"] = run(
-                    evidently, EVIDENTLY.format(ref=str(ref), cur=str(cur)), env
-                )
-            except RuntimeError as exc:
-                print(f"evidently skipped: {exc}")
-
-    print(f"\nDrift check, {size} (shifted: {', '.join(sorted(SHIFTED))})")
-    print(f"median of {rep} runs for refit, the baselines and scipy; Evidently once")
-    base = results["refit from profile"]
-    header = (
-        f"{'contender':30} {'wall s':>8} {'inner s':>8} {'peak RSS MB':>12} "
-        f"{'time/prof':>10} {'RSS/prof':>9}  flagged"
-    )
-    print(header)
-    for name, r in results.items():
-        print(_row(name, r, base))
-    print("baselines (imports only, no data):")
-    for name, r in baselines.items():
-        print(_row(name, r, base))
-    arrow = baselines["python + numpy + pyarrow"]["rss_mb"]
-    for name in ("refit from profile", "refit from raw"):
-        flagged = set(results[name]["flagged"] or [])
-        verdict = (
-            "exactly the shifted columns" if flagged == SHIFTED else f"WRONG: {sorted(flagged)}"
-        )
-        extra = results[name]["rss_mb"] - arrow
-        print(f"{name}: {verdict}; peak RSS {extra:.0f} MB above the numpy + pyarrow baseline")
-    for name, r in {**results, **baselines}.items():
-        runs = ", ".join(f"{w:.2f} s/{m:.0f} MB" for w, m in r["runs"])
-        print(f"  runs of {name}: {runs}")
-
+    results.update(_peers(args, env, ref, cur))
+    _print_table(results, baselines, size, rep)
     if args.scale_rows:
-        ref10, cur10 = write_data(args.work, args.scale_rows, f"{args.scale_rows}")
-        profile10 = str(args.work / f"ref_{args.scale_rows}.json")
-        p10 = run(python, REFIT_PROFILE.format(ref=str(ref10), out=profile10), env, rep)
-        d10 = run(
-            python,
-            REFIT_DRIFT.format(ref=profile10, cur=str(cur10), out=str(args.work / "out_10")),
-            env,
-            rep,
-        )
-        factor = args.scale_rows / args.rows
-        print(
-            f"\nScale: {args.scale_rows:,} rows ({factor:.0f}x) from Parquet, median of {rep} "
-            "(the first run may read the files from disk rather than the page cache)"
-        )
-        for name, small, big in (
-            ("refit profile", results["refit profile (once)"], p10),
-            ("refit from profile", results["refit from profile"], d10),
-        ):
-            print(
-                f"{name:20} {small['wall_s']:6.2f} s -> {big['wall_s']:6.2f} s "
-                f"({big['wall_s'] / small['wall_s']:.1f}x time, "
-                f"{big['inner_s'] / small['inner_s']:.1f}x inner), "
-                f"peak RSS {small['rss_mb']:.0f} -> {big['rss_mb']:.0f} MB "
-                f"({big['rss_mb'] / small['rss_mb']:.2f}x memory)"
-            )
-        print(f"flagged at {args.scale_rows:,}: {d10['flagged']}")
-        for name, r in (("refit profile", p10), ("refit from profile", d10)):
-            runs = ", ".join(f"{w:.2f} s/{m:.0f} MB" for w, m in r["runs"])
-            print(f"  runs of {name} at {args.scale_rows:,}: {runs}")
+        _scale(args, env, results)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A fleet of models behind one trigger service and one store, against one model, on loopback.
 
-Starts the real ``refit serve`` (log launcher) in a subprocess with ``--models`` models in its
-config, all sharing one refit store (a local folder: champion lookups and one audit log per
+Starts the real ``refit serve-triggers`` (log launcher) in a subprocess with ``--models`` models in
+its config, all sharing one refit store (a local folder: champion lookups and one audit log per
 model) and one SQLite state, each with an embedded schedule that fires every minute. Sends
 Alertmanager v4 webhooks over keep-alive connections: ``--groups`` alert groups spread over the
 models, each re-sent ``--repeat`` times, interleaved; first against a config of one model, then

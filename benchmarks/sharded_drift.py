@@ -58,7 +58,7 @@ flagged = sorted(out.audit["drifted"])
 """
 
 PROFILE = """
-from refit.drift.profile import profile_uri, save_profile
+from refit.drift.profile_io import profile_uri, save_profile
 save_profile(profile_uri({ref!r}), {out!r})
 """
 

@@ -12,7 +12,7 @@ with the reference as ``previous_statistics``; the three TFDV files written.
   on ``min(pyarrow.cpu_count(), 4)`` threads;
 * ``native-1t``: the same on one thread (``OMP_NUM_THREADS=1``, which also makes the Parquet
   read single-threaded: compare its compute, not its wall time);
-* ``tfdv``: :func:`refit.validation.tfdv_client.run_tfdv`, i.e. the TFDV worker in the TFDV
+* ``tfdv``: :func:`refit.tfdv.client.run_tfdv`, i.e. the TFDV worker in the TFDV
   interpreter (``REFIT_TFDV_PYTHON``; ``generate_statistics_from_dataframe``, in-process, the
   fastest TFDV path on one machine). Its peak RSS is the worker's own ``VmHWM``;
 * ``tfdv-beam`` (``--beam``): the same through a Beam pipeline on the DirectRunner
@@ -130,7 +130,7 @@ def run_native(ref: Path, cur: Path, out: Path, env: dict[str, str]) -> dict:
 
 def run_tfdv(ref: Path, cur: Path, beam_args: list[str] | None = None) -> dict:
     """TFDV worker through refit's client (``beam_args``: through a Beam pipeline)."""
-    from refit.validation.tfdv_client import run_tfdv as client
+    from refit.tfdv.client import run_tfdv as client
 
     cpu = children_cpu_s()
     start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Trigger service throughput and latency under a loopback load generator, dedupe on.
 
-Starts the real ``refit serve`` (log launcher) in a subprocess and sends Alertmanager v4
+Starts the real ``refit serve-triggers`` (log launcher) in a subprocess and sends Alertmanager v4
 webhooks over keep-alive connections from a raw asyncio client: ``--groups`` alert groups, each
 re-sent ``--repeat`` times, interleaved (as Alertmanager re-sends while a group keeps firing).
 Reports alerts/s, p50/p99 latency, and checks exactly one launch per group.

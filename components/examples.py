@@ -241,6 +241,7 @@ def register(model_uri: str, evaluation_uri: str, store_uri: str, snapshot_sha25
     registered = register_model(
         model=model.output, evaluation=evaluation.output, store_uri=store_uri,
         model_name="credit", snapshot_sha256=snapshot_sha256,
+        run_label=dsl.PIPELINE_JOB_ID_PLACEHOLDER,  # the run's label: here the KFP run id
     )
     return registered.outputs["version"]
 """,

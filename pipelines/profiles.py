@@ -298,16 +298,8 @@ def get_profile(name: str, path: str | Path | None = None) -> NodeProfile:
     return profiles[name]
 
 
-def apply_profile(task: dsl.PipelineTask, profile: NodeProfile) -> dsl.PipelineTask:
-    """Apply a node profile to a pipeline task (at compile time).
-
-    Args:
-        task: The task.
-        profile: The profile.
-
-    Returns:
-        The same task, for chaining.
-    """
+def _set_resources(task: dsl.PipelineTask, profile: NodeProfile) -> None:
+    """Set the requests, limits and accelerator the profile gives (none: the cluster's default)."""
     if profile.cpu_request:
         task.set_cpu_request(profile.cpu_request)
     if profile.memory_request:
@@ -319,6 +311,10 @@ def apply_profile(task: dsl.PipelineTask, profile: NodeProfile) -> dsl.PipelineT
     if profile.accelerator_type:
         task.set_accelerator_type(profile.accelerator_type)
         task.set_accelerator_limit(profile.accelerator_count)
+
+
+def _place(task: dsl.PipelineTask, profile: NodeProfile) -> None:
+    """Add the node selector and tolerations; a spot profile also selects and tolerates spot."""
     selector = dict(profile.node_selector)
     tolerations = list(profile.tolerations)
     if profile.spot:
@@ -333,6 +329,20 @@ def apply_profile(task: dsl.PipelineTask, profile: NodeProfile) -> dsl.PipelineT
         kubernetes.add_toleration(
             task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
         )
+
+
+def apply_profile(task: dsl.PipelineTask, profile: NodeProfile) -> dsl.PipelineTask:
+    """Apply a node profile to a pipeline task (at compile time).
+
+    Args:
+        task: The task.
+        profile: The profile.
+
+    Returns:
+        The same task, for chaining.
+    """
+    _set_resources(task, profile)
+    _place(task, profile)
     if profile.retries:
         task.set_retry(
             num_retries=profile.retries,

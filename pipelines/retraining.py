@@ -130,8 +130,9 @@ def build_retraining_pipeline(
                 ``kserve`` with a rollout plan); a target, plan and options that cannot work
                 together are refused by the first task, before any work.
             now: Decision time (ISO 8601); empty means the current time.
-            run_label: Label of this run in the audit log; empty: the KFP run's id, so each
-                run (each run of a recurring run too) gets its own release record.
+            run_label: Label of this run in the audit log and the registry (each version it
+                registers records it); empty: the KFP run's id, so each run (each run of a
+                recurring run too) gets its own release record.
             privacy: Columns to drop, tokenize or generalise before anything else reads the
                 window (a dict); empty: none. The tokenization key comes from the environment
                 (``REFIT_TOKEN_KEY``) or a mounted Secret, never a parameter.
@@ -321,7 +322,6 @@ def build_retraining_pipeline(
                                 model_name=model_name,
                                 snapshot_sha256=anon.outputs["sha256"],
                                 evaluation=evaluation.outputs["evaluation"],
-                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                 run_label=run_label,
                                 approval=approval,
                             ).after(recorded)

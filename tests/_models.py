@@ -57,7 +57,7 @@ def register_named(reg: ModelRegistry, root: Path, name: str, parent: int | None
     Args:
         reg: The registry to register into.
         root: Folder for the model directory (``model-<name>``).
-        name: The directory's suffix, its model file's content and the run id's suffix.
+        name: The directory's suffix, its model file's content and the run label's suffix.
         parent: The parent version.
 
     Returns:
@@ -68,7 +68,7 @@ def register_named(reg: ModelRegistry, root: Path, name: str, parent: int | None
         metrics={"accuracy": 0.9},
         snapshot_sha256="s" * 64,
         parent_version=parent,
-        run_id=f"run-{name}",
+        run_label=f"run-{name}",
     )
 
 
@@ -94,7 +94,7 @@ def register_skops_versions(
             metrics={"accuracy": 0.8 + i / 100 if rising else 0.8},
             snapshot_sha256=f"{i}" * 64,
             parent_version=None if i == 1 else (i - 1 if chain else 1),
-            run_id=f"run-{i}",
+            run_label=f"run-{i}",
         )
     return reg
 
@@ -172,6 +172,6 @@ def register_models(
             metrics={},
             snapshot_sha256=snapshot_sha256 or f"{version}" * 64,
             parent_version=None if version == 1 else parent,
-            run_id=f"run-{version}",
+            run_label=f"run-{version}",
         )
     return reg

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from _models import register_skops_versions
 
-from refit.deploy.canary import TrafficSplit
 from refit.deploy.local import LocalTarget
+from refit.deploy.target import TrafficSplit
 from refit.errors import DeployError
 from refit.registry import ModelRegistry
 

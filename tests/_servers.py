@@ -459,7 +459,7 @@ def fleet_config(folder: Path, names: Iterable[str], schedule: str, max_in_fligh
 
 
 class ServeProcess:
-    """``refit serve`` in a subprocess on a free loopback port."""
+    """``refit serve-triggers`` in a subprocess on a free loopback port."""
 
     def __init__(
         self,
@@ -472,8 +472,9 @@ class ServeProcess:
 
         self.port = free_port()
         self.args = [
-            str(Path(sys.executable).parent / "refit"), "serve", "--config", str(config_path),
-            "--launcher", launcher, "--listen-host", "127.0.0.1", "--port", str(self.port),
+            str(Path(sys.executable).parent / "refit"), "serve-triggers",
+            "--config", str(config_path), "--launcher", launcher,
+            "--listen-host", "127.0.0.1", "--port", str(self.port),
         ]  # fmt: skip
         self.env = {**os.environ, "REFIT_HOOK_TOKEN": secret, **(env or {})}
         self.start()
@@ -496,7 +497,7 @@ class ServeProcess:
             self.proc.wait()
             self.log.seek(0)
             err = self.log.read().decode()[-3000:]
-            raise RuntimeError(f"refit serve did not start: {exc}\n{err}") from None
+            raise RuntimeError(f"refit serve-triggers did not start: {exc}\n{err}") from None
 
     def stop(self) -> None:
         """Stop it gracefully (SIGTERM), as a rolling restart would."""

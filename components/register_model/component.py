@@ -16,9 +16,9 @@ def register_model(
     model_name: str,
     snapshot_sha256: str,
     evaluation: Input[Evaluation],
-    run_id: str = "",
     run_label: str = "",
     approval: dict = {},  # noqa: B006 (a KFP parameter default, never mutated)
+    run_id: str = "",
 ) -> NamedTuple("Outputs", version=int):
     """Register the model as a new immutable version with its lineage.
 
@@ -30,11 +30,13 @@ def register_model(
         evaluation: Output of evaluate_model (its metrics are recorded with the version, and
             the champion it was compared with becomes the parent: promotion then requires that
             champion to still be live).
-        run_id: Pipeline run that produced it.
-        run_label: Label of this run in the audit log.
+        run_label: Label of the run that produced it, recorded with the version and in the
+            audit log (in the pipeline: start_run's ``label``, the KFP run id unless set).
         approval: Human approval policy (a dict: required, timeout_hours, approvers); when
             ``required``, the version waits with status ``awaiting_approval`` and is not
             promoted until ``refit registry approve``. Empty: no approval.
+        run_id: Deprecated: use ``run_label``. Kept for one release so pipelines that pass it
+            still compile; used as the run label when ``run_label`` is empty.
 
     Returns:
         version: The new version number.
@@ -56,8 +58,7 @@ def register_model(
         model_name,
         snapshot_sha256,
         metrics,
-        run_id=run_id,
-        run_label=run_label,
+        run_label=run_label or run_id,
         parent_version=summary.get("champion_version"),
         approval=policy,
     )

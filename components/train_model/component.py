@@ -34,11 +34,12 @@ def train_model(
 
     A function of its inputs alone (no store): KFP may cache it. XGBoost checkpoints every few
     rounds; a retry of this task (after a pre-emption) resumes from the last checkpoint. Columns
-    the window's artifact marks "pii" (snapshot_data's metadata) must have been handled by
+    the snapshot's artifact marks "pii" (snapshot_data's metadata) must have been handled by
     anonymize_data (its output's metadata says which), or training refuses them.
 
     Args:
-        snapshot: The window (Parquet); its metadata's pii, handled and sha256 are checked.
+        snapshot: The window's snapshot (Parquet); its metadata's pii, handled and sha256 are
+            checked.
         label_column: Label column.
         trainer: Registered trainer: xgboost, hist_gradient_boosting, random_forest or
             logistic_regression.
@@ -55,7 +56,7 @@ def train_model(
         price_per_hour: Price per hour of the node profile (model card cost).
         node_profile: Name of the node profile the task runs on (model card).
         distributed: Empty: train here, in one process. Otherwise XGBoost trains across
-            workers that each read only their own row groups of the window: {"executor":
+            workers that each read only their own row groups of the snapshot: {"executor":
             "trainjob", "namespace": ..., "allowed_namespaces": [...], "num_nodes": N,
             "profile": {node profile fields}, "deadline_s": ..., "delete": true} runs a
             Kubeflow Trainer TrainJob on the xgboost-distributed runtime in refit's image
@@ -90,6 +91,23 @@ def train_model(
         champion = baseline_model.path
     if checkpoint_uri == steps.AUTO_CHECKPOINTS:
         checkpoint_uri = steps.checkpoint_location(model.uri, model.path)
+    # what both executors take
+    common = {
+        "data_metadata": snapshot.metadata,
+        "trainer": trainer,
+        "params": params,
+        "seed": seed,
+        "holdout_fraction": holdout_fraction,
+        "time_column": time_column,
+        "task": task,
+        "checkpoint_uri": checkpoint_uri,
+        "checkpoint_every": checkpoint_every,
+        "price_per_hour": price_per_hour,
+        "node_profile": node_profile,
+        "holdout_split": holdout_split,
+        "earlier_metadata": earlier.metadata if earlier is not None else None,
+        "warm_start": warm_start,
+    }
     if distributed:
         from refit.images import component_image as _image
 
@@ -100,21 +118,8 @@ def train_model(
             model.path,
             holdout.path,
             distributed=distributed,
-            data_metadata=snapshot.metadata,
-            trainer=trainer,
-            params=params,
-            seed=seed,
-            holdout_fraction=holdout_fraction,
-            time_column=time_column,
-            task=task,
-            checkpoint_uri=checkpoint_uri,
-            checkpoint_every=checkpoint_every,
-            price_per_hour=price_per_hour,
-            node_profile=node_profile,
             image=_image(),
-            holdout_split=holdout_split,
-            earlier_metadata=earlier.metadata if earlier is not None else None,
-            warm_start=warm_start,
+            **common,
         )
     else:
         out = steps.train_model(
@@ -122,23 +127,10 @@ def train_model(
             label_column,
             model.path,
             holdout.path,
-            data_metadata=snapshot.metadata,
-            trainer=trainer,
-            params=params,
-            seed=seed,
-            holdout_fraction=holdout_fraction,
-            time_column=time_column,
-            task=task,
             device=device,
-            checkpoint_uri=checkpoint_uri,
-            checkpoint_every=checkpoint_every,
-            price_per_hour=price_per_hour,
-            node_profile=node_profile,
-            holdout_split=holdout_split,
             earlier_path=earlier.path if earlier is not None else None,
-            earlier_metadata=earlier.metadata if earlier is not None else None,
-            warm_start=warm_start,
             baseline_model_dir=champion,
+            **common,
         )
     model.metadata.update(
         {

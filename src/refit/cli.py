@@ -9,13 +9,19 @@ import typer
 from typer.core import TyperGroup
 
 from refit.commands import (
+    audit,
+    backfill,
+    compile,
     drift,
     evaluate,
     labels,
+    profile,
+    registry,
     report,
     rollout,
     schedule,
-    serve,
+    serve_model,
+    serve_triggers,
     train,
     validate,
 )
@@ -122,5 +128,22 @@ def demo(
         raise typer.Exit(1) from exc
 
 
-for _module in (drift, evaluate, train, schedule, validate, serve, report, rollout, labels):
+# In this order in `refit --help`: commands first, then groups, each in the order added.
+for _module in (
+    profile,
+    drift,
+    evaluate,
+    registry,
+    audit,
+    compile,
+    train,
+    schedule,
+    serve_triggers,
+    backfill,
+    validate,
+    serve_model,
+    report,
+    rollout,
+    labels,
+):
     _module.register(app)

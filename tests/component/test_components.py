@@ -166,6 +166,7 @@ def _register_promote(data_uri: str, store_uri: str) -> int:
         model_name=MODEL,
         snapshot_sha256=snap.outputs["sha256"],
         evaluation=evaluation.outputs["evaluation"],
+        run_id="legacy-run",  # deprecated input: still accepted, taken as the run label
     )
     return promote_model(
         store_uri=store_uri, model_name=MODEL, version=registered.outputs["version"]
@@ -181,5 +182,5 @@ def test_register_and_promote_move_the_champion(store, windows) -> None:
     assert live == registry.get_alias("champion") != before
     assert registry.get_alias("previous") == before
     version = registry.get(live)
-    assert version.parent_version == before
+    assert version.parent_version == before and version.run_label == "legacy-run"
     assert 0.0 < version.metrics["accuracy"] <= 1.0

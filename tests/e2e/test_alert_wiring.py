@@ -1,8 +1,8 @@
 """The documented Alertmanager wiring, end to end, with real parts on loopback.
 
 A store is built by refit's own steps: a champion (window 0) and a quiet window whose drift share
-is under the rule's threshold. ``refit serve`` runs the shipped trigger config (buckets swapped
-for local folders) with the ``log`` launcher and exports the store's series at
+is under the rule's threshold. ``refit serve-triggers`` runs the shipped trigger config (buckets
+swapped for local folders) with the ``log`` launcher and exports the store's series at
 ``/model-metrics``, as the shipped ServiceMonitor scrapes them. Debian's ``prometheus`` scrapes
 it and evaluates the rules rendered (``kubectl kustomize``) from the shipped PrometheusRule, with
 one change: ``for`` is 1 s instead of minutes. Debian's ``prometheus-alertmanager`` routes the
@@ -229,7 +229,8 @@ def test_drift_crossing_the_shipped_rule_launches_one_run_for_the_model(windows,
                 "a launched run",
                 progress,
                 detail=lambda: (
-                    f"steps seen: {sorted(marks)}\n--- refit serve ---\n{server.output()}\n"
+                    f"steps seen: {sorted(marks)}\n--- refit serve-triggers ---\n"
+                    f"{server.output()}\n"
                     f"--- alertmanager ---\n{am.log_tail(2000)}"
                 ),
             )

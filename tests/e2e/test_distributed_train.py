@@ -30,12 +30,12 @@ from refit.errors import DataError, TrainingError
 from refit.io.tables import read_table
 from refit.training import load_model, train
 from refit.training.card import validation_metrics
-from refit.training.distributed import (
+from refit.training.distributed_local import run_local
+from refit.training.distributed_plan import (
     DistributedConfig,
     DmlcEnv,
     holdout_mask,
     plan_shards,
-    run_local,
 )
 
 ROWS = 12_000
@@ -283,7 +283,7 @@ def test_a_node_runs_one_worker_per_gpu_slot(snapshot, tmp_path) -> None:
     import subprocess
     import sys
 
-    from refit.training.distributed import free_port
+    from refit.training.distributed_local import free_port
 
     path, _ = snapshot
     config = config_for(path, tmp_path / "run", params={"n_estimators": 10})

@@ -1,4 +1,4 @@
-"""A fleet of models behind the real `refit serve`: one store, one state, one run per group."""
+"""A fleet of models behind the real `refit serve-triggers`: one store, one run per alert group."""
 
 from __future__ import annotations
 

@@ -272,7 +272,7 @@ def test_trigger_kfp_launcher_retries_5xx_and_keeps_the_trigger(proxy, tmp_path)
 
 
 def test_refit_serve_submits_runs_for_the_judged_model_in_the_configured_images(proxy, tmp_path):
-    """The Deployment's contract: `refit serve --launcher kfp` with KFP_HOST, KFP_TOKEN and
+    """The Deployment's contract: `refit serve-triggers --launcher kfp` with KFP_HOST, KFP_TOKEN and
     REFIT_IMAGE_REPOSITORY in its environment submits runs whose tasks use that repository."""
     from refit import __version__
 

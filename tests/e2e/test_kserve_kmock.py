@@ -30,15 +30,15 @@ from _kmock import EmulatorThread, custom_objects_api, kmock_emulator
 from _kserve_crd import crd_schema, crd_validator, pruned_fields
 from kubernetes import client as k8s_client
 
-from refit.deploy.canary import TrafficSplit
-from refit.deploy.kserve import (
+from refit.deploy.kserve import KServeTarget
+from refit.deploy.kserve_spec import (
     DEPLOYMENT_MODE_ANNOTATION,
     GROUP,
     PLURAL,
     VERSION,
-    KServeTarget,
     apply_merge_patch,
 )
+from refit.deploy.target import TrafficSplit
 from refit.errors import DeployError
 from refit.registry import ModelVersion
 
@@ -363,7 +363,7 @@ def mv(version: int) -> ModelVersion:
         metrics={},
         snapshot_sha256="1" * 64,
         parent_version=version - 1 or None,
-        run_id=f"run-{version}",
+        run_label=f"run-{version}",
         status="registered",
         created_at="2026-11-26T00:00:00+00:00",
         file="model.ubj",
@@ -757,7 +757,7 @@ def _registry(tmp_path: Path):
             metrics={},
             snapshot_sha256=f"{version}" * 64,
             parent_version=version - 1 or None,
-            run_id=f"run-{version}",
+            run_label=f"run-{version}",
         )
     LocalTarget(reg).promote(1, reason="first")
     return reg

@@ -29,7 +29,7 @@ def test_served_predictions_survive_a_kill_and_join_their_late_labels(windows, t
     save_model(model, tmp_path / "m")
     reg = ModelRegistry(str(tmp_path / "store"), NAME)
     reg.register(
-        tmp_path / "m", metrics={}, snapshot_sha256="0" * 64, parent_version=None, run_id="r"
+        tmp_path / "m", metrics={}, snapshot_sha256="0" * 64, parent_version=None, run_label="r"
     )
     reg.set_alias("champion", 1)
     log_dir = tmp_path / "predictions"

@@ -22,12 +22,12 @@ from refit.deploy.analysis import (
     CheckContext,
     ErrorRateCheck,
     LatencyCheck,
-    PrometheusClient,
     SequentialErrorRateCheck,
     build_checks,
     run_analysis,
 )
 from refit.deploy.plan import DEFAULT_PLAN, CheckSpec
+from refit.deploy.prometheus import PrometheusClient
 from refit.errors import DeployError
 
 MODEL = "churn"

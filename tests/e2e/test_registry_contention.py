@@ -46,7 +46,7 @@ def _contend(store: str, tmp_path: Path) -> None:
             metrics={},
             snapshot_sha256="",
             parent_version=None,
-            run_id="",
+            run_label="",
         )
     LocalTarget(reg).promote(1, reason="initial")
     next_version = 2

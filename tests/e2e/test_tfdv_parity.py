@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 from refit.cli import app
 from refit.demo.data import DemoScenario, make_windows
 from refit.errors import DataError
+from refit.tfdv.client import TfdvJob, TfdvOutputs, run_tfdv_batch
 from refit.validation import compute_statistics, infer_schema
 from refit.validation.anomalies import ValidationOptions
 from refit.validation.engines import (
@@ -46,7 +47,6 @@ from refit.validation.engines import (
     validate_native,
 )
 from refit.validation.schema import string_domain_of
-from refit.validation.tfdv_client import TfdvJob, TfdvOutputs, run_tfdv_batch
 
 TFDV_PYTHON = os.environ.get("REFIT_TFDV_PYTHON", "")
 pytestmark = [

@@ -38,7 +38,7 @@ def refit_train(data_path: Path, output: Path, ckpt: Path) -> list[str]:
         str(data_path),
         "--label-column",
         "label",
-        "--model",
+        "--trainer",
         "xgboost",
         "--output",
         str(output),

@@ -27,13 +27,14 @@ from refit.errors import RefitError, TrainingError
 from refit.io.tables import read_table
 from refit.steps.train_distributed import train_model_distributed
 from refit.training import load_model
-from refit.training.distributed import RESERVED_ENV, DistributedConfig, run_local
-from refit.training.trainjob import (
+from refit.training.distributed_local import run_local
+from refit.training.distributed_plan import RESERVED_ENV, DistributedConfig
+from refit.training.trainjob import TrainJobRunner
+from refit.training.trainjob_spec import (
     GROUP,
     PLURAL,
     RUNTIME_PLURAL,
     VERSION,
-    TrainJobRunner,
     TrainJobSettings,
     build_trainjob,
     check_body,

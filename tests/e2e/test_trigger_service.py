@@ -95,7 +95,7 @@ def test_ten_thousand_duplicates_one_launch_and_restart_keeps_state(tmp_path):
         },
     }
     path.write_text(json.dumps(raw))
-    server = ServeProcess(path, SECRET.decode())  # the real `refit serve`, log launcher
+    server = ServeProcess(path, SECRET.decode())  # the real `refit serve-triggers`, log launcher
     payload = json.dumps(alert(drift_share=0.45)).encode()
     try:
         # 10,000 copies of one alert group, 32 at a time, with a restart after the first half.

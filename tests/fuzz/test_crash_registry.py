@@ -109,7 +109,7 @@ def _writer(
                     metrics={"accuracy": 0.8},
                     snapshot_sha256="s" * 64,
                     parent_version=rng.choice([None, 1]),
-                    run_id=f"crash-{seed}-{i}",
+                    run_label=f"crash-{seed}-{i}",
                     audit={"run_label": f"label-{seed}-{i}"},
                 )
                 done[1] += 1
@@ -150,7 +150,7 @@ def _populate(store: str, tmp_path: Path) -> list[Path]:
             metrics={"accuracy": 0.8},
             snapshot_sha256="s" * 64,
             parent_version=None,
-            run_id=f"run-{n}",
+            run_label=f"run-{n}",
         )
     return dirs
 

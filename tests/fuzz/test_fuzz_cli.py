@@ -28,7 +28,9 @@ def files(windows, tmp_path_factory) -> Path:
     model = train(windows[0], "default", trainer="logistic_regression", exclude=["event_time"])
     save_model(model, root / "m1")
     reg = ModelRegistry(str(root / "store"), "credit")
-    reg.register(root / "m1", metrics={}, snapshot_sha256="0" * 64, parent_version=None, run_id="r")
+    reg.register(
+        root / "m1", metrics={}, snapshot_sha256="0" * 64, parent_version=None, run_label="r"
+    )
     reg.set_alias("champion", 1)
     (root / "bad.json").write_text("{not json")
     (root / "list.json").write_text("[1, 2]")
@@ -88,36 +90,56 @@ CASES = [
         "serve-model --store {P}/store --name c --max-elements -5",
         ["--max-elements"],
     ),  # fmt: skip
-    # refit serve (trigger service)
-    ("serve config missing", "serve --config {P}/missing.json", ["missing.json"]),
-    ("serve config bad json", "serve --config {P}/bad.json", ["bad.json", "not valid"]),
-    ("serve config bad yaml", "serve --config {P}/bad.yaml", ["bad.yaml", "not valid"]),
-    ("serve config binary", "serve --config {P}/bin.yaml", ["bin.yaml", "utf-8"]),
-    ("serve config deep", "serve --config {P}/deep.json", ["deep.json", "recursion"]),
-    ("serve config list", "serve --config {P}/list.json", ["trigger config", "mapping"]),
-    ("serve config dir", "serve --config {P}/dir", ["dir", "directory"]),
-    ("serve config empty", "serve --config {P}/empty", ["empty", "not valid"]),
+    # refit serve-triggers (trigger service)
+    ("serve-triggers config missing", "serve-triggers --config {P}/missing.json", ["missing.json"]),
     (
-        "serve kfp token argument",
-        "serve --config {P}/bad.json --kfp-token abc",
+        "serve-triggers config bad json",
+        "serve-triggers --config {P}/bad.json",
+        ["bad.json", "not valid"],
+    ),  # fmt: skip
+    (
+        "serve-triggers config bad yaml",
+        "serve-triggers --config {P}/bad.yaml",
+        ["bad.yaml", "not valid"],
+    ),  # fmt: skip
+    ("serve-triggers config binary", "serve-triggers --config {P}/bin.yaml", ["bin.yaml", "utf-8"]),
+    (
+        "serve-triggers config deep",
+        "serve-triggers --config {P}/deep.json",
+        ["deep.json", "recursion"],
+    ),  # fmt: skip
+    (
+        "serve-triggers config list",
+        "serve-triggers --config {P}/list.json",
+        ["trigger config", "mapping"],
+    ),  # fmt: skip
+    ("serve-triggers config dir", "serve-triggers --config {P}/dir", ["dir", "directory"]),
+    ("serve-triggers config empty", "serve-triggers --config {P}/empty", ["empty", "not valid"]),
+    (
+        "serve-triggers kfp token argument",
+        "serve-triggers --config {P}/bad.json --kfp-token abc",
         ["--kfp-token", "KFP_TOKEN", "--kfp-token-file", "ps"],
     ),  # fmt: skip
     (
-        "serve kfp token file missing",
-        "serve --config {P}/bad.json --kfp-token-file {P}/missing",
+        "serve-triggers kfp token file missing",
+        "serve-triggers --config {P}/bad.json --kfp-token-file {P}/missing",
         ["--kfp-token-file", "missing"],
     ),  # fmt: skip
     (
-        "serve kfp token file dir",
-        "serve --config {P}/bad.json --kfp-token-file {P}/dir",
+        "serve-triggers kfp token file dir",
+        "serve-triggers --config {P}/bad.json --kfp-token-file {P}/dir",
         ["--kfp-token-file", "dir"],
     ),  # fmt: skip
     (
-        "serve kfp token file empty",
-        "serve --config {P}/bad.json --kfp-token-file {P}/empty-token",
+        "serve-triggers kfp token file empty",
+        "serve-triggers --config {P}/bad.json --kfp-token-file {P}/empty-token",
         ["empty-token", "empty"],
     ),  # fmt: skip
-    ("serve port 0", "serve --config {P}/bad.json --port 0", ["--port", "greater than"]),
+    (
+        "serve-triggers port 0",
+        "serve-triggers --config {P}/bad.json --port 0",
+        ["--port", "greater than"],
+    ),  # fmt: skip
     # refit schedule
     ("schedule cron words", "schedule create x --cron 'bad cron' --dry-run", ["bad cron"]),
     (

@@ -23,7 +23,9 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from typer.testing import CliRunner
 
 from refit.cli import app
-from refit.drift.profile import Profile, _pack, load_profile, profile_table, save_profile
+from refit.drift.accumulate import profile_table
+from refit.drift.profile import Profile, _pack
+from refit.drift.profile_io import load_profile, save_profile
 from refit.errors import DataError, RefitError, SchemaError
 from refit.evaluation.metrics import EvaluationResult
 from refit.training import (
@@ -125,7 +127,7 @@ def _drift(tmp_path: Path, reference: Path | str, current: Path | str, *extra: o
 def _train(tmp_path: Path, data: Path | str, *extra: object, target: str = "y"):
     return _invoke(
         "train", "--data", data, "--label-column", target, "--output", tmp_path / "m", "--quiet",
-        "--model", "logistic_regression", *extra,
+        "--trainer", "logistic_regression", *extra,
     )  # fmt: skip
 
 

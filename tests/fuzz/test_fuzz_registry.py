@@ -57,7 +57,7 @@ def _populate(store: str, tmp_path: Path) -> None:
             metrics={"accuracy": 0.8},
             snapshot_sha256="s" * 64,
             parent_version=None,
-            run_id=f"run-{n}",
+            run_label=f"run-{n}",
         )
     target = LocalTarget(reg)
     target.promote(1, reason="first")
@@ -207,7 +207,7 @@ def test_pre_transaction_store_is_migrated_into_one_transaction(tmp_path):
             metrics={},
             snapshot_sha256="s" * 64,
             parent_version=None,
-            run_id="r",
+            run_label="r",
         )
     _models.make_pre_transaction(root(s))
     (root(s) / "aliases.json").write_text(json.dumps({"champion": 2, "previous": 1}))
@@ -381,7 +381,7 @@ def test_appended_record_without_mac_fails_verify(keyed_store, monkeypatch):
 
 
 def test_rewritten_chain_is_caught_by_the_anchor_even_without_the_key(keyed_store, monkeypatch):
-    rewrite_chain(keyed_store, lambda records: records[0]["payload"].update(run_id="forged"))
+    rewrite_chain(keyed_store, lambda records: records[0]["payload"].update(run_label="forged"))
     monkeypatch.delenv(AUDIT_KEY_ENV)  # the verifier has only the anchor
     assert_clear_cli_error(verify(keyed_store), "anchor", "rewritten")
 
@@ -581,7 +581,7 @@ def test_version_json_without_its_record_is_rolled_forward(store):
     versions = root(store) / "versions"
     shutil.copytree(versions / "3", versions / "4")  # a writer died after version.json
     record = json.loads((versions / "4" / "version.json").read_text())
-    record.update(version=4, model_uri=str(versions / "4"), run_id="run-4")
+    record.update(version=4, model_uri=str(versions / "4"), run_label="run-4")
     (versions / "4" / "version.json").write_text(json.dumps(record))
     assert_clear_cli_error(verify(store), "version 4", "no registration record")
     result = cli("audit", "recover", "--store", store, "--model", MODEL)
@@ -589,7 +589,7 @@ def test_version_json_without_its_record_is_rolled_forward(store):
     reg = open_registry(store, MODEL)
     rec = [r for r in reg.audit.records() if r["event"] == "registration"][-1]
     assert rec["payload"]["version"] == 4 and rec["payload"]["recovered"] is True
-    assert rec["payload"]["run_id"] == "run-4" and rec["txn"]["statuses"] == {"4": "registered"}
+    assert rec["payload"]["run_label"] == "run-4" and rec["txn"]["statuses"] == {"4": "registered"}
     assert reg.get(4).status == "registered" and reg.check_state() == []
     assert verify(store).exit_code == 0
     reg.recover()  # idempotent: recorded once
@@ -618,7 +618,7 @@ def test_half_copied_version_folder_is_invisible(store, tmp_path):
         metrics={"accuracy": 0.8},
         snapshot_sha256="s" * 64,
         parent_version=None,
-        run_id="run-5",
+        run_label="run-5",
     )
     assert mv.version == 5 and reg.list_version_numbers() == [1, 2, 3, 5]  # 4 never reused
     assert verify(store).exit_code == 0
@@ -638,6 +638,6 @@ def test_model_dir_with_a_temp_file_name_is_refused(store, tmp_path):
     before = snapshot(store)
     with pytest.raises(RegistryError, match=r"\.tmp-x.*names the registry keeps for itself"):
         open_registry(store, MODEL).register(
-            src, metrics={}, snapshot_sha256="s" * 64, parent_version=None, run_id="r"
+            src, metrics={}, snapshot_sha256="s" * 64, parent_version=None, run_label="r"
         )
     assert snapshot(store) == before

@@ -407,7 +407,8 @@ def test_the_issues_50_mb_request_is_refused_before_parsing_by_a_real_server(sto
 
 def test_client_errors_do_not_move_the_canary_error_series(store, features):
     """Real Prometheus scrapes a real server; the "local" preset's queries read the series."""
-    from refit.deploy.analysis import QUERY_PRESETS, CheckContext, PrometheusClient, render_query
+    from refit.deploy.analysis import CheckContext, render_query
+    from refit.deploy.prometheus import QUERY_PRESETS, PrometheusClient
 
     store.write_state(CANARY_STATE_KEY, {"version": 2, "percent": 50})
     server = UvicornThread(create_app(store.store_uri, NAME, seed=3, state_refresh_seconds=0))

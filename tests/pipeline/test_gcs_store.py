@@ -25,7 +25,7 @@ from refit.io.tables import write_parquet
 from refit.pipelines.local import run_pipeline
 from refit.pipelines.retraining import build_retraining_pipeline
 from refit.registry import ModelRegistry, open_registry
-from refit.validation.tfdv_client import tfdv_python
+from refit.tfdv.client import tfdv_python
 
 pytestmark = pytest.mark.slow
 

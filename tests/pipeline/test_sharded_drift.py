@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from refit.demo.data import TARGET, TIME_COLUMN
-from refit.drift.profile import profile_table, save_profile
+from refit.drift.accumulate import profile_table
+from refit.drift.profile_io import save_profile
 from refit.steps import detect_drift
 
 pytestmark = pytest.mark.slow

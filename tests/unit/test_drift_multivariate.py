@@ -143,7 +143,8 @@ def test_the_drift_step_runs_it_on_request_and_reports_it_beside_the_feature_tab
 
 
 def test_the_drift_step_says_why_without_reference_rows(tmp_path):
-    from refit.drift.profile import profile_table, save_profile
+    from refit.drift.accumulate import profile_table
+    from refit.drift.profile_io import save_profile
 
     profile, window = tmp_path / "profile.json", tmp_path / "window.parquet"
     save_profile(profile_table(REFERENCE), str(profile))

@@ -10,8 +10,7 @@ import pytest
 from _gcs import fake_gcs
 from scipy.stats import ks_2samp
 
-from refit.drift import compare_profiles, detect_drift, merge_profiles, profile_table
-from refit.drift import profile as profile_mod
+from refit.drift import accumulate, compare_profiles, detect_drift, merge_profiles, profile_table
 from refit.drift.ks import ks_summary
 from refit.drift.profile import (
     EXACT_LIMIT,
@@ -20,10 +19,8 @@ from refit.drift.profile import (
     Profile,
     bucket_bounds,
     bucket_keys,
-    load_profile,
-    profile_uri,
-    save_profile,
 )
+from refit.drift.profile_io import load_profile, profile_uri, save_profile
 from refit.errors import DataError, SchemaError
 
 RNG = np.random.default_rng(5)
@@ -131,7 +128,7 @@ def test_streamed_parquet_equals_in_memory_profile(tmp_path, monkeypatch):
     table = _table(10_000)
     path = tmp_path / "data.parquet"
     pq.write_table(table, path, row_group_size=2_000)
-    monkeypatch.setattr(profile_mod, "BATCH_ROWS", 1_500)
+    monkeypatch.setattr(accumulate, "BATCH_ROWS", 1_500)
     streamed = profile_uri(str(path))
     whole = profile_table(table)
     assert streamed.rows == whole.rows == 10_000
@@ -242,7 +239,7 @@ def test_column_by_column_parquet_stream_equals_the_in_memory_profile(tmp_path, 
     folder.mkdir()
     pq.write_table(table.slice(0, 5_000), folder / "a.parquet", row_group_size=1_700)
     pq.write_table(table.slice(5_000), folder / "b.parquet", row_group_size=2_300)
-    monkeypatch.setattr(profile_mod, "BATCH_ROWS", 1_000)
+    monkeypatch.setattr(accumulate, "BATCH_ROWS", 1_000)
     _assert_same_profile(profile_table(table), profile_uri(str(folder)))
     picked = profile_uri(str(folder), ["large", "normal", "absent"])
     assert picked.columns == ["large", "normal"] and picked.rows == 12_000
@@ -255,10 +252,10 @@ def test_histograms_stay_exact_when_they_grow_and_go_sparse(monkeypatch):
     """The accumulator's dense window grows, then turns sparse past DENSE_SPAN buckets; the
     histogram stays the one of all the values at once."""
     rng = np.random.default_rng(2)
-    monkeypatch.setattr(profile_mod, "DENSE_SPAN", 4_096)
+    monkeypatch.setattr(accumulate, "DENSE_SPAN", 4_096)
     batches = [rng.normal(0.0, 10.0 ** (k % 5), 3_000) for k in range(30)]
     batches.append(rng.choice([-1.0, 1.0], 3_000) * 10.0 ** rng.uniform(-100, 100, 3_000))
-    acc = profile_mod._NumericAccumulator()
+    acc = accumulate.NumericAccumulator()
     for batch in batches:
         acc.add(batch)
     streamed = acc.summary()

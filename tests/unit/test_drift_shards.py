@@ -11,7 +11,9 @@ import pytest
 from _gcs import fake_gcs
 
 from refit import drift
-from refit.drift.profile import merge_profiles, profile_table, profile_uri
+from refit.drift.accumulate import profile_table
+from refit.drift.profile import merge_profiles
+from refit.drift.profile_io import profile_uri
 from refit.drift.shards import MAX_SHARDS, Shard, _split, plan_shards, profile_shard
 from refit.errors import DataError
 from refit.steps.shards import merge_profile_files, profile_drift, profile_window_shard

@@ -8,8 +8,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-from refit.drift import detect_drift, tfdv
+from refit.drift import detect_drift
 from refit.errors import SchemaError
+from refit.validation import comparators
 
 SCHEMA = """
 feature {
@@ -49,8 +50,8 @@ def _tables():
 def test_schema_comparators_become_tests_and_thresholds(tmp_path):
     path = tmp_path / "schema.pbtxt"
     path.write_text(SCHEMA)
-    schema = tfdv.read_schema(str(path))
-    tests, thresholds = tfdv.comparators(schema)
+    schema = comparators.read_schema(str(path))
+    tests, thresholds = comparators.comparators(schema)
     assert tests == {"channel": "linf", "income": "jensenshannon"}
     assert thresholds["channel"] == 0.05
     assert thresholds["income"] == pytest.approx(math.sqrt(0.01))  # divergence -> distance
@@ -58,10 +59,12 @@ def test_schema_comparators_become_tests_and_thresholds(tmp_path):
 
 def test_drift_written_as_tfdv_anomalies():
     schema = text_format.Parse(SCHEMA, schema_pb2.Schema())
-    tests, thresholds = tfdv.comparators(schema)
+    tests, thresholds = comparators.comparators(schema)
     reference, current = _tables()
     result = detect_drift(reference, current, tests=tests, thresholds=thresholds)
-    anomalies = text_format.Parse(tfdv.anomalies_text(result, schema), anomalies_pb2.Anomalies())
+    anomalies = text_format.Parse(
+        comparators.anomalies_text(result, schema), anomalies_pb2.Anomalies()
+    )
     infos = {tuple(i.path.step): i for i in anomalies.drift_skew_info}
     assert set(infos) == {("channel",), ("income",)}  # age has no TFDV comparator
     channel = infos[("channel",)].drift_measurements[0]
@@ -84,13 +87,13 @@ def test_unsupported_comparator_and_zero_threshold_are_refused(tmp_path):
         schema_pb2.Schema(),
     )
     with pytest.raises(SchemaError, match="'x'.*normalized_abs_difference"):
-        tfdv.comparators(bad)
+        comparators.comparators(bad)
     zero = text_format.Parse(
         'feature { name: "y" drift_comparator { infinity_norm { threshold: 0 } } }',
         schema_pb2.Schema(),
     )
     with pytest.raises(SchemaError, match="'y'.*must be > 0"):
-        tfdv.comparators(zero)
+        comparators.comparators(zero)
     (tmp_path / "broken.pbtxt").write_text("feature { nme: 1 }")
     with pytest.raises(SchemaError, match="does not parse"):
-        tfdv.read_schema(str(tmp_path / "broken.pbtxt"))
+        comparators.read_schema(str(tmp_path / "broken.pbtxt"))

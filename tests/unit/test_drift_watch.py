@@ -11,13 +11,15 @@ from _store import champion_store, write_window
 
 from refit import steps
 from refit.demo.data import TARGET, TIME_COLUMN
-from refit.drift.profile import profile_table
+from refit.drift.accumulate import profile_table
 from refit.drift.watch import label_drift, mean_shifts, prediction_drift
+from refit.errors import DataError
 from refit.evaluation.metrics import evaluate
+from refit.io import tables
 from refit.io.tables import read_table
 from refit.registry import ModelRegistry
-from refit.steps.drift import champion_holdout
 from refit.steps.train import split_holdout
+from refit.steps.watch import LazyTable, champion_holdout
 from refit.training.artifacts import load_model
 
 MODEL = "m"
@@ -109,6 +111,41 @@ def test_champion_holdout_is_the_training_steps_holdout(store):
     other = write_window(store, reference.slice(1), "other")
     rows, is_holdout, what = champion_holdout(champ.model_uri, read_table(other), other)
     assert not is_holdout and "in-sample" in what
+
+
+def test_detect_drift_reads_the_window_and_the_reference_once(store, windows, monkeypatch):
+    """The explanation, the multivariate check and prediction drift share one read of each."""
+    reads: list[str] = []
+    read_parquet = tables._read_parquet  # every whole-table Parquet read goes through it
+
+    def counted(uri, *args, **kwargs):
+        reads.append(Path(uri).name)
+        return read_parquet(uri, *args, **kwargs)
+
+    monkeypatch.setattr(tables, "_read_parquet", counted)
+    path = write_window(store, windows[6], "w6-once")
+    champ = steps.resolve_champion(str(store), MODEL)
+    out = steps.detect_drift(
+        path,
+        TARGET,
+        reference_profile_path=champ.profile_uri,
+        reference_path=champ.reference_uri,
+        model_dir=champ.model_uri,
+        time_column=TIME_COLUMN,
+        multivariate={"method": "pca_reconstruction"},
+    )
+    assert out.result["explanation"] and out.result["multivariate"]
+    assert "error" not in out.result["prediction_drift"]
+    assert sorted(reads) == sorted([Path(champ.reference_uri).name, "w6-once.parquet"])
+
+
+def test_a_lazy_table_that_cannot_be_read_fails_alike_each_time(tmp_path):
+    lazy = LazyTable(str(tmp_path / "missing.parquet"))
+    with pytest.raises(DataError) as first:
+        lazy.get()
+    with pytest.raises(DataError) as second:
+        lazy.get()
+    assert str(first.value) == str(second.value) and "missing.parquet" in str(first.value)
 
 
 def test_detect_drift_reports_label_and_prediction_drift_apart(store, windows):

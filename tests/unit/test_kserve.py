@@ -10,16 +10,16 @@ import pytest
 from _kserve_crd import crd_schema, crd_validator, pruned_fields
 from kubernetes import client as k8s_client
 
-from refit.deploy.canary import CanaryTarget
-from refit.deploy.kserve import (
+from refit.deploy.kserve import KServeTarget
+from refit.deploy.kserve_spec import (
     DEPLOYMENT_MODE_ANNOTATION,
     KSERVE_FORMATS,
     STOCK_XGBOOST_RUNTIME,
-    KServeTarget,
     apply_merge_patch,
     deployment_mode,
     model_format,
 )
+from refit.deploy.target import CanaryTarget
 from refit.errors import DeployError
 from refit.registry import ModelVersion
 from refit.training import artifacts
@@ -40,7 +40,7 @@ def mv(version: int, file: str = "model.ubj", uri: str | None = None) -> ModelVe
         metrics={},
         snapshot_sha256="1" * 64,
         parent_version=None,
-        run_id=f"run-{version}",
+        run_label=f"run-{version}",
         status="registered",
         created_at="2026-11-26T00:00:00+00:00",
         file=file,

@@ -143,7 +143,7 @@ def _settings_name(docs: list[dict]) -> str:
     return name
 
 
-def test_trigger_deployment_args_are_refit_serve_options(rendered) -> None:
+def test_trigger_deployment_args_are_refit_serve_triggers_options(rendered) -> None:
     import typer
 
     from refit.cli import app
@@ -153,11 +153,11 @@ def test_trigger_deployment_args_are_refit_serve_options(rendered) -> None:
         "containers"
     ]
     command, *args = container["args"]
-    assert command == "serve"
-    serve = typer.main.get_command(app).commands["serve"]
+    assert command == "serve-triggers"
+    serve = typer.main.get_command(app).commands["serve-triggers"]
     options = {o for p in serve.params for o in (*p.opts, *p.secondary_opts)}
     given = {a.split("=", 1)[0] for a in args}
-    assert given <= options, f"not options of refit serve: {sorted(given - options)}"
+    assert given <= options, f"not options of refit serve-triggers: {sorted(given - options)}"
     assert {"--listen-host", "--port", "--launcher", "--config"} <= given
     values = dict(a.split("=", 1) for a in args)
     assert values["--listen-host"] == "0.0.0.0" and values["--launcher"] == "kfp"

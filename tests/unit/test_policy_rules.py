@@ -8,7 +8,7 @@ import pytest
 
 from refit.errors import PolicyError
 from refit.policy import Observation, PolicyState, RetrainPolicy, decide, mark_labelled
-from refit.policy.policy import ESTIMATED
+from refit.policy.rules import ESTIMATED
 
 NOW = "2026-11-26T12:00:00+00:00"
 

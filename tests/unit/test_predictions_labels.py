@@ -139,7 +139,7 @@ def test_the_model_server_logs_each_answered_row_with_the_response_id(tmp_path, 
         tmp_path / "m",
         metrics={"accuracy": 0.8},
         snapshot_sha256="1" * 64,
-        run_id="r",
+        run_label="r",
         parent_version=None,
     )
     reg.set_alias("champion", 1)

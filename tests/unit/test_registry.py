@@ -1,6 +1,7 @@
 import hashlib
 import json
 import multiprocessing as mp
+import shutil
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def register(reg, tmp_path, name, parent=None, snapshot="s" * 64, metrics=None):
         metrics=metrics or {"accuracy": 0.9},
         snapshot_sha256=snapshot,
         parent_version=parent,
-        run_id=f"run-{name}",
+        run_label=f"run-{name}",
     )
 
 
@@ -39,12 +40,12 @@ def test_register_copies_and_records_lineage(reg, tmp_path):
         metrics={"accuracy": 0.93},
         snapshot_sha256="f" * 64,
         parent_version=1,
-        run_id="run-b",
+        run_label="run-b",
         extra={"trainer": "xgboost"},
     )
     assert (v1.version, v2.version) == (1, 2)
     assert v1.status == "registered"
-    assert v2.parent_version == 1 and v2.run_id == "run-b" and v2.snapshot_sha256 == "f" * 64
+    assert v2.parent_version == 1 and v2.run_label == "run-b" and v2.snapshot_sha256 == "f" * 64
     assert v2.metrics == {"accuracy": 0.93} and v2.extra == {"trainer": "xgboost"}
     assert v2.sha256 == hashlib.sha256(b"bbb").hexdigest()
     assert v2.created_at.endswith("+00:00")
@@ -63,14 +64,14 @@ def test_register_copies_and_records_lineage(reg, tmp_path):
 def test_register_file_uri_and_reopen(tmp_path):
     reg = ModelRegistry(f"file://{tmp_path / 'store'}", "m")
     register(reg, tmp_path, "a")
-    assert ModelRegistry(str(tmp_path / "store"), "m").get(1).run_id == "run-a"
+    assert ModelRegistry(str(tmp_path / "store"), "m").get(1).run_label == "run-a"
 
 
 def test_register_rejects_tampered_model_dir(reg, tmp_path):
     d = make_model_dir(tmp_path, b"good", "x")
     (d / "model.ubj").write_bytes(b"evil")
     with pytest.raises(IntegrityError, match="model.ubj.*does not match"):
-        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_id="r")
+        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_label="r")
     assert reg.list_versions() == []
     assert not Path(reg.root, "versions").exists()  # checked before a number is reserved
 
@@ -78,21 +79,21 @@ def test_register_rejects_tampered_model_dir(reg, tmp_path):
 def test_register_rejects_bad_inputs(reg, tmp_path):
     with pytest.raises(RegistryError, match="not a directory"):
         reg.register(
-            tmp_path / "nope", metrics={}, snapshot_sha256="", parent_version=None, run_id="r"
+            tmp_path / "nope", metrics={}, snapshot_sha256="", parent_version=None, run_label="r"
         )
     d = tmp_path / "nometa"
     d.mkdir()
     with pytest.raises(RegistryError, match="no model.json"):
-        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_id="r")
+        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_label="r")
     (d / "model.json").write_text(json.dumps({"file": "../x", "sha256": "0" * 64}))
     with pytest.raises(RegistryError, match="plain file name"):
-        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_id="r")
+        reg.register(d, metrics={}, snapshot_sha256="", parent_version=None, run_label="r")
     good = make_model_dir(tmp_path, b"a", "a")
     with pytest.raises(RegistryError, match="parent_version 7 does not exist"):
-        reg.register(good, metrics={}, snapshot_sha256="", parent_version=7, run_id="r")
+        reg.register(good, metrics={}, snapshot_sha256="", parent_version=7, run_label="r")
     with pytest.raises(RegistryError, match="not JSON-serialisable"):
         reg.register(
-            good, metrics={"a": object()}, snapshot_sha256="", parent_version=None, run_id="r"
+            good, metrics={"a": object()}, snapshot_sha256="", parent_version=None, run_label="r"
         )
     assert isinstance(open_registry("gs://bucket/x", "m").storage, GcsStorage)  # no I/O yet
     with pytest.raises(RegistryError, match="unsupported scheme"):
@@ -194,9 +195,9 @@ def _register_worker(store, tmp, i, start_at):
     d = make_model_dir(Path(tmp), f"content-{i}".encode() * 1000, f"w{i}")
     time.sleep(max(0.0, start_at - time.time()))
     v = reg.register(
-        d, metrics={"i": i}, snapshot_sha256="", parent_version=None, run_id=f"run-{i}"
+        d, metrics={"i": i}, snapshot_sha256="", parent_version=None, run_label=f"run-{i}"
     )
-    return v.version, v.run_id
+    return v.version, v.run_label
 
 
 def _cas_worker(store, version, start_at):
@@ -220,10 +221,10 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path):
     versions = sorted(v for v, _ in results)
     assert versions == list(range(1, 9))
     reg = ModelRegistry(store, "churn")
-    for version, run_id in results:
+    for version, label in results:
         mv = reg.verify(version)  # no torn files: full content, right digest
-        assert mv.run_id == run_id
-        i = int(run_id.split("-")[1])
+        assert mv.run_label == label
+        i = int(label.split("-")[1])
         assert (Path(mv.model_uri) / "model.ubj").read_bytes() == f"content-{i}".encode() * 1000
     assert not list(Path(reg.root, "versions").rglob(".tmp-*"))
     assert len(reg.audit.records("registration")) == 8
@@ -247,3 +248,39 @@ def test_concurrent_cas_has_exactly_one_winner(tmp_path):
     for _, msg in losers:
         assert "'champion'" in msg and "expected version 1" in msg
         assert f"it is {winners[0][1]}" in msg
+
+
+def _to_old_format(version_json: Path) -> dict:
+    """Rewrite a version.json as the previous version wrote it: the run label under "run_id"."""
+    data = json.loads(version_json.read_text())
+    data["run_id"] = data.pop("run_label")
+    version_json.write_text(json.dumps(data))
+    return data
+
+
+def test_a_version_written_with_run_id_still_reads_as_its_run_label(reg, tmp_path):
+    from refit.registry.lineage import lineage_rows
+
+    register(reg, tmp_path, "a")
+    old = _to_old_format(Path(reg.root) / "versions" / "1" / "version.json")
+    assert "run_label" not in old and old["run_id"] == "run-a"
+    reopened = ModelRegistry(reg.store_uri, reg.model_name)
+    assert reopened.get(1).run_label == "run-a"
+    assert reopened.verify(1).run_label == "run-a"
+    assert [row["run_label"] for row in lineage_rows(reopened)] == ["run-a"]
+    assert reopened.check_state() == []
+
+
+def test_an_old_format_version_without_its_record_is_recovered_with_its_run_label(reg, tmp_path):
+    register(reg, tmp_path, "a")
+    versions = Path(reg.root) / "versions"
+    shutil.copytree(versions / "1", versions / "2")  # an old writer died after version.json
+    data = _to_old_format(versions / "2" / "version.json")
+    data.update(version=2, model_uri=str(versions / "2"), run_id="run-old")
+    data.pop("audit", None)
+    (versions / "2" / "version.json").write_text(json.dumps(data))
+    reg.recover()
+    record = reg.audit.records("registration")[-1]
+    assert record["payload"]["version"] == 2 and record["payload"]["run_label"] == "run-old"
+    assert "run_id" not in record["payload"]
+    assert reg.get(2).run_label == "run-old" and reg.check_state() == []

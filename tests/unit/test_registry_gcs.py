@@ -44,7 +44,7 @@ def test_versions_are_immutable_and_verified(store, tmp_path):
     assert v2.model_uri == f"{store}/models/churn/versions/2"
     assert v2.parent_version == 1 and v2.status == "registered"
     assert reg.list_version_numbers() == [1, 2]
-    assert [v.run_id for v in reg.list_versions()] == ["run-a", "run-b"]
+    assert [v.run_label for v in reg.list_versions()] == ["run-a", "run-b"]
     assert reg.verify(1).sha256 == hashlib.sha256(b"a").hexdigest()
     uri_mod.write_bytes(f"{v1.model_uri}/model.ubj", b"tampered")
     with pytest.raises(IntegrityError, match="version 1: .* has sha256"):
@@ -63,7 +63,9 @@ def test_load_model_round_trip(store, tmp_path):
     model = train(table, "y", trainer="logistic_regression")
     save_model(model, tmp_path / "m")
     reg = ModelRegistry(store, "m")
-    v = reg.register(tmp_path / "m", metrics={}, snapshot_sha256="", parent_version=None, run_id="")
+    v = reg.register(
+        tmp_path / "m", metrics={}, snapshot_sha256="", parent_version=None, run_label=""
+    )
     loaded = reg.load_model(v.version)
     assert np.allclose(loaded.predict_proba(table), model.predict_proba(table))
 

@@ -21,7 +21,7 @@ def _registry(tmp_path: Path, model: str) -> ModelRegistry:
             metrics={"accuracy": 0.8 + i / 100},
             snapshot_sha256=f"{i}" * 64,
             parent_version=reg.get_alias("champion"),
-            run_id=f"run-{i}",
+            run_label=f"run-{i}",
         )
         target.promote(i, reason=f"v{i}")
     return reg

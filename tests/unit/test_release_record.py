@@ -21,14 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from refit import steps
 from refit.deploy import get_target
 from refit.errors import RefitError, RegistryError
-from refit.governance.exporter import (
+from refit.governance.history import Entry, build_history, read_history, trigger_kind
+from refit.governance.record import RunStatus, release_record, write_release_record
+from refit.monitoring.exporter import (
     ModelMetricsCollector,
     model_metrics_registry,
     mount_metrics,
     serve_metrics,
 )
-from refit.governance.history import Entry, build_history, read_history, trigger_kind
-from refit.governance.record import RunStatus, release_record, write_release_record
 from refit.registry import ModelRegistry
 
 MODEL = "credit"

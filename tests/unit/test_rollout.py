@@ -140,14 +140,14 @@ def test_no_champion_deploys_directly(tmp_path):
         metrics={},
         snapshot_sha256="a" * 64,
         parent_version=None,
-        run_id="r1",
+        run_label="r1",
     )
     reg.register(
         make_skops_model_dir(tmp_path, b"y", "y"),
         metrics={},
         snapshot_sha256="b" * 64,
         parent_version=None,
-        run_id="r2",
+        run_label="r2",
     )
     target = FakeTarget()
     clock = Clock()
@@ -213,7 +213,7 @@ def test_champion_moved_during_the_rollout_rolls_back_instead_of_overwriting(reg
                 metrics={},
                 snapshot_sha256="3" * 64,
                 parent_version=1,
-                run_id="run-3",
+                run_label="run-3",
             )
             reg.update_aliases({"champion": 3})
         return [Result("errors", True)]

@@ -16,12 +16,10 @@ from scipy import stats
 
 from refit.deploy import plan as plan_module
 from refit.deploy.analysis import (
-    QUERY_PRESETS,
     CheckContext,
     CheckResult,
     ErrorRateCheck,
     LatencyCheck,
-    PrometheusClient,
     SequentialErrorRateCheck,
     build_check,
     build_checks,
@@ -38,6 +36,7 @@ from refit.deploy.plan import (
     RolloutPlan,
     template_placeholders,
 )
+from refit.deploy.prometheus import QUERY_PRESETS, PrometheusClient
 from refit.deploy.sequential import error_rate_sprt
 from refit.errors import DeployError
 

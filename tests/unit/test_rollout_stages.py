@@ -4,9 +4,10 @@ import pytest
 from _rollout import Clock, FakeTarget, Result, scripted, two_version_registry
 
 from refit.deploy.abtest import ABLook, ArmStats, plan_sample_size
-from refit.deploy.canary import TrafficSplit
-from refit.deploy.plan import ABTestSpec, RolloutPlan, ShadowSpec
+from refit.deploy.plan import RolloutPlan
 from refit.deploy.rollout import run_canary
+from refit.deploy.stages import ABTestSpec, ShadowSpec
+from refit.deploy.target import TrafficSplit
 from refit.errors import DeployError
 
 

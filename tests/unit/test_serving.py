@@ -69,7 +69,7 @@ def reg(tmp_path, model_dirs) -> ModelRegistry:
             metrics={"accuracy": 0.8},
             snapshot_sha256=f"{version}" * 64,
             parent_version=None if version == 1 else 1,
-            run_id=f"run-{version}",
+            run_label=f"run-{version}",
         )
     return registry
 
@@ -703,23 +703,6 @@ def test_create_app_refuses_bad_options(reg):
         create_app(reg.store_uri, NAME, state_refresh_seconds=-1)
 
 
-def test_serve_model_command_refuses_bad_options(tmp_path):
-    from typer.testing import CliRunner
-
-    from refit.cli import app
-
-    runner = CliRunner()
-    result = runner.invoke(
-        app, ["serve-model", "--store", str(tmp_path), "--name", NAME, "--fault", "2:oops=1"]
-    )
-    assert result.exit_code == 2
-    assert "unknown setting 'oops'" in result.output
-    result = runner.invoke(app, ["serve-model", "--store", str(tmp_path), "--name", "bad name!"])
-    assert result.exit_code == 2
-    assert "bad name!" in result.output
-    assert "--fault" in runner.invoke(app, ["serve-model", "--help"]).output
-
-
 def test_seeded_fault_draws_repeat(reg, rows):
     def statuses(seed: int) -> list[int]:
         client = client_for(reg, seed=seed, faults={1: {"error_rate": 0.3}})
@@ -741,7 +724,7 @@ def test_an_unexpected_failure_is_a_counted_v2_error(reg, rows, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("estimator exploded")
 
-    monkeypatch.setattr("refit.serving.app.predict_outputs", broken)
+    monkeypatch.setattr("refit.serving.server.predict_outputs", broken)
     r = client.post(f"/v2/models/{NAME}/infer", json=body)
     assert r.status_code == 500
     assert r.json() == {

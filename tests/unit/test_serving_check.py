@@ -23,7 +23,7 @@ from refit.evaluation import (
     render_serving_markdown,
     serving_check,
 )
-from refit.evaluation.serving import build_requests
+from refit.evaluation.latency import build_requests
 from refit.io.tables import write_parquet
 from refit.registry import ModelRegistry
 from refit.steps import evaluate_model
@@ -225,7 +225,7 @@ def test_step_serves_the_registered_champion_and_records_it(dirs, holdout, tmp_p
     registry = ModelRegistry(store, "m")
     version = registry.register(
         dirs["xgb"], metrics={"accuracy": 0.8}, snapshot_sha256="0" * 64,
-        parent_version=None, run_id="r0",
+        parent_version=None, run_label="r0",
     )  # fmt: skip
     registry.set_alias("champion", version.version)
     hold = str(tmp_path / "holdout.parquet")

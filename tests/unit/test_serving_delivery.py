@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from refit.deploy.abtest import TREATMENT, assign_arm, read_feedback
-from refit.deploy.plan import ABTestSpec, RolloutPlan, ShadowSpec
+from refit.deploy.plan import RolloutPlan
+from refit.deploy.stages import ABTestSpec, ShadowSpec
 from refit.errors import DataError, DeployError
 from refit.registry import ModelRegistry
 from refit.serving import create_app

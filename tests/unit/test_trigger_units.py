@@ -201,24 +201,6 @@ def test_service_cooldown_in_flight_and_scheduler(tmp_path):
     service.stop()
 
 
-def test_serve_refuses_to_start_without_a_secret(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from refit.cli import app
-
-    monkeypatch.delenv("REFIT_HOOK_TOKEN", raising=False)
-    monkeypatch.delenv("REFIT_HOOK_TOKEN_FILE", raising=False)
-    config = tmp_path / "serve.json"
-    config.write_text(json.dumps({"models": {"m": {"params": PARAMS}}}))
-    result = CliRunner().invoke(app, ["serve", "--config", str(config)])
-    assert result.exit_code == 2
-    assert "set REFIT_HOOK_TOKEN, or REFIT_HOOK_TOKEN_FILE" in result.output
-    monkeypatch.setenv("REFIT_HOOK_TOKEN", SECRET.decode())
-    result = CliRunner().invoke(app, ["serve", "--config", str(config), "--launcher", "nope"])
-    assert result.exit_code == 2
-    assert "unknown launcher 'nope'; known: kfp, local, log" in result.output
-
-
 # --------------------------------------------------------------------------- pipeline inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -335,23 +317,3 @@ def test_a_launch_carries_every_input_the_model_needs(tmp_path):
     assert launcher.launched[3][2]["data_uri"] == "gs://b/in/1.pq"
     # The runs table keeps what was launched (a retry launches it again, label and all).
     assert kept == [a for _, _, a in launcher.launched]
-
-
-def test_no_command_spells_an_option_twice():
-    import typer
-
-    from refit.cli import app
-
-    def walk(command, path):
-        if hasattr(command, "commands"):
-            for name, sub in command.commands.items():
-                yield from walk(sub, [*path, name])
-            return
-        opts = [o for p in command.params for o in (*p.opts, *p.secondary_opts)]
-        yield " ".join(path), sorted({o for o in opts if opts.count(o) > 1})
-
-    duplicates = {p: d for p, d in walk(typer.main.get_command(app), ["refit"]) if d}
-    assert duplicates == {}
-    serve = typer.main.get_command(app).commands["serve"]
-    opts = {p.name: p.opts for p in serve.params}
-    assert opts["listen_host"] == ["--listen-host"] and opts["kfp_host"] == ["--kfp-host"]

@@ -34,7 +34,7 @@ Which part of refit writes each event (the ``payload`` keys are the writer's):
 
 Every record that changes the registry's mutable state (promotion, rollback, approval, the
 retrain decision's policy state, ``registry_update``...) also carries a ``txn`` field: the change
-itself, bound to the state object (`refit.registry.core`, `refit.audit.txn`).
+itself, bound to the state object (`refit.registry.transactions`, `refit.audit.txn`).
 """
 
 from enum import StrEnum

@@ -1,29 +1,9 @@
 """Append-only, tamper-evident audit log (hash-chained JSON lines).
 
-Each line of the log is one record::
-
-    {"seq": 1, "time": "2026-...+00:00", "event": "promotion", "payload": {...},
-     "prev_hash": "000...0", "hash": "<sha256 hex>"}
-
-``hash`` is the sha256 hex digest of the canonical JSON (``sort_keys=True``, separators
-``(",", ":")``) of the record without its ``hash`` and ``mac`` keys; ``prev_hash`` is the previous
-record's ``hash`` (64 zeros for the first record). ``seq`` starts at 1 and grows by one per record.
-Two optional keys: ``txn``, the registry transaction the record commits (see
-`refit.registry.core`; covered by ``hash``), and ``mac``, the HMAC-SHA256 of ``hash`` under the
-audit key (`refit.audit.keys`), which a writer of the store without the key cannot forge. Without
-a key the chain is tamper-evident only against accidental edits, and verify says so.
-
-Appends happen under a file lock (``{path}.lock``), so several processes may append at once.
-After each append a small head file (``{path}.head``: last seq and hash) is replaced atomically;
-`AuditLog.verify` uses it to notice whole records cut off the end of the log, which the chain alone
-cannot reveal. With an anchor (`refit.audit.keys.Anchor`) the head is also written outside the
-store.
-
-**A torn last line** (a writer killed mid-append leaves bytes with no newline after them) can
-never be a committed record: the registry writes ``refs.json`` only after the append returns.
-`AuditLog.heal` (run by the registry's recovery, under its lock) cuts it off and appends an
-``audit_repair`` record naming how many bytes it cut and their sha256. A newline-terminated line
-that is not a record, or any bad line before the last, is never cut: it stays a verify failure.
+`AuditLog` appends records (under a file lock, with a head file beside the log), reads them and
+cuts off a torn last line (`AuditLog.heal`); `verify_records` checks a chain, local or stored one
+object per record. The record format, the head file and healing:
+docs/decisions/0021-audit-log-format.md.
 """
 
 from __future__ import annotations
@@ -193,7 +173,7 @@ class AuditLog:
         Args:
             event: The event name, e.g. ``"promotion"``.
             payload: JSON-serialisable details of the event.
-            txn: The registry transaction this record commits (`refit.registry.core`).
+            txn: The registry transaction this record commits (`refit.registry.transactions`).
 
         Returns:
             The record as written.
@@ -404,88 +384,131 @@ def verify_records(
     raw_lines = data.split(b"\n")
     if data.endswith(b"\n"):
         raw_lines = raw_lines[:-1]
-    prev_seq: int | None = 0
-    prev_hash: str | None = GENESIS_HASH
-    last_seq, last_hash = 0, GENESIS_HASH
-    keyed = 0
-    by_seq: dict[int, str] = {}
+    chain = _Chain()
     for number, raw in enumerate(raw_lines, start=1):
         try:
-            record = json.loads(raw)
-            if (
-                not isinstance(record, dict)
-                or not set(_FIELDS) <= set(record)
-                or not set(record) <= set(_FIELDS + _OPTIONAL)
-            ):
-                raise ValueError(
-                    f"expected keys {list(_FIELDS)} (and optionally {list(_OPTIONAL)})"
-                )
-            seq = record["seq"]
-            if not isinstance(seq, int) or isinstance(seq, bool):
-                raise ValueError(f"seq {seq!r} is not an integer")
+            record = _parse_record(raw)
         except ValueError as exc:
             if not (number == len(raw_lines) and not data.endswith(b"\n")):
                 problems.append(f"line {number}: not a valid audit record (garbage): {exc}")
-            prev_seq, prev_hash = None, None
+            chain.prev_seq, chain.prev_hash = None, None
             continue
+        seq = record["seq"]
         where = f"line {number} (seq {seq})"
         if names is not None:
-            name = names[number - 1]
-            where = f"object {name} (seq {seq})"
-            stem = name.rsplit("/", 1)[-1].split(".", 1)[0]
-            if not stem.isdigit() or int(stem) != seq:
-                problems.append(f"{where}: record stored under the wrong name (moved or reordered)")
-        if record_hash(record) != record["hash"]:
-            problems.append(f"{where}: hash mismatch: record was edited")
-        if "mac" in record:
-            keyed += 1
-            if key is not None and not mac_ok(key, str(record["hash"]), record["mac"]):
-                problems.append(
-                    f"{where}: MAC mismatch: the record was written or rewritten without the "
-                    "audit key (forged)"
-                )
-        elif key is not None and keyed:
-            problems.append(f"{where}: no MAC after MACed records: written without the audit key")
-        if prev_seq is not None and seq != prev_seq + 1:
-            if seq <= prev_seq:
-                problems.append(
-                    f"{where}: seq {seq} follows seq {prev_seq}: records reordered or duplicated"
-                )
-            else:
-                problems.append(
-                    f"{where}: seq {seq} follows seq {prev_seq}: "
-                    f"{seq - prev_seq - 1} record(s) removed"
-                )
-        if prev_hash is not None and record["prev_hash"] != prev_hash:
-            problems.append(
-                f"{where}: prev_hash does not match the hash of the record before it "
-                "(record removed, inserted or reordered)"
-            )
-        prev_seq, prev_hash = seq, record["hash"]
-        last_seq, last_hash = seq, record["hash"]
-        by_seq[seq] = str(record["hash"])
-    if key is not None and raw_lines and not keyed:
+            where = f"object {names[number - 1]} (seq {seq})"
+            problems += _check_name(where, names[number - 1], seq)
+        problems += _check_seal(where, record, key, chain)
+        problems += _check_link(where, record, chain)
+        chain.advance(record)
+    if key is not None and raw_lines and not chain.keyed:
         problems.append(
             "no record carries a MAC although the audit key is set: the log was written without "
             "the key, or rewritten by someone who lacks it"
         )
     if anchor is not None:
-        problems.extend(anchor.compare(last_seq, by_seq, key))
+        problems.extend(anchor.compare(chain.last_seq, chain.by_seq, key))
     if head_text is not None:
-        try:
-            head = json.loads(head_text)
-            head_seq, head_hash = int(head["seq"]), str(head["hash"])
-        except (ValueError, KeyError, TypeError):
-            problems.append(f"{head_label} is unreadable")
-        else:
-            if head_seq > last_seq:
-                problems.append(
-                    f"log truncated: head file records seq {head_seq} but the last intact "
-                    f"record is seq {last_seq}"
-                )
-            elif head_seq == last_seq and head_hash != last_hash:
-                problems.append(
-                    f"seq {head_seq}: hash differs from the one in the head file "
-                    "(last record replaced)"
-                )
+        problems += _check_head(head_text, head_label, chain)
     return problems
+
+
+class _Chain:
+    """What `verify_records` carries from one record to the next."""
+
+    def __init__(self) -> None:
+        self.prev_seq: int | None = 0  # None: the line before was garbage, nothing to link to
+        self.prev_hash: str | None = GENESIS_HASH
+        self.last_seq, self.last_hash = 0, GENESIS_HASH
+        self.keyed = 0  # records seen that carry a MAC
+        self.by_seq: dict[int, str] = {}
+
+    def advance(self, record: dict[str, Any]) -> None:
+        """Take ``record`` as the last intact one."""
+        self.prev_seq, self.prev_hash = record["seq"], record["hash"]
+        self.last_seq, self.last_hash = record["seq"], record["hash"]
+        self.by_seq[record["seq"]] = str(record["hash"])
+
+
+def _parse_record(raw: bytes) -> dict[str, Any]:
+    """Parse one line as a record with the documented keys and an integer seq.
+
+    Raises:
+        ValueError: It is not JSON, not an object of those keys, or its seq is not an integer.
+    """
+    record = json.loads(raw)
+    if (
+        not isinstance(record, dict)
+        or not set(_FIELDS) <= set(record)
+        or not set(record) <= set(_FIELDS + _OPTIONAL)
+    ):
+        raise ValueError(f"expected keys {list(_FIELDS)} (and optionally {list(_OPTIONAL)})")
+    seq = record["seq"]
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise ValueError(f"seq {seq!r} is not an integer")
+    return record
+
+
+def _check_name(where: str, name: str, seq: int) -> list[str]:
+    """A record stored one object per record must sit under its own seq's name."""
+    stem = name.rsplit("/", 1)[-1].split(".", 1)[0]
+    if not stem.isdigit() or int(stem) != seq:
+        return [f"{where}: record stored under the wrong name (moved or reordered)"]
+    return []
+
+
+def _check_seal(where: str, record: dict[str, Any], key: bytes | None, chain: _Chain) -> list[str]:
+    """Check a record's hash and, with a key, its MAC (counting MACed records in ``chain``)."""
+    problems = []
+    if record_hash(record) != record["hash"]:
+        problems.append(f"{where}: hash mismatch: record was edited")
+    if "mac" in record:
+        chain.keyed += 1
+        if key is not None and not mac_ok(key, str(record["hash"]), record["mac"]):
+            problems.append(
+                f"{where}: MAC mismatch: the record was written or rewritten without the "
+                "audit key (forged)"
+            )
+    elif key is not None and chain.keyed:
+        problems.append(f"{where}: no MAC after MACed records: written without the audit key")
+    return problems
+
+
+def _check_link(where: str, record: dict[str, Any], chain: _Chain) -> list[str]:
+    """Check that a record follows the one before it (seq + 1, and its hash as prev_hash)."""
+    problems = []
+    seq, prev_seq = record["seq"], chain.prev_seq
+    if prev_seq is not None and seq != prev_seq + 1:
+        if seq <= prev_seq:
+            problems.append(
+                f"{where}: seq {seq} follows seq {prev_seq}: records reordered or duplicated"
+            )
+        else:
+            problems.append(
+                f"{where}: seq {seq} follows seq {prev_seq}: {seq - prev_seq - 1} record(s) removed"
+            )
+    if chain.prev_hash is not None and record["prev_hash"] != chain.prev_hash:
+        problems.append(
+            f"{where}: prev_hash does not match the hash of the record before it "
+            "(record removed, inserted or reordered)"
+        )
+    return problems
+
+
+def _check_head(head_text: str, head_label: str, chain: _Chain) -> list[str]:
+    """Compare the head kept beside the log with the last intact record."""
+    try:
+        head = json.loads(head_text)
+        head_seq, head_hash = int(head["seq"]), str(head["hash"])
+    except (ValueError, KeyError, TypeError):
+        return [f"{head_label} is unreadable"]
+    if head_seq > chain.last_seq:
+        return [
+            f"log truncated: head file records seq {head_seq} but the last intact "
+            f"record is seq {chain.last_seq}"
+        ]
+    if head_seq == chain.last_seq and head_hash != chain.last_hash:
+        return [
+            f"seq {head_seq}: hash differs from the one in the head file (last record replaced)"
+        ]
+    return []

@@ -90,7 +90,7 @@ class ObjectAuditLog:
     ) -> dict[str, Any]:
         """Append one record (create-only object named by its seq) and return it.
 
-        ``txn`` is the registry transaction the record commits (`refit.registry.core`).
+        ``txn`` is the registry transaction the record commits (`refit.registry.transactions`).
 
         Raises:
             ValueError: ``event`` is empty or ``payload`` is not a JSON-serialisable dict.

@@ -25,10 +25,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from refit.commands import ListenHost, fail, renamed_option
+
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
 
-    from refit.governance.history import ConfidenceSummary, History, Iteration
+    from refit.governance.confidence import ConfidenceSummary
+    from refit.governance.history import History, Iteration
 
 report_app = typer.Typer(
     help="Retraining iterations over time, release records and Prometheus metrics.",
@@ -40,11 +43,6 @@ StoreOpt = Annotated[
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Registered model name.")]
 _SPARK = "▁▂▃▄▅▆▇█"
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _store_model(ctx: typer.Context, store: str | None, model: str | None) -> tuple[str, str]:
@@ -69,9 +67,9 @@ def _open(store: str, model: str) -> tuple[Any, History]:
         history = read_history(registry)
         has_versions = bool(registry.list_version_numbers())
     except RefitError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if history.records == 0 and not has_versions:
-        raise _fail(f"model {model!r} has no audit records and no versions in store {store!r}")
+        raise fail(f"model {model!r} has no audit records and no versions in store {store!r}")
     return registry, history
 
 
@@ -198,7 +196,7 @@ def report(
         ctx.obj = {"store": store, "model": model}
         return
     store, model = _store_model(ctx, store, model)
-    from refit.governance.history import live_confidence
+    from refit.governance.confidence import live_confidence
 
     registry, history = _open(store, model)
     shown = history.last(last)
@@ -258,7 +256,7 @@ def record_command(
     try:
         record = write_release_record(store, model, run, str(md), str(page))
     except RefitError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"{record.outcome}; {record.chain_line}")
     typer.echo(f"wrote {md} and {page}")
     if not record.chain_ok:
@@ -271,7 +269,8 @@ def record_command(
 def serve_metrics_command(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 9108,
-    addr: Annotated[str, typer.Option("--addr", help="Address to listen on.")] = "0.0.0.0",
+    listen_host: ListenHost = "0.0.0.0",
+    addr: Annotated[str | None, typer.Option("--addr", hidden=True)] = None,  # old --listen-host
     store: StoreOpt = None,
     models: Annotated[
         list[str] | None, typer.Option("--model", help="Model to export (repeat for more).")
@@ -287,9 +286,11 @@ def serve_metrics_command(
         ),
     ] = True,
 ) -> None:
-    """Serve the models' Prometheus metrics at http://ADDR:PORT/metrics until interrupted."""
+    """Serve the models' Prometheus metrics at http://LISTEN_HOST:PORT/metrics until interrupted."""
     from refit.errors import RefitError
-    from refit.governance.exporter import serve_metrics
+    from refit.monitoring.exporter import serve_metrics
+
+    addr = renamed_option("report serve-metrics", "--addr", "--listen-host", addr, listen_host)
 
     parent = ctx.obj if isinstance(ctx.obj, dict) else {}
     names = list(models or ([parent["model"]] if parent.get("model") else []))
@@ -301,7 +302,7 @@ def serve_metrics_command(
             store, names, port, addr=addr, cache_seconds=cache_seconds, verify_chain=verify_chain
         )
     except (RefitError, OSError) as exc:
-        raise _fail(f"cannot serve metrics on {addr}:{port}: {exc}") from None
+        raise fail(f"cannot serve metrics on {addr}:{port}: {exc}") from None
     typer.echo(
         f"serving metrics of {', '.join(names)} at http://{addr}:{server.server_port}/metrics"
     )

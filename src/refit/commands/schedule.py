@@ -1,4 +1,4 @@
-"""`refit schedule ...` (KFP recurring runs), `refit serve` (trigger service), `refit backfill`."""
+"""``refit schedule``: KFP recurring runs of refit's pipelines; the KFP API token rules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from refit.defaults import DEFAULT_GATE, DEFAULT_POLICY, DEFAULT_SEED, DEFAULT_TRAINER
+from refit.commands import fail, json_object
 
 schedule_app = typer.Typer(
     help="KFP recurring runs: cron done right, no pile-ups, no catch-up storms.",
@@ -83,21 +83,6 @@ def _connect(host: str | None, token: str | None, token_file: Path | None = None
         return kfp_schedule.connect(host, existing_token=secret)
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
-
-
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"{what} is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise typer.BadParameter(f"{what} must be a JSON object")
-    return value
-
-
 @schedule_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="Recurring run name (the key: re-running updates).")],
@@ -134,7 +119,7 @@ def create(
             name=name,
             schedule=parse_schedule(cron=cron, interval=interval),
             pipeline=pipeline,
-            params=_json_object(params, "--params"),
+            params=json_object(params, "--params"),
             experiment=experiment,
             max_concurrency=max_concurrency,
             no_catchup=not catchup,
@@ -154,7 +139,7 @@ def create(
             client = _connect(host, token, token_file)
             result = kfp_schedule.apply_recurring_run(client, spec)
     except ScheduleError as exc:
-        _fail(exc)
+        raise fail(str(exc)) from exc
     typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
 
 
@@ -173,7 +158,7 @@ def list_(
         client = _connect(host, token, token_file)
         rows = kfp_schedule.list_runs(client, experiment)
     except ScheduleError as exc:
-        _fail(exc)
+        raise fail(str(exc)) from exc
     for row in rows:
         typer.echo(json.dumps(row, sort_keys=True, default=str))
 
@@ -191,7 +176,7 @@ def _by_name(
         else:
             ids = kfp_schedule.set_enabled(client, name, action == "resume")
     except ScheduleError as exc:
-        _fail(exc)
+        raise fail(str(exc)) from exc
     typer.echo(json.dumps({"action": action, "name": name, "ids": ids}))
 
 
@@ -213,186 +198,6 @@ def delete(name: str, host: Host = None, token: Token = None, token_file: TokenF
     _by_name("delete", name, host, token, token_file)
 
 
-def serve(
-    config: Annotated[Path, typer.Option(help="Service config (JSON or YAML): models, policy.")],
-    launcher: Annotated[
-        str, typer.Option(help="kfp (cluster), local (kfp.local), log (record only).")
-    ] = "log",
-    listen_host: Annotated[
-        str, typer.Option("--listen-host", help="Address the service listens on.")
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(min=1, max=65535, help="Port the service listens on.")
-    ] = 8080,
-    kfp_host: Annotated[
-        str | None,
-        typer.Option(
-            "--kfp-host",
-            envvar="KFP_HOST",
-            help="KFP API endpoint runs are submitted to (--launcher kfp; default: KFP_HOST).",
-        ),
-    ] = None,
-    kfp_token_given: Annotated[
-        str | None,
-        typer.Option("--kfp-token", hidden=True, help="Refused: see --kfp-token-file."),
-    ] = None,
-    kfp_token_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--kfp-token-file",
-            envvar="KFP_TOKEN_FILE",
-            help="File holding the KFP API's bearer token (--launcher kfp; a mounted Secret; "
-            "default: KFP_TOKEN_FILE, else the token in KFP_TOKEN). Never on the command line.",
-        ),
-    ] = None,
-    pipeline_root: Annotated[
-        Path, typer.Option(help="Artifacts of local runs (--launcher local).")
-    ] = Path("refit-triggers/pipeline_root"),
-    access_log: Annotated[
-        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
-    ] = False,
-) -> None:
-    """Run the trigger service: monitoring hooks and an embedded scheduler start retraining.
-
-    The hook secret comes from REFIT_HOOK_TOKEN or the file named by REFIT_HOOK_TOKEN_FILE; the
-    KFP token from KFP_TOKEN or --kfp-token-file, never from the command line.
-
-    The config's run parameters are checked against the pipeline's inputs before it starts.
-    Launched runs use the images of REFIT_IMAGE_REPOSITORY, tagged with refit's version.
-    """
-    import uvicorn
-
-    from refit.triggers.app import create_app
-    from refit.triggers.auth import load_secret
-    from refit.triggers.config import ServiceConfig, TriggerConfigError
-    from refit.triggers.launchers import make_launcher
-    from refit.triggers.service import TriggerService
-
-    token = kfp_token(kfp_token_given, kfp_token_file, "--kfp-token", "--kfp-token-file")
-    try:
-        secret = load_secret()
-        service_config = ServiceConfig.load(config)
-        chosen = make_launcher(
-            launcher,
-            host=kfp_host,
-            token=token,
-            pipeline=service_config.pipeline,
-            pipeline_root=str(pipeline_root),
-        )
-    except (TriggerConfigError, ValueError) as exc:
-        _fail(exc)
-    service = TriggerService(service_config, chosen)
-    uvicorn.run(
-        create_app(service, secret),
-        host=listen_host,
-        port=port,
-        log_level="info",
-        access_log=access_log,
-    )
-
-
-def backfill(
-    data: Annotated[str, typer.Option(help="CSV or Parquet of history (local path or gs://).")],
-    time_column: Annotated[
-        str,
-        typer.Option(
-            help="Event-time column: with --every it splits the windows; always excluded from "
-            "features."
-        ),
-    ] = "",
-    every: Annotated[
-        str | None, typer.Option(help="Window length with --time-column: 1d, 7d, 1w, 12h.")
-    ] = None,
-    window_column: Annotated[
-        str,
-        typer.Option(
-            help="Period column instead of --every (a week number, a month): one window per "
-            "distinct value, in sorted order; excluded from features."
-        ),
-    ] = "",
-    from_: Annotated[
-        str | None, typer.Option("--from", help="First time included (ISO 8601).")
-    ] = None,
-    to: Annotated[str | None, typer.Option(help="Time where replay stops (exclusive).")] = None,
-    target: Annotated[str, typer.Option("--label-column", help="Label column.")] = "label",
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--exclude", help="Column that is not a feature (an id, an index); repeatable."
-        ),
-    ] = None,
-    policy: Annotated[
-        str | None,
-        typer.Option(help=f"Retrain policy as JSON. Default: {json.dumps(DEFAULT_POLICY)}."),
-    ] = None,
-    gate: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Promotion gate of --retrain as JSON. Default: {json.dumps(DEFAULT_GATE)}."
-        ),
-    ] = None,
-    model_name: Annotated[str, typer.Option(help="Model name in the store.")] = "model",
-    store: Annotated[
-        str | None,
-        typer.Option(help="Store with a champion to score (metric decay), policy-only mode."),
-    ] = None,
-    retrain: Annotated[
-        bool, typer.Option("--retrain", help="Run the whole pipeline over each window.")
-    ] = False,
-    workdir: Annotated[
-        Path, typer.Option(help="Working folder of --retrain (store, pipeline root).")
-    ] = Path("refit-backfill"),
-    trainer: Annotated[str, typer.Option(help="Trainer for --retrain.")] = DEFAULT_TRAINER,
-    params: Annotated[
-        str | None,
-        typer.Option(help='Trainer hyper-parameters of --retrain as JSON, e.g. {"max_depth": 4}.'),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Seed of --retrain's holdout split and training.")
-    ] = DEFAULT_SEED,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the timeline as JSON here.")
-    ] = None,
-) -> None:
-    """Replay the retrain policy (or, with --retrain, the pipeline) over historical windows.
-
-    Windows come from --time-column with --every, or from --window-column. Each window's row
-    names its drifted features, the gate's verdict (--retrain) and the live version.
-    """
-    from refit.schedule.backfill import BackfillConfig, render_timeline, run_backfill
-
-    try:
-        cfg = BackfillConfig(
-            data=data,
-            time_column=time_column,
-            every=every,
-            start=from_,
-            end=to,
-            target=target,
-            policy=_json_object(policy, "--policy") if policy else None,
-            model_name=model_name,
-            store_uri=store,
-            retrain=retrain,
-            workdir=workdir,
-            trainer=trainer,
-            window_column=window_column,
-            exclude=tuple(exclude or ()),
-            gate=_json_object(gate, "--gate") if gate else None,
-            params=_json_object(params, "--params") if params else None,
-            seed=seed,
-        )
-        typer.echo(render_timeline([]))  # the header; each window prints when decided
-        rows = run_backfill(cfg, on_row=lambda r: typer.echo(render_timeline([r], header=False)))
-    except ValueError as exc:
-        _fail(exc)
-    counts = {d: sum(r.decision == d for r in rows) for d in ("retrain", "skip", "blocked")}
-    typer.echo(", ".join(f"{n} {d}" for d, n in counts.items() if n) + f" over {len(rows)} windows")
-    if json_out:
-        json_out.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
-
-
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``refit schedule`` to ``app``."""
     app.add_typer(schedule_app, name="schedule")
-    app.command("serve")(serve)
-    app.command("backfill")(backfill)

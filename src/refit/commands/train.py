@@ -1,4 +1,4 @@
-"""``refit`` commands for training and compiling the pipeline."""
+"""``refit train``: train a model on a table, in one process or distributed."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from refit.commands import renamed_option
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -29,270 +31,149 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+def train_command(
+    data: Annotated[str, typer.Option(help="CSV or Parquet data (local path or gs:// URI).")],
+    target: Annotated[
+        str, typer.Option("--label-column", help="Label column (what the model predicts).")
+    ],
+    output: Annotated[Path, typer.Option(help="Model folder to write (model file + model.json).")],
+    trainer: Annotated[
+        str,
+        typer.Option(
+            "--trainer", help="Trainer: xgboost, hist_gradient_boosting, random_forest, ..."
+        ),
+    ] = "xgboost",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", hidden=True, help="Deprecated spelling of --trainer."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option(help="Folder or gs:// prefix for checkpoints; a rerun resumes."),
+    ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Boosting rounds between checkpoints.")
+    ] = 10,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Trainer parameter KEY=VALUE (repeatable)."),
+    ] = None,
+    task: Annotated[str, typer.Option(help="auto, classification or regression.")] = "auto",
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Column that is not a feature.")
+    ] = None,
+    holdout_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=0.9, help="Share of rows held out for the card's metrics (0: none)."
+        ),
+    ] = 0.0,
+    price_per_hour: Annotated[
+        float, typer.Option(min=0.0, help="Node price per hour, for the card's cost.")
+    ] = 0.0,
+    max_categories: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=10_000,
+            help="Cardinality cap: a categorical column keeps its N most frequent values "
+            "and one shared (other) column.",
+        ),
+    ] = 100,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=64,
+            help="Distributed XGBoost as N local worker processes (each reads only its "
+            "row groups of a Parquet --data); 0: one process.",
+        ),
+    ] = 0,
+    distributed: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML or JSON file of distributed settings: executor trainjob (a Kubeflow "
+            "Trainer TrainJob on the xgboost-distributed runtime: namespace, "
+            "allowed_namespaces, num_nodes, profile, deadline_s, delete...) or local.",
+        ),
+    ] = None,
+) -> None:
+    """Train a model on a table and save it in a safe format with its model card."""
+    import hashlib
+    import time
 
-    @app.command("compile")
-    def compile_pipeline(
-        output: Annotated[
-            Path, typer.Option(help="Where to write the compiled pipeline YAML.")
-        ] = Path("retraining.yaml"),
-        node_profile: Annotated[
-            str,
-            typer.Option(
-                "--node-profile",
-                help="Node profile of the training task: cpu, gpu, gpu-spot or one defined "
-                "in --profiles-file.",
-            ),
-        ] = "cpu",
-        profiles_file: Annotated[
-            Path | None,
-            typer.Option("--profiles-file", help="YAML or JSON file of more node profiles."),
-        ] = None,
-        engine: Annotated[
-            str,
-            typer.Option(
-                help="Statistics engine of validation and drift: native, auto, or tfdv (those "
-                "tasks then run in the refit-tfdv image)."
-            ),
-        ] = "native",
-        image_repository: Annotated[
-            str | None,
-            typer.Option(
-                "--image-repository",
-                envvar="REFIT_IMAGE_REPOSITORY",
-                help="Repository of refit's images for every task (REPO:VERSION and "
-                "REPO-tfdv:VERSION), e.g. registry.example.com/ml/refit; default: refit's "
-                "published images.",
-            ),
-        ] = None,
-        store_pvc: Annotated[
-            str | None,
-            typer.Option(
-                "--store-pvc",
-                help="PersistentVolumeClaim holding the store, mounted into every task "
-                "(clusters without an object store); store_uri then defaults to --store-mount.",
-            ),
-        ] = None,
-        store_mount: Annotated[
-            str,
-            typer.Option("--store-mount", help="Where --store-pvc is mounted in each task."),
-        ] = "/mnt/refit",
-        gcs_key_secret: Annotated[
-            str | None,
-            typer.Option(
-                "--gcs-key-secret",
-                help="Secret with a Google service account key (key.json) every task uses for "
-                "gs:// (GOOGLE_APPLICATION_CREDENTIALS); not needed with Workload Identity.",
-            ),
-        ] = None,
-        audit_key_secret: Annotated[
-            str | None,
-            typer.Option(
-                "--audit-key-secret",
-                help="Secret with the audit log's HMAC key (audit.key), mounted into every task "
-                "as REFIT_AUDIT_KEY_FILE: records are MACed with a key the store's writers lack.",
-            ),
-        ] = None,
-        audit_anchor: Annotated[
-            str | None,
-            typer.Option(
-                "--audit-anchor",
-                help="Folder or gs:// prefix outside the store where every task anchors the "
-                "audit chain's head (REFIT_AUDIT_ANCHOR).",
-            ),
-        ] = None,
-    ) -> None:
-        """Compile the retraining pipeline to KFP IR YAML for a cluster, on a node profile."""
-        from refit.errors import SchemaError
-        from refit.images import repository
-        from refit.pipelines.compile import StoreVolume, compile_to
-        from refit.pipelines.profiles import get_profile
-        from refit.pipelines.retraining import build_retraining_pipeline
+    from refit.errors import RefitError
 
-        try:
-            profile = get_profile(node_profile, profiles_file)
-        except SchemaError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--node-profile") from exc
-        except UnicodeDecodeError as exc:
-            raise typer.BadParameter(
-                f"{profiles_file} is not UTF-8 text: {exc}", param_hint="--profiles-file"
-            ) from exc
-        try:
-            pipeline = build_retraining_pipeline(profile, engine=engine)
-        except SchemaError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--engine") from exc
-        try:
-            repo = repository(image_repository)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--image-repository") from exc
-        store = None
-        if store_pvc is not None:
-            try:
-                store = StoreVolume(store_pvc, store_mount)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--store-pvc/--store-mount") from exc
-        try:
-            compile_to(
-                pipeline,
-                output,
-                image_repository=repo,
-                store=store,
-                gcs_key_secret=gcs_key_secret,
-                audit_key_secret=audit_key_secret,
-                audit_anchor=audit_anchor,
-            )
-        except ValueError as exc:
-            hint = "--audit-key-secret" if "audit key" in str(exc) else "--gcs-key-secret"
-            raise typer.BadParameter(str(exc), param_hint=hint) from exc
-        where = f", store on PVC {store.pvc!r} at {store.mount}" if store else ""
-        if gcs_key_secret:
-            where += f", GCS key from Secret {gcs_key_secret!r}"
-        if audit_key_secret:
-            where += f", audit key from Secret {audit_key_secret!r}"
-        typer.echo(
-            f"wrote {output} (training on node profile {profile.name!r}, engine {engine!r}, "
-            f"images {repo}{where})"
-        )
+    trainer = renamed_option("train", "--model", "--trainer", model, trainer)
+    if workers or distributed is not None:
+        _train_distributed(
+            data, target, output, trainer, params=dict(parse_param(p) for p in (param or [])),
+            seed=seed, task=task, exclude=exclude or [], holdout_fraction=holdout_fraction,
+            checkpoint_dir=checkpoint_dir or "", checkpoint_every=checkpoint_every,
+            price_per_hour=price_per_hour, workers=workers, settings_file=distributed,
+        )  # fmt: skip
+        return
+    from refit.io.tables import canonical_parquet_bytes, read_table
+    from refit.training import (
+        build_model_card,
+        save_model,
+        train,
+        validation_metrics,
+    )
 
-    @app.command("train")
-    def train_command(
-        data: Annotated[str, typer.Option(help="CSV or Parquet data (local path or gs:// URI).")],
-        target: Annotated[
-            str, typer.Option("--label-column", help="Label column (what the model predicts).")
-        ],
-        output: Annotated[
-            Path, typer.Option(help="Model folder to write (model file + model.json).")
-        ],
-        model: Annotated[
-            str, typer.Option(help="Trainer: xgboost, hist_gradient_boosting, random_forest, ...")
-        ] = "xgboost",
-        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-        checkpoint_dir: Annotated[
-            str | None,
-            typer.Option(help="Folder or gs:// prefix for checkpoints; a rerun resumes."),
-        ] = None,
-        checkpoint_every: Annotated[
-            int, typer.Option(min=1, help="Boosting rounds between checkpoints.")
-        ] = 10,
-        param: Annotated[
-            list[str] | None,
-            typer.Option("--param", help="Trainer parameter KEY=VALUE (repeatable)."),
-        ] = None,
-        task: Annotated[str, typer.Option(help="auto, classification or regression.")] = "auto",
-        seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
-        exclude: Annotated[
-            list[str] | None, typer.Option("--exclude", help="Column that is not a feature.")
-        ] = None,
-        holdout_fraction: Annotated[
-            float,
-            typer.Option(
-                min=0.0, max=0.9, help="Share of rows held out for the card's metrics (0: none)."
-            ),
-        ] = 0.0,
-        price_per_hour: Annotated[
-            float, typer.Option(min=0.0, help="Node price per hour, for the card's cost.")
-        ] = 0.0,
-        max_categories: Annotated[
-            int,
-            typer.Option(
-                min=1,
-                max=10_000,
-                help="Cardinality cap: a categorical column keeps its N most frequent values "
-                "and one shared (other) column.",
-            ),
-        ] = 100,
-        quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
-        workers: Annotated[
-            int,
-            typer.Option(
-                min=0,
-                max=64,
-                help="Distributed XGBoost as N local worker processes (each reads only its "
-                "row groups of a Parquet --data); 0: one process.",
-            ),
-        ] = 0,
-        distributed: Annotated[
-            Path | None,
-            typer.Option(
-                help="YAML or JSON file of distributed settings: executor trainjob (a Kubeflow "
-                "Trainer TrainJob on the xgboost-distributed runtime: namespace, "
-                "allowed_namespaces, num_nodes, profile, deadline_s, delete...) or local.",
-            ),
-        ] = None,
-    ) -> None:
-        """Train a model on a table and save it in a safe format with its model card."""
-        import hashlib
-        import time
+    params = dict(parse_param(p) for p in (param or []))
+    started = time.perf_counter()
+    try:
+        table = read_table(data)
+        data_sha256 = hashlib.sha256(canonical_parquet_bytes(table)).hexdigest()
+        holdout = None
+        if holdout_fraction > 0:
+            from refit.steps.train import split_holdout  # imports every step: only if asked
 
-        from refit.errors import RefitError
-
-        if workers or distributed is not None:
-            _train_distributed(
-                data, target, output, model, params=dict(parse_param(p) for p in (param or [])),
-                seed=seed, task=task, exclude=exclude or [], holdout_fraction=holdout_fraction,
-                checkpoint_dir=checkpoint_dir or "", checkpoint_every=checkpoint_every,
-                price_per_hour=price_per_hour, workers=workers, settings_file=distributed,
-            )  # fmt: skip
-            return
-        from refit.io.tables import canonical_parquet_bytes, read_table
-        from refit.training import (
-            build_model_card,
-            save_model,
-            train,
-            validation_metrics,
-        )
-
-        params = dict(parse_param(p) for p in (param or []))
-        started = time.perf_counter()
-        try:
-            table = read_table(data)
-            data_sha256 = hashlib.sha256(canonical_parquet_bytes(table)).hexdigest()
-            holdout = None
-            if holdout_fraction > 0:
-                from refit.steps.train import split_holdout  # imports every step: only if asked
-
-                table, holdout = split_holdout(table, holdout_fraction, seed)
-            with _progress(quiet) as on_round:
-                trained = train(
-                    table,
-                    target,
-                    trainer=model,
-                    params=params,
-                    seed=seed,
-                    exclude=exclude or (),
-                    task=task,
-                    device=device,
-                    checkpoint_dir=checkpoint_dir,
-                    checkpoint_every=checkpoint_every,
-                    on_round=on_round,
-                    max_categories=max_categories,
-                )
-            metrics = validation_metrics(trained, holdout) if holdout is not None else None
-            card = build_model_card(
-                trained,
+            table, holdout = split_holdout(table, holdout_fraction, seed)
+        with _progress(quiet) as on_round:
+            trained = train(
                 table,
-                data_sha256=data_sha256,
-                wall_time_s=time.perf_counter() - started,
-                price_per_hour=price_per_hour,
-                metrics=metrics,
-                metrics_source=f"a seeded holdout, {holdout.num_rows} rows" if holdout else "",
+                target,
+                trainer=trainer,
+                params=params,
+                seed=seed,
+                exclude=exclude or (),
+                task=task,
+                device=device,
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=checkpoint_every,
+                on_round=on_round,
+                max_categories=max_categories,
             )
-            artifact = save_model(trained, output, card=card)
-        except RefitError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-        summary = {
-            "output": str(output),
-            "sha256": artifact.sha256,
-            "trainer": model,
-            "task": trained.task,
-            "device": trained.device,
-            "rounds": trained.info.get("rounds"),
-            "resumed_from_round": trained.resumed_from_round,
-            "wall_time_s": card["wall_time_s"],
-        }
-        typer.echo(json.dumps(summary))
+        metrics = validation_metrics(trained, holdout) if holdout is not None else None
+        card = build_model_card(
+            trained,
+            table,
+            data_sha256=data_sha256,
+            wall_time_s=time.perf_counter() - started,
+            price_per_hour=price_per_hour,
+            metrics=metrics,
+            metrics_source=f"a seeded holdout, {holdout.num_rows} rows" if holdout else "",
+        )
+        artifact = save_model(trained, output, card=card)
+    except RefitError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    summary = {
+        "output": str(output),
+        "sha256": artifact.sha256,
+        "trainer": trainer,
+        "task": trained.task,
+        "device": trained.device,
+        "rounds": trained.info.get("rounds"),
+        "resumed_from_round": trained.resumed_from_round,
+        "wall_time_s": card["wall_time_s"],
+    }
+    typer.echo(json.dumps(summary))
 
 
 def _train_distributed(
@@ -427,3 +308,8 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``refit train`` to ``app``."""
+    app.command("train")(train_command)

@@ -8,15 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from refit.commands import fail
 from refit.defaults import RANGE_TOLERANCE
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _without(table: pa.Table, exclude: list[str] | None, what: str) -> pa.Table:
@@ -137,9 +133,9 @@ def register(app: typer.Typer) -> None:
                 json.dumps(result.metadata, indent=1, sort_keys=True), encoding="utf-8"
             )
         except RefitError as exc:
-            _fail(str(exc))
+            raise fail(str(exc)) from exc
         except OSError as exc:
-            _fail(f"cannot write to {output}: {exc}")
+            raise fail(f"cannot write to {output}: {exc}") from exc
         if facets and result.facets_html is None:
             typer.echo("note: --facets needs --engine tfdv; no facets.html written", err=True)
         for ignored in result.ignored_schema_fields:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +37,52 @@ class WindowRow:
         return out
 
 
+def _snapshot(row: WindowRow, payload: dict[str, Any]) -> None:
+    row.rows = payload["rows"]
+
+
+def _validation(row: WindowRow, payload: dict[str, Any]) -> None:
+    row.anomalies = len(payload["anomalies"])
+    if not payload["passed"]:
+        row.decision = "blocked"
+        row.reasons = [
+            f"{a['feature'] or 'dataset'}: {a['description']}" for a in payload["anomalies"]
+        ]
+
+
+def _drift(row: WindowRow, payload: dict[str, Any]) -> None:
+    row.drift_share = payload["drift_share"]
+    row.drifted = list(payload.get("drifted", []))
+
+
+def _decision(row: WindowRow, payload: dict[str, Any]) -> None:
+    row.decision = "retrain" if payload["retrain"] else "skip"
+    row.reasons = list(payload["reasons"])
+    if payload.get("metric") == "accuracy":
+        row.champion_accuracy = payload.get("champion_metric")
+
+
+def _evaluation(row: WindowRow, payload: dict[str, Any]) -> None:
+    row.blessed = payload["blessed"]
+    if not payload["blessed"]:
+        row.reasons = row.reasons + [f"not promoted: {r}" for r in payload["reasons"]]
+
+
+def _promotion(row: WindowRow, payload: dict[str, Any]) -> None:
+    row.promoted_version = payload["version"]
+
+
+#: What each audit event of a run fills in on its window's row.
+_FILL: dict[str, Callable[[WindowRow, dict[str, Any]], None]] = {
+    AuditEvent.SNAPSHOT: _snapshot,
+    AuditEvent.VALIDATION: _validation,
+    AuditEvent.DRIFT: _drift,
+    AuditEvent.DECISION: _decision,
+    AuditEvent.EVALUATION: _evaluation,
+    AuditEvent.PROMOTION: _promotion,
+}
+
+
 def window_row(window: int, run_label: str, records: list[dict[str, Any]]) -> WindowRow:
     """Build one window's row from the audit records of its run.
 
@@ -53,30 +100,9 @@ def window_row(window: int, run_label: str, records: list[dict[str, Any]]) -> Wi
         payload = rec.get("payload", {})
         if payload.get("run_label") != run_label:
             continue
-        event = rec["event"]
-        if event == AuditEvent.SNAPSHOT:
-            row.rows = payload["rows"]
-        elif event == AuditEvent.VALIDATION:
-            row.anomalies = len(payload["anomalies"])
-            if not payload["passed"]:
-                row.decision = "blocked"
-                row.reasons = [
-                    f"{a['feature'] or 'dataset'}: {a['description']}" for a in payload["anomalies"]
-                ]
-        elif event == AuditEvent.DRIFT:
-            row.drift_share = payload["drift_share"]
-            row.drifted = list(payload.get("drifted", []))
-        elif event == AuditEvent.DECISION:
-            row.decision = "retrain" if payload["retrain"] else "skip"
-            row.reasons = list(payload["reasons"])
-            if payload.get("metric") == "accuracy":
-                row.champion_accuracy = payload.get("champion_metric")
-        elif event == AuditEvent.EVALUATION:
-            row.blessed = payload["blessed"]
-            if not payload["blessed"]:
-                row.reasons = row.reasons + [f"not promoted: {r}" for r in payload["reasons"]]
-        elif event == AuditEvent.PROMOTION:
-            row.promoted_version = payload["version"]
+        fill = _FILL.get(rec["event"])
+        if fill is not None:
+            fill(row, payload)
     return row
 
 

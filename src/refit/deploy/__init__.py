@@ -4,8 +4,8 @@ Targets: the local alias target, the local model server canary, KServe. Checks r
 the controller promotes or rolls back.
 """
 
-from refit.deploy.analysis import CheckContext, CheckResult, PrometheusClient, run_analysis
-from refit.deploy.canary import CanaryTarget, TrafficSplit
+from refit.deploy.analysis import CheckContext, CheckResult, run_analysis
+from refit.deploy.analyzers import prometheus_analyzer
 from refit.deploy.local import (
     DeployTarget,
     LocalTarget,
@@ -14,10 +14,13 @@ from refit.deploy.local import (
     get_target,
     register_target,
 )
-from refit.deploy.local_canary import LocalCanaryTarget
+from refit.deploy.local_server_target import LocalCanaryTarget
 from refit.deploy.plan import DEFAULT_PLAN, CheckSpec, RolloutPlan
-from refit.deploy.rollout import RolloutResult, prometheus_analyzer, run_canary
+from refit.deploy.prometheus import PrometheusClient
+from refit.deploy.rollout import run_canary
+from refit.deploy.rollout_types import RolloutResult
 from refit.deploy.sequential import error_rate_sprt
+from refit.deploy.target import CanaryTarget, TrafficSplit
 
 __all__ = [
     "DEFAULT_PLAN",

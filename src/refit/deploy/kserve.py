@@ -1,6 +1,6 @@
 """KServe canary target: an InferenceService driven through ``kubernetes.client.CustomObjectsApi``.
 
-`KServeTarget` implements `refit.deploy.canary.CanaryTarget` on one InferenceService
+`KServeTarget` implements `refit.deploy.target.CanaryTarget` on one InferenceService
 (``serving.kserve.io/v1beta1``) with the plain ``kubernetes`` client (kfp pins
 ``kubernetes<31``; the ``kserve`` SDK does not work beside that pin) and JSON merge patches.
 Every call returns only once KServe observably applied it; any ``ApiException`` becomes a
@@ -9,201 +9,42 @@ Every call returns only once KServe observably applied it; any ``ApiException`` 
 XGBoost (``model.ubj`` on ``kserve-xgbserver``) is served; scikit-learn (skops) needs a
 ``runtime`` that serves refit's model folders.
 
-The design note (what each call patches, when a call counts as applied, how the deployment mode
-is read, what KServe's stock runtimes load) is docs/kserve-target.md.
+The InferenceService bodies and patches come from :mod:`refit.deploy.kserve_spec`; this module
+applies them, watches until they are applied, and rolls back. The design note (what each call
+patches, when a call counts as applied, how the deployment mode is read, what KServe's stock
+runtimes load) is docs/kserve-target.md.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Any, Final
+from typing import Any
 
-import urllib3
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 
-from refit.deploy.canary import TrafficSplit
-from refit.errors import DeployError
-from refit.registry import ModelVersion
-from refit.training.artifacts import FORMAT_SKOPS, FORMAT_XGBOOST
-
-__all__ = [
-    "DEPLOYMENT_MODE_ANNOTATION",
-    "GROUP",
-    "KSERVE_FORMATS",
-    "PLURAL",
-    "STOCK_RUNTIME_FORMATS",
-    "STOCK_XGBOOST_RUNTIME",
-    "VERSION",
-    "KServeTarget",
-    "ServingSpec",
-    "apply_merge_patch",
-    "deployment_mode",
-    "model_format",
-]
-
-GROUP: Final = "serving.kserve.io"
-VERSION: Final = "v1beta1"
-PLURAL: Final = "inferenceservices"
-DEPLOYMENT_MODE_ANNOTATION: Final = "serving.kserve.io/deploymentMode"
-
-#: Modes in which KServe honours canaryTrafficPercent (legacy and current name of Knative mode).
-CANARY_MODES: Final = frozenset({"Serverless", "Knative"})
-#: The mode this target writes on the InferenceServices it creates.
-CREATE_MODE: Final = "Serverless"
-
-#: refit model format -> KServe ``modelFormat.name``.
-KSERVE_FORMATS: Final[Mapping[str, str]] = {FORMAT_XGBOOST: "xgboost", FORMAT_SKOPS: "sklearn"}
-#: Model file suffix (``ModelVersion.file``) -> refit model format.
-_FORMAT_OF_SUFFIX: Final[Mapping[str, str]] = {".ubj": FORMAT_XGBOOST, ".skops": FORMAT_SKOPS}
-
-#: The stock ClusterServingRuntime this target pins for XGBoost when ``runtime`` is None.
-STOCK_XGBOOST_RUNTIME: Final = "kserve-xgbserver"
-#: KServe's stock runtimes -> the refit formats they can load (see the module docstring).
-STOCK_RUNTIME_FORMATS: Final[Mapping[str, frozenset[str]]] = {
-    "kserve-xgbserver": frozenset({FORMAT_XGBOOST}),
-    "kserve-sklearnserver": frozenset(),
-    "kserve-mlserver": frozenset(),
-}
-_STOCK_LOADS: Final[Mapping[str, str]] = {
-    "kserve-xgbserver": "exactly one *.bst/*.json/*.ubj file",
-    "kserve-sklearnserver": "model.joblib/model.pkl/model.pickle through joblib",
-    "kserve-mlserver": (
-        "sklearn from model.joblib/model.pickle/model.pkl through joblib, xgboost from "
-        "model.bst/model.json (refit's model.json is metadata)"
-    ),
-}
-
-#: Storage schemes refit's registry versions can be served from by default.
-_DEFAULT_SCHEMES: Final = ("gs://", "s3://", "pvc://")
-#: Schemes KServe's storage initializer fetches (accepted from ``storage_uri_for``).
-_KSERVE_SCHEMES: Final = (
-    "gs://",
-    "s3://",
-    "pvc://",
-    "https://",
-    "http://",
-    "hdfs://",
-    "webhdfs://",
-    "oci://",
-    "hf://",
+from refit.deploy import kserve_spec
+from refit.deploy.kserve_spec import (
+    CANARY_MODES,
+    DEPLOYMENT_MODE_ANNOTATION,
+    GROUP,
+    MODEL_KEYS,
+    PLURAL,
+    VERSION,
+    ServingSpec,
+    deployment_mode,
 )
+from refit.deploy.target import TrafficSplit
+from refit.errors import DeployError
+from refit.io import kube
+from refit.registry import ModelVersion
+
+__all__ = ["KServeTarget"]
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-#: Fields of ``spec.predictor.model`` that select what is served (restored on rollback).
-_MODEL_KEYS: Final = ("storageUri", "modelFormat", "runtime", "protocolVersion")
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-def apply_merge_patch(target: Any, patch: Any) -> Any:
-    """Apply a JSON merge patch (RFC 7386) and return the result; the inputs are not changed.
-
-    Args:
-        target: The document patched (any JSON value).
-        patch: The merge patch: objects merge recursively, ``None`` removes a key, anything
-            else (lists included) replaces.
-
-    Returns:
-        The patched document.
-    """
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = apply_merge_patch(result.get(key), value)
-    return result
-
-
-def model_format(version: ModelVersion) -> str:
-    """Return the refit model format of a registry version, from its model file's name.
-
-    Raises:
-        DeployError: The version records no model file, or one of an unknown format.
-    """
-    suffix = PurePosixPath(version.file or "").suffix
-    fmt = _FORMAT_OF_SUFFIX.get(suffix)
-    if fmt is None:
-        raise DeployError(
-            f"registry version {version.version} of model {version.model_name!r} records model "
-            f"file {version.file!r}: its format is unknown; KServe can serve refit's "
-            f"{sorted(_FORMAT_OF_SUFFIX.values())} models ({', '.join(sorted(_FORMAT_OF_SUFFIX))})"
-        )
-    return fmt
-
-
-def deployment_mode(isvc: Mapping[str, Any]) -> str | None:
-    """Return an InferenceService's deployment mode as the KServe controller resolves it.
-
-    ``status.deploymentMode`` first (set by the controller, fixed after creation), then the
-    ``serving.kserve.io/deploymentMode`` annotation; None when neither is there (the cluster's
-    default mode applies, which the namespaced API does not show).
-    """
-    status = isvc.get("status") or {}
-    if status.get("deploymentMode"):
-        return str(status["deploymentMode"])
-    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
-    mode = annotations.get(DEPLOYMENT_MODE_ANNOTATION)
-    return str(mode) if mode else None
-
-
-def _predictor_status(isvc: Mapping[str, Any]) -> dict[str, Any]:
-    status = isvc.get("status") or {}
-    return dict(((status.get("components") or {}).get("predictor")) or {})
-
-
-def _latest_traffic(predictor: Mapping[str, Any]) -> int | None:
-    """Percent of traffic the status gives the latest revision (None: no traffic reported)."""
-    traffic = predictor.get("traffic")
-    if not traffic:
-        return None
-    return sum(int(t.get("percent") or 0) for t in traffic if t.get("latestRevision"))
-
-
-def _ready_condition(isvc: Mapping[str, Any]) -> dict[str, Any] | None:
-    for cond in (isvc.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return dict(cond)
-    return None
-
-
-@dataclass(frozen=True)
-class ServingSpec:
-    """How one registry version is served by KServe.
-
-    Attributes:
-        version: The registry version number.
-        model_format: refit's format (``"xgboost-ubjson"`` or ``"skops"``).
-        kserve_format: KServe's ``modelFormat.name`` (``"xgboost"`` or ``"sklearn"``).
-        storage_uri: The ``storageUri`` KServe's storage initializer downloads.
-        runtime: The ServingRuntime pinned in ``spec.predictor.model.runtime``.
-    """
-
-    version: int
-    model_format: str
-    kserve_format: str
-    storage_uri: str
-    runtime: str
-
-    def model_fields(self, protocol_version: str) -> dict[str, Any]:
-        """Return the ``spec.predictor.model`` fields that select what is served."""
-        return {
-            "modelFormat": {"name": self.kserve_format},
-            "protocolVersion": protocol_version,
-            "runtime": self.runtime,
-            "storageUri": self.storage_uri,
-        }
 
 
 @dataclass
@@ -327,49 +168,11 @@ class KServeTarget:
         """Return how ``version`` is served here: format, runtime and ``storageUri``.
 
         Raises:
-            DeployError: The format is unknown, the runtime cannot load it, or its storage URI
-                is not one KServe's storage initializer can fetch (a local path, file://).
+            DeployError: As `refit.deploy.kserve_spec.serving_spec`.
         """
-        fmt = model_format(version)
-        what = f"registry version {version.version} of model {version.model_name!r}"
-        runtime = self.runtime
-        if runtime is None:
-            if fmt != FORMAT_XGBOOST:
-                raise DeployError(
-                    f"{what} is a {fmt} ({KSERVE_FORMATS[fmt]}) model, which KServe's stock "
-                    "runtimes cannot load: kserve-sklearnserver and kserve-mlserver load only "
-                    "joblib/pickle files (model.joblib, model.pkl, model.pickle) and refit writes "
-                    "scikit-learn models as skops, never pickle; pass runtime= a ServingRuntime "
-                    "that serves refit's model folders (refit serve-model)"
-                )
-            runtime = STOCK_XGBOOST_RUNTIME
-        stock = runtime in STOCK_RUNTIME_FORMATS
-        if stock and fmt not in STOCK_RUNTIME_FORMATS[runtime]:
-            raise DeployError(
-                f"{what} is a {fmt} ({KSERVE_FORMATS[fmt]}) model, which runtime {runtime!r} "
-                f"cannot load: it loads {_STOCK_LOADS[runtime]}; use runtime "
-                f"{STOCK_XGBOOST_RUNTIME!r} for XGBoost or a ServingRuntime that serves refit's "
-                "model folders (refit serve-model)"
-            )
-        if self._storage_uri_for is not None:
-            uri = self._storage_uri_for(version)
-            if not isinstance(uri, str) or not uri.startswith(_KSERVE_SCHEMES):
-                raise DeployError(
-                    f"storage_uri_for gave {uri!r} for {what}: KServe's storage initializer "
-                    f"fetches only {', '.join(_KSERVE_SCHEMES)} URIs, not local paths"
-                )
-        else:
-            folder = str(version.model_uri or "").rstrip("/")
-            if not folder.startswith(_DEFAULT_SCHEMES):
-                raise DeployError(
-                    f"{what} is stored at {version.model_uri!r}, which KServe cannot fetch: "
-                    f"the model must live in a {', '.join(_DEFAULT_SCHEMES)} registry store "
-                    "(or pass storage_uri_for to map versions to URIs KServe can fetch)"
-                )
-            # kserve-xgbserver refuses a folder with several *.json/*.ubj files (refit's
-            # model.json and version.json sit beside model.ubj): point it at the file itself.
-            uri = f"{folder}/{version.file}" if stock else folder
-        return ServingSpec(version.version, fmt, KSERVE_FORMATS[fmt], uri, runtime)
+        return kserve_spec.serving_spec(
+            version, runtime=self.runtime, storage_uri_for=self._storage_uri_for
+        )
 
     def inference_service(self, version: ModelVersion) -> dict[str, Any]:
         """Return the InferenceService this target creates to serve ``version`` alone.
@@ -377,25 +180,14 @@ class KServeTarget:
         Raises:
             DeployError: As `serving_spec`.
         """
-        model = self.serving_spec(version).model_fields(self.protocol_version)
-        if self.resources:
-            model["resources"] = copy.deepcopy(self.resources)
-        predictor: dict[str, Any] = {"model": model}
-        if self.service_account:
-            predictor["serviceAccountName"] = self.service_account
-        if self.min_replicas is not None:
-            predictor["minReplicas"] = self.min_replicas
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "InferenceService",
-            "metadata": {
-                "name": self.service,
-                "namespace": self.namespace,
-                "annotations": {DEPLOYMENT_MODE_ANNOTATION: CREATE_MODE},
-                "labels": {"app.kubernetes.io/managed-by": "refit"},
-            },
-            "spec": {"predictor": predictor},
-        }
+        return kserve_spec.inference_service(
+            self.service,
+            self.namespace,
+            self.serving_spec(version).model_fields(self.protocol_version),
+            resources=self.resources,
+            service_account=self.service_account,
+            min_replicas=self.min_replicas,
+        )
 
     def canary_patch(self, version: ModelVersion, percent: int | None) -> dict[str, Any]:
         """Return the merge patch that serves ``version`` with ``percent`` canary traffic.
@@ -405,8 +197,9 @@ class KServeTarget:
         Raises:
             DeployError: As `serving_spec`.
         """
-        model = self.serving_spec(version).model_fields(self.protocol_version)
-        return {"spec": {"predictor": {"canaryTrafficPercent": percent, "model": model}}}
+        return kserve_spec.canary_patch(
+            self.serving_spec(version).model_fields(self.protocol_version), percent
+        )
 
     # ----------------------------------------------------------------- protocol
 
@@ -453,7 +246,7 @@ class KServeTarget:
         if existing is None:
             created = self._create(self.inference_service(previous))
             existing = self._wait(created, "create", percent=100, rolled_out=True)
-        rollout.restore = _model_fields(existing)
+        rollout.restore = kserve_spec.model_fields(existing)
         patched = self._patch(self.canary_patch(version, percent), "patch")
         obj = self._wait(patched, "patch", percent=percent, rolled_out=False, new_revision=True)
         return self._split(obj)
@@ -532,10 +325,10 @@ class KServeTarget:
                 f"nothing serves the previous version {rollout.previous.version} there"
             )
         predictor_spec = ((current.get("spec") or {}).get("predictor")) or {}
-        if "canaryTrafficPercent" in predictor_spec or _model_fields(current) != restore:
+        if "canaryTrafficPercent" in predictor_spec or kserve_spec.model_fields(current) != restore:
             # 1. traffic back to the rolled-out (previous) revision and start a revision of the
             #    previous model, in one patch; 2. once it is ready, drop the canary field.
-            model_patch = {key: restore.get(key) for key in _MODEL_KEYS}
+            model_patch = {key: restore.get(key) for key in MODEL_KEYS}
             patch = {"spec": {"predictor": {"canaryTrafficPercent": 0, "model": model_patch}}}
             self._wait(
                 self._patch(patch, "rollback patch"), "rollback patch", percent=0, rolled_out=False
@@ -656,8 +449,8 @@ class KServeTarget:
     ) -> dict[str, Any]:
         """Poll until the write that returned ``written`` is observably applied."""
         generation = int(((written.get("metadata") or {}).get("generation")) or 0)
-        start = self._clock()
-        while True:
+        why: str | None = None
+        for _ in self._poll():
             obj = self._get("get")
             if obj is None:
                 raise DeployError(f"{op}: {self._where} disappeared while waiting for it")
@@ -665,13 +458,9 @@ class KServeTarget:
             why = self._unsettled(obj, generation, percent, rolled_out, new_revision)
             if why is None:
                 return obj
-            waited = self._clock() - start
-            if waited >= self.timeout_seconds:
-                raise DeployError(
-                    f"{op}: {self._where} did not apply the change within "
-                    f"{self.timeout_seconds:g} s: {why}"
-                )
-            self._sleep(self.poll_seconds)
+        raise DeployError(
+            f"{op}: {self._where} did not apply the change within {self.timeout_seconds:g} s: {why}"
+        )
 
     def _unsettled(
         self,
@@ -696,12 +485,12 @@ class KServeTarget:
                 f"{self._where}: KServe reports {model_status['transitionStatus']} "
                 f"({failure.get('reason', '')}: {failure.get('message', '')})"
             )
-        predictor = _predictor_status(obj)
+        predictor = kserve_spec.predictor_status(obj)
         created = predictor.get("latestCreatedRevision")
         ready = predictor.get("latestReadyRevision")
         if not created or ready != created:
             return f"predictor latestReadyRevision {ready} != latestCreatedRevision {created}"
-        cond = _ready_condition(obj)
+        cond = kserve_spec.ready_condition(obj)
         if cond is None or cond.get("status") != "True":
             detail = (
                 "missing"
@@ -714,7 +503,7 @@ class KServeTarget:
             return f"predictor latestRolledoutRevision {rolled} != latestReadyRevision {ready}"
         if new_revision and rolled == ready:
             return f"no new revision yet (latest ready revision {ready} is the rolled-out one)"
-        observed_percent = _latest_traffic(predictor)
+        observed_percent = kserve_spec.latest_traffic(predictor)
         if observed_percent is not None and observed_percent != percent:
             return f"latest revision has {observed_percent}% of the traffic, not {percent}%"
         stale = [
@@ -729,7 +518,7 @@ class KServeTarget:
     def _split(self, obj: Mapping[str, Any]) -> TrafficSplit:
         rollout = self._rollout
         assert rollout is not None  # every caller set it
-        predictor = _predictor_status(obj)
+        predictor = kserve_spec.predictor_status(obj)
         rolled = str(predictor.get("latestRolledoutRevision") or "")
         ready = str(predictor.get("latestReadyRevision") or "")
         if rollout.phase == "promoted":
@@ -739,7 +528,7 @@ class KServeTarget:
             return TrafficSplit(primary, None, 0, primary_revision=rolled)
         if rollout.previous is None:  # deployed alone
             return TrafficSplit(None, rollout.version.version, 100, canary_revision=ready)
-        observed = _latest_traffic(predictor)
+        observed = kserve_spec.latest_traffic(predictor)
         return TrafficSplit(
             rollout.previous.version,
             rollout.version.version,
@@ -752,17 +541,7 @@ class KServeTarget:
 
     def _client(self) -> k8s_client.CustomObjectsApi:
         if self._api is None:
-            try:
-                k8s_config.load_incluster_config()
-            except k8s_config.ConfigException:
-                try:
-                    k8s_config.load_kube_config()
-                except (k8s_config.ConfigException, OSError) as exc:
-                    raise DeployError(
-                        f"no Kubernetes configuration for {self._where}: not in a cluster and "
-                        f"no usable kubeconfig ({exc})"
-                    ) from exc
-            self._api = k8s_client.CustomObjectsApi()
+            self._api = kube.custom_objects_api(self._where, DeployError)
         return self._api
 
     def _call(self, op: str, fn: Callable[..., Any], *args: Any, missing_ok: bool = False) -> Any:
@@ -770,25 +549,18 @@ class KServeTarget:
 
         With ``missing_ok``, a 404 returns None instead.
         """
-        try:
-            return fn(
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                *args,
-                _request_timeout=self.request_timeout_seconds,
-            )
-        except ApiException as exc:
-            if missing_ok and exc.status == 404:
-                return None
-            raise DeployError(
-                f"{op} of {self._where} failed: HTTP {exc.status} {exc.reason}{_api_message(exc)}"
-            ) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise DeployError(
-                f"{op} of {self._where} failed: the Kubernetes API is unreachable ({exc})"
-            ) from exc
+        return kube.call(
+            f"{op} of {self._where}",
+            fn,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            *args,
+            timeout_s=self.request_timeout_seconds,
+            error=DeployError,
+            missing_ok=missing_ok,
+        )
 
     def _get(self, op: str) -> dict[str, Any] | None:
         api = self._client()
@@ -805,13 +577,15 @@ class KServeTarget:
     def _delete(self) -> None:
         api = self._client()
         self._call("delete", api.delete_namespaced_custom_object, self.service)
-        start = self._clock()
-        while self._get("get") is not None:
-            if self._clock() - start >= self.timeout_seconds:
-                raise DeployError(
-                    f"delete: {self._where} still exists after {self.timeout_seconds:g} s"
-                )
-            self._sleep(self.poll_seconds)
+        for _ in self._poll():
+            if self._get("get") is None:
+                return
+        raise DeployError(f"delete: {self._where} still exists after {self.timeout_seconds:g} s")
+
+    def _poll(self) -> kube.Poll:
+        return kube.Poll(
+            self.timeout_seconds, self.poll_seconds, clock=self._clock, sleep=self._sleep
+        )
 
 
 def _check_percent(percent: Any, low: int, high: int) -> None:
@@ -819,18 +593,3 @@ def _check_percent(percent: Any, low: int, high: int) -> None:
         raise DeployError(
             f"canary percent must be an integer from {low} to {high}, got {percent!r}"
         )
-
-
-def _model_fields(isvc: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of ``spec.predictor.model`` that select what is served (absent ones left out)."""
-    model = ((((isvc.get("spec") or {}).get("predictor")) or {}).get("model")) or {}
-    return {key: copy.deepcopy(model[key]) for key in _MODEL_KEYS if key in model}
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return f": {message}" if message else ""

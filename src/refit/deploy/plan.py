@@ -4,39 +4,10 @@ A plan is data: it is loaded from YAML or JSON (or built in Python), validated s
 handed to the rollout controller, which moves traffic and runs the checks of
 :mod:`refit.deploy.analysis` once per analysis interval.
 
-Semantics (the contract the controller follows):
-
-- ``steps`` are canary traffic percents, strictly increasing, each in 1..100, ending at 100.
-  Every step below 100 is held for ``analyses_per_step`` analyses of ``interval_seconds`` each;
-  reaching 100 is the promotion (the canary then serves everything, so there is no primary
-  left to compare with). ``steps=(100,)`` promotes at once, without analysis.
-- ``failures_allowed`` counts failed analyses over the whole rollout, as Flagger's
-  ``threshold``: the rollout is rolled back when more than ``failures_allowed`` analyses have
-  failed. An analysis fails when any of its checks fails. A *decisive* check failure (the
-  sequential test found the canary worse, or the metrics could not be read at all) rolls back at
-  once, whatever ``failures_allowed`` says.
-- ``deadline_seconds`` bounds the whole rollout (traffic moves and waits included); the
-  controller rolls back when it passes. It must leave room for every analysis.
-- ``prometheus_url`` may be empty: the controller then uses the target's own default.
-- ``query_preset`` picks the PromQL templates (``"local"``: refit's local model server;
-  ``"kserve"``: KServe serverless, i.e. Knative's queue-proxy metrics); a check's ``queries``
-  override single templates of the preset.
-
-Stages, in order (``shadow`` and ``ab_test`` are optional):
-
-1. ``shadow`` (:class:`ShadowSpec`): before any traffic moves, the local model server sends a
-   copy of every unpinned request to the challenger off the response path and never returns its
-   answer; each analysis compares the pair's predictions and model latencies since the stage
-   began (disagreement rate, mean absolute score difference, challenger/champion latency
-   ratio, challenger errors). A clear breach stops the stage early; a breach at the end of its
-   ``analyses`` fails it; either rolls back with nothing moved. The local target only: on a
-   cluster, mirror with the Istio route of ``manifests/snippets/shadow-mirror``.
-2. the canary ``steps`` below 100, with the ``checks``.
-3. ``ab_test`` (:class:`ABTestSpec`): the split is held at ``ab_test.percent`` with arms sticky
-   by the request ``id`` (:mod:`refit.deploy.abtest`) until the planned units have feedback (or
-   the sequential test decides, or the deadline passes); the declared rule then promotes, keeps
-   the champion, or rolls back.
-4. 100: the promotion.
+The semantics (steps, ``failures_allowed`` counted as Flagger's ``threshold``, decisive
+failures, the deadline, the presets, and the stages: ``shadow`` before the steps and ``ab_test``
+after them, :mod:`refit.deploy.stages`) are the contract the controller follows:
+docs/decisions/0016-canary-rollout-plan-and-controller.md.
 
 Example (YAML)::
 
@@ -55,7 +26,6 @@ Example (YAML)::
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,13 +35,14 @@ from typing import Any
 
 import yaml
 
-from refit.deploy.abtest import SampleSizePlan, plan_sample_size
+from refit.deploy.fields import check_keys, integer, number, optional_number
+from refit.deploy.stages import ABTestSpec, ShadowSpec
 from refit.errors import DeployError
 
 #: The kinds of check a plan may name.
 CHECK_KINDS: tuple[str, ...] = ("error_rate", "latency", "sequential_error_rate")
 
-#: The query presets a plan may name (their templates live in :mod:`refit.deploy.analysis`).
+#: The query presets a plan may name (their templates live in :mod:`refit.deploy.prometheus`).
 QUERY_PRESET_NAMES: tuple[str, ...] = ("local", "kserve")
 
 #: Placeholders a query template may use; every other ``{word}`` is an error. ``{quantile}``
@@ -112,38 +83,6 @@ def template_placeholders(template: str) -> list[str]:
     a bare identifier between braces.
     """
     return _PLACEHOLDER.findall(template)
-
-
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DeployError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _optional_number(value: Any, name: str) -> float | None:
-    return None if value is None else _number(value, name)
-
-
-def _integer(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DeployError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise DeployError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_keys(data: Any, known: tuple[str, ...], what: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise DeployError(f"{what} must be a mapping, got {type(data).__name__}")
-    unknown = [str(k) for k in data if k not in known]
-    if unknown:
-        raise DeployError(
-            f"{what} has unknown field(s) {', '.join(repr(k) for k in unknown)}; "
-            f"known fields: {', '.join(known)}"
-        )
-    return data
 
 
 @dataclass(frozen=True)
@@ -211,48 +150,58 @@ class CheckSpec:
                 f"{where}: unknown kind {self.kind!r}; known kinds: {', '.join(CHECK_KINDS)}"
             )
         set_ = object.__setattr__
-        set_(self, "max_value", _optional_number(self.max_value, f"{where}: max_value"))
-        set_(self, "max_increase", _optional_number(self.max_increase, f"{where}: max_increase"))
-        set_(self, "quantile", _number(self.quantile, f"{where}: quantile"))
-        set_(self, "alpha", _number(self.alpha, f"{where}: alpha"))
-        set_(self, "beta", _number(self.beta, f"{where}: beta"))
-        set_(self, "min_effect", _number(self.min_effect, f"{where}: min_effect"))
-        set_(self, "min_requests", _integer(self.min_requests, f"{where}: min_requests", 1))
-        if self.kind in ("error_rate", "latency"):
-            if self.max_value is None and self.max_increase is None:
-                raise DeployError(
-                    f"{where}: kind {self.kind} needs max_value or max_increase (or both); "
-                    "a check without a threshold would pass anything"
-                )
-            if self.max_increase is not None and self.max_increase < 0:
-                raise DeployError(f"{where}: max_increase must be >= 0, got {self.max_increase}")
-        if self.kind == "error_rate":
-            for fname in ("max_value", "max_increase"):
-                value = getattr(self, fname)
-                if value is not None and not 0 <= value <= 1:
-                    raise DeployError(
-                        f"{where}: {fname} is an error ratio and must be in [0, 1], got {value}"
-                    )
-        if self.kind == "latency":
-            if self.max_value is not None and self.max_value <= 0:
-                raise DeployError(
-                    f"{where}: max_value is a latency in seconds and must be > 0, "
-                    f"got {self.max_value}"
-                )
-            if not 0 < self.quantile < 1:
-                raise DeployError(f"{where}: quantile must be in (0, 1), got {self.quantile}")
-        if self.kind == "sequential_error_rate":
-            for fname in ("alpha", "beta"):
-                value = getattr(self, fname)
-                if not 0 < value < 1:
-                    raise DeployError(f"{where}: {fname} must be in (0, 1), got {value}")
-            if self.alpha + self.beta >= 1:
-                raise DeployError(
-                    f"{where}: alpha + beta must be < 1, got {self.alpha} + {self.beta}"
-                )
-            if self.min_effect <= 0:
-                raise DeployError(f"{where}: min_effect must be > 0, got {self.min_effect}")
+        set_(self, "max_value", optional_number(self.max_value, f"{where}: max_value"))
+        set_(self, "max_increase", optional_number(self.max_increase, f"{where}: max_increase"))
+        set_(self, "quantile", number(self.quantile, f"{where}: quantile"))
+        set_(self, "alpha", number(self.alpha, f"{where}: alpha"))
+        set_(self, "beta", number(self.beta, f"{where}: beta"))
+        set_(self, "min_effect", number(self.min_effect, f"{where}: min_effect"))
+        set_(self, "min_requests", integer(self.min_requests, f"{where}: min_requests", 1))
+        kind_checks = {
+            "error_rate": self._check_error_rate,
+            "latency": self._check_latency,
+            "sequential_error_rate": self._check_sequential,
+        }
+        kind_checks[self.kind](where)
         set_(self, "queries", MappingProxyType(self._valid_queries(where)))
+
+    def _check_thresholds(self, where: str) -> None:
+        """An error-rate or latency check needs a threshold, and a non-negative increase."""
+        if self.max_value is None and self.max_increase is None:
+            raise DeployError(
+                f"{where}: kind {self.kind} needs max_value or max_increase (or both); "
+                "a check without a threshold would pass anything"
+            )
+        if self.max_increase is not None and self.max_increase < 0:
+            raise DeployError(f"{where}: max_increase must be >= 0, got {self.max_increase}")
+
+    def _check_error_rate(self, where: str) -> None:
+        self._check_thresholds(where)
+        for fname in ("max_value", "max_increase"):
+            value = getattr(self, fname)
+            if value is not None and not 0 <= value <= 1:
+                raise DeployError(
+                    f"{where}: {fname} is an error ratio and must be in [0, 1], got {value}"
+                )
+
+    def _check_latency(self, where: str) -> None:
+        self._check_thresholds(where)
+        if self.max_value is not None and self.max_value <= 0:
+            raise DeployError(
+                f"{where}: max_value is a latency in seconds and must be > 0, got {self.max_value}"
+            )
+        if not 0 < self.quantile < 1:
+            raise DeployError(f"{where}: quantile must be in (0, 1), got {self.quantile}")
+
+    def _check_sequential(self, where: str) -> None:
+        for fname in ("alpha", "beta"):
+            value = getattr(self, fname)
+            if not 0 < value < 1:
+                raise DeployError(f"{where}: {fname} must be in (0, 1), got {value}")
+        if self.alpha + self.beta >= 1:
+            raise DeployError(f"{where}: alpha + beta must be < 1, got {self.alpha} + {self.beta}")
+        if self.min_effect <= 0:
+            raise DeployError(f"{where}: min_effect must be > 0, got {self.min_effect}")
 
     def _valid_queries(self, where: str) -> dict[str, str]:
         if not isinstance(self.queries, Mapping):
@@ -315,7 +264,7 @@ class CheckSpec:
             "queries",
             *sorted({f for v in _KIND_FIELDS.values() for f in v}),
         )
-        data = _check_keys(data, all_fields, where)
+        data = check_keys(data, all_fields, where)
         for required in ("name", "kind"):
             if required not in data:
                 raise DeployError(f"{where} is missing the required field {required!r}")
@@ -345,227 +294,6 @@ DEFAULT_CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("error-rate-sequential", "sequential_error_rate"),
 )
 
-_SHADOW_FIELDS = (
-    "analyses",
-    "min_pairs",
-    "max_disagreement",
-    "max_score_shift",
-    "max_latency_ratio",
-    "max_error_rate",
-    "latency_quantile",
-    "confidence",
-)
-
-
-def _fraction(value: Any, name: str) -> float:
-    value = _number(value, name)
-    if not 0 <= value <= 1:
-        raise DeployError(f"{name} must be in [0, 1], got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class ShadowSpec:
-    """The shadow stage: the challenger answers copies of real requests before taking traffic.
-
-    Every analysis reads the counts since the stage began. It fails *early* (decisively, before
-    the planned analyses end) once ``min_pairs`` pairs are in and the disagreement or error
-    rate's Wilson interval at ``confidence`` lies wholly above its ceiling, or the mean score
-    difference or the latency ratio is over its ceiling; at the last analysis any value over its
-    ceiling, or fewer than ``min_pairs`` pairs, fails the stage. Either failure rolls back
-    before any traffic moves.
-
-    Attributes:
-        analyses: Analyses of the plan's ``interval_seconds`` the shadow runs for (>= 1).
-        min_pairs: Compared requests needed before any verdict (>= 1).
-        max_disagreement: Ceiling on the share of requests whose predicted label differs (a
-            regressor's prediction differing by over 1% counts as a disagreement).
-        max_score_shift: Ceiling on the mean absolute difference of the scores (class
-            probabilities: half the L1 distance; regressors: the prediction).
-        max_latency_ratio: Ceiling on challenger / champion model latency at
-            ``latency_quantile``.
-        max_error_rate: Ceiling on the share of copies the challenger fails to answer.
-        latency_quantile: The latency quantile compared, in (0, 1).
-        confidence: Confidence of the early stop's interval, in (0, 1).
-    """
-
-    analyses: int = 3
-    min_pairs: int = 100
-    max_disagreement: float = 0.05
-    max_score_shift: float = 0.05
-    max_latency_ratio: float = 2.0
-    max_error_rate: float = 0.01
-    latency_quantile: float = 0.99
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        """Validate every field.
-
-        Raises:
-            DeployError: Naming the field and what is wrong with it.
-        """
-        set_ = object.__setattr__
-        set_(self, "analyses", _integer(self.analyses, "shadow.analyses", 1))
-        set_(self, "min_pairs", _integer(self.min_pairs, "shadow.min_pairs", 1))
-        for name in ("max_disagreement", "max_score_shift", "max_error_rate"):
-            set_(self, name, _fraction(getattr(self, name), f"shadow.{name}"))
-        ratio = _number(self.max_latency_ratio, "shadow.max_latency_ratio")
-        if ratio <= 0:
-            raise DeployError(f"shadow.max_latency_ratio must be > 0, got {ratio}")
-        set_(self, "max_latency_ratio", ratio)
-        for name in ("latency_quantile", "confidence"):
-            value = _number(getattr(self, name), f"shadow.{name}")
-            if not 0 < value < 1:
-                raise DeployError(f"shadow.{name} must be in (0, 1), got {value}")
-            set_(self, name, value)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {name: getattr(self, name) for name in _SHADOW_FIELDS}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ShadowSpec:
-        """Build from a dict (missing fields take their defaults).
-
-        Raises:
-            DeployError: Unknown fields or invalid values.
-        """
-        return cls(**dict(_check_keys(data, _SHADOW_FIELDS, "shadow")))
-
-
-_AB_FIELDS = (
-    "metric",
-    "mde",
-    "sd",
-    "baseline_rate",
-    "alpha",
-    "power",
-    "percent",
-    "method",
-    "on_inconclusive",
-    "feedback_path",
-    "min_units",
-    "tau",
-    "salt",
-)
-
-
-@dataclass(frozen=True)
-class ABTestSpec:
-    """The A/B stage after the canary steps: a business metric from feedback events.
-
-    Attributes:
-        metric: ``"mean"`` (Welch's t-test; values such as revenue) or ``"proportion"`` (the
-            two-proportion z-test; 0/1 values such as a conversion).
-        mde: Minimum detectable effect, absolute, in the metric's units (> 0).
-        sd: The metric's standard deviation (``mean``; for the sample-size plan).
-        baseline_rate: The champion's rate (``proportion``; for the sample-size plan).
-        alpha: Two-sided level (false-positive rate) of the test.
-        power: Chance of finding an effect of ``mde`` at the planned units.
-        percent: The challenger's (treatment's) share of the units, 1..99.
-        method: ``"fixed"`` (decide once, at the planned units) or ``"sequential"`` (mSPRT,
-            always valid: may stop at any analysis).
-        on_inconclusive: What a non-significant result does: ``"keep"`` (the champion stays,
-            the challenger is not marked) or ``"rollback"`` (the challenger is rolled back).
-        feedback_path: The JSON Lines file of feedback events the model server appends to
-            (``refit serve-model --feedback-file``).
-        min_units: Units per arm before the sequential test may decide (>= 2).
-        tau: The mSPRT's mixture scale (default: ``mde``).
-        salt: The arm assignment's salt ("" : the model, version and start time).
-    """
-
-    metric: str = "mean"
-    mde: float = 0.0
-    sd: float | None = None
-    baseline_rate: float | None = None
-    alpha: float = 0.05
-    power: float = 0.8
-    percent: int = 50
-    method: str = "fixed"
-    on_inconclusive: str = "keep"
-    feedback_path: str = ""
-    min_units: int = 100
-    tau: float | None = None
-    salt: str = ""
-
-    def __post_init__(self) -> None:
-        """Validate every field (and that a sample size can be planned).
-
-        Raises:
-            DeployError: Naming the field and what is wrong with it.
-        """
-        set_ = object.__setattr__
-        if self.metric not in ("mean", "proportion"):
-            raise DeployError(f"ab_test.metric must be 'mean' or 'proportion', got {self.metric!r}")
-        if self.method not in ("fixed", "sequential"):
-            raise DeployError(
-                f"ab_test.method must be 'fixed' or 'sequential', got {self.method!r}"
-            )
-        if self.on_inconclusive not in ("keep", "rollback"):
-            raise DeployError(
-                "ab_test.on_inconclusive must be 'keep' or 'rollback', "
-                f"got {self.on_inconclusive!r}"
-            )
-        percent = _integer(self.percent, "ab_test.percent", 1)
-        if percent > 99:
-            raise DeployError(f"ab_test.percent must be in 1..99, got {percent}")
-        set_(self, "percent", percent)
-        set_(self, "min_units", _integer(self.min_units, "ab_test.min_units", 2))
-        for name in ("mde", "alpha", "power"):
-            set_(self, name, _number(getattr(self, name), f"ab_test.{name}"))
-        for name in ("sd", "baseline_rate", "tau"):
-            set_(self, name, _optional_number(getattr(self, name), f"ab_test.{name}"))
-        if self.metric == "mean" and self.sd is None:
-            raise DeployError("ab_test.sd is needed for metric 'mean' (to plan the sample size)")
-        if self.metric == "proportion" and self.baseline_rate is None:
-            raise DeployError(
-                "ab_test.baseline_rate is needed for metric 'proportion' (to plan the sample size)"
-            )
-        if self.tau is not None and self.tau <= 0:
-            raise DeployError(f"ab_test.tau must be > 0, got {self.tau}")
-        if not isinstance(self.feedback_path, str) or not self.feedback_path.strip():
-            raise DeployError(
-                "ab_test.feedback_path must name the JSON Lines file of feedback events "
-                "(refit serve-model --feedback-file)"
-            )
-        if not isinstance(self.salt, str) or len(self.salt) > 200:
-            raise DeployError(
-                f"ab_test.salt must be a string of <= 200 characters, got {self.salt!r}"
-            )
-        try:
-            self.sample_size()
-        except DeployError as exc:
-            raise DeployError(f"ab_test: {exc}") from None
-
-    def sample_size(self) -> SampleSizePlan:
-        """The planned units per arm."""
-        return plan_sample_size(
-            self.mde,
-            alpha=self.alpha,
-            power=self.power,
-            treatment_percent=self.percent,
-            sd=self.sd if self.metric == "mean" else None,
-            baseline_rate=self.baseline_rate if self.metric == "proportion" else None,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (fields left at None are left out)."""
-        out = {name: getattr(self, name) for name in _AB_FIELDS}
-        return {k: v for k, v in out.items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ABTestSpec:
-        """Build from a dict (missing fields take their defaults).
-
-        Raises:
-            DeployError: Unknown fields or invalid values.
-        """
-        data = _check_keys(data, _AB_FIELDS, "ab_test")
-        if "mde" not in data:
-            raise DeployError("ab_test is missing the required field 'mde'")
-        return cls(**dict(data))
-
-
 _PLAN_FIELDS = (
     "steps",
     "interval_seconds",
@@ -580,9 +308,49 @@ _PLAN_FIELDS = (
 )
 
 
+def _valid_steps(steps: Any) -> tuple[int, ...]:
+    """Return the canary percents as a tuple: strictly increasing, in 1..100, ending at 100."""
+    if isinstance(steps, str | bytes) or not isinstance(steps, list | tuple):
+        raise DeployError(f"steps must be a list of canary percents, got {steps!r}")
+    if not steps:
+        raise DeployError("steps must not be empty; the last step must be 100")
+    steps = tuple(integer(s, f"steps[{i}]", 1) for i, s in enumerate(steps))
+    for i, s in enumerate(steps):
+        if s > 100:
+            raise DeployError(f"steps[{i}] must be a percent in 1..100, got {s}")
+        if i and s <= steps[i - 1]:
+            raise DeployError(
+                f"steps must be strictly increasing, got {list(steps)} "
+                f"(steps[{i}]={s} after {steps[i - 1]})"
+            )
+    if steps[-1] != 100:
+        raise DeployError(
+            f"steps must end at 100 (the promotion), got {list(steps)} ending at {steps[-1]}"
+        )
+    return steps
+
+
+def _valid_checks(checks: Any) -> tuple[CheckSpec, ...]:
+    """Return the checks as a tuple: at least one, all CheckSpecs, unique names."""
+    if isinstance(checks, str | bytes | Mapping) or not isinstance(checks, list | tuple):
+        raise DeployError(f"checks must be a list of checks, got {checks!r}")
+    if not checks:
+        raise DeployError(
+            "checks must name at least one check; a rollout without analysis would promote anything"
+        )
+    for i, c in enumerate(checks):
+        if not isinstance(c, CheckSpec):
+            raise DeployError(f"checks[{i}] must be a CheckSpec, got {type(c).__name__}")
+    names = [c.name for c in checks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DeployError(f"checks must have unique names; repeated: {', '.join(dupes)}")
+    return tuple(checks)
+
+
 @dataclass(frozen=True)
 class RolloutPlan:
-    """How a canary is taken to 100% of the traffic (see the module docstring for semantics).
+    """How a canary is taken to 100% of the traffic (semantics: docs/decisions/0016).
 
     The defaults are :data:`DEFAULT_PLAN`: 10% -> 50% -> 100%, one 60 s analysis per step,
     :data:`DEFAULT_CHECKS`, one failed analysis tolerated, a 30 minute deadline, the ``local``
@@ -620,47 +388,30 @@ class RolloutPlan:
             DeployError: Naming the field and what is wrong with it.
         """
         set_ = object.__setattr__
-        steps = self.steps
-        if isinstance(steps, str | bytes) or not isinstance(steps, list | tuple):
-            raise DeployError(f"steps must be a list of canary percents, got {steps!r}")
-        if not steps:
-            raise DeployError("steps must not be empty; the last step must be 100")
-        steps = tuple(_integer(s, f"steps[{i}]", 1) for i, s in enumerate(steps))
-        for i, s in enumerate(steps):
-            if s > 100:
-                raise DeployError(f"steps[{i}] must be a percent in 1..100, got {s}")
-            if i and s <= steps[i - 1]:
-                raise DeployError(
-                    f"steps must be strictly increasing, got {list(steps)} "
-                    f"(steps[{i}]={s} after {steps[i - 1]})"
-                )
-        if steps[-1] != 100:
-            raise DeployError(
-                f"steps must end at 100 (the promotion), got {list(steps)} ending at {steps[-1]}"
-            )
-        set_(self, "steps", steps)
-        interval = _number(self.interval_seconds, "interval_seconds")
+        set_(self, "steps", _valid_steps(self.steps))
+        interval = number(self.interval_seconds, "interval_seconds")
         if interval <= 0:
             raise DeployError(f"interval_seconds must be > 0, got {self.interval_seconds}")
         set_(self, "interval_seconds", interval)
-        checks = self.checks
-        if isinstance(checks, str | bytes | Mapping) or not isinstance(checks, list | tuple):
-            raise DeployError(f"checks must be a list of checks, got {checks!r}")
-        if not checks:
+        set_(self, "checks", _valid_checks(self.checks))
+        set_(self, "failures_allowed", integer(self.failures_allowed, "failures_allowed", 0))
+        set_(self, "analyses_per_step", integer(self.analyses_per_step, "analyses_per_step", 1))
+        self._check_metrics_source()
+        self._check_stages()
+        deadline = number(self.deadline_seconds, "deadline_seconds")
+        if deadline <= 0:
+            raise DeployError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
+        if deadline < self.min_duration_seconds:
             raise DeployError(
-                "checks must name at least one check; a rollout without analysis would "
-                "promote anything"
+                f"deadline_seconds ({deadline:g}) is shorter than the analyses need: "
+                f"{0 if self.shadow is None else self.shadow.analyses} shadow analyses + "
+                f"{len(self.steps) - 1} step(s) below 100 x {self.analyses_per_step} "
+                f"analysis(es), x {interval:g} s = {self.min_duration_seconds:g} s"
             )
-        for i, c in enumerate(checks):
-            if not isinstance(c, CheckSpec):
-                raise DeployError(f"checks[{i}] must be a CheckSpec, got {type(c).__name__}")
-        names = [c.name for c in checks]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise DeployError(f"checks must have unique names; repeated: {', '.join(dupes)}")
-        set_(self, "checks", tuple(checks))
-        set_(self, "failures_allowed", _integer(self.failures_allowed, "failures_allowed", 0))
-        set_(self, "analyses_per_step", _integer(self.analyses_per_step, "analyses_per_step", 1))
+        set_(self, "deadline_seconds", deadline)
+
+    def _check_metrics_source(self) -> None:
+        """Check ``prometheus_url`` and ``query_preset``."""
         if not isinstance(self.prometheus_url, str):
             raise DeployError(f"prometheus_url must be a string, got {self.prometheus_url!r}")
         if self.prometheus_url and not re.match(r"^https?://[^/\s]+", self.prometheus_url):
@@ -672,6 +423,9 @@ class RolloutPlan:
                 f"query_preset must be one of {', '.join(QUERY_PRESET_NAMES)}, "
                 f"got {self.query_preset!r}"
             )
+
+    def _check_stages(self) -> None:
+        """Check the optional ``shadow`` and ``ab_test`` stages against the rest of the plan."""
         if self.shadow is not None:
             if not isinstance(self.shadow, ShadowSpec):
                 raise DeployError(f"shadow must be a ShadowSpec, got {type(self.shadow).__name__}")
@@ -688,17 +442,6 @@ class RolloutPlan:
                 "ab_test needs at least one canary step below 100 before it (steps "
                 f"{list(self.steps)} promote at once)"
             )
-        deadline = _number(self.deadline_seconds, "deadline_seconds")
-        if deadline <= 0:
-            raise DeployError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
-        if deadline < self.min_duration_seconds:
-            raise DeployError(
-                f"deadline_seconds ({deadline:g}) is shorter than the analyses need: "
-                f"{0 if self.shadow is None else self.shadow.analyses} shadow analyses + "
-                f"{len(self.steps) - 1} step(s) below 100 x {self.analyses_per_step} "
-                f"analysis(es), x {interval:g} s = {self.min_duration_seconds:g} s"
-            )
-        set_(self, "deadline_seconds", deadline)
 
     @property
     def min_duration_seconds(self) -> float:
@@ -734,7 +477,7 @@ class RolloutPlan:
             DeployError: Unknown keys, or a value of the wrong type or out of range (the message
                 names the field).
         """
-        data = dict(_check_keys(data, _PLAN_FIELDS, "rollout plan"))
+        data = dict(check_keys(data, _PLAN_FIELDS, "rollout plan"))
         if "checks" in data:
             checks = data["checks"]
             if isinstance(checks, str | bytes | Mapping) or not isinstance(checks, list | tuple):

@@ -1,236 +1,42 @@
 """The canary rollout controller: steps, analysis, promotion or rollback.
 
 `run_canary` takes a registered version from the registry to 100% of traffic through a
-`CanaryTarget`, step by step as a `RolloutPlan` says, and analyses the canary after every
-interval. It rolls back on its own when:
-
-- an analysis has a *decisive* failure (the sequential test says the canary is worse, or the
-  metrics backend cannot be reached: unknown health is not health);
-- more analyses failed than the plan allows (``failures_allowed``, counted over the rollout);
-- the overall deadline passes before the last step;
-- the target fails to apply a step (Kubernetes API error, a revision that never gets ready).
-
-What moves where:
-
-- while the rollout runs, the registry alias ``canary`` points at the version (status
-  ``canary``); the ``champion`` alias does not move, so the live model of record stays the
-  primary until the canary is promoted;
-- promotion: ``champion`` -> the version, ``previous`` -> the old champion, ``canary`` cleared
-  (statuses as in `LocalTarget.promote`), one ``promotion`` audit record;
-- rollback: ``canary`` cleared, the version's status -> ``rolled_back``, ``champion`` untouched,
-  one ``rollback`` audit record (``version`` = the champion still live, ``previous`` = the
-  version rolled back, like `LocalTarget.rollback`).
-
-Optional stages (`refit.deploy.plan`):
-
-- ``shadow`` runs before any traffic moves: the target mirrors copies of the champion's requests
-  to the version (``target.shadow``) and ``shadow_analyze`` compares the pair after every
-  interval; a failed shadow rolls back with no user ever served by the version;
-- ``ab_test`` runs after the canary steps below 100: the target holds the A/B split
-  (``target.start_experiment``) and ``ab_analyze`` looks at the feedback after every interval
-  until the declared rule says promote, keep (outcome ``kept``: traffic back to the champion,
-  the version's status back to ``registered``, no rollback mark) or roll back. Its result, with
-  the effect, its interval and the units planned against observed, is one ``ab_test`` audit
-  record (the release record shows it).
-
-Every step (``canary_step``) and every check result (``canary_check``) goes to the audit log.
-Errors before any traffic moves (unknown version, a plan the target refuses, a model format the
-target cannot serve, a forbidden namespace) raise and move nothing.
+`CanaryTarget`, step by step as a `RolloutPlan` says (an optional shadow stage before the steps,
+an optional A/B stage after them), and analyses the canary after every interval. It rolls back
+on its own on a decisive failure, more failed analyses than the plan allows, the deadline, or a
+target that fails to apply a step. The target moves only traffic; this controller moves the
+registry aliases (``canary`` while it runs, ``champion``/``previous`` on promotion) and writes
+every step and check to the audit log. Errors before any traffic moves raise and move nothing.
+The full contract is docs/decisions/0016-canary-rollout-plan-and-controller.md.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from refit.audit.events import AuditEvent
-from refit.deploy.analysis import (
-    CheckContext,
-    CheckResult,
-    MetricsClient,
-    PrometheusClient,
-    build_checks,
-    run_analysis,
-)
-from refit.deploy.canary import CanaryTarget, TrafficSplit
 from refit.deploy.local import CHAMPION, PREVIOUS, Rollout, promotion_statuses
 from refit.deploy.plan import RolloutPlan
+from refit.deploy.rollout_types import (
+    KEPT,
+    PROMOTED,
+    ROLLED_BACK,
+    ABAnalyze,
+    Analyzer,
+    CheckOutcome,
+    RolloutResult,
+    ShadowAnalyze,
+    StepRecord,
+)
+from refit.deploy.target import CanaryTarget, TrafficSplit
 from refit.errors import ConflictError, DeployError, RefitError
 from refit.registry import ANY, ModelRegistry
 
 CANARY = "canary"
-
-#: Outcomes of `run_canary`.
-PROMOTED = "promoted"
-ROLLED_BACK = "rolled_back"
-KEPT = "kept"
-
-
-class CheckOutcome(Protocol):
-    """What the controller needs from one check result (see `refit.deploy.analysis`).
-
-    Read-only properties, so that frozen dataclasses satisfy it.
-    """
-
-    @property
-    def name(self) -> str:
-        """The check's name."""
-        ...
-
-    @property
-    def passed(self) -> bool:
-        """Whether the canary passed."""
-        ...
-
-    @property
-    def decisive(self) -> bool:
-        """A failure that rolls back now."""
-        ...
-
-    @property
-    def detail(self) -> str:
-        """What was found, in words."""
-        ...
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        ...
-
-
-#: Analyse the canary: (traffic split, seconds since the rollout started, step percent,
-#: analysis window in seconds) -> check results.
-Analyzer = Callable[[TrafficSplit, float, int, float], Sequence[CheckOutcome]]
-
-#: Analyse the shadow: (split with the shadow as canary, seconds since the stage began, last
-#: analysis?) -> check results (`refit.deploy.shadow`).
-ShadowAnalyze = Callable[[TrafficSplit, float, bool], Sequence[CheckOutcome]]
-
-#: Look at the A/B test: (salt, final look?, wall time the split started) ->
-#: `refit.deploy.abtest.ABLook` (feedback events older than the split are not counted).
-ABAnalyze = Callable[[str, bool, float], Any]
-
-
-@dataclass
-class StepRecord:
-    """One step of a rollout and the analyses run while it held.
-
-    Attributes:
-        percent: Canary traffic percent of this step (0 for the shadow).
-        started_at: When the step was applied (UTC, ISO 8601).
-        analyses: Each analysis's check results (dicts), in order.
-        outcome: "passed", "failed" (rollback from this step), "kept" or "promoted".
-        stage: "shadow", "canary" or "ab_test".
-    """
-
-    percent: int
-    started_at: str
-    analyses: list[list[dict[str, Any]]] = field(default_factory=list)
-    outcome: str = "passed"
-    stage: str = "canary"
-
-
-@dataclass
-class RolloutResult:
-    """How a rollout ended and what happened on the way.
-
-    Attributes:
-        model: The model's name.
-        version: The version rolled out.
-        previous: The champion when the rollout started (None: there was none).
-        live_version: The champion after the rollout.
-        outcome: "promoted", "rolled_back" or "kept" (an A/B test without a significant
-            effect, under ``on_inconclusive: keep``).
-        reason: Why, in words.
-        target: The target's name.
-        steps: The steps, in order.
-        failed_analyses: How many analyses had a failed check.
-        started_at: Start time (UTC, ISO 8601).
-        finished_at: End time (UTC, ISO 8601).
-        seconds: Wall time of the rollout.
-    """
-
-    model: str
-    version: int
-    previous: int | None
-    live_version: int | None
-    outcome: str
-    reason: str
-    target: str
-    steps: list[StepRecord]
-    failed_analyses: int
-    started_at: str
-    finished_at: str
-    seconds: float
-    ab_test: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return asdict(self)
-
-    def metrics(self) -> dict[str, float]:
-        """Scalar metrics for KFP's Output[Metrics]."""
-        checks = [c for s in self.steps for a in s.analyses for c in a]
-        return {
-            "promoted": float(self.outcome == PROMOTED),
-            "rolled_back": float(self.outcome == ROLLED_BACK),
-            "version": float(self.version),
-            "live_version": float(self.live_version or 0),
-            "steps_completed": float(sum(s.outcome != "failed" for s in self.steps)),
-            "analyses": float(sum(len(s.analyses) for s in self.steps)),
-            "failed_analyses": float(self.failed_analyses),
-            "checks_failed": float(sum(not c.get("passed", False) for c in checks)),
-            "seconds": round(self.seconds, 3),
-        }
-
-    def to_markdown(self) -> str:
-        """Render the timeline of steps and checks as Markdown (KFP's Output[Markdown])."""
-        verdict = {PROMOTED: "promoted", KEPT: "kept (champion stays)"}.get(
-            self.outcome, "**rolled back**"
-        )
-        lines = [
-            f"# Canary rollout of {self.model} v{self.version}: {verdict}",
-            "",
-            f"- Reason: {_md(self.reason)}",
-            f"- Target: `{self.target}`; champion before: "
-            f"{'none' if self.previous is None else f'v{self.previous}'}; live after: "
-            f"{'none' if self.live_version is None else f'v{self.live_version}'}",
-            f"- Failed analyses: {self.failed_analyses}; duration {self.seconds:.1f} s "
-            f"({self.started_at} -> {self.finished_at})",
-            "",
-            "| step | canary % | analysis | check | passed | value | primary | threshold "
-            "| detail |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for i, step in enumerate(self.steps, 1):
-            pct = {"shadow": "shadow", "ab_test": f"A/B {step.percent}"}.get(
-                step.stage, str(step.percent)
-            )
-            if not step.analyses:
-                lines.append(f"| {i} | {pct} | — | — | — | — | — | — | {step.outcome} |")
-            for j, analysis in enumerate(step.analyses, 1):
-                for c in analysis:
-                    lines.append(
-                        f"| {i} | {pct} | {j} | {_md(str(c.get('name', '')))} | "
-                        f"{'yes' if c.get('passed') else '**no**'} | {_num(c.get('value'))} | "
-                        f"{_num(c.get('primary_value'))} | {_num(c.get('threshold'))} | "
-                        f"{_md(str(c.get('detail', '')))} |"
-                    )
-        return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _now() -> str:
@@ -267,9 +73,9 @@ def run_canary(
     Args:
         registry: The model's registry.
         version: The registered version to roll out.
-        target: Where traffic moves (`refit.deploy.canary.CanaryTarget`).
+        target: Where traffic moves (`refit.deploy.target.CanaryTarget`).
         plan: Steps, interval, analyses per step, failures allowed, deadline (its checks
-            are run by ``analyze``; see `prometheus_analyzer`).
+            are run by ``analyze``; see `refit.deploy.analyzers.prometheus_analyzer`).
         analyze: Runs the checks for one analysis (see `Analyzer`).
         reason: Why this version is rolled out (recorded with the promotion).
         run_label: Label of this pipeline run in the audit log.
@@ -292,6 +98,77 @@ def run_canary(
     """
     mv = registry.verify(version)
     champion = registry.champion()
+    _check_start(
+        registry, version, champion, target, plan, expected_champion, shadow_analyze, ab_analyze
+    )
+    target.preflight(mv, champion)  # raises before any traffic moves
+
+    started, t0 = _now(), clock()
+    run = _Run(
+        registry=registry,
+        target=target,
+        plan=plan,
+        mv=mv,
+        old=None if champion is None else champion.version,
+        audit_base={"model": registry.model_name, "version": version, "run_label": run_label},
+        clock=clock,
+        sleep=sleep,
+        started=started,
+        t0=t0,
+    )
+    if champion is None:
+        # Nothing to compare a canary against: deploy alone, promote, say so.
+        target.start(mv, None, 100)
+        direct = target.promote()
+        run.steps.append(StepRecord(100, _now(), outcome="promoted"))
+        why = "no champion to compare a canary against: deployed directly to 100%"
+        _promote_aliases(registry, version, None, reason or why, run.audit_base, target.name)
+        return run.finish(PROMOTED, why, direct.primary_version or version)
+
+    old = run.old
+    registry.update_aliases(
+        {CANARY: version},
+        expected={CHAMPION: old},
+        statuses={version: CANARY},
+        event=AuditEvent.CANARY_STARTED,
+        payload={
+            **run.audit_base,
+            "previous": old,
+            "target": target.name,
+            "steps": list(plan.steps),
+        },
+    )
+    try:
+        _run_stages(run, champion, analyze, shadow_analyze, ab_analyze)
+    except _Keep as keep:
+        run.steps[-1].outcome = KEPT
+        _keep(registry, target, version, old, keep.reason, run.audit_base)
+        return run.finish(KEPT, keep.reason, old)
+    except _Rollback as rb:
+        if run.steps and run.steps[-1].outcome == "passed":
+            run.steps[-1].outcome = "failed"
+        _rollback(registry, target, version, old, rb.reason, run.audit_base)
+        return run.finish(ROLLED_BACK, rb.reason, old)
+    why = reason or f"canary passed {len(run.steps) - 1} step(s) with {run.failed} failed analyses"
+    _promote_aliases(registry, version, old, why, run.audit_base, target.name)
+    return run.finish(PROMOTED, why, version)
+
+
+def _check_start(
+    registry: ModelRegistry,
+    version: int,
+    champion: Any,
+    target: CanaryTarget,
+    plan: RolloutPlan,
+    expected_champion: Any,
+    shadow_analyze: ShadowAnalyze | None,
+    ab_analyze: ABAnalyze | None,
+) -> None:
+    """Refuse a rollout that cannot start.
+
+    The version is already live, the champion moved, or the plan has a stage the target or the
+    caller cannot run.
+    """
     old = None if champion is None else champion.version
     if old == version:
         raise DeployError(
@@ -314,133 +191,148 @@ def run_canary(
             f"the plan has an A/B stage but target {target.name!r} cannot hold a sticky split "
             "(the local target can) or no A/B analysis was given"
         )
-    target.preflight(mv, champion)  # raises before any traffic moves
 
-    started, t0 = _now(), clock()
-    audit_base = {"model": registry.model_name, "version": version, "run_label": run_label}
-    steps: list[StepRecord] = []
-    failed = 0
 
+@dataclass
+class _Run:
+    """One rollout under way: what it moves, its clock, and the steps and failures so far."""
+
+    registry: ModelRegistry
+    target: CanaryTarget
+    plan: RolloutPlan
+    mv: Any
+    old: int | None
+    audit_base: dict[str, Any]
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    started: str
+    t0: float
+    steps: list[StepRecord] = field(default_factory=list)
+    failed: int = 0
     ab_payload: dict[str, Any] | None = None
 
-    def finish(outcome: str, why: str, live: int | None) -> RolloutResult:
+    def finish(self, outcome: str, why: str, live: int | None) -> RolloutResult:
         return RolloutResult(
-            model=registry.model_name,
-            version=version,
-            previous=old,
+            model=self.registry.model_name,
+            version=self.mv.version,
+            previous=self.old,
             live_version=live,
             outcome=outcome,
             reason=why,
-            target=target.name,
-            steps=steps,
-            failed_analyses=failed,
-            started_at=started,
+            target=self.target.name,
+            steps=self.steps,
+            failed_analyses=self.failed,
+            started_at=self.started,
             finished_at=_now(),
-            seconds=clock() - t0,
-            ab_test=ab_payload,
+            seconds=self.clock() - self.t0,
+            ab_test=self.ab_payload,
         )
 
-    if champion is None:
-        # Nothing to compare a canary against: deploy alone, promote, say so.
-        target.start(mv, None, 100)
-        direct = target.promote()
-        steps.append(StepRecord(100, _now(), outcome="promoted"))
-        why = "no champion to compare a canary against: deployed directly to 100%"
-        _promote_aliases(registry, version, None, reason or why, audit_base, target.name)
-        return finish(PROMOTED, why, direct.primary_version or version)
+    def past_deadline(self) -> bool:
+        return self.clock() - self.t0 > self.plan.deadline_seconds
 
-    registry.update_aliases(
-        {CANARY: version},
-        expected={CHAMPION: old},
-        statuses={version: CANARY},
-        event=AuditEvent.CANARY_STARTED,
-        payload={**audit_base, "previous": old, "target": target.name, "steps": list(plan.steps)},
-    )
+
+def _run_stages(
+    run: _Run,
+    champion: Any,
+    analyze: Analyzer,
+    shadow_analyze: ShadowAnalyze | None,
+    ab_analyze: ABAnalyze | None,
+) -> None:
+    """Shadow, canary steps, A/B test, promotion; raise `_Rollback` or `_Keep` to stop."""
+    plan, target = run.plan, run.target
+    if plan.shadow is not None:
+        assert shadow_analyze is not None
+        _run_shadow(run.registry, target, run.mv, champion, plan, shadow_analyze, run.steps,
+                    run.audit_base, run.clock, run.sleep)  # fmt: skip
+    split: TrafficSplit | None = None
+    for percent in plan.steps[:-1]:
+        split = _run_step(run, champion, percent, split, analyze)
+    if plan.ab_test is not None:
+        assert ab_analyze is not None
+        run.ab_payload = _run_ab_test(
+            run.registry,
+            target,
+            plan,
+            ab_analyze,
+            run.steps,
+            run.audit_base,
+            run.clock,
+            run.sleep,
+            run.t0,
+            run.started,
+        )
+    elif run.past_deadline():
+        raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before 100%")
+    now_champion = run.registry.get_alias(CHAMPION)
+    if now_champion != run.old:
+        raise _Rollback(
+            f"the champion moved from v{run.old} to v{now_champion} during the rollout: this "
+            "canary was compared with a model that is no longer live"
+        )
     try:
-        split: TrafficSplit | None = None
-        if plan.shadow is not None:
-            assert shadow_analyze is not None
-            _run_shadow(registry, target, mv, champion, plan, shadow_analyze, steps, audit_base,
-                        clock, sleep)  # fmt: skip
-        for percent in plan.steps[:-1]:
-            if clock() - t0 > plan.deadline_seconds:
-                raise _Rollback(
-                    f"deadline of {plan.deadline_seconds:g} s passed before step {percent}%"
-                )
-            try:
-                split = (
-                    target.start(mv, champion, percent)
-                    if split is None
-                    else target.set_traffic(percent)
-                )
-            except RefitError as exc:
-                raise _Rollback(f"target failed to apply step {percent}%: {exc}") from exc
-            step = StepRecord(percent, _now())
-            steps.append(step)
-            registry.audit.append(
-                AuditEvent.CANARY_STEP, {**audit_base, "percent": percent, "split": split.to_dict()}
+        target.promote()
+    except RefitError as exc:
+        raise _Rollback(f"target failed to promote: {exc}") from exc
+    run.steps.append(StepRecord(100, _now(), outcome="promoted"))
+
+
+def _run_step(
+    run: _Run, champion: Any, percent: int, split: TrafficSplit | None, analyze: Analyzer
+) -> TrafficSplit:
+    """Move the canary to ``percent`` and hold it for the plan's analyses at that step."""
+    plan = run.plan
+    if run.past_deadline():
+        raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before step {percent}%")
+    try:
+        split = (
+            run.target.start(run.mv, champion, percent)
+            if split is None
+            else run.target.set_traffic(percent)
+        )
+    except RefitError as exc:
+        raise _Rollback(f"target failed to apply step {percent}%: {exc}") from exc
+    step = StepRecord(percent, _now())
+    run.steps.append(step)
+    run.registry.audit.append(
+        AuditEvent.CANARY_STEP, {**run.audit_base, "percent": percent, "split": split.to_dict()}
+    )
+    for _ in range(plan.analyses_per_step):
+        run.sleep(plan.interval_seconds)
+        results = list(analyze(split, run.clock() - run.t0, percent, plan.interval_seconds))
+        dicts = [r.to_dict() for r in results]
+        step.analyses.append(dicts)
+        for d in dicts:
+            run.registry.audit.append(
+                AuditEvent.CANARY_CHECK, {**run.audit_base, "percent": percent, **d}
             )
-            for _ in range(plan.analyses_per_step):
-                sleep(plan.interval_seconds)
-                results = list(analyze(split, clock() - t0, percent, plan.interval_seconds))
-                dicts = [r.to_dict() for r in results]
-                step.analyses.append(dicts)
-                for d in dicts:
-                    registry.audit.append(
-                        AuditEvent.CANARY_CHECK, {**audit_base, "percent": percent, **d}
-                    )
-                bad = [r for r in results if not r.passed]
-                if not results:
-                    bad_reason = "the analysis ran no checks (no data counts as failure)"
-                    failed += 1
-                elif bad:
-                    failed += 1
-                    bad_reason = "; ".join(f"{r.name}: {r.detail}" for r in bad)
-                else:
-                    continue
-                decisive = [r for r in bad if r.decisive]
-                if decisive:
-                    step.outcome = "failed"
-                    raise _Rollback(
-                        f"decisive failure at {percent}%: "
-                        + "; ".join(f"{r.name}: {r.detail}" for r in decisive)
-                    )
-                if failed > plan.failures_allowed:
-                    step.outcome = "failed"
-                    raise _Rollback(
-                        f"{failed} failed analyses > {plan.failures_allowed} allowed "
-                        f"(at {percent}%: {bad_reason})"
-                    )
-        if plan.ab_test is not None:
-            assert ab_analyze is not None
-            ab_payload = _run_ab_test(
-                registry, target, plan, ab_analyze, steps, audit_base, clock, sleep, t0, started
-            )
-        elif clock() - t0 > plan.deadline_seconds:
-            raise _Rollback(f"deadline of {plan.deadline_seconds:g} s passed before 100%")
-        now_champion = registry.get_alias(CHAMPION)
-        if now_champion != old:
-            raise _Rollback(
-                f"the champion moved from v{old} to v{now_champion} during the rollout: this "
-                "canary was compared with a model that is no longer live"
-            )
-        try:
-            split = target.promote()
-        except RefitError as exc:
-            raise _Rollback(f"target failed to promote: {exc}") from exc
-        steps.append(StepRecord(100, _now(), outcome="promoted"))
-    except _Keep as keep:
-        steps[-1].outcome = KEPT
-        _keep(registry, target, version, old, keep.reason, audit_base)
-        return finish(KEPT, keep.reason, old)
-    except _Rollback as rb:
-        if steps and steps[-1].outcome == "passed":
-            steps[-1].outcome = "failed"
-        _rollback(registry, target, version, old, rb.reason, audit_base)
-        return finish(ROLLED_BACK, rb.reason, old)
-    why = reason or f"canary passed {len(steps) - 1} step(s) with {failed} failed analyses"
-    _promote_aliases(registry, version, old, why, audit_base, target.name)
-    return finish(PROMOTED, why, version)
+        _judge_analysis(run, step, results)
+    return split
+
+
+def _judge_analysis(run: _Run, step: StepRecord, results: list[CheckOutcome]) -> None:
+    """Count a failed analysis; raise `_Rollback` on a decisive one or one too many."""
+    bad = [r for r in results if not r.passed]
+    if not results:
+        bad_reason = "the analysis ran no checks (no data counts as failure)"
+    elif bad:
+        bad_reason = "; ".join(f"{r.name}: {r.detail}" for r in bad)
+    else:
+        return
+    run.failed += 1
+    decisive = [r for r in bad if r.decisive]
+    if decisive:
+        step.outcome = "failed"
+        raise _Rollback(
+            f"decisive failure at {step.percent}%: "
+            + "; ".join(f"{r.name}: {r.detail}" for r in decisive)
+        )
+    if run.failed > run.plan.failures_allowed:
+        step.outcome = "failed"
+        raise _Rollback(
+            f"{run.failed} failed analyses > {run.plan.failures_allowed} allowed "
+            f"(at {step.percent}%: {bad_reason})"
+        )
 
 
 def _run_shadow(
@@ -639,97 +531,3 @@ def _rollback(
             f"{target.name!r}: {target_error}; the registry says champion v{champion} but the "
             "target may still route traffic to the canary: check it by hand"
         )
-
-
-def prometheus_analyzer(
-    plan: RolloutPlan,
-    *,
-    model: str,
-    namespace: str = "",
-    client: MetricsClient | None = None,
-) -> Analyzer:
-    """Build the `Analyzer` that runs a plan's checks against Prometheus.
-
-    Args:
-        plan: The rollout plan (its checks, query preset and ``prometheus_url``).
-        model: The model's name (``{model}`` in the queries).
-        namespace: The serving namespace (``{namespace}`` in the queries).
-        client: A metrics client; default: `PrometheusClient` on ``plan.prometheus_url``.
-
-    Raises:
-        DeployError: No client was given and the plan names no ``prometheus_url``.
-    """
-    if client is None:
-        if not plan.prometheus_url:
-            raise DeployError(
-                "rollout plan has no prometheus_url: the canary checks cannot read any metrics "
-                "(set prometheus_url in the plan)"
-            )
-        client = PrometheusClient(plan.prometheus_url)
-    checks = build_checks(plan)
-    metrics = client
-
-    def analyze(
-        split: TrafficSplit, elapsed: float, percent: int, window: float
-    ) -> list[CheckResult]:
-        ctx = CheckContext(
-            model=model,
-            namespace=namespace,
-            primary_revision=split.primary_revision,
-            canary_revision=split.canary_revision,
-            window_seconds=max(1, round(window)),
-            step_percent=percent,
-            elapsed_seconds=elapsed,
-        )
-        return run_analysis(metrics, checks, ctx)
-
-    return analyze
-
-
-def shadow_prometheus_analyzer(
-    plan: RolloutPlan, *, model: str, client: MetricsClient | None = None
-) -> ShadowAnalyze:
-    """Build the `ShadowAnalyze` that judges a plan's shadow stage on Prometheus.
-
-    Raises:
-        DeployError: The plan has no shadow stage, or no client and no ``prometheus_url``.
-    """
-    from refit.deploy.shadow import shadow_analysis
-
-    spec = plan.shadow
-    if spec is None:
-        raise DeployError("the rollout plan has no shadow stage")
-    if client is None:
-        if not plan.prometheus_url:
-            raise DeployError(
-                "rollout plan has no prometheus_url: the shadow stage cannot read any metrics"
-            )
-        client = PrometheusClient(plan.prometheus_url)
-    metrics = client
-
-    def analyze(split: TrafficSplit, elapsed: float, last: bool) -> list[CheckResult]:
-        try:
-            return shadow_analysis(
-                metrics,
-                spec,
-                model=model,
-                shadow_revision=split.canary_revision,
-                champion_revision=split.primary_revision,
-                elapsed_seconds=elapsed,
-                last=last,
-            )
-        except DeployError as exc:
-            return [
-                CheckResult(
-                    name="shadow",
-                    kind="shadow",
-                    passed=False,
-                    value=None,
-                    primary_value=None,
-                    threshold=None,
-                    detail=f"metrics unavailable: {exc}",
-                    decisive=True,
-                )
-            ]
-
-    return analyze

@@ -1,63 +1,11 @@
 """A sequential test of the canary's error rate against the primary's.
 
 The test watches the cumulative counts since the rollout started and may be looked at after
-every analysis (or at any other times) without inflating its false-alarm rate: it is a
-sequential probability ratio test on the *conditional binomial of the errors*.
-
-Model. Each request to side ``a`` (canary ``c`` or primary ``p``) fails independently with
-probability ``p_a``. Given the requests ``n_c``, ``n_p`` and the total number of errors
-``m = e_c + e_p``, the question "which side did each error come from" does not depend on the
-unknown primary rate: under H0 (``p_c = p_p``) every error is the canary's with probability
-``s = n_c / (n_c + n_p)``, the canary's share of the traffic (exactly: ``e_c`` is
-hypergeometric; binomially, ``e_c ~ Bin(m, s)``, when errors are a small part of the requests);
-when the canary's rate is ``rho`` times the primary's and errors are rare (the Poisson
-approximation), the probability is ``pi(rho) = rho s / (rho s + 1 - s)``. This is the classical
-conditional test for two Poisson rates (Przyborowski and Wilenski, 1940; Lehmann and Romano,
-*Testing Statistical Hypotheses*, ch. 4, comparing two Poisson means), made sequential as
-Wald's SPRT.
-
-Statistic. With ``rho1 = 1 + min_effect`` (the alternative: the canary fails ``rho1`` times as
-often as the primary) the log likelihood ratio of H1 against H0 is::
-
-    llr = e_c log(pi1 / s) + e_p log((1 - pi1) / (1 - s))
-        = e_c log(rho1) - m log(1 + s (rho1 - 1))
-
-Decisions:
-
-- ``"worse"`` when ``llr >= log(1 / alpha)``. Under H0 the likelihood ratio is a nonnegative
-  martingale with mean 1, so Ville's inequality (Ville, 1939) gives
-  ``P(sup_t llr_t >= log(1/alpha)) <= alpha``: however often the test is looked at, an equally
-  good canary is called worse with probability at most ``alpha``. A canary that is *better*
-  than the primary makes the ratio smaller still (monotone likelihood ratio), so the bound holds
-  for the whole null "canary not worse". This is Wald's upper boundary ``log((1-beta)/alpha)``
-  made slightly stricter so that the bound is exact rather than approximate.
-- ``"not_worse"`` when ``llr <= log(beta / (1 - alpha))`` (Wald's lower boundary, Wald 1945):
-  the data favour "no worse than ``rho1``" strongly enough that a canary ``rho1`` times worse
-  would have shown this with probability about ``beta`` at most. It is reported, not final:
-  the caller keeps looking, and a later look can still say ``"worse"`` (the ``alpha`` bound
-  above covers every look).
-- ``"continue"`` otherwise.
-
-Guard. No decision is taken before *each* side has served ``min_requests`` requests (default
-100): a handful of requests never decides, whatever their outcome, and the Poisson and
-binomial approximations need some volume. With no primary traffic (the first deployment, or
-100% on the canary) nothing can be compared and the answer is ``"continue"``.
-
-Changing splits. The rollout moves the canary's share between steps (10% -> 50%); the test uses
-the cumulative share ``s``. Under H0 with equal rates, the errors are spread over all requests
-uniformly whatever the split history, so each look is still exact (hypergeometric, approximately
-binomial with ``p = s``); across looks the martingale argument holds exactly for a constant
-split and approximately otherwise. ``tests/unit/test_rollout_analysis.py`` measures the false
-"worse" rate with a 10% -> 50% split by simulation.
-
-References:
-    A. Wald (1945), "Sequential tests of statistical hypotheses", Ann. Math. Statist. 16(2).
-    J. Ville (1939), "Etude critique de la notion de collectif", Gauthier-Villars.
-    J. Przyborowski and H. Wilenski (1940), "Homogeneity of results in testing samples from
-    Poisson series", Biometrika 31.
-    M. Kulldorff et al. (2011), "A maximized sequential probability ratio test for drug and
-    vaccine safety surveillance", Sequential Analysis 30 (the binomial, i.e. conditional,
-    variant for a comparison group).
+every analysis without inflating its false-alarm rate: Wald's sequential probability ratio test
+on the conditional binomial of the errors (which side each error came from, given the traffic
+shares), with Ville's bound ``log(1 / alpha)`` for "worse", Wald's lower boundary for
+"not worse", and no decision before each side has served ``min_requests``. The model, the
+statistic, the boundaries and the references are docs/decisions/0017-sequential-error-rate-test.md.
 """
 
 from __future__ import annotations
@@ -121,6 +69,36 @@ def _count(value: Any, name: str) -> int:
     return value
 
 
+def _counts(*counts: Any) -> tuple[int, int, int, int]:
+    """Return (canary requests, canary errors, primary requests, primary errors) as ints.
+
+    Raises:
+        DeployError: A count that is not a whole number >= 0, or more errors than requests.
+    """
+    names = ("canary_requests", "canary_errors", "primary_requests", "primary_errors")
+    n_c, e_c, n_p, e_p = (_count(value, name) for value, name in zip(counts, names, strict=True))
+    if e_c > n_c:
+        raise DeployError(f"canary_errors ({e_c}) exceed canary_requests ({n_c})")
+    if e_p > n_p:
+        raise DeployError(f"primary_errors ({e_p}) exceed primary_requests ({n_p})")
+    return n_c, e_c, n_p, e_p
+
+
+def _check_parameters(alpha: float, beta: float, min_effect: float, min_requests: Any) -> int:
+    """Check the test's parameters; return ``min_requests`` as an int."""
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not 0 < value < 1:
+            raise DeployError(f"{name} must be in (0, 1), got {value!r}")
+    if alpha + beta >= 1:
+        raise DeployError(f"alpha + beta must be < 1, got {alpha} + {beta}")
+    if not min_effect > 0 or not math.isfinite(min_effect):
+        raise DeployError(f"min_effect must be a finite number > 0, got {min_effect!r}")
+    min_requests = _count(min_requests, "min_requests")
+    if min_requests < 1:
+        raise DeployError(f"min_requests must be >= 1, got {min_requests}")
+    return min_requests
+
+
 def error_rate_sprt(
     canary_requests: int,
     canary_errors: int,
@@ -132,7 +110,7 @@ def error_rate_sprt(
     min_effect: float = 1.0,
     min_requests: int = 100,
 ) -> SequentialResult:
-    """Test whether the canary fails more often than the primary (see the module docstring).
+    """Test whether the canary fails more often than the primary (docs/decisions/0017).
 
     Args:
         canary_requests: Canary requests since the rollout started.
@@ -153,24 +131,8 @@ def error_rate_sprt(
         DeployError: A count that is negative or not whole, more errors than requests, or a
             parameter out of range.
     """
-    n_c = _count(canary_requests, "canary_requests")
-    e_c = _count(canary_errors, "canary_errors")
-    n_p = _count(primary_requests, "primary_requests")
-    e_p = _count(primary_errors, "primary_errors")
-    if e_c > n_c:
-        raise DeployError(f"canary_errors ({e_c}) exceed canary_requests ({n_c})")
-    if e_p > n_p:
-        raise DeployError(f"primary_errors ({e_p}) exceed primary_requests ({n_p})")
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if not 0 < value < 1:
-            raise DeployError(f"{name} must be in (0, 1), got {value!r}")
-    if alpha + beta >= 1:
-        raise DeployError(f"alpha + beta must be < 1, got {alpha} + {beta}")
-    if not min_effect > 0 or not math.isfinite(min_effect):
-        raise DeployError(f"min_effect must be a finite number > 0, got {min_effect!r}")
-    min_requests = _count(min_requests, "min_requests")
-    if min_requests < 1:
-        raise DeployError(f"min_requests must be >= 1, got {min_requests}")
+    n_c, e_c, n_p, e_p = _counts(canary_requests, canary_errors, primary_requests, primary_errors)
+    min_requests = _check_parameters(alpha, beta, min_effect, min_requests)
 
     upper = math.log(1.0 / alpha)
     lower = math.log(beta / (1.0 - alpha))

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from refit.deploy.analysis import CheckResult, MetricsClient, _promql_string
-from refit.deploy.plan import ShadowSpec
+from refit.deploy.analysis import CheckResult
+from refit.deploy.prometheus import MetricsClient, promql_string
+from refit.deploy.stages import ShadowSpec
 from refit.evaluation.stats import wilson_interval
 
 __all__ = ["ShadowAnalyzer", "shadow_analysis", "shadow_queries"]
@@ -37,7 +38,7 @@ ShadowAnalyzer = Callable[[str, str, float, bool], list[CheckResult]]
 
 def shadow_queries(model: str, shadow: str, champion: str, span: int, quantile: float) -> dict:
     """The PromQL the shadow analysis runs (local model server metrics)."""
-    m, s, c = (_promql_string(x) for x in (model, shadow, champion))
+    m, s, c = (promql_string(x) for x in (model, shadow, champion))
 
     def count(metric: str) -> str:
         return f'sum(increase({metric}{{model="{m}",revision="{s}"}}[{span}s]))'

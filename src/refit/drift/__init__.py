@@ -15,6 +15,7 @@ from refit.drift import (  # noqa: F401  (register the tests)
     psi,
     wasserstein,
 )
+from refit.drift.accumulate import profile_table
 from refit.drift.base import (
     TestOutcome,
     TestSpec,
@@ -22,24 +23,11 @@ from refit.drift.base import (
     get_test,
     register,
 )
-from refit.drift.detect import (
-    DEFAULT_TESTS,
-    DriftResult,
-    FeatureDrift,
-    choose_test,
-    compare_profiles,
-    detect_drift,
-)
-from refit.drift.profile import (
-    PROFILE_VERSION,
-    Profile,
-    load_profile,
-    merge_profiles,
-    profile_table,
-    profile_uri,
-    save_profile,
-)
+from refit.drift.detect import DEFAULT_TESTS, choose_test, compare_profiles, detect_drift
+from refit.drift.profile import PROFILE_VERSION, Profile, merge_profiles
+from refit.drift.profile_io import load_profile, profile_uri, save_profile
 from refit.drift.report import render_drift_html
+from refit.drift.result import DriftResult, FeatureDrift
 
 __all__ = [
     "DEFAULT_TESTS",

@@ -171,6 +171,26 @@ def register(spec: TestSpec) -> TestSpec:
     return spec
 
 
+def register_distance(
+    name: str, summary_fn: SummaryFn, default_threshold: float, description: str
+) -> TestSpec:
+    """Register a distance test of numeric and categorical features, given on summaries.
+
+    Its values-level ``fn`` is derived from ``summary_fn`` (:func:`from_summary_fn`).
+    """
+    return register(
+        TestSpec(
+            name=name,
+            feature_types=FEATURE_TYPES,
+            default_threshold=default_threshold,
+            kind="distance",
+            fn=from_summary_fn(summary_fn),
+            summary_fn=summary_fn,
+            description=description,
+        )
+    )
+
+
 def get_test(name: str) -> TestSpec:
     """Look a drift test up by name.
 

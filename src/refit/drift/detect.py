@@ -18,11 +18,8 @@ side's count of non-missing, finite values and ``k`` the number of categories se
 are corrected for testing many features at once (Benjamini-Hochberg by default, Bonferroni or
 none on request) before they are judged.
 
-Besides distribution drift, two checks are reported per feature, apart from the drift share:
-``missing`` (the share of nulls/NaN rose by ``missing_threshold`` or more; missing values are
-dropped before the distribution test, so this is where a rise in nulls shows), ``infinite`` (the
-share of +/-inf rose likewise) and, for categorical features, ``new_categories`` (the share of
-current rows whose category the reference never saw is ``new_category_threshold`` or more).
+Besides distribution drift, checks of missing, infinite and new values are reported per
+feature, apart from the drift share (:func:`_checks`).
 
 Features that cannot be compared (a column on one side only, a changed type, no non-missing
 values on a side) are reported as not comparable with the reason; they are left out of the drift
@@ -31,30 +28,23 @@ share. When no feature can be compared, :class:`~refit.errors.DataError` says wh
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refit.drift.accumulate import profile_table
 from refit.drift.base import TestOutcome, TestSpec, available_tests, check_threshold, get_test
 from refit.drift.binning import aligned_numeric
-from refit.drift.profile import (
-    FeatureProfile,
-    Profile,
-    bucket_bounds,
-    feature_type,
-    profile_table,
-)
+from refit.drift.profile import FeatureProfile, Profile, bucket_bounds, feature_type
+from refit.drift.result import DriftResult, FeatureDrift, not_comparable_feature
 from refit.errors import DataError, DriftError
 
 __all__ = [
     "DEFAULT_TESTS",
-    "DriftResult",
-    "FeatureDrift",
     "LARGE_SAMPLE",
     "adjust_p_values",
     "choose_test",
@@ -80,210 +70,6 @@ NEW_CATEGORY_THRESHOLD = 0.01
 MAX_LISTED_CATEGORIES = 20
 #: Categories drawn per feature in the report (the rest are summed as "other").
 MAX_DRAWN_CATEGORIES = 12
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """Drift test result for one feature.
-
-    Attributes:
-        name: Column name.
-        test: Registered test name.
-        type: ``"numeric"`` or ``"categorical"``.
-        statistic: Test statistic.
-        p_value: p-value (``None`` for distance tests).
-        threshold: Threshold the feature was judged against.
-        drifted: Whether the feature drifted.
-        kind: ``"p_value"`` or ``"distance"``.
-        n_reference: Non-missing reference values tested.
-        n_current: Non-missing current values tested.
-        missing_reference: Missing (null or NaN) reference values dropped before the test.
-        missing_current: Missing (null or NaN) current values dropped before the test.
-        p_value_adjusted: p-value after the multiple-testing correction (what ``drifted`` is
-            judged on for p-value tests); ``None`` for distance tests.
-        comparable: Whether the feature could be compared at all.
-        reason: Why it could not be compared (empty when comparable).
-        error_bound: Bound on the statistic's approximation error from bucketed histograms
-            (``0.0`` when exact, ``None`` when not stated).
-        checks: Checks apart from distribution drift: ``"missing"``, ``"infinite"`` and, for
-            categorical features, ``"new_categories"``; each a dict with ``alert`` (bool).
-        distribution: Reference and current distributions for the report: ``{"kind":
-            "bins"|"categories", "labels": [...], "reference": [...], "current": [...]}``
-            (shares).
-    """
-
-    name: str
-    test: str
-    type: str
-    statistic: float
-    p_value: float | None
-    threshold: float
-    drifted: bool
-    kind: str = "p_value"
-    n_reference: int = 0
-    n_current: int = 0
-    missing_reference: int = 0
-    missing_current: int = 0
-    p_value_adjusted: float | None = None
-    comparable: bool = True
-    reason: str = ""
-    error_bound: float | None = None
-    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    distribution: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (without the name, which is the key in :meth:`DriftResult.to_dict`).
-
-        A non-finite statistic (not comparable) is written as ``null``.
-        """
-        data = asdict(self)
-        del data["name"]
-        for key in ("statistic", "threshold", "error_bound"):
-            value = data[key]
-            if value is not None and not math.isfinite(value):
-                data[key] = None
-        return data
-
-    @property
-    def check_alerts(self) -> list[str]:
-        """Names of the checks that raised an alert."""
-        return [name for name, c in self.checks.items() if c.get("alert")]
-
-    @classmethod
-    def from_dict(cls, name: str, data: Mapping[str, Any]) -> FeatureDrift:
-        """Inverse of :meth:`to_dict`."""
-        try:
-            p_value = data["p_value"]
-            return cls(
-                name=name,
-                test=str(data["test"]),
-                type=str(data["type"]),
-                statistic=math.nan if data["statistic"] is None else float(data["statistic"]),
-                p_value=None if p_value is None else float(p_value),
-                threshold=math.nan if data["threshold"] is None else float(data["threshold"]),
-                drifted=bool(data["drifted"]),
-                kind=str(data.get("kind", "distance" if p_value is None else "p_value")),
-                n_reference=int(data.get("n_reference", 0)),
-                n_current=int(data.get("n_current", 0)),
-                missing_reference=int(data.get("missing_reference", 0)),
-                missing_current=int(data.get("missing_current", 0)),
-                p_value_adjusted=(
-                    None
-                    if data.get("p_value_adjusted") is None
-                    else float(data["p_value_adjusted"])
-                ),
-                comparable=bool(data.get("comparable", True)),
-                reason=str(data.get("reason", "")),
-                error_bound=None if data.get("error_bound") is None else float(data["error_bound"]),
-                checks=dict(data.get("checks", {})),
-                distribution=dict(data.get("distribution", {})),
-            )
-        except KeyError as exc:
-            raise DataError(
-                f"drift result for feature {name!r} lacks field {exc.args[0]!r}"
-            ) from None
-
-    def severity(self) -> float:
-        """How far the feature is into (small) or away from (large) drift, relative to threshold.
-
-        ``p_value / threshold`` for p-value tests, ``threshold / statistic`` for distances, so
-        lower means more drift in both cases and the two kinds sort together. Features that
-        could not be compared sort first (``-1``).
-        """
-        if not self.comparable:
-            return -1.0
-        if self.kind == "p_value" or self.p_value is not None:
-            p = self.p_value_adjusted if self.p_value_adjusted is not None else self.p_value
-            return (p if p is not None else 1.0) / self.threshold
-        return self.threshold / self.statistic if self.statistic > 0 else math.inf
-
-
-@dataclass(frozen=True)
-class DriftResult:
-    """Drift over all compared features.
-
-    Attributes:
-        drifted: Whether the dataset drifted (``drift_share >= drift_share_threshold``).
-        drift_share: Share of tested features that drifted.
-        n_features: Number of tested features.
-        n_drifted: Number of drifted features.
-        features: Per-feature results by column name.
-        drift_share_threshold: Share of drifted features at which the dataset counts as drifted.
-        skipped: Columns left out because no test handles their type: name -> reason.
-        explanation: Optional attribution of the change in a model's predictions to features
-            (see :mod:`refit.drift.explain`); empty when no model was given.
-    """
-
-    drifted: bool
-    drift_share: float
-    n_features: int
-    n_drifted: int
-    features: dict[str, FeatureDrift]
-    drift_share_threshold: float = 0.5
-    skipped: dict[str, str] = field(default_factory=dict)
-    explanation: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def not_comparable(self) -> dict[str, str]:
-        """Features that could not be compared: name -> reason."""
-        return {n: f.reason for n, f in self.features.items() if not f.comparable}
-
-    @property
-    def check_alerts(self) -> dict[str, list[str]]:
-        """Features with check alerts (missing, infinite, new categories): name -> checks."""
-        return {n: f.check_alerts for n, f in self.features.items() if f.check_alerts}
-
-    def drifted_features(self) -> list[str]:
-        """Names of the drifted features, most drifted first."""
-        return [f.name for f in self.sorted_features() if f.drifted]
-
-    def sorted_features(self) -> list[FeatureDrift]:
-        """Features ordered by drift, most drifted first.
-
-        Drifted first, then by p-value ascending / distance descending (both relative to their
-        threshold, see :meth:`FeatureDrift.severity`), then by name.
-        """
-        return sorted(self.features.values(), key=lambda f: (not f.drifted, f.severity(), f.name))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the report, as the drift report artifact stores it."""
-        return {
-            "drifted": self.drifted,
-            "drift_share": self.drift_share,
-            "n_features": self.n_features,
-            "n_drifted": self.n_drifted,
-            "drift_share_threshold": self.drift_share_threshold,
-            "features": {name: f.to_dict() for name, f in self.features.items()},
-            "skipped": dict(self.skipped),
-            "not_comparable": self.not_comparable,
-            "check_alerts": self.check_alerts,
-            "explanation": dict(self.explanation),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DriftResult:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            DataError: If a required field is missing.
-        """
-        try:
-            features = {
-                name: FeatureDrift.from_dict(name, value)
-                for name, value in dict(data["features"]).items()
-            }
-            return cls(
-                drifted=bool(data["drifted"]),
-                drift_share=float(data["drift_share"]),
-                n_features=int(data["n_features"]),
-                n_drifted=int(data["n_drifted"]),
-                features=features,
-                drift_share_threshold=float(data.get("drift_share_threshold", 0.5)),
-                skipped={str(k): str(v) for k, v in dict(data.get("skipped", {})).items()},
-                explanation=dict(data.get("explanation", {})),
-            )
-        except KeyError as exc:
-            raise DataError(f"drift result lacks field {exc.args[0]!r}") from None
 
 
 #: Multiple-testing corrections :func:`detect_drift` accepts.
@@ -385,6 +171,14 @@ def _rise_check(ref_part: int, ref_rows: int, cur_part: int, cur_rows: int, limi
 def _checks(
     ftype: str, ref: Any, cur: Any, missing_threshold: float, new_category_threshold: float
 ) -> dict[str, dict[str, Any]]:
+    """The checks reported per feature besides distribution drift, apart from the drift share.
+
+    ``missing`` (the share of nulls/NaN rose by ``missing_threshold`` or more; missing values are
+    dropped before the distribution test, so this is where a rise in nulls shows), ``infinite``
+    (the share of +/-inf rose likewise) and, for categorical features, ``new_categories`` (the
+    share of current rows whose category the reference never saw is ``new_category_threshold``
+    or more).
+    """
     checks = {
         "missing": _rise_check(ref.missing, ref.rows, cur.missing, cur.rows, missing_threshold)
     }
@@ -451,26 +245,6 @@ def _distribution(ftype: str, ref: Any, cur: Any) -> dict[str, Any]:
     }
 
 
-def not_comparable_feature(name: str, ftype: str, reason: str, **extra: Any) -> FeatureDrift:
-    """A feature result that says why the two sides cannot be compared (never drifted).
-
-    ``extra`` may set ``test``, ``threshold``, ``kind`` and any other `FeatureDrift` field.
-    """
-    return FeatureDrift(
-        name=name,
-        test=str(extra.pop("test", "")),
-        type=ftype,
-        statistic=math.nan,
-        p_value=None,
-        threshold=float(extra.pop("threshold", math.nan)),
-        drifted=False,
-        kind=str(extra.pop("kind", "distance")),
-        comparable=False,
-        reason=reason,
-        **extra,
-    )
-
-
 def _values_from_summary(summary: Any, ftype: str) -> np.ndarray | None:
     if ftype == "categorical":
         keys = list(summary.counts)
@@ -501,6 +275,50 @@ def compare_profiles(
     Raises:
         DataError, DriftError: As for :func:`detect_drift`.
     """
+    _check_options(drift_share_threshold, correction, missing_threshold, new_category_threshold)
+    for side, profile in (("reference", reference), ("current", current)):
+        if profile.rows == 0:
+            where = f" ({profile.source})" if profile.source else ""
+            raise DataError(f"the {side} data{where} has no rows: there is nothing to compare")
+    names, explicit = _compared_columns(reference.columns, current.columns, columns)
+    settings = _Settings(
+        tests=dict(tests or {}),
+        thresholds=dict(thresholds or {}),
+        explicit=explicit,
+        missing_threshold=missing_threshold,
+        new_category_threshold=new_category_threshold,
+        raw=raw or {},
+    )
+    _check_overrides(names, settings)
+    features: dict[str, FeatureDrift] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        verdict = _compare_feature(
+            name, reference.features.get(name), current.features.get(name), settings
+        )
+        if isinstance(verdict, str):
+            skipped[name] = verdict
+        else:
+            features[name] = verdict
+    return _drift_result(features, skipped, correction, drift_share_threshold)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The per-feature options of one :func:`compare_profiles` call."""
+
+    tests: dict[str, str]
+    thresholds: dict[str, float]
+    explicit: bool  # columns named by the caller (an untestable type raises)
+    missing_threshold: float
+    new_category_threshold: float
+    raw: Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _check_options(
+    drift_share_threshold: Any, correction: Any, missing_threshold: Any, new_category_threshold: Any
+) -> None:
+    """Refuse a threshold out of range or an unknown correction, naming the argument."""
     if isinstance(drift_share_threshold, bool) or not (
         isinstance(drift_share_threshold, int | float) and 0.0 <= drift_share_threshold <= 1.0
     ):
@@ -513,129 +331,161 @@ def compare_profiles(
     ):
         if not (isinstance(value, int | float) and 0.0 < value <= 1.0):
             raise DriftError(f"{label} must be in (0, 1], got {value!r}")
-    for side, profile in (("reference", reference), ("current", current)):
-        if profile.rows == 0:
-            where = f" ({profile.source})" if profile.source else ""
-            raise DataError(f"the {side} data{where} has no rows: there is nothing to compare")
-    ref_names, cur_names = reference.columns, current.columns
+
+
+def _compared_columns(
+    ref_names: list[str], cur_names: list[str], columns: Sequence[str] | None
+) -> tuple[list[str], bool]:
+    """The columns to compare and whether the caller named them.
+
+    Raises:
+        DataError: Named columns missing from a side, or a string for ``columns``.
+    """
     if columns is None:
-        names = ref_names + [c for c in cur_names if c not in ref_names]
-        explicit = False
-    else:
-        if isinstance(columns, str):
-            raise DataError(f"columns must be a list of column names, got the string {columns!r}")
-        names = list(dict.fromkeys(columns))
-        missing_ref = [c for c in names if c not in ref_names]
-        missing_cur = [c for c in names if c not in cur_names]
-        if missing_ref or missing_cur:
-            parts = []
-            if missing_ref:
-                parts.append(f"missing from reference: {', '.join(missing_ref)}")
-            if missing_cur:
-                parts.append(f"missing from current: {', '.join(missing_cur)}")
-            raise DataError("requested drift columns not found (" + "; ".join(parts) + ")")
-        explicit = True
-    tests = dict(tests or {})
-    thresholds = dict(thresholds or {})
-    unknown_tests = [c for c in tests if c not in names]
+        return ref_names + [c for c in cur_names if c not in ref_names], False
+    if isinstance(columns, str):
+        raise DataError(f"columns must be a list of column names, got the string {columns!r}")
+    names = list(dict.fromkeys(columns))
+    missing_ref = [c for c in names if c not in ref_names]
+    missing_cur = [c for c in names if c not in cur_names]
+    parts = []
+    if missing_ref:
+        parts.append(f"missing from reference: {', '.join(missing_ref)}")
+    if missing_cur:
+        parts.append(f"missing from current: {', '.join(missing_cur)}")
+    if parts:
+        raise DataError("requested drift columns not found (" + "; ".join(parts) + ")")
+    return names, True
+
+
+def _check_overrides(names: list[str], settings: _Settings) -> None:
+    """``tests`` names compared columns and known tests; ``thresholds`` columns or tests."""
+    unknown_tests = [c for c in settings.tests if c not in names]
     if unknown_tests:
         raise DataError(f"tests names columns that are not compared: {', '.join(unknown_tests)}")
-    for test_name in tests.values():
+    for test_name in settings.tests.values():
         get_test(test_name)
     known_tests = set(available_tests())
-    unknown_thr = [k for k in thresholds if k not in names and k not in known_tests]
+    unknown_thr = [k for k in settings.thresholds if k not in names and k not in known_tests]
     if unknown_thr:
         raise DataError(
             "thresholds names neither a compared column nor a drift test: " + ", ".join(unknown_thr)
         )
 
-    features: dict[str, FeatureDrift] = {}
-    skipped: dict[str, str] = {}
-    for name in names:
-        ref_f: FeatureProfile | None = reference.features.get(name)
-        cur_f: FeatureProfile | None = current.features.get(name)
-        if ref_f is None or cur_f is None:
-            side = "reference" if ref_f is None else "current"
-            present = cur_f if ref_f is None else ref_f
-            assert present is not None
-            features[name] = not_comparable_feature(
-                name, present.type, f"column is missing from the {side} data"
-            )
-            continue
-        if ref_f.type == "unsupported" or cur_f.type == "unsupported":
-            reason = f"type {ref_f.arrow_type} / {cur_f.arrow_type} has no drift test"
-            if explicit or name in tests:
-                raise DriftError(f"column {name!r}: {reason}")
-            skipped[name] = reason
-            continue
-        ftype = ref_f.type
-        if ref_f.type != cur_f.type:
-            features[name] = not_comparable_feature(
-                name,
-                ftype,
-                f"type changed: {ref_f.type} ({ref_f.arrow_type}) in the reference, "
-                f"{cur_f.type} ({cur_f.arrow_type}) in the current data",
-            )
-            continue
-        ref_s, cur_s = ref_f.summary, cur_f.summary
-        assert ref_s is not None and cur_s is not None
-        test_name = tests.get(name) or choose_test(ftype, ref_s, cur_s)
-        spec: TestSpec = get_test(test_name)
-        if ftype not in spec.feature_types:
-            raise DriftError(
-                f"drift test {spec.name!r} does not handle {ftype} features, but column "
-                f"{name!r} is {ftype} ({ref_f.arrow_type}); it handles "
-                f"{', '.join(sorted(spec.feature_types))}"
-            )
-        raw_threshold = thresholds.get(name, thresholds.get(spec.name, spec.default_threshold))
-        threshold = check_threshold(spec.kind, raw_threshold, f"column {name!r} ({spec.name})")
-        common: dict[str, Any] = {
-            "test": spec.name,
-            "threshold": threshold,
-            "kind": spec.kind,
-            "n_reference": ref_s.count,
-            "n_current": cur_s.count,
-            "missing_reference": ref_s.missing,
-            "missing_current": cur_s.missing,
-            "checks": _checks(ftype, ref_s, cur_s, missing_threshold, new_category_threshold),
-        }
-        empty = [
-            f"no non-missing{' finite' if ftype == 'numeric' else ''} values in the {side} data "
-            f"({s.rows} rows)"
-            for side, s in (("reference", ref_s), ("current", cur_s))
-            if s.count == 0
-        ]
-        if empty:
-            features[name] = not_comparable_feature(name, ftype, "; ".join(empty), **common)
-            continue
-        outcome: TestOutcome
-        if spec.summary_fn is not None:
-            outcome = spec.summary_fn(ref_s, cur_s, ftype)
-        else:
-            values = raw.get(name) if raw else None
-            if values is None:
-                r, c = _values_from_summary(ref_s, ftype), _values_from_summary(cur_s, ftype)
-                values = None if r is None or c is None else (r, c)
-            if values is None:
-                features[name] = not_comparable_feature(
-                    name,
-                    ftype,
-                    f"test {spec.name!r} needs the values, and the profile holds a histogram",
-                    **common,
-                )
-                continue
-            outcome = spec.evaluate(values[0], values[1], ftype)
-        statistic = float(outcome.statistic)
-        features[name] = FeatureDrift(
-            name=name,
-            type=ftype,
-            statistic=statistic,
-            p_value=None if outcome.p_value is None else float(outcome.p_value),
-            drifted=bool(spec.is_drift(outcome, threshold)),
-            error_bound=outcome.error_bound,
-            distribution=_distribution(ftype, ref_s, cur_s),
+
+def _compare_feature(
+    name: str, ref_f: FeatureProfile | None, cur_f: FeatureProfile | None, settings: _Settings
+) -> FeatureDrift | str:
+    """One feature's verdict, or the reason it is skipped (a type no test handles)."""
+    if ref_f is None or cur_f is None:
+        side = "reference" if ref_f is None else "current"
+        present = cur_f if ref_f is None else ref_f
+        assert present is not None
+        return not_comparable_feature(name, present.type, f"column is missing from the {side} data")
+    if ref_f.type == "unsupported" or cur_f.type == "unsupported":
+        reason = f"type {ref_f.arrow_type} / {cur_f.arrow_type} has no drift test"
+        if settings.explicit or name in settings.tests:
+            raise DriftError(f"column {name!r}: {reason}")
+        return reason
+    if ref_f.type != cur_f.type:
+        return not_comparable_feature(
+            name,
+            ref_f.type,
+            f"type changed: {ref_f.type} ({ref_f.arrow_type}) in the reference, "
+            f"{cur_f.type} ({cur_f.arrow_type}) in the current data",
+        )
+    return _test_feature(name, ref_f, cur_f, settings)
+
+
+def _test_feature(
+    name: str, ref_f: FeatureProfile, cur_f: FeatureProfile, settings: _Settings
+) -> FeatureDrift:
+    """Run the feature's drift test (both sides of one supported type)."""
+    ftype = ref_f.type
+    ref_s, cur_s = ref_f.summary, cur_f.summary
+    assert ref_s is not None and cur_s is not None
+    test_name = settings.tests.get(name) or choose_test(ftype, ref_s, cur_s)
+    spec: TestSpec = get_test(test_name)
+    if ftype not in spec.feature_types:
+        raise DriftError(
+            f"drift test {spec.name!r} does not handle {ftype} features, but column "
+            f"{name!r} is {ftype} ({ref_f.arrow_type}); it handles "
+            f"{', '.join(sorted(spec.feature_types))}"
+        )
+    thresholds = settings.thresholds
+    raw_threshold = thresholds.get(name, thresholds.get(spec.name, spec.default_threshold))
+    threshold = check_threshold(spec.kind, raw_threshold, f"column {name!r} ({spec.name})")
+    common: dict[str, Any] = {
+        "test": spec.name,
+        "threshold": threshold,
+        "kind": spec.kind,
+        "n_reference": ref_s.count,
+        "n_current": cur_s.count,
+        "missing_reference": ref_s.missing,
+        "missing_current": cur_s.missing,
+        "checks": _checks(
+            ftype, ref_s, cur_s, settings.missing_threshold, settings.new_category_threshold
+        ),
+    }
+    empty = [
+        f"no non-missing{' finite' if ftype == 'numeric' else ''} values in the {side} data "
+        f"({s.rows} rows)"
+        for side, s in (("reference", ref_s), ("current", cur_s))
+        if s.count == 0
+    ]
+    if empty:
+        return not_comparable_feature(name, ftype, "; ".join(empty), **common)
+    outcome = _outcome(spec, name, ftype, ref_s, cur_s, settings.raw)
+    if outcome is None:
+        return not_comparable_feature(
+            name,
+            ftype,
+            f"test {spec.name!r} needs the values, and the profile holds a histogram",
             **common,
         )
+    return FeatureDrift(
+        name=name,
+        type=ftype,
+        statistic=float(outcome.statistic),
+        p_value=None if outcome.p_value is None else float(outcome.p_value),
+        drifted=bool(spec.is_drift(outcome, threshold)),
+        error_bound=outcome.error_bound,
+        distribution=_distribution(ftype, ref_s, cur_s),
+        **common,
+    )
+
+
+def _outcome(
+    spec: TestSpec,
+    name: str,
+    ftype: str,
+    ref_s: Any,
+    cur_s: Any,
+    raw: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> TestOutcome | None:
+    """The test's outcome, from the summaries or the values (``None``: values needed, absent)."""
+    if spec.summary_fn is not None:
+        return spec.summary_fn(ref_s, cur_s, ftype)
+    values = raw.get(name)
+    if values is None:
+        r, c = _values_from_summary(ref_s, ftype), _values_from_summary(cur_s, ftype)
+        if r is None or c is None:
+            return None
+        values = (r, c)
+    return spec.evaluate(values[0], values[1], ftype)
+
+
+def _drift_result(
+    features: dict[str, FeatureDrift],
+    skipped: dict[str, str],
+    correction: str,
+    drift_share_threshold: float,
+) -> DriftResult:
+    """Correct the p-values and judge the dataset by the share of drifted features.
+
+    Raises:
+        DataError: If no feature could be compared, with every reason.
+    """
     comparable = {n: f for n, f in features.items() if f.comparable}
     if not comparable:
         reasons = [f"{n}: {f.reason}" for n, f in features.items()]

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from refit.drift.base import TestOutcome, TestSpec, from_summary_fn, register
+from refit.drift.base import TestOutcome, register_distance
 from refit.drift.binning import binned, proportions
 
 NAME = "hellinger"
@@ -25,14 +25,9 @@ def hellinger_summary(reference: object, current: object, feature_type: str) -> 
     return TestOutcome(statistic=math.sqrt(min(max(1.0 - bc, 0.0), 1.0)), p_value=None)
 
 
-SPEC = register(
-    TestSpec(
-        name=NAME,
-        feature_types=frozenset({"numeric", "categorical"}),
-        default_threshold=DEFAULT_THRESHOLD,
-        kind="distance",
-        fn=from_summary_fn(hellinger_summary),
-        summary_fn=hellinger_summary,
-        description="Hellinger distance of binned / category frequencies",
-    )
+SPEC = register_distance(
+    NAME,
+    hellinger_summary,
+    DEFAULT_THRESHOLD,
+    "Hellinger distance of binned / category frequencies",
 )

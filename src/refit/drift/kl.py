@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refit.drift.base import TestOutcome, TestSpec, from_summary_fn, register
+from refit.drift.base import TestOutcome, register_distance
 from refit.drift.binning import EPSILON, binned, proportions
 
 NAME = "kl"
@@ -25,14 +25,9 @@ def kl_summary(reference: object, current: object, feature_type: str) -> TestOut
     return TestOutcome(statistic=max(float(np.sum(p * np.log(p / q))), 0.0), p_value=None)
 
 
-SPEC = register(
-    TestSpec(
-        name=NAME,
-        feature_types=frozenset({"numeric", "categorical"}),
-        default_threshold=DEFAULT_THRESHOLD,
-        kind="distance",
-        fn=from_summary_fn(kl_summary),
-        summary_fn=kl_summary,
-        description="Kullback-Leibler divergence KL(reference || current), natural log",
-    )
+SPEC = register_distance(
+    NAME,
+    kl_summary,
+    DEFAULT_THRESHOLD,
+    "Kullback-Leibler divergence KL(reference || current), natural log",
 )

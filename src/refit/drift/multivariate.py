@@ -206,24 +206,9 @@ def multivariate_drift(
         DriftError: The config is invalid.
         DataError: A column is missing from a side.
     """
-    if config is None:
-        config = MultivariateConfig()
-    elif not isinstance(config, MultivariateConfig):
-        config = MultivariateConfig.from_dict(config)
-    else:
-        config.check()
+    config = _config(config)
     out = MultivariateDrift(method=config.method, config=asdict(config))
-    for name in columns:
-        for side, table in (("reference", reference), ("window", current)):
-            if name not in table.column_names:
-                raise DataError(f"multivariate drift: column {name!r} is not in the {side}")
-    numeric = []
-    for name in columns:
-        types = {feature_type(t.column(name).type) for t in (reference, current)}
-        if types != {"numeric"}:
-            out.skipped[name] = "not numeric on both sides (categorical features are not modelled)"
-        else:
-            numeric.append(name)
+    numeric = _numeric_columns(reference, current, columns, out.skipped)
     rng = np.random.default_rng(config.seed)
     ref = _matrix(_sample(reference.select(numeric), config.max_rows, rng), numeric)
     cur = _matrix(_sample(current.select(numeric), config.max_rows, rng), numeric)
@@ -233,19 +218,7 @@ def multivariate_drift(
             f"at least {MIN_ROWS} a side are needed"
         )
         return out
-    with np.errstate(all="ignore"):
-        median = np.nanmedian(ref, axis=0)
-    keep = []
-    for j, name in enumerate(numeric):
-        if not np.isfinite(median[j]):
-            out.skipped[name] = "no finite reference value"
-            continue
-        ref[np.isnan(ref[:, j]), j] = median[j]
-        cur[np.isnan(cur[:, j]), j] = median[j]
-        if float(np.std(ref[:, j])) == 0.0:
-            out.skipped[name] = "constant in the reference"
-            continue
-        keep.append(j)
+    keep = _impute(ref, cur, numeric, out.skipped)
     out.features = [numeric[j] for j in keep]
     if len(keep) < 2:
         out.note = f"not run: {len(keep)} usable numeric feature(s); at least 2 are needed"
@@ -271,17 +244,7 @@ def multivariate_drift(
 
     e_ref, e_cur = errors(held), errors(cur)
     ref_mean, cur_mean = float(e_ref.mean()), float(e_cur.mean())
-    pooled = np.concatenate([e_ref, e_cur])
-    n_cur = len(e_cur)
-    observed = cur_mean - ref_mean
-    total = pooled.sum()
-    hits = 0
-    for _ in range(config.permutations):
-        picked = rng.permutation(len(pooled))[:n_cur]
-        s = pooled[picked].sum()
-        diff = s / n_cur - (total - s) / (len(pooled) - n_cur)
-        hits += diff >= observed - 1e-12 * max(1.0, abs(observed))
-    p_value = (hits + 1) / (config.permutations + 1)
+    p_value = _permutation_p_value(e_ref, e_cur, config.permutations, rng)
     ratio = cur_mean / ref_mean if ref_mean > 0 else float("inf")
     out.statistic = ratio
     out.p_value = p_value
@@ -289,9 +252,81 @@ def multivariate_drift(
     out.explained_variance = float(share[k - 1])
     out.reference_error = ref_mean
     out.current_error = cur_mean
-    out.rows = {"reference_fit": len(fit), "reference_holdout": len(held), "current": n_cur}
+    out.rows = {"reference_fit": len(fit), "reference_holdout": len(held), "current": len(e_cur)}
     out.drifted = bool(p_value < config.alpha and ratio >= config.min_error_ratio)
     return out
+
+
+def _config(config: MultivariateConfig | Mapping[str, Any] | None) -> MultivariateConfig:
+    """The settings, checked (None: the defaults)."""
+    if config is None:
+        return MultivariateConfig()
+    if not isinstance(config, MultivariateConfig):
+        return MultivariateConfig.from_dict(config)
+    config.check()
+    return config
+
+
+def _numeric_columns(
+    reference: pa.Table, current: pa.Table, columns: Sequence[str], skipped: dict[str, str]
+) -> list[str]:
+    """The columns numeric on both sides; the others go to ``skipped`` with the reason.
+
+    Raises:
+        DataError: A column is missing from a side.
+    """
+    for name in columns:
+        for side, table in (("reference", reference), ("window", current)):
+            if name not in table.column_names:
+                raise DataError(f"multivariate drift: column {name!r} is not in the {side}")
+    numeric = []
+    for name in columns:
+        types = {feature_type(t.column(name).type) for t in (reference, current)}
+        if types != {"numeric"}:
+            skipped[name] = "not numeric on both sides (categorical features are not modelled)"
+        else:
+            numeric.append(name)
+    return numeric
+
+
+def _impute(
+    ref: np.ndarray, cur: np.ndarray, numeric: list[str], skipped: dict[str, str]
+) -> list[int]:
+    """Fill missing values with the reference median, in place; the usable columns' indices.
+
+    A column with no finite reference value or constant in the reference goes to ``skipped``.
+    """
+    with np.errstate(all="ignore"):
+        median = np.nanmedian(ref, axis=0)
+    keep = []
+    for j, name in enumerate(numeric):
+        if not np.isfinite(median[j]):
+            skipped[name] = "no finite reference value"
+            continue
+        ref[np.isnan(ref[:, j]), j] = median[j]
+        cur[np.isnan(cur[:, j]), j] = median[j]
+        if float(np.std(ref[:, j])) == 0.0:
+            skipped[name] = "constant in the reference"
+            continue
+        keep.append(j)
+    return keep
+
+
+def _permutation_p_value(
+    e_ref: np.ndarray, e_cur: np.ndarray, permutations: int, rng: np.random.Generator
+) -> float:
+    """One-sided permutation p-value of the window's mean error exceeding the reference's."""
+    pooled = np.concatenate([e_ref, e_cur])
+    n_cur = len(e_cur)
+    observed = float(e_cur.mean()) - float(e_ref.mean())
+    total = pooled.sum()
+    hits = 0
+    for _ in range(permutations):
+        picked = rng.permutation(len(pooled))[:n_cur]
+        s = pooled[picked].sum()
+        diff = s / n_cur - (total - s) / (len(pooled) - n_cur)
+        hits += diff >= observed - 1e-12 * max(1.0, abs(observed))
+    return (hits + 1) / (permutations + 1)
 
 
 def _num(value: float | None, digits: int = 4) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refit.drift.base import TestOutcome, TestSpec, from_summary_fn, register
+from refit.drift.base import TestOutcome, register_distance
 from refit.drift.binning import EPSILON, binned, proportions
 
 NAME = "psi"
@@ -26,14 +26,9 @@ def psi_summary(reference: object, current: object, feature_type: str) -> TestOu
     return TestOutcome(statistic=float(np.sum((q - p) * np.log(q / p))), p_value=None)
 
 
-SPEC = register(
-    TestSpec(
-        name=NAME,
-        feature_types=frozenset({"numeric", "categorical"}),
-        default_threshold=DEFAULT_THRESHOLD,
-        kind="distance",
-        fn=from_summary_fn(psi_summary),
-        summary_fn=psi_summary,
-        description="Population Stability Index over reference deciles / categories",
-    )
+SPEC = register_distance(
+    NAME,
+    psi_summary,
+    DEFAULT_THRESHOLD,
+    "Population Stability Index over reference deciles / categories",
 )

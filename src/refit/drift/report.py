@@ -13,7 +13,7 @@ import html
 import math
 from typing import Any
 
-from refit.drift.detect import DriftResult, FeatureDrift
+from refit.drift.result import DriftResult, FeatureDrift
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1f2328}

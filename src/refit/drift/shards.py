@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refit.drift.profile import (
-    Profile,
+from refit.drift.profile import Profile
+from refit.drift.profile_io import (
     _local_parquet_files,
     _profile_parquet_by_column,
     streaming_memory_pool,

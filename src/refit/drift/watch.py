@@ -2,7 +2,7 @@
 
 The drift share counts features only; the label and the model's predictions are watched here,
 apart from it, each with a statistic the retrain policy has its own threshold for
-(:mod:`refit.policy.policy`):
+(:mod:`refit.policy.rules`):
 
 * **label drift** (prior shift): a class label's shares on the window against the reference,
   from their profiles. The statistic is the largest change of one class's share (refit's
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from refit.drift.accumulate import profile_table as _profile_table
 from refit.drift.chisquare import chisquare_summary
 from refit.drift.detect import compare_profiles
 from refit.drift.linf import linf_summary
 from refit.drift.profile import CategoricalSummary, FeatureProfile, NumericSummary, Profile
-from refit.drift.profile import profile_table as _profile_table
 
 #: A numeric label with at most this many distinct values is taken as class labels.
 MAX_LABEL_CLASSES = 50

@@ -1,14 +1,13 @@
-"""Evaluation: holdout metrics with intervals, paired tests, fairness, serving and the gate."""
+"""Evaluation: holdout metrics with intervals, paired tests, fairness, latency and the gate."""
 
 from refit.evaluation.compare import Comparison, check_compatible, compare_models, model_data
 from refit.evaluation.fairness import (
-    FairnessConfig,
     FairnessReport,
     check_fairness,
     compute_fairness,
     fairness_report,
-    render_fairness_markdown,
 )
+from refit.evaluation.fairness_config import FairnessConfig
 from refit.evaluation.gate import (
     FIRST_RUN_REASON,
     MODES,
@@ -17,15 +16,18 @@ from refit.evaluation.gate import (
     GateResult,
     SliceSpec,
     gate,
-    render_checks_markdown,
 )
-from refit.evaluation.metrics import MAX_ROC_POINTS, EvaluationResult, downsample_curve, evaluate
-from refit.evaluation.serving import (
+from refit.evaluation.latency import (
     ServingConfig,
     ServingReport,
     ServingStats,
-    render_serving_markdown,
     serving_check,
+)
+from refit.evaluation.metrics import MAX_ROC_POINTS, EvaluationResult, downsample_curve, evaluate
+from refit.evaluation.render import (
+    render_checks_markdown,
+    render_fairness_markdown,
+    render_serving_markdown,
 )
 from refit.evaluation.stats import (
     Interval,

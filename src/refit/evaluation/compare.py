@@ -176,31 +176,9 @@ def compare_models(
         n_rows=data_a.n,
     )
     enough = data_a.n >= config.min_rows
-    if enough:
-        out.intervals["challenger"] = {
-            k: v.to_dict() for k, v in metric_intervals(data_a, **opts).items()
-        }
-    else:
-        out.intervals["challenger"] = {
-            name: {
-                "value": float(compute_metric(name, data_a)[0]),
-                "low": None,
-                "high": None,
-                "method": f"too few rows ({data_a.n} < {config.min_rows})",
-                "confidence": config.confidence,
-            }  # fmt: skip
-            for name in data_a.metric_names()
-            if math.isfinite(float(compute_metric(name, data_a)[0]))
-        }
+    out.intervals["challenger"] = _intervals(data_a, config, opts, enough)
     for spec in config.slices:
-        mask = _slice_mask(table, spec.column, spec.values)
-        rows = np.flatnonzero(mask)
-        metrics = {}
-        for name in data_a.metric_names():
-            value = float(compute_metric(name, data_a, rows)[0]) if rows.size else math.nan
-            if math.isfinite(value):
-                metrics[name] = value
-        out.slices[spec.name] = {"n_rows": int(rows.size), "metrics": metrics}
+        out.slices[spec.name] = _slice_metrics(table, spec.column, spec.values, data_a)
     if champion is None:
         return out
 
@@ -212,31 +190,68 @@ def compare_models(
         }
     else:
         out.intervals["champion"] = {}
-    why_not = f"too few rows ({data_a.n} < {config.min_rows}) for a paired test"
-    if regression:
-        out.tests = {"mcnemar": {"error": "McNemar's test is for classifiers only"}}
-        out.tests["delong"] = {"error": "DeLong's test is for classifiers only"}
-    if not enough:
+        why_not = f"too few rows ({data_a.n} < {config.min_rows}) for a paired test"
         out.tests = {"mcnemar": {"error": why_not}, "delong": {"error": why_not}}
         return out
     if regression:
-        _paired_all(out, data_a, data_b, opts)
-        return out
+        out.tests = {
+            "mcnemar": {"error": "McNemar's test is for classifiers only"},
+            "delong": {"error": "DeLong's test is for classifiers only"},
+        }
+    else:
+        out.tests = _classifier_tests(data_a, data_b)
+    _paired_all(out, data_a, data_b, opts)
+    return out
+
+
+def _intervals(
+    data: PairedData, config: GateConfig, opts: dict[str, Any], enough: bool
+) -> dict[str, Any]:
+    """The challenger's metric intervals; with too few rows, point values and the reason."""
+    if enough:
+        return {k: v.to_dict() for k, v in metric_intervals(data, **opts).items()}
+    return {
+        name: {
+            "value": float(compute_metric(name, data)[0]),
+            "low": None,
+            "high": None,
+            "method": f"too few rows ({data.n} < {config.min_rows})",
+            "confidence": config.confidence,
+        }  # fmt: skip
+        for name in data.metric_names()
+        if math.isfinite(float(compute_metric(name, data)[0]))
+    }
+
+
+def _slice_metrics(
+    table: pa.Table, column: str, values: list[Any], data: PairedData
+) -> dict[str, Any]:
+    """The challenger's finite metrics on the rows of one slice, with their count."""
+    rows = np.flatnonzero(_slice_mask(table, column, values))
+    metrics = {}
+    for name in data.metric_names():
+        value = float(compute_metric(name, data, rows)[0]) if rows.size else math.nan
+        if math.isfinite(value):
+            metrics[name] = value
+    return {"n_rows": int(rows.size), "metrics": metrics}
+
+
+def _classifier_tests(data_a: PairedData, data_b: PairedData) -> dict[str, Any]:
+    """McNemar's test on correctness and, for binary labels, DeLong's on ROC AUC."""
     correct_a = np.argmax(data_a.class_proba, axis=1) == data_a.y_true
     correct_b = np.argmax(data_b.class_proba, axis=1) == data_b.y_true
     # McNemar: b = champion right & challenger wrong, c = challenger right & champion wrong.
-    out.tests["mcnemar"] = mcnemar_test(correct_b, correct_a)
+    tests: dict[str, Any] = {"mcnemar": mcnemar_test(correct_b, correct_a)}
     if data_a.class_proba.shape[1] == 2:
         try:
-            out.tests["delong"] = delong_test(
+            tests["delong"] = delong_test(
                 data_a.y_true == 1, data_a.class_proba[:, 1], data_b.class_proba[:, 1]
             )
         except DataError as exc:
-            out.tests["delong"] = {"error": str(exc)}
+            tests["delong"] = {"error": str(exc)}
     else:
-        out.tests["delong"] = {"error": "DeLong's test is for binary labels only"}
-    _paired_all(out, data_a, data_b, opts)
-    return out
+        tests["delong"] = {"error": "DeLong's test is for binary labels only"}
+    return tests
 
 
 def _paired_all(out: Comparison, a: PairedData, b: PairedData, opts: dict[str, Any]) -> None:

@@ -25,8 +25,6 @@ difference (a TPR measured on a handful of positives is noise).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,156 +33,21 @@ import numpy as np
 import pyarrow as pa
 
 from refit.errors import DataError, PolicyError, RefitError
+from refit.evaluation.fairness_config import DIFFERENCES, LABELS, FairnessConfig
 from refit.evaluation.stats import wilson_interval
 from refit.training.features import FeatureSpec, encode_target
 from refit.training.trainers import TrainedModel
 
 __all__ = [
-    "DIFFERENCES",
-    "GROUP_METRICS",
     "MISSING_GROUP",
-    "FairnessConfig",
     "FairnessReport",
     "check_fairness",
     "compute_fairness",
     "fairness_report",
-    "render_fairness_markdown",
 ]
-
-#: Per-group metrics, each a proportion with a Wilson interval.
-GROUP_METRICS = ("selection_rate", "tpr", "fpr", "accuracy")
-
-#: Disparity measures: name -> the per-group metric whose spread they measure.
-DIFFERENCES = {
-    "demographic_parity_difference": "selection_rate",
-    "equal_opportunity_difference": "tpr",
-}
 
 #: Label of the group of rows whose sensitive attribute is missing (null).
 MISSING_GROUP = "<missing>"
-
-_LABELS = {
-    "demographic_parity_difference": "demographic-parity difference",
-    "equal_opportunity_difference": "equal-opportunity difference",
-    "selection_rate": "selection rate",
-    "tpr": "TPR",
-    "fpr": "FPR",
-    "accuracy": "accuracy",
-}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _bound(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= 1:
-        raise PolicyError(f"gate field 'fairness.{what}' must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-@dataclass
-class FairnessConfig:
-    """The gate's ``fairness`` section.
-
-    Attributes:
-        attribute: The sensitive attribute: a column of the holdout.
-        max_demographic_parity_difference: Ceiling on the challenger's demographic-parity
-            difference, or None.
-        max_equal_opportunity_difference: Ceiling on the challenger's equal-opportunity
-            difference, or None.
-        max_increase_over_champion: Largest increase of either difference over the champion's
-            on the same rows (point values), or None. Ignored without a champion.
-        min_group_size: Fewest rows (for demographic parity) or actual positives (for equal
-            opportunity) a group needs to count; smaller groups are reported only.
-        positive_label: The favourable outcome ("selected"). Default: the second of two sorted
-            classes (the class F1 and ROC AUC treat as positive); required for more classes.
-    """
-
-    attribute: str
-    max_demographic_parity_difference: float | None = None
-    max_equal_opportunity_difference: float | None = None
-    max_increase_over_champion: float | None = None
-    min_group_size: int = 30
-    positive_label: Any = None
-
-    def __post_init__(self) -> None:
-        """Validate the fields.
-
-        Raises:
-            PolicyError: Naming the field and what is wrong with it.
-        """
-        if not isinstance(self.attribute, str) or not self.attribute:
-            raise PolicyError(
-                f"gate field 'fairness.attribute' must be a column name, got {self.attribute!r}"
-            )
-        for what in (
-            "max_demographic_parity_difference",
-            "max_equal_opportunity_difference",
-            "max_increase_over_champion",
-        ):
-            setattr(self, what, _bound(getattr(self, what), what))
-        size = self.min_group_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise PolicyError(
-                f"gate field 'fairness.min_group_size' must be a positive integer, got {size!r}"
-            )
-        label = self.positive_label
-        if label is not None and (isinstance(label, (dict, list)) or label == ""):
-            raise PolicyError(
-                f"gate field 'fairness.positive_label' must be a class label, got {label!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, data: Any) -> FairnessConfig:
-        """Build the section from ``{"attribute": ..., "max_...": ..., "min_group_size": ...}``.
-
-        Raises:
-            PolicyError: Not a mapping, no ``attribute``, unknown keys or invalid values.
-        """
-        if isinstance(data, cls):
-            return data
-        if not isinstance(data, dict):
-            raise PolicyError(f"gate field 'fairness' must be a mapping, got {data!r}")
-        allowed = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise PolicyError(
-                f"gate field 'fairness' has unknown key(s) {unknown}; allowed: {sorted(allowed)}"
-            )
-        if "attribute" not in data:
-            raise PolicyError("gate field 'fairness' needs 'attribute': the sensitive column")
-        kwargs = {k: v for k, v in data.items() if v is not None or k == "positive_label"}
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dictionary."""
-        return {
-            "attribute": self.attribute,
-            "max_demographic_parity_difference": self.max_demographic_parity_difference,
-            "max_equal_opportunity_difference": self.max_equal_opportunity_difference,
-            "max_increase_over_champion": self.max_increase_over_champion,
-            "min_group_size": self.min_group_size,
-            "positive_label": self.positive_label,
-        }
-
-    def ceiling(self, difference: str) -> float | None:
-        """Return the ceiling on one of :data:`DIFFERENCES`, or None."""
-        return getattr(self, f"max_{difference}")
-
-    @property
-    def has_limits(self) -> bool:
-        """Whether the section can block (a ceiling or a champion margin is set)."""
-        return any(
-            v is not None
-            for v in (
-                self.max_demographic_parity_difference,
-                self.max_equal_opportunity_difference,
-                self.max_increase_over_champion,
-            )
-        )
 
 
 @dataclass
@@ -323,14 +186,7 @@ def compute_fairness(
     preds = {"challenger": np.asarray(challenger_pred)}
     if champion_pred is not None:
         preds["champion"] = np.asarray(champion_pred)
-    n = len(labels)
-    if n == 0:
-        raise DataError(f"fairness on {attribute!r}: the holdout has no rows")
-    if y_true.shape != (n,) or any(p.shape != (n,) for p in preds.values()):
-        raise DataError(
-            f"fairness on {attribute!r}: {n} attribute values, {y_true.size} labels and "
-            f"{[p.size for p in preds.values()]} predictions: lengths differ"
-        )
+    _check_lengths(attribute, len(labels), y_true, preds)
     report = FairnessReport(
         attribute=attribute,
         positive_label=positive if positive_label is None else positive_label,
@@ -345,80 +201,130 @@ def compute_fairness(
     )
     label_array = np.asarray(labels, dtype=object)
     rows = {g: np.flatnonzero(label_array == g) for g in names}
-    points: dict[str, dict[str, dict[str, float]]] = {side: {} for side in preds}
-    used: dict[str, list[str]] = {d: [] for d in DIFFERENCES}
     for g in names:
         idx = rows[g]
-        count, positives = int(idx.size), int(y_pos[idx].sum())
-        entry: dict[str, Any] = {"group": g, "count": count, "positives": positives}
-        entry["used"] = {
-            "demographic_parity_difference": count >= min_group_size,
-            "equal_opportunity_difference": positives >= min_group_size,
-        }
-        for side in ("challenger", "champion"):
-            if side not in preds:
-                entry[side] = None
-                continue
-            pred = preds[side][idx]
-            metrics = _group_metrics(y_pos[idx], y_true[idx], pred, positive, confidence)
-            entry[side] = metrics
-            for diff, metric in DIFFERENCES.items():
-                group_metric = metrics[metric]
-                if entry["used"][diff] and group_metric is not None:
-                    points[side].setdefault(diff, {})[g] = group_metric["value"]
-        for diff in DIFFERENCES:
-            if entry["used"][diff]:
-                used[diff].append(g)
+        entry = _group_entry(
+            g, y_true[idx], y_pos[idx], preds, idx, positive, confidence, min_group_size
+        )
         report.groups.append(entry)
-        if count < min_group_size:
-            report.notes.append(
-                f"group {g!r} has {count} rows (< min_group_size {min_group_size}): reported, "
-                "not used in either difference or for blocking"
-            )
-        elif positives < min_group_size:
-            report.notes.append(
-                f"group {g!r} has {positives} actual positives (< min_group_size "
-                f"{min_group_size}): its TPR is reported, not used in the equal-opportunity "
-                "difference or for blocking"
-            )
+        report.notes += _small_group_notes(entry, min_group_size)
     if MISSING_GROUP in rows:
         report.notes.append(
             f"{rows[MISSING_GROUP].size} rows have no {attribute!r} value: grouped as "
             f"{MISSING_GROUP!r}"
         )
+    used = {d: [e["group"] for e in report.groups if e["used"][d]] for d in DIFFERENCES}
     for diff in DIFFERENCES:
         if len(used[diff]) < 2:
             need = "rows" if diff == "demographic_parity_difference" else "actual positives"
             report.notes.append(
-                f"{_LABELS[diff]} undefined: {len(used[diff])} group(s) with at least "
+                f"{LABELS[diff]} undefined: {len(used[diff])} group(s) with at least "
                 f"{min_group_size} {need}; two are needed"
             )
     draws = _bootstrap(rows, used, y_pos, preds, positive, n_resamples, seed)
-    for side in preds:
-        out: dict[str, dict[str, Any] | None] = {}
-        for diff in DIFFERENCES:
-            spread = _spread(points[side].get(diff, {}))
-            if spread is None:
-                out[diff] = None
-                continue
-            low, high = _percentile(draws[side][diff], confidence)
-            out[diff] = {
-                "value": spread[0], "low": low, "high": high,
-                "max_group": spread[1], "min_group": spread[2],
-            }  # fmt: skip
-        if side == "challenger":
-            report.challenger = out
-        else:
-            report.champion = out
-    if report.champion is not None:
-        for diff in DIFFERENCES:
-            a, b = report.challenger.get(diff), report.champion.get(diff)
-            if a is None or b is None:
-                report.increase[diff] = None
-                continue
-            low, high = _percentile(draws["challenger"][diff] - draws["champion"][diff], confidence)
-            report.increase[diff] = {"value": a["value"] - b["value"], "low": low, "high": high}
+    report.challenger = _differences(report.groups, "challenger", draws, confidence)
+    if "champion" in preds:
+        report.champion = _differences(report.groups, "champion", draws, confidence)
+        report.increase = _increases(report.challenger, report.champion, draws, confidence)
     return report
+
+
+def _check_lengths(
+    attribute: str, n: int, y_true: np.ndarray, preds: dict[str, np.ndarray]
+) -> None:
+    if n == 0:
+        raise DataError(f"fairness on {attribute!r}: the holdout has no rows")
+    if y_true.shape != (n,) or any(p.shape != (n,) for p in preds.values()):
+        raise DataError(
+            f"fairness on {attribute!r}: {n} attribute values, {y_true.size} labels and "
+            f"{[p.size for p in preds.values()]} predictions: lengths differ"
+        )
+
+
+def _group_entry(
+    group: str,
+    y_true: np.ndarray,
+    y_pos: np.ndarray,
+    preds: dict[str, np.ndarray],
+    idx: np.ndarray,
+    positive: int,
+    confidence: float,
+    min_group_size: int,
+) -> dict[str, Any]:
+    """One group's row of the report: counts, the differences it counts in, each model's metrics."""
+    count, positives = int(idx.size), int(y_pos.sum())
+    entry: dict[str, Any] = {"group": group, "count": count, "positives": positives}
+    entry["used"] = {
+        "demographic_parity_difference": count >= min_group_size,
+        "equal_opportunity_difference": positives >= min_group_size,
+    }
+    for side in ("challenger", "champion"):
+        pred = preds.get(side)
+        entry[side] = (
+            None if pred is None else _group_metrics(y_pos, y_true, pred[idx], positive, confidence)
+        )
+    return entry
+
+
+def _small_group_notes(entry: dict[str, Any], min_group_size: int) -> list[str]:
+    """Why a group too small for a difference is reported but not used."""
+    g, count, positives = entry["group"], entry["count"], entry["positives"]
+    if count < min_group_size:
+        return [
+            f"group {g!r} has {count} rows (< min_group_size {min_group_size}): reported, "
+            "not used in either difference or for blocking"
+        ]
+    if positives < min_group_size:
+        return [
+            f"group {g!r} has {positives} actual positives (< min_group_size "
+            f"{min_group_size}): its TPR is reported, not used in the equal-opportunity "
+            "difference or for blocking"
+        ]
+    return []
+
+
+def _differences(
+    groups: list[dict[str, Any]],
+    side: str,
+    draws: dict[str, dict[str, np.ndarray]],
+    confidence: float,
+) -> dict[str, dict[str, Any] | None]:
+    """One model's differences over the groups used for each, with bootstrap intervals."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for diff, metric in DIFFERENCES.items():
+        points = {
+            e["group"]: e[side][metric]["value"]
+            for e in groups
+            if e["used"][diff] and e[side][metric] is not None
+        }
+        spread = _spread(points)
+        if spread is None:
+            out[diff] = None
+            continue
+        low, high = _percentile(draws[side][diff], confidence)
+        out[diff] = {
+            "value": spread[0], "low": low, "high": high,
+            "max_group": spread[1], "min_group": spread[2],
+        }  # fmt: skip
+    return out
+
+
+def _increases(
+    challenger: dict[str, dict[str, Any] | None],
+    champion: dict[str, dict[str, Any] | None],
+    draws: dict[str, dict[str, np.ndarray]],
+    confidence: float,
+) -> dict[str, dict[str, Any] | None]:
+    """Each difference's increase, challenger minus champion, with its paired interval."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for diff in DIFFERENCES:
+        a, b = challenger.get(diff), champion.get(diff)
+        if a is None or b is None:
+            out[diff] = None
+            continue
+        low, high = _percentile(draws["challenger"][diff] - draws["champion"][diff], confidence)
+        out[diff] = {"value": a["value"] - b["value"], "low": low, "high": high}
+    return out
 
 
 def _bootstrap(
@@ -574,85 +480,3 @@ def check_fairness(
         ).to_dict()  # fmt: skip
     except RefitError as exc:
         return {"attribute": config.attribute, "error": str(exc)}
-
-
-def _fmt(interval: dict[str, Any] | None, signed: bool = False) -> str:
-    if interval is None:
-        return "—"
-    value = f"{interval['value']:+.3f}" if signed else f"{interval['value']:.3f}"
-    if interval.get("low") is None or interval.get("high") is None:
-        return value
-    pattern = "{:+.3f}" if signed else "{:.3f}"
-    low, high = pattern.format(interval["low"]), pattern.format(interval["high"])
-    return f"{value} [{low}, {high}]"
-
-
-def render_fairness_markdown(summary: dict[str, Any] | None, title: str = "Fairness") -> str:
-    """Render a fairness summary (``FairnessReport.to_dict()`` or an error) as Markdown.
-
-    Args:
-        summary: The ``fairness`` entry of ``evaluation.json``, or None when not configured.
-        title: Heading.
-
-    Returns:
-        Markdown: the differences (challenger, champion, increase), then one table row per group
-        and model with every metric and its interval, then the notes.
-    """
-    if summary is None:
-        return (
-            f"# {title}\n\n_No fairness check configured: add a `fairness` section "
-            '(`{"attribute": COLUMN, ...}`) to the gate._\n'
-        )
-    attribute = summary.get("attribute")
-    lines = [f"# {title} on `{attribute}`", ""]
-    if "error" in summary:
-        lines += [f"**Cannot check:** {summary['error']}", "", "The gate failed closed."]
-        return "\n".join(lines) + "\n"
-    conf = summary.get("confidence", 0.95)
-    size = summary.get("min_group_size")
-    lines += [
-        f"Favourable outcome: `{summary.get('positive_label')}`. Intervals: {conf:.0%} "
-        "(Wilson per group; seeded stratified bootstrap for the differences). "
-        f"Groups with fewer than {size} rows (or, for the equal-opportunity difference, "
-        f"{size} actual positives) are reported but not used for the differences or for "
-        "blocking.",
-        "",
-        "| measure | challenger | champion | increase |",
-        "|---|---|---|---|",
-    ]
-    champion = summary.get("champion")
-    for diff in DIFFERENCES:
-        chal = summary["challenger"].get(diff)
-        where = "" if chal is None else f" ({chal['max_group']} vs {chal['min_group']})"
-        champ = None if champion is None else champion.get(diff)
-        inc = summary.get("increase", {}).get(diff)
-        lines.append(
-            f"| {_LABELS[diff]} | {_fmt(chal)}{where} | "
-            f"{'no champion' if champion is None else _fmt(champ)} | {_fmt(inc, signed=True)} |"
-        )
-    lines += [
-        "",
-        "| group | model | rows | positives | selection rate | TPR | FPR | accuracy | used |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for g in summary["groups"]:
-        used = g["used"]
-        marks = [
-            name
-            for name, key in (("DP", "demographic_parity_difference"),
-                              ("EO", "equal_opportunity_difference"))
-            if used.get(key)
-        ]  # fmt: skip
-        group = str(g["group"]).replace("|", "\\|")
-        for side in ("challenger", "champion"):
-            metrics = g.get(side)
-            if metrics is None:
-                continue
-            cells = " | ".join(_fmt(metrics.get(m)) for m in GROUP_METRICS)
-            lines.append(
-                f"| {group} | {side} | {g['count']} | {g['positives']} | {cells} | "
-                f"{', '.join(marks) or 'no (too small)'} |"
-            )
-    if summary.get("notes"):
-        lines += [""] + [f"- {note}" for note in summary["notes"]]
-    return "\n".join(lines) + "\n"

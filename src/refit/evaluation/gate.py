@@ -1,51 +1,32 @@
 """The promotion gate: a declarative config judged on point values and paired statistics.
 
-A gate config (JSON) holds:
-
-- ``thresholds``: metric -> bound the challenger must reach: a minimum for higher-is-better
-  metrics, a maximum for lower-is-better ones (log loss, calibration error, MAE, RMSE).
-- ``max_degradation``: without ``mode``, the challenger's point value may be worse than the
-  champion's by at most this much, per thresholded metric (the original, backward-compatible
-  meaning).
-- ``mode``: ``"superior"`` (the challenger must be significantly better: McNemar for accuracy,
-  DeLong for ROC AUC, the paired bootstrap interval of the difference above zero for the rest) or
-  ``"non-inferior"`` (the lower bound of the paired interval of the improvement must exceed
-  ``-margin``). Applies to ``compare`` (default: the thresholded metrics).
-- ``changes``: metric -> ``{"min": x, "relative": bool}``: the change against the champion, in the
-  metric's better direction, must be at least ``x`` (absolute, or relative to the champion).
-- ``directions``: metric -> ``"higher"`` | ``"lower"`` overrides which way is better.
-- ``slices``: ``[{"name", "column", "values", "thresholds"}]``: thresholds on named segments.
-- ``min_rows`` (30), ``confidence`` (0.95), ``n_resamples`` (1000), ``seed`` (0).
-- ``fairness`` (optional): ``{"attribute", "max_demographic_parity_difference",
-  "max_equal_opportunity_difference", "max_increase_over_champion", "min_group_size",
-  "positive_label"}`` (see `refit.evaluation.fairness`): block when the challenger's difference
-  is above its ceiling, or above the champion's by more than the margin (point values). Groups
-  below ``min_group_size`` are reported, not used for blocking; a difference that cannot be
-  measured (fewer than two groups large enough) or an attribute missing from the data fails
-  closed.
-- ``serving`` (optional): ``{"requests", "warmup", "batch_size", "max_p99_ms",
-  "max_p99_increase", "min_p99_increase_ms"}`` (see `refit.evaluation.serving`): block when the
-  challenger fails to load or fails a request, when its p99 latency is above ``max_p99_ms``, or
-  when it is above the champion's (same run) by more than ``max_p99_increase`` (relative) and
-  ``min_p99_increase_ms``. No champion: the ceiling alone, said in the reasons.
-
-No champion: absolute thresholds alone, said in the reasons. No thresholds: fail closed. Too few
-rows for a test: the reasons say so instead of a p-value, and the gate stays closed.
+A gate config (JSON: thresholds, the margin or paired-test ``mode`` against the champion,
+change thresholds, slices, and optional fairness and serving sections) is judged by `gate`, one
+check per row with the numbers (`refit.evaluation.checks`). No champion: absolute thresholds
+alone; no thresholds, too few rows, or a configured section without results: fail closed. The
+config's keys and the reasons for this design: docs/decisions/0018-declarative-fail-closed-gate.md.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
-
-import numpy as np
+from typing import Any
 
 from refit.errors import PolicyError
-from refit.evaluation.fairness import DIFFERENCES, FairnessConfig
-from refit.evaluation.serving import ServingConfig
-from refit.evaluation.stats import HIGHER_IS_BETTER, MIN_ROWS
+from refit.evaluation.checks import (
+    Judge,
+    change_checks,
+    fairness_checks,
+    mode_checks,
+    rows_check,
+    serving_checks,
+    slice_checks,
+    threshold_checks,
+)
+from refit.evaluation.fairness_config import FairnessConfig
+from refit.evaluation.latency import ServingConfig
+from refit.evaluation.stats import HIGHER_IS_BETTER, MIN_ROWS, is_number
 
 __all__ = [
     "FIRST_RUN_REASON",
@@ -55,24 +36,15 @@ __all__ = [
     "GateResult",
     "SliceSpec",
     "gate",
-    "render_checks_markdown",
 ]
 
 FIRST_RUN_REASON = "no champion: judged on absolute thresholds alone"
 NO_THRESHOLDS_REASON = "gate has no thresholds: failing closed"
 MODES = ("superior", "non-inferior")
 
-# Tolerance for float round-off in comparisons (0.9 >= 0.91 - 0.01 must pass).
-_EPS = 1e-12
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
-    # numbers.Real covers int, float and numpy floats/ints; bools are not metric values.
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
 
 def _finite(value: Any, what: str) -> float:
-    if not _is_number(value) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise PolicyError(f"gate field {what} must be a finite number, got {value!r}")
     return float(value)
 
@@ -86,10 +58,52 @@ def _metric_map(value: Any, what: str) -> dict[str, float]:
     for name, bound in value.items():
         if not isinstance(name, str) or not name:
             raise PolicyError(f"gate threshold metric names must be strings, got {name!r}")
-        if not _is_number(bound) or not math.isfinite(bound):
+        if not is_number(bound) or not math.isfinite(bound):
             raise PolicyError(f"gate threshold for {name!r} must be a finite number, got {bound!r}")
         out[name] = float(bound)
     return out
+
+
+def _non_negative(value: Any, name: str) -> float:
+    number = _finite(value, f"'{name}'")
+    if number < 0:
+        raise PolicyError(f"gate field '{name}' must be >= 0, got {value!r}")
+    return number
+
+
+def _metric_names(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+        raise PolicyError(f"gate field '{name}' must be a list of metric names")
+    return list(value)
+
+
+def _change_specs(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise PolicyError("gate field 'changes' must be a mapping of metric -> {min, relative}")
+    changes = {}
+    for name, spec in value.items():
+        if not isinstance(spec, dict) or "min" not in spec or set(spec) - {"min", "relative"}:
+            raise PolicyError(
+                f"gate change threshold for {name!r} must be {{'min': x, 'relative': bool}}, "
+                f"got {spec!r}"
+            )
+        relative = spec.get("relative", False)
+        if not isinstance(relative, bool):
+            raise PolicyError(f"gate change for {name!r}: 'relative' must be true or false")
+        changes[name] = {"min": _finite(spec["min"], f"changes.{name}.min"), "relative": relative}
+    return changes
+
+
+def _check_directions(value: Any) -> None:
+    if not isinstance(value, dict) or any(d not in ("higher", "lower") for d in value.values()):
+        raise PolicyError(
+            f"gate field 'directions' must map metric -> 'higher' or 'lower', got {value!r}"
+        )
+
+
+def _check_count(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PolicyError(f"gate field {name!r} must be a non-negative integer, got {value!r}")
 
 
 @dataclass
@@ -143,7 +157,7 @@ class SliceSpec:
 
 @dataclass
 class GateConfig:
-    """Gate settings (see the module docstring for the JSON form).
+    """Gate settings (the JSON form: docs/decisions/0018-declarative-fail-closed-gate.md).
 
     Attributes:
         thresholds: Metric -> bound (minimum, or maximum for lower-is-better metrics).
@@ -158,8 +172,8 @@ class GateConfig:
         confidence: Confidence level of intervals; tests use ``alpha = 1 - confidence``.
         n_resamples: Bootstrap resamples.
         seed: Seed of the bootstrap.
-        fairness: Fairness section (`refit.evaluation.fairness.FairnessConfig`), or None.
-        serving: Serving-check section (`refit.evaluation.serving.ServingConfig`), or None.
+        fairness: Fairness section (`refit.evaluation.fairness_config.FairnessConfig`), or None.
+        serving: Serving-check section (`refit.evaluation.latency.ServingConfig`), or None.
     """
 
     thresholds: dict[str, float] = field(default_factory=dict)
@@ -184,61 +198,20 @@ class GateConfig:
             PolicyError: Naming the field and what is wrong with it.
         """
         self.thresholds = _metric_map(self.thresholds, "thresholds")
-        if not _is_number(self.max_degradation) or not math.isfinite(self.max_degradation):
-            raise PolicyError(
-                "gate field 'max_degradation' must be a finite number, "
-                f"got {self.max_degradation!r}"
-            )
-        if self.max_degradation < 0:
-            raise PolicyError(
-                f"gate field 'max_degradation' must be >= 0, got {self.max_degradation!r}"
-            )
-        self.max_degradation = float(self.max_degradation)
+        self.max_degradation = _non_negative(self.max_degradation, "max_degradation")
         if self.mode is not None and self.mode not in MODES:
             raise PolicyError(f"gate field 'mode' must be one of {list(MODES)}, got {self.mode!r}")
         if self.margin is not None:
-            self.margin = _finite(self.margin, "'margin'")
-            if self.margin < 0:
-                raise PolicyError(f"gate field 'margin' must be >= 0, got {self.margin!r}")
+            self.margin = _non_negative(_finite(self.margin, "'margin'"), "margin")
         if self.compare is not None:
-            if not isinstance(self.compare, list) or not all(
-                isinstance(m, str) and m for m in self.compare
-            ):
-                raise PolicyError("gate field 'compare' must be a list of metric names")
-            self.compare = list(self.compare)
-        if not isinstance(self.changes, dict):
-            raise PolicyError("gate field 'changes' must be a mapping of metric -> {min, relative}")
-        changes = {}
-        for name, spec in self.changes.items():
-            if not isinstance(spec, dict) or "min" not in spec or set(spec) - {"min", "relative"}:
-                raise PolicyError(
-                    f"gate change threshold for {name!r} must be {{'min': x, 'relative': bool}}, "
-                    f"got {spec!r}"
-                )
-            relative = spec.get("relative", False)
-            if not isinstance(relative, bool):
-                raise PolicyError(f"gate change for {name!r}: 'relative' must be true or false")
-            changes[name] = {
-                "min": _finite(spec["min"], f"changes.{name}.min"),
-                "relative": relative,
-            }
-        self.changes = changes
-        if not isinstance(self.directions, dict) or any(
-            d not in ("higher", "lower") for d in self.directions.values()
-        ):
-            raise PolicyError(
-                f"gate field 'directions' must map metric -> 'higher' or 'lower', "
-                f"got {self.directions!r}"
-            )
+            self.compare = _metric_names(self.compare, "compare")
+        self.changes = _change_specs(self.changes)
+        _check_directions(self.directions)
         self.slices = [
             s if isinstance(s, SliceSpec) else SliceSpec.from_dict(s) for s in self.slices
         ]
         for what in ("min_rows", "n_resamples", "seed"):
-            value = getattr(self, what)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise PolicyError(
-                    f"gate field {what!r} must be a non-negative integer, got {value!r}"
-                )
+            _check_count(getattr(self, what), what)
         if self.n_resamples < 100:
             raise PolicyError(f"gate field 'n_resamples' must be >= 100, got {self.n_resamples}")
         conf = _finite(self.confidence, "'confidence'")
@@ -333,73 +306,6 @@ class GateResult:
         }
 
 
-def _value(metrics: dict[str, Any] | None, name: str) -> float | None:
-    value = (metrics or {}).get(name)
-    if not _is_number(value) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-class _Judge:
-    def __init__(self, config: GateConfig) -> None:
-        self.config = config
-        self.reasons: list[str] = []
-        self.checks: list[dict[str, Any]] = []
-
-    def add(
-        self,
-        kind: str,
-        metric: str,
-        value: float | None,
-        reference: float | None,
-        passed: bool,
-        reason: str,
-        detail: str = "",
-    ) -> None:
-        self.reasons.append(reason)
-        self.checks.append(
-            {
-                "metric": metric,
-                "kind": kind,
-                "value": value,
-                "reference": reference,
-                "passed": bool(passed),
-                "detail": detail or reason,
-            }
-        )
-
-    def threshold(self, name: str, bound: float, value: float | None, prefix: str = "") -> None:
-        kind = "slice" if prefix else "threshold"
-        label = f"{prefix}{name}"
-        higher = self.config.higher_is_better(name)
-        if value is None:
-            self.add(
-                kind,
-                label,
-                None,
-                bound,
-                False,
-                f"{label} missing from challenger metrics: cannot check "
-                f"{'>=' if higher else '<='} {bound:.3f}",
-            )
-            return
-        passed = value >= bound - _EPS if higher else value <= bound + _EPS
-        if higher:
-            op = ">=" if passed else "<"
-            tail = "" if passed else " (below minimum)"
-        else:
-            op = "<=" if passed else ">"
-            tail = "" if passed else " (above maximum)"
-        self.add(kind, label, value, bound, passed, f"{label} {value:.3f} {op} {bound:.3f}{tail}")
-
-
-def _improvement(config: GateConfig, metric: str, interval: dict[str, float]) -> tuple[float, ...]:
-    """Return (value, low, high) of the improvement (positive = challenger better)."""
-    if config.higher_is_better(metric):
-        return interval["value"], interval["low"], interval["high"]
-    return -interval["value"], -interval["high"], -interval["low"]
-
-
 def gate(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
@@ -412,8 +318,8 @@ def gate(
     The challenger must reach every threshold in ``config.thresholds``. With a champion and no
     ``mode``, for every thresholded metric the challenger must also satisfy
     ``challenger >= champion - config.max_degradation`` (point values). With a ``mode``, the
-    paired statistics in ``comparison`` decide (see the module docstring). A gate with no
-    thresholds fails closed.
+    paired statistics in ``comparison`` decide (see
+    docs/decisions/0018-declarative-fail-closed-gate.md). A gate with no thresholds fails closed.
 
     Args:
         challenger: Challenger metrics by name (missing, None or NaN values count as absent).
@@ -423,7 +329,7 @@ def gate(
             ``n_rows``, ``paired`` (metric -> interval of the difference), ``tests``
             (``mcnemar``, ``delong``, or ``{"error": ...}``), ``slices`` (name -> ``n_rows``,
             ``metrics``), ``fairness`` (`refit.evaluation.fairness.check_fairness`) and
-            ``serving`` (`refit.evaluation.serving.ServingReport.to_dict`). Needed for
+            ``serving`` (`refit.evaluation.latency.ServingReport.to_dict`). Needed for
             ``mode``, ``slices``, ``fairness`` and ``serving``; a configured section without
             its results fails closed.
 
@@ -431,58 +337,25 @@ def gate(
         The :class:`GateResult`; its reasons list every check with the numbers.
     """
     first_run = champion is None
-    judge = _Judge(config)
+    judge = Judge(config)
     if first_run:
         judge.reasons.append(FIRST_RUN_REASON)
     if not config.thresholds:
         judge.reasons.append(NO_THRESHOLDS_REASON)
         return GateResult(blessed=False, reasons=judge.reasons, first_run=first_run, checks=[])
 
-    n_rows = None if comparison is None else comparison.get("n_rows")
-    if n_rows is not None and n_rows < config.min_rows:
-        judge.add(
-            "rows",
-            "n_rows",
-            float(n_rows),
-            float(config.min_rows),
-            False,
-            f"too few rows for a judgement: {n_rows} < {config.min_rows} (no interval, no p-value)",
-        )
-
-    margin = config.max_degradation
-    for name in sorted(config.thresholds):
-        value = _value(challenger, name)
-        judge.threshold(name, config.thresholds[name], value)
-        if champion is None or value is None or config.mode is not None:
-            continue
-        reference = _value(champion, name)
-        if reference is None:
-            judge.reasons.append(f"{name}: champion has no value; champion comparison skipped")
-            continue
-        change = value - reference
-        improvement = change if config.higher_is_better(name) else -change
-        ok = improvement >= -margin - _EPS
-        where = "within" if ok else "beyond"
-        judge.add(
-            "champion",
-            name,
-            value,
-            reference,
-            ok,
-            f"{name} {value:.3f} vs champion {reference:.3f}: change {change:+.3f} "
-            f"{where} -{margin:.3f} margin",
-        )
-
+    rows_check(judge, comparison)
+    threshold_checks(judge, challenger, champion)
     if champion is not None:
-        _change_checks(judge, challenger, champion)
+        change_checks(judge, challenger, champion)
         if config.mode is not None:
-            _mode_checks(judge, config.mode, challenger, champion, comparison)
+            mode_checks(judge, config.mode, challenger, champion, comparison)
     if config.slices:
-        _slice_checks(judge, comparison)
+        slice_checks(judge, comparison)
     if config.fairness is not None:
-        _fairness_checks(judge, config.fairness, (comparison or {}).get("fairness"))
+        fairness_checks(judge, config.fairness, (comparison or {}).get("fairness"))
     if config.serving is not None:
-        _serving_checks(judge, config.serving, (comparison or {}).get("serving"))
+        serving_checks(judge, config.serving, (comparison or {}).get("serving"))
 
     failed = [c for c in judge.checks if not c["passed"]]
     blessed = not failed
@@ -494,330 +367,3 @@ def gate(
     return GateResult(
         blessed=blessed, reasons=judge.reasons, first_run=first_run, checks=judge.checks
     )
-
-
-def _change_checks(judge: _Judge, challenger: dict[str, Any], champion: dict[str, Any]) -> None:
-    config = judge.config
-    for name, spec in sorted(config.changes.items()):
-        value, reference = _value(challenger, name), _value(champion, name)
-        if value is None or reference is None:
-            judge.add(
-                "change", name, value, reference, False,
-                f"{name}: change against the champion cannot be computed (value missing)",
-            )  # fmt: skip
-            continue
-        improvement = value - reference if config.higher_is_better(name) else reference - value
-        if spec["relative"]:
-            if reference == 0:
-                judge.add(
-                    "change", name, value, reference, False,
-                    f"{name}: relative change undefined (champion value is 0)",
-                )  # fmt: skip
-                continue
-            improvement /= abs(reference)
-            shown, need = f"{improvement:+.2%}", f"{spec['min']:+.2%}"
-        else:
-            shown, need = f"{improvement:+.3f}", f"{spec['min']:+.3f}"
-        passed = improvement >= spec["min"] - _EPS
-        judge.add(
-            "change",
-            name,
-            value,
-            reference,
-            passed,
-            f"{name} improvement over champion {shown} {'>=' if passed else '<'} required {need}"
-            f" ({'relative' if spec['relative'] else 'absolute'})",
-        )
-
-
-def _mode_checks(
-    judge: _Judge,
-    mode: str,
-    challenger: dict[str, Any],
-    champion: dict[str, Any],
-    comparison: dict[str, Any] | None,
-) -> None:
-    config = judge.config
-    alpha = 1 - config.confidence
-    margin = config.max_degradation if config.margin is None else config.margin
-    for name in config.compared_metrics:
-        value, reference = _value(challenger, name), _value(champion, name)
-        paired = None if comparison is None else comparison.get("paired", {}).get(name)
-        n_rows = None if comparison is None else comparison.get("n_rows")
-        if n_rows is not None and n_rows < config.min_rows:
-            judge.add(
-                mode, name, value, reference, False,
-                f"{name}: too few rows ({n_rows} < {config.min_rows}) for a {mode} test: "
-                "no p-value",
-            )  # fmt: skip
-            continue
-        if paired is None or n_rows is None:
-            judge.add(
-                mode, name, value, reference, False,
-                f"{name}: {mode} test needs paired per-row results on the same holdout; none given",
-            )  # fmt: skip
-            continue
-        imp, low, high = _improvement(config, name, paired)
-        ci = f"{imp:+.3f} [{low:+.3f}, {high:+.3f}] ({config.confidence:.0%} paired bootstrap)"
-        if mode == "non-inferior":
-            passed = low > -margin
-            judge.add(
-                mode, name, value, reference, passed,
-                f"{name} improvement {ci}: lower bound {low:+.3f} "
-                f"{'>' if passed else '<='} -{margin:.3f} margin"
-                + ("" if passed else " (not shown non-inferior)"),
-            )  # fmt: skip
-            continue
-        tests = (comparison or {}).get("tests", {})
-        test = tests.get("mcnemar") if name == "accuracy" else None
-        test = tests.get("delong") if name == "roc_auc" else test
-        if test is not None and "error" in test:
-            judge.add(
-                mode, name, value, reference, False,
-                f"{name}: {test['error']}: no p-value; cannot show superiority",
-            )  # fmt: skip
-            continue
-        if test is not None:
-            label = "McNemar" if name == "accuracy" else "DeLong"
-            p = float(test["p_value"])
-            passed = p < alpha and imp > 0
-            judge.add(
-                mode, name, value, reference, passed,
-                f"{name} improvement {ci}; {label} p = {p:.4f} "
-                f"{'<' if p < alpha else '>='} {alpha:.3f}"
-                + ("" if passed else " (not significantly better)"),
-            )  # fmt: skip
-            continue
-        passed = low > 0
-        judge.add(
-            mode, name, value, reference, passed,
-            f"{name} improvement {ci}: lower bound {'>' if passed else '<='} 0"
-            + ("" if passed else " (not significantly better)"),
-        )  # fmt: skip
-
-
-def _slice_checks(judge: _Judge, comparison: dict[str, Any] | None) -> None:
-    config = judge.config
-    slices = (comparison or {}).get("slices", {})
-    for spec in config.slices:
-        got = slices.get(spec.name)
-        prefix = f"slice {spec.name}: "
-        if got is None:
-            judge.add(
-                "slice", spec.name, None, None, False,
-                f"{prefix}no per-slice results given: failing closed",
-            )  # fmt: skip
-            continue
-        rows = int(got.get("n_rows", 0))
-        if rows < config.min_rows:
-            judge.add(
-                "slice", spec.name, float(rows), float(config.min_rows), False,
-                f"{prefix}too few rows ({rows} < {config.min_rows}) to judge",
-            )  # fmt: skip
-            continue
-        for name in sorted(spec.thresholds):
-            judge.threshold(name, spec.thresholds[name], _value(got.get("metrics"), name), prefix)
-
-
-_DIFFERENCE_LABELS = {
-    "demographic_parity_difference": "demographic-parity difference",
-    "equal_opportunity_difference": "equal-opportunity difference",
-}
-
-
-def _fairness_checks(judge: _Judge, spec: FairnessConfig, got: dict[str, Any] | None) -> None:
-    prefix = f"fairness on {spec.attribute!r}: "
-    if got is None:
-        judge.add(
-            "fairness", "fairness", None, None, False,
-            f"{prefix}no fairness results given: failing closed",
-        )  # fmt: skip
-        return
-    if "error" in got:
-        judge.add(
-            "fairness", "fairness", None, None, False,
-            f"{prefix}cannot check: {got['error']}: failing closed",
-        )  # fmt: skip
-        return
-    if not spec.has_limits:
-        judge.reasons.append(f"{prefix}reported only: no ceiling or champion margin set")
-        return
-    champion = got.get("champion")
-    margin = spec.max_increase_over_champion
-    if margin is not None and champion is None:
-        judge.reasons.append(f"{prefix}no champion: judged on absolute ceilings alone")
-    for name in DIFFERENCES:
-        ceiling = spec.ceiling(name)
-        compared = margin is not None and champion is not None
-        if ceiling is None and not compared:
-            continue
-        label = _DIFFERENCE_LABELS[name]
-        chal = (got.get("challenger") or {}).get(name)
-        if chal is None:
-            need = "rows" if name == "demographic_parity_difference" else "actual positives"
-            judge.add(
-                "fairness", name, None, ceiling, False,
-                f"{prefix}{label} cannot be measured: fewer than two groups with at least "
-                f"{spec.min_group_size} {need}: failing closed",
-            )  # fmt: skip
-            continue
-        value = float(chal["value"])
-        span = f"{chal['max_group']!r} vs {chal['min_group']!r}"
-        ci = ""
-        if chal.get("low") is not None and chal.get("high") is not None:
-            ci = f" [{chal['low']:.3f}, {chal['high']:.3f}]"
-        if ceiling is not None:
-            passed = value <= ceiling + _EPS
-            judge.add(
-                "fairness", name, value, ceiling, passed,
-                f"{prefix}{label} {value:.3f}{ci} ({span}) "
-                + (f"<= ceiling {ceiling:.3f}" if passed else f"> ceiling {ceiling:.3f}"),
-            )  # fmt: skip
-        if not compared or margin is None:
-            continue
-        ref = (champion or {}).get(name)
-        if ref is None:
-            judge.add(
-                "fairness-champion", name, value, None, False,
-                f"{prefix}{label}: champion's cannot be measured on these rows: failing closed",
-            )  # fmt: skip
-            continue
-        reference = float(ref["value"])
-        increase = value - reference
-        passed = increase <= margin + _EPS
-        inc = (got.get("increase") or {}).get(name) or {}
-        inc_ci = ""
-        if inc.get("low") is not None and inc.get("high") is not None:
-            inc_ci = f" [{inc['low']:+.3f}, {inc['high']:+.3f}]"
-        judge.add(
-            "fairness-champion", name, value, reference, passed,
-            f"{prefix}{label} {value:.3f} vs champion {reference:.3f}: increase "
-            f"{increase:+.3f}{inc_ci} {'within' if passed else 'beyond'} +{margin:.3f} margin",
-        )  # fmt: skip
-    for note in got.get("notes", []):
-        if "min_group_size" in note:
-            judge.reasons.append(f"{prefix}{note}")
-
-
-def _serving_checks(judge: _Judge, spec: ServingConfig, got: dict[str, Any] | None) -> None:
-    prefix = "serving: "
-    if got is None:
-        judge.add(
-            "serving", "serving", None, None, False,
-            f"{prefix}no serving-check results given: failing closed",
-        )  # fmt: skip
-        return
-    if "error" in got:
-        judge.add(
-            "serving", "serving", None, None, False,
-            f"{prefix}cannot check: {got['error']}: failing closed",
-        )  # fmt: skip
-        return
-    chal = got.get("challenger") or {}
-    if not chal.get("loaded"):
-        judge.add(
-            "serving", "load", None, None, False,
-            f"{prefix}challenger failed to load as served: {chal.get('load_error')}",
-        )  # fmt: skip
-        return
-    n, errors = int(chal.get("requests", 0)), int(chal.get("errors", 0))
-    if errors:
-        judge.add(
-            "serving", "errors", float(errors), 0.0, False,
-            f"{prefix}challenger failed {errors} of {n} requests; first error: "
-            f"{chal.get('first_error')}",
-        )  # fmt: skip
-    else:
-        p50 = chal.get("p50_ms")
-        judge.add(
-            "serving", "errors", 0.0, 0.0, True,
-            f"{prefix}challenger loaded and answered all {n} requests"
-            + ("" if p50 is None else f" (p50 {p50:.2f} ms, p99 {chal['p99_ms']:.2f} ms)"),
-        )  # fmt: skip
-    p99 = chal.get("p99_ms")
-    if p99 is None:
-        return
-    p99 = float(p99)
-    if spec.max_p99_ms is None and spec.max_p99_increase is None:
-        judge.reasons.append(
-            f"{prefix}latency reported only: no max_p99_ms or max_p99_increase set"
-        )
-        return
-    if spec.max_p99_ms is not None:
-        ceiling = spec.max_p99_ms
-        passed = p99 <= ceiling + _EPS
-        judge.add(
-            "serving", "p99_ms", p99, ceiling, passed,
-            f"{prefix}challenger p99 latency {p99:.2f} ms "
-            + (f"<= ceiling {ceiling:.2f} ms" if passed else f"> ceiling {ceiling:.2f} ms"),
-        )  # fmt: skip
-    if spec.max_p99_increase is None:
-        return
-    champ = got.get("champion")
-    if champ is None:
-        judge.reasons.append(
-            f"{prefix}no champion: latency judged on the absolute ceiling alone"
-            if spec.max_p99_ms is not None
-            else f"{prefix}no champion and no max_p99_ms: latency not judged"
-        )
-        return
-    if not champ.get("loaded") or champ.get("errors") or champ.get("p99_ms") is None:
-        why = (
-            f"failed to load ({champ.get('load_error')})"
-            if not champ.get("loaded")
-            else f"failed {champ.get('errors')} of {champ.get('requests')} requests "
-            f"(first error: {champ.get('first_error')})"
-        )
-        judge.add(
-            "serving-champion", "p99_ms", p99, None, False,
-            f"{prefix}champion {why}: no latency baseline: failing closed",
-        )  # fmt: skip
-        return
-    reference = float(champ["p99_ms"])
-    increase = p99 - reference
-    allowed = max(reference * spec.max_p99_increase, spec.min_p99_increase_ms)
-    passed = increase <= allowed + _EPS
-    relative = f"{increase / reference:+.0%}" if reference > 0 else f"{increase:+.2f} ms"
-    judge.add(
-        "serving-champion", "p99_ms", p99, reference, passed,
-        f"{prefix}challenger p99 {p99:.2f} ms vs champion {reference:.2f} ms in the same run: "
-        f"{relative} ({increase:+.2f} ms) {'within' if passed else 'beyond'} the allowed "
-        f"+{spec.max_p99_increase:.0%} (at least +{spec.min_p99_increase_ms:.2f} ms)",
-    )  # fmt: skip
-
-
-def render_checks_markdown(result: GateResult, title: str = "Promotion gate") -> str:
-    """Render a gate result as a Markdown table of its checks.
-
-    Args:
-        result: The gate's result.
-        title: Heading.
-
-    Returns:
-        Markdown text: a verdict line, the checks table, then the other reasons.
-    """
-
-    def fmt(x: Any) -> str:
-        return "—" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
-
-    verdict = "**Blessed.**" if result.blessed else "**Not blessed.**"
-    lines = [f"# {title}", "", verdict, ""]
-    if result.first_run:
-        lines += [f"_{FIRST_RUN_REASON}_", ""]
-    lines += [
-        "| check | metric | value | reference | result | detail |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in result.checks:
-        detail = str(c.get("detail", "")).replace("|", "\\|")
-        lines.append(
-            f"| {c['kind']} | {c['metric']} | {fmt(c['value'])} | {fmt(c['reference'])} | "
-            f"{'pass' if c['passed'] else 'FAIL'} | {detail} |"
-        )
-    if not result.checks:
-        lines.append("| — | — | — | — | FAIL | no checks ran |")
-    details = {c.get("detail") for c in result.checks}
-    other = [r for r in result.reasons if r not in details]
-    if other:
-        lines += [""] + [f"- {r}" for r in other]
-    return "\n".join(lines) + "\n"

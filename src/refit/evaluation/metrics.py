@@ -106,37 +106,40 @@ class EvaluationResult:
             raise DataError(f"{where}: field {exc.args[0]!r} is missing") from None
         except (TypeError, ValueError) as exc:
             raise DataError(f"{where}: {exc}") from None
-        k = len(result.labels)
-        matrix = result.confusion_matrix
-        if len(matrix) != k or any(len(row) != k for row in matrix):
-            raise DataError(f"{where}: confusion_matrix is not {k} x {k} (one row per label)")
-        total = sum(map(sum, matrix))
-        if total != result.n_rows:
-            raise DataError(
-                f"{where}: confusion_matrix sums to {total}, but n_rows is {result.n_rows}"
-            )
-        if total and not math.isclose(
-            result.accuracy, sum(matrix[i][i] for i in range(k)) / total, abs_tol=1e-9
-        ):
-            raise DataError(
-                f"{where}: accuracy {result.accuracy} does not match the confusion_matrix"
-            )
-        curve = result.roc_curve
-        if curve is not None:
-            try:
-                fpr, tpr, thr = (
-                    list(map(float, curve[key])) for key in ("fpr", "tpr", "thresholds")
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise DataError(f"{where}: roc_curve is malformed: {exc!r}") from None
-            if not len(fpr) == len(tpr) == len(thr):
-                raise DataError(f"{where}: roc_curve lists differ in length")
-            for key, rates in (("fpr", fpr), ("tpr", tpr)):
-                if any(not 0.0 <= r <= 1.0 for r in rates) or any(
-                    b < a for a, b in zip(rates, rates[1:], strict=False)
-                ):
-                    raise DataError(f"{where}: roc_curve {key} is not non-decreasing in [0, 1]")
+        _check_matrix(result, where)
+        if result.roc_curve is not None:
+            _check_roc_curve(result.roc_curve, where)
         return result
+
+
+def _check_matrix(result: EvaluationResult, where: str) -> None:
+    """The confusion matrix is square over the labels, sums to n_rows, and gives the accuracy."""
+    k = len(result.labels)
+    matrix = result.confusion_matrix
+    if len(matrix) != k or any(len(row) != k for row in matrix):
+        raise DataError(f"{where}: confusion_matrix is not {k} x {k} (one row per label)")
+    total = sum(map(sum, matrix))
+    if total != result.n_rows:
+        raise DataError(f"{where}: confusion_matrix sums to {total}, but n_rows is {result.n_rows}")
+    if total and not math.isclose(
+        result.accuracy, sum(matrix[i][i] for i in range(k)) / total, abs_tol=1e-9
+    ):
+        raise DataError(f"{where}: accuracy {result.accuracy} does not match the confusion_matrix")
+
+
+def _check_roc_curve(curve: Any, where: str) -> None:
+    """A ROC curve has equally long fpr/tpr/thresholds lists, rates non-decreasing in [0, 1]."""
+    try:
+        fpr, tpr, thr = (list(map(float, curve[key])) for key in ("fpr", "tpr", "thresholds"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{where}: roc_curve is malformed: {exc!r}") from None
+    if not len(fpr) == len(tpr) == len(thr):
+        raise DataError(f"{where}: roc_curve lists differ in length")
+    for key, rates in (("fpr", fpr), ("tpr", tpr)):
+        if any(not 0.0 <= r <= 1.0 for r in rates) or any(
+            b < a for a, b in zip(rates, rates[1:], strict=False)
+        ):
+            raise DataError(f"{where}: roc_curve {key} is not non-decreasing in [0, 1]")
 
 
 def _rate(value: Any, name: str) -> float:

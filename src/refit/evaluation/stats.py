@@ -16,10 +16,11 @@ paired bootstrap of a difference all share one code path.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -36,11 +37,17 @@ __all__ = [
     "compute_metric",
     "delong_test",
     "higher_is_better",
+    "is_number",
     "mcnemar_test",
     "metric_intervals",
     "paired_bootstrap",
     "wilson_interval",
 ]
+
+
+def is_number(value: Any) -> TypeGuard[float]:
+    """Return whether ``value`` is a real number (int, float, numpy number), bools excluded."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 class _LazyScipyStats:

@@ -20,6 +20,8 @@ Storage (only `ModelRegistry`'s public API, so local and ``gs://`` registries be
   and a rejection, an approval and the timeout) exactly one wins, on a file lock locally and on the
   object generation on GCS; the loser gets RegistryError naming the status the winner set.
   `pending` lists the open requests from these aliases (one read).
+
+Over 600 lines because requesting, deciding, expiring and releasing share this storage protocol.
 """
 
 from __future__ import annotations
@@ -391,14 +393,34 @@ def _decide(
     return decided
 
 
-def _check_approver(
-    registry: ModelRegistry, request: ApprovalRequest, by: str, action: str
-) -> None:
+def _decide_open(
+    registry: ModelRegistry,
+    version: int,
+    decision: str,
+    action: str,
+    by: str,
+    reason: str,
+    now: datetime | None,
+    audit: Mapping[str, Any] | None,
+) -> ApprovalRequest:
+    """Decide an open request as ``by``, who must be on its approvers list when it has one."""
+    at = _now(now)
+    request = _open_request(registry, version, action, at)
     if request.approvers and by not in request.approvers:
         raise NotAnApproverError(
             f"cannot {action} {_what(registry, request.version)}: {by!r} is not one of its "
             f"approvers ({', '.join(request.approvers)})"
         )
+    return _decide(
+        registry,
+        version,
+        decision=decision,
+        by=by,
+        reason=reason,
+        at=at,
+        request=request,
+        audit=audit,
+    )
 
 
 def approve(
@@ -434,19 +456,7 @@ def approve(
     who = _check_name(by, "by")
     if not isinstance(reason, str):
         raise RegistryError(f"reason must be a string, got {reason!r}")
-    at = _now(now)
-    request = _open_request(registry, version, "approve", at)
-    _check_approver(registry, request, who, "approve")
-    return _decide(
-        registry,
-        version,
-        decision=APPROVED,
-        by=who,
-        reason=reason.strip(),
-        at=at,
-        request=request,
-        audit=audit,
-    )
+    return _decide_open(registry, version, APPROVED, "approve", who, reason.strip(), now, audit)
 
 
 def reject(
@@ -478,19 +488,7 @@ def reject(
     who = _check_name(by, "by")
     if not isinstance(reason, str) or not reason.strip():
         raise RegistryError(f"reason for rejecting {_what(registry, version)} must not be empty")
-    at = _now(now)
-    request = _open_request(registry, version, "reject", at)
-    _check_approver(registry, request, who, "reject")
-    return _decide(
-        registry,
-        version,
-        decision=REJECTED,
-        by=who,
-        reason=reason.strip(),
-        at=at,
-        request=request,
-        audit=audit,
-    )
+    return _decide_open(registry, version, REJECTED, "reject", who, reason.strip(), now, audit)
 
 
 # --------------------------------------------------------------------------- listing, timeouts

@@ -21,23 +21,21 @@ Records are attached to an iteration as follows:
 Unknown events are kept in their iteration's `Iteration.entries`, so new steps show up in the
 release record without a change here; missing events leave their fields None ("not run").
 
-`live_confidence` is the one function here that reads more than the log: it scores recent
-windows' snapshots with the live model.
+Over 600 lines because `Iteration` is one value type with a property per figure the records
+give; the live model's confidence, which reads more than the log, is `refit.governance.confidence`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
 from refit.audit import events
 from refit.audit.events import AuditEvent
-from refit.errors import IntegrityError, RefitError
+from refit.errors import IntegrityError
 
 if TYPE_CHECKING:  # pragma: no cover
     from refit.registry import ModelRegistry
@@ -49,6 +47,19 @@ DECISIONS: Final = ("retrain", "skip", "blocked", "unknown")
 #: How many drifted features `Iteration.top_drifted` keeps.
 TOP_DRIFTED: Final = 5
 TRIGGER_EVENT: Final = AuditEvent.TRIGGER_DECISION
+#: `Iteration.outcome` of a run that did not retrain, by its decision.
+_DECISION_OUTCOMES: Final = {
+    "blocked": "blocked by validation",
+    "skip": "no retrain",
+    "unknown": "no decision recorded",
+}
+#: `Iteration.outcome` of a registered version neither promoted nor rolled back, by approval.
+_APPROVAL_OUTCOMES: Final = {
+    "awaiting": "awaiting approval",
+    "approved": "approved",
+    "rejected": "rejected",
+    "timed out": "rejected (approval timed out)",
+}
 
 
 @dataclass(frozen=True)
@@ -403,12 +414,8 @@ class Iteration:
     def outcome(self) -> str:
         """How the iteration ended, in a few words."""
         decision = self.decision
-        if decision == "blocked":
-            return "blocked by validation"
-        if decision == "skip":
-            return "no retrain"
-        if decision == "unknown":
-            return "no decision recorded"
+        if decision in _DECISION_OUTCOMES:
+            return _DECISION_OUTCOMES[decision]
         if self.training is None:
             return "retrain: no training recorded"
         if self.blessed is None:
@@ -418,19 +425,19 @@ class Iteration:
         version = self.registered_version
         if version is None:
             return "blessed, not registered"
-        approval = self.approval_state
+        return self._release_outcome(version)
+
+    def _release_outcome(self, version: int) -> str:
+        """How a registered version's release ended: rollback, promotion, or approval."""
         if self.rollbacks and (
             self.promotion is None or self.rollbacks[-1].seq > self.promotion.seq
         ):
             return f"v{version} rolled back"
         if self.promotion is not None:
             return f"promoted v{self.promoted_version}"
-        if approval in ("awaiting", "approved"):
-            return f"v{version} {'awaiting approval' if approval == 'awaiting' else 'approved'}"
-        if approval == "rejected":
-            return f"v{version} rejected"
-        if approval == "timed out":
-            return f"v{version} rejected (approval timed out)"
+        approval = self.approval_state
+        if approval in _APPROVAL_OUTCOMES:
+            return f"v{version} {_APPROVAL_OUTCOMES[approval]}"
         return f"registered v{version}"
 
     # -- provenance ---------------------------------------------------------------------------
@@ -564,38 +571,16 @@ def build_history(records: Iterable[Mapping[str, Any]]) -> History:
     """
     entries = [Entry.from_record(r) for r in records]
     history = History(records=len(entries), head_hash=entries[-1].hash if entries else "")
-    by_label: dict[str, Iteration] = {}
-    version_run: dict[int, Iteration] = {}
-    triggers: dict[str, Entry] = {}
+    runs = _Runs(history)
     live: int | None = None
     live_entry: Entry | None = None
     last_live: dict[str, tuple[int | None, Entry | None]] = {}
 
     for entry in entries:
-        label = entry.get("run_label")
-        label = label if isinstance(label, str) else ""
         if entry.event == TRIGGER_EVENT:
-            run_id = entry.get("run_id")
-            if entry.get("launched") and run_id is not None:
-                triggers[f"trigger-{run_id}"] = entry
-            else:
-                history.unattached.append(entry)
+            runs.add_trigger(entry)
             continue
-        target: Iteration | None = None
-        if entry.event in VERSION_EVENTS:
-            key = "previous" if entry.event == AuditEvent.ROLLBACK else "version"
-            version = _int(entry.get(key))
-            if version is None and entry.event == AuditEvent.ROLLBACK:
-                version = _int(entry.get("version"))
-            target = version_run.get(version) if version is not None else None
-        if target is None and label:
-            target = by_label.get(label)
-            if target is None:
-                target = Iteration(run_label=label, index=len(history.iterations))
-                if label in triggers:
-                    target.trigger_entry = triggers.pop(label)
-                by_label[label] = target
-                history.iterations.append(target)
+        target = runs.target(entry)
         if entry.event in events.LIVE_EVENTS:
             version = _int(entry.get("version"))
             if version is not None:
@@ -603,19 +588,71 @@ def build_history(records: Iterable[Mapping[str, Any]]) -> History:
         if target is None:
             history.unattached.append(entry)
             continue
-        target.entries.append(entry)
-        if entry.event == AuditEvent.REGISTRATION:
-            version = _int(entry.get("version"))
-            if version is not None:
-                version_run[version] = target
+        runs.attach(entry, target)
         last_live[target.run_label] = (live, live_entry)
 
     for it in history.iterations:
         it.live_version, it.live_entry = last_live.get(it.run_label, (None, None))
-    history.unattached.extend(triggers.values())
+    history.unattached.extend(runs.triggers.values())
     history.unattached.sort(key=lambda e: e.seq)
     history.live_version = live
     return history
+
+
+class _Runs:
+    """The iterations of a history being built, by run label and by the version each registered."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+        self.by_label: dict[str, Iteration] = {}
+        self.version_run: dict[int, Iteration] = {}
+        self.triggers: dict[str, Entry] = {}
+
+    def add_trigger(self, entry: Entry) -> None:
+        """Keep a launched run's trigger for the run labelled ``trigger-N``; else unattached."""
+        run_id = entry.get("run_id")
+        if entry.get("launched") and run_id is not None:
+            self.triggers[f"trigger-{run_id}"] = entry
+        else:
+            self.history.unattached.append(entry)
+
+    def target(self, entry: Entry) -> Iteration | None:
+        """The iteration a record belongs to (see the module docstring), created when new."""
+        target: Iteration | None = None
+        if entry.event in VERSION_EVENTS:
+            version = _version_named(entry)
+            target = self.version_run.get(version) if version is not None else None
+        label = entry.get("run_label")
+        if target is None and isinstance(label, str) and label:
+            target = self.by_label.get(label)
+            if target is None:
+                target = self._new(label)
+        return target
+
+    def _new(self, label: str) -> Iteration:
+        target = Iteration(run_label=label, index=len(self.history.iterations))
+        if label in self.triggers:
+            target.trigger_entry = self.triggers.pop(label)
+        self.by_label[label] = target
+        self.history.iterations.append(target)
+        return target
+
+    def attach(self, entry: Entry, target: Iteration) -> None:
+        """Add a record to its iteration, noting the version a registration names."""
+        target.entries.append(entry)
+        if entry.event == AuditEvent.REGISTRATION:
+            version = _int(entry.get("version"))
+            if version is not None:
+                self.version_run[version] = target
+
+
+def _version_named(entry: Entry) -> int | None:
+    """The version a version-scoped record concerns (a rollback: the version rolled back)."""
+    key = "previous" if entry.event == AuditEvent.ROLLBACK else "version"
+    version = _int(entry.get(key))
+    if version is None and entry.event == AuditEvent.ROLLBACK:
+        version = _int(entry.get("version"))
+    return version
 
 
 def read_history(registry: ModelRegistry) -> History:
@@ -654,174 +691,3 @@ def read_history(registry: ModelRegistry) -> History:
         history = build_history(records)
         history.problems = problems
         return history
-
-
-# --------------------------------------------------------------------------- confidence
-
-
-@dataclass
-class WindowConfidence:
-    """The live model's confidence on one window.
-
-    Attributes:
-        run_label: The window's run.
-        snapshot_sha256: The window's snapshot.
-        rows: Rows scored.
-        mean: Mean of the max-class probability.
-        quantiles: ``{"p10", "p25", "p50", "p75", "p90"}`` of the max-class probability.
-        low_share: Share of rows whose max-class probability is under `LOW_CONFIDENCE`.
-        histogram: Counts per bin of `ConfidenceSummary.edges`.
-        error: Why the window could not be scored ("" when it was).
-    """
-
-    run_label: str
-    snapshot_sha256: str | None
-    rows: int = 0
-    mean: float | None = None
-    quantiles: dict[str, float] = field(default_factory=dict)
-    low_share: float | None = None
-    histogram: list[int] = field(default_factory=list)
-    error: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
-            "run_label": self.run_label,
-            "snapshot_sha256": self.snapshot_sha256,
-            "rows": self.rows,
-            "mean": self.mean,
-            "quantiles": dict(self.quantiles),
-            "low_share": self.low_share,
-            "histogram": list(self.histogram),
-            "error": self.error,
-        }
-
-
-@dataclass
-class ConfidenceSummary:
-    """The live model's max-class probability on recent windows (see `live_confidence`).
-
-    Attributes:
-        version: The live version that was scored (None: nothing live).
-        edges: Bin edges of every histogram, from 1/classes to 1.
-        windows: One entry per window, oldest first.
-        pooled: All scored rows together (``run_label`` "all").
-        note: What the numbers are, or why there are none.
-    """
-
-    version: int | None
-    edges: list[float] = field(default_factory=list)
-    windows: list[WindowConfidence] = field(default_factory=list)
-    pooled: WindowConfidence | None = None
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
-            "version": self.version,
-            "edges": list(self.edges),
-            "windows": [w.to_dict() for w in self.windows],
-            "pooled": None if self.pooled is None else self.pooled.to_dict(),
-            "note": self.note,
-        }
-
-
-#: A max-class probability under this counts as a low-confidence prediction.
-LOW_CONFIDENCE: Final = 0.6
-_QUANTILES: Final = {"p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9}
-
-
-def confidence_stats(
-    confidence: np.ndarray, edges: Sequence[float], run_label: str, sha256: str | None
-) -> WindowConfidence:
-    """Summarise max-class probabilities: mean, quantiles, low-confidence share, histogram.
-
-    Args:
-        confidence: One max-class probability per row.
-        edges: Histogram bin edges (increasing).
-        run_label: The window's run.
-        sha256: The window's snapshot.
-
-    Returns:
-        The summary (no quantiles for an empty array).
-    """
-    values = np.asarray(confidence, dtype=np.float64)
-    out = WindowConfidence(run_label=run_label, snapshot_sha256=sha256, rows=int(values.size))
-    if values.size == 0:
-        out.histogram = [0] * (len(edges) - 1)
-        return out
-    out.mean = float(values.mean())
-    out.quantiles = {k: float(np.quantile(values, q)) for k, q in _QUANTILES.items()}
-    out.low_share = float(np.mean(values < LOW_CONFIDENCE))
-    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=np.asarray(edges))
-    out.histogram = [int(c) for c in counts]
-    return out
-
-
-def live_confidence(
-    registry: ModelRegistry, history: History, last: int = 5, bins: int = 10
-) -> ConfidenceSummary:
-    """Score the snapshots of the last windows with the live model; summarise its confidence.
-
-    The audit log records no per-prediction output, so the distribution is recomputed: the live
-    (``champion``) model's max-class probability on every row of the snapshot each of the last
-    ``last`` iterations stored. A window that cannot be scored (snapshot missing, schema the
-    model cannot read: a blocked window) is listed with its error and left out of the pooled
-    figures.
-
-    Args:
-        registry: The model's registry (the store holds the snapshots).
-        history: The model's history (`read_history`).
-        last: How many of the most recent iterations to score.
-        bins: Histogram bins between 1/classes and 1.
-
-    Returns:
-        The summary; without a live model, or for a regressor, only a note says why.
-    """
-    from refit.io.snapshot import load_snapshot
-
-    champion = registry.champion()
-    if champion is None:
-        return ConfidenceSummary(version=None, note="no live model: nothing to score")
-    try:
-        model = registry.load_model(champion.version)
-    except RefitError as exc:
-        return ConfidenceSummary(
-            version=champion.version, note=f"cannot load live v{champion.version}: {exc}"
-        )
-    if model.task != "classification":
-        return ConfidenceSummary(
-            version=champion.version,
-            note=f"live v{champion.version} is a regressor: it has no class confidence",
-        )
-    n_classes = max(len(model.classes), 2)
-    edges = [round(float(x), 6) for x in np.linspace(1.0 / n_classes, 1.0, bins + 1)]
-    summary = ConfidenceSummary(
-        version=champion.version,
-        edges=edges,
-        note=(
-            f"max-class probability of live v{champion.version} on the snapshots of the last "
-            f"{last} windows, recomputed now (the audit log holds no prediction outputs)"
-        ),
-    )
-    pooled: list[np.ndarray] = []
-    for it in history.last(last):
-        sha = it.snapshot_sha256
-        if not sha:
-            summary.windows.append(
-                WindowConfidence(run_label=it.run_label, snapshot_sha256=None, error="no snapshot")
-            )
-            continue
-        try:
-            table, _ = load_snapshot(registry.store_uri, sha)
-            confidence = model.predict_proba(table).max(axis=1)
-        except (RefitError, OSError) as exc:
-            summary.windows.append(
-                WindowConfidence(run_label=it.run_label, snapshot_sha256=sha, error=str(exc))
-            )
-            continue
-        summary.windows.append(confidence_stats(confidence, edges, it.run_label, sha))
-        pooled.append(confidence)
-    if pooled:
-        summary.pooled = confidence_stats(np.concatenate(pooled), edges, "all", None)
-    return summary

@@ -124,39 +124,45 @@ def check_record(record: Any) -> dict[str, Any]:
     out = dict(record)
     out["time"] = _utc(record.get("time"), "time")
     out["prediction"] = _label_value(record["prediction"], "prediction")
-    model = record.get("model")
-    if model is not None and (not isinstance(model, str) or not model):
-        raise ValueError(f"model must be a non-empty string, got {model!r:.60}")
-    version = record.get("version")
-    if version is not None and (
-        isinstance(version, bool) or not isinstance(version, int) or version < 1
-    ):
-        raise ValueError(f"version must be a positive integer, got {version!r:.60}")
+    _check_model_version(record.get("model"), record.get("version"))
     proba = record.get("proba")
     if proba is not None:
-        if not isinstance(proba, dict) or not proba:
-            raise ValueError(
-                f"proba must be a non-empty object of class -> probability, got {proba!r:.60}"
-            )
-        for cls, p in proba.items():
-            if (
-                isinstance(p, bool)
-                or not isinstance(p, int | float)
-                or not math.isfinite(p)
-                or not 0 <= p <= 1
-            ):
-                raise ValueError(
-                    f"proba[{cls!r:.40}] must be a probability in [0, 1], got {p!r:.40}"
-                )
-        total = math.fsum(proba.values())
-        if abs(total - 1.0) > 1e-6 * len(proba):
-            raise ValueError(f"proba must sum to 1, sums to {total:.6g}")
+        _check_proba(proba)
     features = record.get("features")
     if features is not None and not isinstance(features, dict):
         raise ValueError(
             f"features must be an object of column -> value, got {type(features).__name__}"
         )
     return out
+
+
+def _check_model_version(model: Any, version: Any) -> None:
+    """``model`` a non-empty string and ``version`` a positive integer, where given."""
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ValueError(f"model must be a non-empty string, got {model!r:.60}")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise ValueError(f"version must be a positive integer, got {version!r:.60}")
+
+
+def _check_proba(proba: Any) -> None:
+    """``proba``: a non-empty object of class -> probability in [0, 1], summing to 1."""
+    if not isinstance(proba, dict) or not proba:
+        raise ValueError(
+            f"proba must be a non-empty object of class -> probability, got {proba!r:.60}"
+        )
+    for cls, p in proba.items():
+        if (
+            isinstance(p, bool)
+            or not isinstance(p, int | float)
+            or not math.isfinite(p)
+            or not 0 <= p <= 1
+        ):
+            raise ValueError(f"proba[{cls!r:.40}] must be a probability in [0, 1], got {p!r:.40}")
+    total = math.fsum(proba.values())
+    if abs(total - 1.0) > 1e-6 * len(proba):
+        raise ValueError(f"proba must sum to 1, sums to {total:.6g}")
 
 
 @dataclass
@@ -198,44 +204,64 @@ def iter_json_lines(
     Raises:
         PredictionLogError: Bad lines, a missing path, or a folder with no ``*.jsonl`` file.
     """
-    bad: list[str] = []
-    count = 0
+    bad = _BadLines()
     for file in _log_files(Path(path), kind):
         for number, (raw, is_tail) in enumerate(_lines(file), start=1):
             where = f"{file}:{number}"
-            if not raw.strip():
-                if not is_tail:
-                    count += 1
-                    if len(bad) < MAX_NAMED:
-                        bad.append(f"{where}: empty line")
-                continue
-            if len(raw) > MAX_LINE_BYTES:
-                count += 1
-                if len(bad) < MAX_NAMED:
-                    bad.append(f"{where}: line is over {MAX_LINE_BYTES} bytes")
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-                if is_tail:
-                    if torn is not None:
-                        torn.append(where)
-                    continue
-                count += 1
-                if len(bad) < MAX_NAMED:
-                    bad.append(f"{where}: not JSON ({exc})"[:300])
+            record = _parse_line(raw, is_tail, where, bad, torn)
+            if record is _SKIP:
                 continue
             try:
                 yield check(record)
             except ValueError as exc:
-                count += 1
-                if len(bad) < MAX_NAMED:
-                    bad.append(f"{where}: {exc}"[:300])
-    if count:
-        more = f" (and {count - len(bad)} more)" if count > len(bad) else ""
+                bad.add(f"{where}: {exc}"[:300])
+    if bad.count:
+        more = f" (and {bad.count - len(bad.named)} more)" if bad.count > len(bad.named) else ""
         raise PredictionLogError(
-            f"{count} bad line(s) in {kind} {path}{more}:\n  " + "\n  ".join(bad)
+            f"{bad.count} bad line(s) in {kind} {path}{more}:\n  " + "\n  ".join(bad.named)
         )
+
+
+class _BadLines:
+    """The bad lines of a log: every one counted, the first :data:`MAX_NAMED` named."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.named: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.named) < MAX_NAMED:
+            self.named.append(message)
+
+
+#: What :func:`_parse_line` returns for a line that holds no record.
+_SKIP = object()
+
+
+def _parse_line(
+    raw: bytes, is_tail: bool, where: str, bad: _BadLines, torn: list[str] | None
+) -> Any:
+    """The line's JSON value, or :data:`_SKIP` for a blank, over-long, torn or non-JSON line.
+
+    A blank last line is nothing; a last line that does not parse is torn (added to ``torn``);
+    the other skipped lines are added to ``bad``.
+    """
+    if not raw.strip():
+        if not is_tail:
+            bad.add(f"{where}: empty line")
+        return _SKIP
+    if len(raw) > MAX_LINE_BYTES:
+        bad.add(f"{where}: line is over {MAX_LINE_BYTES} bytes")
+        return _SKIP
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        if not is_tail:
+            bad.add(f"{where}: not JSON ({exc})"[:300])
+        elif torn is not None:
+            torn.append(where)
+        return _SKIP
 
 
 def _lines(file: Path) -> Iterable[tuple[bytes, bool]]:

@@ -2,16 +2,15 @@
 
 Rules: feature drift share, label and prediction drift, metric decay (estimated without labels
 where labels are late), model age, data volume, feature mean shift; combined by any/all; gated
-by a cooldown and a retraining budget.
+by a cooldown and a retraining budget (docs/decisions/0014-declarative-retrain-policy.md).
+Modules: :mod:`~refit.policy.rules` (the settings and each rule's verdict),
+:mod:`~refit.policy.combine` (the ``combine`` expression), :mod:`~refit.policy.state` (the state
+between windows, a window's observation), :mod:`~refit.policy.decision` (:func:`decide` and the
+gates), :mod:`~refit.policy.fields` (field checks).
 """
 
-from refit.policy.policy import (
-    Decision,
-    Observation,
-    PolicyState,
-    RetrainPolicy,
-    decide,
-    mark_labelled,
-)
+from refit.policy.decision import Decision, decide
+from refit.policy.rules import RetrainPolicy
+from refit.policy.state import Observation, PolicyState, mark_labelled
 
 __all__ = ["Decision", "Observation", "PolicyState", "RetrainPolicy", "decide", "mark_labelled"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,24 +217,8 @@ class PrivacyConfig:
                 'e.g. {"age": {"bucket": 10}}'
             )
         generalize = {str(c): GeneralizeRule.from_dict(str(c), r) for c, r in raw_rules.items()}
-        named: dict[str, list[str]] = {}
-        for action, cols in (("drop", drop), ("tokenize", tokenize), ("generalize", generalize)):
-            for col in cols:
-                named.setdefault(col, []).append(action)
-        clashes = {c: a for c, a in named.items() if len(a) > 1}
-        if clashes:
-            detail = ", ".join(f"{c!r} ({' and '.join(a)})" for c, a in sorted(clashes.items()))
-            raise PrivacyError(f"privacy config: column(s) named by two actions: {detail}")
-        if "key_env" in data and "key_file" in data and data.get("key_file"):
-            raise PrivacyError("privacy config: set one of 'key_env' and 'key_file', not both")
-        key_env = data.get("key_env", DEFAULT_KEY_ENV)
-        if not isinstance(key_env, str) or not key_env.strip() or "=" in key_env:
-            raise PrivacyError(
-                "privacy config: 'key_env' must be the name of an environment variable"
-            )
-        key_file = data.get("key_file", "") or ""
-        if not isinstance(key_file, str):
-            raise PrivacyError("privacy config: 'key_file' must be a file path")
+        _check_no_clash({"drop": drop, "tokenize": tokenize, "generalize": tuple(generalize)})
+        key_env, key_file = _key_source(data)
         return cls(
             drop=drop,
             tokenize=tokenize,
@@ -258,3 +242,28 @@ class PrivacyConfig:
             # The decoder's message gives a position, never the text itself.
             raise PrivacyError(f"privacy config is not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+def _check_no_clash(actions: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a column named by two actions (``actions``: action -> its columns)."""
+    named: dict[str, list[str]] = {}
+    for action, cols in actions.items():
+        for col in cols:
+            named.setdefault(col, []).append(action)
+    clashes = {c: a for c, a in named.items() if len(a) > 1}
+    if clashes:
+        detail = ", ".join(f"{c!r} ({' and '.join(a)})" for c, a in sorted(clashes.items()))
+        raise PrivacyError(f"privacy config: column(s) named by two actions: {detail}")
+
+
+def _key_source(data: Mapping[str, Any]) -> tuple[str, str]:
+    """The checked ``(key_env, key_file)`` of a config: one of them, never both."""
+    if "key_env" in data and "key_file" in data and data.get("key_file"):
+        raise PrivacyError("privacy config: set one of 'key_env' and 'key_file', not both")
+    key_env = data.get("key_env", DEFAULT_KEY_ENV)
+    if not isinstance(key_env, str) or not key_env.strip() or "=" in key_env:
+        raise PrivacyError("privacy config: 'key_env' must be the name of an environment variable")
+    key_file = data.get("key_file", "") or ""
+    if not isinstance(key_file, str):
+        raise PrivacyError("privacy config: 'key_file' must be a file path")
+    return key_env, key_file

@@ -2,7 +2,7 @@
 
 Columns (see :data:`LINEAGE_SCHEMA`): ``model_id`` (``NAME:vN``), ``parent_id``, ``model_name``,
 ``version``, ``parent_version``, ``status``, ``aliases`` (comma-separated), ``metrics`` (JSON
-text), ``snapshot_sha256`` (the training data snapshot), ``run_id`` (the pipeline run),
+text), ``snapshot_sha256`` (the training data snapshot), ``run_label`` (the pipeline run's label),
 ``sha256`` (the model file), ``created_at``, ``promoted_at`` (last promotion to champion) and
 ``replaced_at`` (when it last stopped being champion), both read from the audit log, and
 ``training_data`` (JSON text: the windows it trained on, its holdout and warm start, from its
@@ -44,7 +44,7 @@ LINEAGE_SCHEMA = pa.schema(
         ("aliases", pa.string()),
         ("metrics", pa.string()),
         ("snapshot_sha256", pa.string()),
-        ("run_id", pa.string()),
+        ("run_label", pa.string()),
         ("sha256", pa.string()),
         ("created_at", pa.string()),
         ("promoted_at", pa.string()),
@@ -93,7 +93,7 @@ def lineage_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
                 "aliases": ",".join(by_version.get(mv.version, [])),
                 "metrics": json.dumps(mv.metrics, sort_keys=True),
                 "snapshot_sha256": mv.snapshot_sha256,
-                "run_id": mv.run_id,
+                "run_label": mv.run_label,
                 "sha256": mv.sha256,
                 "created_at": mv.created_at,
                 "promoted_at": promoted.get(mv.version),

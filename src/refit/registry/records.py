@@ -1,12 +1,14 @@
 """The registry's records and argument checks: pure, no storage.
 
-`ModelVersion`, the version statuses, the `ANY` sentinel, the ``version.json`` record, and the
-checks every registry call makes (names, versions, statuses, aliases, policy state), each raising
-a RegistryError (or ConflictError) that names the input and what is wrong with it.
+`ModelVersion`, the version statuses, the `ANY` sentinel, the ``version.json`` record and the
+registration record's payload, and the checks every registry call makes (names, versions,
+statuses, aliases, policy state), each raising a RegistryError (or ConflictError) that names the
+input and what is wrong with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -51,6 +53,9 @@ class _Any:
 
 ANY: Final = _Any()
 
+#: The key stores written before the name ``run_label`` hold a version's run label under.
+_OLD_RUN_LABEL_KEY: Final = "run_id"
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -63,7 +68,8 @@ class ModelVersion:
         metrics: Evaluation metrics recorded at registration.
         snapshot_sha256: Content hash of the training data snapshot.
         parent_version: The version this one was trained to replace (usually the champion then).
-        run_id: The pipeline run that produced it.
+        run_label: The label of the pipeline run that produced it (the KFP run id unless the
+            run was given a label); stores written before this name hold it as ``run_id``.
         status: Current status: "registered", "champion", "previous", "retired" or "rolled_back".
         created_at: Registration time (UTC, ISO 8601).
         file: The model file's name inside ``model_uri``.
@@ -79,7 +85,7 @@ class ModelVersion:
     metrics: dict[str, Any]
     snapshot_sha256: str
     parent_version: int | None
-    run_id: str
+    run_label: str
     status: str
     created_at: str
     file: str = ""
@@ -93,9 +99,16 @@ class ModelVersion:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
-        """Build a ModelVersion from `to_dict` output (unknown keys ignored)."""
+        """Build a ModelVersion from `to_dict` output (unknown keys ignored).
+
+        A record written before ``run_label`` was named so holds it as ``run_id``: that key is
+        read when ``run_label`` is absent.
+        """
         names = cls.__dataclass_fields__.keys()
-        return cls(**{k: v for k, v in data.items() if k in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        if "run_label" not in fields:
+            fields["run_label"] = data.get(_OLD_RUN_LABEL_KEY, "")
+        return cls(**fields)
 
 
 def utc_now() -> str:
@@ -259,7 +272,7 @@ def version_record(
     metrics: Mapping[str, Any],
     snapshot_sha256: str,
     parent_version: int | None,
-    run_id: str,
+    run_label: str,
     extra: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """Build the fields of a new version's ``version.json`` known before its number.
@@ -277,7 +290,7 @@ def version_record(
         "metrics": dict(metrics),
         "snapshot_sha256": snapshot_sha256,
         "parent_version": parent_version,
-        "run_id": run_id,
+        "run_label": run_label,
         "extra": dict(extra or {}),
     }
     try:
@@ -343,3 +356,29 @@ def apply_alias_changes(current: dict[str, int], changes: Mapping[str, int | Non
             current.pop(alias, None)
         else:
             current[alias] = version
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def registration_payload(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the registration record's payload, from a version's ``version.json`` alone.
+
+    The writer and a recovery that rolls an unrecorded version forward build the same payload.
+    """
+    return {
+        "model": data.get("model_name"),
+        "version": data.get("version"),
+        "sha256": data.get("sha256"),
+        "snapshot_sha256": data.get("snapshot_sha256"),
+        "parent_version": data.get("parent_version"),
+        "run_label": data.get("run_label", data.get("run_id")),  # "run_id": older stores
+        "metrics": data.get("metrics"),
+        "manifest_sha256": manifest_digest(data.get("manifest") or {}),
+        **dict(data.get("audit") or {}),
+    }
+
+
+def manifest_digest(manifest: Mapping[str, str]) -> str:
+    """Return the sha256 of a manifest's canonical JSON (recorded in the registration record)."""
+    return hashlib.sha256(json.dumps(dict(manifest), sort_keys=True).encode()).hexdigest()

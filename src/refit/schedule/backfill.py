@@ -292,95 +292,146 @@ def _drop_excluded(table: pa.Table, config: BackfillConfig) -> pa.Table:
     return table.drop_columns(list(config.exclude)) if config.exclude else table
 
 
-def _policy_only(config: BackfillConfig, windows: list[Window], on_row: Any) -> list[BackfillRow]:
+def _scored_champion(config: BackfillConfig) -> tuple[pa.Table | None, Any]:
+    """The store's reference table and champion model to score (``--store``), else Nones."""
+    if not config.store_uri:
+        return None, None
+    from refit.registry import open_registry
+    from refit.steps.common import reference_table
+
+    registry = open_registry(config.store_uri, config.model_name)
+    reference = reference_table(registry)
+    champion = registry.champion()
+    if champion is None:
+        raise RegistryError(
+            f"store {config.store_uri!r} has no champion of model {config.model_name!r} to "
+            "score (check --store and --model-name; leave --store out to replay from the "
+            "first window)"
+        )
+    return reference, registry.load_model(champion.version)
+
+
+def _window_drift(
+    config: BackfillConfig,
+    threshold: float | None,
+    reference: pa.Table | None,
+    window: pa.Table,
+    row: BackfillRow,
+) -> float | None:
+    """The window's drift share against ``reference`` (None without one).
+
+    Names the drifted features on ``row``; a window that lacks a feature column marks ``row``
+    blocked, with the reason, and gives None.
+    """
     from refit.drift import detect_drift
+    from refit.steps.common import feature_columns
+
+    if reference is None:
+        return None
+    not_features = {config.target, config.time_column, config.window_column, *config.exclude}
+    columns = [
+        c
+        for c in feature_columns(reference, config.target, config.time_column)
+        if c not in not_features
+    ]
+    missing = [c for c in columns if c not in window.column_names]
+    if missing:
+        row.decision = "blocked"
+        row.reasons = [f"column(s) missing from this window: {', '.join(missing)}"]
+        return None
+    result = detect_drift(
+        reference,
+        window,
+        columns=columns,
+        drift_share_threshold=DRIFT_SHARE_THRESHOLD if threshold is None else threshold,
+    )
+    row.drifted = sorted(n for n, f in result.features.items() if f.drifted)
+    return result.drift_share
+
+
+def _champion_metric(
+    config: BackfillConfig, metric: str, champion_model: Any, window: pa.Table
+) -> float | None:
+    """The champion's ``metric`` on the window (None without a champion or labels)."""
     from refit.evaluation.metrics import evaluate
-    from refit.policy import Observation, PolicyState, RetrainPolicy, decide
-    from refit.steps.common import feature_columns, reference_table
+
+    if champion_model is None or config.target not in window.column_names:
+        return None
+    value = evaluate(champion_model, window).to_dict().get(metric)
+    return None if value is None else float(value)
+
+
+@dataclass
+class _PolicyReplay:
+    """What the policy-only replay carries from window to window (a retrain changes it)."""
+
+    config: BackfillConfig
+    policy: Any
+    state: Any
+    reference: pa.Table | None
+    champion_model: Any
+    has_champion: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.has_champion = self.reference is not None
+
+    def judge(self, row: BackfillRow, w: Window) -> None:
+        """Fill ``row`` with the window's drift, metric and decision.
+
+        A retrain makes the window the new training data (the reference), with no champion to
+        score after it.
+        """
+        from refit.policy import Observation, decide
+
+        window = w.table
+        if window.num_rows == 0:
+            row.reasons = ["no rows in this window"]
+            return
+        threshold = self.policy.drift_share_threshold
+        drift = _window_drift(self.config, threshold, self.reference, window, row)
+        if row.decision == "blocked":
+            return
+        metric = _champion_metric(self.config, self.policy.metric, self.champion_model, window)
+        decision = decide(
+            self.policy,
+            self.state,
+            Observation(
+                drift_share=drift,
+                metric_value=metric,
+                new_rows=window.num_rows,
+                now=(w.end or datetime.now(UTC)).isoformat(),
+                has_champion=self.has_champion,
+            ),
+        )
+        self.state = decision.state
+        row.drift_share, row.metric = drift, metric
+        row.decision = "retrain" if decision.retrain else "skip"
+        row.reasons = list(decision.reasons)
+        if decision.retrain:  # simulate the retrain: this window is the new training data
+            self.reference, self.has_champion, self.champion_model = window, True, None
+            self.state = replace(
+                self.state,
+                training_rows=window.num_rows,
+                model_trained_at=(w.end or datetime.now(UTC)).isoformat(),
+            )
+
+
+def _policy_only(config: BackfillConfig, windows: list[Window], on_row: Any) -> list[BackfillRow]:
+    from refit.policy import PolicyState, RetrainPolicy
 
     policy = RetrainPolicy.from_dict(config.policy or DEFAULT_POLICY)
-    state = PolicyState()
-    reference: pa.Table | None = None
-    champion_model = None
-    if config.store_uri:
-        from refit.registry import open_registry
-
-        registry = open_registry(config.store_uri, config.model_name)
-        reference = reference_table(registry)
-        champion = registry.champion()
-        if champion is None:
-            raise RegistryError(
-                f"store {config.store_uri!r} has no champion of model {config.model_name!r} to "
-                "score (check --store and --model-name; leave --store out to replay from the "
-                "first window)"
-            )
-        champion_model = registry.load_model(champion.version)
-    has_champion = reference is not None
-    not_features = {config.target, config.time_column, config.window_column, *config.exclude}
+    replay = _PolicyReplay(config, policy, PolicyState(), *_scored_champion(config))
     rows: list[BackfillRow] = []
     for i, w in enumerate(windows):
-        window = w.table
         row = BackfillRow(
             window=i,
             start=w.start.isoformat() if w.start else None,
             end=w.end.isoformat() if w.end else None,
-            rows=window.num_rows,
+            rows=w.table.num_rows,
             decision="empty",
             name=w.name,
         )
-        if window.num_rows == 0:
-            row.reasons = ["no rows in this window"]
-        else:
-            drift = None
-            if reference is not None:
-                columns = [
-                    c
-                    for c in feature_columns(reference, config.target, config.time_column)
-                    if c not in not_features
-                ]
-                missing = [c for c in columns if c not in window.column_names]
-                if missing:
-                    row.decision = "blocked"
-                    row.reasons = [f"column(s) missing from this window: {', '.join(missing)}"]
-                    rows.append(row)
-                    if on_row:
-                        on_row(row)
-                    continue
-                threshold = policy.drift_share_threshold
-                result = detect_drift(
-                    reference,
-                    window,
-                    columns=columns,
-                    drift_share_threshold=DRIFT_SHARE_THRESHOLD if threshold is None else threshold,
-                )
-                drift = result.drift_share
-                row.drifted = sorted(n for n, f in result.features.items() if f.drifted)
-            metric = None
-            if champion_model is not None and config.target in window.column_names:
-                value = evaluate(champion_model, window).to_dict().get(policy.metric)
-                metric = None if value is None else float(value)
-            decision = decide(
-                policy,
-                state,
-                Observation(
-                    drift_share=drift,
-                    metric_value=metric,
-                    new_rows=window.num_rows,
-                    now=(w.end or datetime.now(UTC)).isoformat(),
-                    has_champion=has_champion,
-                ),
-            )
-            state = decision.state
-            row.drift_share, row.metric = drift, metric
-            row.decision = "retrain" if decision.retrain else "skip"
-            row.reasons = list(decision.reasons)
-            if decision.retrain:  # simulate the retrain: this window is the new training data
-                reference, has_champion, champion_model = window, True, None
-                state = replace(
-                    state,
-                    training_rows=window.num_rows,
-                    model_trained_at=(w.end or datetime.now(UTC)).isoformat(),
-                )
+        replay.judge(row, w)
         rows.append(row)
         if on_row:
             on_row(row)

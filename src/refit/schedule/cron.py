@@ -90,6 +90,24 @@ class IntervalSchedule:
 Schedule = CronSchedule | IntervalSchedule
 
 
+def _atom_value(b: str, name: str, low: int, high: int, names: dict[str, int], expr: str) -> int:
+    """The number of one bound of a field value: a name (``MON``, ``JAN``) or N in LOW-HIGH."""
+    key = b.upper()
+    if key in names:
+        return names[key]
+    if not b.isdigit():
+        known = f" or one of {', '.join(names)}" if names else ""
+        raise ScheduleError(
+            f"cron {expr!r}: {name} value {b!r} is not a number in {low}-{high}{known}"
+        )
+    v = int(b)
+    # Day of week 7 is Sunday in Vixie cron but not in KFP's robfig/cron: refuse it.
+    if not low <= v <= high:
+        hint = " (Sunday is 0)" if name == "day of week" and v == 7 else ""
+        raise ScheduleError(f"cron {expr!r}: {name} value {v} is out of range {low}-{high}{hint}")
+    return v
+
+
 def _check_atom(
     atom: str, name: str, low: int, high: int, names: dict[str, int], expr: str
 ) -> None:
@@ -109,25 +127,7 @@ def _check_atom(
     bounds = base.split("-")
     if len(bounds) > 2 or not all(bounds):
         raise ScheduleError(f"cron {expr!r}: {name} value {atom!r} is not N, N-M, * or */STEP")
-    values = []
-    for b in bounds:
-        key = b.upper()
-        if key in names:
-            values.append(names[key])
-        elif b.isdigit():
-            v = int(b)
-            # Day of week 7 is Sunday in Vixie cron but not in KFP's robfig/cron: refuse it.
-            if not low <= v <= high:
-                hint = " (Sunday is 0)" if name == "day of week" and v == 7 else ""
-                raise ScheduleError(
-                    f"cron {expr!r}: {name} value {v} is out of range {low}-{high}{hint}"
-                )
-            values.append(v)
-        else:
-            known = f" or one of {', '.join(names)}" if names else ""
-            raise ScheduleError(
-                f"cron {expr!r}: {name} value {b!r} is not a number in {low}-{high}{known}"
-            )
+    values = [_atom_value(b, name, low, high, names, expr) for b in bounds]
     if len(values) == 2 and values[0] > values[1]:
         raise ScheduleError(
             f"cron {expr!r}: {name} range {base!r} runs backwards ({values[0]} > {values[1]})"
@@ -140,6 +140,48 @@ def _check_fields(fields: list[str], expr: str) -> None:
             if not atom:
                 raise ScheduleError(f"cron {expr!r}: {name} field {text!r} has an empty list item")
             _check_atom(atom, name, low, high, names, expr)
+
+
+def _expand_macro(text: str, source: str) -> str:
+    """``text`` with a macro (``@daily``) replaced by its five fields; refuses ``@every``."""
+    if not text.startswith("@"):
+        return text
+    macro = text.lower()
+    if macro.startswith("@every"):
+        raise ScheduleError(
+            f"cron {source!r}: '@every' is an interval, not a cron schedule; "
+            "use an interval schedule (e.g. --interval 6h) instead"
+        )
+    if macro not in _MACROS:
+        raise ScheduleError(
+            f"cron {source!r}: unknown or unsupported macro; supported: {', '.join(_MACROS)}"
+        )
+    return _MACROS[macro]
+
+
+def _five_fields(text: str, source: str) -> list[str]:
+    """The five standard fields of ``text``: five as given, or six with a seconds field of 0."""
+    fields = text.split(" ")
+    if len(fields) == 6:
+        seconds = fields[0]
+        if seconds != "0":
+            raise ScheduleError(
+                f"cron {source!r}: six fields are read as KFP's form, seconds first, and the "
+                f"seconds field is {seconds!r}; refit schedules at most once a minute, so it must "
+                "be 0 (for standard cron write five fields: MIN HOUR DOM MON DOW)"
+            )
+        return fields[1:]
+    if len(fields) == 7:
+        raise ScheduleError(
+            f"cron {source!r} has 7 fields (a Quartz cron with a year field?); KFP takes 6 "
+            "(SEC MIN HOUR DOM MON DOW) and refit also accepts standard 5-field cron"
+        )
+    if len(fields) != 5:
+        raise ScheduleError(
+            f"cron {source!r} has {len(fields)} field(s); expected 5 (MIN HOUR DOM MON DOW) "
+            "or 6 with seconds first (0 MIN HOUR DOM MON DOW)"
+        )
+    return fields
 
 
 def parse_cron(expr: str) -> CronSchedule:
@@ -161,39 +203,7 @@ def parse_cron(expr: str) -> CronSchedule:
     if not isinstance(expr, str) or not expr.strip():
         raise ScheduleError(f"cron expression must be a non-empty string, got {expr!r}")
     source = expr
-    text = " ".join(expr.split())
-    if text.startswith("@"):
-        macro = text.lower()
-        if macro.startswith("@every"):
-            raise ScheduleError(
-                f"cron {source!r}: '@every' is an interval, not a cron schedule; "
-                "use an interval schedule (e.g. --interval 6h) instead"
-            )
-        if macro not in _MACROS:
-            raise ScheduleError(
-                f"cron {source!r}: unknown or unsupported macro; supported: {', '.join(_MACROS)}"
-            )
-        text = _MACROS[macro]
-    fields = text.split(" ")
-    if len(fields) == 6:
-        seconds = fields[0]
-        if seconds != "0":
-            raise ScheduleError(
-                f"cron {source!r}: six fields are read as KFP's form, seconds first, and the "
-                f"seconds field is {seconds!r}; refit schedules at most once a minute, so it must "
-                "be 0 (for standard cron write five fields: MIN HOUR DOM MON DOW)"
-            )
-        fields = fields[1:]
-    elif len(fields) == 7:
-        raise ScheduleError(
-            f"cron {source!r} has 7 fields (a Quartz cron with a year field?); KFP takes 6 "
-            "(SEC MIN HOUR DOM MON DOW) and refit also accepts standard 5-field cron"
-        )
-    elif len(fields) != 5:
-        raise ScheduleError(
-            f"cron {source!r} has {len(fields)} field(s); expected 5 (MIN HOUR DOM MON DOW) "
-            "or 6 with seconds first (0 MIN HOUR DOM MON DOW)"
-        )
+    fields = _five_fields(_expand_macro(" ".join(expr.split()), source), source)
     _check_fields(fields, source)
     dom, dow = fields[2], fields[4]
     if dom == "?" and dow == "?":

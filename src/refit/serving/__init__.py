@@ -12,28 +12,29 @@ kubernetes client (it breaks with the versions kfp allows).
 
 Modules:
 
-- `refit.serving.protocol`: V2 request decoding into tables and answers (pure);
+- `refit.serving.protocol`: V2 request decoding and checking (pure);
+- `refit.serving.tables`: a checked request turned into the model's feature table (pure);
+- `refit.serving.outputs`: V2 answers and model metadata (pure);
 - `refit.serving.routing`: the rollout state and the seeded champion/canary split;
 - `refit.serving.faults`: fault injection for canary drills (off by default);
 - `refit.serving.metrics`: the Prometheus metrics (names are a contract with the checks);
 - `refit.serving.shadow`: shadow copies answered by the challenger in a child process, off the
   response path, and compared with the champion's answers;
 - `refit.serving.feedback`: A/B feedback events, appended to a JSON Lines file;
+- `refit.serving.server`: `ModelServer`, answering each endpoint, and `ModelCache`;
 - `refit.serving.app`: the HTTP app, `create_app`.
 """
 
-from refit.serving.app import ModelCache, ModelServer, create_app
+from refit.serving.app import create_app
 from refit.serving.faults import Fault, check_faults, parse_fault, parse_faults
 from refit.serving.metrics import REQUEST_DURATION, REQUESTS, TRAFFIC_PERCENT, ServingMetrics
+from refit.serving.outputs import model_metadata, predict_outputs
 from refit.serving.protocol import (
     InferRequest,
     InputTensor,
     RequestLimits,
     RequestTooLarge,
-    model_metadata,
     parse_infer_request,
-    predict_outputs,
-    request_to_table,
 )
 from refit.serving.routing import (
     CANARY_STATE_KEY,
@@ -43,6 +44,8 @@ from refit.serving.routing import (
     parse_canary_state,
     read_rollout_state,
 )
+from refit.serving.server import ModelCache, ModelServer
+from refit.serving.tables import request_to_table
 
 __all__ = [
     "CANARY_STATE_KEY",

@@ -119,26 +119,31 @@ def parse_feedback(data: Any, max_events: int) -> list[tuple[str, float]]:
         raise DataError("feedback has no events")
     if len(events) > max_events:
         raise DataError(f"feedback has {len(events)} events; at most {max_events} per request")
-    out: list[tuple[str, float]] = []
-    for i, event in enumerate(events):
-        where = f"feedback event {i}"
-        if not isinstance(event, dict):
-            raise DataError(f"{where} must be an object with 'id' and 'value'")
-        unknown = sorted(set(event) - {"id", "value"})
-        if unknown:
-            raise DataError(f"{where} has unknown field(s) {unknown}; known: ['id', 'value']")
-        uid, value = event.get("id"), event.get("value")
-        if not isinstance(uid, str) or not 0 < len(uid) <= MAX_ID_CHARS:
-            raise DataError(
-                f"{where}: 'id' must be the request id, a string of 1-{MAX_ID_CHARS} "
-                f"characters, got {str(uid)[:40]!r}"
-            )
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise DataError(f"{where}: 'value' must be a number, got {str(value)[:40]!r}")
-        if not math.isfinite(value):
-            raise DataError(f"{where}: 'value' must be finite, got {value!r}")
-        out.append((uid, float(value)))
-    return out
+    return [_feedback_event(event, f"feedback event {i}") for i, event in enumerate(events)]
+
+
+def _feedback_event(event: Any, where: str) -> tuple[str, float]:
+    """The ``(id, value)`` of one feedback event.
+
+    Raises:
+        DataError: Not an object, an unknown field, or a bad ``id`` or ``value``.
+    """
+    if not isinstance(event, dict):
+        raise DataError(f"{where} must be an object with 'id' and 'value'")
+    unknown = sorted(set(event) - {"id", "value"})
+    if unknown:
+        raise DataError(f"{where} has unknown field(s) {unknown}; known: ['id', 'value']")
+    uid, value = event.get("id"), event.get("value")
+    if not isinstance(uid, str) or not 0 < len(uid) <= MAX_ID_CHARS:
+        raise DataError(
+            f"{where}: 'id' must be the request id, a string of 1-{MAX_ID_CHARS} "
+            f"characters, got {str(uid)[:40]!r}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where}: 'value' must be a number, got {str(value)[:40]!r}")
+    if not math.isfinite(value):
+        raise DataError(f"{where}: 'value' must be finite, got {value!r}")
+    return uid, float(value)
 
 
 class FeedbackLog:

@@ -1,16 +1,10 @@
 """Shadow traffic on the local model server: the challenger answers copies, nobody sees them.
 
-While the rollout state names a ``shadow`` version (`refit.serving.routing`), every unpinned
-request the champion answered with 200 is handed, after its answer is ready, to one worker
-thread through a bounded queue: the worker asks the shadow version for its own answer and
-compares the two. The client's response never waits for the shadow: handing over is a
-``put_nowait`` on the queue, and when the queue is full the copy is dropped (counted) rather
-than slowing the champion.
-
-The shadow's predictions run in a child process (`ShadowProcess`, started on the first copy),
-not in the server's: parsing and scoring hold Python's GIL, and in a thread of the server they
-delayed the champion's answers (p50 6.0 -> 8.8 ms on a loaded 2-core machine). The worker
-thread only waits on the child's pipe, which releases the GIL.
+While the rollout state names a ``shadow`` version (`refit.serving.routing`), each unpinned
+request the champion answered with 200 is copied, after its answer, through a bounded queue to
+a worker thread that asks the shadow version (in a child process, `ShadowProcess`) for its own
+answer and compares the two; a full queue drops the copy. Why a child process, and why the
+client never waits: docs/decisions/0023-shadow-in-a-child-process.md.
 
 Metrics (a contract with the shadow analysis, `refit.deploy.shadow`; ``revision`` is the shadow
 version's label, e.g. ``v4``):
@@ -145,35 +139,22 @@ class ShadowMirror:
         self._predict = predict
         self._queue: queue.Queue[tuple[int, bytes, dict[str, Any]]] = queue.Queue(queue_size)
         labels = ("model", "revision")
-        self.pairs = Counter(
-            SHADOW_PAIRS.removesuffix("_total"),
-            "Rows answered by both the champion and the shadow.",
-            labels,
-            registry=registry,
-        )
-        self.disagreements = Counter(
-            SHADOW_DISAGREEMENTS.removesuffix("_total"),
+
+        def counter(name: str, documentation: str) -> Counter:
+            return Counter(name.removesuffix("_total"), documentation, labels, registry=registry)
+
+        self.pairs = counter(SHADOW_PAIRS, "Rows answered by both the champion and the shadow.")
+        self.disagreements = counter(
+            SHADOW_DISAGREEMENTS,
             "Rows whose predicted label differs between the champion and the shadow.",
-            labels,
-            registry=registry,
         )
-        self.score_diff = Counter(
-            SHADOW_SCORE_DIFF.removesuffix("_total"),
+        self.score_diff = counter(
+            SHADOW_SCORE_DIFF,
             "Sum of per-row score differences between the champion and the shadow.",
-            labels,
-            registry=registry,
         )
-        self.errors = Counter(
-            SHADOW_ERRORS.removesuffix("_total"),
-            "Request copies the shadow failed to answer.",
-            labels,
-            registry=registry,
-        )
-        self.dropped = Counter(
-            SHADOW_DROPPED.removesuffix("_total"),
-            "Request copies dropped because the shadow queue was full.",
-            labels,
-            registry=registry,
+        self.errors = counter(SHADOW_ERRORS, "Request copies the shadow failed to answer.")
+        self.dropped = counter(
+            SHADOW_DROPPED, "Request copies dropped because the shadow queue was full."
         )
         self.predict_seconds = Histogram(
             PREDICT_SECONDS,
@@ -348,13 +329,10 @@ class ShadowProcess:
 def _shadow_child(store_uri: str, model_name: str, limits: Any, conn: Any) -> None:
     """The child's loop: ``(version, body)`` in, ``(ok, outputs or error, seconds)`` out."""
     from refit.registry import open_registry
-    from refit.serving.app import ModelCache
-    from refit.serving.protocol import (
-        decode_json,
-        parse_infer_request,
-        predict_outputs,
-        request_to_table,
-    )
+    from refit.serving.outputs import predict_outputs
+    from refit.serving.protocol import decode_json, parse_infer_request
+    from refit.serving.server import ModelCache
+    from refit.serving.tables import request_to_table
 
     cache = ModelCache(open_registry(store_uri, model_name))
     while True:

@@ -7,8 +7,8 @@ append-only audit log, tagged with ``run_label``, so a timeline can be read back
 The pure steps (validate, drift, evaluate) take no store: they return their summary
 (``audit``) and a stateful step records it (``decide_retrain``, ``record_results``).
 
-One module per area (data, privacy, resolve, drift, train, evaluate, release); this package
-re-exports them.
+One module per area (data, privacy, resolve, drift, watch, decide, train, evaluate, release);
+this package re-exports them.
 """
 
 from refit.governance.record import write_release_record
@@ -20,14 +20,13 @@ from refit.steps.data import (
     snapshot_data,
     validate_data,
 )
-from refit.steps.drift import (
+from refit.steps.decide import (
     POLICY_STATE_KEY,
     DecisionOutput,
-    DriftOutput,
     decide_retrain,
     decision_markdown,
-    detect_drift,
 )
+from refit.steps.drift import DriftOutput, detect_drift
 from refit.steps.evaluate import EvaluationOutput, evaluate_model
 from refit.steps.privacy import AnonymizeOutput, anonymize_data
 from refit.steps.release import (

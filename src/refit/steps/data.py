@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-from tensorflow_metadata.proto.v0 import anomalies_pb2
-
 from refit.audit.events import AuditEvent
 from refit.defaults import RANGE_TOLERANCE
 from refit.errors import SchemaError
@@ -19,9 +16,10 @@ from refit.io.tables import read_table, write_parquet
 from refit.privacy import load_schema, pii_columns
 from refit.registry import open_registry
 from refit.steps.common import list_param, write_text
+from refit.tfdv.engine import complete_anomalies, require_tfdv
 from refit.validation import ValidationOptions
 from refit.validation.anomalies import ValidationResult
-from refit.validation.engines import EngineResult, resolve_engine, run_validation
+from refit.validation.engines import resolve_engine, run_validation
 from refit.validation.report import render_validation_html
 from refit.validation.schema import schema_to_text
 
@@ -151,66 +149,8 @@ def check_engine(engine: str) -> str:
     """
     ran = resolve_engine(engine)
     if ran == "tfdv":
-        from refit.images import tfdv_image
-        from refit.validation.tfdv_client import TfdvUnavailableError, tfdv_python
-
-        try:
-            tfdv_python()
-        except TfdvUnavailableError as exc:
-            raise TfdvUnavailableError(
-                f"{exc}. In a cluster, run this task in the refit-tfdv image "
-                f"({tfdv_image()}, e.g. task.set_container_image(refit.images.engine_image("
-                "'tfdv'))), which sets REFIT_TFDV_PYTHON."
-            ) from None
+        require_tfdv()
     return ran
-
-
-def _add_reason(
-    anomalies: anomalies_pb2.Anomalies, feature: str | None, kind: int, short: str, text: str
-) -> None:
-    """Add one anomaly reason (dataset-level when ``feature`` is None), as refit's engine does."""
-    if feature is None:
-        info = anomalies.dataset_anomaly_info
-    else:
-        info = anomalies.anomaly_info[feature]
-        if not info.path.step:
-            info.path.step.append(feature)
-        info.short_description = info.short_description or short
-        info.description = info.description or text
-    info.severity = anomalies_pb2.AnomalyInfo.ERROR
-    reason = info.reason.add()
-    reason.type = kind
-    reason.short_description = short
-    reason.description = text
-
-
-def _complete_tfdv_anomalies(result: EngineResult, current: pa.Table, target: str) -> None:
-    """Checks TFDV leaves to the caller, added to its anomalies so the step fails closed.
-
-    TFDV only sets ``data_missing`` on an empty window (no reason), and knows nothing of the
-    target unless its schema has it (before the first promotion the schema is inferred from
-    the window itself). refit adds ``DATASET_LOW_NUM_EXAMPLES`` and a ``SCHEMA_MISSING_COLUMN``
-    for a missing target, as its native engine reports them.
-    """
-    anomalies = result.anomalies
-    kind = anomalies_pb2.AnomalyInfo
-    if current.num_rows == 0 and not anomalies.dataset_anomaly_info.reason:
-        anomalies.data_missing = True
-        _add_reason(
-            anomalies,
-            None,
-            kind.DATASET_LOW_NUM_EXAMPLES,
-            "Low num examples in dataset",
-            "The window has 0 rows (added by refit; TFDV sets only data_missing).",
-        )
-    if target and target not in current.column_names and target not in anomalies.anomaly_info:
-        _add_reason(
-            anomalies,
-            target,
-            kind.SCHEMA_MISSING_COLUMN,
-            "Required column missing",
-            f"Required column {target!r} (the target) is not in the data.",
-        )
 
 
 def validate_data(
@@ -234,7 +174,7 @@ def validate_data(
     statistics, infers the schema from the reference and validates; refit adds the empty-window
     and missing-target reasons TFDV does not raise. The native engine's range checks against the
     reference's observed values (``RANGE_TOLERANCE``) are native only; see
-    :mod:`refit.validation.engines` for the differences by design.
+    docs/decisions/0012-native-and-tfdv-differ-by-design.md for the differences by design.
 
     Args:
         snapshot_path: Parquet file of the window.
@@ -309,7 +249,7 @@ def validate_data(
         facets=True,
     )
     if result.engine == "tfdv":
-        _complete_tfdv_anomalies(result, current, "" if notes else target)
+        complete_anomalies(result, current, "" if notes else target)
     view = ValidationResult(
         result.anomalies, result.statistics, result.schema, result.reference_statistics
     )

@@ -8,9 +8,14 @@ from typing import Any
 
 from refit.errors import RefitError
 from refit.evaluation.compare import compare_models
-from refit.evaluation.fairness import check_fairness, render_fairness_markdown
-from refit.evaluation.gate import GateConfig, GateResult, gate, render_checks_markdown
-from refit.evaluation.serving import render_serving_markdown, serving_check
+from refit.evaluation.fairness import check_fairness
+from refit.evaluation.gate import GateConfig, GateResult, gate
+from refit.evaluation.latency import serving_check
+from refit.evaluation.render import (
+    render_checks_markdown,
+    render_fairness_markdown,
+    render_serving_markdown,
+)
 from refit.io.tables import read_table
 from refit.steps.common import dict_param, scalar_metrics
 from refit.training.artifacts import load_model
@@ -61,7 +66,7 @@ def evaluate_model(
     With a ``fairness`` section the gate also judges per-group fairness on the sensitive
     attribute (a holdout column; a missing one closes the gate with the columns present named);
     with a ``serving`` section both models are loaded as served and timed on the same sample
-    requests (see `refit.evaluation.serving`).
+    requests (see `refit.evaluation.latency`).
 
     Args:
         model_dir: The challenger's model folder.

@@ -16,14 +16,11 @@ from typing import Any
 from refit.audit import AuditEvent
 from refit.deploy import available_targets, get_target
 from refit.deploy.abtest import feedback_analyzer
-from refit.deploy.local_canary import LocalCanaryTarget
+from refit.deploy.analyzers import prometheus_analyzer, shadow_prometheus_analyzer
+from refit.deploy.local_server_target import LocalCanaryTarget
 from refit.deploy.plan import RolloutPlan
-from refit.deploy.rollout import (
-    RolloutResult,
-    prometheus_analyzer,
-    run_canary,
-    shadow_prometheus_analyzer,
-)
+from refit.deploy.rollout import run_canary
+from refit.deploy.rollout_types import RolloutResult
 from refit.errors import DeployError, SchemaError
 from refit.governance.approval import AWAITING, ApprovalPolicy, expire_stale, request_approval
 from refit.registry import ANY, ModelRegistry, open_registry
@@ -200,7 +197,6 @@ def register_model(
     snapshot_sha256: str,
     metrics: dict[str, Any],
     *,
-    run_id: str = "",
     run_label: str = "",
     parent_version: Any = ANY,
     approval: ApprovalPolicy | None = None,
@@ -216,8 +212,8 @@ def register_model(
         model_name: Model to register under.
         snapshot_sha256: Snapshot the challenger was trained on (its lineage and drift reference).
         metrics: The challenger's evaluation metrics.
-        run_id: Pipeline run that produced it.
-        run_label: Label of this pipeline run in the audit log.
+        run_label: Label of the pipeline run that produced it, recorded with the version and
+            in its registration record.
         parent_version: The champion the challenger was evaluated against (None: there was
             none); `ANY` (default) takes the current champion. Promotion later requires the
             champion to still be this version.
@@ -236,8 +232,7 @@ def register_model(
         metrics=scalar_metrics(metrics),
         snapshot_sha256=snapshot_sha256,
         parent_version=parent_version,
-        run_id=run_id or run_label,
-        audit={"run_label": run_label},
+        run_label=run_label,
         **({"extra": {"training_data": training_data}} if training_data else {}),
     )
     if approval is not None and approval.required:

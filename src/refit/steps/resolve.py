@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from refit.audit.events import AuditEvent
-from refit.drift.profile import load_profile, profile_table, save_profile
+from refit.drift.accumulate import profile_table
+from refit.drift.profile_io import load_profile, save_profile
 from refit.errors import SchemaError
 from refit.io import uri as uri_lib
 from refit.io.snapshot import load_snapshot

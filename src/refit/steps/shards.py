@@ -12,11 +12,13 @@ from typing import Any
 
 from refit import drift as drift_lib
 from refit.defaults import DRIFT_SHARE_THRESHOLD
-from refit.drift.profile import load_profile, merge_profiles, save_profile
+from refit.drift.profile import merge_profiles
+from refit.drift.profile_io import load_profile, save_profile
 from refit.drift.report import render_drift_html
 from refit.drift.shards import Shard, plan_shards, profile_shard
 from refit.errors import DataError
-from refit.steps.drift import DriftOutput, watch_window, with_watch_section
+from refit.steps.drift import DriftOutput
+from refit.steps.watch import watch_window, with_watch_section
 
 #: Most profiles one merge task takes.
 MAX_MERGE = 1000

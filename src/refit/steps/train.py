@@ -185,11 +185,11 @@ def train_model(
     in :attr:`TrainOutput.audit` for a stateful step to record.
 
     Args:
-        snapshot_path: Parquet file of the training window.
+        snapshot_path: The training window's snapshot (a Parquet file).
         label_column: Label column.
         model_dir: Folder the model (safe format + ``model.json``) is written to.
         holdout_path: Parquet file the holdout rows are written to.
-        data_metadata: Metadata of the window's artifact: its PII marks (``pii``, ``handled``,
+        data_metadata: Metadata of the snapshot's artifact: its PII marks (``pii``, ``handled``,
             ``sha256``, see :func:`refit.privacy.check_pii_handled`); None: none.
         trainer: Name of a registered trainer.
         params: Trainer hyper-parameters.
@@ -368,7 +368,7 @@ def select_training_windows(
     pure and gets the rows as an input artifact.
 
     Args:
-        window_path: Parquet file of the current window.
+        window_path: The current window's snapshot (a Parquet file).
         output_path: Where the earlier windows' rows are written (Parquet, oldest first; no
             rows when the policy reads none).
         store_uri: Root of refit's store.

@@ -10,7 +10,7 @@
   same name and waits for it, or replaces a failed one; the workers resume from the last
   checkpoint.
 - ``local``: the same workers as ``workers`` processes on loopback
-  (:func:`refit.training.distributed.run_local`), writing straight into the outputs.
+  (:func:`refit.training.distributed_local.run_local`), writing straight into the outputs.
 """
 
 from __future__ import annotations
@@ -28,20 +28,16 @@ from refit.privacy import check_pii_handled
 from refit.steps.common import dict_param
 from refit.steps.train import TrainOutput, windows_from_record
 from refit.training.card import render_model_card
-from refit.training.distributed import (
+from refit.training.distributed_local import run_local
+from refit.training.distributed_plan import (
     DistributedConfig,
     plan_shards,
-    run_local,
     snapshot_columns,
     snapshot_sha256,
 )
 from refit.training.trainers import resolve_params
-from refit.training.trainjob import (
-    TrainJobRunner,
-    TrainJobSettings,
-    build_trainjob,
-    trainjob_name,
-)
+from refit.training.trainjob import TrainJobOutcome, TrainJobRunner
+from refit.training.trainjob_spec import TrainJobSettings, build_trainjob, trainjob_name
 from refit.training.xgboost_trainer import _check_params
 
 __all__ = ["EXECUTORS", "train_model_distributed"]
@@ -89,7 +85,8 @@ def train_model_distributed(
     """Train XGBoost on the window across several workers; see the module docstring.
 
     Args:
-        snapshot_uri: URI of the window (a Parquet file or prefix; the workers read it).
+        snapshot_uri: URI of the window's snapshot (a Parquet file or prefix; the workers read
+            it).
         label_column: Label column.
         model_uri: URI of the task's model output (the staging prefix goes beside it).
         model_path: Local folder of the model output.
@@ -97,9 +94,9 @@ def train_model_distributed(
             ``read_table`` reads the folder as one table).
         distributed: ``executor`` (``trainjob`` or ``local``) and its settings: for
             ``local``, ``workers``; for ``trainjob``, the fields of
-            :class:`refit.training.trainjob.TrainJobSettings` (``namespace``,
+            :class:`refit.training.trainjob_spec.TrainJobSettings` (``namespace``,
             ``allowed_namespaces``, ``num_nodes``, ``profile``, ``deadline_s``, ``delete``...).
-        data_metadata: The window artifact's metadata (PII marks, sha256).
+        data_metadata: The snapshot artifact's metadata (PII marks, sha256).
         trainer: Must be ``xgboost`` (the only trainer with a collective).
         params: XGBoost parameters.
         seed: Seed of the holdout hash and the booster.
@@ -127,6 +124,50 @@ def train_model_distributed(
         PrivacyError: PII the window's marks say is unhandled.
     """
     settings_in = dict_param(distributed, "distributed")
+    executor = _check_request(settings_in, trainer, holdout_split, earlier_metadata, warm_start)
+    params = _checked_params(params)
+    data_sha256 = str((data_metadata or {}).get("sha256") or "") or snapshot_sha256(snapshot_uri)
+    check_pii_handled(data_metadata, data_sha256, snapshot_columns(snapshot_uri))
+
+    config = DistributedConfig(
+        snapshot=snapshot_uri,
+        label_column=label_column,
+        model_uri=model_path,
+        holdout_uri=holdout_path,
+        report_uri="",
+        params=params,
+        seed=seed,
+        holdout_fraction=holdout_fraction,
+        time_column=time_column,
+        task=task,
+        checkpoint_uri=checkpoint_uri,
+        checkpoint_every=checkpoint_every,
+        price_per_hour=price_per_hour,
+        node_profile=node_profile,
+        data_sha256=data_sha256,
+    )
+    if executor == "local":
+        engine = _run_local(config, settings_in, snapshot_uri, model_path)
+    else:
+        engine = _run_trainjob(
+            config, settings_in, model_uri, model_path, holdout_path, image=image, runner=runner
+        )
+    return _train_output(model_path, engine, params)
+
+
+def _check_request(
+    settings_in: Mapping[str, Any],
+    trainer: str,
+    holdout_split: str,
+    earlier_metadata: Mapping[str, Any] | None,
+    warm_start: bool,
+) -> str:
+    """Refuse what distributed training does not do; return the executor.
+
+    Raises:
+        TrainingError: An option that is single-process only, another trainer than xgboost, or
+            an unknown executor.
+    """
     unsupported = [
         name
         for name, on in (
@@ -149,6 +190,11 @@ def train_model_distributed(
     executor = settings_in.get("executor", "trainjob")
     if executor not in EXECUTORS:
         raise TrainingError(f"distributed executor {executor!r} is not one of {list(EXECUTORS)}")
+    return str(executor)
+
+
+def _checked_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The XGBoost parameters as given, checked (early stopping is refused)."""
     params = dict_param(params, "params")
     resolved = resolve_params("xgboost", params)
     _check_params(resolved)
@@ -157,87 +203,106 @@ def train_model_distributed(
             "distributed training does not take 'early_stopping_rounds' (each worker would "
             "stop on its own validation rows): set n_estimators"
         )
-    data_sha256 = str((data_metadata or {}).get("sha256") or "") or snapshot_sha256(snapshot_uri)
-    check_pii_handled(data_metadata, data_sha256, snapshot_columns(snapshot_uri))
+    return params
 
-    config = DistributedConfig(
-        snapshot=snapshot_uri,
-        label_column=label_column,
-        model_uri=model_path,
-        holdout_uri=holdout_path,
-        report_uri="",
-        params=params,
-        seed=seed,
-        holdout_fraction=holdout_fraction,
-        time_column=time_column,
-        task=task,
-        checkpoint_uri=checkpoint_uri,
-        checkpoint_every=checkpoint_every,
-        price_per_hour=price_per_hour,
-        node_profile=node_profile,
-        data_sha256=data_sha256,
+
+def _run_local(
+    config: DistributedConfig, settings_in: Mapping[str, Any], snapshot_uri: str, model_path: str
+) -> dict[str, Any]:
+    """Run the workers as local processes writing straight into the outputs."""
+    workers = settings_in.get("workers", 2)
+    unknown = sorted(set(settings_in) - {"executor", "workers", "timeout_s"})
+    if unknown:
+        raise TrainingError(f"distributed settings of executor local: unknown {unknown}")
+    config.nodes = 1
+    config.workers_per_node = 1
+    config.report_uri = model_path.rstrip("/") + ".workers"
+    plan_shards(snapshot_uri, workers)  # refuse too few row groups before starting
+    run_local(config, workers, timeout_s=float(settings_in.get("timeout_s", 3600)))
+    return {"executor": "local", "workers": workers}
+
+
+def _run_trainjob(
+    config: DistributedConfig,
+    settings_in: Mapping[str, Any],
+    model_uri: str,
+    model_path: str,
+    holdout_path: str,
+    *,
+    image: str,
+    runner: TrainJobRunner | None,
+) -> dict[str, Any]:
+    """Run (or, on a retry, wait for) the TrainJob, then copy its model and holdout here."""
+    settings = TrainJobSettings.from_dict(settings_in)
+    # the task's own price and profile name stand in where the settings' profile has none
+    fill: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("price_per_hour", config.price_per_hour),
+            ("node_profile", config.node_profile),
+        )
+        if value and not getattr(settings, key)
+    }
+    settings = replace(settings, **fill)
+    if not image:
+        raise TrainingError("distributed executor trainjob needs refit's image")
+    plan_shards(config.snapshot, settings.workers)  # refuse too few row groups before any write
+    staging = model_uri.rstrip("/") + ".trainjob"
+    config.model_uri = uri_io.join(staging, "model")
+    config.holdout_uri = uri_io.join(staging, "holdout")
+    config.report_uri = uri_io.join(staging, "workers")
+    name = trainjob_name("refit-train", hashlib.sha256(model_uri.encode()).hexdigest()[:12])
+    runner = runner or TrainJobRunner(settings)
+    outcome = _run_or_rejoin(
+        runner, name, build_trainjob(name, settings, image=image, config=config), settings
     )
-    if executor == "local":
-        workers = settings_in.get("workers", 2)
-        unknown = sorted(set(settings_in) - {"executor", "workers", "timeout_s"})
-        if unknown:
-            raise TrainingError(f"distributed settings of executor local: unknown {unknown}")
-        config.nodes = 1
-        config.workers_per_node = 1
-        config.report_uri = model_path.rstrip("/") + ".workers"
-        plan_shards(snapshot_uri, workers)  # refuse too few row groups before starting
-        run_local(config, workers, timeout_s=float(settings_in.get("timeout_s", 3600)))
-        engine = {"executor": "local", "workers": workers}
-    else:
-        settings = TrainJobSettings.from_dict(settings_in)
-        # the task's own price and profile name stand in where the settings' profile has none
-        fill: dict[str, Any] = {
-            key: value
-            for key, value in (("price_per_hour", price_per_hour), ("node_profile", node_profile))
-            if value and not getattr(settings, key)
-        }
-        settings = replace(settings, **fill)
-        if not image:
-            raise TrainingError("distributed executor trainjob needs refit's image")
-        plan_shards(snapshot_uri, settings.workers)  # refuse too few row groups before any write
-        staging = model_uri.rstrip("/") + ".trainjob"
-        config.model_uri = uri_io.join(staging, "model")
-        config.holdout_uri = uri_io.join(staging, "holdout")
-        config.report_uri = uri_io.join(staging, "workers")
-        name = trainjob_name("refit-train", hashlib.sha256(model_uri.encode()).hexdigest()[:12])
-        runner = runner or TrainJobRunner(settings)
-        body = build_trainjob(name, settings, image=image, config=config)
-        existing = runner.get(name)
-        if existing is not None:
-            conditions = (existing.get("status") or {}).get("conditions") or []
-            failed = any(
-                c.get("type") == "Failed" and c.get("status") == "True" for c in conditions
-            )
-            if failed:  # a failed attempt: replace it; its checkpoints remain
-                runner.delete(name, wait=True)
-                existing = None
-        if existing is None:
-            outcome = runner.run(body)
-        else:  # a retry of this task: the job it started is still there
-            runner.preflight()
-            outcome = runner.wait(name)
-            if settings.delete:
-                outcome.deleted = runner.delete(name)
-            if outcome.state != "Complete":
-                raise TrainingError(
-                    f"TrainJob {settings.namespace}/{name} {outcome.state}: {outcome.describe()}"
-                )
-        _copy_tree(config.model_uri, Path(model_path))
-        _copy_tree(config.holdout_uri, Path(holdout_path))
-        engine = {
-            "executor": "trainjob",
-            "trainjob": f"{settings.namespace}/{name}",
-            "nodes": settings.num_nodes,
-            "workers": settings.workers,
-            "conditions": outcome.conditions,
-            "deleted": outcome.deleted,
-        }
+    _copy_tree(config.model_uri, Path(model_path))
+    _copy_tree(config.holdout_uri, Path(holdout_path))
+    return {
+        "executor": "trainjob",
+        "trainjob": f"{settings.namespace}/{name}",
+        "nodes": settings.num_nodes,
+        "workers": settings.workers,
+        "conditions": outcome.conditions,
+        "deleted": outcome.deleted,
+    }
 
+
+def _run_or_rejoin(
+    runner: TrainJobRunner, name: str, body: dict[str, Any], settings: TrainJobSettings
+) -> TrainJobOutcome:
+    """Start the TrainJob, or wait for the one an earlier attempt of this task started.
+
+    A failed earlier job is replaced (its checkpoints remain).
+
+    Raises:
+        TrainingError: The job did not complete.
+    """
+    existing = runner.get(name)
+    if existing is not None:
+        conditions = (existing.get("status") or {}).get("conditions") or []
+        failed = any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions)
+        if failed:  # a failed attempt: replace it; its checkpoints remain
+            runner.delete(name, wait=True)
+            existing = None
+    if existing is None:
+        return runner.run(body)
+    # a retry of this task: the job it started is still there
+    runner.preflight()
+    outcome = runner.wait(name)
+    if settings.delete:
+        outcome.deleted = runner.delete(name)
+    if outcome.state != "Complete":
+        raise TrainingError(
+            f"TrainJob {settings.namespace}/{name} {outcome.state}: {outcome.describe()}"
+        )
+    return outcome
+
+
+def _train_output(
+    model_path: str, engine: Mapping[str, Any], params: dict[str, Any]
+) -> TrainOutput:
+    """What ``train_model`` returns, read from the model the workers wrote."""
     model_json = Path(model_path) / "model.json"
     if not model_json.is_file():
         raise TrainingError(f"distributed training wrote no model at {model_path}")

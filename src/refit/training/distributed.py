@@ -2,17 +2,16 @@
 
 The ``xgboost-distributed`` ClusterTrainingRuntime starts ``numNodes`` pods and injects
 ``DMLC_TRACKER_URI``, ``DMLC_TRACKER_PORT``, ``DMLC_TASK_ID`` and ``DMLC_NUM_WORKER`` into each
-(:data:`RESERVED_ENV`). Every worker here:
+(`refit.training.distributed_plan.RESERVED_ENV`). Every worker here:
 
-1. plans the shards from the snapshot's Parquet footers alone (:func:`plan_shards`: whole row
-   groups, contiguous, balanced by rows) and reads only its own (:func:`read_shard`), never the
-   whole window;
+1. plans the shards from the snapshot's Parquet footers alone (`plan_shards`: whole row groups,
+   contiguous, balanced by rows) and reads only its own (`read_shard`), never the whole snapshot;
 2. joins XGBoost's collective (``xgboost.collective.CommunicatorContext``); worker 0 first
    starts ``xgboost.tracker.RabitTracker`` on the tracker port;
 3. agrees with the others on one feature encoding (classes and categorical vocabularies merged
-   over all shards, :func:`merge_summaries`) and on the holdout rule, a seeded hash of the
-   global row number (:func:`holdout_mask`), so every row lands on the same side whichever
-   worker reads it;
+   over all shards, `refit.training.distributed_spec.merge_summaries`) and on the holdout
+   rule, a seeded hash of the global row number (`holdout_mask`), so every row lands on the same
+   side whichever worker reads it;
 4. trains the ``hist`` booster collectively (histograms are all-reduced: the model is one
    model, the same on every worker), checkpointing every few rounds from worker 0 into
    ``checkpoint_uri`` (:class:`refit.training.checkpoint.CheckpointStore`); a rerun after a
@@ -20,9 +19,10 @@ The ``xgboost-distributed`` ClusterTrainingRuntime starts ``numNodes`` pods and 
 5. writes its holdout rows to ``holdout_uri/part-RANK.parquet``; worker 0 writes the model in
    refit's safe format with its card (nodes, workers, rows per worker, wall time, cost).
 
-The same protocol runs as N local processes on loopback (:func:`run_local`), which is how it
-is tested and benchmarked, and how a GPU node runs one worker per GPU. Peers exchange only
-JSON text and model bytes through the collective.
+Shards, the holdout rule and the config are in `refit.training.distributed_plan`. The same
+protocol runs as N local processes on loopback (`refit.training.distributed_local.run_local`),
+which is how it is tested and benchmarked, and how a GPU node runs one worker per GPU. Peers
+exchange only JSON text and model bytes through the collective.
 """
 
 from __future__ import annotations
@@ -33,402 +33,33 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from functools import partial
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from refit.errors import DataError, TrainingError
 from refit.io import uri as uri_io
-from refit.io.tables import PARQUET_SUFFIXES, write_parquet
+from refit.io.tables import write_parquet
+from refit.training.distributed_plan import (
+    DistributedConfig,
+    DmlcEnv,
+    holdout_mask,
+    plan_shards,
+    read_shard,
+)
+from refit.training.distributed_spec import local_summary, merge_summaries
 
-__all__ = [
-    "RESERVED_ENV",
-    "DistributedConfig",
-    "DmlcEnv",
-    "Shard",
-    "ShardUnit",
-    "WorkerResult",
-    "holdout_mask",
-    "main",
-    "merge_summaries",
-    "plan_shards",
-    "read_shard",
-    "run_local",
-    "run_worker",
-    "snapshot_columns",
-    "snapshot_sha256",
-]
+__all__ = ["WorkerResult", "main", "run_worker"]
 
 logger = logging.getLogger("refit.training")
-
-#: Environment variables the ``xgboost-distributed`` runtime injects into every node; a TrainJob
-#: that sets them itself is refused.
-RESERVED_ENV = ("DMLC_TRACKER_URI", "DMLC_TRACKER_PORT", "DMLC_TASK_ID", "DMLC_NUM_WORKER")
-
-#: Most values of one categorical column a worker reports to the others (its most frequent).
-MAX_REPORTED_VALUES = 10_000
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-# --------------------------------------------------------------------------- environment
-
-
-@dataclass(frozen=True)
-class DmlcEnv:
-    """The ``DMLC_*`` variables of one worker.
-
-    Attributes:
-        tracker_uri: Host of the tracker (worker 0's pod, or 127.0.0.1 locally).
-        tracker_port: Port of the tracker.
-        task_id: This worker's rank, ``0 <= task_id < num_worker``.
-        num_worker: Number of workers.
-    """
-
-    tracker_uri: str
-    tracker_port: int
-    task_id: int
-    num_worker: int
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> DmlcEnv:
-        """Read and check the variables.
-
-        Raises:
-            TrainingError: One is missing or malformed; the message names it.
-        """
-        environ = os.environ if environ is None else environ
-        missing = [name for name in RESERVED_ENV if not environ.get(name)]
-        if missing:
-            raise TrainingError(
-                f"distributed worker: environment variable(s) {missing} are not set; the "
-                "xgboost-distributed runtime injects them (run_local sets them locally)"
-            )
-
-        def integer(name: str, low: int, high: int) -> int:
-            raw = environ[name]
-            try:
-                value = int(raw)
-            except ValueError:
-                raise TrainingError(
-                    f"distributed worker: {name}={raw!r} is not an integer"
-                ) from None
-            if not low <= value <= high:
-                raise TrainingError(
-                    f"distributed worker: {name}={value} is outside [{low}, {high}]"
-                )
-            return value
-
-        num = integer("DMLC_NUM_WORKER", 1, 4096)
-        return cls(
-            tracker_uri=environ["DMLC_TRACKER_URI"],
-            tracker_port=integer("DMLC_TRACKER_PORT", 1, 65535),
-            task_id=integer("DMLC_TASK_ID", 0, num - 1),
-            num_worker=num,
-        )
-
-    def to_environ(self) -> dict[str, str]:
-        """The variables as the runtime sets them."""
-        return {
-            "DMLC_TRACKER_URI": self.tracker_uri,
-            "DMLC_TRACKER_PORT": str(self.tracker_port),
-            "DMLC_TASK_ID": str(self.task_id),
-            "DMLC_NUM_WORKER": str(self.num_worker),
-        }
-
-
-# --------------------------------------------------------------------------- shards
-
-
-@dataclass(frozen=True)
-class ShardUnit:
-    """One Parquet row group of the snapshot.
-
-    Attributes:
-        source: URI of the Parquet file.
-        row_group: Index of the row group in the file.
-        first_row: Global number of its first row (files in order, row groups in order).
-        rows: Rows it holds.
-    """
-
-    source: str
-    row_group: int
-    first_row: int
-    rows: int
-
-
-@dataclass(frozen=True)
-class Shard:
-    """The row groups one worker reads.
-
-    Attributes:
-        rank: The worker.
-        world: Number of workers.
-        units: Its row groups, in global row order.
-        total_rows: Rows in the whole snapshot.
-    """
-
-    rank: int
-    world: int
-    units: tuple[ShardUnit, ...]
-    total_rows: int
-
-    @property
-    def rows(self) -> int:
-        """Rows in this shard."""
-        return sum(u.rows for u in self.units)
-
-    def global_rows(self) -> np.ndarray:
-        """Global row numbers of this shard's rows, in read order."""
-        if not self.units:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate(
-            [np.arange(u.first_row, u.first_row + u.rows, dtype=np.int64) for u in self.units]
-        )
-
-
-def _snapshot_files(snapshot: str) -> list[str]:
-    if uri_io.is_gcs(snapshot):
-        if uri_io.split_gcs(snapshot)[1] and uri_io.exists(snapshot):
-            return [snapshot]
-    elif uri_io.local_path(snapshot).is_file():
-        return [snapshot]
-    parts = sorted(
-        p
-        for p in uri_io.list_prefix(snapshot)
-        if p.lower().endswith(PARQUET_SUFFIXES) and not p.rsplit("/", 1)[-1].startswith((".", "_"))
-    )
-    if not parts:
-        raise uri_io.UriNotFoundError(
-            f"snapshot {snapshot}: no such Parquet file, and no Parquet files under it"
-        )
-    return parts
-
-
-def _open_parquet(source: str) -> pq.ParquetFile:
-    """Open a Parquet file for reading its footer and chosen row groups only (GCS: range reads)."""
-    try:
-        if uri_io.is_gcs(source):
-            return pq.ParquetFile(uri_io._blob(source).open("rb"))  # private helper, same package
-        return pq.ParquetFile(str(uri_io.local_path(source)))
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"snapshot {source}: not a readable Parquet file ({exc})") from exc
-
-
-def plan_shards(snapshot: str, world: int) -> list[Shard]:
-    """Split a snapshot into ``world`` shards of whole row groups, from the footers alone.
-
-    Row groups are taken in global order (files sorted by name, row groups in file order) and
-    cut into contiguous runs of about ``total_rows / world`` rows each. Every worker computes
-    the same plan.
-
-    Args:
-        snapshot: A Parquet file or a folder / ``gs://`` prefix of Parquet files.
-        world: Number of workers.
-
-    Returns:
-        One :class:`Shard` per rank.
-
-    Raises:
-        DataError: The snapshot cannot be read, or has fewer non-empty row groups than workers
-            (the message says how to write it).
-    """
-    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
-        raise DataError(f"distributed training: workers must be a positive integer, got {world!r}")
-    units: list[ShardUnit] = []
-    first = 0
-    schema: pa.Schema | None = None
-    for source in _snapshot_files(snapshot):
-        pfile = _open_parquet(source)
-        if schema is None:
-            schema = pfile.schema_arrow
-        elif not pfile.schema_arrow.equals(schema):
-            raise DataError(
-                f"snapshot {snapshot}: file {source} has another schema than the first file"
-            )
-        for index in range(pfile.metadata.num_row_groups):
-            rows = pfile.metadata.row_group(index).num_rows
-            if rows:
-                units.append(ShardUnit(source, index, first, rows))
-                first += rows
-    if len(units) < world:
-        raise DataError(
-            f"snapshot {snapshot} has {len(units)} non-empty Parquet row group(s) for {world} "
-            "workers: each worker reads whole row groups; write the snapshot with smaller row "
-            "groups (pyarrow row_group_size) or as more files"
-        )
-    total = first
-    starts = [u.first_row for u in units]
-    cuts = [0]
-    for rank in range(1, world):
-        goal = rank * total / world
-        best = min(range(len(units)), key=lambda i: (abs(starts[i] - goal), i))
-        cuts.append(min(max(best, cuts[-1] + 1), len(units) - (world - rank)))
-    cuts.append(len(units))
-    shards = [units[cuts[r] : cuts[r + 1]] for r in range(world)]
-    return [Shard(rank, world, tuple(shards[rank]), total) for rank in range(world)]
-
-
-def read_shard(shard: Shard) -> pa.Table:
-    """Read a shard's row groups (and nothing else) into one table.
-
-    Raises:
-        DataError: A file cannot be read.
-    """
-    tables = []
-    by_source: dict[str, list[int]] = {}
-    for unit in shard.units:
-        by_source.setdefault(unit.source, []).append(unit.row_group)
-    for source, groups in by_source.items():
-        pfile = _open_parquet(source)
-        try:
-            tables.append(pfile.read_row_groups(groups))
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"snapshot {source}: cannot read row groups {groups} ({exc})") from exc
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    if table.num_rows != shard.rows:
-        raise DataError(
-            f"shard {shard.rank}: read {table.num_rows} rows where the footers promise {shard.rows}"
-        )
-    return table
-
-
-def holdout_mask(global_rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Whether each global row number is held out: a seeded hash, the same on every worker.
-
-    SplitMix64 of ``row + seed * golden ratio`` mapped to [0, 1); a row is held out when that
-    falls below ``fraction``. The share held out is ``fraction`` up to sampling noise.
-
-    Raises:
-        DataError: ``fraction`` is not in (0, 1).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise DataError(f"holdout_fraction must be in (0, 1), got {fraction}")
-    with np.errstate(over="ignore"):
-        z = global_rows.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB) & _MASK64
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass
-class DistributedConfig:
-    """What every worker of one distributed training is told (the TrainJob's ``--config``).
-
-    Attributes:
-        snapshot: Parquet file or folder / ``gs://`` prefix of the window.
-        label_column: Label column.
-        model_uri: Folder or ``gs://`` prefix worker 0 writes the model to.
-        holdout_uri: Folder or prefix each worker writes its holdout part to.
-        report_uri: Folder or prefix each worker writes ``worker-RANK.json`` to; "" none.
-        params: XGBoost parameters (refit's ``xgboost`` trainer's).
-        seed: Seed of the holdout hash and the booster.
-        holdout_fraction: Share of rows held out.
-        time_column: Event-time column, excluded from the features.
-        task: ``auto``, ``classification`` or ``regression``.
-        device: ``cpu`` or ``cuda``.
-        checkpoint_uri: Folder or prefix of checkpoints; "" none.
-        checkpoint_every: Rounds between checkpoints.
-        nodes: Nodes (pods) of the TrainJob, for the card.
-        workers_per_node: Workers per node (GPUs per node, or 1), for the card.
-        price_per_hour: Price of one node per hour, for the card's cost.
-        node_profile: Node profile name, for the card.
-        data_sha256: Content hash of the window (from its artifact), for the card; "" unknown.
-        timeout_s: Seconds the tracker waits for all workers to join, and a collective
-            operation waits for a peer.
-    """
-
-    snapshot: str
-    label_column: str
-    model_uri: str
-    holdout_uri: str
-    report_uri: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    holdout_fraction: float = 0.25
-    time_column: str = ""
-    task: str = "auto"
-    device: str = "cpu"
-    checkpoint_uri: str = ""
-    checkpoint_every: int = 25
-    nodes: int = 1
-    workers_per_node: int = 1
-    price_per_hour: float = 0.0
-    node_profile: str = ""
-    data_sha256: str = ""
-    timeout_s: int = 600
-
-    def to_json(self) -> str:
-        """The config as one JSON line (the TrainJob argument)."""
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> DistributedConfig:
-        """Parse and check a config.
-
-        Raises:
-            TrainingError: It is not a JSON object, a field is unknown, missing or of the
-                wrong type or range; the message names it.
-        """
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise TrainingError(f"distributed config is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise TrainingError("distributed config must be a JSON object")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainingError(f"distributed config: unknown field(s) {unknown}")
-        try:
-            config = cls(**data)
-        except TypeError as exc:
-            raise TrainingError(f"distributed config: {exc}") from exc
-        config.check()
-        return config
-
-    def check(self) -> None:
-        """Raise TrainingError naming the first bad field."""
-        for name in ("snapshot", "label_column", "model_uri", "holdout_uri"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise TrainingError(f"distributed config: {name} must be a non-empty string")
-        for name, low in (("seed", 0), ("checkpoint_every", 1), ("nodes", 1),
-                          ("workers_per_node", 1), ("timeout_s", 1)):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise TrainingError(
-                    f"distributed config: {name} must be an integer >= {low}, got {value!r}"
-                )
-        if not isinstance(self.params, dict):
-            raise TrainingError("distributed config: params must be a JSON object")
-        if self.device not in ("cpu", "cuda"):
-            raise TrainingError(
-                f"distributed config: device must be cpu or cuda, got {self.device!r}"
-            )
-        if self.task not in ("auto", "classification", "regression"):
-            raise TrainingError(f"distributed config: task {self.task!r} is unknown")
-        if not isinstance(self.holdout_fraction, (int, float)) or not 0 < self.holdout_fraction < 1:
-            raise TrainingError(
-                "distributed config: holdout_fraction must be in (0, 1), got "
-                f"{self.holdout_fraction!r}"
-            )
 
 
 @dataclass
@@ -472,144 +103,6 @@ def _peak_rss_mb() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
-
-
-# --------------------------------------------------------------------------- agreement
-
-
-def _local_summary(table: pa.Table, config: DistributedConfig) -> dict[str, Any]:
-    """What a worker tells the others about its shard: types, classes, categorical counts."""
-    from refit.training import features as feats
-
-    target = config.label_column
-    if target not in table.column_names:
-        raise TrainingError(
-            f"target column {target!r} is not in the snapshot (columns: {table.column_names})"
-        )
-    if config.time_column and config.time_column not in table.column_names:
-        raise TrainingError(
-            f"time_column {config.time_column!r} is not in the snapshot "
-            f"(columns: {table.column_names})"
-        )
-    labels = table.column(target)
-    task = config.task
-    if task == "auto":
-        task = feats.infer_task(table, target) if table.num_rows else "classification"
-    feats._check_labels(labels, target, task)  # private helper, same package
-    counts: dict[str, list[list[Any]]] = {}
-    kinds: dict[str, str] = {}
-    for name in table.column_names:
-        if name in (target, config.time_column):
-            continue
-        column = table.column(name)
-        if feats._is_numeric_type(column.type):
-            kinds[name] = "numeric"
-        elif feats._is_categorical_type(column.type):
-            kinds[name] = "categorical"
-            counted = pc.value_counts(column.cast(pa.string()))
-            pairs = [
-                [v, c]
-                for v, c in zip(
-                    counted.field("values").to_pylist(),
-                    counted.field("counts").to_pylist(),
-                    strict=True,
-                )
-                if v is not None
-            ]
-            pairs.sort(key=lambda p: (-p[1], p[0]))
-            counts[name] = pairs[:MAX_REPORTED_VALUES]
-        else:
-            raise TrainingError(
-                f"feature column {name!r} has unsupported type {column.type}; cast it to a "
-                "numeric or string column"
-            )
-    classes = sorted(pc.unique(labels).to_pylist()) if task == "classification" else []
-    lo_hi = [None, None]
-    if task == "regression" and table.num_rows:
-        lo, hi = pc.min_max(labels).values()
-        lo_hi = [lo.as_py(), hi.as_py()]
-    return {
-        "task": task,
-        "columns": list(table.column_names),
-        "kinds": kinds,
-        "classes": classes,
-        "counts": counts,
-        "range": lo_hi,
-    }
-
-
-def merge_summaries(
-    summaries: Sequence[Mapping[str, Any]],
-    target: str,
-    *,
-    task: str = "auto",
-    max_categories: int | None = None,
-) -> Any:
-    """Merge the workers' shard summaries into the one feature spec all of them encode with.
-
-    Classes and categorical vocabularies are the union over the shards; a categorical column
-    with more than ``max_categories`` values keeps the most frequent ones (summed counts; a
-    worker reports its ``MAX_REPORTED_VALUES`` most frequent) plus ``(other)``.
-
-    Returns:
-        A :class:`refit.training.features.FeatureSpec`.
-
-    Raises:
-        TrainingError: The shards disagree on columns, or the merged target has a single
-            class (or is constant).
-    """
-    from refit.training.features import DEFAULT_MAX_CATEGORIES, FeatureSpec
-
-    cap = DEFAULT_MAX_CATEGORIES if max_categories is None else max_categories
-    first = summaries[0]
-    for rank, summary in enumerate(summaries):
-        if summary["columns"] != first["columns"] or summary["kinds"] != first["kinds"]:
-            raise TrainingError(f"worker {rank}'s shard has other columns or types than worker 0's")
-    chosen = task
-    if task == "auto":
-        chosen = (
-            "regression" if any(s["task"] == "regression" for s in summaries) else "classification"
-        )
-    classes: list[Any] = []
-    if chosen == "classification":
-        classes = sorted({c for s in summaries for c in s["classes"]})
-        if len(classes) < 2:
-            raise TrainingError(
-                f"target column {target!r} is constant over all shards (single class "
-                f"{classes!r}): a classifier needs at least two classes"
-            )
-    else:
-        values = [v for s in summaries for v in s["range"] if v is not None]
-        if values and min(values) == max(values):
-            raise TrainingError(f"target column {target!r} is constant over all shards")
-    numeric = [name for name, kind in first["kinds"].items() if kind == "numeric"]
-    categorical: dict[str, list[str]] = {}
-    other: list[str] = []
-    for name, kind in first["kinds"].items():
-        if kind != "categorical":
-            continue
-        totals: dict[str, int] = {}
-        for summary in summaries:
-            for value, count in summary["counts"][name]:
-                totals[value] = totals.get(value, 0) + int(count)
-        if not totals:
-            raise TrainingError(f"feature column {name!r} has no values in any shard")
-        if len(totals) > cap:
-            top = sorted(totals.items(), key=lambda p: (-p[1], p[0]))[:cap]
-            categorical[name] = sorted(v for v, _ in top)
-            other.append(name)
-        else:
-            categorical[name] = sorted(totals)
-    if not numeric and not categorical:
-        raise TrainingError(f"no feature columns besides the target {target!r}")
-    return FeatureSpec(
-        target=target,
-        numeric=numeric,
-        categorical=categorical,
-        classes=classes,
-        task=chosen,
-        other=other,
-    )
 
 
 def _allgather_text(text: str, world: int) -> list[str]:
@@ -674,208 +167,52 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
     """
     from xgboost import collective
 
-    from refit.training.card import build_model_card, validation_metrics
-    from refit.training.checkpoint import CheckpointStore, load_booster, training_fingerprint
-    from refit.training.device import DeviceChoice
     from refit.training.features import encode, encode_target
-    from refit.training.trainers import TrainedModel, resolve_params
-    from refit.training.xgboost_trainer import _check_params, build_xgboost
 
     started = time.perf_counter()
     config.check()
     # Worker 0 starts the tracker first: the others retry their connection with back-off.
     tracker = _start_tracker(env, config.timeout_s) if env.task_id == 0 else None
-    params = resolve_params("xgboost", config.params)
-    _check_params(params)
-    if params.get("early_stopping_rounds") is not None:
-        raise TrainingError(
-            "distributed training does not take 'early_stopping_rounds': set n_estimators"
-        )
+    params = _worker_params(config)
     shard = plan_shards(config.snapshot, env.num_worker)[env.task_id]
     table = read_shard(shard)
-    rows = shard.global_rows()
-    held = holdout_mask(rows, float(config.holdout_fraction), config.seed)
+    held = holdout_mask(shard.global_rows(), float(config.holdout_fraction), config.seed)
     train_rows = table.filter(pa.array(~held))
     holdout_rows = table.filter(pa.array(held))
 
-    comm: dict[str, Any] = {
-        "dmlc_communicator": "rabit",
-        "dmlc_tracker_uri": env.tracker_uri,
-        "dmlc_tracker_port": env.tracker_port,
-        "dmlc_task_id": str(env.task_id),
-        "dmlc_retry": 30,
-        "dmlc_timeout": config.timeout_s,
-    }
-    with collective.CommunicatorContext(**comm):
-        world = collective.get_world_size()
-        rank = collective.get_rank()
-        if world != env.num_worker or rank != env.task_id:
-            raise TrainingError(
-                f"collective gave rank {rank} of {world}, expected {env.task_id} of "
-                f"{env.num_worker}: another training uses the same tracker port?"
-            )
+    with collective.CommunicatorContext(**_communicator(config, env)):
+        world, rank = _check_rank(env)
         summaries = [
             json.loads(s)
-            for s in _allgather_text(json.dumps(_local_summary(train_rows, config)), world)
+            for s in _allgather_text(json.dumps(local_summary(train_rows, config)), world)
         ]
         spec = merge_summaries(summaries, config.label_column, task=config.task)
         X = encode(train_rows, spec)
         y = encode_target(train_rows, spec)
-
-        weights = None
-        if params.get("class_weight") is not None:
-            from refit.training.trainers import _class_weights
-
-            cw = _class_weights(params["class_weight"], spec, "xgboost")
-            if cw == "balanced":
-                counts = np.bincount(y.astype(np.int64), minlength=spec.n_classes)
-                counts = collective.allreduce(counts.astype(np.float64), collective.Op.SUM)
-                cw = {
-                    i: float(counts.sum() / (spec.n_classes * c)) for i, c in enumerate(counts) if c
-                }
-            assert isinstance(cw, dict)  # class_weight is set, and "balanced" became a dict
-            weights = np.array([cw.get(int(v), 1.0) for v in y], dtype=np.float64)
-
-        total = int(params["n_estimators"])
-        fingerprints = _allgather_text(
-            training_fingerprint(
-                X, y, trainer="xgboost", task=spec.task, params=params, seed=config.seed
-            ),
-            world,
-        )
-        fingerprint = hashlib.sha256("".join(fingerprints).encode()).hexdigest()
-        store = (
-            CheckpointStore(config.checkpoint_uri, fingerprint) if config.checkpoint_uri else None
-        )
-        resume_payload = ""
-        if rank == 0 and store is not None:
-            checkpoint = store.latest()
-            if checkpoint is not None and 0 < checkpoint.round < total:
-                resume_payload = json.dumps(
-                    {"round": checkpoint.round, "ubj": base64.b64encode(checkpoint.data).decode()}
-                )
-        resume_payload = str(collective.broadcast(resume_payload or "{}", 0))
-        resume = json.loads(resume_payload)
-        resumed = int(resume.get("round", 0))
-        booster = None
-        if resumed:
-            from refit.training.checkpoint import Checkpoint
-
-            data = base64.b64decode(resume["ubj"])
-            booster = load_booster(
-                Checkpoint(round=resumed, data=data, sha256=hashlib.sha256(data).hexdigest())
-            )
-            logger.info(
-                "worker %d resumes from the checkpoint at round %d of %d", rank, resumed, total
-            )
-
-        from xgboost.callback import TrainingCallback
-
-        written: list[int] = []
-
-        class _Checkpoints(TrainingCallback):
-            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-                done = model.num_boosted_rounds()
-                if (
-                    store is not None
-                    and rank == 0
-                    and done % config.checkpoint_every == 0
-                    and done < total
-                ):
-                    store.save(done, bytes(model.save_raw("ubj")), total_rounds=total)
-                    written.append(done)
-                return False
-
-        estimator = build_xgboost(
-            {**params, "n_estimators": total - resumed}, config.seed, spec.n_classes, config.device
-        )
-        estimator.set_params(callbacks=[_Checkpoints()])
-        fit_kwargs: dict[str, Any] = {"verbose": False}
-        if booster is not None:
-            fit_kwargs["xgb_model"] = booster
-        if weights is not None:
-            fit_kwargs["sample_weight"] = weights
-        try:
-            estimator.fit(X, y, **fit_kwargs)
-        except ValueError as exc:  # XGBoostError, including a peer that went away
-            raise TrainingError(f"worker {rank}: distributed training failed: {exc}") from exc
-        estimator.set_params(callbacks=None, device="cpu", n_estimators=total)
-        rounds = int(estimator.get_booster().num_boosted_rounds())
-        n_train = int(X.shape[0])
-        results = [
-            json.loads(s)
-            for s in _allgather_text(
-                json.dumps(
-                    {
-                        "rank": rank,
-                        "train_rows": n_train,
-                        "holdout_rows": holdout_rows.num_rows,
-                        "rows_read": table.num_rows,
-                    }
-                ),
-                world,
-            )
-        ]
+        fit = _fit_collectively(config, params, spec, X, y, rank, world)
+        counts = {
+            "rank": rank,
+            "train_rows": int(X.shape[0]),
+            "holdout_rows": holdout_rows.num_rows,
+            "rows_read": table.num_rows,
+        }
+        results = [json.loads(s) for s in _allgather_text(json.dumps(counts), world)]
 
     write_parquet(holdout_rows, uri_io.join(config.holdout_uri, f"part-{rank:05d}.parquet"))
     sha256 = ""
     if rank == 0:
         if tracker is not None:
             tracker.wait_for(config.timeout_s)
-        model = TrainedModel(
-            estimator=estimator,
-            spec=spec,
-            trainer="xgboost",
-            params=params,
-            seed=config.seed,
-            device=config.device,
-            resumed_from_round=resumed,
-            info={
-                "task": spec.task,
-                "device": config.device,
-                "device_requested": config.device,
-                "device_reason": DeviceChoice(config.device, config.device, "distributed").reason,
-                "train_rows": sum(r["train_rows"] for r in results),
-                "rounds": rounds,
-                "total_rounds": total,
-                "resumed_from_round": resumed,
-                "checkpoints_written": len(written),
-            },
-        )
-        metrics = validation_metrics(model, holdout_rows) if holdout_rows.num_rows else {}
-        wall = time.perf_counter() - started
-        card = build_model_card(
-            model,
-            train_rows,
-            data_sha256=config.data_sha256,
-            wall_time_s=wall,
-            price_per_hour=config.price_per_hour * config.nodes,
-            node_profile=config.node_profile,
-            metrics=metrics,
-            metrics_source=(
-                f"worker 0's holdout rows ({holdout_rows.num_rows} of "
-                f"{sum(r['holdout_rows'] for r in results)}; evaluate_model scores all)"
-            ),
-        )
-        card["distributed"] = {
-            "runtime": "xgboost-distributed",
-            "nodes": config.nodes,
-            "workers": world,
-            "workers_per_node": config.workers_per_node,
-            "price_per_node_hour": float(config.price_per_hour),
-            "workers_rows": results,
-        }
-        artifact = _save_model_to(model, config.model_uri, card)
-        sha256 = artifact.sha256
+        sha256 = _save_worker0_model(config, fit, train_rows, holdout_rows, results, started)
     result = WorkerResult(
         rank=rank,
         world=world,
         units=[[u.source, u.row_group, u.first_row, u.rows] for u in shard.units],
         rows_read=table.num_rows,
-        train_rows=n_train,
+        train_rows=int(X.shape[0]),
         holdout_rows=holdout_rows.num_rows,
-        resumed_from_round=resumed,
-        rounds=rounds,
+        resumed_from_round=fit.resumed,
+        rounds=fit.rounds,
         sha256=sha256,
         wall_time_s=round(time.perf_counter() - started, 3),
         peak_rss_mb=_peak_rss_mb(),
@@ -885,128 +222,224 @@ def run_worker(config: DistributedConfig, env: DmlcEnv) -> WorkerResult:
     return result
 
 
-# --------------------------------------------------------------------------- local processes
+def _worker_params(config: DistributedConfig) -> dict[str, Any]:
+    """The xgboost trainer's parameters, checked; early stopping is refused."""
+    from refit.training.trainers import resolve_params
+    from refit.training.xgboost_trainer import _check_params
+
+    params = resolve_params("xgboost", config.params)
+    _check_params(params)
+    if params.get("early_stopping_rounds") is not None:
+        raise TrainingError(
+            "distributed training does not take 'early_stopping_rounds': set n_estimators"
+        )
+    return params
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for a local tracker)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _communicator(config: DistributedConfig, env: DmlcEnv) -> dict[str, Any]:
+    """The arguments of XGBoost's ``CommunicatorContext`` for this worker."""
+    return {
+        "dmlc_communicator": "rabit",
+        "dmlc_tracker_uri": env.tracker_uri,
+        "dmlc_tracker_port": env.tracker_port,
+        "dmlc_task_id": str(env.task_id),
+        "dmlc_retry": 30,
+        "dmlc_timeout": config.timeout_s,
+    }
 
 
-def run_local(
+def _check_rank(env: DmlcEnv) -> tuple[int, int]:
+    """The collective's world size and this worker's rank, which must be the env's."""
+    from xgboost import collective
+
+    world = collective.get_world_size()
+    rank = collective.get_rank()
+    if world != env.num_worker or rank != env.task_id:
+        raise TrainingError(
+            f"collective gave rank {rank} of {world}, expected {env.task_id} of "
+            f"{env.num_worker}: another training uses the same tracker port?"
+        )
+    return world, rank
+
+
+@dataclass
+class _Fit:
+    """The collectively trained booster and how it came about (worker 0 writes it)."""
+
+    estimator: Any
+    spec: Any
+    params: dict[str, Any]
+    total: int
+    resumed: int
+    rounds: int
+    written: list[int]
+
+
+def _fit_collectively(
     config: DistributedConfig,
-    workers: int,
-    *,
-    tracker_uri: str = "127.0.0.1",
-    tracker_port: int = 0,
-    first_rank: int = 0,
-    world: int | None = None,
-    timeout_s: float = 3600.0,
-    extra_env: Mapping[str, str] | None = None,
-    gpus: Sequence[int] = (),
-) -> list[int]:
-    """Run ``workers`` worker processes here with the ``DMLC_*`` variables the runtime sets.
-
-    Locally (tests, benchmarks) the workers are the whole job; on a GPU node they are that
-    node's share (``first_rank``, ``world``, one GPU each through ``CUDA_VISIBLE_DEVICES``).
-    When one worker fails, the others are stopped and the job fails naming it.
-
-    Args:
-        config: The training.
-        workers: Processes to start here.
-        tracker_uri: Host of the tracker.
-        tracker_port: Its port; 0 picks a free one on 127.0.0.1.
-        first_rank: Rank of the first process started here.
-        world: Workers in the whole job; None: ``workers``.
-        timeout_s: Seconds before the job is stopped and failed.
-        extra_env: More environment for the workers.
-        gpus: GPU indices, one per worker (empty: none set).
-
-    Returns:
-        The processes' ids (all exited 0).
+    params: dict[str, Any],
+    spec: Any,
+    X: Any,
+    y: np.ndarray,
+    rank: int,
+    world: int,
+) -> _Fit:
+    """Train the booster with the others, resuming from worker 0's checkpoint when one fits.
 
     Raises:
-        TrainingError: A worker failed or the job ran past ``timeout_s``; the message names
-            the worker, its exit status and the last lines it printed.
+        TrainingError: XGBoost failed (a peer that went away included).
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise TrainingError(f"workers must be a positive integer, got {workers!r}")
-    if gpus and len(gpus) != workers:
-        raise TrainingError(f"{workers} workers need {workers} GPU indices, got {list(gpus)}")
-    world = workers if world is None else world
-    port = tracker_port or free_port()
-    procs: list[tuple[int, subprocess.Popen[bytes], Any]] = []
-    with tempfile.TemporaryDirectory(prefix="refit-dist-") as tmp:
-        config_path = Path(tmp) / "config.json"
-        config_path.write_text(config.to_json(), encoding="utf-8")
-        try:
-            for i in range(workers):
-                rank = first_rank + i
-                env = {**os.environ, **(extra_env or {})}
-                # Workers sharing this machine share its cores (OpenMP would oversubscribe).
-                env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-                env.update(DmlcEnv(tracker_uri, port, rank, world).to_environ())
-                if gpus:
-                    env["CUDA_VISIBLE_DEVICES"] = str(gpus[i])
-                log = open(Path(tmp) / f"worker-{rank}.log", "w+b")
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "refit.training.distributed",
-                        "--config-file",
-                        str(config_path),
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                procs.append((rank, proc, log))
-            deadline = time.monotonic() + timeout_s
-            pending = {rank for rank, _, _ in procs}
-            while pending:
-                for rank, proc, log in procs:
-                    if rank not in pending or proc.poll() is None:
-                        continue
-                    pending.discard(rank)
-                    if proc.returncode != 0:
-                        raise TrainingError(
-                            f"distributed training failed: worker {rank} of {world} "
-                            f"{_exit_text(proc.returncode)}; the other workers were stopped. "
-                            "A rerun with the same checkpoint_uri resumes from the last "
-                            f"checkpoint. Its last output:\n{_tail(log)}"
-                        )
-                if time.monotonic() > deadline:
-                    raise TrainingError(
-                        f"distributed training ran past {timeout_s:g} s; workers {sorted(pending)} "
-                        "were still running and were stopped"
-                    )
-                time.sleep(0.02)
-            return [proc.pid for _, proc, _ in procs]
-        finally:
-            for _, proc, log in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                log.close()
+    from refit.training.checkpoint import CheckpointStore, training_fingerprint
+    from refit.training.xgboost_trainer import build_xgboost
+
+    weights = _class_weight_vector(params, spec, y)
+    total = int(params["n_estimators"])
+    fingerprints = _allgather_text(
+        training_fingerprint(
+            X, y, trainer="xgboost", task=spec.task, params=params, seed=config.seed
+        ),
+        world,
+    )
+    fingerprint = hashlib.sha256("".join(fingerprints).encode()).hexdigest()
+    store = CheckpointStore(config.checkpoint_uri, fingerprint) if config.checkpoint_uri else None
+    resumed, booster = _resume(store if rank == 0 else None, rank, total)
+    written: list[int] = []
+    estimator = build_xgboost(
+        {**params, "n_estimators": total - resumed}, config.seed, spec.n_classes, config.device
+    )
+    saver = store if rank == 0 else None
+    estimator.set_params(callbacks=[_checkpoints(saver, config.checkpoint_every, total, written)])
+    fit_kwargs: dict[str, Any] = {"verbose": False}
+    if booster is not None:
+        fit_kwargs["xgb_model"] = booster
+    if weights is not None:
+        fit_kwargs["sample_weight"] = weights
+    try:
+        estimator.fit(X, y, **fit_kwargs)
+    except ValueError as exc:  # XGBoostError, including a peer that went away
+        raise TrainingError(f"worker {rank}: distributed training failed: {exc}") from exc
+    estimator.set_params(callbacks=None, device="cpu", n_estimators=total)
+    rounds = int(estimator.get_booster().num_boosted_rounds())
+    return _Fit(estimator, spec, params, total, resumed, rounds, written)
 
 
-def _exit_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"
+def _class_weight_vector(params: Mapping[str, Any], spec: Any, y: np.ndarray) -> Any:
+    """Per-row weights from ``class_weight`` ("balanced": from the counts over all workers)."""
+    if params.get("class_weight") is None:
+        return None
+    from xgboost import collective
+
+    from refit.training.trainers import _class_weights
+
+    cw = _class_weights(params["class_weight"], spec, "xgboost")
+    if cw == "balanced":
+        counts = np.bincount(y.astype(np.int64), minlength=spec.n_classes)
+        counts = collective.allreduce(counts.astype(np.float64), collective.Op.SUM)
+        cw = {i: float(counts.sum() / (spec.n_classes * c)) for i, c in enumerate(counts) if c}
+    assert isinstance(cw, dict)  # class_weight is set, and "balanced" became a dict
+    return np.array([cw.get(int(v), 1.0) for v in y], dtype=np.float64)
 
 
-def _tail(log: Any, lines: int = 15) -> str:
-    log.flush()
-    log.seek(0)
-    text = log.read().decode("utf-8", "replace").splitlines()
-    return "\n".join(text[-lines:])
+def _resume(store: Any, rank: int, total: int) -> tuple[int, Any]:
+    """The round to resume from and its booster, the same on every worker.
+
+    Worker 0 reads the checkpoint (``store``; the others pass None) and broadcasts it.
+    """
+    from xgboost import collective
+
+    from refit.training.checkpoint import Checkpoint, load_booster
+
+    payload = ""
+    if store is not None:
+        checkpoint = store.latest()
+        if checkpoint is not None and 0 < checkpoint.round < total:
+            payload = json.dumps(
+                {"round": checkpoint.round, "ubj": base64.b64encode(checkpoint.data).decode()}
+            )
+    resume = json.loads(str(collective.broadcast(payload or "{}", 0)))
+    resumed = int(resume.get("round", 0))
+    if not resumed:
+        return 0, None
+    data = base64.b64decode(resume["ubj"])
+    booster = load_booster(
+        Checkpoint(round=resumed, data=data, sha256=hashlib.sha256(data).hexdigest())
+    )
+    logger.info("worker %d resumes from the checkpoint at round %d of %d", rank, resumed, total)
+    return resumed, booster
+
+
+def _checkpoints(store: Any, every: int, total: int, written: list[int]) -> Any:
+    """An XGBoost callback saving a checkpoint every ``every`` rounds to ``store`` (None: none)."""
+    from xgboost.callback import TrainingCallback
+
+    class _Checkpoints(TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            done = model.num_boosted_rounds()
+            if store is not None and done % every == 0 and done < total:
+                store.save(done, bytes(model.save_raw("ubj")), total_rounds=total)
+                written.append(done)
+            return False
+
+    return _Checkpoints()
+
+
+def _save_worker0_model(
+    config: DistributedConfig,
+    fit: _Fit,
+    train_rows: pa.Table,
+    holdout_rows: pa.Table,
+    results: list[dict[str, Any]],
+    started: float,
+) -> str:
+    """Worker 0: write the model in refit's safe format with its card; return its sha256."""
+    from refit.training.card import build_model_card, validation_metrics
+    from refit.training.device import DeviceChoice
+    from refit.training.trainers import TrainedModel
+
+    model = TrainedModel(
+        estimator=fit.estimator,
+        spec=fit.spec,
+        trainer="xgboost",
+        params=fit.params,
+        seed=config.seed,
+        device=config.device,
+        resumed_from_round=fit.resumed,
+        info={
+            "task": fit.spec.task,
+            "device": config.device,
+            "device_requested": config.device,
+            "device_reason": DeviceChoice(config.device, config.device, "distributed").reason,
+            "train_rows": sum(r["train_rows"] for r in results),
+            "rounds": fit.rounds,
+            "total_rounds": fit.total,
+            "resumed_from_round": fit.resumed,
+            "checkpoints_written": len(fit.written),
+        },
+    )
+    metrics = validation_metrics(model, holdout_rows) if holdout_rows.num_rows else {}
+    wall = time.perf_counter() - started
+    card = build_model_card(
+        model,
+        train_rows,
+        data_sha256=config.data_sha256,
+        wall_time_s=wall,
+        price_per_hour=config.price_per_hour * config.nodes,
+        node_profile=config.node_profile,
+        metrics=metrics,
+        metrics_source=(
+            f"worker 0's holdout rows ({holdout_rows.num_rows} of "
+            f"{sum(r['holdout_rows'] for r in results)}; evaluate_model scores all)"
+        ),
+    )
+    card["distributed"] = {
+        "runtime": "xgboost-distributed",
+        "nodes": config.nodes,
+        "workers": len(results),
+        "workers_per_node": config.workers_per_node,
+        "price_per_node_hour": float(config.price_per_hour),
+        "workers_rows": results,
+    }
+    return str(_save_model_to(model, config.model_uri, card).sha256)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -1039,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"DMLC_NUM_WORKER={env.num_worker}, DMLC_TASK_ID={env.task_id} do not fit "
                     f"{config.nodes} node(s) of {per} worker(s)"
                 )
+            from refit.training.distributed_local import run_local
+
             run_local(
                 config,
                 per,
@@ -1061,44 +496,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def snapshot_columns(snapshot: str) -> list[str]:
-    """Column names of a snapshot, from its first file's footer.
-
-    Raises:
-        DataError: The snapshot cannot be read.
-    """
-    return list(_open_parquet(_snapshot_files(snapshot)[0]).schema_arrow.names)
-
-
-def snapshot_sha256(snapshot: str) -> str:
-    """sha256 of a snapshot's bytes, streamed in chunks (memory stays flat).
-
-    One file: the sha256 of its bytes (what ``train_model`` records for a one-process run).
-    A folder or prefix: the sha256 of its parts' names and sha256s, in order.
-
-    Raises:
-        DataError: The snapshot cannot be read.
-    """
-    files = _snapshot_files(snapshot)
-    digests = []
-    for source in files:
-        digest = hashlib.sha256()
-        try:
-            if uri_io.is_gcs(source):
-                handle: Any = uri_io._blob(source).open("rb")  # private helper, same package
-            else:
-                handle = open(uri_io.local_path(source), "rb")
-            with handle:
-                for chunk in iter(partial(handle.read, 1 << 22), b""):
-                    digest.update(chunk)
-        except OSError as exc:
-            raise DataError(f"snapshot {source}: cannot read it ({exc})") from exc
-        digests.append(digest.hexdigest())
-    if len(files) == 1 and files[0] == snapshot:
-        return digests[0]
-    combined = hashlib.sha256()
-    for source, file_digest in zip(files, digests, strict=True):
-        combined.update(f"{source.rsplit('/', 1)[-1]}\0{file_digest}\n".encode())
-    return combined.hexdigest()

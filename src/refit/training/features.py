@@ -346,6 +346,68 @@ def _vocabulary(column: pa.ChunkedArray, max_categories: int) -> tuple[list[str]
     return sorted(top.to_pylist()), True
 
 
+def _target_classes(table: pa.Table, target: str, task: str) -> list[Any]:
+    """Check the label column; return its sorted classes (regression: none).
+
+    Raises:
+        TrainingError: It is missing, has missing labels or an unsupported type, or is
+            constant (a single class, or one value).
+    """
+    labels = _column(table, target, "target")
+    _check_labels(labels, target, task)
+    if not (_is_numeric_type(labels.type) or _is_categorical_type(labels.type)):
+        raise TrainingError(
+            f"target column {target!r} has unsupported type {labels.type}; "
+            "use integer, boolean or string classes"
+        )
+    if task != "classification":
+        lo, hi = pc.min_max(labels).values()
+        if lo.as_py() == hi.as_py():
+            raise TrainingError(
+                f"target column {target!r} is constant (every value is {lo.as_py()!r}): "
+                "there is nothing to learn"
+            )
+        return []
+    classes = sorted(pc.unique(labels).to_pylist())
+    if len(classes) < 2:
+        raise TrainingError(
+            f"target column {target!r} is constant (single class {classes!r}): "
+            "a classifier needs at least two classes"
+        )
+    return classes
+
+
+def _feature_column(table: pa.Table, name: str) -> pa.ChunkedArray:
+    """A feature column that is numeric or categorical and has values, checked.
+
+    Raises:
+        TrainingError: Its type is unsupported, every value is missing, or it is a string
+            column of numbers with a few non-numbers.
+    """
+    column = _column(table, name, "feature")
+    numeric = _is_numeric_type(column.type)
+    if not numeric and not _is_categorical_type(column.type):
+        raise TrainingError(
+            f"feature column {name!r} has unsupported type {column.type}; "
+            "pass it in exclude= or cast it to a numeric or string column"
+        )
+    if _all_missing(column):
+        raise TrainingError(
+            f"feature column {name!r} has no values (all {table.num_rows} rows are missing); "
+            "pass it in exclude= or fill it"
+        )
+    stray = None if numeric else numeric_like_strings(column)
+    if stray is not None:
+        bad, present, samples = stray
+        raise TrainingError(
+            f"feature column {name!r} looks numeric ({present - bad} of {present} values "
+            f"are numbers) but holds {bad} non-numeric value(s), e.g. {samples}: clean "
+            "them (or turn them into missing values) before training, or pass the "
+            "column in exclude="
+        )
+    return column
+
+
 def infer_feature_spec(
     table: pa.Table,
     target: str,
@@ -389,29 +451,7 @@ def infer_feature_spec(
         )
     if table.num_rows == 0:
         raise TrainingError("training table has no rows")
-    labels = _column(table, target, "target")
-    _check_labels(labels, target, task)
-    if not (_is_numeric_type(labels.type) or _is_categorical_type(labels.type)):
-        raise TrainingError(
-            f"target column {target!r} has unsupported type {labels.type}; "
-            "use integer, boolean or string classes"
-        )
-    classes: list = []
-    if task == "classification":
-        classes = sorted(pc.unique(labels).to_pylist())
-        if len(classes) < 2:
-            raise TrainingError(
-                f"target column {target!r} is constant (single class {classes!r}): "
-                "a classifier needs at least two classes"
-            )
-    else:
-        lo, hi = pc.min_max(labels).values()
-        if lo.as_py() == hi.as_py():
-            raise TrainingError(
-                f"target column {target!r} is constant (every value is {lo.as_py()!r}): "
-                "there is nothing to learn"
-            )
-
+    classes = _target_classes(table, target, task)
     numeric: list[str] = []
     categorical: dict[str, list[str]] = {}
     other: list[str] = []
@@ -419,34 +459,13 @@ def infer_feature_spec(
     for name in table.column_names:
         if name in skip:
             continue
-        column = _column(table, name, "feature")
-        if (_is_numeric_type(column.type) or _is_categorical_type(column.type)) and _all_missing(
-            column
-        ):
-            raise TrainingError(
-                f"feature column {name!r} has no values (all {table.num_rows} rows are missing); "
-                "pass it in exclude= or fill it"
-            )
+        column = _feature_column(table, name)
         if _is_numeric_type(column.type):
             numeric.append(name)
-        elif _is_categorical_type(column.type):
-            stray = numeric_like_strings(column)
-            if stray is not None:
-                bad, present, samples = stray
-                raise TrainingError(
-                    f"feature column {name!r} looks numeric ({present - bad} of {present} values "
-                    f"are numbers) but holds {bad} non-numeric value(s), e.g. {samples}: clean "
-                    "them (or turn them into missing values) before training, or pass the "
-                    "column in exclude="
-                )
+        else:
             categorical[name], capped = _vocabulary(column, max_categories)
             if capped:
                 other.append(name)
-        else:
-            raise TrainingError(
-                f"feature column {name!r} has unsupported type {column.type}; "
-                "pass it in exclude= or cast it to a numeric or string column"
-            )
     if not numeric and not categorical:
         raise TrainingError(
             f"no feature columns: the table has only the target {target!r} and excluded "

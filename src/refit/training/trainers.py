@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -382,10 +383,7 @@ def train(
     spec_trainer = get_trainer(trainer)
     resolved = resolve_params(trainer, params)
     seed = _check_seed(seed)
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
-        raise TrainingError(f"checkpoint_every must be an integer, got {checkpoint_every!r}")
-    if checkpoint_every < 1:
-        raise TrainingError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    _check_checkpoint_every(checkpoint_every)
     chosen_task = _resolve_task(task, spec_trainer, table, target)
     choice = resolve_device(device, supports_cuda=spec_trainer.supports_cuda, trainer=trainer)
     spec = infer_feature_spec(
@@ -415,25 +413,8 @@ def train(
     )
     started = time.perf_counter()
     try:
-        if spec_trainer.fit is not None:
-            result = spec_trainer.fit(request)
-        else:
-            if checkpoint_dir:
-                logger.info(
-                    "trainer %r has no boosting rounds: checkpoint_dir %s is not used",
-                    trainer,
-                    checkpoint_dir,
-                )
-            estimator = spec_trainer.build(
-                _sklearn_params(resolved, spec, trainer), seed, spec.n_classes
-            )
-            if sample_weight is None:
-                estimator.fit(X, y)
-            elif hasattr(estimator, "steps"):  # a Pipeline: the weights go to its last step
-                estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__sample_weight": sample_weight})
-            else:
-                estimator.fit(X, y, sample_weight=sample_weight)
-            result = FitResult(estimator=estimator)
+        fit = spec_trainer.fit or partial(_fit_plain, spec_trainer)
+        result = fit(request)
     except TrainingError:
         raise
     except (ValueError, TypeError) as exc:  # XGBoostError is a ValueError
@@ -461,6 +442,36 @@ def train(
         resumed_from_round=int(result.info.get("resumed_from_round", 0)),
         info=info,
     )
+
+
+def _check_checkpoint_every(checkpoint_every: Any) -> None:
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+        raise TrainingError(f"checkpoint_every must be an integer, got {checkpoint_every!r}")
+    if checkpoint_every < 1:
+        raise TrainingError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+
+
+def _fit_plain(trainer: TrainerSpec, request: FitRequest) -> FitResult:
+    """Fit a trainer without its own ``fit``: build the estimator and fit it, weighted."""
+    if request.checkpoint_dir:
+        logger.info(
+            "trainer %r has no boosting rounds: checkpoint_dir %s is not used",
+            request.trainer,
+            request.checkpoint_dir,
+        )
+    estimator = trainer.build(
+        _sklearn_params(request.params, request.spec, request.trainer),
+        request.seed,
+        request.spec.n_classes,
+    )
+    X, y, weights = request.X, request.y, request.sample_weight
+    if weights is None:
+        estimator.fit(X, y)
+    elif hasattr(estimator, "steps"):  # a Pipeline: the weights go to its last step
+        estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__sample_weight": weights})
+    else:
+        estimator.fit(X, y, sample_weight=weights)
+    return FitResult(estimator=estimator)
 
 
 def _check_weights(weights: Any, rows: int) -> np.ndarray:
@@ -515,117 +526,6 @@ def _sklearn_params(params: dict[str, Any], spec: FeatureSpec, trainer: str) -> 
     return out
 
 
-# --- built-in scikit-learn trainers ------------------------------------------------------------
-
-
-def _build_logistic_regression(params: dict[str, Any], seed: int, n_classes: int) -> Any:
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("scale", StandardScaler()),
-            ("model", LogisticRegression(random_state=seed, **params)),
-        ]
-    )
-
-
-def _build_random_forest(params: dict[str, Any], seed: int, n_classes: int) -> Any:
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-
-    cls = RandomForestRegressor if n_classes == 0 else RandomForestClassifier
-    return Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("model", cls(random_state=seed, **params)),
-        ]
-    )
-
-
-def _build_hist_gradient_boosting(params: dict[str, Any], seed: int, n_classes: int) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-    if n_classes == 0:
-        return HistGradientBoostingRegressor(random_state=seed, **params)
-    return HistGradientBoostingClassifier(random_state=seed, **params)
-
-
-register_trainer(
-    TrainerSpec(
-        name="logistic_regression",
-        defaults={
-            "C": 1.0,
-            "l1_ratio": 0.0,
-            "solver": "lbfgs",
-            "max_iter": 1000,
-            "tol": 1e-4,
-            "fit_intercept": True,
-            "class_weight": None,
-        },
-        build=_build_logistic_regression,
-        format="skops",
-        description="scikit-learn LogisticRegression (median impute + standard scale)",
-        tasks=("classification",),
-    )
-)
-
-register_trainer(
-    TrainerSpec(
-        name="random_forest",
-        defaults={
-            "n_estimators": 100,
-            "criterion": None,
-            "max_depth": None,
-            "min_samples_split": 2,
-            "min_samples_leaf": 1,
-            "max_features": None,
-            "max_leaf_nodes": None,
-            "bootstrap": True,
-            "max_samples": None,
-            "class_weight": None,
-            "n_jobs": None,
-        },
-        build=_build_random_forest,
-        format="skops",
-        description=(
-            "scikit-learn RandomForestClassifier / RandomForestRegressor (median impute; "
-            "criterion and max_features null = the estimator's default for the task)"
-        ),
-        tasks=("classification", "regression"),
-    )
-)
-
-register_trainer(
-    TrainerSpec(
-        name="hist_gradient_boosting",
-        defaults={
-            "learning_rate": 0.1,
-            "max_iter": 100,
-            "max_leaf_nodes": 31,
-            "max_depth": None,
-            "min_samples_leaf": 20,
-            "l2_regularization": 0.0,
-            "max_features": 1.0,
-            "max_bins": 255,
-            "early_stopping": "auto",
-            "validation_fraction": 0.1,
-            "n_iter_no_change": 10,
-            "class_weight": None,
-        },
-        build=_build_hist_gradient_boosting,
-        format="skops",
-        description=(
-            "scikit-learn HistGradientBoostingClassifier / HistGradientBoostingRegressor "
-            "(NaN handled natively; early stopping on a seeded validation split)"
-        ),
-        tasks=("classification", "regression"),
-    )
-)
-
-# XGBoost lives in its own module; importing it registers the trainer.
+# The built-in trainers live in their own modules; importing them registers them.
+from refit.training import sklearn_trainers as _sklearn_trainers  # noqa: E402,F401
 from refit.training import xgboost_trainer as _xgboost_trainer  # noqa: E402,F401

@@ -164,64 +164,22 @@ def fit_xgboost(request: FitRequest) -> FitResult:
     Raises:
         TrainingError: For bad parameters or data the estimator refuses.
     """
-    from sklearn.utils.class_weight import compute_sample_weight
-
     params = request.params
     _check_params(params)
     spec = request.spec
-    classification = not spec.is_regression
     X, y = request.X, request.y
     # warm start: the champion's trees come first, and n_estimators rounds are added to them
     init = request.init_model.estimator.get_booster() if request.init_model else None
     base = int(init.num_boosted_rounds()) if init is not None else 0
     total = base + int(params["n_estimators"])
-
-    weights = request.sample_weight
-    if params.get("class_weight") is not None:
-        from refit.training.trainers import _class_weights
-
-        cw = _class_weights(params["class_weight"], spec, request.trainer)
-        class_weights = compute_sample_weight(cw, y)
-        weights = class_weights if weights is None else weights * class_weights
-
+    weights = _row_weights(request)
     fit_idx = val_idx = None
     patience = params["early_stopping_rounds"]
     if patience is not None:
         fit_idx, val_idx = _validation_split(
-            len(y), float(params["validation_fraction"]), request.seed, y, classification
+            len(y), float(params["validation_fraction"]), request.seed, y, not spec.is_regression
         )
-
-    store = None
-    resumed = 0
-    booster = None
-    if request.checkpoint_dir:
-        # what else decides the trees: the row weights and the warm start's trees
-        extra = {}
-        if request.sample_weight is not None:
-            given = np.ascontiguousarray(request.sample_weight)
-            extra["sample_weight_sha256"] = hashlib.sha256(given.tobytes()).hexdigest()
-        if init is not None:
-            extra["warm_start_sha256"] = hashlib.sha256(bytes(init.save_raw("ubj"))).hexdigest()
-        fingerprint = training_fingerprint(
-            X,
-            y,
-            trainer=request.trainer,
-            task=spec.task,
-            params={**params, **extra},
-            seed=request.seed,
-        )
-        store = CheckpointStore(request.checkpoint_dir, fingerprint)
-        checkpoint = store.latest()
-        if checkpoint is not None and base < checkpoint.round < total:
-            booster = load_booster(checkpoint)
-            resumed = checkpoint.round
-            logger.info(
-                "resuming from the checkpoint at round %d of %d in %s",
-                resumed,
-                total,
-                request.checkpoint_dir,
-            )
-
+    store, resumed, booster = _resume(request, init, base, total)
     if booster is None and init is not None:
         booster = init
     estimator = build_xgboost(
@@ -235,25 +193,15 @@ def fit_xgboost(request: FitRequest) -> FitResult:
     fit_kwargs: dict[str, Any] = {"verbose": False}
     if booster is not None:
         fit_kwargs["xgb_model"] = booster
-    if fit_idx is not None and val_idx is not None:
-        fit_kwargs["eval_set"] = [(X[val_idx], y[val_idx])]
-        X_fit, y_fit = X[fit_idx], y[fit_idx]
-        if weights is not None:
-            fit_kwargs["sample_weight"] = weights[fit_idx]
-            fit_kwargs["sample_weight_eval_set"] = [weights[val_idx]]
-    else:
-        X_fit, y_fit = X, y
-        if weights is not None:
-            fit_kwargs["sample_weight"] = weights
+    X_fit, y_fit = _fit_rows(X, y, weights, fit_idx, val_idx, fit_kwargs)
     if request.on_round is not None and resumed:
         request.on_round(resumed, total)
     estimator.fit(X_fit, y_fit, **fit_kwargs)
     # The fitted model predicts on the CPU wherever it trained, and carries no callbacks.
     estimator.set_params(callbacks=None, device="cpu", n_estimators=total)
 
-    booster_out = estimator.get_booster()
     info: dict[str, Any] = {
-        "rounds": int(booster_out.num_boosted_rounds()),
+        "rounds": int(estimator.get_booster().num_boosted_rounds()),
         "total_rounds": total,
         "resumed_from_round": resumed,
         "rounds_skipped": resumed,
@@ -264,14 +212,81 @@ def fit_xgboost(request: FitRequest) -> FitResult:
         info["warm_start"] = {"base_rounds": base, "added_rounds": total - base}
     if patience is not None:
         evals = estimator.evals_result().get("validation_0", {})
-        metric = next(iter(evals), None)
         info["best_iteration"] = int(estimator.best_iteration)
         info["validation"] = {
             "rows": int(len(val_idx)) if val_idx is not None else 0,
-            "metric": metric,
+            "metric": next(iter(evals), None),
             "best_score": float(estimator.best_score),
         }
     return FitResult(estimator=estimator, info=info)
+
+
+def _row_weights(request: FitRequest) -> np.ndarray | None:
+    """The given row weights times the ``class_weight`` ones (None: all rows weigh 1)."""
+    weights = request.sample_weight
+    if request.params.get("class_weight") is None:
+        return weights
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    from refit.training.trainers import _class_weights
+
+    cw = _class_weights(request.params["class_weight"], request.spec, request.trainer)
+    class_weights = compute_sample_weight(cw, request.y)
+    return class_weights if weights is None else weights * class_weights
+
+
+def _resume(
+    request: FitRequest, init: Any, base: int, total: int
+) -> tuple[CheckpointStore | None, int, Any]:
+    """The checkpoint store (None: no checkpoints) and the round and booster to resume from."""
+    if not request.checkpoint_dir:
+        return None, 0, None
+    # what else decides the trees: the row weights and the warm start's trees
+    extra = {}
+    if request.sample_weight is not None:
+        given = np.ascontiguousarray(request.sample_weight)
+        extra["sample_weight_sha256"] = hashlib.sha256(given.tobytes()).hexdigest()
+    if init is not None:
+        extra["warm_start_sha256"] = hashlib.sha256(bytes(init.save_raw("ubj"))).hexdigest()
+    fingerprint = training_fingerprint(
+        request.X,
+        request.y,
+        trainer=request.trainer,
+        task=request.spec.task,
+        params={**request.params, **extra},
+        seed=request.seed,
+    )
+    store = CheckpointStore(request.checkpoint_dir, fingerprint)
+    checkpoint = store.latest()
+    if checkpoint is None or not base < checkpoint.round < total:
+        return store, 0, None
+    logger.info(
+        "resuming from the checkpoint at round %d of %d in %s",
+        checkpoint.round,
+        total,
+        request.checkpoint_dir,
+    )
+    return store, checkpoint.round, load_booster(checkpoint)
+
+
+def _fit_rows(
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    fit_idx: np.ndarray | None,
+    val_idx: np.ndarray | None,
+    fit_kwargs: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows to fit on; puts the validation set and the weights into ``fit_kwargs``."""
+    if fit_idx is None or val_idx is None:
+        if weights is not None:
+            fit_kwargs["sample_weight"] = weights
+        return X, y
+    fit_kwargs["eval_set"] = [(X[val_idx], y[val_idx])]
+    if weights is not None:
+        fit_kwargs["sample_weight"] = weights[fit_idx]
+        fit_kwargs["sample_weight_eval_set"] = [weights[val_idx]]
+    return X[fit_idx], y[fit_idx]
 
 
 register_trainer(

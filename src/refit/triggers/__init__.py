@@ -1,4 +1,4 @@
-"""The trigger service (``refit serve``): monitoring hooks and a scheduler start retraining.
+"""The trigger service (``refit serve-triggers``): monitoring hooks and a scheduler start runs.
 
 * ``config``: models, policies, limits (a JSON/YAML file).
 * ``auth``: bearer token or HMAC signature; the secret from ``REFIT_HOOK_TOKEN(_FILE)``.
@@ -7,5 +7,8 @@
 * ``service``: dedupe, policy decision, cooldown, in-flight limit, launch, audit.
 * ``inputs``: the pipeline's inputs (compiled spec): run parameters checked, per-run arguments.
 * ``launchers``: kfp, local (kfp.local), log.
-* ``app``: the FastAPI app.
+* ``streaming``: the Page-Hinkley detectors of ``/hooks/stream``.
+* ``http``: what the routes share (bounded authenticated reads, counted errors, decision lock).
+* ``hooks``: the event hooks; ``approvals``: the approve and reject routes.
+* ``app``: the FastAPI app (``/runs``, health, metrics).
 """

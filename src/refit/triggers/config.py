@@ -1,4 +1,4 @@
-"""Configuration of the trigger service (``refit serve --config FILE``).
+"""Configuration of the trigger service (``refit serve-triggers --config FILE``).
 
 A JSON (or YAML) file::
 
@@ -39,7 +39,7 @@ from typing import Any
 from refit.errors import RefitError
 from refit.policy import RetrainPolicy
 from refit.schedule.cron import CronSchedule, parse_cron
-from refit.triggers.inputs import PipelineInputsError, pipeline_inputs
+from refit.triggers.inputs import PipelineInputs, PipelineInputsError, pipeline_inputs
 from refit.triggers.streaming import StreamSettings
 
 #: A fleet's models mostly share a few schedules: each distinct expression is parsed once (a
@@ -95,15 +95,11 @@ class ServiceConfig:
         """
         if not isinstance(data, dict):
             raise TriggerConfigError("trigger config must be a mapping")
-        known = {
-            "models", "store_uri", "state_path", "cooldown_seconds", "max_in_flight",
-            "max_body_bytes", "dedupe_ttl_seconds", "pipeline",
-        }  # fmt: skip
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - _SERVICE_FIELDS)
         if unknown:
             raise TriggerConfigError(
                 f"trigger config has unknown field(s) {', '.join(unknown)}; known: "
-                + ", ".join(sorted(known))
+                + ", ".join(sorted(_SERVICE_FIELDS))
             )
         raw_models = data.get("models")
         if not isinstance(raw_models, dict) or not raw_models:
@@ -115,52 +111,24 @@ class ServiceConfig:
             inputs = pipeline_inputs(pipeline)
         except PipelineInputsError as exc:
             raise TriggerConfigError(f"pipeline: {exc}") from None
-        models = {}
-        for name, m in raw_models.items():
-            m = m or {}
-            extra = sorted(
-                set(m) - {"policy", "params", "schedule", "storage_prefixes", "streaming"}
-            )
-            if extra:
-                raise TriggerConfigError(f"models.{name} has unknown field(s) {', '.join(extra)}")
-            try:
-                schedule = _parse_cron(m["schedule"]) if m.get("schedule") else None
-                policy = RetrainPolicy.from_dict(m.get("policy") or {})
-                streaming = StreamSettings.from_dict(m.get("streaming"))
-            except ValueError as exc:
-                raise TriggerConfigError(f"models.{name}: {exc}") from None
-            params = m.get("params") or {}
-            if not isinstance(params, dict):
-                raise TriggerConfigError(f"models.{name}.params must be an object")
-            try:
-                inputs.check(params, f"models.{name}.params")
-            except PipelineInputsError as exc:
-                raise TriggerConfigError(str(exc)) from None
-            store, run_store = data.get("store_uri"), params.get("store_uri")
-            if store and run_store and str(store).rstrip("/") != str(run_store).rstrip("/"):
-                raise TriggerConfigError(
-                    f"models.{name}.params.store_uri {run_store!r} is not store_uri {store!r}: "
-                    "the service would judge the champion of one store and the run train into "
-                    "another"
-                )
-            models[name] = ModelConfig(
-                name=name,
-                policy=policy,
-                params=dict(params),
-                schedule=schedule,
-                storage_prefixes=list(m.get("storage_prefixes") or []),
-                streaming=streaming,
-            )
+        models = {
+            name: _model_config(name, m or {}, inputs, data.get("store_uri"))
+            for name, m in raw_models.items()
+        }
         config = cls(models=models, **{k: v for k, v in data.items() if k != "models"})
+        config._check_numbers()
+        return config
+
+    def _check_numbers(self) -> None:
+        """Refuse a negative duration or a count below 1, naming the field."""
         for key in ("cooldown_seconds", "dedupe_ttl_seconds"):
-            value = getattr(config, key)
+            value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise TriggerConfigError(f"{key} must be a number >= 0, got {value!r}")
         for key in ("max_in_flight", "max_body_bytes"):
-            value = getattr(config, key)
+            value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TriggerConfigError(f"{key} must be an integer >= 1, got {value!r}")
-        return config
 
     @classmethod
     def load(cls, path: str | Path) -> ServiceConfig:
@@ -193,3 +161,52 @@ class ServiceConfig:
                 if uri.startswith(prefix) and (best is None or len(prefix) > best[0]):
                     best = (len(prefix), model)
         return None if best is None else best[1]
+
+
+#: The fields of a trigger config file, and of one model in it.
+_SERVICE_FIELDS = frozenset(
+    {
+        "models", "store_uri", "state_path", "cooldown_seconds", "max_in_flight",
+        "max_body_bytes", "dedupe_ttl_seconds", "pipeline",
+    }
+)  # fmt: skip
+_MODEL_FIELDS = frozenset({"policy", "params", "schedule", "storage_prefixes", "streaming"})
+
+
+def _model_config(name: str, m: dict[str, Any], inputs: PipelineInputs, store: Any) -> ModelConfig:
+    """One checked ``models.NAME`` entry; ``store`` is the service's ``store_uri``.
+
+    Raises:
+        TriggerConfigError: Naming the field and what is wrong.
+    """
+    extra = sorted(set(m) - _MODEL_FIELDS)
+    if extra:
+        raise TriggerConfigError(f"models.{name} has unknown field(s) {', '.join(extra)}")
+    try:
+        schedule = _parse_cron(m["schedule"]) if m.get("schedule") else None
+        policy = RetrainPolicy.from_dict(m.get("policy") or {})
+        streaming = StreamSettings.from_dict(m.get("streaming"))
+    except ValueError as exc:
+        raise TriggerConfigError(f"models.{name}: {exc}") from None
+    params = m.get("params") or {}
+    if not isinstance(params, dict):
+        raise TriggerConfigError(f"models.{name}.params must be an object")
+    try:
+        inputs.check(params, f"models.{name}.params")
+    except PipelineInputsError as exc:
+        raise TriggerConfigError(str(exc)) from None
+    run_store = params.get("store_uri")
+    if store and run_store and str(store).rstrip("/") != str(run_store).rstrip("/"):
+        raise TriggerConfigError(
+            f"models.{name}.params.store_uri {run_store!r} is not store_uri {store!r}: "
+            "the service would judge the champion of one store and the run train into "
+            "another"
+        )
+    return ModelConfig(
+        name=name,
+        policy=policy,
+        params=dict(params),
+        schedule=schedule,
+        storage_prefixes=list(m.get("storage_prefixes") or []),
+        streaming=streaming,
+    )

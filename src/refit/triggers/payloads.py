@@ -146,6 +146,12 @@ def alertmanager_events(data: Any) -> list[TriggerEvent]:
     if not isinstance(alerts, list) or not alerts:
         raise PayloadError("alerts must be a non-empty list")
     common = _obj(data.get("commonLabels") or {}, "commonLabels")
+    by_model = _firing_by_model(alerts, common)
+    return [_alert_event(group_key, model, firing) for model, firing in sorted(by_model.items())]
+
+
+def _firing_by_model(alerts: list[Any], common: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Check every alert; the firing ones grouped by their ``model`` label."""
     by_model: dict[str, list[dict[str, Any]]] = {}
     for i, alert in enumerate(alerts):
         alert = _obj(alert, f"alerts[{i}]")
@@ -161,30 +167,30 @@ def alertmanager_events(data: Any) -> list[TriggerEvent]:
             raise PayloadError(f"alerts[{i}] has no 'model' label (nor commonLabels.model)")
         if status == "firing":
             by_model.setdefault(str(model), []).append(alert)
-    events = []
-    for model, firing in sorted(by_model.items()):
-        fingerprints = sorted(a["fingerprint"] for a in firing)
-        drift = metric = None
-        for j, a in enumerate(firing):
-            ann = _obj(a.get("annotations") or {}, f"alerts[{j}].annotations")
-            if "drift_share" in ann:
-                value = _number(ann["drift_share"], "annotations.drift_share", 0.0, 1.0)
-                drift = value if drift is None else max(drift, value)
-            if "metric_value" in ann:
-                value = _number(ann["metric_value"], "annotations.metric_value")
-                metric = value if metric is None else min(metric, value)
-        names = sorted({str((a.get("labels") or {}).get("alertname", "alert")) for a in firing})
-        events.append(
-            TriggerEvent(
-                hook="alertmanager",
-                model=model,
-                dedupe_key=f"am|{group_key}|{model}|{','.join(fingerprints)}",
-                summary=f"alert(s) {', '.join(names)} firing ({len(firing)})",
-                drift_share=drift,
-                metric_value=metric,
-            )
-        )
-    return events
+    return by_model
+
+
+def _alert_event(group_key: str, model: str, firing: list[dict[str, Any]]) -> TriggerEvent:
+    """The event of one model's firing alerts: the largest drift share, the lowest metric."""
+    fingerprints = sorted(a["fingerprint"] for a in firing)
+    drift = metric = None
+    for j, a in enumerate(firing):
+        ann = _obj(a.get("annotations") or {}, f"alerts[{j}].annotations")
+        if "drift_share" in ann:
+            value = _number(ann["drift_share"], "annotations.drift_share", 0.0, 1.0)
+            drift = value if drift is None else max(drift, value)
+        if "metric_value" in ann:
+            value = _number(ann["metric_value"], "annotations.metric_value")
+            metric = value if metric is None else min(metric, value)
+    names = sorted({str((a.get("labels") or {}).get("alertname", "alert")) for a in firing})
+    return TriggerEvent(
+        hook="alertmanager",
+        model=model,
+        dedupe_key=f"am|{group_key}|{model}|{','.join(fingerprints)}",
+        summary=f"alert(s) {', '.join(names)} firing ({len(firing)})",
+        drift_share=drift,
+        metric_value=metric,
+    )
 
 
 def storage_event(data: Any) -> tuple[str, str, int, str] | None:

@@ -39,7 +39,7 @@ from refit.policy import Observation, PolicyState, decide
 
 # Imported here, not on the first event: refit.steps pulls in scipy.stats and the trainers, which
 # took 8 s on a busy two-core machine and held up the first alert's decision.
-from refit.steps.drift import POLICY_STATE_KEY
+from refit.steps.decide import POLICY_STATE_KEY
 from refit.triggers.config import ModelConfig, ServiceConfig
 from refit.triggers.inputs import pipeline_inputs
 from refit.triggers.launchers import Launcher, LaunchError
@@ -252,18 +252,7 @@ class TriggerService:
             decision = decide(model.policy, state, observation)
             retrain, reasons, new_state = decision.retrain, list(decision.reasons), decision.state
             policy_reasons = list(decision.reasons)
-        blocked = ""
-        if retrain:
-            last = self.state.last_launch(model.name)
-            cooldown = self.config.cooldown_seconds
-            in_flight = self.state.in_flight()
-            if last is not None and now - last < cooldown:
-                blocked = (
-                    f"cooldown: last run for {model.name} launched {now - last:.0f} s ago "
-                    f"(< {cooldown:g} s)"
-                )
-            elif in_flight >= self.config.max_in_flight:
-                blocked = f"{in_flight} run(s) in flight (limit {self.config.max_in_flight})"
+        blocked = self._blocked(model.name, now) if retrain else ""
         run_id: int | None = None
         if retrain and not blocked:
             inputs = pipeline_inputs(self.config.pipeline)
@@ -325,6 +314,19 @@ class TriggerService:
             "status": status,
             "trigger": event.summary,
         }
+
+    def _blocked(self, model: str, now: float) -> str:
+        """Why a retrain of ``model`` must wait (cooldown, runs in flight), or ``""``."""
+        last = self.state.last_launch(model)
+        cooldown = self.config.cooldown_seconds
+        in_flight = self.state.in_flight()
+        if last is not None and now - last < cooldown:
+            return (
+                f"cooldown: last run for {model} launched {now - last:.0f} s ago (< {cooldown:g} s)"
+            )
+        if in_flight >= self.config.max_in_flight:
+            return f"{in_flight} run(s) in flight (limit {self.config.max_in_flight})"
+        return ""
 
     # -- launching --------------------------------------------------------------------------
     def _launch_now(self, run_id: int, model: str, params: dict[str, Any]) -> str:

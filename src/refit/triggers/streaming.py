@@ -1,15 +1,16 @@
 """Changes caught inside the window: a streaming change detector fed by the trigger service.
 
-A window policy sees a change only when its window closes (20,000 rows later, say). Here the
-service runs River's Page-Hinkley test (`river.drift.PageHinkley`) over a stream it is sent in
-batches, and asks for retraining the moment the test fires:
+The trigger service runs River's Page-Hinkley test (`river.drift.PageHinkley`) over a stream it
+is sent in batches, and asks for retraining the moment the test fires, not when a window closes
+(why, and how the defaults were chosen: docs/decisions/0007-page-hinkley-in-trigger-service.md):
 
 - the **error stream** (``"stream": "errors"``) where labels flow: 1 for a wrong prediction, 0
   for a right one (or any loss in [0, 1]); the test watches for its mean going **up**;
 - the **confidence stream** (``"stream": "confidence"``) where they do not: the champion's
   probability of its predicted class, in [0, 1]; the test watches for its mean going **down**.
 
-``POST /hooks/stream`` (authenticated like every hook, body bounded by ``max_body_bytes``)::
+``POST /hooks/stream`` (``refit.triggers.hooks``; authenticated like every hook, body bounded by
+``max_body_bytes``)::
 
     {"batch_id": "errors-2026-12-01T10:05", "model": "credit-default",
      "stream": "errors", "values": [0, 1, 0, 0, 1]}
@@ -21,19 +22,11 @@ committed in one SQLite transaction in the service's state file, so a service ki
 point resumes with the state of the last batch it answered, and never counts a batch twice.
 
 When the test fires, a ``stream`` trigger event (dedupe key ``stream|MODEL|STREAM|BATCH``) goes
-through the service's own decision path (`TriggerService.handle`): the same dedupe, per-model
-cooldown and in-flight limit as alerts, the same audit record. The event is stored with the
-detector's state before it is decided, and any event not yet decided (the service was killed in
-between) is decided on the next batch, so a detection is never lost. The detector restarts after
-firing (River's behaviour), so one change fires once.
-
-Per-model settings (the model's ``streaming`` object in the trigger config; defaults below):
-``threshold`` (lambda, 100), ``delta`` (0.02: changes of the mean smaller than this are ignored),
-``min_instances`` (30 values before the test may fire) and ``alpha`` (0.9999, the forgetting
-factor). River's own defaults (50, 0.005) raised 2-3 false alarms in 100,000 stable rows of an
-error stream at an 11% error rate (``benchmarks/streaming.py``); these raised none on 10 seeded
-streams, and caught a rise to 30% errors 52-463 rows after it began. Streams with another base
-rate or noise may need their own: a larger ``threshold`` trades delay for fewer false alarms.
+through the service's own decision path (`TriggerService.handle`), stored with the detector's
+state before it is decided, so a detection is never lost; the detector restarts after firing.
+Per-model settings (the model's ``streaming`` object in the trigger config): ``threshold``
+(lambda, 100), ``delta`` (0.02), ``min_instances`` (30) and ``alpha`` (0.9999), see
+`StreamSettings`.
 """
 
 from __future__ import annotations
@@ -45,10 +38,6 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from fastapi import Request
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from refit.triggers.payloads import PayloadError, TriggerEvent, _number, _obj, _short, _str
 
@@ -346,37 +335,3 @@ class StreamDetectors:
         """Close the connection."""
         with self._lock:
             self._db.close()
-
-
-def add_stream_route(app: Any, service: TriggerService, read: Any, reject: Any, lock: Any) -> None:
-    """Mount ``POST /hooks/stream`` on the trigger service's app.
-
-    Args:
-        app: The FastAPI app.
-        service: The trigger service.
-        read: The app's authenticated, bounded body reader (``read(request, hook)``).
-        reject: The app's counted error answer (``reject(hook, reason, status, detail)``).
-        lock: The app's decision lock (decisions one at a time).
-    """
-    from refit.triggers.payloads import parse_json
-    from refit.triggers.service import UnknownModelError
-
-    detectors = StreamDetectors(service)
-    app.state.streams = detectors
-
-    @app.post("/hooks/stream")
-    async def stream(request: Request) -> Response:
-        body = await read(request, "stream")
-        if isinstance(body, Response):
-            return body
-        try:
-            batch = stream_batch(parse_json(body))
-        except PayloadError as exc:
-            return reject("stream", "malformed", 422, str(exc))
-        try:
-            service.model(batch.model)
-        except UnknownModelError as exc:
-            return reject("stream", "unknown_model", 404, str(exc))
-        async with lock:
-            result = await run_in_threadpool(detectors.process, batch)
-        return JSONResponse(result)

@@ -360,6 +360,38 @@ def validate(
             f"The dataset {stats.datasets[0].name!r} has 0 rows.",
         )
 
+    _check_missing_columns(out, expected, current, options.required_columns)
+    for name, fstats in current.items():
+        feature = expected.get(name)
+        if feature is None:
+            out.add(
+                name,
+                AnomalyType.SCHEMA_NEW_COLUMN,
+                "New column",
+                f"Column {name!r} is in the data but not in the schema.",
+            )
+        if num_examples == 0:
+            continue
+        _check_feature(
+            out,
+            name,
+            fstats,
+            feature,
+            reference.get(name),
+            (num_examples, ref_examples),
+            schema,
+            options,
+        )
+    return out.anomalies
+
+
+def _check_missing_columns(
+    out: _Collector,
+    expected: dict[str, schema_pb2.Feature],
+    current: dict[str, statistics_pb2.FeatureNameStatistics],
+    required_columns: tuple[str, ...],
+) -> None:
+    """Columns the schema declares, or the options require, that the data lacks."""
     for name in expected:
         if name not in current:
             out.add(
@@ -368,7 +400,7 @@ def validate(
                 "Column dropped",
                 f"Column {name!r} is in the schema but not in the data.",
             )
-    for name in options.required_columns:
+    for name in required_columns:
         if name not in current and name not in expected:
             out.add(
                 name,
@@ -384,32 +416,34 @@ def validate(
                 f"Column {name!r} is required.",
             )
 
-    for name, fstats in current.items():
-        feature = expected.get(name)
-        ref = reference.get(name)
-        if feature is None:
-            out.add(
-                name,
-                AnomalyType.SCHEMA_NEW_COLUMN,
-                "New column",
-                f"Column {name!r} is in the data but not in the schema.",
-            )
-        if num_examples == 0:
-            continue
-        type_ok = True
-        if feature is not None:
-            type_ok = _check_type(out, name, fstats, feature)
-        _check_presence(out, name, fstats, feature, ref, num_examples, ref_examples, options)
-        if not type_ok:
-            continue
-        if ref is not None and ref.type != fstats.type and arrow_type_of(ref) != "null":
-            ref = None  # a reference of another type says nothing about ranges
-        if feature is not None:
-            domain = string_domain_of(schema, feature)
-            if domain is not None:
-                _check_categories(out, name, fstats, domain, options)
-        _check_range(out, name, fstats, feature, ref, options)
-    return out.anomalies
+
+def _check_feature(
+    out: _Collector,
+    name: str,
+    fstats: statistics_pb2.FeatureNameStatistics,
+    feature: schema_pb2.Feature | None,
+    ref: statistics_pb2.FeatureNameStatistics | None,
+    examples: tuple[int, int],
+    schema: schema_pb2.Schema,
+    options: ValidationOptions,
+) -> None:
+    """One column of a non-empty window: type, presence, categories and range.
+
+    ``examples`` is ``(rows of the data, rows of the reference)``.
+    """
+    type_ok = True
+    if feature is not None:
+        type_ok = _check_type(out, name, fstats, feature)
+    _check_presence(out, name, fstats, feature, ref, *examples, options)
+    if not type_ok:
+        return
+    if ref is not None and ref.type != fstats.type and arrow_type_of(ref) != "null":
+        ref = None  # a reference of another type says nothing about ranges
+    if feature is not None:
+        domain = string_domain_of(schema, feature)
+        if domain is not None:
+            _check_categories(out, name, fstats, domain, options)
+    _check_range(out, name, fstats, feature, ref, options)
 
 
 @dataclass

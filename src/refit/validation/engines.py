@@ -5,30 +5,15 @@ and ``Anomalies``, including the schema's drift comparators against a reference.
 
 * ``native``: :func:`refit.validation.validate_table` plus, for features whose schema entry has a
   ``drift_comparator``, refit's drift tests (``infinity_norm`` -> L-infinity, ``jensen_shannon_
-  divergence`` -> Jensen-Shannon; :mod:`refit.drift.tfdv`) merged into the anomalies as
+  divergence`` -> Jensen-Shannon; :mod:`refit.validation.comparators`) merged into the anomalies as
   ``drift_skew_info`` and ``COMPARATOR_*_HIGH`` reasons. Schema fields the native engine does not
   honour are listed in :attr:`EngineResult.ignored_schema_fields` (never dropped silently).
-* ``tfdv``: TFDV 1.21 in its own interpreter (:mod:`refit.validation.tfdv_client`).
+* ``tfdv``: TFDV 1.21 in its own interpreter (:mod:`refit.tfdv`).
 * ``auto``: the native engine; the result records which engine ran.
 
-Differences by design (held by the parity tests, ``tests/e2e/test_tfdv_parity.py``; the
-inferred schemas, the statistics' moments, the anomaly kinds of the bad-input corpus and the
-L-infinity values are otherwise equal):
-
-* Out-of-range values: TFDV checks numbers only against a schema's ``int_domain``/
-  ``float_domain``; with a reference the native engine also checks them against the reference
-  statistics' observed ``[min, max]`` (``ValidationOptions(check_ranges=False)`` turns it off).
-* Numeric Jensen-Shannon: TFDV bins both sides on the statistics' equal-width histogram buckets
-  (``num_histogram_buckets``, default 10); refit at the reference's deciles. On 2000-row windows
-  shifted columns agree within 0.03 (divergence); unshifted ones score < 0.005 natively and up
-  to ~0.02 in TFDV (its noise floor), so thresholds around 0.05 flag the same features.
-* An int column holding only 0 and 1: TFDV infers a ``bool_domain``, native a plain INT.
-* An all-null column: TFDV ``FEATURE_TYPE_NOT_PRESENT``, native
-  ``FEATURE_TYPE_LOW_FRACTION_PRESENT``.
-* An empty window: both set ``data_missing``; native adds a ``DATASET_LOW_NUM_EXAMPLES``
-  reason, TFDV none.
-* Facets HTML (TFDV engine only) loads the Facets web components from the internet
-  (cdnjs / GitHub) when opened: unlike refit's own reports it is not self-contained.
+Where the two engines differ by design (range checks against the reference, numeric
+Jensen-Shannon bins, bool domains, all-null columns, empty windows, Facets):
+docs/decisions/0012-native-and-tfdv-differ-by-design.md.
 """
 
 from __future__ import annotations
@@ -150,7 +135,7 @@ def _drift_anomalies(
 ) -> anomalies_pb2.Anomalies | None:
     """Evaluate the schema's drift comparators with refit's drift tests (None when none apply)."""
     from refit.drift.detect import detect_drift
-    from refit.drift.tfdv import to_anomalies
+    from refit.validation.comparators import to_anomalies
 
     tests: dict[str, str] = {}
     thresholds: dict[str, float] = {}
@@ -244,7 +229,7 @@ def run_validation(
         tfdv_python: TFDV interpreter; default ``$REFIT_TFDV_PYTHON``.
         staging_uri: TFDV engine: ``gs://`` location where a remote Beam runner's inputs and
             outputs are staged (default: the ``--temp_location`` flag; see
-            :func:`refit.validation.tfdv_client.staging_location`).
+            :func:`refit.tfdv.client.staging_location`).
 
     Returns:
         The result; ``engine`` says which engine ran and ``metadata["engine"]`` repeats it.
@@ -254,35 +239,39 @@ def run_validation(
     """
     ran = resolve_engine(engine)
     if ran == "native":
-        result = validate_native(data, reference=reference, schema=schema, options=options)
-    else:
-        from refit.validation.tfdv_client import run_tfdv
+        return recorded(
+            validate_native(data, reference=reference, schema=schema, options=options), engine
+        )
+    from refit.tfdv.engine import validate_tfdv
 
-        outputs = run_tfdv(
-            data,
-            reference=reference,
-            schema=schema,
-            beam_pipeline_args=beam_pipeline_args,
-            stats_options=stats_options,
-            facets=facets,
-            staging_uri=staging_uri,
-            python=tfdv_python,
-        )
-        result = EngineResult(
-            engine="tfdv",
-            requested="tfdv",
-            statistics=outputs.statistics,
-            schema=outputs.schema,
-            anomalies=outputs.anomalies,
-            reference_statistics=outputs.reference_statistics,
-            facets_html=outputs.facets_html,
-            metadata=dict(outputs.metadata),
-        )
-    result.requested = engine
+    return validate_tfdv(
+        data,
+        reference=reference,
+        schema=schema,
+        beam_pipeline_args=beam_pipeline_args,
+        stats_options=stats_options,
+        facets=facets,
+        tfdv_python=tfdv_python,
+        staging_uri=staging_uri,
+    )
+
+
+def recorded(result: EngineResult, requested: str) -> EngineResult:
+    """Record in ``result`` the engine asked for, and in its metadata what ran.
+
+    Args:
+        result: An engine's result.
+        requested: The engine asked for (``"auto"`` runs ``"native"``).
+
+    Returns:
+        ``result``, its ``requested`` set and its metadata holding ``engine``,
+        ``engine_requested`` and ``ignored_schema_fields``.
+    """
+    result.requested = requested
     result.metadata.update(
         {
             "engine": result.engine,
-            "engine_requested": engine,
+            "engine_requested": requested,
             "ignored_schema_fields": result.ignored_schema_fields,
         }
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
@@ -165,8 +167,6 @@ def check_schema(schema: schema_pb2.Schema, where: str = "schema") -> schema_pb2
     Raises:
         SchemaError: The first inconsistency, naming ``where``, the feature and the field.
     """
-    import math
-
     seen: set[str] = set()
     domains = {d.name for d in schema.string_domain}
     for domain in schema.string_domain:
@@ -181,49 +181,65 @@ def check_schema(schema: schema_pb2.Schema, where: str = "schema") -> schema_pb2
         if feature.name in seen:
             raise SchemaError(f"{at} is declared twice")
         seen.add(feature.name)
-        presence = feature.presence
-        if presence.HasField("min_fraction") and not 0.0 <= presence.min_fraction <= 1.0:
-            raise SchemaError(
-                f"{at}: presence.min_fraction {presence.min_fraction} is not in [0, 1]"
-            )
-        if presence.min_count < 0:
-            raise SchemaError(f"{at}: presence.min_count {presence.min_count} is negative")
-        count = feature.value_count
-        if count.HasField("max") and count.min > count.max:
-            raise SchemaError(f"{at}: value_count min {count.min} > max {count.max}")
-        kind = feature.WhichOneof("domain_info")
-        if kind == "int_domain":
-            d = feature.int_domain
-            if d.HasField("min") and d.HasField("max") and d.min > d.max:
-                raise SchemaError(f"{at}: int_domain min {d.min} > max {d.max}")
-        elif kind == "float_domain":
-            f = feature.float_domain
-            for bound in ("min", "max"):
-                if f.HasField(bound) and math.isnan(getattr(f, bound)):
-                    raise SchemaError(f"{at}: float_domain {bound} is NaN")
-            if f.HasField("min") and f.HasField("max") and f.min > f.max:
-                raise SchemaError(f"{at}: float_domain min {f.min} > max {f.max}")
-        elif kind == "domain" and feature.domain not in domains:
-            raise SchemaError(
-                f"{at}: names string domain {feature.domain!r}, which the schema does not define"
-            )
-        elif kind == "string_domain":
-            values = list(feature.string_domain.value)
-            if len(set(values)) != len(values):
-                raise SchemaError(f"{at}: string_domain repeats values")
-        for which in ("drift_comparator", "skew_comparator"):
-            if not feature.HasField(which):
-                continue
-            comparator = getattr(feature, which)
-            for norm in ("infinity_norm", "jensen_shannon_divergence", "normalized_abs_difference"):
-                if hasattr(comparator, norm) and comparator.HasField(norm):
-                    threshold = getattr(comparator, norm).threshold
-                    if not (math.isfinite(threshold) and threshold >= 0):
-                        raise SchemaError(
-                            f"{at}: {which}.{norm}.threshold {threshold} must be a finite "
-                            "number >= 0"
-                        )
+        _check_counts(feature, at)
+        _check_domain(feature, at, domains)
+        _check_comparators(feature, at)
     return schema
+
+
+def _check_counts(feature: schema_pb2.Feature, at: str) -> None:
+    """``presence`` and ``value_count`` of a schema feature."""
+    presence = feature.presence
+    if presence.HasField("min_fraction") and not 0.0 <= presence.min_fraction <= 1.0:
+        raise SchemaError(f"{at}: presence.min_fraction {presence.min_fraction} is not in [0, 1]")
+    if presence.min_count < 0:
+        raise SchemaError(f"{at}: presence.min_count {presence.min_count} is negative")
+    count = feature.value_count
+    if count.HasField("max") and count.min > count.max:
+        raise SchemaError(f"{at}: value_count min {count.min} > max {count.max}")
+
+
+def _check_domain(feature: schema_pb2.Feature, at: str, domains: set[str]) -> None:
+    """A schema feature's domain: ordered bounds, a defined named domain, distinct values."""
+    kind = feature.WhichOneof("domain_info")
+    if kind == "int_domain":
+        d = feature.int_domain
+        if d.HasField("min") and d.HasField("max") and d.min > d.max:
+            raise SchemaError(f"{at}: int_domain min {d.min} > max {d.max}")
+    elif kind == "float_domain":
+        _check_float_domain(feature.float_domain, at)
+    elif kind == "domain" and feature.domain not in domains:
+        raise SchemaError(
+            f"{at}: names string domain {feature.domain!r}, which the schema does not define"
+        )
+    elif kind == "string_domain":
+        values = list(feature.string_domain.value)
+        if len(set(values)) != len(values):
+            raise SchemaError(f"{at}: string_domain repeats values")
+
+
+def _check_float_domain(f: schema_pb2.FloatDomain, at: str) -> None:
+    for bound in ("min", "max"):
+        if f.HasField(bound) and math.isnan(getattr(f, bound)):
+            raise SchemaError(f"{at}: float_domain {bound} is NaN")
+    if f.HasField("min") and f.HasField("max") and f.min > f.max:
+        raise SchemaError(f"{at}: float_domain min {f.min} > max {f.max}")
+
+
+def _check_comparators(feature: schema_pb2.Feature, at: str) -> None:
+    """Drift and skew comparators' thresholds: finite numbers >= 0."""
+    for which in ("drift_comparator", "skew_comparator"):
+        if not feature.HasField(which):
+            continue
+        comparator = getattr(feature, which)
+        for norm in ("infinity_norm", "jensen_shannon_divergence", "normalized_abs_difference"):
+            if not (hasattr(comparator, norm) and comparator.HasField(norm)):
+                continue
+            threshold = getattr(comparator, norm).threshold
+            if not (math.isfinite(threshold) and threshold >= 0):
+                raise SchemaError(
+                    f"{at}: {which}.{norm}.threshold {threshold} must be a finite number >= 0"
+                )
 
 
 def check_statistics(
@@ -247,44 +263,44 @@ def check_statistics(
     Raises:
         SchemaError: The first inconsistency, naming ``where``, the feature and the field.
     """
-    import math
-
     limit = 10**15
     for dataset in stats.datasets:
         n = dataset.num_examples
         if not 0 <= n <= limit:
             raise SchemaError(f"{where}: num_examples {n} is not in [0, {limit}]")
         for fstats in dataset.features:
-            at = f"{where}: feature {feature_name(fstats)!r}"
-            common = common_stats(fstats)
-            slack = max(n, 1) * 1e-9 + 1e-6  # weighted statistics are floats
-            for label, value in (
-                ("num_missing", common.num_missing),
-                ("num_non_missing", common.num_non_missing),
-            ):
-                if value > n + slack:
-                    raise SchemaError(f"{at}: {label} {value} exceeds num_examples {n}")
-            values = max(common.num_non_missing, 1) * max(common.max_num_values, 1)
-            if fstats.HasField("num_stats"):
-                s = fstats.num_stats
-                if math.isnan(s.min) or math.isnan(s.max) or s.min > s.max:
-                    raise SchemaError(f"{at}: min {s.min} and max {s.max} are not ordered")
-                if s.std_dev < 0 or math.isnan(s.std_dev):
-                    raise SchemaError(f"{at}: std_dev {s.std_dev} is negative or NaN")
-                for histogram in s.histograms:
-                    _check_histogram(histogram, values, at)
-            if fstats.HasField("string_stats"):
-                s2 = fstats.string_stats
-                for bucket in s2.top_values:
-                    if bucket.frequency < 0:
-                        raise SchemaError(f"{at}: top value {bucket.value!r} has a negative count")
-                _check_histogram(s2.rank_histogram, values, at, ordered=False)
+            _check_feature_stats(fstats, n, f"{where}: feature {feature_name(fstats)!r}")
     return stats
 
 
-def _check_histogram(histogram: object, values: float, at: str, *, ordered: bool = True) -> None:
-    import math
+def _check_feature_stats(fstats: statistics_pb2.FeatureNameStatistics, n: int, at: str) -> None:
+    """One feature's statistics in a dataset of ``n`` examples."""
+    common = common_stats(fstats)
+    slack = max(n, 1) * 1e-9 + 1e-6  # weighted statistics are floats
+    for label, value in (
+        ("num_missing", common.num_missing),
+        ("num_non_missing", common.num_non_missing),
+    ):
+        if value > n + slack:
+            raise SchemaError(f"{at}: {label} {value} exceeds num_examples {n}")
+    values = max(common.num_non_missing, 1) * max(common.max_num_values, 1)
+    if fstats.HasField("num_stats"):
+        s = fstats.num_stats
+        if math.isnan(s.min) or math.isnan(s.max) or s.min > s.max:
+            raise SchemaError(f"{at}: min {s.min} and max {s.max} are not ordered")
+        if s.std_dev < 0 or math.isnan(s.std_dev):
+            raise SchemaError(f"{at}: std_dev {s.std_dev} is negative or NaN")
+        for histogram in s.histograms:
+            _check_histogram(histogram, values, at)
+    if fstats.HasField("string_stats"):
+        s2 = fstats.string_stats
+        for bucket in s2.top_values:
+            if bucket.frequency < 0:
+                raise SchemaError(f"{at}: top value {bucket.value!r} has a negative count")
+        _check_histogram(s2.rank_histogram, values, at, ordered=False)
 
+
+def _check_histogram(histogram: object, values: float, at: str, *, ordered: bool = True) -> None:
     # (ignore below) a TFMD Histogram proto; tensorflow_metadata ships no types
     buckets = list(histogram.buckets)  # type: ignore[attr-defined]
     total = 0.0

@@ -76,7 +76,7 @@ def test_champion_in_store_brings_metric_decay(history, tmp_path):
         metrics={"accuracy": 0.8},
         snapshot_sha256=snapshot.sha256,
         parent_version=None,
-        run_id="seed",
+        run_label="seed",
     )
     registry.set_alias("champion", version.version)
     out = tmp_path / "timeline.json"

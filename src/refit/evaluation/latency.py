@@ -1,4 +1,4 @@
-"""Serving check (TFX InfraValidator's idea): load the models as served and time real requests.
+"""Serving latency check (TFX InfraValidator's idea): load models as served, time real requests.
 
 Challenger and champion are loaded the way the server loads them
 (:func:`refit.training.artifacts.load_model`: sha256 verified, pickles refused, skops types on
@@ -40,7 +40,6 @@ __all__ = [
     "ServingReport",
     "ServingStats",
     "build_requests",
-    "render_serving_markdown",
     "serving_check",
 ]
 
@@ -279,7 +278,9 @@ def build_requests(
 
 def _serve(model: TrainedModel, model_name: str, body: bytes) -> bytes:
     """Answer one V2 request with the model server's own code (`refit.serving.protocol`)."""
-    from refit.serving.protocol import parse_infer_request, predict_outputs, request_to_table
+    from refit.serving.outputs import predict_outputs
+    from refit.serving.protocol import parse_infer_request
+    from refit.serving.tables import request_to_table
 
     request = parse_infer_request(json.loads(body))
     table = request_to_table(request, model.spec, model=model_name)
@@ -390,47 +391,3 @@ def serving_check(
     for recorder, (_, stats, _) in zip(recorders, served, strict=True):
         recorder.finish(stats, config.requests, config.batch_size)
     return report
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
-def render_serving_markdown(summary: dict[str, Any] | None, title: str = "Serving check") -> str:
-    """Render a serving summary (``ServingReport.to_dict()`` or an error) as Markdown.
-
-    Args:
-        summary: The ``serving`` entry of ``evaluation.json``, or None when not configured.
-        title: Heading.
-
-    Returns:
-        Markdown: one table row per model (latency, throughput, errors), then the notes.
-    """
-    if summary is None:
-        return f"## {title}\n\n_No serving check configured._\n"
-    lines = [f"## {title}", ""]
-    if "error" in summary:
-        return "\n".join(lines + [f"**Cannot check:** {summary['error']}"]) + "\n"
-    lines += [
-        f"{summary['requests']} requests per model after {summary['warmup']} warm-up, batch size "
-        f"{summary['batch_size']}, {summary['protocol']}, {summary['order']}.",
-        "",
-        "| model | loaded | p50 ms | p99 ms | mean ms | requests/s | rows/s | errors |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for side in ("challenger", "champion"):
-        s = summary.get(side)
-        if s is None:
-            continue
-        loaded = "yes" if s["loaded"] else f"no: {s['load_error']}"
-        errors = f"{s['errors']} of {s['requests']}"
-        if s.get("first_error"):
-            errors += f" (first: {s['first_error']})"
-        rps = "—" if s["throughput_rps"] is None else f"{s['throughput_rps']:.0f}"
-        rows = "—" if s["rows_per_s"] is None else f"{s['rows_per_s']:.0f}"
-        cells = [side, loaded, _ms(s["p50_ms"]), _ms(s["p99_ms"]), _ms(s["mean_ms"]), rps, rows]
-        cells.append(errors)
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    if summary.get("notes"):
-        lines += [""] + [f"- {note}" for note in summary["notes"]]
-    return "\n".join(lines) + "\n"

@@ -1,4 +1,7 @@
-"""TFDV compatibility: drift thresholds from a TFDV schema, drift as TFDV Anomalies.
+"""TFDV schemas' drift comparators: read as refit drift tests, drift written as TFDV Anomalies.
+
+refit's native engine honours them (:func:`refit.validation.engines.validate_native`, and
+``refit drift --tfdv-schema``); TFDV itself is not involved (that engine is :mod:`refit.tfdv`).
 
 Reading: each ``feature { drift_comparator { ... } }`` of a TFDV ``Schema`` (text proto) sets
 that feature's test and threshold:
@@ -27,7 +30,7 @@ import math
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-from refit.drift.detect import DriftResult
+from refit.drift.result import DriftResult
 from refit.errors import DataError, SchemaError
 
 

@@ -5,9 +5,10 @@ prints its path; in a cluster, the ``refit-tfdv`` image's python). The client:
 
 1. makes a fresh exchange folder under the temp folder (``tempfile.gettempdir()``, i.e.
    ``$TMPDIR`` or ``/tmp``);
-2. copies there the worker script (:mod:`refit.validation.tfdv_worker`, a standalone file), the
-   input files (tables given in memory are written as Parquet) and ``request.json``;
-3. runs ``$REFIT_TFDV_PYTHON worker.py request.json`` with that folder as working directory;
+2. copies there the worker script (:mod:`refit.tfdv.worker`, a standalone file, as
+   ``tfdv_worker.py``), the input files (tables given in memory are written as Parquet) and
+   ``request.json``;
+3. runs ``$REFIT_TFDV_PYTHON tfdv_worker.py request.json`` with that folder as working directory;
 4. reads back ``statistics.pb``, ``schema.pbtxt``, ``anomalies.pbtxt`` (and ``facets.html``).
 
 Every path the worker sees lies in the exchange folder, so the same paths work when the
@@ -53,7 +54,8 @@ LOCAL_RUNNERS = frozenset(
 )
 #: Folder under the staging location that holds one prefix per staged call.
 STAGING_FOLDER = "refit-tfdv"
-WORKER_SCRIPT = Path(__file__).with_name("tfdv_worker.py")
+#: The worker script (a standalone file), copied into each exchange folder as ``tfdv_worker.py``.
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 HOW_TO = (
     "build one with `scripts/tfdv-env.sh` (TFDV 1.21 in a venv where glibc >= 2.39, else in a "
     "Debian 13 root; prints the interpreter) and export "

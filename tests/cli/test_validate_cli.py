@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from refit.cli import app
 from refit.demo.data import DemoScenario, make_windows
 from refit.errors import DataError, SchemaError
+from refit.tfdv.client import TfdvUnavailableError, run_tfdv
 from refit.validation.engines import (
     anomaly_kinds,
     drift_measurements,
@@ -25,7 +26,6 @@ from refit.validation.engines import (
     resolve_engine,
     run_validation,
 )
-from refit.validation.tfdv_client import TfdvUnavailableError, run_tfdv
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,7 @@ def test_tfdv_worker_imports_only_stdlib_pyarrow_and_tfdv() -> None:
     import ast
     import sys
 
-    from refit.validation.tfdv_client import WORKER_SCRIPT
+    from refit.tfdv.client import WORKER_SCRIPT
 
     tree = ast.parse(WORKER_SCRIPT.read_text())
     roots = set()

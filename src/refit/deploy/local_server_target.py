@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from refit.deploy.canary import TrafficSplit
+from refit.deploy.target import TrafficSplit
 from refit.errors import DeployError, RefitError
 from refit.registry import ModelRegistry, ModelVersion
 

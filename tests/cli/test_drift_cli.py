@@ -156,7 +156,7 @@ def test_old_profile_version_and_unreadable_input_are_clear_errors(data):
 
 def test_a_stored_profile_is_known_by_its_content_not_its_name(data):
     # issue 17: a profile saved as "ref.profile" (or with no suffix) was read as data
-    from refit.drift.profile import is_profile_file
+    from refit.drift.profile_io import is_profile_file
 
     tmp = data["dir"]
     profile = tmp / "reference-profile"

@@ -6,26 +6,8 @@ model's audit log (`refit.governance.history`) and registry aliases, at most onc
 ``manifests/base`` query. Every value comes from the store, so a restarted exporter reports the
 same counters, and several exporters agree.
 
-Metrics (label ``model`` on each):
-
-- ``refit_drift_share`` (gauge): drift share of the newest window that measured it;
-- ``refit_live_version`` (gauge): the registry's ``champion`` version;
-- ``refit_decisions_total{decision}`` (counter): iterations per decision (retrain, skip,
-  blocked, unknown);
-- ``refit_retraining_latency_seconds`` (histogram): trigger-to-live time of every promoted
-  iteration; ``refit_last_retraining_latency_seconds`` (gauge): the newest one's;
-- ``refit_retraining_cost`` (gauge): training cost of the newest iteration that trained;
-  ``refit_training_cost_total`` (counter): of all iterations;
-- ``refit_rollbacks_total`` (counter): rollbacks in the audit log;
-- ``refit_champion_metric{metric}`` (gauge): the live model's metric on the newest window it was
-  scored on (left out until the live version has been scored);
-- ``refit_last_iteration_timestamp_seconds`` (gauge): when the newest iteration started;
-- ``refit_audit_chain_intact`` (gauge): 1 when ``AuditLog.verify`` finds no problem, else 0;
-- ``refit_store_up`` (gauge): 1 when the store was read, 0 when reading it failed.
-
-A model whose store cannot be read exports ``refit_store_up 0`` and nothing else, rather than
-stale values. Gauges with nothing to report (no window measured drift yet, nothing live) are left
-out rather than set to 0.
+A model whose store cannot be read exports ``refit_store_up 0`` and nothing else. The metrics,
+and why they are read from the store: docs/decisions/0019-model-metrics-from-the-store.md.
 
 Serve them with `serve_metrics` (``refit report serve-metrics``), or add them to a FastAPI app
 with `mount_metrics`.
@@ -59,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from fastapi import FastAPI
 
-log = logging.getLogger("refit.governance.exporter")
+log = logging.getLogger("refit.monitoring.exporter")
 
 #: Upper bounds (seconds) of the latency histogram: a laptop replay takes seconds, a cluster
 #: retrain with a canary rollout hours.
@@ -130,61 +112,88 @@ def read_model(store_uri: str, model: str, *, verify_chain: bool = True) -> Mode
 _Families = dict[str, Any]
 
 
+#: key -> (family kind, metric name, help, labels) of every family the collector exposes.
+_FAMILY_SPECS: Final = {
+    "drift": (
+        GaugeMetricFamily,
+        "refit_drift_share",
+        "Share of features that drifted in the newest window that measured drift.",
+        ("model",),
+    ),
+    "live": (
+        GaugeMetricFamily,
+        "refit_live_version",
+        "Registry version of the live (champion) model.",
+        ("model",),
+    ),
+    "decisions": (
+        CounterMetricFamily,
+        "refit_decisions",
+        "Retraining iterations by decision (retrain, skip, blocked, unknown).",
+        ("model", "decision"),
+    ),
+    "latency": (
+        HistogramMetricFamily,
+        "refit_retraining_latency_seconds",
+        "Retraining latency, trigger to live, of every promoted iteration.",
+        ("model",),
+    ),
+    "last_latency": (
+        GaugeMetricFamily,
+        "refit_last_retraining_latency_seconds",
+        "Retraining latency, trigger to live, of the newest promoted iteration.",
+        ("model",),
+    ),
+    "cost": (
+        GaugeMetricFamily,
+        "refit_retraining_cost",
+        "Training cost of the newest iteration that trained (wall time x price per hour).",
+        ("model",),
+    ),
+    "cost_total": (
+        CounterMetricFamily,
+        "refit_training_cost",
+        "Training cost of all iterations.",
+        ("model",),
+    ),
+    "rollbacks": (
+        CounterMetricFamily,
+        "refit_rollbacks",
+        "Rollbacks recorded in the audit log.",
+        ("model",),
+    ),
+    "champion_metric": (
+        GaugeMetricFamily,
+        "refit_champion_metric",
+        "The live model's metric on the newest window it was scored on.",
+        ("model", "metric"),
+    ),
+    "last_iteration": (
+        GaugeMetricFamily,
+        "refit_last_iteration_timestamp_seconds",
+        "Unix time the newest iteration started.",
+        ("model",),
+    ),
+    "chain": (
+        GaugeMetricFamily,
+        "refit_audit_chain_intact",
+        "1 when the model's audit log verifies, else 0.",
+        ("model",),
+    ),
+    "up": (
+        GaugeMetricFamily,
+        "refit_store_up",
+        "1 when the model's store was read, else 0.",
+        ("model",),
+    ),
+}
+
+
 def _families() -> _Families:
     """Fresh, empty metric families (also `ModelMetricsCollector.describe`'s answer)."""
     return {
-        "drift": GaugeMetricFamily(
-            "refit_drift_share",
-            "Share of features that drifted in the newest window that measured drift.",
-            labels=["model"],
-        ),
-        "live": GaugeMetricFamily(
-            "refit_live_version", "Registry version of the live (champion) model.", labels=["model"]
-        ),
-        "decisions": CounterMetricFamily(
-            "refit_decisions",
-            "Retraining iterations by decision (retrain, skip, blocked, unknown).",
-            labels=["model", "decision"],
-        ),
-        "latency": HistogramMetricFamily(
-            "refit_retraining_latency_seconds",
-            "Retraining latency, trigger to live, of every promoted iteration.",
-            labels=["model"],
-        ),
-        "last_latency": GaugeMetricFamily(
-            "refit_last_retraining_latency_seconds",
-            "Retraining latency, trigger to live, of the newest promoted iteration.",
-            labels=["model"],
-        ),
-        "cost": GaugeMetricFamily(
-            "refit_retraining_cost",
-            "Training cost of the newest iteration that trained (wall time x price per hour).",
-            labels=["model"],
-        ),
-        "cost_total": CounterMetricFamily(
-            "refit_training_cost", "Training cost of all iterations.", labels=["model"]
-        ),
-        "rollbacks": CounterMetricFamily(
-            "refit_rollbacks", "Rollbacks recorded in the audit log.", labels=["model"]
-        ),
-        "champion_metric": GaugeMetricFamily(
-            "refit_champion_metric",
-            "The live model's metric on the newest window it was scored on.",
-            labels=["model", "metric"],
-        ),
-        "last_iteration": GaugeMetricFamily(
-            "refit_last_iteration_timestamp_seconds",
-            "Unix time the newest iteration started.",
-            labels=["model"],
-        ),
-        "chain": GaugeMetricFamily(
-            "refit_audit_chain_intact",
-            "1 when the model's audit log verifies, else 0.",
-            labels=["model"],
-        ),
-        "up": GaugeMetricFamily(
-            "refit_store_up", "1 when the model's store was read, else 0.", labels=["model"]
-        ),
+        key: kind(name, documentation, labels=list(labels))
+        for key, (kind, name, documentation, labels) in _FAMILY_SPECS.items()
     }
 
 
@@ -208,11 +217,17 @@ def add_model(families: _Families, snap: ModelSnapshot) -> None:
     history = snap.history
     if history is None:
         return
-    its = history.iterations
     if snap.chain_problems is not None:
         families["chain"].add_metric([model], 0.0 if snap.chain_problems else 1.0)
     if snap.live_version is not None:
         families["live"].add_metric([model], float(snap.live_version))
+    _add_iterations(families, model, history)
+    _add_champion_metric(families, model, history, snap.live_version)
+
+
+def _add_iterations(families: _Families, model: str, history: History) -> None:
+    """Drift, decisions, latency, cost, rollbacks and the newest start, from the iterations."""
+    its = history.iterations
     shares = [it.drift_share for it in its if it.drift_share is not None]
     if shares:
         families["drift"].add_metric([model], shares[-1])
@@ -227,20 +242,26 @@ def add_model(families: _Families, snap: ModelSnapshot) -> None:
         families["cost"].add_metric([model], costs[-1])
     families["cost_total"].add_metric([model], float(sum(costs)))
     families["rollbacks"].add_metric([model], float(history.rollbacks))
-    scored = [
-        (it.champion_metric, it.decision_entry.get("champion_version"))
-        for it in its
-        if it.champion_metric is not None and it.decision_entry is not None
-    ]
-    # Only a score of the model live now: after a promotion the old champion's score would keep
-    # an accuracy alert firing for a model that is no longer served.
-    if scored and scored[-1][1] == snap.live_version:
-        (name, value), _ = scored[-1]
-        families["champion_metric"].add_metric([model, name], value)
     if its:
         started = parse_time(its[-1].started_at)
         if started is not None and started.tzinfo is not None:
             families["last_iteration"].add_metric([model], started.timestamp())
+
+
+def _add_champion_metric(
+    families: _Families, model: str, history: History, live_version: int | None
+) -> None:
+    """The newest champion score, when it is the score of the model live now."""
+    scored = [
+        (it.champion_metric, it.decision_entry.get("champion_version"))
+        for it in history.iterations
+        if it.champion_metric is not None and it.decision_entry is not None
+    ]
+    # Only a score of the model live now: after a promotion the old champion's score would keep
+    # an accuracy alert firing for a model that is no longer served.
+    if scored and scored[-1][1] == live_version:
+        (name, value), _ = scored[-1]
+        families["champion_metric"].add_metric([model, name], value)
 
 
 class ModelMetricsCollector(Collector):

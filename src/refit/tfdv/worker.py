@@ -1,7 +1,8 @@
 """refit's TFDV worker: run TFDV on files and write TFDV's files (a standalone script).
 
 This file runs inside the TFDV interpreter (``REFIT_TFDV_PYTHON``; the ``refit-tfdv`` image in
-a cluster), never inside refit's SDK environment, and is executed by path::
+a cluster), never inside refit's SDK environment; the client copies it into an exchange folder as
+``tfdv_worker.py`` and executes it by path::
 
     python tfdv_worker.py REQUEST.json
 

@@ -94,7 +94,7 @@ def _populate(store: str, models) -> ModelRegistry:
             metrics={"accuracy": 0.8},
             snapshot_sha256="f" * 64,
             parent_version=reg.get_alias("champion"),
-            run_id=f"run-{name}",
+            run_label=f"run-{name}",
         )
     return reg
 
@@ -132,7 +132,7 @@ def test_registry_commands_and_lineage_exports(models, tmp_path):
     assert table.column("model_id").to_pylist() == ["churn:v1", "churn:v2", "churn:v3"]
     assert table.column("parent_id").to_pylist() == [None, None, None]
     assert table.column("status").to_pylist() == ["champion", "rolled_back", "registered"]
-    assert table.column("run_id").to_pylist() == ["run-good", "run-twin", "run-weak"]
+    assert table.column("run_label").to_pylist() == ["run-good", "run-twin", "run-weak"]
     with sqlite3.connect(tmp_path / "l.db") as conn:
         rows = conn.execute(
             "SELECT model_id, status, promoted_at IS NOT NULL, json_extract(metrics, '$.accuracy')"
@@ -155,7 +155,7 @@ def test_audit_verify_names_tampered_records(models, tmp_path):
     log = Path(reg.audit.path)
     lines = log.read_text().splitlines()
     record = json.loads(lines[1])
-    record["payload"]["run_id"] = "forged"
+    record["payload"]["run_label"] = "forged"
     lines[1] = json.dumps(record, sort_keys=True, separators=(",", ":"))
     log.write_text("\n".join(lines) + "\n")
     bad = runner.invoke(app, ["audit", "verify", "--store", store, "--model", "churn"])
