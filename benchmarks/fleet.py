@@ -26,8 +26,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from _servers import ServeProcess, blast
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _alertmanager import webhook
+from _servers import ServeProcess, blast, fleet_config
 
 SECRET = "benchmark-secret-0123456789abcdef"
 
@@ -39,58 +40,9 @@ def model_name(i: int) -> str:
 
 def alert(group: int, model: str) -> bytes:
     """One Alertmanager v4 webhook body: alert group ``group`` firing for ``model``."""
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": f'{{}}:{{alertname="DriftHigh", model="{model}", shard="{group}"}}',
-            "status": "firing",
-            "receiver": "refit",
-            "groupLabels": {"alertname": "DriftHigh", "model": model},
-            "commonLabels": {"model": model},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {"alertname": "DriftHigh", "model": model},
-                    "annotations": {"drift_share": "0.5"},
-                    "startsAt": "2026-11-26T00:00:00Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus/graph",
-                    "fingerprint": f"fp{group:06d}",
-                }
-            ],
-        }
-    ).encode()
-
-
-def fleet_config(tmp: Path, models: int, schedule: str = "* * * * *") -> Path:
-    """Write a trigger config of ``models`` models sharing one store and one state."""
-    store = tmp / "store"
-    store.mkdir(exist_ok=True)
-    config = tmp / "serve.json"
-    config.write_text(
-        json.dumps(
-            {
-                "store_uri": str(store),
-                "state_path": str(tmp / "state.db"),
-                "cooldown_seconds": 0,
-                "max_in_flight": 100_000,
-                "models": {
-                    model_name(i): {
-                        "policy": {"drift_share_threshold": 0.3},
-                        "params": {
-                            "store_uri": str(store),
-                            "data_uri": f"gs://fleet/{model_name(i)}/latest.parquet",
-                        },
-                        "schedule": schedule,
-                    }
-                    for i in range(models)
-                },
-            }
-        )
-    )
-    return config
+    key = f'{{}}:{{alertname="DriftHigh", model="{model}", shard="{group}"}}'
+    body = webhook(model, key, [f"fp{group:06d}"], annotations={"drift_share": "0.5"})
+    return json.dumps(body).encode()
 
 
 def peak_memory_mb(pid: int) -> float:
@@ -106,7 +58,8 @@ def run(models: int, groups: int, repeat: int, concurrency: int) -> dict:
     n = groups * repeat
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        config = fleet_config(tmp, models)
+        names = [model_name(i) for i in range(models)]
+        config = fleet_config(tmp, names, "* * * * *", 100_000)
         started = time.perf_counter()
         server = ServeProcess(config, SECRET)
         start_s = time.perf_counter() - started

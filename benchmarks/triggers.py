@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _alertmanager import webhook
 from _servers import ServeProcess, blast
 
 SECRET = "benchmark-secret-0123456789abcdef"
@@ -32,29 +33,9 @@ SECRET = "benchmark-secret-0123456789abcdef"
 
 def alert(group: int) -> bytes:
     """One Alertmanager v4 webhook body for alert group ``group``."""
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": f'{{}}:{{alertname="DriftHigh", shard="{group}"}}',
-            "status": "firing",
-            "receiver": "refit",
-            "groupLabels": {"alertname": "DriftHigh"},
-            "commonLabels": {"model": "credit-default"},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {"alertname": "DriftHigh", "model": "credit-default"},
-                    "annotations": {"drift_share": "0.5"},
-                    "startsAt": "2026-11-26T00:00:00Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus/graph",
-                    "fingerprint": f"fp{group:06d}",
-                }
-            ],
-        }
-    ).encode()
+    key = f'{{}}:{{alertname="DriftHigh", shard="{group}"}}'
+    body = webhook("credit-default", key, [f"fp{group:06d}"], annotations={"drift_share": "0.5"})
+    return json.dumps(body).encode()
 
 
 def main() -> int:
@@ -73,7 +54,16 @@ def main() -> int:
                     "state_path": os.path.join(tmp, "state.db"),
                     "cooldown_seconds": 0,
                     "max_in_flight": 1000,
-                    "models": {"credit-default": {"policy": {"drift_share_threshold": 0.3}}},
+                    "models": {
+                        "credit-default": {
+                            "policy": {"drift_share_threshold": 0.3},
+                            # the pipeline's required inputs (the log launcher runs nothing)
+                            "params": {
+                                "data_uri": os.path.join(tmp, "latest.parquet"),
+                                "store_uri": os.path.join(tmp, "store"),
+                            },
+                        }
+                    },
                 }
             )
         )
@@ -90,7 +80,10 @@ def main() -> int:
                       args.concurrency, latencies)
             )  # fmt: skip
             seconds = time.perf_counter() - started
-            runs = httpx.get(server.url + "/runs", params={"limit": 100000}).json()["runs"]
+            # /runs lists at most 1,000 runs, and answers only with the secret
+            runs = httpx.get(
+                server.url + "/runs", params={"limit": 1000}, headers=headers, timeout=60
+            ).json()["runs"]
         finally:
             server.stop()
     statuses = {s for s, _ in results}

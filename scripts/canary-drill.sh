@@ -8,57 +8,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-demo="${1:-refit-demo}"
-store="$demo/store"
-model="credit-default"
-refit=.venv/bin/refit
-python=.venv/bin/python
-[ -x "$refit" ] || { echo "run ./dev demo first (no .venv/bin/refit)" >&2; exit 2; }
-[ -d "$store/models/$model" ] || { echo "no demo store at $store: run ./dev demo first" >&2; exit 2; }
-prom="$(command -v prometheus || echo /usr/bin/prometheus)"
-[ -x "$prom" ] || { echo "Prometheus is needed: apt-get install prometheus" >&2; exit 2; }
-
-work="$(mktemp -d)"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib/drill.sh
+source scripts/lib/drill.sh "$@"
 
 # The version to roll out: the newest one that is not the champion.
-read -r champion canary < <("$python" - "$store" "$model" <<'EOF'
-import sys
-from refit.registry import ModelRegistry
-reg = ModelRegistry(sys.argv[1], sys.argv[2])
-live = reg.get_alias("champion")
-print(live, max(v for v in reg.list_version_numbers() if v != live))
-EOF
-)
+read -r champion canary < <(drill_versions)
 echo "champion: v$champion; canary under test: v$canary (the drill changes this store)"
 
 serve_port="$(port)"; prom_port="$(port)"
 "$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
   --fault "$canary:error_rate=0.3" > "$work/serve.log" 2>&1 &
 pids+=($!)
-cat > "$work/prometheus.yml" <<EOF
-global: {scrape_interval: 1s, evaluation_interval: 1s}
-scrape_configs:
-  - job_name: refit-serve-model
-    static_configs: [{targets: ["127.0.0.1:$serve_port"]}]
-EOF
-"$prom" --config.file "$work/prometheus.yml" --storage.tsdb.path "$work/tsdb" \
-  --web.listen-address "127.0.0.1:$prom_port" > "$work/prometheus.log" 2>&1 &
-pids+=($!)
+start_prometheus "$serve_port" "$prom_port"
 
 # Traffic: one request every 10 ms, built from the model's own V2 metadata.
-"$python" - "http://127.0.0.1:$serve_port" "$model" > "$work/load.log" 2>&1 <<'EOF' &
+wait_for_model "$serve_port"
+"$python" - "http://127.0.0.1:$serve_port" "$model" "$work/model.json" \
+  > "$work/load.log" 2>&1 <<'EOF' &
 import json, sys, time, urllib.request
 base, name = sys.argv[1], sys.argv[2]
-for _ in range(300):
-    try:
-        meta = json.load(urllib.request.urlopen(f"{base}/v2/models/{name}", timeout=5))
-        break
-    except OSError:
-        time.sleep(0.2)
+with open(sys.argv[3]) as f:
+    meta = json.load(f)
 body = json.dumps({"inputs": [
     {"name": t["name"], "shape": [1], "datatype": t["datatype"],
      "data": ["north" if t["datatype"] == "BYTES" else 0.5]} for t in meta["inputs"]
@@ -74,12 +44,7 @@ while True:
 EOF
 pids+=($!)
 
-for _ in $(seq 60); do
-  "$python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$prom_port/-/ready', timeout=1)" \
-    > /dev/null 2>&1 && break
-  sleep 0.5
-done
-sleep 5  # a few scrapes of the champion's traffic before comparing with it
+wait_for_prometheus "$prom_port"
 
 plan="$work/plan.json"
 cat > "$plan" <<EOF

@@ -13,30 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-demo="${1:-refit-demo}"
-store="$demo/store"
-model="credit-default"
-refit=.venv/bin/refit
-python=.venv/bin/python
-[ -x "$refit" ] || { echo "run ./dev demo first (no .venv/bin/refit)" >&2; exit 2; }
-[ -d "$store/models/$model" ] || { echo "no demo store at $store: run ./dev demo first" >&2; exit 2; }
-prom="$(command -v prometheus || echo /usr/bin/prometheus)"
-[ -x "$prom" ] || { echo "Prometheus is needed: apt-get install prometheus" >&2; exit 2; }
+# shellcheck source=scripts/lib/drill.sh
+source scripts/lib/drill.sh "$@"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-read -r champion challenger < <("$python" - "$store" "$model" <<'PY'
-import sys
-from refit.registry import ModelRegistry
-reg = ModelRegistry(sys.argv[1], sys.argv[2])
-live = reg.get_alias("champion")
-print(live, max(v for v in reg.list_version_numbers() if v != live))
-PY
-)
+read -r champion challenger < <(drill_versions)
 echo "champion: v$champion; challenger: v$challenger (the drill changes this store)"
 
 serve_port="$(port)"; prom_port="$(port)"; feedback="$work/feedback.jsonl"
@@ -45,27 +25,17 @@ export REFIT_FEEDBACK_TOKEN="drill-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
 "$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
   --feedback-file "$feedback" > "$work/serve.log" 2>&1 &
 pids+=($!)
-cat > "$work/prometheus.yml" <<YML
-global: {scrape_interval: 1s, evaluation_interval: 1s}
-scrape_configs:
-  - job_name: refit-serve-model
-    static_configs: [{targets: ["127.0.0.1:$serve_port"]}]
-YML
-"$prom" --config.file "$work/prometheus.yml" --storage.tsdb.path "$work/tsdb" \
-  --web.listen-address "127.0.0.1:$prom_port" > "$work/prometheus.log" 2>&1 &
-pids+=($!)
+start_prometheus "$serve_port" "$prom_port"
 
 # Traffic: requests with ids built from the model's V2 metadata, varied inputs; each answer's
 # unit "converts" at 10%, or 30% when the challenger served it, and is posted as feedback.
-"$python" - "http://127.0.0.1:$serve_port" "$model" "$challenger" > "$work/load.log" 2>&1 <<'PY' &
+wait_for_model "$serve_port"
+"$python" - "http://127.0.0.1:$serve_port" "$model" "$challenger" "$work/model.json" \
+  > "$work/load.log" 2>&1 <<'PY' &
 import json, os, random, sys, time, urllib.request
 base, name, challenger = sys.argv[1], sys.argv[2], sys.argv[3]
-for _ in range(300):
-    try:
-        meta = json.load(urllib.request.urlopen(f"{base}/v2/models/{name}", timeout=5))
-        break
-    except OSError:
-        time.sleep(0.2)
+with open(sys.argv[4]) as f:
+    meta = json.load(f)
 rng = random.Random(7)
 def post(path, body):
     req = urllib.request.Request(f"{base}{path}", json.dumps(body).encode(),
@@ -90,12 +60,7 @@ while True:
 PY
 pids+=($!)
 
-for _ in $(seq 60); do
-  "$python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$prom_port/-/ready', timeout=1)" \
-    > /dev/null 2>&1 && break
-  sleep 0.5
-done
-sleep 5  # a few scrapes of the champion's traffic before comparing with it
+wait_for_prometheus "$prom_port"
 
 plan() {  # $1: the shadow's max_score_shift
   cat <<JSON

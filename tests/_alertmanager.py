@@ -4,6 +4,9 @@
 starts Debian's ``prometheus-alertmanager`` (``./dev`` installs it; ``REFIT_ALERTMANAGER`` names
 another binary) on a free 127.0.0.1 port with clustering off and a throwaway storage folder, and
 waits for ``/-/ready``. Use it as a context manager, or call ``close()``.
+
+``webhook(...)`` builds the body Alertmanager posts to a webhook receiver (v4), for the tests
+and benchmarks that post alerts to the trigger service themselves.
 """
 
 from __future__ import annotations
@@ -11,18 +14,63 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.error
 import urllib.request
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import yaml
+from _servers import BinaryServer, find_binary
 
 DEFAULT_BINARY = "/usr/bin/prometheus-alertmanager"
+
+
+def webhook(
+    model: str,
+    group_key: str,
+    fingerprints: Iterable[str] = ("f1",),
+    *,
+    annotations: Mapping[str, str] | None = None,
+    status: str = "firing",
+    alertname: str = "DriftHigh",
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An Alertmanager v4 webhook body: one alert of group ``group_key`` per fingerprint.
+
+    Args:
+        model: The ``model`` label of each alert (and the group's common label).
+        group_key: The group's key (the trigger service dedupes on it and the fingerprints).
+        fingerprints: One alert per fingerprint.
+        annotations: Each alert's annotations (``drift_share``, ``metric_value``...).
+        status: ``firing`` or ``resolved``, for the group and each alert.
+        alertname: Each alert's ``alertname`` label (and the group label).
+        labels: More labels of each alert.
+
+    Returns:
+        The body as a dict; change a field of it for a case this does not build.
+    """
+    alert_labels = {"alertname": alertname, "model": model, **(labels or {})}
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "status": status,
+        "receiver": "refit",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": {"model": model},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "truncatedAlerts": 0,
+        "alerts": [
+            {
+                "status": status,
+                "labels": dict(alert_labels),
+                "annotations": dict(annotations or {}),
+                "startsAt": "2026-11-26T00:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph",
+                "fingerprint": fingerprint,
+            }
+            for fingerprint in fingerprints
+        ],
+    }
 
 
 class AlertmanagerNotInstalled(RuntimeError):
@@ -41,9 +89,9 @@ def alertmanager_binary() -> str:
         shutil.which("alertmanager"),
         DEFAULT_BINARY,
     ]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+    found = find_binary(candidates)
+    if found:
+        return found
     raise AlertmanagerNotInstalled(
         "the Alertmanager binary is not installed (looked at $REFIT_ALERTMANAGER, "
         f"`prometheus-alertmanager` and `alertmanager` on PATH and {DEFAULT_BINARY}); install "
@@ -51,13 +99,7 @@ def alertmanager_binary() -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class AlertmanagerServer:
+class AlertmanagerServer(BinaryServer):
     """Alertmanager with ``config`` on a free 127.0.0.1 port.
 
     Raises:
@@ -65,69 +107,19 @@ class AlertmanagerServer:
         RuntimeError: It exited or did not become ready (the message holds its log).
     """
 
+    name = "Alertmanager"
+
     def __init__(self, config: dict[str, Any], start_timeout: float = 30.0) -> None:
-        self.binary = alertmanager_binary()
-        self.dir = Path(tempfile.mkdtemp(prefix="refit-alertmanager-"))
-        self.config = self.dir / "alertmanager.yml"
-        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.log_path = self.dir / "alertmanager.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        try:
-            self._start(start_timeout)
-        except BaseException:
-            self.close()
-            raise
+        super().__init__(alertmanager_binary(), "refit-alertmanager-")
+        self.launch(config, start_timeout)
 
-    def _start(self, timeout: float) -> None:
-        last_error = ""
-        for _attempt in range(3):  # a free port can be taken before the bind: try a few
-            self.port = _free_port()
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    [
-                        self.binary,
-                        f"--config.file={self.config}",
-                        f"--storage.path={self.dir / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{self.port}",
-                        "--cluster.listen-address=",  # no gossip: one instance, loopback only
-                        "--log.level=debug",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            try:
-                self._wait_ready(timeout)
-                return
-            except RuntimeError as exc:
-                last_error = str(exc)
-                if self.proc.poll() is None:
-                    raise
-        raise RuntimeError(last_error)
-
-    def _wait_ready(self, timeout: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"Alertmanager exited with {self.proc.returncode} before it was ready:\n"
-                    f"{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"Alertmanager was not ready after {timeout} s:\n{self.log_tail()}")
-
-    @property
-    def url(self) -> str:
-        """Base URL of the HTTP API."""
-        return f"http://127.0.0.1:{self.port}"
+    def options(self) -> list[str]:
+        """A throwaway storage, no gossip (one instance, loopback only)."""
+        return [
+            f"--storage.path={self.dir / 'data'}",
+            "--cluster.listen-address=",
+            "--log.level=debug",
+        ]
 
     @property
     def address(self) -> str:
@@ -153,27 +145,3 @@ class AlertmanagerServer:
                 ):
                     total += sample.value
         return total
-
-    def log_tail(self, chars: int = 3000) -> str:
-        """The end of Alertmanager's log."""
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
-
-    def close(self) -> None:
-        """Stop Alertmanager and remove its files."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> AlertmanagerServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

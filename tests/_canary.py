@@ -9,14 +9,16 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+from _models import register_models, train_demo_model
 from _prometheus import PrometheusServer
 from _servers import REPO, ModelServeProcess
 
+from refit import steps
 from refit.deploy.local import LocalTarget
 from refit.registry import ModelRegistry
-from refit.training import save_model, train
 
 
 def register_trained(
@@ -33,16 +35,8 @@ def register_trained(
     Returns:
         ``reg``.
     """
-    for version, data in enumerate(tables, start=1):
-        model = train(data, "default", trainer="logistic_regression", exclude=["event_time"])
-        save_model(model, root / f"m{version}")
-        reg.register(
-            root / f"m{version}",
-            metrics={},
-            snapshot_sha256=f"{version}" * 64,
-            parent_version=None if version == 1 else parent,
-            run_label=f"run-{version}",
-        )
+    models = {version: train_demo_model(data) for version, data in enumerate(tables, start=1)}
+    register_models(reg, root, models, parent=parent)
     LocalTarget(reg).promote(1, reason="first model")
     return reg
 
@@ -93,24 +87,64 @@ def scraped_under_load(
         server.stop()
 
 
-def run_drill(script: str, demo: Path, timeout: int) -> str:
-    """Run ``scripts/<script>`` on a demo folder as the README tells a user; return its stdout.
+def local_rollout(
+    reg: ModelRegistry,
+    server: ModelServeProcess,
+    version: int,
+    plan: dict[str, Any],
+    run_label: str,
+    **options: Any,
+) -> Any:
+    """Roll ``version`` out on the local target of ``server`` (``steps.canary_rollout``).
+
+    Args:
+        reg: The model's registry.
+        server: The model server the local target moves traffic on.
+        version: The version to roll out.
+        plan: The rollout plan.
+        run_label: The run label of the rollout's records.
+        **options: More ``canary_rollout`` options (``check_parent``...).
+    """
+    return steps.canary_rollout(
+        reg.store_uri,
+        reg.model_name,
+        version,
+        plan,
+        target="local",
+        options={"server_url": server.url},
+        run_label=run_label,
+        **options,
+    )
+
+
+def run_drill(
+    script: str, windows: Sequence[pa.Table], root: Path, timeout: int
+) -> tuple[ModelRegistry, str, str]:
+    """Run ``scripts/<script>`` as the README tells a user, on a demo folder made under ``root``.
+
+    The folder's store holds ``credit-default`` v1 (the champion) and v2, trained on windows 0
+    and 1, as after the demo.
 
     Args:
         script: The drill script's file name.
-        demo: The demo folder (holding ``store``).
+        windows: The demo windows.
+        root: Folder for the demo folder (``root/demo``) and the model directories.
         timeout: Seconds the script may run.
 
     Returns:
-        The script's standard output (it must exit 0).
+        The registry, and the script's standard output (it must exit 0) before and after its
+        second part (``== 2.``).
     """
+    reg = ModelRegistry(str(root / "demo" / "store"), "credit-default")
+    register_trained(reg, root, windows[0:2], parent=None)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     out = subprocess.run(
-        [str(REPO / "scripts" / script), str(demo)],
+        [str(REPO / "scripts" / script), str(root / "demo")],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
+    first, second = out.stdout.split("== 2.")
+    return reg, first, second

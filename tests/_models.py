@@ -1,14 +1,19 @@
-"""Hand-made model directories and registry stores for registry, deploy and approval tests."""
+"""Model directories and registry stores for the registry, deploy, approval and serving tests:
+hand-made ones, and small models trained on the demo windows."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from refit.audit.log import canonical_json, record_hash
 from refit.registry import ModelRegistry
+from refit.training import save_model, train
 
 
 def make_model_dir(
@@ -44,6 +49,27 @@ def make_model_dir(
 def make_skops_model_dir(root: Path, content: bytes, name: str) -> Path:
     """A scikit-learn (skops) model directory: :func:`make_model_dir` with ``model.skops``."""
     return make_model_dir(root, content, name, file="model.skops")
+
+
+def register_named(reg: ModelRegistry, root: Path, name: str, parent: int | None = None) -> Any:
+    """Register a hand-made model directory whose name and content are ``name``.
+
+    Args:
+        reg: The registry to register into.
+        root: Folder for the model directory (``model-<name>``).
+        name: The directory's suffix, its model file's content and the run label's suffix.
+        parent: The parent version.
+
+    Returns:
+        The registered version.
+    """
+    return reg.register(
+        make_model_dir(root, name.encode(), name),
+        metrics={"accuracy": 0.9},
+        snapshot_sha256="s" * 64,
+        parent_version=parent,
+        run_label=f"run-{name}",
+    )
 
 
 def register_skops_versions(
@@ -85,3 +111,67 @@ def make_pre_transaction(root: Path) -> None:
         r["hash"] = prev = record_hash(r)
     log.write_text("".join(canonical_json(r) + "\n" for r in records))
     (root / "audit.jsonl.head").write_text(canonical_json({"seq": len(records), "hash": prev}))
+
+
+def train_demo_model(table: pa.Table, trainer: str = "logistic_regression", **options: Any) -> Any:
+    """A model of the demo's ``default`` label trained on ``table`` (its time column left out).
+
+    Args:
+        table: A demo window.
+        trainer: The trainer's name.
+        **options: More ``refit.training.train`` options (``params``, ``device``...).
+    """
+    return train(table, "default", trainer=trainer, exclude=["event_time"], **options)
+
+
+def flip_labels(table: pa.Table) -> pa.Table:
+    """``table`` with its ``default`` labels flipped (a model trained on it disagrees)."""
+    labels = table.column("default").to_pylist()
+    return table.set_column(
+        table.column_names.index("default"), "default", pa.array([1 - v for v in labels])
+    )
+
+
+def serving_models(windows: list[pa.Table], xgboost_rounds: int) -> dict[int, Any]:
+    """v1 a logistic regression on window 0, v2 an XGBoost model (one thread) on window 1."""
+    return {
+        1: train_demo_model(windows[0]),
+        2: train_demo_model(
+            windows[1],
+            "xgboost",
+            params={"n_estimators": xgboost_rounds, "n_jobs": 1},
+            device="cpu",
+        ),
+    }
+
+
+def register_models(
+    reg: ModelRegistry,
+    root: Path,
+    models: Mapping[int, Any],
+    *,
+    snapshot_sha256: str | None = None,
+    parent: int | None = None,
+) -> ModelRegistry:
+    """Save each model as ``root/m<version>`` and register it, in version order.
+
+    Args:
+        reg: The registry to register into.
+        root: Folder for the saved model directories.
+        models: Trained models by version (1, 2, ...: the registry numbers them in turn).
+        snapshot_sha256: Every version's snapshot hash (default: its version digit, 64 times).
+        parent: Parent version of every version after v1 (v1 has none).
+
+    Returns:
+        ``reg`` (nothing promoted).
+    """
+    for version, model in sorted(models.items()):
+        save_model(model, root / f"m{version}")
+        reg.register(
+            root / f"m{version}",
+            metrics={},
+            snapshot_sha256=snapshot_sha256 or f"{version}" * 64,
+            parent_version=None if version == 1 else parent,
+            run_label=f"run-{version}",
+        )
+    return reg

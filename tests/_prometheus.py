@@ -13,18 +13,14 @@ import json
 import math
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import yaml
+from _servers import BinaryServer, find_binary
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 
@@ -40,9 +36,9 @@ def prometheus_binary() -> str:
         PrometheusNotInstalled: None of them exists.
     """
     candidates = [os.environ.get("REFIT_PROMETHEUS"), shutil.which("prometheus"), DEFAULT_BINARY]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+    found = find_binary(candidates)
+    if found:
+        return found
     raise PrometheusNotInstalled(
         "the Prometheus server binary is not installed (looked at $REFIT_PROMETHEUS, "
         f"`prometheus` on PATH and {DEFAULT_BINARY}); install Debian's package with "
@@ -50,13 +46,7 @@ def prometheus_binary() -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrometheusServer:
+class PrometheusServer(BinaryServer):
     """Prometheus scraping ``targets`` on a free 127.0.0.1 port.
 
     Args:
@@ -68,6 +58,8 @@ class PrometheusServer:
         PrometheusNotInstalled: The binary is missing.
         RuntimeError: Prometheus exited or did not become ready (the message holds its log).
     """
+
+    name = "Prometheus"
 
     def __init__(
         self,
@@ -81,12 +73,10 @@ class PrometheusServer:
         alertmanagers: list[str] | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.binary = prometheus_binary()
+        super().__init__(prometheus_binary(), "refit-prometheus-")
         self.targets = list(targets)
         self.scrape_interval = scrape_interval
         self.extra_args = tuple(extra_args)
-        self.dir = Path(tempfile.mkdtemp(prefix="refit-prometheus-"))
-        self.config = self.dir / "prometheus.yml"
         config: dict[str, Any] = {
             "global": {
                 "scrape_interval": scrape_interval,
@@ -109,73 +99,15 @@ class PrometheusServer:
             config["alerting"] = {
                 "alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]
             }
-        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.log_path = self.dir / "prometheus.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        try:
-            self._start(start_timeout)
-        except BaseException:
-            self.close()
-            raise
+        self.launch(config, start_timeout)
 
-    def _start(self, timeout: float) -> None:
-        # A free port can be taken between the check and the bind: try a few.
-        last_error = ""
-        for _attempt in range(3):
-            self.port = _free_port()
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    [
-                        self.binary,
-                        f"--config.file={self.config}",
-                        f"--storage.tsdb.path={self.dir / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{self.port}",
-                        "--log.level=info",
-                        *self.extra_args,
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            try:
-                self._wait_ready(timeout)
-                return
-            except RuntimeError as exc:
-                last_error = str(exc)
-                if self.proc.poll() is None:  # running but not ready: not a port clash
-                    raise
-        raise RuntimeError(last_error)
-
-    def _wait_ready(self, timeout: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"Prometheus exited with {self.proc.returncode} before it was ready:\n"
-                    f"{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"Prometheus was not ready after {timeout} s:\n{self.log_tail()}")
-
-    @property
-    def url(self) -> str:
-        """Base URL of the HTTP API."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, chars: int = 3000) -> str:
-        """The end of Prometheus' log."""
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
+    def options(self) -> list[str]:
+        """A throwaway TSDB, and the extra arguments."""
+        return [
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            "--log.level=info",
+            *self.extra_args,
+        ]
 
     def query(self, promql: str) -> float | None:
         """An instant query, summed over the series; None when the answer is empty or NaN."""
@@ -223,20 +155,3 @@ class PrometheusServer:
                     f"{self.log_tail(1500)}"
                 )
             time.sleep(poll)
-
-    def close(self) -> None:
-        """Stop Prometheus and remove its data."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,5 +1,6 @@
 """Real servers on loopback for the e2e tests: Prism (the KFP API contract), a recording proxy,
-uvicorn serving an ASGI app in a thread, and ``refit serve-model`` in a subprocess."""
+uvicorn serving an ASGI app in a thread, ``refit serve`` and ``refit serve-model`` in a
+subprocess, and the base of the Prometheus and Alertmanager servers (``BinaryServer``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO.parent / "shared" / "specs"
@@ -68,8 +71,28 @@ def adjust_kfp_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def wait_for_http(host: str, port: int, path: str, timeout: float, proc=None) -> None:
-    """Poll ``GET path`` until any HTTP answer comes, or fail after ``timeout`` seconds."""
+def wait_for_http(
+    host: str,
+    port: int,
+    path: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    *,
+    status: int | None = None,
+) -> None:
+    """Poll ``GET path`` until an HTTP answer comes, or fail after ``timeout`` seconds.
+
+    Args:
+        host: The server's host.
+        port: Its port.
+        path: The path to poll.
+        timeout: Seconds to wait.
+        proc: The server's process: its exit ends the wait at once.
+        status: The status the answer must have (any, when None).
+
+    Raises:
+        RuntimeError: ``proc`` exited, or no (such) answer came in time.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -77,12 +100,127 @@ def wait_for_http(host: str, port: int, path: str, timeout: float, proc=None) ->
         try:
             conn = http.client.HTTPConnection(host, port, timeout=2)
             conn.request("GET", path)
-            conn.getresponse().read()
+            response = conn.getresponse()
+            response.read()
             conn.close()
-            return
+            if status is None or response.status == status:
+                return
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise RuntimeError(f"no answer from http://{host}:{port}{path} after {timeout} s")
+
+
+def find_binary(candidates: Iterable[str | None]) -> str | None:
+    """The first of ``candidates`` (paths; None for a lookup that found nothing) that is an
+    executable file, or None."""
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop ``proc`` gracefully (SIGTERM); kill it if it has not exited after ``timeout`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class BinaryServer:
+    """A server binary on a free 127.0.0.1 port, with a throwaway folder, ready at ``/-/ready``.
+
+    The base of Prometheus and Alertmanager, which take ``--config.file`` and
+    ``--web.listen-address``: a subclass names the server (``name``), gives its other flags
+    (``options``) and calls ``launch`` with its configuration. Use it as a context manager, or
+    call ``close()``.
+    """
+
+    name = "server"
+
+    def __init__(self, binary: str, prefix: str) -> None:
+        self.binary = binary
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.config = self.dir / f"{self.name.lower()}.yml"
+        self.log_path = self.dir / f"{self.name.lower()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def options(self) -> list[str]:
+        """The flags other than the config file and the listen address."""
+        raise NotImplementedError
+
+    def command(self, port: int) -> list[str]:
+        """The command line that serves on ``127.0.0.1:port``."""
+        return [
+            self.binary,
+            f"--config.file={self.config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *self.options(),
+        ]
+
+    def launch(self, config: dict[str, Any], timeout: float) -> None:
+        """Write ``config`` (as YAML), start the server and wait until it is ready.
+
+        On failure it cleans up before raising.
+
+        Raises:
+            RuntimeError: It exited or did not become ready (the message holds its log).
+        """
+        try:
+            self.config.write_text(yaml.safe_dump(config, sort_keys=False))
+            self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, timeout: float) -> None:
+        last_error = ""
+        for _attempt in range(3):  # a free port can be taken before the bind: try a few
+            self.port = free_port()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    self.command(self.port),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            try:
+                wait_for_http("127.0.0.1", self.port, "/-/ready", timeout, self.proc, status=200)
+                return
+            except RuntimeError as exc:
+                last_error = f"{self.name} was not ready: {exc}:\n{self.log_tail()}"
+                if self.proc.poll() is None:  # running but not ready: not a port clash
+                    raise RuntimeError(last_error) from None
+        raise RuntimeError(last_error)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's log."""
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+    def close(self) -> None:
+        """Stop the server and remove its files."""
+        if self.proc is not None:
+            stop_process(self.proc, 10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Prism:
@@ -98,7 +236,7 @@ class Prism:
         spec_path = tmp / "kfp-api-adjusted.swagger.json"
         spec_path.write_text(json.dumps(adjust_kfp_spec(json.loads(source.read_text()))))
         self.port = free_port()
-        self.log = open(tmp / "prism.log", "w+b")  # noqa: SIM115
+        self.log = open(tmp / "prism.log", "w+b")
         self.proc = subprocess.Popen(
             [str(PRISM), "mock", "-h", "127.0.0.1", "-p", str(self.port), str(spec_path)],
             stdout=self.log,
@@ -114,12 +252,7 @@ class Prism:
 
     def close(self) -> None:
         """Stop Prism."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, 10)
         self.log.close()
 
 
@@ -291,6 +424,40 @@ async def blast(
     return results
 
 
+def fleet_config(folder: Path, names: Iterable[str], schedule: str, max_in_flight: int) -> Path:
+    """Write ``folder/serve.json``: a trigger config of the models ``names`` for ``refit serve``.
+
+    Each model has a drift policy, its own data URI and the cron ``schedule``; all share one
+    store (``folder/store``, made here) and one state; no cooldown.
+
+    Returns:
+        The config's path.
+    """
+    store = folder / "store"
+    store.mkdir(exist_ok=True)
+    config = folder / "serve.json"
+    models = {
+        name: {
+            "policy": {"drift_share_threshold": 0.3},
+            "params": {"store_uri": str(store), "data_uri": f"gs://fleet/{name}/latest.parquet"},
+            "schedule": schedule,
+        }
+        for name in names
+    }
+    config.write_text(
+        json.dumps(
+            {
+                "store_uri": str(store),
+                "state_path": str(folder / "state.db"),
+                "cooldown_seconds": 0,
+                "max_in_flight": max_in_flight,
+                "models": models,
+            }
+        )
+    )
+    return config
+
+
 class ServeProcess:
     """``refit serve-triggers`` in a subprocess on a free loopback port."""
 
@@ -317,7 +484,7 @@ class ServeProcess:
         import tempfile
 
         # A file, not a pipe: an unread pipe fills up and blocks the server.
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -334,13 +501,7 @@ class ServeProcess:
 
     def stop(self) -> None:
         """Stop it gracefully (SIGTERM), as a rolling restart would."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)
 
     @property
     def url(self) -> str:
@@ -363,7 +524,7 @@ class ModelServeProcess:
         refit = str(Path(sys.executable).parent / "refit")
         args = [refit, "serve-model", "--store", store, "--name", name, "--port", str(self.port)]
         # A file, not a pipe: an unread pipe fills up and blocks the server.
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [*args, *extra],
             stdout=self.log,
@@ -383,10 +544,4 @@ class ModelServeProcess:
         return self.log.read().decode()[-4000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)

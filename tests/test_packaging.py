@@ -36,6 +36,10 @@ def test_every_listed_package_imports() -> None:
 def test_components_import_from_the_package() -> None:
     from refit import components
 
-    assert len(components.__all__) == 19
+    # One name per component folder (components/<name>/component.py), so a new folder cannot
+    # be left out of the package's exports.
+    folders = {p.parent.name for p in (ROOT / "components").glob("*/component.py")}
+    assert folders, f"no components/<name>/component.py under {ROOT}"
+    assert sorted(components.__all__) == sorted(folders)
     for name in components.__all__:
         assert getattr(components, name).component_spec.name == name.replace("_", "-")

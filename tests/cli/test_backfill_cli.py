@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pytest
+from _pipeline import POLICY
 from typer.testing import CliRunner
 
 from refit.cli import app
@@ -22,13 +23,6 @@ from refit.schedule.backfill import run_label, split_windows
 from refit.schedule.cron import ScheduleError
 from refit.training.artifacts import save_model
 from refit.training.trainers import train
-
-POLICY = {
-    "drift_share_threshold": 0.3,
-    "metric": "accuracy",
-    "metric_threshold": 0.75,
-    "consecutive_windows": 2,
-}
 
 
 @pytest.fixture(scope="module")

@@ -9,69 +9,25 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from _store import GATE, run_history
 from typer.testing import CliRunner
 
-from refit import steps
 from refit.cli import app
-from refit.demo.data import TARGET, TIME_COLUMN
 from refit.deploy import get_target
-from refit.io.tables import write_parquet
 from refit.registry import ModelRegistry
 
 runner = CliRunner()
 MODEL = "credit"
 POLICY = {"drift_share_threshold": 0.3, "metric": "accuracy", "metric_threshold": 0.75}
-GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.75}, "max_degradation": 0.03}
-#: Window 0 trains the first model, 1 is quiet, 3 drifts (retrain, promoted, rolled back),
-#: 4 is blocked by validation (a renamed column).
-RUNS = {0: "window-00", 1: "window-01", 3: "window-03", 4: "window-04"}
-
-
-def _run(store: Path, table, index: int, label: str) -> None:
-    work = store.parent / label
-    work.mkdir(parents=True)
-    data, snap = str(work / "data.parquet"), str(work / "snap.parquet")
-    write_parquet(table, data)
-    s = str(store)
-    out = steps.snapshot_data(data, s, MODEL, snap, time_column=TIME_COLUMN, run_label=label)
-    champ = steps.resolve_champion(s, MODEL)
-    valid = steps.validate_data(snap, TARGET, reference_path=champ.reference_uri)
-    if not valid.passed:
-        steps.record_results(s, MODEL, {"validation": valid.audit}, run_label=label)
-        return
-    drift = steps.detect_drift(
-        snap, TARGET, reference_profile_path=champ.profile_uri,
-        reference_path=champ.reference_uri, model_dir=champ.model_uri, time_column=TIME_COLUMN,
-    )  # fmt: skip
-    now = f"2026-02-{index + 1:02d}T00:00:00"
-    if not steps.decide_retrain(
-        snap, drift.result, s, MODEL, TARGET, POLICY, now=now, run_label=label,
-        champion_dir=champ.model_uri, champion_version=champ.version,
-        validation=valid.audit, drift=drift.audit,
-    ).retrain:  # fmt: skip
-        return
-    model, holdout = str(work / "model"), str(work / "holdout.parquet")
-    trained = steps.train_model(
-        snap, TARGET, model, holdout, device="cpu",
-        params={"n_estimators": 30, "max_depth": 3}, time_column=TIME_COLUMN,
-        price_per_hour=2.0,
-    )  # fmt: skip
-    steps.record_results(s, MODEL, {"training": trained.audit}, run_label=label)
-    ev = steps.evaluate_model(
-        model, holdout, GATE, baseline_dir=champ.model_uri, baseline_version=champ.version
-    )
-    steps.record_results(s, MODEL, {"evaluation": ev.audit}, run_label=label)
-    if ev.blessed:
-        version = steps.register_model(model, s, MODEL, out.sha256, ev.challenger or {},
-                                       run_label=label)  # fmt: skip
-        steps.promote_model(s, MODEL, version, run_label=label)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, windows) -> Path:
-    root = tmp_path_factory.mktemp("report") / "store"
-    for index, label in RUNS.items():
-        _run(root, windows[index], index, label)
+    # window 3's retrain is promoted, then rolled back
+    root = run_history(
+        tmp_path_factory.mktemp("report") / "store", windows,
+        model=MODEL, policy=POLICY, gate=GATE, price_per_hour=2.0,
+    )  # fmt: skip
     get_target("local", ModelRegistry(str(root), MODEL)).rollback(
         reason="canary error rate", audit={"run_label": "window-03"}
     )

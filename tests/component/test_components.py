@@ -1,15 +1,16 @@
 """Each component run through kfp.local, inside the small pipelines a user would write."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _store import champion_store, write_window
+from _tasks import drift_against_champion, snapshot_and_champion
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Markdown
 
 from refit.components import (
     decide_retrain,
-    detect_drift,
     evaluate_model,
     promote_model,
     register_model,
@@ -49,8 +50,7 @@ def test_snapshot_data_is_content_addressed(store, windows) -> None:
 
 @dsl.pipeline
 def _validate(data_uri: str, store_uri: str) -> HTML:
-    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
-    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
+    snap, champ = snapshot_and_champion(data_uri, store_uri, MODEL)
     return validate_data(
         window=snap.outputs["snapshot"], reference=champ.outputs["reference"], label_column=TARGET
     ).outputs["report"]
@@ -73,16 +73,8 @@ def test_validate_data_reports_anomalies(store, windows, good) -> None:
 
 @dsl.pipeline
 def _drift_decide(data_uri: str, store_uri: str) -> Markdown:
-    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
-    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
-    drift = detect_drift(
-        window=snap.outputs["snapshot"],
-        reference_profile=champ.outputs["reference_profile"],
-        reference=champ.outputs["reference"],
-        baseline_model=champ.outputs["champion"],
-        label_column=TARGET,
-        time_column=TIME_COLUMN,
-    )
+    snap, champ = snapshot_and_champion(data_uri, store_uri, MODEL)
+    drift = drift_against_champion(snap, champ, baseline_model=champ.outputs["champion"])
     return decide_retrain(
         window=snap.outputs["snapshot"],
         drift=drift.outputs["drift"],
@@ -128,22 +120,28 @@ def test_resolve_champion_without_a_champion_says_so(tmp_path, kfp_local) -> Non
     assert task.outputs["champion"].metadata["absent"] is True
 
 
-@dsl.pipeline
-def _train_evaluate(data_uri: str, store_uri: str) -> ClassificationMetrics:
-    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
-    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
+def _train_and_evaluate(data_uri: str, store_uri: str) -> tuple[Any, Any, Any]:
+    """Inside a pipeline: snapshot, train and evaluate against the champion; the three tasks."""
+    snap, champ = snapshot_and_champion(data_uri, store_uri, MODEL)
     trained = train_model(
         snapshot=snap.outputs["snapshot"],
         label_column=TARGET,
         params={"n_estimators": 30, "max_depth": 3},
         time_column=TIME_COLUMN,
     )
-    return evaluate_model(
+    evaluation = evaluate_model(
         model=trained.outputs["model"],
         holdout=trained.outputs["holdout"],
         baseline_model=champ.outputs["champion"],
         gate=GATE,
-    ).outputs["classification_metrics"]
+    )
+    return snap, trained, evaluation
+
+
+@dsl.pipeline
+def _train_evaluate(data_uri: str, store_uri: str) -> ClassificationMetrics:
+    _, _, evaluation = _train_and_evaluate(data_uri, store_uri)
+    return evaluation.outputs["classification_metrics"]
 
 
 def test_train_and_evaluate_write_kfp_classification_metrics(store, windows) -> None:
@@ -161,20 +159,7 @@ def test_train_and_evaluate_write_kfp_classification_metrics(store, windows) -> 
 
 @dsl.pipeline
 def _register_promote(data_uri: str, store_uri: str) -> int:
-    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
-    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
-    trained = train_model(
-        snapshot=snap.outputs["snapshot"],
-        label_column=TARGET,
-        params={"n_estimators": 30, "max_depth": 3},
-        time_column=TIME_COLUMN,
-    )
-    evaluation = evaluate_model(
-        model=trained.outputs["model"],
-        holdout=trained.outputs["holdout"],
-        baseline_model=champ.outputs["champion"],
-        gate=GATE,
-    )
+    snap, trained, evaluation = _train_and_evaluate(data_uri, store_uri)
     registered = register_model(
         model=trained.outputs["model"],
         store_uri=store_uri,

@@ -16,18 +16,16 @@ from typing import NamedTuple
 import pyarrow as pa
 import pytest
 from _store import champion_store, write_window
+from _tasks import drift_against_champion, snapshot_and_champion
 from kfp import dsl
 from kfp.dsl import HTML, Artifact
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from refit.components import (
-    detect_drift,
     record_results,
-    resolve_champion,
-    snapshot_data,
     validate_data,
 )
-from refit.demo.data import TARGET, TIME_COLUMN
+from refit.demo.data import TARGET
 from refit.errors import SchemaError
 from refit.registry import ModelRegistry
 from refit.steps.data import parse_beam_pipeline_args
@@ -62,22 +60,15 @@ def _check(
     run_label: str,
     beam_pipeline_args: list = [],  # noqa: B006
 ) -> Outputs:
-    snap = snapshot_data(data_uri=data_uri, store_uri=store_uri, model_name=MODEL)
-    champ = resolve_champion(store_uri=store_uri, model_name=MODEL)
+    snap, champ = snapshot_and_champion(data_uri, store_uri, MODEL)
     valid = validate_data(
         window=snap.outputs["snapshot"],
         reference=champ.outputs["reference"],
         label_column=TARGET,
         engine=engine,
     )
-    drift = detect_drift(
-        window=snap.outputs["snapshot"],
-        reference_profile=champ.outputs["reference_profile"],
-        reference=champ.outputs["reference"],
-        label_column=TARGET,
-        time_column=TIME_COLUMN,
-        engine=engine,
-        beam_pipeline_args=beam_pipeline_args,
+    drift = drift_against_champion(
+        snap, champ, engine=engine, beam_pipeline_args=beam_pipeline_args
     )
     # the pure tasks take no store: a stateful step records what they found
     record_results(

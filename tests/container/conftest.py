@@ -22,7 +22,7 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     assert build.returncode == 0, build.stderr[-4000:]
     sock = tmp_path_factory.mktemp("podman") / "podman.sock"
-    log = open(sock.with_name("service.log"), "w")  # noqa: SIM115 - closed at teardown
+    log = open(sock.with_name("service.log"), "w")  # closed at teardown
     service = subprocess.Popen([str(SCRIPT), "service", str(sock)], stdout=log, stderr=log)
     host = f"unix://{sock}"
     import docker

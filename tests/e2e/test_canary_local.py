@@ -7,12 +7,11 @@ import time
 
 import httpx
 import pytest
-from _canary import register_trained, reset_canary, run_drill, scraped_under_load
+from _canary import local_rollout, register_trained, reset_canary, run_drill, scraped_under_load
 from _servers import ModelServeProcess
 from _v2 import infer_inputs
 from typer.testing import CliRunner
 
-from refit import steps
 from refit.cli import app
 from refit.deploy.plan import RolloutPlan
 from refit.registry import ModelRegistry
@@ -71,15 +70,7 @@ def plan(prom_url: str, interval: float = 6) -> str:
 
 
 def rollout(reg: ModelRegistry, server, version: int, plan_dict: dict):
-    return steps.canary_rollout(
-        reg.store_uri,
-        NAME,
-        version,
-        plan_dict,
-        target="local",
-        options={"server_url": server.url},
-        run_label=f"canary-v{version}",
-    )
+    return local_rollout(reg, server, version, plan_dict, f"canary-v{version}")
 
 
 def test_healthy_canary_is_promoted_through_the_cli(store, stack, tmp_path):
@@ -173,10 +164,7 @@ def test_the_component_rolls_back_a_faulty_canary_under_kfp_local(store, stack, 
 
 def test_the_canary_drill_script_rolls_back_then_promotes(windows, tmp_path):
     """scripts/canary-drill.sh, as the README tells a new user to run it after the demo."""
-    reg = ModelRegistry(str(tmp_path / "demo" / "store"), "credit-default")
-    register_trained(reg, tmp_path, windows[0:2], parent=None)
-    stdout = run_drill("canary-drill.sh", tmp_path / "demo", timeout=240)
-    first, second = stdout.split("== 2.")
+    reg, first, second = run_drill("canary-drill.sh", windows, tmp_path, timeout=240)
     assert "Canary rollout of credit-default v2: **rolled back**" in first
     assert "Canary rollout of credit-default v2: promoted" in second
     assert reg.aliases()["champion"] == 2

@@ -17,11 +17,11 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from _canary import register_trained, reset_canary, run_drill, scraped_under_load
+from _canary import local_rollout, register_trained, reset_canary, run_drill, scraped_under_load
+from _models import flip_labels
 from _servers import ModelServeProcess
 from _v2 import infer_inputs
 
-from refit import steps
 from refit.registry import ModelRegistry
 
 NAME = "credit"
@@ -33,11 +33,7 @@ def store(windows, tmp_path_factory) -> ModelRegistry:
     """v1 champion; v2 trained on the next window (agrees); v3 trained on flipped labels."""
     root = tmp_path_factory.mktemp("delivery")
     reg = ModelRegistry(str(root / "store"), NAME)
-    flipped = windows[0].set_column(
-        windows[0].column_names.index("default"),
-        "default",
-        pa.array([1 - v for v in windows[0].column("default").to_pylist()]),
-    )
+    flipped = flip_labels(windows[0])
     return register_trained(reg, root, [windows[0], windows[1], flipped], parent=1)
 
 
@@ -137,16 +133,8 @@ def plan(prom_url: str, feedback, **ab) -> dict:
 
 
 def rollout(reg: ModelRegistry, server, version: int, plan_dict: dict, label: str = ""):
-    return steps.canary_rollout(
-        reg.store_uri,
-        NAME,
-        version,
-        plan_dict,
-        target="local",
-        options={"server_url": server.url},
-        run_label=label or f"delivery-v{version}",
-        check_parent=False,
-    )
+    run_label = label or f"delivery-v{version}"
+    return local_rollout(reg, server, version, plan_dict, run_label, check_parent=False)
 
 
 def _served_since(load: Load, mark: int) -> set[str]:
@@ -264,10 +252,7 @@ def test_the_shadow_costs_the_champion_little_latency(store, stack):
 
 def test_the_delivery_drill_script_stops_a_shadow_then_promotes_by_ab(windows, tmp_path):
     """scripts/delivery-drill.sh, as the README tells a new user to run it after the demo."""
-    reg = ModelRegistry(str(tmp_path / "demo" / "store"), "credit-default")
-    register_trained(reg, tmp_path, windows[0:2], parent=None)
-    stdout = run_drill("delivery-drill.sh", tmp_path / "demo", timeout=400)
-    first, second = stdout.split("== 2.")
+    reg, first, second = run_drill("delivery-drill.sh", windows, tmp_path, timeout=400)
     assert "Canary rollout of credit-default v2: **rolled back**" in first
     assert "shadow stage failed early" in first
     assert "Canary rollout of credit-default v2: promoted" in second, second

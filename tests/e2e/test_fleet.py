@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import httpx
-from _servers import ServeProcess, blast
+from _alertmanager import webhook
+from _servers import ServeProcess, blast, fleet_config
 
 from refit.registry import open_registry
 
@@ -18,54 +19,15 @@ MODELS = 300
 
 
 def _alert(model: str, group: int) -> bytes:
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": f'{{}}:{{alertname="DriftHigh", model="{model}", g="{group}"}}',
-            "status": "firing",
-            "receiver": "refit",
-            "groupLabels": {"alertname": "DriftHigh"},
-            "commonLabels": {"model": model},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {"alertname": "DriftHigh", "model": model},
-                    "annotations": {"drift_share": "0.5"},
-                    "startsAt": "2026-11-26T00:00:00Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus/graph",
-                    "fingerprint": f"fp{group:06d}",
-                }
-            ],
-        }
-    ).encode()
+    key = f'{{}}:{{alertname="DriftHigh", model="{model}", g="{group}"}}'
+    body = webhook(model, key, [f"fp{group:06d}"], annotations={"drift_share": "0.5"})
+    return json.dumps(body).encode()
 
 
 def test_a_fleet_gets_one_run_per_alert_group_and_one_audit_log_per_model(tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
     names = [f"region-{i:03d}" for i in range(MODELS)]
-    config = tmp_path / "serve.json"
-    config.write_text(
-        json.dumps(
-            {
-                "store_uri": str(store),
-                "state_path": str(tmp_path / "state.db"),
-                "cooldown_seconds": 0,
-                "max_in_flight": 10 * MODELS,
-                "models": {
-                    n: {
-                        "policy": {"drift_share_threshold": 0.3},
-                        "params": {"data_uri": f"gs://b/{n}.parquet", "store_uri": str(store)},
-                        "schedule": "0 2 * * *",
-                    }
-                    for n in names
-                },
-            }
-        )
-    )
+    config = fleet_config(tmp_path, names, "0 2 * * *", 10 * MODELS)
+    store = tmp_path / "store"
     server = ServeProcess(config, SECRET)
     # two alert groups per model, each sent three times, interleaved across 16 connections
     bodies = [_alert(n, g) for g in range(2) for n in names]

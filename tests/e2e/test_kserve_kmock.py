@@ -190,59 +190,84 @@ class FakeKServe:
         return revision_pending or self._route_target is not None or self._ingress_left > 0
 
     def step(self) -> None:
+        """One poll: reconcile what the current generation asks for, one delay at a time."""
         self.polls += 1
-        try:
-            obj = self.api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
-        except k8s_client.ApiException as exc:
-            assert exc.status == 404
-            return
-        generation = obj["metadata"]["generation"]
-        observed = (obj.get("status") or {}).get("observedGeneration", 0)
-        if self.stuck or (generation <= observed and not self.busy):
-            return
-        if generation != self._seen:
-            self._seen, self._lag_left = generation, self.lag
-        if self._lag_left > 0:
-            self._lag_left -= 1
+        obj = self._current()
+        if obj is None or not self._noticed(obj):
             return
         if self._ingress_left > 0:
             self._ingress_left -= 1
         predictor = obj["spec"]["predictor"]
-        model = predictor["model"]
+        self._track_revision(predictor["model"])
+        created, failed = self._advance_revision()
+        if failed:
+            self._write(obj, created, failed=True)
+            return
+        self._advance_route(predictor.get("canaryTrafficPercent"))
+        self._write(obj, created)
+
+    def _current(self) -> dict[str, Any] | None:
+        """The InferenceService, or None before it exists."""
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
+        except k8s_client.ApiException as exc:
+            assert exc.status == 404
+            return None
+
+    def _noticed(self, obj: dict[str, Any]) -> bool:
+        """Whether this poll acts: a generation or change in progress, noticed after the lag."""
+        generation = obj["metadata"]["generation"]
+        observed = (obj.get("status") or {}).get("observedGeneration", 0)
+        if self.stuck or (generation <= observed and not self.busy):
+            return False
+        if generation != self._seen:
+            self._seen, self._lag_left = generation, self.lag
+        if self._lag_left > 0:
+            self._lag_left -= 1
+            return False
+        return True
+
+    def _track_revision(self, model: dict[str, Any]) -> None:
+        """A new revision for a model spec unlike the newest revision's (its delays start)."""
         fingerprint = json.dumps({k: model.get(k) for k in sorted(model) if k != "resources"})
         if not self.revisions or self.revisions[-1][1] != fingerprint:
             self.revisions.append((f"{NAME}-predictor-{len(self.revisions) + 1:05d}", fingerprint))
             self._create_left = self.create_polls
             self._revision_left = self.revision_polls
+
+    def _advance_revision(self) -> tuple[str, bool]:
+        """One poll of the newest revision: the revision reported as created, and whether it
+        failed to load (``fail_load``)."""
         created = self.revisions[-1][0]
         if self._create_left > 0:  # Knative has not reported the new revision yet
             self._create_left -= 1
-            created = self.revisions[-2][0] if len(self.revisions) > 1 else ""
-        elif created != self.ready:
+            return (self.revisions[-2][0] if len(self.revisions) > 1 else ""), False
+        if created != self.ready:
             if self.fail_load:
-                self._write(obj, created, failed=True)
-                return
+                return created, True
             if self._revision_left > 0:
                 self._revision_left -= 1
             else:
                 self.ready = created
-        canary = predictor.get("canaryTrafficPercent")
+        return created, False
+
+    def _advance_route(self, canary: int | None) -> None:
+        """One poll of the route toward the split ``canary`` asks for (after ``route_polls``)."""
         rolled = self.ready if canary is None else (self.route[2] or self.ready)
         wanted = (canary, self.ready, rolled)
         if wanted == self.route:
             self._route_target = None
-        else:
-            if wanted != self._route_target:  # a new route change starts its own delay
-                self._route_target, self._route_left = wanted, self.route_polls
-            if self._route_left > 0:
-                self._route_left -= 1
-            else:
-                self._route_target = None
-                if rolled != self.route[2]:
-                    self.previous_rolled_out = self.route[2]
-                self.route = wanted
-                self._ingress_left = self.ingress_polls
-        self._write(obj, created)
+            return
+        if wanted != self._route_target:  # a new route change starts its own delay
+            self._route_target, self._route_left = wanted, self.route_polls
+        if self._route_left > 0:
+            self._route_left -= 1
+            return
+        self._route_target = None
+        if rolled != self.route[2]:
+            self.previous_rolled_out = self.route[2]
+        self.route = wanted
+        self._ingress_left = self.ingress_polls
 
     def _write(self, obj: dict[str, Any], created: str, failed: bool = False) -> None:
         canary, latest, rolled = self.route
@@ -383,6 +408,18 @@ def make_target(api: k8s_client.CustomObjectsApi, clock: FakeClock, **kwargs: An
     )
 
 
+def seed_service(
+    api: k8s_client.CustomObjectsApi,
+    controller: FakeKServe,
+    manifest: dict[str, Any] | None = None,
+) -> None:
+    """Create the InferenceService (``manifest_style()`` unless given) and let it settle."""
+    api.create_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, manifest if manifest is not None else manifest_style()
+    )
+    controller.settle()
+
+
 def live(api: k8s_client.CustomObjectsApi) -> dict[str, Any]:
     return api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
 
@@ -467,8 +504,7 @@ def test_canary_10_then_50_then_promote_waits_for_each_generation(
         ingress_polls=ingress_polls,
         report_traffic=report_traffic,
     )
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    controller.settle()
+    seed_service(api, controller)
     rev1 = f"{NAME}-predictor-00001"
     rev2 = f"{NAME}-predictor-00002"
     clock = FakeClock(controller)
@@ -522,8 +558,7 @@ def test_rollback_restores_the_previous_spec_and_all_traffic(
 ) -> None:
     controller = FakeKServe(api, lag=1, revision_polls=2)
     seeded = manifest_style()
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, seeded)
-    controller.settle()
+    seed_service(api, controller, seeded)
     target = make_target(api, FakeClock(controller))
     before = len(writes(emulator.server))
 
@@ -565,8 +600,7 @@ def test_controller_that_never_catches_up_times_out_naming_the_service(
     emulator: EmulatorThread, api: k8s_client.CustomObjectsApi
 ) -> None:
     controller = FakeKServe(api)
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    controller.settle()
+    seed_service(api, controller)
     clock = FakeClock(controller)
     target = make_target(api, clock)
     controller.stuck = True
@@ -590,8 +624,7 @@ def test_a_revision_that_fails_to_load_fails_at_once(
     emulator: EmulatorThread, api: k8s_client.CustomObjectsApi
 ) -> None:
     controller = FakeKServe(api)
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    controller.settle()
+    seed_service(api, controller)
     clock = FakeClock(controller)
     target = make_target(api, clock)
     controller.fail_load = True
@@ -647,8 +680,7 @@ def test_forbidden_patch_is_a_deploy_error_and_rollback_leaves_the_service_as_it
     emulator: EmulatorThread, api: k8s_client.CustomObjectsApi
 ) -> None:
     controller = FakeKServe(api)
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    controller.settle()
+    seed_service(api, controller)
     target = make_target(api, FakeClock(controller))
     emulator.server.refuse[("PATCH", None)] = 403
 
@@ -693,8 +725,7 @@ def test_rollback_of_a_first_deploy_deletes_the_service_it_created(
 def test_a_live_model_other_than_the_previous_version_is_refused(
     emulator: EmulatorThread, api: k8s_client.CustomObjectsApi
 ) -> None:
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest_style())
-    FakeKServe(api).settle()
+    seed_service(api, FakeKServe(api))
     target = make_target(api, FakeClock(FakeKServe(api)))
     before = len(writes(emulator.server))
     with pytest.raises(
@@ -752,8 +783,7 @@ def _controller_setup(api, tmp_path):
     seeded = manifest_style()
     seeded["spec"]["predictor"]["model"]["storageUri"] = _uri(reg.get(1))
     seeded["spec"]["predictor"]["model"]["runtime"] = "kserve-xgbserver"
-    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, seeded)
-    controller.settle()
+    seed_service(api, controller, seeded)
     clock = FakeClock(controller)
     target = make_target(api, clock, storage_uri_for=_uri)
     plan = RolloutPlan(steps=(10, 50, 100), interval_seconds=30, failures_allowed=0)

@@ -7,45 +7,25 @@ from collections import Counter
 
 import httpx
 import pytest
+from _models import register_models, serving_models
 from _servers import ModelServeProcess as _ModelServeProcess
 from _v2 import infer_inputs
 from prometheus_client.parser import text_string_to_metric_families
 
 from refit.registry import ModelRegistry
-from refit.training import save_model, train
 
 NAME = "credit"
 
 
-def ModelServeProcess(store: str, *extra: str) -> _ModelServeProcess:  # noqa: N802
+def ModelServeProcess(store: str, *extra: str) -> _ModelServeProcess:
     return _ModelServeProcess(store, NAME, *extra)
 
 
 @pytest.fixture(scope="module")
 def store(windows, tmp_path_factory) -> ModelRegistry:
     root = tmp_path_factory.mktemp("serve")
-    models = {
-        1: train(windows[0], "default", trainer="logistic_regression", exclude=["event_time"]),
-        2: train(
-            windows[1],
-            "default",
-            trainer="xgboost",
-            params={"n_estimators": 15, "n_jobs": 1},
-            exclude=["event_time"],
-            device="cpu",
-        ),
-    }
     reg = ModelRegistry(str(root / "store"), NAME)
-    for version, model in models.items():
-        save_model(model, root / f"m{version}")
-        reg.register(
-            root / f"m{version}",
-            metrics={},
-            snapshot_sha256="0" * 64,
-            parent_version=None,
-            run_label=f"run-{version}",
-        )
-    return reg
+    return register_models(reg, root, serving_models(windows, 15), snapshot_sha256="0" * 64)
 
 
 @pytest.fixture

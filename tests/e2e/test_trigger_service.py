@@ -8,6 +8,7 @@ import json
 
 import httpx
 import pytest
+from _alertmanager import webhook
 from _servers import ServeProcess, UvicornThread, blast
 
 from refit.audit import AuditLog
@@ -23,29 +24,9 @@ CHURN_PARAMS = {"data_uri": "gs://c/latest.parquet", "store_uri": "gs://c/store"
 
 
 def alert(group="g1", fingerprints=("f1",), model="credit-default", status="firing", **ann):
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname="DriftHigh"}' + group,
-        "status": status,
-        "receiver": "refit",
-        "groupLabels": {"alertname": "DriftHigh"},
-        "commonLabels": {"model": model},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "truncatedAlerts": 0,
-        "alerts": [
-            {
-                "status": status,
-                "labels": {"alertname": "DriftHigh", "model": model},
-                "annotations": {k: str(v) for k, v in ann.items()},
-                "startsAt": "2026-11-26T00:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus/graph",
-                "fingerprint": fp,
-            }
-            for fp in fingerprints
-        ],
-    }
+    key = '{}:{alertname="DriftHigh"}' + group
+    annotations = {k: str(v) for k, v in ann.items()}
+    return webhook(model, key, fingerprints, annotations=annotations, status=status)
 
 
 def make_config(tmp_path, **kw):
@@ -228,7 +209,7 @@ def test_generic_and_storage_hooks_use_the_policy(tmp_path):
         assert first["decisions"][0]["decision"] == "launch"
         # Seed a trained model's state: 1000 training rows, new_data_fraction 0.5 -> 500 rows.
         r.service.state.save_policy_state("credit-default", {"training_rows": 1000})
-        r.service._has_champion = lambda model: True  # noqa: SLF001
+        r.service._has_champion = lambda model: True
         msg = {
             "message": {
                 "messageId": "m-1",

@@ -53,7 +53,7 @@ MODEL_BYTES = 1 << 18  # big enough that a kill lands mid-copy now and then
 class _TwoPartFile:
     """A file whose writes go down in two halves with a pause between (a slow disk)."""
 
-    def __init__(self, fh) -> None:  # noqa: ANN001
+    def __init__(self, fh) -> None:
         self._fh = fh
 
     def write(self, data: bytes) -> int:
@@ -63,7 +63,7 @@ class _TwoPartFile:
         time.sleep(0.002)  # a kill here leaves a torn last line
         return self._fh.write(data[half:])
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self._fh, name)
 
     def __enter__(self) -> _TwoPartFile:
@@ -73,8 +73,8 @@ class _TwoPartFile:
         self._fh.close()
 
 
-def _two_part_open(path, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-    fh = open(path, mode, *args, **kwargs)  # noqa: PTH123, SIM115
+def _two_part_open(path, mode="r", *args, **kwargs):
+    fh = open(path, mode, *args, **kwargs)
     return _TwoPartFile(fh) if mode == "ab" else fh
 
 
@@ -114,21 +114,28 @@ def _writer(
                 )
                 done[1] += 1
                 continue
-            if op == 0:
-                target.promote(rng.randint(1, VERSIONS), reason=f"crash-{seed}-{i}")
-            elif op == 1:
-                target.rollback(reason=f"crash-{seed}-{i}")
-            elif op == 2:
-                reg.set_status(rng.randint(1, VERSIONS), rng.choice(STATUSES[:5]))
-            elif op == 3:
-                reg.set_alias("challenger", rng.choice([None, *range(1, VERSIONS + 1)]))
-            elif op == 4:
-                reg.write_state("policy", {"seed": seed, "i": i, "history": [rng.random()]})
-            else:
-                reg.write_state("canary", None if rng.random() < 0.5 else {"version": 2})
+            _transaction(reg, target, rng, op, seed, i)
             done[0] += 1  # committed (a refusal below writes nothing)
         except RefitError:
             pass  # refused (already champion, nothing to roll back): state unchanged
+
+
+def _transaction(
+    reg: Any, target: LocalTarget, rng: random.Random, op: int, seed: int, i: int
+) -> None:
+    """Writer ``seed``'s transaction ``op`` (0 to 5) of its ``i``-th step."""
+    if op == 0:
+        target.promote(rng.randint(1, VERSIONS), reason=f"crash-{seed}-{i}")
+    elif op == 1:
+        target.rollback(reason=f"crash-{seed}-{i}")
+    elif op == 2:
+        reg.set_status(rng.randint(1, VERSIONS), rng.choice(STATUSES[:5]))
+    elif op == 3:
+        reg.set_alias("challenger", rng.choice([None, *range(1, VERSIONS + 1)]))
+    elif op == 4:
+        reg.write_state("policy", {"seed": seed, "i": i, "history": [rng.random()]})
+    else:
+        reg.write_state("canary", None if rng.random() < 0.5 else {"version": 2})
 
 
 def _populate(store: str, tmp_path: Path) -> list[Path]:
@@ -202,7 +209,7 @@ def _crash_rounds(store: str, tmp_path: Path, kills: int, max_delay: float) -> d
 
 def test_sigkilled_local_writers_leave_state_equal_to_the_log(tmp_path):
     totals = _crash_rounds(str(tmp_path / "store"), tmp_path, KILLS, 0.3)
-    print(f"local: {totals}")  # noqa: T201 (shown with -s: how many kills hit mid-transaction)
+    print(f"local: {totals}")  # shown with -s: how many kills hit mid-transaction
     assert totals["kills"] == KILLS
     assert totals["records"] > VERSIONS + KILLS  # the writers did commit transactions
     assert totals["versions"] > VERSIONS  # and registered versions
@@ -216,7 +223,7 @@ def gcs_server() -> Iterator[FakeGCSServer]:
 
 def test_sigkilled_gcs_writers_leave_state_equal_to_the_log(gcs_server, tmp_path):
     totals = _crash_rounds(f"gs://{BUCKET}/crash", tmp_path, GCS_KILLS, 0.6)
-    print(f"gcs: {totals}")  # noqa: T201
+    print(f"gcs: {totals}")
     assert totals["kills"] == GCS_KILLS
     assert totals["records"] > VERSIONS + GCS_KILLS
     assert totals["versions"] > VERSIONS

@@ -35,11 +35,11 @@ def make_model_dir(root: Path, content: bytes, name: str) -> Path:
     return d
 
 
-def cli(*args: str):  # noqa: ANN201
+def cli(*args: str):
     return runner.invoke(app, list(args))
 
 
-def reg_cli(store: str, *args: str, model: str = MODEL):  # noqa: ANN201
+def reg_cli(store: str, *args: str, model: str = MODEL):
     return cli("registry", "--store", store, "--model", model, *args)
 
 
@@ -89,7 +89,7 @@ def snapshot(store: str) -> tuple[bytes, bytes]:
     return (root(store) / "refs.json").read_bytes(), (root(store) / "audit.jsonl").read_bytes()
 
 
-def rewrite_chain(store: str, edit) -> None:  # noqa: ANN001
+def rewrite_chain(store: str, edit) -> None:
     """Rewrite the log as an attacker without the key would: edit, recompute every hash, head."""
     log = root(store) / "audit.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -105,7 +105,7 @@ def rewrite_chain(store: str, edit) -> None:  # noqa: ANN001
     )
 
 
-def verify(store: str):  # noqa: ANN201
+def verify(store: str):
     return cli("audit", "verify", "--store", store, "--model", MODEL)
 
 

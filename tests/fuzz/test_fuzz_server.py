@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from _corpus import assert_client_error
+from _models import register_models, serving_models
 from _prometheus import PrometheusServer
 from _servers import ModelServeProcess, UvicornThread
 from fastapi.testclient import TestClient
@@ -23,7 +24,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from refit.registry import ModelRegistry
 from refit.serving import CANARY_STATE_KEY, RequestLimits, create_app
-from refit.training import save_model, train
 
 NAME = "credit"
 INFER = f"/v2/models/{NAME}/infer"
@@ -34,26 +34,7 @@ def store(windows, tmp_path_factory) -> ModelRegistry:
     """v1 (logistic regression) the champion, v2 (XGBoost) registered."""
     root = tmp_path_factory.mktemp("fuzz-serve")
     reg = ModelRegistry(str(root / "store"), NAME)
-    models = {
-        1: train(windows[0], "default", trainer="logistic_regression", exclude=["event_time"]),
-        2: train(
-            windows[1],
-            "default",
-            trainer="xgboost",
-            params={"n_estimators": 10, "n_jobs": 1},
-            exclude=["event_time"],
-            device="cpu",
-        ),
-    }
-    for version, model in models.items():
-        save_model(model, root / f"m{version}")
-        reg.register(
-            root / f"m{version}",
-            metrics={},
-            snapshot_sha256="0" * 64,
-            parent_version=None,
-            run_label=f"run-{version}",
-        )
+    register_models(reg, root, serving_models(windows, 10), snapshot_sha256="0" * 64)
     reg.set_alias("champion", 1)
     return reg
 

@@ -10,6 +10,7 @@ import base64
 import json
 
 import pytest
+from _alertmanager import webhook
 from _corpus import assert_client_error
 from fastapi.testclient import TestClient
 
@@ -72,21 +73,8 @@ def storage(data: bytes) -> bytes:
 
 
 def alert(**annotations) -> bytes:
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": "g",
-            "commonLabels": {"model": "churn"},
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {"alertname": "Drift", "model": "churn"},
-                    "annotations": annotations,
-                    "fingerprint": "f1",
-                }
-            ],
-        }
-    ).encode()
+    body = webhook("churn", "g", annotations=annotations, alertname="Drift")
+    return json.dumps(body).encode()
 
 
 # (id, path, body, headers, status, names)

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _pipeline import run_window
 from kfp import local
 
-from refit.demo.data import TARGET, TIME_COLUMN
-from refit.io.tables import write_parquet
-from refit.pipelines.local import run_pipeline
-from refit.pipelines.retraining import DEFAULT_GATE
 from refit.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
@@ -39,22 +36,8 @@ def _run(root: Path, table, label: str) -> set[str]:
     kfp.local gives each task that runs a folder under the run's folder; a task served from
     its cache has none (its outputs are the earlier run's).
     """
-    store = root / "store"
-    uri = str(root / f"{label}.parquet")
-    write_parquet(table, uri)
     before = set((root / "root").glob("refit-retraining-*"))
-    run_pipeline(
-        data_uri=uri,
-        store_uri=str(store),
-        model_name=MODEL,
-        label_column=TARGET,
-        time_column=TIME_COLUMN,
-        policy=POLICY,
-        gate=DEFAULT_GATE,
-        params={"n_estimators": 30, "max_depth": 3},
-        now="2026-02-01T00:00:00",
-        run_label=label,
-    )
+    run_window(root / "store", table, label, model=MODEL, policy=POLICY)
     (run,) = set((root / "root").glob("refit-retraining-*")) - before
     return {p.name for p in run.iterdir() if p.is_dir()}
 

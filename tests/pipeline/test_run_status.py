@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from _pipeline import window_parameters
 
-from refit.demo.data import TARGET, TIME_COLUMN
 from refit.io.tables import write_parquet
 from refit.pipelines.local import run_pipeline
 from refit.registry import ModelRegistry
@@ -22,16 +22,7 @@ MODEL = "credit"
 def _run(store: Path, table: pa.Table, name: str, **params: object) -> None:
     uri = str(store.parent / f"{store.name}-{name}.parquet")
     write_parquet(table, uri)
-    run_pipeline(
-        data_uri=uri,
-        store_uri=str(store),
-        model_name=MODEL,
-        label_column=TARGET,
-        time_column=TIME_COLUMN,
-        params={"n_estimators": 20, "max_depth": 3},
-        now="2026-02-01T00:00:00",
-        **params,
-    )
+    run_pipeline(**window_parameters(str(store), uri, model=MODEL, n_estimators=20, **params))
 
 
 def _labels(store: Path) -> list[str]:

@@ -209,59 +209,80 @@ def _event_names(node: ast.expr, path: Path) -> list[str]:
     raise AssertionError(f"{path}:{node.lineno}: cannot read the event name {ast.unparse(node)}")
 
 
+def _is_method_call(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+
+
+def _appended(node: ast.AST, path: Path) -> list[ast.expr]:
+    """``audit.append(X, ...)``; not the registry transaction's append of its caller's event."""
+    if not (
+        _is_method_call(node)
+        and node.func.attr == "append"
+        and "audit" in ast.unparse(node.func.value)
+        and node.args
+    ):
+        return []
+    if path.name == "transactions.py" and ast.unparse(node.args[0]) == "event":
+        return []  # the registry's transaction appends its caller's event
+    return [node.args[0]]
+
+
+def _transacted(node: ast.AST, path: Path) -> list[ast.expr]:
+    """The registry's own transactions: ``_transact(mutate, X, ...)``, ``_attempt(r, t, m, X)``."""
+    if not (_is_method_call(node) and node.func.attr in ("_transact", "_attempt")):
+        return []
+    at = 1 if node.func.attr == "_transact" else 3
+    if len(node.args) > at and ast.unparse(node.args[at]) != "event":
+        return [node.args[at]]
+    return []
+
+
+def _healed(node: ast.AST, path: Path) -> list[ast.expr]:
+    """The audit log's own note (``AuditLog.heal``): ``self.append(AuditEvent.X, ...)``."""
+    if (
+        path.name == "log.py"
+        and _is_method_call(node)
+        and node.func.attr == "append"
+        and ast.unparse(node.func.value) == "self"
+        and node.args
+    ):
+        return [node.args[0]]
+    return []
+
+
+def _event_keyword(node: ast.AST, path: Path) -> list[ast.expr]:
+    """A registry transaction records its event: ``update_aliases(..., event=X)``."""
+    if not (_is_method_call(node) and node.func.attr in ("update_aliases", "write_state")):
+        return []
+    return [
+        kw.value
+        for kw in node.keywords
+        if kw.arg == "event" and ast.unparse(kw.value) != "event"  # write_state forwarding its own
+    ]
+
+
+def _default_event(node: ast.AST, path: Path) -> list[ast.expr]:
+    """The registry's default event: ``event = AuditEvent.X``."""
+    if (
+        isinstance(node, ast.Assign)
+        and [ast.unparse(t) for t in node.targets] == ["event"]
+        and isinstance(node.value, ast.Attribute)
+    ):
+        return [node.value]
+    return []
+
+
+#: Each way the sources name an event they write, in the order the locations are listed.
+_WRITES = (_appended, _transacted, _healed, _event_keyword, _default_event)
+
+
 def _written_events() -> dict[str, list[str]]:
     """Event name -> where it is appended to an audit log, over src/, components/, pipelines/."""
     written: dict[str, list[str]] = {}
     for path in _SOURCES:
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "append"
-                and "audit" in ast.unparse(node.func.value)
-                and node.args
-            ):
-                if path.name == "transactions.py" and ast.unparse(node.args[0]) == "event":
-                    continue  # the registry's transaction appends its caller's event
-                for name in _event_names(node.args[0], path):
-                    written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
-            # the registry's own transactions: _transact(mutate, X, ...), _attempt(r, t, m, X, ...)
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("_transact", "_attempt")
-            ):
-                at = 1 if node.func.attr == "_transact" else 3
-                if len(node.args) > at and ast.unparse(node.args[at]) != "event":
-                    for name in _event_names(node.args[at], path):
-                        written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
-            # the audit log's own note (AuditLog.heal): self.append(AuditEvent.X, ...)
-            if (
-                path.name == "log.py"
-                and isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "append"
-                and ast.unparse(node.func.value) == "self"
-                and node.args
-            ):
-                for name in _event_names(node.args[0], path):
-                    written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
-            # a registry transaction records its event: update_aliases(..., event=X)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                for kw in node.keywords:
-                    if (
-                        kw.arg == "event"
-                        and node.func.attr in ("update_aliases", "write_state")
-                        and ast.unparse(kw.value) != "event"  # write_state forwarding its own
-                    ):
-                        for name in _event_names(kw.value, path):
-                            written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
-            if (  # the registry's default event: `event = AuditEvent.X`
-                isinstance(node, ast.Assign)
-                and [ast.unparse(t) for t in node.targets] == ["event"]
-                and isinstance(node.value, ast.Attribute)
-            ):
-                for name in _event_names(node.value, path):
+            for expr in (e for writes in _WRITES for e in writes(node, path)):
+                for name in _event_names(expr, path):
                     written.setdefault(name, []).append(f"{path.name}:{node.lineno}")
     return written
 

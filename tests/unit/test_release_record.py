@@ -13,16 +13,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from _pipeline import POLICY
+from _store import GATE, RUNS, run_history
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from refit import steps
-from refit.demo.data import TARGET, TIME_COLUMN
 from refit.deploy import get_target
 from refit.errors import RefitError, RegistryError
 from refit.governance.history import Entry, build_history, read_history, trigger_kind
 from refit.governance.record import RunStatus, release_record, write_release_record
-from refit.io.tables import write_parquet
 from refit.monitoring.exporter import (
     ModelMetricsCollector,
     model_metrics_registry,
@@ -32,67 +32,15 @@ from refit.monitoring.exporter import (
 from refit.registry import ModelRegistry
 
 MODEL = "credit"
-POLICY = {
-    "drift_share_threshold": 0.3,
-    "metric": "accuracy",
-    "metric_threshold": 0.75,
-    "consecutive_windows": 2,
-}
-GATE = {"thresholds": {"accuracy": 0.7, "roc_auc": 0.75}, "max_degradation": 0.03}
 PRICE_PER_HOUR = 3.6
-#: Window index -> run label. Window 3 drifts (covariate shift), window 4 has a renamed column.
-RUNS = {0: "window-00", 1: "window-01", 3: "window-03", 4: "window-04"}
-
-
-def run_window(store: Path, table, index: int, label: str) -> None:
-    """One pipeline run, step by step, as the retraining pipeline chains them."""
-    work = store.parent / f"work-{label}"
-    work.mkdir(parents=True, exist_ok=True)
-    data, snap_path = str(work / "data.parquet"), str(work / "snapshot.parquet")
-    write_parquet(table, data)
-    s = str(store)
-    snap = steps.snapshot_data(data, s, MODEL, snap_path, time_column=TIME_COLUMN, run_label=label)
-    champ = steps.resolve_champion(s, MODEL)
-    valid = steps.validate_data(snap_path, TARGET, reference_path=champ.reference_uri)
-    if not valid.passed:
-        steps.record_results(s, MODEL, {"validation": valid.audit}, run_label=label)
-        return
-    drift = steps.detect_drift(
-        snap_path, TARGET, reference_profile_path=champ.profile_uri,
-        reference_path=champ.reference_uri, model_dir=champ.model_uri, time_column=TIME_COLUMN,
-    )  # fmt: skip
-    decision = steps.decide_retrain(
-        snap_path, drift.result, s, MODEL, TARGET, POLICY,
-        now=f"2026-02-{index + 1:02d}T00:00:00", run_label=label,
-        champion_dir=champ.model_uri, champion_version=champ.version,
-        validation=valid.audit, drift=drift.audit,
-    )  # fmt: skip
-    if not decision.retrain:
-        return
-    model_dir, holdout = str(work / "model"), str(work / "holdout.parquet")
-    trained = steps.train_model(
-        snap_path, TARGET, model_dir, holdout,
-        params={"n_estimators": 30, "max_depth": 3}, seed=0, time_column=TIME_COLUMN,
-        device="cpu", price_per_hour=PRICE_PER_HOUR, node_profile="cpu",
-    )  # fmt: skip
-    steps.record_results(s, MODEL, {"training": trained.audit}, run_label=label)
-    evaluation = steps.evaluate_model(
-        model_dir, holdout, GATE, baseline_dir=champ.model_uri, baseline_version=champ.version
-    )
-    steps.record_results(s, MODEL, {"evaluation": evaluation.audit}, run_label=label)
-    if not evaluation.blessed:
-        return
-    version = steps.register_model(
-        model_dir, s, MODEL, snap.sha256, evaluation.challenger or {}, run_label=label
-    )
-    steps.promote_model(s, MODEL, version, run_label=label)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, windows) -> Path:
-    root = tmp_path_factory.mktemp("release") / "store"
-    for index, label in RUNS.items():
-        run_window(root, windows[index], index, label)
+    root = run_history(
+        tmp_path_factory.mktemp("release") / "store", windows,
+        model=MODEL, policy=POLICY, gate=GATE, price_per_hour=PRICE_PER_HOUR, node_profile="cpu",
+    )  # fmt: skip
     # An operator rolls v2 back from the command line: the record carries no run label.
     get_target("local", ModelRegistry(str(root), MODEL)).rollback(reason="canary error rate")
     return root

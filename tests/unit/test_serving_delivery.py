@@ -3,8 +3,8 @@ and the plan's shadow and ab_test sections."""
 
 import json
 
-import pyarrow as pa
 import pytest
+from _models import flip_labels, register_models, train_demo_model
 from _v2 import infer_inputs
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,7 +18,6 @@ from refit.serving import create_app
 from refit.serving.feedback import load_feedback_token
 from refit.serving.routing import read_rollout_state
 from refit.serving.shadow import compare_answers
-from refit.training import save_model, train
 
 NAME = "credit"
 SECRET = "feedback-secret-0123456789"
@@ -30,21 +29,9 @@ def reg(windows, tmp_path_factory) -> ModelRegistry:
     root = tmp_path_factory.mktemp("delivery")
     registry = ModelRegistry(str(root / "store"), NAME)
     w = windows[0]
-    flipped = w.set_column(
-        w.column_names.index("default"),
-        "default",
-        pa.array([1 - v for v in w.column("default").to_pylist()]),
-    )
-    for version, data in ((1, w), (2, w), (3, flipped)):
-        model = train(data, "default", trainer="logistic_regression", exclude=["event_time"])
-        save_model(model, root / f"m{version}")
-        registry.register(
-            root / f"m{version}",
-            metrics={},
-            snapshot_sha256=f"{version}" * 64,
-            parent_version=None,
-            run_label=f"run-{version}",
-        )
+    flipped = flip_labels(w)
+    models = {1: train_demo_model(w), 2: train_demo_model(w), 3: train_demo_model(flipped)}
+    register_models(registry, root, models)
     registry.update_aliases({"champion": 1})
     return registry
 

@@ -82,7 +82,7 @@ def test_the_in_flight_limit_holds_across_concurrent_inserts(tmp_path: Path) -> 
 def test_a_busy_model_does_not_hold_up_the_others(tmp_path: Path) -> None:
     service = TriggerService(_fleet(tmp_path, models=3), LogLauncher())
     try:
-        with service._decide_locks["m0000"]:  # noqa: SLF001 - a decision of m0000 in progress
+        with service._decide_locks["m0000"]:  # a decision of m0000 in progress
             # with one lock for all models this call would wait for m0000 (here: forever)
             decided = service.handle(_alert("m0001", "a"))
         assert decided["decision"] == "launch"
