@@ -212,7 +212,8 @@ def test_no_uplift_ends_as_declared_and_the_release_record_says_why(store, stack
     assert store.get_alias("champion") == 1 and store.get(2).status == "rolled_back"
     from refit.governance.record import release_record
 
-    text = release_record(store, run_label="delivery-no-uplift").to_markdown()
+    # A/B records are version-scoped: they belong to the run that registered version 2.
+    text = release_record(store, run_label=store.get(2).run_label).to_markdown()
     assert "A/B result" in text and "rollback: effect" in text
 
 
