@@ -16,7 +16,7 @@ read -r champion canary < <(drill_versions)
 echo "champion: v$champion; canary under test: v$canary (the drill changes this store)"
 
 serve_port="$(port)"; prom_port="$(port)"
-"$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
+"$refit" serve-model --store "$store" --model "$model" --port "$serve_port" --seed 1 \
   --fault "$canary:error_rate=0.3" > "$work/serve.log" 2>&1 &
 pids+=($!)
 start_prometheus "$serve_port" "$prom_port"
@@ -63,7 +63,7 @@ echo; echo "== 1. v$canary with 30% injected errors: expect a rollback at the fi
 
 echo "== 2. the same version, healthy: restart the server without the fault, expect promotion"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
-"$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
+"$refit" serve-model --store "$store" --model "$model" --port "$serve_port" --seed 1 \
   > "$work/serve2.log" 2>&1 &
 pids[0]=$!
 sleep 6

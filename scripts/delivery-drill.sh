@@ -22,7 +22,7 @@ echo "champion: v$champion; challenger: v$challenger (the drill changes this sto
 serve_port="$(port)"; prom_port="$(port)"; feedback="$work/feedback.jsonl"
 # feedback moves promotions: the server takes it only with a secret, which the load sends
 export REFIT_FEEDBACK_TOKEN="drill-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-"$refit" serve-model --store "$store" --name "$model" --port "$serve_port" --seed 1 \
+"$refit" serve-model --store "$store" --model "$model" --port "$serve_port" --seed 1 \
   --feedback-file "$feedback" > "$work/serve.log" 2>&1 &
 pids+=($!)
 start_prometheus "$serve_port" "$prom_port"

@@ -522,7 +522,7 @@ class ModelServeProcess:
     ) -> None:
         self.port = free_port()
         refit = str(Path(sys.executable).parent / "refit")
-        args = [refit, "serve-model", "--store", store, "--name", name, "--port", str(self.port)]
+        args = [refit, "serve-model", "--store", store, "--model", name, "--port", str(self.port)]
         # A file, not a pipe: an unread pipe fills up and blocks the server.
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(

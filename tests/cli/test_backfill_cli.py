@@ -85,7 +85,7 @@ def test_champion_in_store_brings_metric_decay(history, tmp_path):
     _run(
         ["--data", str(path), "--time-column", TIME_COLUMN, "--every", "1w",
          "--label-column", TARGET,
-         "--from", "2026-01-05", "--store", str(store), "--model-name", "credit-default",
+         "--from", "2026-01-05", "--store", str(store), "--model", "credit-default",
          "--policy", json.dumps(policy), "--json", str(out)]
     )  # fmt: skip
     rows = json.loads(out.read_text())

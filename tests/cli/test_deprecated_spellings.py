@@ -2,7 +2,9 @@
 
 `refit serve` -> `refit serve-triggers` is held by test_serve_triggers_cli.py; here the options:
 ``refit train --model`` (the trainer) -> ``--trainer``, ``refit serve-model --host`` and
-``refit report serve-metrics --addr`` (the address to listen on) -> ``--listen-host``.
+``refit report serve-metrics --addr`` (the address to listen on) -> ``--listen-host``; the
+model's name ``refit serve-model --name``, ``refit labels join --name`` and ``refit backfill
+--model-name`` -> ``--model``, as every other command spells it.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ def _same_but_deprecated(old: list[str], new: list[str], deprecation: str):
     ("old", "new", "deprecation"),
     [
         (
-            ["serve-model", "--store", "{P}", "--name", "m", "--host", "::1", "--fault", "2:x=1"],
-            ["serve-model", "--store", "{P}", "--name", "m", "--listen-host", "::1", "--fault",
+            ["serve-model", "--store", "{P}", "--model", "m", "--host", "::1", "--fault", "2:x=1"],
+            ["serve-model", "--store", "{P}", "--model", "m", "--listen-host", "::1", "--fault",
              "2:x=1"],
             "`refit serve-model --host` is deprecated: use `--listen-host`",
         ),
@@ -75,3 +77,43 @@ def test_train_model_is_the_old_spelling_of_trainer(tmp_path):
         del summary["output"], summary["wall_time_s"]
     assert summaries[0] == summaries[1]
     assert summaries[0]["trainer"] == "logistic_regression"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "deprecation"),
+    [
+        (
+            ["serve-model", "--store", "{P}", "--name", "m", "--fault", "2:x=1"],
+            ["serve-model", "--store", "{P}", "--model", "m", "--fault", "2:x=1"],
+            "`refit serve-model --name` is deprecated: use `--model`",
+        ),
+        (
+            ["labels", "join", "--predictions", "{P}/none", "--labels", "{P}/l.csv", "--store",
+             "{P}", "--name", "m"],
+            ["labels", "join", "--predictions", "{P}/none", "--labels", "{P}/l.csv", "--store",
+             "{P}", "--model", "m"],
+            "`refit labels join --name` is deprecated: use `--model`",
+        ),
+        (
+            ["backfill", "--data", "{P}/none.csv", "--time-column", "t", "--every", "7d",
+             "--store", "{P}", "--model-name", "m"],
+            ["backfill", "--data", "{P}/none.csv", "--time-column", "t", "--every", "7d",
+             "--store", "{P}", "--model", "m"],
+            "`refit backfill --model-name` is deprecated: use `--model`",
+        ),
+    ],
+    ids=["serve-model --name", "labels join --name", "backfill --model-name"],
+)  # fmt: skip
+def test_old_model_name_spellings_still_work(old, new, deprecation, tmp_path):
+    result = _same_but_deprecated(
+        [a.replace("{P}", str(tmp_path)) for a in old],
+        [a.replace("{P}", str(tmp_path)) for a in new],
+        deprecation,
+    )
+    assert result.exit_code == 2  # refused on its missing input: the same refusal either way
+
+
+def test_serve_model_without_a_model_names_the_option(tmp_path):
+    result = _invoke(["serve-model", "--store", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--model is required" in result.stderr

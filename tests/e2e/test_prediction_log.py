@@ -71,7 +71,7 @@ def test_served_predictions_survive_a_kill_and_join_their_late_labels(windows, t
     refit = str(Path(sys.executable).parent / "refit")
     done = subprocess.run(
         [refit, "labels", "join", "--predictions", str(log_dir), "--labels", str(labels)]
-        + ["--window", "3650d", "--json", "--store", reg.store_uri, "--name", NAME],
+        + ["--window", "3650d", "--json", "--store", reg.store_uri, "--model", NAME],
         capture_output=True,
         text=True,
         timeout=300,

@@ -47,47 +47,47 @@ def files(windows, tmp_path_factory) -> Path:
 # (id, arguments with {P} for the files folder, strings the error must name)
 CASES = [
     # refit serve-model
-    ("serve-model store gs://", "serve-model --store gs:// --name credit", ["gs://"]),
-    ("serve-model store s3", "serve-model --store s3://x --name credit", ["s3://x", "scheme"]),
+    ("serve-model store gs://", "serve-model --store gs:// --model credit", ["gs://"]),
+    ("serve-model store s3", "serve-model --store s3://x --model credit", ["s3://x", "scheme"]),
     (
         "serve-model store missing",
-        "serve-model --store {P}/missing --name credit",
+        "serve-model --store {P}/missing --model credit",
         ["missing", "not a folder"],
     ),  # fmt: skip
     (
         "serve-model store file:// missing",
-        "serve-model --store file:///nonexistent/x --name c",
+        "serve-model --store file:///nonexistent/x --model c",
         ["file:///nonexistent/x", "folder"],
     ),  # fmt: skip
     (
         "serve-model store is a file",
-        "serve-model --store {P}/data.csv --name credit",
+        "serve-model --store {P}/data.csv --model credit",
         ["data.csv", "not a folder"],
     ),  # fmt: skip
     (
         "serve-model port 99999",
-        "serve-model --store {P}/store --name credit --port 99999",
+        "serve-model --store {P}/store --model credit --port 99999",
         ["--port", "65535"],
     ),  # fmt: skip
     (
         "serve-model port -1",
-        "serve-model --store {P}/store --name credit --port -1",
+        "serve-model --store {P}/store --model credit --port -1",
         ["--port", "greater than"],
     ),  # fmt: skip
-    ("serve-model fault", "serve-model --store {P}/store --name credit --fault x", ["--fault"]),
+    ("serve-model fault", "serve-model --store {P}/store --model credit --fault x", ["--fault"]),
     (
         "serve-model max-body 0",
-        "serve-model --store {P}/store --name c --max-body-bytes 0",
+        "serve-model --store {P}/store --model c --max-body-bytes 0",
         ["--max-body-bytes"],
     ),  # fmt: skip
     (
         "serve-model name empty",
-        ["serve-model", "--store", "{P}/store", "--name", ""],
+        ["serve-model", "--store", "{P}/store", "--model", ""],
         ["invalid"],
     ),  # fmt: skip
     (
         "serve-model max-elements",
-        "serve-model --store {P}/store --name c --max-elements -5",
+        "serve-model --store {P}/store --model c --max-elements -5",
         ["--max-elements"],
     ),  # fmt: skip
     # refit serve-triggers (trigger service)
@@ -253,7 +253,7 @@ CASES = [
     (
         "backfill store missing",
         "backfill --data {P}/data.csv --time-column event_time "
-        "--every 1d --store {P}/missing --model-name credit --label-column default",
+        "--every 1d --store {P}/missing --model credit --label-column default",
         ["missing", "no champion"],
     ),  # fmt: skip
     (

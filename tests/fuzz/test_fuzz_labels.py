@@ -28,7 +28,7 @@ CASES = [
     ("bad window", ["--window", "fortnight"], ["window 'fortnight' is not a duration"]),
     ("bad metric", ["--metric", "f1"], ["metric must be one of accuracy, mae"]),
     ("bad coverage", ["--min-coverage", "1.5"], ["min_coverage must be in (0, 1]"]),
-    ("store without name", ["--store", "{d}/store"], ["--store and --name"]),
+    ("store without model", ["--store", "{d}/store"], ["--store and --model"]),
 ]
 
 
@@ -56,7 +56,7 @@ def test_serve_model_refuses_a_prediction_log_that_is_a_file(files):
     (files / "store").mkdir()
     result = CliRunner().invoke(
         app,
-        ["serve-model", "--store", str(files / "store"), "--name", "m"]
+        ["serve-model", "--store", str(files / "store"), "--model", "m"]
         + ["--prediction-log", str(files / "l.csv")],
     )
     assert_clear_cli_error(result, "--prediction-log", "is a file")

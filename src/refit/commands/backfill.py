@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from refit.commands import fail, json_object
+from refit.commands import fail, json_object, renamed_option
 from refit.defaults import DEFAULT_GATE, DEFAULT_POLICY, DEFAULT_SEED, DEFAULT_TRAINER
 
 
@@ -52,7 +52,10 @@ def backfill(
             help=f"Promotion gate of --retrain as JSON. Default: {json.dumps(DEFAULT_GATE)}."
         ),
     ] = None,
-    model_name: Annotated[str, typer.Option(help="Model name in the store.")] = "model",
+    model: Annotated[str, typer.Option("--model", help="Model name in the store.")] = "model",
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", hidden=True)
+    ] = None,  # old spelling of --model
     store: Annotated[
         str | None,
         typer.Option(help="Store with a champion to score (metric decay), policy-only mode."),
@@ -91,7 +94,7 @@ def backfill(
             end=to,
             target=target,
             policy=json_object(policy, "--policy") if policy else None,
-            model_name=model_name,
+            model_name=renamed_option("backfill", "--model-name", "--model", model_name, model),
             store_uri=store,
             retrain=retrain,
             workdir=workdir,

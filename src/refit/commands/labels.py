@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from refit.commands import renamed_option
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
@@ -44,7 +46,10 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="refit's store: record complete windows in the model's audit log."),
         ] = None,
-        name: Annotated[str | None, typer.Option(help="Model name in the store.")] = None,
+        model: Annotated[
+            str | None, typer.Option("--model", help="Model name in the store.")
+        ] = None,
+        name: Annotated[str | None, typer.Option("--name", hidden=True)] = None,  # old --model
         out: Annotated[
             str | None,
             typer.Option(help="Folder for labels-join.json and labels-join.md."),
@@ -56,7 +61,7 @@ def register(app: typer.Typer) -> None:
 
         Run it again whenever labels land: each window is complete once --min-coverage of its
         predictions are labelled; the others are listed as still waiting. With --store and
-        --name each complete window's realised and estimated performance is recorded once in
+        --model each complete window's realised and estimated performance is recorded once in
         the model's audit log (event performance_realised).
         """
         from refit.errors import DataError
@@ -69,9 +74,10 @@ def register(app: typer.Typer) -> None:
         )
         from refit.monitoring.predictions import read_predictions
 
+        name = renamed_option("labels join", "--name", "--model", name, model)
         if (store is None) != (name is None):
             raise typer.BadParameter(
-                "give both --store and --name, or neither", param_hint="--store"
+                "give both --store and --model, or neither", param_hint="--store"
             )
         if not labels_paths:
             raise DataError("--labels: give at least one labels file")

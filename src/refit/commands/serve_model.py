@@ -11,7 +11,10 @@ from refit.commands import ListenHost, renamed_option
 
 def serve_model(
     store: Annotated[str, typer.Option(help="refit's store (local folder or gs:// URI).")],
-    name: Annotated[str, typer.Option(help="Model name in the store.")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model name in the store. [required]")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", hidden=True)] = None,  # old --model
     listen_host: ListenHost = "127.0.0.1",
     host: Annotated[str | None, typer.Option("--host", hidden=True)] = None,  # old --listen-host
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
@@ -95,6 +98,9 @@ def serve_model(
     from refit.serving.feedback import load_feedback_token
 
     host = renamed_option("serve-model", "--host", "--listen-host", host, listen_host)
+    name = renamed_option("serve-model", "--name", "--model", name, model)
+    if name is None:
+        raise typer.BadParameter("--model is required: the model's name in the store")
     given = {
         "max_body_bytes": max_body_bytes,
         "max_elements": max_elements,
@@ -130,7 +136,7 @@ def serve_model(
             feedback_token=feedback_token,
         )
     except RegistryError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--store/--name") from exc
+        raise typer.BadParameter(str(exc), param_hint="--store/--model") from exc
     for version, settings in sorted(faults.items()):
         typer.echo(
             f"FAULT INJECTION (canary drill): version {version} {settings.to_dict()}",

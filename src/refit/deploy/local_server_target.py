@@ -84,7 +84,7 @@ class LocalCanaryTarget:
             except (urllib.error.URLError, OSError) as exc:
                 raise DeployError(
                     f"local model server {self.server_url!r} is not reachable: {exc}; start it "
-                    f"with `refit serve-model --store ... --name {self.registry.model_name}`"
+                    f"with `refit serve-model --store ... --model {self.registry.model_name}`"
                 ) from exc
 
     def _apply(

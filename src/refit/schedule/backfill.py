@@ -305,7 +305,7 @@ def _scored_champion(config: BackfillConfig) -> tuple[pa.Table | None, Any]:
     if champion is None:
         raise RegistryError(
             f"store {config.store_uri!r} has no champion of model {config.model_name!r} to "
-            "score (check --store and --model-name; leave --store out to replay from the "
+            "score (check --store and --model; leave --store out to replay from the "
             "first window)"
         )
     return reference, registry.load_model(champion.version)

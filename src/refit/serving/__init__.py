@@ -3,7 +3,7 @@
 The embedded mode's deployment target serves refit's registry the way KServe serves a cluster:
 the V2 endpoints (``/v2/models/{name}/infer``, health and metadata), a traffic split between the
 ``champion`` alias and the canary that the rollout controller writes to the registry, and
-Prometheus metrics per revision for the rollout checks. ``refit serve-model --store URI --name
+Prometheus metrics per revision for the rollout checks. ``refit serve-model --store URI --model
 NAME`` starts it.
 
 It is a small FastAPI app, not KServe's own Python model server: the ``kserve`` package cannot be
