@@ -35,9 +35,11 @@ from typing import Any
 
 import yaml
 
-from refit.deploy.fields import check_keys, integer, number, optional_number
 from refit.deploy.stages import ABTestSpec, ShadowSpec
 from refit.errors import DeployError
+from refit.fields import FieldChecks
+
+_CHECK = FieldChecks(DeployError)
 
 #: The kinds of check a plan may name.
 CHECK_KINDS: tuple[str, ...] = ("error_rate", "latency", "sequential_error_rate")
@@ -150,13 +152,17 @@ class CheckSpec:
                 f"{where}: unknown kind {self.kind!r}; known kinds: {', '.join(CHECK_KINDS)}"
             )
         set_ = object.__setattr__
-        set_(self, "max_value", optional_number(self.max_value, f"{where}: max_value"))
-        set_(self, "max_increase", optional_number(self.max_increase, f"{where}: max_increase"))
-        set_(self, "quantile", number(self.quantile, f"{where}: quantile"))
-        set_(self, "alpha", number(self.alpha, f"{where}: alpha"))
-        set_(self, "beta", number(self.beta, f"{where}: beta"))
-        set_(self, "min_effect", number(self.min_effect, f"{where}: min_effect"))
-        set_(self, "min_requests", integer(self.min_requests, f"{where}: min_requests", 1))
+        set_(self, "max_value", _CHECK.number(self.max_value, f"{where}: max_value", optional=True))
+        set_(
+            self,
+            "max_increase",
+            _CHECK.number(self.max_increase, f"{where}: max_increase", optional=True),
+        )
+        set_(self, "quantile", _CHECK.number(self.quantile, f"{where}: quantile"))
+        set_(self, "alpha", _CHECK.number(self.alpha, f"{where}: alpha"))
+        set_(self, "beta", _CHECK.number(self.beta, f"{where}: beta"))
+        set_(self, "min_effect", _CHECK.number(self.min_effect, f"{where}: min_effect"))
+        set_(self, "min_requests", _CHECK.integer(self.min_requests, f"{where}: min_requests", 1))
         kind_checks = {
             "error_rate": self._check_error_rate,
             "latency": self._check_latency,
@@ -264,7 +270,7 @@ class CheckSpec:
             "queries",
             *sorted({f for v in _KIND_FIELDS.values() for f in v}),
         )
-        data = check_keys(data, all_fields, where)
+        data = _CHECK.check_keys(data, all_fields, where)
         for required in ("name", "kind"):
             if required not in data:
                 raise DeployError(f"{where} is missing the required field {required!r}")
@@ -314,7 +320,7 @@ def _valid_steps(steps: Any) -> tuple[int, ...]:
         raise DeployError(f"steps must be a list of canary percents, got {steps!r}")
     if not steps:
         raise DeployError("steps must not be empty; the last step must be 100")
-    steps = tuple(integer(s, f"steps[{i}]", 1) for i, s in enumerate(steps))
+    steps = tuple(_CHECK.integer(s, f"steps[{i}]", 1) for i, s in enumerate(steps))
     for i, s in enumerate(steps):
         if s > 100:
             raise DeployError(f"steps[{i}] must be a percent in 1..100, got {s}")
@@ -389,16 +395,20 @@ class RolloutPlan:
         """
         set_ = object.__setattr__
         set_(self, "steps", _valid_steps(self.steps))
-        interval = number(self.interval_seconds, "interval_seconds")
+        interval = _CHECK.number(self.interval_seconds, "interval_seconds")
         if interval <= 0:
             raise DeployError(f"interval_seconds must be > 0, got {self.interval_seconds}")
         set_(self, "interval_seconds", interval)
         set_(self, "checks", _valid_checks(self.checks))
-        set_(self, "failures_allowed", integer(self.failures_allowed, "failures_allowed", 0))
-        set_(self, "analyses_per_step", integer(self.analyses_per_step, "analyses_per_step", 1))
+        set_(self, "failures_allowed", _CHECK.integer(self.failures_allowed, "failures_allowed", 0))
+        set_(
+            self,
+            "analyses_per_step",
+            _CHECK.integer(self.analyses_per_step, "analyses_per_step", 1),
+        )
         self._check_metrics_source()
         self._check_stages()
-        deadline = number(self.deadline_seconds, "deadline_seconds")
+        deadline = _CHECK.number(self.deadline_seconds, "deadline_seconds")
         if deadline <= 0:
             raise DeployError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
         if deadline < self.min_duration_seconds:
@@ -477,7 +487,7 @@ class RolloutPlan:
             DeployError: Unknown keys, or a value of the wrong type or out of range (the message
                 names the field).
         """
-        data = dict(check_keys(data, _PLAN_FIELDS, "rollout plan"))
+        data = dict(_CHECK.check_keys(data, _PLAN_FIELDS, "rollout plan"))
         if "checks" in data:
             checks = data["checks"]
             if isinstance(checks, str | bytes | Mapping) or not isinstance(checks, list | tuple):

@@ -13,8 +13,10 @@ from types import MappingProxyType
 from typing import Any
 
 from refit.deploy.abtest import SampleSizePlan, plan_sample_size
-from refit.deploy.fields import check_keys, fraction, integer, number, optional_number
 from refit.errors import DeployError
+from refit.fields import FieldChecks
+
+_CHECK = FieldChecks(DeployError)
 
 __all__ = ["ABTestSpec", "ShadowSpec"]
 
@@ -71,16 +73,16 @@ class ShadowSpec:
             DeployError: Naming the field and what is wrong with it.
         """
         set_ = object.__setattr__
-        set_(self, "analyses", integer(self.analyses, "shadow.analyses", 1))
-        set_(self, "min_pairs", integer(self.min_pairs, "shadow.min_pairs", 1))
+        set_(self, "analyses", _CHECK.integer(self.analyses, "shadow.analyses", 1))
+        set_(self, "min_pairs", _CHECK.integer(self.min_pairs, "shadow.min_pairs", 1))
         for name in ("max_disagreement", "max_score_shift", "max_error_rate"):
-            set_(self, name, fraction(getattr(self, name), f"shadow.{name}"))
-        ratio = number(self.max_latency_ratio, "shadow.max_latency_ratio")
+            set_(self, name, _CHECK.fraction(getattr(self, name), f"shadow.{name}"))
+        ratio = _CHECK.number(self.max_latency_ratio, "shadow.max_latency_ratio")
         if ratio <= 0:
             raise DeployError(f"shadow.max_latency_ratio must be > 0, got {ratio}")
         set_(self, "max_latency_ratio", ratio)
         for name in ("latency_quantile", "confidence"):
-            value = number(getattr(self, name), f"shadow.{name}")
+            value = _CHECK.number(getattr(self, name), f"shadow.{name}")
             if not 0 < value < 1:
                 raise DeployError(f"shadow.{name} must be in (0, 1), got {value}")
             set_(self, name, value)
@@ -96,7 +98,7 @@ class ShadowSpec:
         Raises:
             DeployError: Unknown fields or invalid values.
         """
-        return cls(**dict(check_keys(data, _SHADOW_FIELDS, "shadow")))
+        return cls(**dict(_CHECK.check_keys(data, _SHADOW_FIELDS, "shadow")))
 
 
 _AB_FIELDS = (
@@ -193,15 +195,15 @@ class ABTestSpec:
     def _set_numbers(self) -> None:
         """Check the numeric fields, and the ones the metric's sample-size plan needs."""
         set_ = object.__setattr__
-        percent = integer(self.percent, "ab_test.percent", 1)
+        percent = _CHECK.integer(self.percent, "ab_test.percent", 1)
         if percent > 99:
             raise DeployError(f"ab_test.percent must be in 1..99, got {percent}")
         set_(self, "percent", percent)
-        set_(self, "min_units", integer(self.min_units, "ab_test.min_units", 2))
+        set_(self, "min_units", _CHECK.integer(self.min_units, "ab_test.min_units", 2))
         for name in ("mde", "alpha", "power"):
-            set_(self, name, number(getattr(self, name), f"ab_test.{name}"))
+            set_(self, name, _CHECK.number(getattr(self, name), f"ab_test.{name}"))
         for name in ("sd", "baseline_rate", "tau"):
-            set_(self, name, optional_number(getattr(self, name), f"ab_test.{name}"))
+            set_(self, name, _CHECK.number(getattr(self, name), f"ab_test.{name}", optional=True))
         if self.metric == "mean" and self.sd is None:
             raise DeployError("ab_test.sd is needed for metric 'mean' (to plan the sample size)")
         if self.metric == "proportion" and self.baseline_rate is None:
@@ -234,7 +236,7 @@ class ABTestSpec:
         Raises:
             DeployError: Unknown fields or invalid values.
         """
-        data = check_keys(data, _AB_FIELDS, "ab_test")
+        data = _CHECK.check_keys(data, _AB_FIELDS, "ab_test")
         if "mde" not in data:
             raise DeployError("ab_test is missing the required field 'mde'")
         return cls(**dict(data))

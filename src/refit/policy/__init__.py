@@ -6,7 +6,7 @@ by a cooldown and a retraining budget (docs/decisions/0014-declarative-retrain-p
 Modules: :mod:`~refit.policy.rules` (the settings and each rule's verdict),
 :mod:`~refit.policy.combine` (the ``combine`` expression), :mod:`~refit.policy.state` (the state
 between windows, a window's observation), :mod:`~refit.policy.decision` (:func:`decide` and the
-gates), :mod:`~refit.policy.fields` (field checks).
+gates); their field checks are :mod:`refit.fields`'s.
 """
 
 from refit.policy.decision import Decision, decide

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from refit.errors import PolicyError
+from refit.fields import FieldChecks
 from refit.policy.combine import describe_combine, evaluate_combine
-from refit.policy.fields import parse_time
 from refit.policy.rules import RetrainPolicy, RuleInputs, judge_rules
 from refit.policy.state import (
     MAX_BUDGET_RECORDS,
@@ -23,6 +24,8 @@ from refit.policy.state import (
     PolicyState,
     check_observation,
 )
+
+_CHECK = FieldChecks(PolicyError)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _budget(
     kept = [
         r
         for r in state.retrains
-        if (now - parse_time(r["at"], "state.retrains.at")).total_seconds() < period * 86400
+        if (now - _CHECK.parse_time(r["at"], "state.retrains.at")).total_seconds() < period * 86400
     ]
     count, spent = len(kept), sum(r["cost"] for r in kept)
     days = f"{period:g} days"

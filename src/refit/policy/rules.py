@@ -6,14 +6,16 @@ The rules and how they fire: docs/decisions/0014-declarative-retrain-policy.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from refit.errors import PolicyError
+from refit.fields import FieldChecks
 from refit.policy.combine import RULES, check_combine
-from refit.policy.fields import check_keys, integer, number, parse_time
 from refit.policy.state import Observation, PolicyState
+
+_CHECK = FieldChecks(PolicyError)
 
 #: How a window without labels is named in reasons.
 ESTIMATED = "estimated (CBPE, assumes no concept shift)"
@@ -91,7 +93,7 @@ class RetrainPolicy:
         Raises:
             PolicyError: Naming the field and what is wrong with it.
         """
-        self.drift_share_threshold = number(
+        self.drift_share_threshold = _CHECK.number(
             self.drift_share_threshold, "drift_share_threshold", optional=True
         )
         if self.drift_share_threshold is not None and not 0.0 <= self.drift_share_threshold <= 1:
@@ -100,33 +102,41 @@ class RetrainPolicy:
             )
         if not isinstance(self.metric, str) or not self.metric.strip():
             raise PolicyError(f"metric must be a non-empty string, got {self.metric!r}")
-        self.metric_threshold = number(self.metric_threshold, "metric_threshold", optional=True)
-        self.consecutive_windows = integer(self.consecutive_windows, "consecutive_windows", 1)
-        self.max_model_age_days = number(
+        self.metric_threshold = _CHECK.number(
+            self.metric_threshold, "metric_threshold", optional=True
+        )
+        self.consecutive_windows = _CHECK.integer(
+            self.consecutive_windows, "consecutive_windows", 1
+        )
+        self.max_model_age_days = _CHECK.number(
             self.max_model_age_days, "max_model_age_days", optional=True
         )
         _check_low(self.max_model_age_days, "max_model_age_days", strict=True)
-        self.new_data_fraction = number(self.new_data_fraction, "new_data_fraction", optional=True)
+        self.new_data_fraction = _CHECK.number(
+            self.new_data_fraction, "new_data_fraction", optional=True
+        )
         _check_low(self.new_data_fraction, "new_data_fraction", strict=True)
-        self.cooldown_windows = integer(self.cooldown_windows, "cooldown_windows", 0)
+        self.cooldown_windows = _CHECK.integer(self.cooldown_windows, "cooldown_windows", 0)
         if not isinstance(self.metric_higher_is_better, bool):
             raise PolicyError(
                 "metric_higher_is_better must be true or false, got "
                 f"{self.metric_higher_is_better!r}"
             )
         for name in ("label_drift_threshold", "prediction_drift_threshold"):
-            value = number(getattr(self, name), name, optional=True)
+            value = _CHECK.number(getattr(self, name), name, optional=True)
             _check_low(value, name, strict=False)
             setattr(self, name, value)
-        self.mean_shift_sd = number(self.mean_shift_sd, "mean_shift_sd", optional=True)
+        self.mean_shift_sd = _CHECK.number(self.mean_shift_sd, "mean_shift_sd", optional=True)
         _check_low(self.mean_shift_sd, "mean_shift_sd", strict=True)
         if self.max_retrains is not None:
-            self.max_retrains = integer(self.max_retrains, "max_retrains", 1)
-        self.max_cost = number(self.max_cost, "max_cost", optional=True)
+            self.max_retrains = _CHECK.integer(self.max_retrains, "max_retrains", 1)
+        self.max_cost = _CHECK.number(self.max_cost, "max_cost", optional=True)
         _check_low(self.max_cost, "max_cost", strict=True)
-        self.retrain_cost = float(number(self.retrain_cost, "retrain_cost"))
+        self.retrain_cost = float(_CHECK.number(self.retrain_cost, "retrain_cost"))
         _check_low(self.retrain_cost, "retrain_cost", strict=False)
-        self.budget_period_days = float(number(self.budget_period_days, "budget_period_days"))
+        self.budget_period_days = float(
+            _CHECK.number(self.budget_period_days, "budget_period_days")
+        )
         _check_low(self.budget_period_days, "budget_period_days", strict=True)
         check_combine(self.combine, self.enabled_rules())
 
@@ -154,7 +164,7 @@ class RetrainPolicy:
         Raises:
             PolicyError: Unknown keys, or a value of the wrong type or out of range.
         """
-        check_keys(cls, data, "retrain policy")
+        _CHECK.check_keys(data, [f.name for f in fields(cls)], "retrain policy")
         return cls(**dict(data))
 
 
@@ -249,7 +259,7 @@ def _model_age_rule(policy: RetrainPolicy, w: RuleInputs) -> Verdict | None:
     if w.state.model_trained_at is None:
         unknown = "model age unknown (no training time recorded)"
         return False, unknown if w.observation.has_champion else None
-    trained = parse_time(w.state.model_trained_at, "state.model_trained_at")
+    trained = _CHECK.parse_time(w.state.model_trained_at, "state.model_trained_at")
     age = (w.now - trained).total_seconds() / 86400.0
     age_s, max_s = f"{age:.1f}", f"{policy.max_model_age_days:.1f}"
     hit = age >= policy.max_model_age_days

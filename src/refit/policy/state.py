@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
 from refit.errors import PolicyError
-from refit.policy.fields import check_keys, integer, number, parse_time
+from refit.fields import FieldChecks
+
+_CHECK = FieldChecks(PolicyError)
 
 #: Unlabelled windows the state lists at most (the oldest are dropped).
 MAX_UNLABELLED_WINDOWS = 500
@@ -52,16 +54,21 @@ class PolicyState:
         Raises:
             PolicyError: Naming the field and what is wrong with it.
         """
-        self.windows_since_retrain = integer(self.windows_since_retrain, "windows_since_retrain", 0)
+        self.windows_since_retrain = _CHECK.integer(
+            self.windows_since_retrain, "windows_since_retrain", 0
+        )
         if not isinstance(self.metric_history, list | tuple):
             raise PolicyError(f"metric_history must be a list, got {self.metric_history!r}")
         self.metric_history = [
-            float(number(v, f"metric_history[{i}]")) for i, v in enumerate(self.metric_history)
+            float(_CHECK.number(v, f"metric_history[{i}]"))
+            for i, v in enumerate(self.metric_history)
         ]
-        self.rows_since_training = integer(self.rows_since_training, "rows_since_training", 0)
-        self.training_rows = integer(self.training_rows, "training_rows", 0)
+        self.rows_since_training = _CHECK.integer(
+            self.rows_since_training, "rows_since_training", 0
+        )
+        self.training_rows = _CHECK.integer(self.training_rows, "training_rows", 0)
         if self.model_trained_at is not None:
-            parse_time(self.model_trained_at, "model_trained_at")
+            _CHECK.parse_time(self.model_trained_at, "model_trained_at")
         if not isinstance(self.retrains, list | tuple):
             raise PolicyError(f"retrains must be a list, got {self.retrains!r}")
         retrains = []
@@ -70,9 +77,12 @@ class PolicyState:
                 raise PolicyError(
                     f"retrains[{i}] must be {{'at': time, 'cost': number}}, got {entry!r}"
                 )
-            parse_time(entry["at"], f"retrains[{i}].at")
+            _CHECK.parse_time(entry["at"], f"retrains[{i}].at")
             retrains.append(
-                {"at": entry["at"], "cost": float(number(entry["cost"], f"retrains[{i}].cost"))}
+                {
+                    "at": entry["at"],
+                    "cost": float(_CHECK.number(entry["cost"], f"retrains[{i}].cost")),
+                }
             )
         self.retrains = retrains
         if not isinstance(self.unlabelled_windows, list | tuple) or not all(
@@ -100,7 +110,7 @@ class PolicyState:
                     "deferred_retrain needs a non-empty window name and 1 to "
                     f"{MAX_DEFERRED_REASONS} reasons (strings), got {deferred!r}"
                 )
-            parse_time(deferred["at"], "deferred_retrain.at")
+            _CHECK.parse_time(deferred["at"], "deferred_retrain.at")
             self.deferred_retrain = {
                 "window": deferred["window"],
                 "at": deferred["at"],
@@ -118,7 +128,7 @@ class PolicyState:
         Raises:
             PolicyError: Unknown keys or invalid values.
         """
-        check_keys(cls, data, "policy state")
+        _CHECK.check_keys(data, [f.name for f in fields(cls)], "policy state")
         return cls(**dict(data))
 
 
@@ -176,30 +186,30 @@ def check_observation(observation: Observation) -> datetime:
             f"observation.mean_shifts must be a mapping, got {observation.mean_shifts!r}"
         )
     for name, value in observation.mean_shifts.items():
-        number(value, f"observation.mean_shifts[{name!r}]")
+        _CHECK.number(value, f"observation.mean_shifts[{name!r}]")
     if observation.estimated_interval is not None:
         _check_interval(observation.estimated_interval)
-    integer(observation.new_rows, "observation.new_rows", 0)
+    _CHECK.integer(observation.new_rows, "observation.new_rows", 0)
     for flag in ("has_champion", "labelled", "trainable"):
         if not isinstance(getattr(observation, flag), bool):
             raise PolicyError(
                 f"observation.{flag} must be true or false, got {getattr(observation, flag)!r}"
             )
-    return parse_time(observation.now, "observation.now")
+    return _CHECK.parse_time(observation.now, "observation.now")
 
 
 def _check_measures(observation: Observation) -> None:
     """The drift share in [0, 1], the metrics finite, label and prediction drift >= 0."""
     if observation.drift_share is not None:
-        share = number(observation.drift_share, "observation.drift_share")
+        share = _CHECK.number(observation.drift_share, "observation.drift_share")
         if not 0.0 <= share <= 1.0:
             raise PolicyError(f"observation.drift_share must be in [0, 1], got {share}")
     if observation.metric_value is not None:
-        number(observation.metric_value, "observation.metric_value")
+        _CHECK.number(observation.metric_value, "observation.metric_value")
     for name in ("label_drift", "prediction_drift", "estimated_metric"):
         value = getattr(observation, name)
         if value is not None:
-            number(value, f"observation.{name}")
+            _CHECK.number(value, f"observation.{name}")
     for name in ("label_drift", "prediction_drift"):
         value = getattr(observation, name)
         if value is not None and value < 0:
@@ -212,8 +222,8 @@ def _check_interval(interval: Any) -> None:
         raise PolicyError(
             f"observation.estimated_interval must be (lower, upper), got {interval!r}"
         )
-    lo = number(interval[0], "observation.estimated_interval[0]")
-    hi = number(interval[1], "observation.estimated_interval[1]")
+    lo = _CHECK.number(interval[0], "observation.estimated_interval[0]")
+    hi = _CHECK.number(interval[1], "observation.estimated_interval[1]")
     if lo > hi:
         raise PolicyError(f"observation.estimated_interval has lower {lo} > upper {hi}")
 
