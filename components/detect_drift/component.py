@@ -90,21 +90,10 @@ def detect_drift(
         policy=policy,
         multivariate=multivariate,
     )
-    with open(drift.path, "w", encoding="utf-8") as f:
-        json.dump(out.result, f, sort_keys=True)
-    with open(report.path, "w", encoding="utf-8") as f:
-        f.write(out.html)
+    drift.metadata.update(out.write(drift.path, report.path))
     metrics.log_metric("drift_share", out.drift_share)
     with open(metrics.path, "w", encoding="utf-8") as f:
         json.dump(metrics.metadata, f)  # a file too: kfp.local's cache reuses outputs that exist
-    drift.metadata.update(out.engine_metadata)
-    drift.metadata.update(
-        {
-            "refit_type": "DriftReport",
-            "drift_share": out.drift_share,
-            "audit": json.dumps(out.audit, sort_keys=True),
-        }
-    )
     report.metadata["engine"] = out.engine
     report.metadata["engine_requested"] = engine
     return namedtuple("Outputs", ["drift_share"])(out.drift_share)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -55,6 +56,23 @@ class DriftOutput:
     engine: str = "native"
     engine_metadata: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, drift_path: str, report_path: str) -> dict[str, Any]:
+        """Write the drift JSON and the HTML report; return the drift artifact's metadata.
+
+        ``detect_drift`` and ``profile_drift`` (the sharded path) write their DriftReport
+        artifacts through this one method, so the two are read the same way downstream.
+        """
+        with open(drift_path, "w", encoding="utf-8") as f:
+            json.dump(self.result, f, sort_keys=True)
+        with open(report_path, "w", encoding="utf-8") as f:
+            f.write(self.html)
+        return {
+            **self.engine_metadata,
+            "refit_type": "DriftReport",
+            "drift_share": self.drift_share,
+            "audit": json.dumps(self.audit, sort_keys=True),
+        }
 
 
 def detect_drift(
